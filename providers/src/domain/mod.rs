@@ -1,0 +1,12 @@
+//! Types that cross every crate boundary. Each one is parsed once, at the edge,
+//! so nothing behind the edge validates them again.
+
+mod channel;
+mod code;
+mod locale;
+mod phone;
+
+pub use channel::{Channel, ChannelParseError};
+pub use code::{Code, CodeLength, CodeParseError};
+pub use locale::{Locale, LocaleParseError};
+pub use phone::{PhoneNumber, PhoneParseError};
