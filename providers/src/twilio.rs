@@ -1,0 +1,547 @@
+//! Twilio Programmable Messaging and Voice, REST API 2010-04-01.
+//!
+//! SMS go to `Messages.json`, calls to `Calls.json` with inline TwiML; both are
+//! form-encoded POSTs authenticated with HTTP Basic `AccountSid:AuthToken`.
+
+use std::error::Error as _;
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use reqwest::StatusCode;
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Deserializer};
+
+use crate::domain::{Channel, Locale};
+use crate::provider::{PermanentKind, Provider, ProviderError, Sent, Sms, VoiceCall};
+
+const NAME: &str = "twilio";
+pub const DEFAULT_BASE_URL: &str = "https://api.twilio.com";
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Twilio refuses longer `Body` values (error 21617).
+const MAX_BODY_CHARS: usize = 1600;
+/// Twilio refuses longer inline `Twiml` (error 32018).
+const MAX_TWIML_CHARS: usize = 4000;
+/// `ValidityPeriod` bounds, in seconds.
+const VALIDITY_SECS: std::ops::RangeInclusive<u64> = 1..=36_000;
+/// How much of Twilio's error `message` ends up in an error reason.
+const MAX_MESSAGE_CHARS: usize = 200;
+
+/// Settings of the Twilio provider.
+///
+/// In configuration files the timeout is the integer field `timeout_ms`
+/// (milliseconds, default 10 000); `base_url` defaults to `https://api.twilio.com`
+/// and `status_callback` to none.
+#[derive(Clone, Deserialize)]
+pub struct TwilioConfig {
+    pub account_sid: String,
+    pub auth_token: SecretString,
+    /// Sender: a Twilio number in E.164 or an alphanumeric sender id.
+    pub from: String,
+    #[serde(default = "default_base_url")]
+    pub base_url: String,
+    /// Where Twilio posts delivery status updates.
+    #[serde(default)]
+    pub status_callback: Option<String>,
+    #[serde(
+        rename = "timeout_ms",
+        default = "default_timeout",
+        deserialize_with = "millis"
+    )]
+    pub timeout: Duration,
+}
+
+impl TwilioConfig {
+    /// A config for the real API with the default timeout and no status callback.
+    pub fn new(
+        account_sid: impl Into<String>,
+        auth_token: impl Into<String>,
+        from: impl Into<String>,
+    ) -> Self {
+        TwilioConfig {
+            account_sid: account_sid.into(),
+            auth_token: SecretString::from(auth_token.into()),
+            from: from.into(),
+            base_url: default_base_url(),
+            status_callback: None,
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+}
+
+fn default_base_url() -> String {
+    DEFAULT_BASE_URL.to_owned()
+}
+
+fn default_timeout() -> Duration {
+    DEFAULT_TIMEOUT
+}
+
+fn millis<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    u64::deserialize(d).map(Duration::from_millis)
+}
+
+impl fmt::Debug for TwilioConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TwilioConfig")
+            .field("account_sid", &self.account_sid)
+            .field("auth_token", &"<redacted>")
+            .field("from", &self.from)
+            .field("base_url", &self.base_url)
+            .field("status_callback", &self.status_callback)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// The Twilio client. Cheap to share: one connection pool per instance.
+#[derive(Debug)]
+pub struct Twilio {
+    config: TwilioConfig,
+    client: reqwest::Client,
+}
+
+impl Twilio {
+    pub fn new(config: TwilioConfig) -> Result<Self, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .timeout(config.timeout)
+            // Twilio never redirects API calls; following one would resend the form
+            // (code included) somewhere else.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        Ok(Twilio { config, client })
+    }
+
+    fn endpoint(&self, resource: &str) -> String {
+        format!(
+            "{}/2010-04-01/Accounts/{}/{resource}.json",
+            self.config.base_url.trim_end_matches('/'),
+            self.config.account_sid
+        )
+    }
+
+    /// POSTs `form` to `resource` and turns the answer into a message sid or an
+    /// error. `secret` (the SMS body or the code) is kept out of any error reason.
+    async fn create(
+        &self,
+        resource: &str,
+        form: &[(&str, &str)],
+        secret: &str,
+    ) -> Result<Sent, ProviderError> {
+        let response = self
+            .client
+            .post(self.endpoint(resource))
+            .basic_auth(
+                &self.config.account_sid,
+                Some(self.config.auth_token.expose_secret()),
+            )
+            .form(form)
+            .send()
+            .await
+            .map_err(transport_error)?;
+        let status = response.status();
+        let retry_after = retry_after(response.headers());
+        let body = response.bytes().await.map_err(transport_error)?;
+        if status.is_success() {
+            created(status, &body)
+        } else {
+            Err(classify(status, retry_after, &body, secret))
+        }
+    }
+}
+
+#[async_trait]
+impl Provider for Twilio {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn supports(&self, channel: Channel) -> bool {
+        matches!(channel, Channel::Sms | Channel::Voice)
+    }
+
+    async fn send_sms(&self, sms: &Sms) -> Result<Sent, ProviderError> {
+        let chars = sms.body.chars().count();
+        if chars > MAX_BODY_CHARS {
+            return Err(permanent(
+                PermanentKind::Configuration,
+                format!("SMS body has {chars} characters, Twilio accepts at most {MAX_BODY_CHARS}"),
+                None,
+            ));
+        }
+        let validity = validity_period(sms.validity).to_string();
+        let mut form = vec![
+            ("To", sms.to.e164()),
+            ("From", self.config.from.as_str()),
+            ("Body", sms.body.as_str()),
+            ("ValidityPeriod", validity.as_str()),
+        ];
+        if let Some(callback) = &self.config.status_callback {
+            form.push(("StatusCallback", callback));
+        }
+        tracing::debug!(to = %sms.to.masked(), reference = %sms.reference, "twilio: sending SMS");
+        self.create("Messages", &form, &sms.body).await
+    }
+
+    async fn place_call(&self, call: &VoiceCall) -> Result<Sent, ProviderError> {
+        let twiml = twiml(call);
+        let chars = twiml.chars().count();
+        if chars > MAX_TWIML_CHARS {
+            return Err(permanent(
+                PermanentKind::Configuration,
+                format!("call TwiML has {chars} characters, over Twilio's {MAX_TWIML_CHARS}"),
+                None,
+            ));
+        }
+        let mut form = vec![
+            ("To", call.to.e164()),
+            ("From", self.config.from.as_str()),
+            ("Twiml", twiml.as_str()),
+        ];
+        if let Some(callback) = &self.config.status_callback {
+            form.push(("StatusCallback", callback));
+        }
+        tracing::debug!(to = %call.to.masked(), reference = %call.reference, "twilio: placing call");
+        self.create("Calls", &form, call.code.expose()).await
+    }
+}
+
+/// `ValidityPeriod`: the code's remaining lifetime in whole seconds, within Twilio's bounds.
+fn validity_period(validity: Duration) -> u64 {
+    validity
+        .as_secs()
+        .clamp(*VALIDITY_SECS.start(), *VALIDITY_SECS.end())
+}
+
+/// The `language` of `<Say>`: Twilio wants a region, so bare languages get the
+/// most common one.
+fn say_language(locale: &Locale) -> &str {
+    match locale.as_str() {
+        "en" => "en-US",
+        "es" => "es-ES",
+        "fr" => "fr-FR",
+        "de" => "de-DE",
+        "pt" => "pt-BR",
+        "ja" => "ja-JP",
+        tag => tag,
+    }
+}
+
+/// Inline TwiML that reads the intro and the digits `repeat` times (at least once),
+/// with a one-second pause between readings.
+fn twiml(call: &VoiceCall) -> String {
+    let language = xml_escape(say_language(&call.locale));
+    let intro = xml_escape(call.intro.trim());
+    let mut reading = String::new();
+    if !intro.is_empty() {
+        reading.push_str(&format!(r#"<Say language="{language}">{intro}</Say>"#));
+    }
+    reading.push_str(&format!(
+        r#"<Say language="{language}">{}</Say>"#,
+        call.spoken_digits()
+    ));
+    let readings = vec![reading; usize::from(call.repeat.max(1))];
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?><Response>{}</Response>"#,
+        readings.join(r#"<Pause length="1"/>"#)
+    )
+}
+
+/// Escapes text for XML content and attribute values, dropping the control
+/// characters XML 1.0 does not allow.
+fn xml_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            '\t' | '\n' | '\r' => out.push(c),
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[derive(Deserialize)]
+struct CreatedBody {
+    sid: String,
+}
+
+/// Twilio's error body: `{"code":21211,"message":"…","more_info":"…","status":400}`.
+#[derive(Deserialize)]
+struct ErrorBody {
+    code: Option<i64>,
+    message: Option<String>,
+}
+
+fn created(status: StatusCode, body: &[u8]) -> Result<Sent, ProviderError> {
+    match serde_json::from_slice::<CreatedBody>(body) {
+        Ok(created) => {
+            tracing::debug!(sid = %created.sid, "twilio: accepted");
+            Ok(Sent {
+                provider: NAME.to_owned(),
+                message_id: created.sid,
+            })
+        }
+        // Not Twilio's answer (a proxy page?): nothing says the message was accepted.
+        Err(_) => Err(retryable(
+            format!("HTTP {status} without a message sid"),
+            None,
+            None,
+        )),
+    }
+}
+
+/// Maps an error answer; `secret` (the SMS body or the code) never reaches the reason.
+fn classify(
+    status: StatusCode,
+    retry_after: Option<Duration>,
+    body: &[u8],
+    secret: &str,
+) -> ProviderError {
+    let error = serde_json::from_slice::<ErrorBody>(body).ok();
+    let code = error.as_ref().and_then(|e| e.code);
+    let reason = describe(status, error.as_ref(), secret);
+    let throttled = status == StatusCode::TOO_MANY_REQUESTS || code == Some(20429);
+    // 14107: the account's SMS rate limit; the next window will accept it.
+    if throttled || status.is_server_error() || code == Some(14107) {
+        return retryable(reason, code, retry_after);
+    }
+    permanent(permanent_kind(status, code), reason, code)
+}
+
+fn permanent_kind(status: StatusCode, code: Option<i64>) -> PermanentKind {
+    match code {
+        Some(21211) => PermanentKind::InvalidNumber,
+        Some(21408) => PermanentKind::RegionNotAllowed,
+        Some(21610) => PermanentKind::OptedOut,
+        // 21614: not a mobile number; 21635: landline. Voice may still reach it.
+        Some(21614 | 21635) => PermanentKind::ChannelNotSupported,
+        // 20003: bad credentials; 20404: unknown AccountSid; 32018: TwiML too long.
+        // 21608: a trial account may only send to verified numbers: the operator
+        // has to upgrade the account, nothing the recipient can change.
+        Some(20003 | 20404 | 21608 | 32018) => PermanentKind::Configuration,
+        _ if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => {
+            PermanentKind::Configuration
+        }
+        _ if status.is_client_error() => PermanentKind::Rejected,
+        // 1xx/3xx: `base_url` does not point at the Twilio API.
+        _ => PermanentKind::Configuration,
+    }
+}
+
+/// "HTTP 400 Bad Request, Twilio error 21211: The 'To' number +*** is not …".
+/// Twilio's message loses any echo of `secret`, then its digit runs (phone
+/// numbers, and so anything that could be a code), and is shortened; a non-JSON
+/// body is not quoted at all.
+fn describe(status: StatusCode, error: Option<&ErrorBody>, secret: &str) -> String {
+    let Some(error) = error else {
+        return format!("HTTP {status} with a non-JSON body");
+    };
+    let mut reason = format!("HTTP {status}");
+    if let Some(code) = error.code {
+        reason.push_str(&format!(", Twilio error {code}"));
+    }
+    if let Some(message) = error.message.as_deref().filter(|m| !m.trim().is_empty()) {
+        reason.push_str(": ");
+        let message = if secret.is_empty() {
+            message.to_owned()
+        } else {
+            message.replace(secret, "<redacted>")
+        };
+        reason.push_str(&mask_digit_runs(message.trim()));
+    }
+    reason
+}
+
+/// Replaces runs of 4 or more digits with `***` and caps the length.
+fn mask_digit_runs(text: &str) -> String {
+    let mut out = String::new();
+    let mut digits = String::new();
+    let flush = |digits: &mut String, out: &mut String| {
+        if digits.len() >= 4 {
+            out.push_str("***");
+        } else {
+            out.push_str(digits);
+        }
+        digits.clear();
+    };
+    for c in text.chars().take(MAX_MESSAGE_CHARS) {
+        if c.is_ascii_digit() {
+            digits.push(c);
+        } else {
+            flush(&mut digits, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut digits, &mut out);
+    out
+}
+
+/// `Retry-After` in seconds; the HTTP-date form is ignored.
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?;
+    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+/// No answer from Twilio: the request may not have been sent, try again (elsewhere).
+fn transport_error(error: reqwest::Error) -> ProviderError {
+    let error = error.without_url();
+    if error.is_builder() {
+        let reason = format!(
+            "cannot build the request (check base_url): {}",
+            chain(&error)
+        );
+        return permanent(PermanentKind::Configuration, reason, None);
+    }
+    let what = if error.is_timeout() {
+        "request timed out"
+    } else if error.is_connect() {
+        "could not connect"
+    } else {
+        "request failed"
+    };
+    retryable(format!("{what}: {}", chain(&error)), None, None)
+}
+
+/// The error and its sources.
+fn chain(error: &reqwest::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+fn retryable(
+    reason: String,
+    provider_code: Option<i64>,
+    retry_after: Option<Duration>,
+) -> ProviderError {
+    ProviderError::Retryable {
+        provider: NAME.to_owned(),
+        reason,
+        provider_code,
+        retry_after,
+    }
+}
+
+fn permanent(kind: PermanentKind, reason: String, provider_code: Option<i64>) -> ProviderError {
+    ProviderError::Permanent {
+        provider: NAME.to_owned(),
+        kind,
+        reason,
+        provider_code,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Code, PhoneNumber};
+
+    fn call(intro: &str, code: &str, repeat: u8, locale: &str) -> VoiceCall {
+        VoiceCall {
+            to: PhoneNumber::parse("+14155552671").unwrap(),
+            intro: intro.to_owned(),
+            code: Code::parse(code).unwrap(),
+            repeat,
+            locale: Locale::parse(locale).unwrap(),
+            reference: "att_1".to_owned(),
+        }
+    }
+
+    #[test]
+    fn bare_languages_get_a_region_and_tags_pass_through() {
+        let cases = [
+            ("en", "en-US"),
+            ("es", "es-ES"),
+            ("fr", "fr-FR"),
+            ("de", "de-DE"),
+            ("pt", "pt-BR"),
+            ("ja", "ja-JP"),
+            ("en-GB", "en-GB"),
+            ("pt-PT", "pt-PT"),
+            ("it", "it"),
+        ];
+        for (tag, expected) in cases {
+            assert_eq!(
+                say_language(&Locale::parse(tag).unwrap()),
+                expected,
+                "{tag}"
+            );
+        }
+    }
+
+    #[test]
+    fn twiml_reads_intro_and_digits_with_pauses_between() {
+        let twiml = twiml(&call("Your code is", "1234", 2, "en"));
+        let reading =
+            r#"<Say language="en-US">Your code is</Say><Say language="en-US">1, 2, 3, 4</Say>"#;
+        assert_eq!(
+            twiml,
+            format!(
+                r#"<?xml version="1.0" encoding="UTF-8"?><Response>{reading}<Pause length="1"/>{reading}</Response>"#
+            )
+        );
+    }
+
+    #[test]
+    fn twiml_escapes_the_intro_and_reads_at_least_once() {
+        let twiml = twiml(&call(
+            "Tom & Jerry's <b>\"code\"</b>\u{7}",
+            "987654",
+            0,
+            "fr",
+        ));
+        assert!(twiml.contains(
+            r#"<Say language="fr-FR">Tom &amp; Jerry&apos;s &lt;b&gt;&quot;code&quot;&lt;/b&gt;</Say>"#
+        ));
+        assert_eq!(twiml.matches("9, 8, 7, 6, 5, 4").count(), 1);
+        assert!(!twiml.contains("<Pause"));
+    }
+
+    #[test]
+    fn empty_intro_is_left_out() {
+        let twiml = twiml(&call("  ", "1234", 1, "en"));
+        assert_eq!(twiml.matches("<Say").count(), 1);
+    }
+
+    #[test]
+    fn validity_is_clamped_to_twilio_bounds() {
+        assert_eq!(validity_period(Duration::from_millis(300)), 1);
+        assert_eq!(validity_period(Duration::from_secs(600)), 600);
+        assert_eq!(validity_period(Duration::from_secs(90_000)), 36_000);
+    }
+
+    #[test]
+    fn digit_runs_are_masked_in_twilio_messages() {
+        assert_eq!(
+            mask_digit_runs("The 'To' number +15005550001 is not valid, see 123"),
+            "The 'To' number +*** is not valid, see 123"
+        );
+    }
+
+    #[test]
+    fn debug_never_shows_the_token_and_timeout_is_read_in_ms() {
+        let config: TwilioConfig = serde_json::from_value(serde_json::json!({
+            "account_sid": "AC123",
+            "auth_token": "s3cr3t-token",
+            "from": "+15005550006",
+            "timeout_ms": 2500
+        }))
+        .unwrap();
+        assert_eq!(config.timeout, Duration::from_millis(2500));
+        assert_eq!(config.base_url, DEFAULT_BASE_URL);
+        assert!(config.status_callback.is_none());
+        assert!(!format!("{config:?}").contains("s3cr3t-token"));
+    }
+}
