@@ -1,0 +1,238 @@
+//! RabbitMQ names and topology. Every name starts with a configurable prefix so
+//! several environments (or test runs) can share one broker.
+//!
+//! * `<p>requests` (topic exchange) → `<p>requests` (quorum queue, bound `#`):
+//!   verification requests from backends, routing key = tenant name.
+//! * `<p>dispatch` (direct exchange) → `<p>dispatch.sms`, `<p>dispatch.voice`
+//!   (quorum queues, bound by channel name): delivery jobs, one queue per channel
+//!   so they scale and throttle apart. Operators may bind an extra queue to the
+//!   exchange to watch jobs.
+//! * `<p>dispatch.<channel>.retry.<n>` (quorum queues with a message TTL that
+//!   dead-letter back to the dispatch exchange): the n-th retry delay.
+//! * `<p>dead_letters` (quorum queue): messages verifyd gave up on, with the
+//!   reason in the `x-verifyd-reason` header.
+//! * `<p>events` (topic exchange): outcomes, routing key `<tenant>.<event>`.
+
+use std::time::Duration;
+
+use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::{Channel as AmqpChannel, ExchangeKind};
+use verifyd_providers::domain::Channel;
+
+#[derive(Debug, Clone)]
+pub struct Topology {
+    pub prefix: String,
+    /// Delay of each retry level, shortest first.
+    pub retry_delays: Vec<Duration>,
+}
+
+impl Topology {
+    pub fn new(prefix: impl Into<String>, retry_delays: Vec<Duration>) -> Self {
+        Topology {
+            prefix: prefix.into(),
+            retry_delays,
+        }
+    }
+
+    pub fn requests_exchange(&self) -> String {
+        format!("{}requests", self.prefix)
+    }
+    pub fn requests_queue(&self) -> String {
+        format!("{}requests", self.prefix)
+    }
+    pub fn dispatch_exchange(&self) -> String {
+        format!("{}dispatch", self.prefix)
+    }
+    pub fn events_exchange(&self) -> String {
+        format!("{}events", self.prefix)
+    }
+    pub fn dispatch_queue(&self, channel: Channel) -> String {
+        format!("{}dispatch.{}", self.prefix, channel.as_str())
+    }
+    pub fn retry_queue(&self, channel: Channel, level: usize) -> String {
+        format!(
+            "{}dispatch.{}.retry.{}",
+            self.prefix,
+            channel.as_str(),
+            level + 1
+        )
+    }
+    pub fn dead_letters(&self) -> String {
+        format!("{}dead_letters", self.prefix)
+    }
+
+    /// The retry queue for the given retry count, or `None` when retries are used up.
+    pub fn retry_level(&self, retry: u32) -> Option<usize> {
+        let level = usize::try_from(retry).ok()?;
+        (level < self.retry_delays.len()).then_some(level)
+    }
+
+    /// Every queue name, for operators and for test teardown.
+    pub fn queues(&self) -> Vec<String> {
+        let mut names = vec![self.requests_queue(), self.dead_letters()];
+        for channel in Channel::ALL {
+            names.push(self.dispatch_queue(channel));
+            for level in 0..self.retry_delays.len() {
+                names.push(self.retry_queue(channel, level));
+            }
+        }
+        names
+    }
+
+    pub fn exchanges(&self) -> Vec<String> {
+        vec![
+            self.requests_exchange(),
+            self.events_exchange(),
+            self.dispatch_exchange(),
+        ]
+    }
+
+    /// Declares everything (idempotent; every process does it on start).
+    pub async fn declare(&self, ch: &AmqpChannel) -> Result<(), lapin::Error> {
+        let durable = ExchangeDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        for exchange in [self.requests_exchange(), self.events_exchange()] {
+            ch.exchange_declare(
+                exchange.into(),
+                ExchangeKind::Topic,
+                durable,
+                FieldTable::default(),
+            )
+            .await?;
+        }
+        ch.exchange_declare(
+            self.dispatch_exchange().into(),
+            ExchangeKind::Direct,
+            durable,
+            FieldTable::default(),
+        )
+        .await?;
+        declare_queue(ch, &self.requests_queue(), quorum()).await?;
+        ch.queue_bind(
+            self.requests_queue().into(),
+            self.requests_exchange().into(),
+            "#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+        declare_queue(ch, &self.dead_letters(), quorum()).await?;
+        for channel in Channel::ALL {
+            declare_queue(ch, &self.dispatch_queue(channel), quorum()).await?;
+            ch.queue_bind(
+                self.dispatch_queue(channel).into(),
+                self.dispatch_exchange().into(),
+                channel.as_str().into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+            for (level, delay) in self.retry_delays.iter().enumerate() {
+                let mut args = quorum();
+                let ttl = u32::try_from(delay.as_millis()).unwrap_or(u32::MAX);
+                args.insert("x-message-ttl".into(), AMQPValue::LongUInt(ttl));
+                args.insert(
+                    "x-dead-letter-exchange".into(),
+                    long_string(&self.dispatch_exchange()),
+                );
+                args.insert(
+                    "x-dead-letter-routing-key".into(),
+                    long_string(channel.as_str()),
+                );
+                declare_queue(ch, &self.retry_queue(channel, level), args).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+pub fn long_string(s: &str) -> AMQPValue {
+    AMQPValue::LongString(s.into())
+}
+
+pub fn short(s: &str) -> ShortString {
+    s.into()
+}
+
+fn quorum() -> FieldTable {
+    let mut args = FieldTable::default();
+    args.insert("x-queue-type".into(), long_string("quorum"));
+    args
+}
+
+async fn declare_queue(ch: &AmqpChannel, name: &str, args: FieldTable) -> Result<(), lapin::Error> {
+    let opts = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    ch.queue_declare(name.into(), opts, args).await?;
+    Ok(())
+}
+
+/// Reads a string header (LongString or ShortString) of a delivery.
+pub fn header_str(props: &lapin::BasicProperties, name: &str) -> Option<String> {
+    let headers = props.headers().as_ref()?;
+    match headers.inner().get(name)? {
+        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        AMQPValue::ShortString(s) => Some(s.as_str().to_owned()),
+        _ => None,
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("AMQP error: {0}")]
+    Amqp(#[from] lapin::Error),
+    #[error("the broker refused (nacked) a message for {0}")]
+    Nacked(String),
+}
+
+/// A persistent JSON message.
+pub fn json_properties() -> lapin::BasicProperties {
+    lapin::BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_content_type("application/json".into())
+}
+
+/// Publishes and waits for the broker's confirm (the channel must be in confirm mode).
+pub async fn publish_confirmed(
+    ch: &AmqpChannel,
+    exchange: &str,
+    routing_key: &str,
+    payload: &[u8],
+    properties: lapin::BasicProperties,
+) -> Result<(), PublishError> {
+    let confirm = ch
+        .basic_publish(
+            exchange.into(),
+            routing_key.into(),
+            Default::default(),
+            payload,
+            properties,
+        )
+        .await?
+        .await?;
+    match confirm {
+        lapin::Confirmation::Nack(_) => Err(PublishError::Nacked(routing_key.to_owned())),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_carry_the_prefix_and_retry_levels_end() {
+        let t = Topology::new("x.", vec![Duration::from_secs(1), Duration::from_secs(5)]);
+        assert_eq!(t.dispatch_queue(Channel::Sms), "x.dispatch.sms");
+        assert_eq!(t.retry_queue(Channel::Voice, 1), "x.dispatch.voice.retry.2");
+        assert_eq!(t.retry_level(0), Some(0));
+        assert_eq!(t.retry_level(2), None);
+        assert!(t.queues().iter().all(|q| q.starts_with("x.")));
+        assert_eq!(t.queues().len(), 2 + 2 * 3);
+    }
+}

@@ -1,0 +1,159 @@
+//! A queue consumer actor shared by the dispatch queues and the request intake:
+//! manual ack, bounded prefetch, a channel in publisher-confirm mode for what the
+//! handler publishes, and each delivery handled as its own future (so up to
+//! `prefetch` are in flight per consumer). Consumers run on their own arbiters.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use futures_util::future::BoxFuture;
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, ConfirmSelectOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+
+use crate::amqp::{PublishError, long_string, publish_confirmed};
+
+/// What to do with a delivery once handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// Done (including: dead-lettered, or handed to a retry queue).
+    Ack,
+    /// Could not be handled now (database down…): back to the queue after a pause.
+    Requeue,
+}
+
+pub trait DeliveryHandler: Send + Sync + 'static {
+    fn handle(
+        self: Arc<Self>,
+        channel: lapin::Channel,
+        delivery: Delivery,
+    ) -> BoxFuture<'static, Disposition>;
+}
+
+pub struct QueueConsumer<H: DeliveryHandler> {
+    queue: String,
+    channel: lapin::Channel,
+    handler: Arc<H>,
+}
+
+impl<H: DeliveryHandler> Actor for QueueConsumer<H> {
+    type Context = Context<Self>;
+}
+
+impl<H: DeliveryHandler> StreamHandler<Result<Delivery, lapin::Error>> for QueueConsumer<H> {
+    fn handle(&mut self, item: Result<Delivery, lapin::Error>, ctx: &mut Self::Context) {
+        let delivery = match item {
+            Ok(delivery) => delivery,
+            Err(error) => {
+                tracing::error!(queue = %self.queue, %error, "consumer failed; stopping it");
+                ctx.stop();
+                return;
+            }
+        };
+        let (handler, channel) = (self.handler.clone(), self.channel.clone());
+        ctx.spawn(
+            async move {
+                let acker = delivery.acker.clone();
+                let result = match handler.handle(channel, delivery).await {
+                    Disposition::Ack => acker.ack(BasicAckOptions::default()).await,
+                    Disposition::Requeue => {
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        acker
+                            .nack(BasicNackOptions {
+                                requeue: true,
+                                ..Default::default()
+                            })
+                            .await
+                    }
+                };
+                if let Err(error) = result {
+                    tracing::warn!(%error, "ack/nack failed; the broker will redeliver");
+                }
+            }
+            .into_actor(self),
+        );
+    }
+
+    fn finished(&mut self, ctx: &mut Self::Context) {
+        tracing::warn!(queue = %self.queue, "consumer stream ended");
+        ctx.stop();
+    }
+}
+
+/// Starts `count` consumers of `queue`, each with its own channel and arbiter.
+/// Keep the returned arbiters for as long as the consumers should run.
+pub async fn start<H: DeliveryHandler>(
+    conn: &lapin::Connection,
+    queue: &str,
+    count: usize,
+    prefetch: u16,
+    handler: Arc<H>,
+) -> Result<Vec<Arbiter>, lapin::Error> {
+    let mut arbiters = Vec::with_capacity(count);
+    for index in 0..count.max(1) {
+        let channel = conn.create_channel().await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        channel
+            .basic_qos(prefetch.max(1), BasicQosOptions::default())
+            .await?;
+        let tag = format!("verifyd-{}-{index}", std::process::id());
+        let consumer = channel
+            .basic_consume(
+                queue.into(),
+                tag.as_str().into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        let arbiter = Arbiter::new();
+        let (queue, handler) = (queue.to_owned(), handler.clone());
+        QueueConsumer::start_in_arbiter(&arbiter.handle(), move |ctx| {
+            ctx.add_stream(consumer);
+            QueueConsumer {
+                queue,
+                channel,
+                handler,
+            }
+        });
+        arbiters.push(arbiter);
+    }
+    Ok(arbiters)
+}
+
+/// Moves a delivery to the dead-letter queue with the reason, keeping its body,
+/// its headers and where it came from.
+pub async fn dead_letter(
+    channel: &lapin::Channel,
+    dead_letters: &str,
+    delivery: &Delivery,
+    reason: &str,
+) -> Result<(), PublishError> {
+    let mut headers = delivery.properties.headers().clone().unwrap_or_default();
+    headers.insert("x-verifyd-reason".into(), long_string(reason));
+    headers.insert(
+        "x-verifyd-source-queue".into(),
+        long_string(delivery.routing_key.as_str()),
+    );
+    headers.insert(
+        "x-verifyd-source-exchange".into(),
+        long_string(delivery.exchange.as_str()),
+    );
+    headers.insert(
+        "x-verifyd-dead-lettered-at".into(),
+        AMQPValue::LongString(chrono::Utc::now().to_rfc3339().into()),
+    );
+    let props = delivery
+        .properties
+        .clone()
+        .with_headers(headers)
+        .with_delivery_mode(2);
+    publish_confirmed(channel, "", dead_letters, &delivery.data, props).await?;
+    metrics::counter!("verifyd_dead_lettered_total").increment(1);
+    tracing::warn!(queue = %delivery.routing_key, reason, "message dead-lettered");
+    Ok(())
+}

@@ -1,0 +1,147 @@
+//! The messages verifyd puts on and takes off RabbitMQ. They carry ids and routing
+//! data only: never a code, a key or a secret. `docs/queues.md` documents them.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+use verifyd_providers::domain::Channel;
+
+use crate::store::verifications::Verification;
+
+/// One delivery to make: a message on `<prefix>dispatch.<channel>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DispatchJob {
+    pub job_id: Uuid,
+    pub verification_id: Uuid,
+    pub channel: Channel,
+    /// 0 for the first try; incremented each time the job goes through a retry queue.
+    #[serde(default)]
+    pub retry: u32,
+}
+
+/// A verification request published by a backend on the requests exchange, with
+/// the tenant's name as routing key. Fields are raw here and parsed by the intake.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerificationRequest {
+    pub account_id: String,
+    pub phone: String,
+    pub channel: String,
+    #[serde(default)]
+    pub locale: Option<String>,
+    #[serde(default)]
+    pub code_length: Option<u8>,
+    /// Defaults to the AMQP `message_id`, so a redelivered request creates nothing new.
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum EventKind {
+    #[serde(rename = "verification.created")]
+    Created,
+    #[serde(rename = "verification.delivered")]
+    Delivered,
+    #[serde(rename = "verification.delivery_failed")]
+    DeliveryFailed,
+    #[serde(rename = "verification.approved")]
+    Approved,
+    #[serde(rename = "verification.check_failed")]
+    CheckFailed,
+    #[serde(rename = "verification.max_attempts_reached")]
+    MaxAttemptsReached,
+    #[serde(rename = "verification.expired")]
+    Expired,
+    #[serde(rename = "verification.rejected")]
+    Rejected,
+    #[serde(rename = "factor.added")]
+    FactorAdded,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Created => "verification.created",
+            EventKind::Delivered => "verification.delivered",
+            EventKind::DeliveryFailed => "verification.delivery_failed",
+            EventKind::Approved => "verification.approved",
+            EventKind::CheckFailed => "verification.check_failed",
+            EventKind::MaxAttemptsReached => "verification.max_attempts_reached",
+            EventKind::Expired => "verification.expired",
+            EventKind::Rejected => "verification.rejected",
+            EventKind::FactorAdded => "factor.added",
+        }
+    }
+}
+
+/// An event on the topic exchange `<prefix>events`, routing key `<tenant>.<event>`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    pub event_id: Uuid,
+    pub event: EventKind,
+    pub tenant: String,
+    pub occurred_at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verification_id: Option<Uuid>,
+    pub account_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channel: Option<Channel>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<&'static str>,
+    /// Event-specific fields (attempts left, provider, error, factor id, …).
+    #[serde(flatten)]
+    pub detail: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Event {
+    pub fn for_verification(kind: EventKind, v: &Verification, now: DateTime<Utc>) -> Self {
+        Event {
+            event_id: Uuid::new_v4(),
+            event: kind,
+            tenant: v.tenant_name.clone(),
+            occurred_at: now,
+            verification_id: Some(v.id),
+            account_id: v.account_id.as_str().to_owned(),
+            to: Some(v.phone.e164().to_owned()),
+            channel: Some(v.channel),
+            status: None,
+            detail: serde_json::Map::new(),
+        }
+    }
+
+    pub fn status(mut self, status: &'static str) -> Self {
+        self.status = Some(status);
+        self
+    }
+
+    pub fn with(mut self, key: &str, value: impl Into<serde_json::Value>) -> Self {
+        self.detail.insert(key.to_owned(), value.into());
+        self
+    }
+
+    pub fn routing_key(&self) -> String {
+        format!("{}.{}", self.tenant, self.event.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dispatch_job_round_trips_and_refuses_extra_fields() {
+        let job = DispatchJob {
+            job_id: Uuid::new_v4(),
+            verification_id: Uuid::new_v4(),
+            channel: Channel::Voice,
+            retry: 2,
+        };
+        let json = serde_json::to_string(&job).unwrap();
+        assert_eq!(serde_json::from_str::<DispatchJob>(&json).unwrap(), job);
+        let with_code = json.replace('}', ",\"code\":\"1234567\"}");
+        assert!(serde_json::from_str::<DispatchJob>(&with_code).is_err());
+    }
+}

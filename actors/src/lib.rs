@@ -1,0 +1,26 @@
+//! verifyd's actors and what they stand on: the verification lifecycle, the code
+//! keys, PostgreSQL storage, the RabbitMQ topology and the transactional outbox.
+//!
+//! Every actor holds only what it can recompute from PostgreSQL: any number of
+//! `serve` and `worker` processes may run side by side.
+
+pub mod account_state;
+pub mod amqp;
+pub mod consumer;
+pub mod contract;
+pub mod dispatch;
+pub mod expiry;
+pub mod ids;
+pub mod keys;
+pub mod lifecycle;
+pub mod outbox;
+pub mod relay;
+pub mod render;
+pub mod runtime;
+pub mod shards;
+pub mod store;
+pub mod throttle;
+pub mod verification;
+
+/// Migrations of the whole service, embedded in the binary.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");

@@ -1,0 +1,155 @@
+//! Starts the actors of one process and wires them together. `serve` runs all
+//! of them; `worker` runs delivery consumers and what they report to.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use lapin::options::ConfirmSelectOptions;
+use sqlx::PgPool;
+use verifyd_providers::domain::Channel;
+
+use crate::account_state::AccountStateActor;
+use crate::amqp::Topology;
+use crate::consumer;
+use crate::dispatch::{Dispatcher, ProviderSet};
+use crate::expiry::ExpiryActor;
+use crate::keys::CodeKeys;
+use crate::relay::OutboxRelay;
+use crate::shards::Shards;
+use crate::throttle::{Limiters, Limits, ThrottleActor};
+use crate::verification::{self, Policy, VerificationActor};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// HTTP API, AMQP intake, verification, expiry, and delivery.
+    Serve,
+    /// Delivery consumers only.
+    Worker,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub policy: Policy,
+    pub limits: Limits,
+    pub topology: Topology,
+    /// Actor instances for the sharded actors (verification, account state, throttle).
+    pub shards: usize,
+    /// Consumers per dispatch queue (sms and voice each).
+    pub dispatch_consumers: usize,
+    pub prefetch: u16,
+    pub expiry_interval: Duration,
+    pub relay_poll: Duration,
+    pub reconcile_interval: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("RabbitMQ: {0}")]
+    Amqp(#[from] lapin::Error),
+}
+
+/// The running actors of a process; drop it only when the process stops.
+pub struct Core {
+    pub pool: PgPool,
+    pub topology: Topology,
+    pub verification: Option<Shards<VerificationActor>>,
+    pub account_state: Shards<AccountStateActor>,
+    pub relay: Addr<OutboxRelay>,
+    _expiry: Option<Addr<ExpiryActor>>,
+    _consumers: Vec<Arbiter>,
+}
+
+impl Core {
+    pub async fn start(
+        role: Role,
+        settings: Settings,
+        pool: PgPool,
+        amqp: &lapin::Connection,
+        keys: Arc<CodeKeys>,
+        providers: ProviderSet,
+    ) -> Result<Core, StartError> {
+        let setup = amqp.create_channel().await?;
+        settings.topology.declare(&setup).await?;
+        let _ = setup.close(200, "declared".into()).await;
+
+        let relay_channel = amqp.create_channel().await?;
+        relay_channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        let relay = OutboxRelay::new(
+            pool.clone(),
+            relay_channel,
+            settings.topology.clone(),
+            settings.relay_poll,
+        )
+        .start();
+
+        let reconcile = (role == Role::Serve).then_some(settings.reconcile_interval);
+        let account_state = Shards::start(settings.shards, |i| {
+            AccountStateActor::new(
+                pool.clone(),
+                relay.clone(),
+                if i == 0 { reconcile } else { None },
+            )
+        });
+
+        let dispatcher = Arc::new(Dispatcher {
+            pool: pool.clone(),
+            keys: keys.clone(),
+            providers,
+            topology: settings.topology.clone(),
+            app_name: settings.policy.app_name.clone(),
+            account_state: account_state.clone(),
+            relay: relay.clone(),
+        });
+        let mut consumers = Vec::new();
+        for channel in Channel::ALL {
+            let queue = settings.topology.dispatch_queue(channel);
+            consumers.extend(
+                consumer::start(
+                    amqp,
+                    &queue,
+                    settings.dispatch_consumers,
+                    settings.prefetch,
+                    dispatcher.clone(),
+                )
+                .await?,
+            );
+        }
+
+        let (verification, expiry) = match role {
+            Role::Worker => (None, None),
+            Role::Serve => {
+                let limiters = Arc::new(Limiters::new(settings.limits));
+                let throttle = Shards::start(settings.shards, |i| {
+                    ThrottleActor::new(limiters.clone(), i == 0)
+                });
+                let deps = Arc::new(verification::Deps {
+                    pool: pool.clone(),
+                    keys,
+                    policy: settings.policy.clone(),
+                    limits: settings.limits,
+                    throttle,
+                    account_state: account_state.clone(),
+                    relay: relay.clone(),
+                });
+                let verification =
+                    Shards::start(settings.shards, |_| VerificationActor::new(deps.clone()));
+                let expiry =
+                    ExpiryActor::new(pool.clone(), relay.clone(), settings.expiry_interval).start();
+                (Some(verification), Some(expiry))
+            }
+        };
+
+        Ok(Core {
+            pool,
+            topology: settings.topology,
+            verification,
+            account_state,
+            relay,
+            _expiry: expiry,
+            _consumers: consumers,
+        })
+    }
+}

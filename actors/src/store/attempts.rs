@@ -1,0 +1,72 @@
+//! The `delivery_attempts` table: one row per hand-off to a provider.
+
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+use verifyd_providers::domain::Channel;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Sent,
+    RetryableError,
+    PermanentError,
+    /// Not sent because the verification was no longer pending or past its deadline.
+    Skipped,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Sent => "sent",
+            Outcome::RetryableError => "retryable_error",
+            Outcome::PermanentError => "permanent_error",
+            Outcome::Skipped => "skipped",
+        }
+    }
+}
+
+pub struct Attempt<'a> {
+    pub job_id: Uuid,
+    pub verification_id: Uuid,
+    pub tenant_id: Uuid,
+    pub channel: Channel,
+    pub provider: Option<&'a str>,
+    pub provider_message_id: Option<&'a str>,
+    pub outcome: Outcome,
+    pub error: Option<&'a str>,
+    pub latency_ms: Option<i32>,
+}
+
+/// Records an attempt. A job has at most one final attempt (sent, permanent error
+/// or skipped); a second one, from a redelivery, is ignored and `false` returned.
+pub async fn record(conn: &mut PgConnection, a: &Attempt<'_>) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "INSERT INTO delivery_attempts (id, job_id, verification_id, tenant_id, channel, provider,
+            provider_message_id, outcome, error, latency_ms)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+         ON CONFLICT (job_id) WHERE outcome IN ('sent', 'permanent_error', 'skipped') DO NOTHING",
+    )
+    .bind(Uuid::new_v4())
+    .bind(a.job_id)
+    .bind(a.verification_id)
+    .bind(a.tenant_id)
+    .bind(a.channel.as_str())
+    .bind(a.provider)
+    .bind(a.provider_message_id)
+    .bind(a.outcome.as_str())
+    .bind(a.error)
+    .bind(a.latency_ms)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Whether the job already reached a final attempt (a redelivered message).
+pub async fn job_finished(pool: &PgPool, job_id: Uuid) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM delivery_attempts
+         WHERE job_id = $1 AND outcome IN ('sent', 'permanent_error', 'skipped'))",
+    )
+    .bind(job_id)
+    .fetch_one(pool)
+    .await
+}

@@ -1,0 +1,342 @@
+//! The `verifications` and `sends` tables.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+use verifyd_providers::domain::{Channel, Locale, PhoneNumber};
+
+use super::{CorruptRow, StoreError};
+use crate::ids::{AccountId, ReplyTo};
+use crate::lifecycle::{State, Status};
+
+#[derive(Debug, sqlx::FromRow)]
+struct Row {
+    id: Uuid,
+    tenant_id: Uuid,
+    tenant_name: String,
+    account_id: String,
+    phone: String,
+    channel: String,
+    locale: String,
+    status: String,
+    code_mac: Vec<u8>,
+    code_sealed: Vec<u8>,
+    attempts: i32,
+    max_attempts: i32,
+    sends: i32,
+    reply_to: Option<String>,
+    correlation_id: Option<String>,
+    created_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+    last_sent_at: DateTime<Utc>,
+    completed_at: Option<DateTime<Utc>>,
+}
+
+/// A verification as the domain sees it. The code is present only as its MAC and
+/// its sealed form; `Debug` prints neither.
+#[derive(Clone)]
+pub struct Verification {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub tenant_name: String,
+    pub account_id: AccountId,
+    pub phone: PhoneNumber,
+    pub channel: Channel,
+    pub locale: Locale,
+    pub state: State,
+    pub code_mac: Vec<u8>,
+    pub code_sealed: Vec<u8>,
+    pub reply: Option<ReplyTo>,
+    pub created_at: DateTime<Utc>,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+impl std::fmt::Debug for Verification {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verification")
+            .field("id", &self.id)
+            .field("tenant", &self.tenant_name)
+            .field("phone", &self.phone)
+            .field("channel", &self.channel)
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TryFrom<Row> for Verification {
+    type Error = CorruptRow;
+
+    fn try_from(r: Row) -> Result<Self, CorruptRow> {
+        let corrupt = |reason: String| CorruptRow {
+            table: "verifications",
+            id: r.id.to_string(),
+            reason,
+        };
+        Ok(Verification {
+            account_id: AccountId::parse(&r.account_id).map_err(|e| corrupt(e.to_string()))?,
+            phone: PhoneNumber::parse(&r.phone).map_err(|e| corrupt(e.to_string()))?,
+            channel: r
+                .channel
+                .parse()
+                .map_err(|_| corrupt(format!("channel {:?}", r.channel)))?,
+            locale: Locale::parse(&r.locale).map_err(|e| corrupt(e.to_string()))?,
+            state: State {
+                status: r
+                    .status
+                    .parse::<Status>()
+                    .map_err(|e| corrupt(e.to_string()))?,
+                attempts: r.attempts,
+                max_attempts: r.max_attempts,
+                sends: r.sends,
+                expires_at: r.expires_at,
+                last_sent_at: r.last_sent_at,
+            },
+            reply: r.reply_to.map(|queue| ReplyTo {
+                queue,
+                correlation_id: r.correlation_id,
+            }),
+            id: r.id,
+            tenant_id: r.tenant_id,
+            tenant_name: r.tenant_name,
+            code_mac: r.code_mac,
+            code_sealed: r.code_sealed,
+            created_at: r.created_at,
+            completed_at: r.completed_at,
+        })
+    }
+}
+
+const SELECT: &str =
+    "SELECT v.id, v.tenant_id, t.name AS tenant_name, v.account_id, v.phone, v.channel,
+        v.locale, v.status, v.code_mac, v.code_sealed, v.attempts, v.max_attempts, v.sends,
+        v.reply_to, v.correlation_id, v.created_at, v.expires_at, v.last_sent_at, v.completed_at
+    FROM verifications v JOIN tenants t ON t.id = v.tenant_id";
+
+fn convert(row: Option<Row>) -> Result<Option<Verification>, StoreError> {
+    Ok(row.map(Verification::try_from).transpose()?)
+}
+
+pub struct NewVerification<'a> {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub account_id: &'a AccountId,
+    pub phone: &'a PhoneNumber,
+    pub channel: Channel,
+    pub locale: &'a Locale,
+    pub code_mac: &'a [u8],
+    pub code_sealed: &'a [u8],
+    pub code_length: u8,
+    pub max_attempts: i32,
+    pub idempotency_key: Option<&'a str>,
+    pub reply: Option<&'a ReplyTo>,
+    pub now: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Inserts unless the tenant already used the idempotency key; returns whether a
+/// row was inserted.
+pub async fn insert(conn: &mut PgConnection, v: &NewVerification<'_>) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "INSERT INTO verifications (id, tenant_id, account_id, phone, channel, locale, status, code_mac,
+            code_sealed, code_length, max_attempts, idempotency_key, reply_to, correlation_id,
+            created_at, expires_at, last_sent_at)
+         VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9, $10, $11, $12, $13, $14, $15, $14)
+         ON CONFLICT (tenant_id, idempotency_key) DO NOTHING",
+    )
+    .bind(v.id)
+    .bind(v.tenant_id)
+    .bind(v.account_id.as_str())
+    .bind(v.phone.e164())
+    .bind(v.channel.as_str())
+    .bind(v.locale.as_str())
+    .bind(v.code_mac)
+    .bind(v.code_sealed)
+    .bind(i16::from(v.code_length))
+    .bind(v.max_attempts)
+    .bind(v.idempotency_key)
+    .bind(v.reply.map(|r| r.queue.as_str()))
+    .bind(v.reply.and_then(|r| r.correlation_id.as_deref()))
+    .bind(v.now)
+    .bind(v.expires_at)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub async fn by_idempotency_key(
+    conn: &mut PgConnection,
+    tenant_id: Uuid,
+    key: &str,
+) -> Result<Option<Verification>, StoreError> {
+    let sql = format!("{SELECT} WHERE v.tenant_id = $1 AND v.idempotency_key = $2");
+    convert(
+        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(tenant_id)
+            .bind(key)
+            .fetch_optional(conn)
+            .await?,
+    )
+}
+
+/// Reads one verification of one tenant; another tenant's id reads as absent.
+pub async fn get(
+    pool: &PgPool,
+    tenant_id: Uuid,
+    id: Uuid,
+) -> Result<Option<Verification>, StoreError> {
+    let sql = format!("{SELECT} WHERE v.id = $1 AND v.tenant_id = $2");
+    convert(
+        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .bind(tenant_id)
+            .fetch_optional(pool)
+            .await?,
+    )
+}
+
+/// Reads and row-locks one verification of one tenant until the transaction ends.
+pub async fn lock(
+    conn: &mut PgConnection,
+    tenant_id: Uuid,
+    id: Uuid,
+) -> Result<Option<Verification>, StoreError> {
+    let sql = format!("{SELECT} WHERE v.id = $1 AND v.tenant_id = $2 FOR UPDATE OF v");
+    convert(
+        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .bind(tenant_id)
+            .fetch_optional(conn)
+            .await?,
+    )
+}
+
+/// For delivery workers, which act on ids from the dispatch queue.
+pub async fn for_dispatch(pool: &PgPool, id: Uuid) -> Result<Option<Verification>, StoreError> {
+    let sql = format!("{SELECT} WHERE v.id = $1");
+    convert(
+        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(pool)
+            .await?,
+    )
+}
+
+pub async fn save_check(
+    conn: &mut PgConnection,
+    id: Uuid,
+    status: Status,
+    attempts: i32,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE verifications SET status = $2, attempts = $3,
+            completed_at = CASE WHEN $2 = 'pending' THEN NULL ELSE $4 END
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(status.as_str())
+    .bind(attempts)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn save_resend(
+    conn: &mut PgConnection,
+    id: Uuid,
+    channel: Channel,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE verifications SET sends = sends + 1, last_sent_at = $2, channel = $3 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(now)
+    .bind(channel.as_str())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Moves up to `limit` pending verifications past their deadline to `expired`,
+/// skipping rows another process holds, and returns them.
+pub async fn expire_due(
+    conn: &mut PgConnection,
+    now: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<Verification>, StoreError> {
+    let ids: Vec<Uuid> = sqlx::query_scalar(
+        "WITH due AS (
+            SELECT id FROM verifications WHERE status = 'pending' AND expires_at <= $1
+            ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+         UPDATE verifications v SET status = 'expired', completed_at = $1 FROM due WHERE v.id = due.id
+         RETURNING v.id",
+    )
+    .bind(now)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!("{SELECT} WHERE v.id = ANY($1)");
+    let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(&ids)
+        .fetch_all(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(Verification::try_from)
+        .collect::<Result<_, _>>()?)
+}
+
+/// Approved verifications whose factor was not recorded (the process died in
+/// between), older than `before`.
+pub async fn unrecorded_approvals(
+    pool: &PgPool,
+    before: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<Verification>, StoreError> {
+    let sql = format!(
+        "{SELECT} WHERE v.status = 'approved' AND NOT v.factor_recorded AND v.completed_at < $1
+         ORDER BY v.completed_at LIMIT $2"
+    );
+    let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(before)
+        .bind(limit)
+        .fetch_all(pool)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(Verification::try_from)
+        .collect::<Result<_, _>>()?)
+}
+
+pub async fn mark_factor_recorded(conn: &mut PgConnection, id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE verifications SET factor_recorded = true WHERE id = $1")
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Records one code sent, for the cross-process throttles.
+pub async fn log_send(
+    conn: &mut PgConnection,
+    tenant_id: Uuid,
+    phone: &PhoneNumber,
+    account_id: &AccountId,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO sends (tenant_id, phone, account_id, sent_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(tenant_id)
+    .bind(phone.e164())
+    .bind(account_id.as_str())
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,410 @@
+//! The verification actor: issues codes, checks them, counts attempts, applies the
+//! deadline (the rules themselves are in `lifecycle.rs`). Runs as shards keyed by
+//! account; all state is in PostgreSQL and every change is one transaction with
+//! the outbox rows that announce it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use uuid::Uuid;
+use verifyd_providers::domain::{Channel, Code, CodeLength, Locale, PhoneNumber};
+
+use crate::account_state::{AccountStateActor, PhoneVerified};
+use crate::contract::{DispatchJob, Event, EventKind};
+use crate::ids::{AccountId, ReplyTo, Tenant};
+use crate::keys::CodeKeys;
+use crate::lifecycle::{self, CheckOutcome, ResendPolicy, ResendRefusal, State, Status};
+use crate::outbox;
+use crate::relay::{Kick, OutboxRelay};
+use crate::shards::Shards;
+use crate::store::StoreError;
+use crate::store::verifications::{self as store, NewVerification, Verification};
+use crate::throttle::{self, Admit, Limits, Scope, ThrottleActor, Throttled};
+
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub app_name: String,
+    pub code_length: CodeLength,
+    pub ttl: Duration,
+    pub max_attempts: i32,
+    pub resend: ResendPolicy,
+}
+
+pub struct Deps {
+    pub pool: PgPool,
+    pub keys: Arc<CodeKeys>,
+    pub policy: Policy,
+    pub limits: Limits,
+    pub throttle: Shards<ThrottleActor>,
+    pub account_state: Shards<AccountStateActor>,
+    pub relay: Addr<OutboxRelay>,
+}
+
+pub struct VerificationActor {
+    deps: Arc<Deps>,
+}
+
+impl VerificationActor {
+    pub fn new(deps: Arc<Deps>) -> Self {
+        VerificationActor { deps }
+    }
+}
+
+impl Actor for VerificationActor {
+    type Context = Context<Self>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VerificationError {
+    #[error("verification not found")]
+    NotFound,
+    #[error(transparent)]
+    Throttled(#[from] Throttled),
+    #[error("verification is {0}")]
+    NotPending(Status),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("internal mailbox error: {0}")]
+    Mailbox(#[from] MailboxError),
+}
+
+impl From<sqlx::Error> for VerificationError {
+    fn from(e: sqlx::Error) -> Self {
+        VerificationError::Store(StoreError::Db(e))
+    }
+}
+
+/// Start a verification: make a code, store it protected, queue its delivery.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Created, VerificationError>")]
+pub struct Create {
+    pub tenant: Tenant,
+    pub account_id: AccountId,
+    pub phone: PhoneNumber,
+    pub channel: Channel,
+    pub locale: Locale,
+    pub code_length: Option<CodeLength>,
+    pub idempotency_key: Option<String>,
+    pub reply: Option<ReplyTo>,
+    pub now: DateTime<Utc>,
+}
+
+#[derive(Debug)]
+pub struct Created {
+    pub verification: Verification,
+    /// The idempotency key was used before: this is the earlier verification.
+    pub replayed: bool,
+}
+
+/// Check what the person typed.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Checked, VerificationError>")]
+pub struct Check {
+    pub tenant: Tenant,
+    pub id: Uuid,
+    pub code: Code,
+    pub now: DateTime<Utc>,
+}
+
+#[derive(Debug)]
+pub struct Checked {
+    pub verification: Verification,
+    pub outcome: CheckOutcome,
+}
+
+/// Send the same code again, optionally by another channel.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Verification, VerificationError>")]
+pub struct Resend {
+    pub tenant: Tenant,
+    pub id: Uuid,
+    pub channel: Option<Channel>,
+    pub now: DateTime<Utc>,
+}
+
+impl Handler<Create> for VerificationActor {
+    type Result = ResponseFuture<Result<Created, VerificationError>>;
+
+    fn handle(&mut self, msg: Create, _: &mut Self::Context) -> Self::Result {
+        let deps = self.deps.clone();
+        Box::pin(async move { create(&deps, msg).await })
+    }
+}
+
+impl Handler<Check> for VerificationActor {
+    type Result = ResponseFuture<Result<Checked, VerificationError>>;
+
+    fn handle(&mut self, msg: Check, _: &mut Self::Context) -> Self::Result {
+        let deps = self.deps.clone();
+        Box::pin(async move { check(&deps, msg).await })
+    }
+}
+
+impl Handler<Resend> for VerificationActor {
+    type Result = ResponseFuture<Result<Verification, VerificationError>>;
+
+    fn handle(&mut self, msg: Resend, _: &mut Self::Context) -> Self::Result {
+        let deps = self.deps.clone();
+        Box::pin(async move { resend(&deps, msg).await })
+    }
+}
+
+async fn admit(
+    deps: &Deps,
+    tenant: &Tenant,
+    phone: &PhoneNumber,
+    account: &AccountId,
+) -> Result<(), VerificationError> {
+    let admit = Admit {
+        tenant_id: tenant.id,
+        phone: phone.clone(),
+        account: account.clone(),
+    };
+    deps.throttle.pick(&phone.e164()).send(admit).await??;
+    Ok(())
+}
+
+async fn create(deps: &Deps, msg: Create) -> Result<Created, VerificationError> {
+    if let Some(key) = &msg.idempotency_key {
+        let mut conn = deps.pool.acquire().await?;
+        if let Some(existing) = store::by_idempotency_key(&mut conn, msg.tenant.id, key).await? {
+            return Ok(Created {
+                verification: existing,
+                replayed: true,
+            });
+        }
+    }
+    admit(deps, &msg.tenant, &msg.phone, &msg.account_id).await?;
+
+    let policy = &deps.policy;
+    let id = Uuid::new_v4();
+    let code_length = msg.code_length.unwrap_or(policy.code_length);
+    let code = Code::generate(code_length);
+    let code_mac = deps.keys.mac(id, &code);
+    let code_sealed = deps.keys.seal(id, &code);
+    drop(code);
+    let expires_at = msg.now + policy.ttl;
+
+    let mut tx = deps.pool.begin().await?;
+    throttle::enforce_in_tx(
+        &mut tx,
+        &deps.limits,
+        msg.tenant.id,
+        &msg.phone,
+        &msg.account_id,
+        msg.now,
+    )
+    .await??;
+    let inserted = store::insert(
+        &mut tx,
+        &NewVerification {
+            id,
+            tenant_id: msg.tenant.id,
+            account_id: &msg.account_id,
+            phone: &msg.phone,
+            channel: msg.channel,
+            locale: &msg.locale,
+            code_mac: &code_mac,
+            code_sealed: &code_sealed,
+            code_length: code_length.get(),
+            max_attempts: policy.max_attempts,
+            idempotency_key: msg.idempotency_key.as_deref(),
+            reply: msg.reply.as_ref(),
+            now: msg.now,
+            expires_at,
+        },
+    )
+    .await?;
+    if !inserted {
+        // Lost a race on the idempotency key: answer with the winner.
+        tx.rollback().await?;
+        let mut conn = deps.pool.acquire().await?;
+        let key = msg.idempotency_key.as_deref().unwrap_or_default();
+        let existing = store::by_idempotency_key(&mut conn, msg.tenant.id, key)
+            .await?
+            .ok_or(VerificationError::NotFound)?;
+        return Ok(Created {
+            verification: existing,
+            replayed: true,
+        });
+    }
+    store::log_send(&mut tx, msg.tenant.id, &msg.phone, &msg.account_id, msg.now).await?;
+    let verification = Verification {
+        id,
+        tenant_id: msg.tenant.id,
+        tenant_name: msg.tenant.name,
+        account_id: msg.account_id,
+        phone: msg.phone,
+        channel: msg.channel,
+        locale: msg.locale,
+        state: State {
+            status: Status::Pending,
+            attempts: 0,
+            max_attempts: policy.max_attempts,
+            sends: 1,
+            expires_at,
+            last_sent_at: msg.now,
+        },
+        code_mac,
+        code_sealed,
+        reply: msg.reply,
+        created_at: msg.now,
+        completed_at: None,
+    };
+    let job = DispatchJob {
+        job_id: Uuid::new_v4(),
+        verification_id: id,
+        channel: verification.channel,
+        retry: 0,
+    };
+    outbox::dispatch(&mut tx, &job).await?;
+    let event = Event::for_verification(EventKind::Created, &verification, msg.now)
+        .status(Status::Pending.as_str())
+        .with("expires_at", expires_at.to_rfc3339());
+    outbox::event(&mut tx, &event, verification.reply.as_ref()).await?;
+    tx.commit().await?;
+    deps.relay.do_send(Kick);
+    metrics::counter!("verifyd_verifications_created_total", "channel" => verification.channel.as_str()).increment(1);
+    tracing::info!(verification_id = %id, tenant = %verification.tenant_name, to = %verification.phone.masked(),
+        channel = %verification.channel, "verification created");
+    Ok(Created {
+        verification,
+        replayed: false,
+    })
+}
+
+async fn check(deps: &Deps, msg: Check) -> Result<Checked, VerificationError> {
+    let mut tx = deps.pool.begin().await?;
+    let mut v = store::lock(&mut tx, msg.tenant.id, msg.id)
+        .await?
+        .ok_or(VerificationError::NotFound)?;
+    let matches = deps.keys.matches(v.id, &msg.code, &v.code_mac);
+    drop(msg.code);
+    let outcome = lifecycle::check(&v.state, matches, msg.now);
+    let (attempts, event) = match outcome {
+        CheckOutcome::NotPending(_) => {
+            tx.rollback().await?;
+            return Ok(Checked {
+                verification: v,
+                outcome,
+            });
+        }
+        CheckOutcome::Approved => (v.state.attempts, EventKind::Approved),
+        CheckOutcome::Wrong { attempts } => (attempts, EventKind::CheckFailed),
+        CheckOutcome::MaxAttemptsReached { attempts } => (attempts, EventKind::MaxAttemptsReached),
+        CheckOutcome::Expired => (v.state.attempts, EventKind::Expired),
+    };
+    let status = outcome.status();
+    store::save_check(&mut tx, v.id, status, attempts, msg.now).await?;
+    v.state.status = status;
+    v.state.attempts = attempts;
+    if status != Status::Pending {
+        v.completed_at = Some(msg.now);
+    }
+    let event = Event::for_verification(event, &v, msg.now)
+        .status(status.as_str())
+        .with("attempts_left", v.state.attempts_left());
+    outbox::event(&mut tx, &event, v.reply.as_ref()).await?;
+    tx.commit().await?;
+    deps.relay.do_send(Kick);
+    metrics::counter!("verifyd_checks_total", "outcome" => status.as_str()).increment(1);
+    tracing::info!(verification_id = %v.id, tenant = %v.tenant_name, status = %status, "verification checked");
+
+    if outcome == CheckOutcome::Approved {
+        // The check answers after the factor is recorded, so a backend that reads
+        // the account right after "approved" sees the phone. Should this process
+        // die first, account state's reconcile pass records it later.
+        let shard = deps
+            .account_state
+            .pick(&(v.tenant_id, v.account_id.as_str()));
+        match shard
+            .send(PhoneVerified {
+                verification: v.clone(),
+                now: msg.now,
+            })
+            .await
+        {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => {
+                tracing::warn!(verification_id = %v.id, %error, "factor not recorded yet; reconcile will")
+            }
+            Err(error) => {
+                tracing::warn!(verification_id = %v.id, %error, "account state unreachable; reconcile will")
+            }
+        }
+    }
+    Ok(Checked {
+        verification: v,
+        outcome,
+    })
+}
+
+fn refused(refusal: ResendRefusal, v: &Verification, now: DateTime<Utc>) -> VerificationError {
+    match refusal {
+        ResendRefusal::NotPending(status) => VerificationError::NotPending(status),
+        ResendRefusal::TooSoon { retry_after } => Throttled {
+            scope: Scope::Verification,
+            retry_after,
+        }
+        .into(),
+        ResendRefusal::TooManySends => {
+            // No more sends for this verification: a new one is possible once it ends.
+            let retry_after = (v.state.expires_at - now)
+                .to_std()
+                .unwrap_or_default()
+                .max(Duration::from_secs(1));
+            Throttled {
+                scope: Scope::Verification,
+                retry_after,
+            }
+            .into()
+        }
+    }
+}
+
+async fn resend(deps: &Deps, msg: Resend) -> Result<Verification, VerificationError> {
+    // Refuse cheaply without a lock, then ask the throttle, then decide under the lock.
+    let v = store::get(&deps.pool, msg.tenant.id, msg.id)
+        .await?
+        .ok_or(VerificationError::NotFound)?;
+    lifecycle::resend(&v.state, &deps.policy.resend, msg.now)
+        .map_err(|r| refused(r, &v, msg.now))?;
+    admit(deps, &msg.tenant, &v.phone, &v.account_id).await?;
+
+    let mut tx = deps.pool.begin().await?;
+    let mut v = store::lock(&mut tx, msg.tenant.id, msg.id)
+        .await?
+        .ok_or(VerificationError::NotFound)?;
+    lifecycle::resend(&v.state, &deps.policy.resend, msg.now)
+        .map_err(|r| refused(r, &v, msg.now))?;
+    throttle::enforce_in_tx(
+        &mut tx,
+        &deps.limits,
+        v.tenant_id,
+        &v.phone,
+        &v.account_id,
+        msg.now,
+    )
+    .await??;
+    let channel = msg.channel.unwrap_or(v.channel);
+    store::save_resend(&mut tx, v.id, channel, msg.now).await?;
+    store::log_send(&mut tx, v.tenant_id, &v.phone, &v.account_id, msg.now).await?;
+    let job = DispatchJob {
+        job_id: Uuid::new_v4(),
+        verification_id: v.id,
+        channel,
+        retry: 0,
+    };
+    outbox::dispatch(&mut tx, &job).await?;
+    tx.commit().await?;
+    deps.relay.do_send(Kick);
+    v.channel = channel;
+    v.state.sends += 1;
+    v.state.last_sent_at = msg.now;
+    metrics::counter!("verifyd_resends_total", "channel" => channel.as_str()).increment(1);
+    tracing::info!(verification_id = %v.id, tenant = %v.tenant_name, channel = %channel, "verification resent");
+    Ok(v)
+}
