@@ -1,0 +1,37 @@
+//! `/v1/accounts/{account_id}/factors`: what account state knows of an account.
+
+use actix_web::{HttpResponse, web};
+use verifyd_actors::account_state::ListFactors;
+use verifyd_actors::ids::AccountId;
+
+use super::AppState;
+use super::auth::Caller;
+use super::problem::ApiError;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/v1/accounts/{account_id}/factors").route(web::get().to(factors)));
+}
+
+async fn factors(
+    state: web::Data<AppState>,
+    Caller(tenant): Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let account_id = AccountId::parse(&path).map_err(|e| ApiError::field("account_id", e))?;
+    let shard = state
+        .core
+        .account_state
+        .pick(&(tenant.id, account_id.as_str()));
+    let factors = shard
+        .send(ListFactors {
+            tenant_id: tenant.id,
+            account_id: account_id.clone(),
+        })
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    Ok(
+        HttpResponse::Ok()
+            .json(serde_json::json!({ "account_id": account_id, "factors": factors })),
+    )
+}

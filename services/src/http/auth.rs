@@ -1,0 +1,38 @@
+//! `Authorization: Bearer <api key>` → the tenant the request acts for.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
+use secrecy::SecretString;
+use verifyd_actors::ids::Tenant;
+
+use super::AppState;
+use super::problem::ApiError;
+use crate::api_keys;
+
+/// The authenticated tenant of a request.
+pub struct Caller(pub Tenant);
+
+impl FromRequest for Caller {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        let presented = req
+            .headers()
+            .get(actix_web::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(|v| SecretString::from(v.trim().to_owned()));
+        Box::pin(async move {
+            let state = state.ok_or_else(|| ApiError::internal("application state missing"))?;
+            let presented = presented.ok_or(ApiError::Unauthenticated)?;
+            match api_keys::authenticate(&state.pool, &presented).await? {
+                Ok(tenant) => Ok(Caller(tenant)),
+                Err(_) => Err(ApiError::Unauthenticated),
+            }
+        })
+    }
+}

@@ -1,0 +1,58 @@
+//! The HTTP API. Handlers parse into domain types and talk to actors; every
+//! error leaves through `problem::ApiError`.
+
+pub mod accounts;
+pub mod auth;
+pub mod ops;
+pub mod problem;
+pub mod verifications;
+
+use std::sync::Arc;
+
+use actix_web::web;
+use metrics_exporter_prometheus::PrometheusHandle;
+use sqlx::PgPool;
+use verifyd_actors::runtime::Core;
+use verifyd_actors::shards::Shards;
+use verifyd_actors::verification::VerificationActor;
+
+use problem::ApiError;
+
+pub struct AppState {
+    pub pool: PgPool,
+    pub core: Arc<Core>,
+    pub amqp: Arc<lapin::Connection>,
+    pub metrics: Option<PrometheusHandle>,
+}
+
+impl AppState {
+    pub fn verification(&self) -> Result<&Shards<VerificationActor>, ApiError> {
+        self.core.verification.as_ref().ok_or(ApiError::Unavailable)
+    }
+}
+
+pub fn configure(max_body_bytes: usize) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |cfg| {
+        let json = web::JsonConfig::default()
+            .limit(max_body_bytes)
+            .error_handler(move |err, _| {
+                use actix_web::error::JsonPayloadError as E;
+                match err {
+                    E::Overflow { .. } | E::OverflowKnownLength { .. } => {
+                        ApiError::TooLarge(max_body_bytes).into()
+                    }
+                    E::ContentType => {
+                        ApiError::MalformedBody("Content-Type must be application/json".into())
+                            .into()
+                    }
+                    E::Deserialize(e) => ApiError::MalformedBody(e.to_string()).into(),
+                    other => ApiError::MalformedBody(other.to_string()).into(),
+                }
+            });
+        let path = web::PathConfig::default().error_handler(|_, _| ApiError::NotFound.into());
+        cfg.app_data(json).app_data(path);
+        verifications::routes(cfg);
+        accounts::routes(cfg);
+        ops::routes(cfg);
+    }
+}

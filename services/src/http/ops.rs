@@ -1,0 +1,37 @@
+//! Liveness, readiness and Prometheus metrics.
+
+use actix_web::{HttpResponse, web};
+use serde_json::json;
+
+use super::AppState;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz))
+        .route("/metrics", web::get().to(metrics));
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "status": "ok" }))
+}
+
+/// 200 when PostgreSQL answers and the RabbitMQ connection is up.
+async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let database = sqlx::query("SELECT 1").execute(&state.pool).await.is_ok();
+    let rabbitmq = state.amqp.status().connected();
+    let body = json!({ "database": database, "rabbitmq": rabbitmq });
+    if database && rabbitmq {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    match &state.metrics {
+        Some(handle) => HttpResponse::Ok()
+            .content_type("text/plain; version=0.0.4")
+            .body(handle.render()),
+        None => HttpResponse::NotFound().finish(),
+    }
+}

@@ -1,0 +1,142 @@
+//! The one mapping from errors to HTTP: RFC 9457 problem documents
+//! (`application/problem+json`) with a stable machine-readable `type`.
+//! Messages never carry a code, a key or an internal error text.
+
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
+use serde_json::json;
+use verifyd_actors::lifecycle::Status;
+use verifyd_actors::throttle::Throttled;
+use verifyd_actors::verification::VerificationError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("missing or invalid API key")]
+    Unauthenticated,
+    #[error("{field}: {message}")]
+    InvalidField {
+        field: &'static str,
+        message: String,
+    },
+    #[error("malformed request body: {0}")]
+    MalformedBody(String),
+    #[error("request body larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("not found")]
+    NotFound,
+    #[error("verification is {0}")]
+    NotPending(Status),
+    #[error(transparent)]
+    Throttled(Throttled),
+    #[error("internal error")]
+    Internal(String),
+    #[error("service unavailable")]
+    Unavailable,
+}
+
+impl ApiError {
+    pub fn field(field: &'static str, message: impl ToString) -> Self {
+        ApiError::InvalidField {
+            field,
+            message: message.to_string(),
+        }
+    }
+
+    pub fn internal(error: impl std::fmt::Display) -> Self {
+        ApiError::Internal(error.to_string())
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            ApiError::Unauthenticated => "unauthenticated",
+            ApiError::InvalidField { .. } => "invalid_field",
+            ApiError::MalformedBody(_) => "malformed_body",
+            ApiError::TooLarge(_) => "body_too_large",
+            ApiError::NotFound => "not_found",
+            ApiError::NotPending(_) => "verification_not_pending",
+            ApiError::Throttled(_) => "throttled",
+            ApiError::Internal(_) => "internal",
+            ApiError::Unavailable => "unavailable",
+        }
+    }
+}
+
+impl From<VerificationError> for ApiError {
+    fn from(e: VerificationError) -> Self {
+        match e {
+            VerificationError::NotFound => ApiError::NotFound,
+            VerificationError::Throttled(t) => ApiError::Throttled(t),
+            VerificationError::NotPending(s) => ApiError::NotPending(s),
+            VerificationError::Store(e) => ApiError::internal(e),
+            VerificationError::Mailbox(e) => ApiError::internal(e),
+        }
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        ApiError::internal(e)
+    }
+}
+
+fn retry_after_secs(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::Unauthenticated => StatusCode::UNAUTHORIZED,
+            ApiError::InvalidField { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::MalformedBody(_) => StatusCode::BAD_REQUEST,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::NotPending(_) => StatusCode::CONFLICT,
+            ApiError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        let mut body = json!({
+            "type": format!("https://verifyd.dev/problems/{}", self.kind()),
+            "error": self.kind(),
+            "title": status.canonical_reason().unwrap_or("Error"),
+            "status": status.as_u16(),
+        });
+        let detail = match self {
+            ApiError::Internal(cause) => {
+                tracing::error!(%cause, "internal error answered with 500");
+                "an internal error occurred; it has been logged".to_owned()
+            }
+            other => other.to_string(),
+        };
+        body["detail"] = json!(detail);
+        let mut response = HttpResponse::build(status);
+        response.insert_header((
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        ));
+        match self {
+            ApiError::InvalidField { field, .. } => body["field"] = json!(field),
+            ApiError::NotPending(s) => body["verification_status"] = json!(s.as_str()),
+            ApiError::Throttled(t) => {
+                let secs = retry_after_secs(t.retry_after);
+                body["retry_after"] = json!(secs);
+                body["scope"] = json!(t.scope);
+                response.insert_header((header::RETRY_AFTER, secs.to_string()));
+            }
+            ApiError::Unauthenticated => {
+                response
+                    .insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
+            }
+            _ => {}
+        }
+        response.body(body.to_string())
+    }
+}

@@ -1,0 +1,256 @@
+//! `/v1/verifications`: start, read, check and resend phone verifications.
+
+use actix_web::{HttpResponse, web};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+use verifyd_actors::ids::AccountId;
+use verifyd_actors::lifecycle::{CheckOutcome, Status};
+use verifyd_actors::store::verifications::{self as store, Verification};
+use verifyd_actors::verification::{Check, Create, Resend};
+use verifyd_providers::domain::{Channel, Code, CodeLength, Locale, PhoneNumber};
+
+use super::AppState;
+use super::auth::Caller;
+use super::problem::ApiError;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/v1/verifications").route(web::post().to(create)))
+        .service(web::resource("/v1/verifications/{id}").route(web::get().to(get)))
+        .service(web::resource("/v1/verifications/{id}/check").route(web::post().to(check)))
+        .service(web::resource("/v1/verifications/{id}/resend").route(web::post().to(resend)));
+}
+
+/// What a backend reads about a verification. Never the code.
+#[derive(Debug, Serialize)]
+pub struct View {
+    pub id: Uuid,
+    pub status: Status,
+    pub account_id: String,
+    pub to: String,
+    pub channel: Channel,
+    pub locale: String,
+    pub attempts: i32,
+    pub attempts_left: i32,
+    pub max_attempts: i32,
+    pub sends: i32,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+impl View {
+    pub fn of(v: &Verification, now: DateTime<Utc>) -> Self {
+        View {
+            id: v.id,
+            status: v.state.effective_status(now),
+            account_id: v.account_id.as_str().to_owned(),
+            to: v.phone.e164().to_owned(),
+            channel: v.channel,
+            locale: v.locale.as_str().to_owned(),
+            attempts: v.state.attempts,
+            attempts_left: v.state.attempts_left(),
+            max_attempts: v.state.max_attempts,
+            sends: v.state.sends,
+            created_at: v.created_at,
+            expires_at: v.state.expires_at,
+            completed_at: v.completed_at,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateBody {
+    pub account_id: String,
+    pub phone: String,
+    pub channel: String,
+    #[serde(default)]
+    pub locale: Option<String>,
+    #[serde(default)]
+    pub code_length: Option<u8>,
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
+}
+
+/// A create request parsed into domain types. Shared by HTTP and the AMQP intake.
+pub struct NewRequest {
+    pub account_id: AccountId,
+    pub phone: PhoneNumber,
+    pub channel: Channel,
+    pub locale: Locale,
+    pub code_length: Option<CodeLength>,
+    pub idempotency_key: Option<String>,
+}
+
+impl NewRequest {
+    pub fn parse(
+        account_id: &str,
+        phone: &str,
+        channel: &str,
+        locale: Option<&str>,
+        code_length: Option<u8>,
+        idempotency_key: Option<String>,
+    ) -> Result<Self, ApiError> {
+        if let Some(key) = &idempotency_key
+            && (key.is_empty() || key.len() > 255)
+        {
+            return Err(ApiError::field(
+                "idempotency_key",
+                "must be 1 to 255 characters",
+            ));
+        }
+        Ok(NewRequest {
+            account_id: AccountId::parse(account_id)
+                .map_err(|e| ApiError::field("account_id", e))?,
+            phone: PhoneNumber::parse(phone).map_err(|e| ApiError::field("phone", e))?,
+            channel: channel.parse().map_err(|e| ApiError::field("channel", e))?,
+            locale: locale
+                .map(Locale::parse)
+                .transpose()
+                .map_err(|e| ApiError::field("locale", e))?
+                .unwrap_or_default(),
+            code_length: code_length
+                .map(CodeLength::new)
+                .transpose()
+                .map_err(|e| ApiError::field("code_length", e))?,
+            idempotency_key,
+        })
+    }
+}
+
+async fn create(
+    state: web::Data<AppState>,
+    Caller(tenant): Caller,
+    req: actix_web::HttpRequest,
+    body: web::Json<CreateBody>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let header_key = req
+        .headers()
+        .get("Idempotency-Key")
+        .map(|v| {
+            v.to_str()
+                .map(str::to_owned)
+                .map_err(|_| ApiError::field("idempotency_key", "header is not text"))
+        })
+        .transpose()?;
+    let parsed = NewRequest::parse(
+        &body.account_id,
+        &body.phone,
+        &body.channel,
+        body.locale.as_deref(),
+        body.code_length,
+        body.idempotency_key.or(header_key),
+    )?;
+    let now = Utc::now();
+    let shard = state
+        .verification()?
+        .pick(&(tenant.id, parsed.account_id.as_str().to_owned()));
+    let created = shard
+        .send(Create {
+            tenant,
+            account_id: parsed.account_id,
+            phone: parsed.phone,
+            channel: parsed.channel,
+            locale: parsed.locale,
+            code_length: parsed.code_length,
+            idempotency_key: parsed.idempotency_key,
+            reply: None,
+            now,
+        })
+        .await
+        .map_err(ApiError::internal)??;
+    let view = View::of(&created.verification, now);
+    let mut response = if created.replayed {
+        HttpResponse::Ok()
+    } else {
+        HttpResponse::Created()
+    };
+    Ok(response
+        .insert_header(("Location", format!("/v1/verifications/{}", view.id)))
+        .json(view))
+}
+
+fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
+    // Anything that is not one of our ids cannot name a verification.
+    Uuid::parse_str(raw).map_err(|_| ApiError::NotFound)
+}
+
+async fn get(
+    state: web::Data<AppState>,
+    Caller(tenant): Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&path)?;
+    let v = store::get(&state.pool, tenant.id, id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or(ApiError::NotFound)?;
+    Ok(HttpResponse::Ok().json(View::of(&v, Utc::now())))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckBody {
+    pub code: String,
+}
+
+async fn check(
+    state: web::Data<AppState>,
+    Caller(tenant): Caller,
+    path: web::Path<String>,
+    body: web::Json<CheckBody>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&path)?;
+    let code = Code::parse(&body.code).map_err(|e| ApiError::field("code", e))?;
+    let now = Utc::now();
+    let shard = state.verification()?.pick(&id);
+    let checked = shard
+        .send(Check {
+            tenant,
+            id,
+            code,
+            now,
+        })
+        .await
+        .map_err(ApiError::internal)??;
+    if let CheckOutcome::NotPending(status) = checked.outcome {
+        return Err(ApiError::NotPending(status));
+    }
+    Ok(HttpResponse::Ok().json(View::of(&checked.verification, now)))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResendBody {
+    #[serde(default)]
+    pub channel: Option<String>,
+}
+
+async fn resend(
+    state: web::Data<AppState>,
+    Caller(tenant): Caller,
+    path: web::Path<String>,
+    body: Option<web::Json<ResendBody>>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&path)?;
+    let channel = body
+        .and_then(|b| b.into_inner().channel)
+        .map(|c| c.parse::<Channel>())
+        .transpose()
+        .map_err(|e| ApiError::field("channel", e))?;
+    let now = Utc::now();
+    let shard = state.verification()?.pick(&id);
+    let v = shard
+        .send(Resend {
+            tenant,
+            id,
+            channel,
+            now,
+        })
+        .await
+        .map_err(ApiError::internal)??;
+    Ok(HttpResponse::Accepted().json(View::of(&v, now)))
+}

@@ -1,0 +1,186 @@
+//! The AMQP request intake: consumes `<prefix>requests`, where backends publish
+//! `VerificationRequest`s with their tenant's name as routing key (restrict each
+//! backend's broker user to its routing key with RabbitMQ topic permissions).
+//! Outcomes come back as events, and to `reply_to` with the `correlation_id`.
+//! A request that cannot be parsed goes to dead letters with the reason and a
+//! `verification.rejected` event; one refused by a throttle gets the event only.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use futures_util::future::BoxFuture;
+use lapin::message::Delivery;
+use serde_json::json;
+use sqlx::PgPool;
+use uuid::Uuid;
+use verifyd_actors::amqp::{PublishError, Topology, json_properties, publish_confirmed};
+use verifyd_actors::consumer::{DeliveryHandler, Disposition, dead_letter};
+use verifyd_actors::contract::VerificationRequest;
+use verifyd_actors::ids::{ReplyTo, Tenant};
+use verifyd_actors::shards::Shards;
+use verifyd_actors::store::tenants;
+use verifyd_actors::verification::{Create, VerificationActor, VerificationError};
+
+use crate::http::problem::ApiError;
+use crate::http::verifications::NewRequest;
+
+pub struct Intake {
+    pub pool: PgPool,
+    pub verification: Shards<VerificationActor>,
+    pub topology: Topology,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum IntakeError {
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+    #[error(transparent)]
+    Verification(VerificationError),
+}
+
+impl DeliveryHandler for Intake {
+    fn handle(
+        self: Arc<Self>,
+        channel: lapin::Channel,
+        delivery: Delivery,
+    ) -> BoxFuture<'static, Disposition> {
+        Box::pin(async move {
+            match self.process(&channel, &delivery).await {
+                Ok(()) => Disposition::Ack,
+                Err(error) => {
+                    tracing::warn!(%error, "request intake: not handled now; requeued");
+                    Disposition::Requeue
+                }
+            }
+        })
+    }
+}
+
+impl Intake {
+    async fn process(
+        &self,
+        channel: &lapin::Channel,
+        delivery: &Delivery,
+    ) -> Result<(), IntakeError> {
+        let tenant_name = delivery.routing_key.as_str();
+        let Some(tenant) = tenants::by_name(&self.pool, tenant_name).await? else {
+            let reason =
+                format!("unknown tenant {tenant_name:?} (the routing key must be the tenant name)");
+            return Ok(
+                dead_letter(channel, &self.topology.dead_letters(), delivery, &reason).await?,
+            );
+        };
+        let reply = delivery.properties.reply_to().as_ref().map(|q| ReplyTo {
+            queue: q.as_str().to_owned(),
+            correlation_id: delivery
+                .properties
+                .correlation_id()
+                .as_ref()
+                .map(|c| c.as_str().to_owned()),
+        });
+        let message_id = delivery
+            .properties
+            .message_id()
+            .as_ref()
+            .map(|m| m.as_str().to_owned());
+
+        let parsed = serde_json::from_slice::<VerificationRequest>(&delivery.data)
+            .map_err(|e| format!("malformed request: {e}"))
+            .and_then(|r| {
+                NewRequest::parse(
+                    &r.account_id,
+                    &r.phone,
+                    &r.channel,
+                    r.locale.as_deref(),
+                    r.code_length,
+                    r.idempotency_key.or(message_id),
+                )
+                .map_err(|e: ApiError| format!("invalid request: {e}"))
+            });
+        let request = match parsed {
+            Ok(request) => request,
+            Err(reason) => {
+                self.reject(
+                    channel,
+                    &tenant,
+                    reply.as_ref(),
+                    json!({ "reason": reason, "error": "invalid_request" }),
+                )
+                .await?;
+                return Ok(
+                    dead_letter(channel, &self.topology.dead_letters(), delivery, &reason).await?,
+                );
+            }
+        };
+        let account_id = request.account_id.as_str().to_owned();
+        let shard = self.verification.pick(&(tenant.id, account_id.clone()));
+        let result = shard
+            .send(Create {
+                tenant: tenant.clone(),
+                account_id: request.account_id,
+                phone: request.phone,
+                channel: request.channel,
+                locale: request.locale,
+                code_length: request.code_length,
+                idempotency_key: request.idempotency_key,
+                reply: reply.clone(),
+                now: Utc::now(),
+            })
+            .await
+            .map_err(|e| IntakeError::Verification(e.into()))?;
+        match result {
+            Ok(_) => Ok(()),
+            Err(VerificationError::Throttled(t)) => {
+                let detail = json!({
+                    "error": "throttled", "account_id": account_id, "scope": t.scope,
+                    "retry_after": t.retry_after.as_secs().max(1),
+                });
+                self.reject(channel, &tenant, reply.as_ref(), detail)
+                    .await?;
+                Ok(())
+            }
+            Err(other) => Err(IntakeError::Verification(other)),
+        }
+    }
+
+    /// Announces a request that created no verification (nothing to store, so it
+    /// is published directly, with confirms).
+    async fn reject(
+        &self,
+        channel: &lapin::Channel,
+        tenant: &Tenant,
+        reply: Option<&ReplyTo>,
+        detail: serde_json::Value,
+    ) -> Result<(), PublishError> {
+        let mut event = json!({
+            "event_id": Uuid::new_v4(),
+            "event": "verification.rejected",
+            "tenant": tenant.name,
+            "occurred_at": Utc::now(),
+        });
+        if let (Some(obj), serde_json::Value::Object(extra)) = (event.as_object_mut(), detail) {
+            obj.extend(extra);
+        }
+        let body = event.to_string();
+        let routing_key = format!("{}.verification.rejected", tenant.name);
+        publish_confirmed(
+            channel,
+            &self.topology.events_exchange(),
+            &routing_key,
+            body.as_bytes(),
+            json_properties(),
+        )
+        .await?;
+        if let Some(reply) = reply {
+            let mut props = json_properties();
+            if let Some(c) = &reply.correlation_id {
+                props = props.with_correlation_id(c.as_str().into());
+            }
+            publish_confirmed(channel, "", &reply.queue, body.as_bytes(), props).await?;
+        }
+        metrics::counter!("verifyd_requests_rejected_total").increment(1);
+        Ok(())
+    }
+}

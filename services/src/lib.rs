@@ -1,0 +1,10 @@
+//! The `verifyd` service: configuration, HTTP API, AMQP intake, wiring and ops
+//! commands. `main.rs` is the CLI on top.
+
+pub mod api_keys;
+pub mod app;
+pub mod bench;
+pub mod config;
+pub mod http;
+pub mod intake;
+pub mod telemetry;

@@ -1,0 +1,121 @@
+//! `verifyd`: serve | worker | migrate | keys create | bench.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use secrecy::ExposeSecret;
+use verifyd::config::Config;
+use verifyd::{api_keys, app, bench, telemetry};
+use verifyd_actors::runtime::Role;
+
+#[derive(Parser)]
+#[command(
+    name = "verifyd",
+    version,
+    about = "Self-hosted phone verification and two-factor service"
+)]
+struct Cli {
+    /// TOML configuration file (environment variables VERIFYD_* override it).
+    #[arg(long, env = "VERIFYD_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    /// Log as JSON lines instead of text.
+    #[arg(long, env = "VERIFYD_LOG_JSON", global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// HTTP API, AMQP request intake, verification and expiry actors, and delivery.
+    Serve,
+    /// Delivery consumers only; run as many as you like.
+    Worker,
+    /// Create the database if needed, apply migrations, exit.
+    Migrate,
+    /// API keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Load test: push verifications through the real path against a local mock
+    /// provider and compare with a bare baseline.
+    Bench(bench::Args),
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create an API key for a tenant (created if new); the key is printed once.
+    Create {
+        /// Tenant name: lowercase letters, digits and '-', up to 63 characters.
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        label: Option<String>,
+    },
+}
+
+#[actix_web::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init_logs(cli.log_json);
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            eprintln!("verifyd: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn valid_tenant_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b[0] != b'-'
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Bench(args) = cli.command {
+        return bench::run(args).await;
+    }
+    let config = Config::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Serve => {
+            let running = app::start(&config, Role::Serve, telemetry::init_metrics()).await?;
+            if let Some(server) = running.server {
+                server.await?;
+            }
+            Ok(())
+        }
+        Command::Worker => {
+            let _running = app::start(&config, Role::Worker, telemetry::init_metrics()).await?;
+            tracing::info!("verifyd worker consuming delivery queues");
+            tokio::signal::ctrl_c().await?;
+            tracing::info!("worker stopping");
+            Ok(())
+        }
+        Command::Migrate => {
+            app::database(&config, true).await?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::Keys(KeysCommand::Create { tenant, label }) => {
+            anyhow::ensure!(
+                valid_tenant_name(&tenant),
+                "tenant name must be lowercase letters, digits and '-' (max 63)"
+            );
+            let pool = app::database(&config, true).await?;
+            let (tenant, key) = api_keys::create(&pool, &tenant, label.as_deref()).await?;
+            eprintln!(
+                "API key for tenant {:?} (shown once; store it now):",
+                tenant.name
+            );
+            println!("{}", key.expose_secret());
+            Ok(())
+        }
+        Command::Bench(_) => unreachable!("handled above"),
+    }
+}
