@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 use verifyd_providers::domain::{Channel, Code, CodeLength, Locale, PhoneNumber};
@@ -152,6 +152,12 @@ impl Handler<Resend> for VerificationActor {
     }
 }
 
+/// PostgreSQL keeps microseconds: answering with the stored precision makes what
+/// a caller reads now equal to what it reads later.
+fn stored_precision(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.trunc_subsecs(6)
+}
+
 async fn admit(
     deps: &Deps,
     tenant: &Tenant,
@@ -167,7 +173,8 @@ async fn admit(
     Ok(())
 }
 
-async fn create(deps: &Deps, msg: Create) -> Result<Created, VerificationError> {
+async fn create(deps: &Deps, mut msg: Create) -> Result<Created, VerificationError> {
+    msg.now = stored_precision(msg.now);
     if let Some(key) = &msg.idempotency_key {
         let mut conn = deps.pool.acquire().await?;
         if let Some(existing) = store::by_idempotency_key(&mut conn, msg.tenant.id, key).await? {
@@ -276,7 +283,8 @@ async fn create(deps: &Deps, msg: Create) -> Result<Created, VerificationError> 
     })
 }
 
-async fn check(deps: &Deps, msg: Check) -> Result<Checked, VerificationError> {
+async fn check(deps: &Deps, mut msg: Check) -> Result<Checked, VerificationError> {
+    msg.now = stored_precision(msg.now);
     let mut tx = deps.pool.begin().await?;
     let mut v = store::lock(&mut tx, msg.tenant.id, msg.id)
         .await?
@@ -365,7 +373,8 @@ fn refused(refusal: ResendRefusal, v: &Verification, now: DateTime<Utc>) -> Veri
     }
 }
 
-async fn resend(deps: &Deps, msg: Resend) -> Result<Verification, VerificationError> {
+async fn resend(deps: &Deps, mut msg: Resend) -> Result<Verification, VerificationError> {
+    msg.now = stored_precision(msg.now);
     // Refuse cheaply without a lock, then ask the throttle, then decide under the lock.
     let v = store::get(&deps.pool, msg.tenant.id, msg.id)
         .await?

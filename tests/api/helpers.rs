@@ -1,0 +1,506 @@
+//! `spawn_app()`: starts the real verifyd (HTTP, actors, consumers) in this test's
+//! actix system, against the real PostgreSQL and RabbitMQ, with Twilio mocked by
+//! wiremock. Each app has its own database and its own queue/exchange prefix, and
+//! removes both when dropped, so tests run in parallel and leave nothing behind.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use base64::Engine;
+use futures_util::StreamExt;
+use lapin::options::{
+    BasicConsumeOptions, BasicPublishOptions, ExchangeDeleteOptions, QueueBindOptions,
+    QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Connection, ConnectionProperties};
+use rand::RngExt;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value;
+use sqlx::PgPool;
+use uuid::Uuid;
+use verifyd::app::{self, Running};
+use verifyd::config::{
+    Amqp, Config, Database, Http, Mode, Providers, Runtime, Secrets, Verification,
+};
+use verifyd_actors::amqp::Topology;
+use verifyd_actors::runtime::Role;
+use verifyd_actors::throttle::Limits;
+use verifyd_providers::testkit::TwilioMock;
+
+pub const PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+pub const TWILIO_SID: &str = "AC0123456789abcdef0123456789abcdef";
+pub const TWILIO_TOKEN: &str = "test-auth-token";
+pub const TWILIO_FROM: &str = "+15005550006";
+
+/// Everything every verifyd in this test binary logged (debug level and up).
+pub fn captured_logs() -> String {
+    String::from_utf8_lossy(&log_buffer().lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+}
+
+fn log_buffer() -> &'static Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let writer_buffer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter("debug,hyper=info,hyper_util=info,h2=info,rustls=info,wiremock=info")
+            .with_writer(move || LogWriter(writer_buffer.clone()))
+            .with_ansi(false)
+            .finish();
+        let _ = tracing::subscriber::set_global_default(subscriber);
+        buffer
+    })
+}
+
+struct LogWriter(Arc<Mutex<Vec<u8>>>);
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(buf);
+        if std::env::var_os("TEST_LOG").is_some() {
+            std::io::stderr().write_all(buf)?;
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn random_key() -> SecretString {
+    let bytes: [u8; 32] = rand::rng().random();
+    SecretString::from(base64::engine::general_purpose::STANDARD.encode(bytes))
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub api_key: String,
+    pub tenant: String,
+    pub twilio: TwilioMock,
+    pub pool: PgPool,
+    pub topology: Topology,
+    pub amqp: Connection,
+    db_name: String,
+    running: Option<Running>,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Starts an app after `tweak` has adjusted the test configuration.
+pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
+    log_buffer();
+    let id = Uuid::new_v4().simple().to_string();
+    let db_name = format!("verifyd_test_{id}");
+    let twilio = TwilioMock::start().await;
+    let mut config = Config {
+        mode: Mode::Development,
+        http: Http {
+            bind: "127.0.0.1:0".into(),
+            workers: 2,
+            ..Http::default()
+        },
+        database: Database {
+            url: format!("postgres://postgres@127.0.0.1:5432/{db_name}"),
+            max_connections: 10,
+            migrate_on_start: true,
+        },
+        amqp: Amqp {
+            url: AMQP_URL.into(),
+            prefix: format!("test.{id}."),
+            prefetch: 16,
+            dispatch_consumers: 2,
+            request_consumers: 1,
+            retry_delays_ms: vec![200, 400],
+        },
+        secrets: Secrets {
+            code_hmac_key: random_key(),
+            encryption_key: random_key(),
+        },
+        verification: Verification {
+            app_name: "Acme".into(),
+            resend_interval_secs: 0,
+            ..Verification::default()
+        },
+        throttle: Limits::default(),
+        providers: Providers {
+            sms: vec!["twilio".into()],
+            voice: vec!["twilio".into()],
+            twilio: Some(twilio.config(TWILIO_SID, TWILIO_TOKEN, TWILIO_FROM)),
+        },
+        runtime: Runtime {
+            shards: 2,
+            expiry_interval_ms: 200,
+            relay_poll_ms: 200,
+            reconcile_interval_ms: 1_000,
+        },
+    };
+    tweak(&mut config);
+    config.validate().expect("test configuration is valid");
+
+    if let Err(error) = sqlx::PgPool::connect(PG_ADMIN_URL).await {
+        panic!(
+            "PostgreSQL is not reachable at 127.0.0.1:5432 ({error}). Start it with: \
+             pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
+        );
+    }
+    let amqp = match Connection::connect(AMQP_URL, ConnectionProperties::default()).await {
+        Ok(c) => c,
+        Err(error) => panic!(
+            "RabbitMQ is not reachable at 127.0.0.1:5672 ({error}). Start it with: rabbitmq-server -detached"
+        ),
+    };
+
+    let mut running = app::start(&config, Role::Serve, None)
+        .await
+        .expect("verifyd starts");
+    let port = running.port.expect("serve listens");
+    let server = running.server.take().expect("serve has a server");
+    actix_rt::spawn(server);
+
+    let pool = running.core.pool.clone();
+    let tenant = format!("t{}", &id[..12]);
+    let (_, key) = verifyd::api_keys::create(&pool, &tenant, Some("tests"))
+        .await
+        .expect("api key");
+    let topology = running.core.topology.clone();
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        client: reqwest::Client::new(),
+        api_key: key.expose_secret().to_owned(),
+        tenant,
+        twilio,
+        pool,
+
+        topology,
+        amqp,
+        db_name,
+        running: Some(running),
+    }
+}
+
+/// What a backend reads back from an HTTP call.
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> Reply {
+        let response = req.send().await.expect("request reaches verifyd");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("response body");
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> Reply {
+        self.post_json_as(&self.api_key, path, body).await
+    }
+
+    pub async fn post_json_as(&self, key: &str, path: &str, body: &Value) -> Reply {
+        self.send(self.client.post(self.url(path)).bearer_auth(key).json(body))
+            .await
+    }
+
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> Reply {
+        let req = self
+            .client
+            .post(self.url(path))
+            .bearer_auth(&self.api_key)
+            .header("Content-Type", content_type);
+        self.send(req.body(body)).await
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.get_as(&self.api_key, path).await
+    }
+
+    pub async fn get_as(&self, key: &str, path: &str) -> Reply {
+        self.send(self.client.get(self.url(path)).bearer_auth(key))
+            .await
+    }
+
+    pub async fn create_verification(&self, account: &str, phone: &str, channel: &str) -> Reply {
+        let body = serde_json::json!({ "account_id": account, "phone": phone, "channel": channel });
+        self.post_json("/v1/verifications", &body).await
+    }
+
+    pub async fn check(&self, id: &str, code: &str) -> Reply {
+        self.post_json(
+            &format!("/v1/verifications/{id}/check"),
+            &serde_json::json!({ "code": code }),
+        )
+        .await
+    }
+
+    /// The code the mocked Twilio received for `phone` (SMS body or TwiML digits).
+    pub async fn code_sent_to(&self, phone: &str) -> String {
+        self.twilio
+            .wait_for_code(phone, Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|| panic!("no code reached Twilio for {phone} within 10 s"))
+    }
+
+    /// Another tenant with its own key, on the same service.
+    pub async fn other_tenant(&self, name: &str) -> String {
+        let (_, key) = verifyd::api_keys::create(&self.pool, name, None)
+            .await
+            .expect("api key");
+        key.expose_secret().to_owned()
+    }
+
+    /// A queue bound to the events exchange (all tenants' events with `#`),
+    /// deleted with the test's AMQP connection.
+    pub async fn capture_events(&self, binding: &str) -> Capture {
+        let ch = self.amqp.create_channel().await.expect("channel");
+        let queue = ch
+            .queue_declare(
+                "".into(),
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("capture queue");
+        let name = queue.name().as_str().to_owned();
+        ch.queue_bind(
+            name.as_str().into(),
+            self.topology.events_exchange().into(),
+            binding.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("bind capture queue");
+        Capture::consume(ch, name).await
+    }
+
+    /// A private queue (for `reply_to`) and its name.
+    pub async fn reply_queue(&self) -> (String, Capture) {
+        let ch = self.amqp.create_channel().await.expect("channel");
+        let queue = ch
+            .queue_declare(
+                "".into(),
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("reply queue");
+        let name = queue.name().as_str().to_owned();
+        (name.clone(), Capture::consume(ch, name).await)
+    }
+
+    /// A copy of everything published to the dispatch exchange.
+    pub async fn tap_dispatch(&self) -> Capture {
+        let ch = self.amqp.create_channel().await.expect("channel");
+        let queue = ch
+            .queue_declare(
+                "".into(),
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("tap queue");
+        let name = queue.name().as_str().to_owned();
+        for key in ["sms", "voice"] {
+            ch.queue_bind(
+                name.as_str().into(),
+                self.topology.dispatch_exchange().into(),
+                key.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("bind tap");
+        }
+        Capture::consume(ch, name).await
+    }
+
+    /// Consumes the dead-letter queue (the app does not consume it).
+    pub async fn dead_letters(&self) -> Capture {
+        let ch = self.amqp.create_channel().await.expect("channel");
+        Capture::consume(ch, self.topology.dead_letters()).await
+    }
+
+    /// Publishes a raw request as a backend would.
+    pub async fn publish_request(&self, routing_key: &str, body: &[u8], props: BasicProperties) {
+        let ch = self.amqp.create_channel().await.expect("channel");
+        ch.confirm_select(Default::default())
+            .await
+            .expect("confirms");
+        ch.basic_publish(
+            self.topology.requests_exchange().into(),
+            routing_key.into(),
+            BasicPublishOptions::default(),
+            body,
+            props,
+        )
+        .await
+        .expect("publish")
+        .await
+        .expect("confirm");
+    }
+}
+
+/// Messages received on one queue.
+pub struct Capture {
+    rx: tokio::sync::mpsc::UnboundedReceiver<Message>,
+    _channel: lapin::Channel,
+}
+
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub routing_key: String,
+    pub body: Vec<u8>,
+    pub properties: BasicProperties,
+}
+
+impl Message {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).expect("JSON message")
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    pub fn header(&self, name: &str) -> Option<String> {
+        verifyd_actors::amqp::header_str(&self.properties, name)
+    }
+}
+
+impl Capture {
+    async fn consume(ch: lapin::Channel, queue: String) -> Capture {
+        let mut consumer = ch
+            .basic_consume(
+                queue.as_str().into(),
+                "".into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("consume");
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        actix_rt::spawn(async move {
+            while let Some(Ok(d)) = consumer.next().await {
+                let message = Message {
+                    routing_key: d.routing_key.as_str().to_owned(),
+                    body: d.data.clone(),
+                    properties: d.properties.clone(),
+                };
+                if tx.send(message).is_err() {
+                    break;
+                }
+            }
+        });
+        Capture { rx, _channel: ch }
+    }
+
+    pub async fn next(&mut self, timeout: Duration) -> Option<Message> {
+        tokio::time::timeout(timeout, self.rx.recv())
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// Waits for the first message whose JSON `event` is `name`, collecting the rest.
+    pub async fn wait_for_event(&mut self, name: &str, timeout: Duration) -> Value {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let message = self
+                .next(left)
+                .await
+                .unwrap_or_else(|| panic!("no {name} event within {timeout:?}"));
+            let json = message.json();
+            if json["event"] == name {
+                return json;
+            }
+        }
+    }
+
+    /// Everything received until `quiet` passes with nothing new.
+    pub async fn drain(&mut self, quiet: Duration) -> Vec<Message> {
+        let mut all = Vec::new();
+        while let Some(m) = self.next(quiet).await {
+            all.push(m);
+        }
+        all
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        drop(self.running.take());
+        let db_name = self.db_name.clone();
+        let mut queues = self.topology.queues();
+        queues.sort();
+        let exchanges = self.topology.exchanges();
+        // Teardown runs on its own runtime so it also works while a failed test unwinds.
+        let cleanup = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                if let Ok(conn) =
+                    Connection::connect(AMQP_URL, ConnectionProperties::default()).await
+                    && let Ok(ch) = conn.create_channel().await
+                {
+                    for q in queues {
+                        let _ = ch
+                            .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+                            .await;
+                    }
+                    for e in exchanges {
+                        let _ = ch
+                            .exchange_delete(e.as_str().into(), ExchangeDeleteOptions::default())
+                            .await;
+                    }
+                    let _ = conn.close(200, "test done".into()).await;
+                }
+                if let Ok(pool) = sqlx::PgPool::connect(PG_ADMIN_URL).await {
+                    let sql = format!("DROP DATABASE IF EXISTS \"{db_name}\" WITH (FORCE)");
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await;
+                }
+            });
+        });
+        let _ = cleanup.join();
+    }
+}

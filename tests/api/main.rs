@@ -1,0 +1,10 @@
+//! Integration tests: the real verifyd against the real PostgreSQL and RabbitMQ,
+//! with only the SMS/voice provider (Twilio) mocked by wiremock.
+
+mod amqp_requests;
+mod delivery;
+mod errors;
+mod helpers;
+mod isolation;
+mod secrecy;
+mod verification_flow;

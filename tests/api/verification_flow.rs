@@ -1,0 +1,287 @@
+//! A phone verification over HTTP, from request to approved factor.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::helpers::{TWILIO_FROM, TWILIO_SID, spawn_app, spawn_app_with};
+
+const PHONE: &str = "+14155552671";
+
+fn wrong(code: &str) -> String {
+    // Same length, different digits.
+    code.chars()
+        .map(|c| {
+            if c == '9' {
+                '0'
+            } else {
+                char::from(c as u8 + 1)
+            }
+        })
+        .collect()
+}
+
+#[actix_rt::test]
+async fn sms_code_reaches_twilio_and_approves_and_the_phone_becomes_a_factor() {
+    let app = spawn_app().await;
+    let mut events = app.capture_events(&format!("{}.#", app.tenant)).await;
+
+    let created = app.create_verification("user-1", PHONE, "sms").await;
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    assert_eq!(created.body["status"], "pending");
+    assert_eq!(created.body["channel"], "sms");
+    assert_eq!(created.body["attempts_left"], 5);
+    assert!(created.body.get("code").is_none());
+    let id = created.body["id"].as_str().unwrap().to_owned();
+
+    let code = app.code_sent_to(PHONE).await;
+    assert_eq!(code.len(), 7);
+    let sms = app.twilio.sent_sms().await;
+    assert_eq!(sms.len(), 1);
+    assert_eq!(sms[0].to, PHONE);
+    assert_eq!(sms[0].from, TWILIO_FROM);
+    assert_eq!(sms[0].auth_user, TWILIO_SID);
+    assert_eq!(
+        sms[0].body,
+        format!("Your Acme verification code is {code}. It expires in 10 minutes.")
+    );
+    let validity = sms[0].validity_period.expect("ValidityPeriod set");
+    assert!((590..=600).contains(&validity), "ValidityPeriod {validity}");
+
+    let checked = app.check(&id, &code).await;
+    assert_eq!(checked.status, 200, "{:?}", checked.body);
+    assert_eq!(checked.body["status"], "approved");
+
+    // The check answers after account state recorded the phone.
+    let factors = app.get("/v1/accounts/user-1/factors").await;
+    assert_eq!(factors.status, 200);
+    let list = factors.body["factors"].as_array().unwrap();
+    assert_eq!(list.len(), 1, "{:?}", factors.body);
+    assert_eq!(list[0]["kind"], "sms");
+    assert_eq!(list[0]["phone"], PHONE);
+    assert_eq!(list[0]["status"], "active");
+
+    // A used code cannot be used again.
+    let again = app.check(&id, &code).await;
+    assert_eq!(again.status, 409);
+    assert_eq!(again.body["error"], "verification_not_pending");
+    assert_eq!(again.body["verification_status"], "approved");
+
+    for name in [
+        "verification.created",
+        "verification.delivered",
+        "verification.approved",
+        "factor.added",
+    ] {
+        let event = events.wait_for_event(name, Duration::from_secs(10)).await;
+        assert_eq!(event["tenant"], app.tenant.as_str());
+        assert_eq!(event["account_id"], "user-1");
+    }
+    let attempts: Vec<(String, String, Option<String>)> =
+        sqlx::query_as("SELECT outcome, provider, provider_message_id FROM delivery_attempts")
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(
+        (attempts[0].0.as_str(), attempts[0].1.as_str()),
+        ("sent", "twilio")
+    );
+    assert_eq!(attempts[0].2.as_deref(), Some(sms[0].sid.as_str()));
+}
+
+#[actix_rt::test]
+async fn voice_call_speaks_the_digits_twice_and_the_code_approves() {
+    let app = spawn_app().await;
+    let created = app.create_verification("user-v", PHONE, "voice").await;
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    let id = created.body["id"].as_str().unwrap().to_owned();
+
+    let code = app.code_sent_to(PHONE).await;
+    let calls = app.twilio.placed_calls().await;
+    assert_eq!(calls.len(), 1);
+    assert!(app.twilio.sent_sms().await.is_empty());
+    let spaced = code
+        .chars()
+        .map(String::from)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let twiml = &calls[0].twiml;
+    assert_eq!(
+        twiml.matches(&spaced).count(),
+        2,
+        "digits read twice: {twiml}"
+    );
+    assert!(twiml.contains("<Pause length=\"1\"/>"), "{twiml}");
+    assert!(twiml.contains("Your Acme verification code is"), "{twiml}");
+
+    let checked = app.check(&id, &code).await;
+    assert_eq!(checked.body["status"], "approved");
+    let factors = app.get("/v1/accounts/user-v/factors").await;
+    assert_eq!(factors.body["factors"][0]["kind"], "voice");
+}
+
+#[actix_rt::test]
+async fn wrong_codes_count_down_and_the_fifth_ends_the_verification() {
+    let app = spawn_app().await;
+    let created = app.create_verification("user-2", PHONE, "sms").await;
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let code = app.code_sent_to(PHONE).await;
+    let bad = wrong(&code);
+
+    for left in (1..=4).rev() {
+        let r = app.check(&id, &bad).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body["status"], "pending");
+        assert_eq!(r.body["attempts_left"], left);
+    }
+    let fifth = app.check(&id, &bad).await;
+    assert_eq!(fifth.body["status"], "max_attempts_reached");
+    assert_eq!(fifth.body["attempts_left"], 0);
+
+    // Now even the right code is refused.
+    let right = app.check(&id, &code).await;
+    assert_eq!(right.status, 409);
+    assert_eq!(right.body["verification_status"], "max_attempts_reached");
+    let factors = app.get("/v1/accounts/user-2/factors").await;
+    assert_eq!(factors.body["factors"], json!([]));
+}
+
+#[actix_rt::test]
+async fn resend_sends_the_same_code_and_keeps_the_deadline() {
+    let app = spawn_app().await;
+    let created = app.create_verification("user-3", PHONE, "sms").await;
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let first = app.code_sent_to(PHONE).await;
+
+    let resent = app
+        .post_json(&format!("/v1/verifications/{id}/resend"), &json!({}))
+        .await;
+    assert_eq!(resent.status, 202, "{:?}", resent.body);
+    assert_eq!(resent.body["sends"], 2);
+    assert_eq!(resent.body["expires_at"], created.body["expires_at"]);
+
+    // The same code again, then by voice when asked.
+    for _ in 0..100 {
+        if app.twilio.sent_sms().await.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let sms = app.twilio.sent_sms().await;
+    assert_eq!(sms.len(), 2);
+    assert!(
+        sms[1].body.contains(&first),
+        "resent SMS carries the same code"
+    );
+
+    let by_voice = app
+        .post_json(
+            &format!("/v1/verifications/{id}/resend"),
+            &json!({ "channel": "voice" }),
+        )
+        .await;
+    assert_eq!(by_voice.status, 202);
+    assert_eq!(by_voice.body["channel"], "voice");
+    for _ in 0..100 {
+        if !app.twilio.placed_calls().await.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let calls = app.twilio.placed_calls().await;
+    let spaced = first
+        .chars()
+        .map(String::from)
+        .collect::<Vec<_>>()
+        .join(", ");
+    assert!(calls[0].twiml.contains(&spaced));
+
+    assert_eq!(app.check(&id, &first).await.body["status"], "approved");
+}
+
+#[actix_rt::test]
+async fn resends_are_throttled_with_retry_after() {
+    let app = spawn_app_with(|c| {
+        c.verification.resend_interval_secs = 30;
+    })
+    .await;
+    let created = app.create_verification("user-4", PHONE, "sms").await;
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let r = app
+        .post_json(&format!("/v1/verifications/{id}/resend"), &json!({}))
+        .await;
+    assert_eq!(r.status, 429, "{:?}", r.body);
+    assert_eq!(r.body["error"], "throttled");
+    assert_eq!(r.body["scope"], "verification");
+    let retry_after: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!(
+        (29..=30).contains(&retry_after),
+        "Retry-After {retry_after}"
+    );
+}
+
+#[actix_rt::test]
+async fn more_than_five_codes_to_one_phone_in_ten_minutes_are_refused() {
+    let app = spawn_app().await;
+    for n in 0..5 {
+        let r = app
+            .create_verification(&format!("acct-{n}"), PHONE, "sms")
+            .await;
+        assert_eq!(r.status, 201, "send {n}: {:?}", r.body);
+    }
+    let sixth = app.create_verification("acct-6", PHONE, "sms").await;
+    assert_eq!(sixth.status, 429, "{:?}", sixth.body);
+    assert_eq!(sixth.body["scope"], "phone");
+    assert!(sixth.headers.contains_key("retry-after"));
+    // Another number is not affected.
+    assert_eq!(
+        app.create_verification("acct-6", "+14155552672", "sms")
+            .await
+            .status,
+        201
+    );
+}
+
+#[actix_rt::test]
+async fn an_unchecked_verification_expires_on_its_own() {
+    let app = spawn_app_with(|c| c.verification.ttl_secs = 1).await;
+    let mut events = app
+        .capture_events(&format!("{}.verification.expired", app.tenant))
+        .await;
+    let created = app.create_verification("user-5", PHONE, "sms").await;
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let code = app.code_sent_to(PHONE).await;
+
+    let event = events
+        .wait_for_event("verification.expired", Duration::from_secs(10))
+        .await;
+    assert_eq!(event["verification_id"], id.as_str());
+    let stored: String = sqlx::query_scalar("SELECT status FROM verifications WHERE id = $1::uuid")
+        .bind(&id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, "expired");
+    assert_eq!(
+        app.get(&format!("/v1/verifications/{id}")).await.body["status"],
+        "expired"
+    );
+    let late = app.check(&id, &code).await;
+    assert_eq!(late.status, 409);
+    assert_eq!(late.body["verification_status"], "expired");
+}
+
+#[actix_rt::test]
+async fn the_same_idempotency_key_gives_the_same_verification_and_one_sms() {
+    let app = spawn_app().await;
+    let body = json!({ "account_id": "user-6", "phone": PHONE, "channel": "sms", "idempotency_key": "req-1" });
+    let first = app.post_json("/v1/verifications", &body).await;
+    let second = app.post_json("/v1/verifications", &body).await;
+    assert_eq!(first.status, 201);
+    assert_eq!(second.status, 200);
+    assert_eq!(first.body["id"], second.body["id"]);
+    app.code_sent_to(PHONE).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(app.twilio.sent_sms().await.len(), 1);
+}
