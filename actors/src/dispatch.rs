@@ -116,7 +116,9 @@ impl Dispatcher {
                 );
             }
         };
-        if attempts::job_finished(&self.pool, job.job_id).await? {
+        // Only a redelivered message (after a crash or a requeue) can belong to a
+        // job that already finished; fresh ones skip the look-up.
+        if delivery.redelivered && attempts::job_finished(&self.pool, job.job_id).await? {
             tracing::debug!(job_id = %job.job_id, "job already finished (redelivery)");
             return Ok(());
         }
@@ -240,21 +242,18 @@ impl Dispatcher {
                     metrics::counter!("verifyd_provider_errors_total", "provider" => provider.name().to_owned(), "kind" => "retryable")
                         .increment(1);
                     let mut conn = self.pool.acquire().await?;
-                    attempts::record(
-                        &mut conn,
-                        &Attempt {
-                            job_id: job.job_id,
-                            verification_id: v.id,
-                            tenant_id: v.tenant_id,
-                            channel: job.channel,
-                            provider: Some(provider.name()),
-                            provider_message_id: None,
-                            outcome: Outcome::RetryableError,
-                            error: Some(&error.to_string()),
-                            latency_ms: Some(latency),
-                        },
-                    )
-                    .await?;
+                    let attempt = Attempt {
+                        job_id: job.job_id,
+                        verification_id: v.id,
+                        tenant_id: v.tenant_id,
+                        channel: job.channel,
+                        provider: Some(provider.name()),
+                        provider_message_id: None,
+                        outcome: Outcome::RetryableError,
+                        error: Some(&error.to_string()),
+                        latency_ms: Some(latency),
+                    };
+                    attempts::record(&mut conn, &attempt, &[]).await?;
                     last_error = Some(error);
                 }
                 Err(error) => {
@@ -313,22 +312,6 @@ impl Dispatcher {
         latency_ms: Option<i32>,
     ) -> Result<(), DispatchError> {
         let now = Utc::now();
-        let mut tx = self.pool.begin().await?;
-        let attempt = Attempt {
-            job_id: job.job_id,
-            verification_id: v.id,
-            tenant_id: v.tenant_id,
-            channel: job.channel,
-            provider,
-            provider_message_id: message_id,
-            outcome,
-            error,
-            latency_ms,
-        };
-        if !attempts::record(&mut tx, &attempt).await? {
-            // A redelivered copy of this job finished first.
-            return Ok(());
-        }
         let event = match outcome {
             Outcome::Sent => Some(
                 Event::for_verification(EventKind::Delivered, v, now)
@@ -340,15 +323,31 @@ impl Dispatcher {
                     .with("reason", error.unwrap_or_default()),
             ),
             Outcome::Skipped | Outcome::RetryableError => None,
-        };
-        if let Some(event) = &event {
-            let event = Event {
-                channel: Some(job.channel),
-                ..event.clone()
-            };
-            outbox::event(&mut tx, &event, v.reply.as_ref()).await?;
         }
-        tx.commit().await?;
+        .map(|event| Event {
+            channel: Some(job.channel),
+            ..event
+        });
+        let announce = event
+            .as_ref()
+            .map(|e| outbox::event_rows(e, v.reply.as_ref()))
+            .unwrap_or_default();
+        let attempt = Attempt {
+            job_id: job.job_id,
+            verification_id: v.id,
+            tenant_id: v.tenant_id,
+            channel: job.channel,
+            provider,
+            provider_message_id: message_id,
+            outcome,
+            error,
+            latency_ms,
+        };
+        let mut conn = self.pool.acquire().await?;
+        if !attempts::record(&mut conn, &attempt, &announce).await? {
+            // A redelivered copy of this job finished first.
+            return Ok(());
+        }
         if event.is_some() {
             self.relay.do_send(Kick);
             let delivered = outcome == Outcome::Sent;

@@ -27,20 +27,32 @@ impl Target {
     }
 }
 
-async fn put(
-    conn: &mut PgConnection,
-    target: Target,
-    routing_key: &str,
-    payload: serde_json::Value,
-    correlation_id: Option<&str>,
-) -> Result<(), sqlx::Error> {
+/// One outbox row.
+pub struct Row {
+    pub target: Target,
+    pub routing_key: String,
+    pub payload: serde_json::Value,
+    pub correlation_id: Option<String>,
+}
+
+/// Writes rows in one statement.
+pub async fn put(conn: &mut PgConnection, rows: &[Row]) -> Result<(), sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let targets: Vec<&str> = rows.iter().map(|r| r.target.as_str()).collect();
+    let keys: Vec<&str> = rows.iter().map(|r| r.routing_key.as_str()).collect();
+    let payloads: Vec<&serde_json::Value> = rows.iter().map(|r| &r.payload).collect();
+    let correlations: Vec<Option<&str>> =
+        rows.iter().map(|r| r.correlation_id.as_deref()).collect();
     sqlx::query(
-        "INSERT INTO outbox (target, routing_key, payload, correlation_id) VALUES ($1, $2, $3, $4)",
+        "INSERT INTO outbox (target, routing_key, payload, correlation_id)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::text[])",
     )
-    .bind(target.as_str())
-    .bind(routing_key)
-    .bind(payload)
-    .bind(correlation_id)
+    .bind(&targets)
+    .bind(&keys)
+    .bind(&payloads)
+    .bind(&correlations)
     .execute(conn)
     .await?;
     Ok(())
@@ -51,33 +63,46 @@ fn to_json<T: serde::Serialize>(value: &T) -> serde_json::Value {
     serde_json::to_value(value).unwrap_or(serde_json::Value::Null)
 }
 
-/// Queues an event, and a copy to the request's `reply_to` queue when it has one.
+/// The rows announcing an event: to the events exchange, and a copy to the
+/// request's `reply_to` queue when it has one.
+pub fn event_rows(event: &Event, reply: Option<&ReplyTo>) -> Vec<Row> {
+    let payload = to_json(event);
+    let mut rows = Vec::with_capacity(2);
+    if let Some(reply) = reply {
+        rows.push(Row {
+            target: Target::Reply,
+            routing_key: reply.queue.clone(),
+            payload: payload.clone(),
+            correlation_id: reply.correlation_id.clone(),
+        });
+    }
+    rows.push(Row {
+        target: Target::Event,
+        routing_key: event.routing_key(),
+        payload,
+        correlation_id: None,
+    });
+    rows
+}
+
+pub fn dispatch_row(job: &DispatchJob) -> Row {
+    Row {
+        target: Target::Dispatch,
+        routing_key: job.channel.as_str().to_owned(),
+        payload: to_json(job),
+        correlation_id: None,
+    }
+}
+
+/// Queues an event (and its reply copy).
 pub async fn event(
     conn: &mut PgConnection,
     event: &Event,
     reply: Option<&ReplyTo>,
 ) -> Result<(), sqlx::Error> {
-    let payload = to_json(event);
-    if let Some(reply) = reply {
-        put(
-            &mut *conn,
-            Target::Reply,
-            &reply.queue,
-            payload.clone(),
-            reply.correlation_id.as_deref(),
-        )
-        .await?;
-    }
-    put(conn, Target::Event, &event.routing_key(), payload, None).await
+    put(conn, &event_rows(event, reply)).await
 }
 
 pub async fn dispatch(conn: &mut PgConnection, job: &DispatchJob) -> Result<(), sqlx::Error> {
-    put(
-        conn,
-        Target::Dispatch,
-        job.channel.as_str(),
-        to_json(job),
-        None,
-    )
-    .await
+    put(conn, &[dispatch_row(job)]).await
 }

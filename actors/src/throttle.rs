@@ -194,31 +194,48 @@ pub async fn enforce_in_tx(
     now: DateTime<Utc>,
 ) -> Result<Result<(), Throttled>, sqlx::Error> {
     let tenant = tenant_id.to_string();
+    // Always phone then account, in every transaction: no lock-order deadlock.
+    sqlx::query("SELECT pg_advisory_xact_lock($1), pg_advisory_xact_lock($2)")
+        .bind(lock_key(&["sends", "phone", &tenant, phone.e164()]))
+        .bind(lock_key(&[
+            "sends",
+            "account_id",
+            &tenant,
+            account.as_str(),
+        ]))
+        .execute(&mut *conn)
+        .await?;
+    // A new statement (READ COMMITTED): it sees every send committed before the locks.
+    let (phone_count, phone_oldest, account_count, account_oldest): (
+        i64,
+        Option<DateTime<Utc>>,
+        i64,
+        Option<DateTime<Utc>>,
+    ) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE phone = $2 AND sent_at > $4),
+                    min(sent_at) FILTER (WHERE phone = $2 AND sent_at > $4),
+                    count(*) FILTER (WHERE account_id = $3 AND sent_at > $5),
+                    min(sent_at) FILTER (WHERE account_id = $3 AND sent_at > $5)
+             FROM sends WHERE tenant_id = $1
+               AND ((phone = $2 AND sent_at > $4) OR (account_id = $3 AND sent_at > $5))",
+    )
+    .bind(tenant_id)
+    .bind(phone.e164())
+    .bind(account.as_str())
+    .bind(now - limits.per_phone.window())
+    .bind(now - limits.per_account.window())
+    .fetch_one(&mut *conn)
+    .await?;
     let checks = [
-        (Scope::Phone, limits.per_phone, "phone", phone.e164()),
+        (Scope::Phone, limits.per_phone, phone_count, phone_oldest),
         (
             Scope::Account,
             limits.per_account,
-            "account_id",
-            account.as_str(),
+            account_count,
+            account_oldest,
         ),
     ];
-    for (scope, limit, column, value) in checks {
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(lock_key(&["sends", column, &tenant, value]))
-            .execute(&mut *conn)
-            .await?;
-        let since = now - limit.window();
-        let sql = format!(
-            "SELECT count(*), min(sent_at) FROM sends WHERE tenant_id = $1 AND {column} = $2 AND sent_at > $3"
-        );
-        let (count, oldest): (i64, Option<DateTime<Utc>>) =
-            sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                .bind(tenant_id)
-                .bind(value)
-                .bind(since)
-                .fetch_one(&mut *conn)
-                .await?;
+    for (scope, limit, count, oldest) in checks {
         if count >= i64::from(limit.count) {
             let free_at = oldest.unwrap_or(now) + limit.window();
             let retry_after = (free_at - now)

@@ -238,7 +238,6 @@ async fn create(deps: &Deps, mut msg: Create) -> Result<Created, VerificationErr
             replayed: true,
         });
     }
-    store::log_send(&mut tx, msg.tenant.id, &msg.phone, &msg.account_id, msg.now).await?;
     let verification = Verification {
         id,
         tenant_id: msg.tenant.id,
@@ -267,11 +266,12 @@ async fn create(deps: &Deps, mut msg: Create) -> Result<Created, VerificationErr
         channel: verification.channel,
         retry: 0,
     };
-    outbox::dispatch(&mut tx, &job).await?;
     let event = Event::for_verification(EventKind::Created, &verification, msg.now)
         .status(Status::Pending.as_str())
         .with("expires_at", expires_at.to_rfc3339());
-    outbox::event(&mut tx, &event, verification.reply.as_ref()).await?;
+    let mut rows = vec![outbox::dispatch_row(&job)];
+    rows.extend(outbox::event_rows(&event, verification.reply.as_ref()));
+    outbox::put(&mut tx, &rows).await?;
     tx.commit().await?;
     deps.relay.do_send(Kick);
     metrics::counter!("verifyd_verifications_created_total", "channel" => verification.channel.as_str()).increment(1);

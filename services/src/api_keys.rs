@@ -2,6 +2,10 @@
 //! the key (it is looked up); the part after is 256 random bits, stored only as
 //! its SHA-256 and compared in constant time. Keys are printed once, at creation.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use base64::Engine;
 use rand::RngExt;
 use secrecy::{ExposeSecret, SecretString};
@@ -38,23 +42,69 @@ pub enum KeyRejected {
     Unknown,
 }
 
-/// The tenant a presented key belongs to.
-pub async fn authenticate(
-    pool: &PgPool,
-    presented: &SecretString,
-) -> Result<Result<Tenant, KeyRejected>, sqlx::Error> {
-    let Some((key_id, secret)) = presented.expose_secret().split_once('.') else {
-        return Ok(Err(KeyRejected::Malformed));
-    };
-    if !key_id.starts_with("vk_") || key_id.len() != 15 || secret.is_empty() || secret.len() > 64 {
-        return Ok(Err(KeyRejected::Malformed));
+/// Checks presented keys, remembering live keys for `ttl` so a busy caller does
+/// not cost a database round trip per request. Only keys that exist are kept (so
+/// memory is bounded by the number of keys, not by what callers send); the
+/// secret is still compared, in constant time, on every request. A revoked key
+/// stops working within `ttl`.
+pub struct Authenticator {
+    pool: PgPool,
+    ttl: Duration,
+    cache: Mutex<HashMap<String, (Vec<u8>, Tenant, Instant)>>,
+}
+
+impl Authenticator {
+    pub fn new(pool: PgPool, ttl: Duration) -> Self {
+        Authenticator {
+            pool,
+            ttl,
+            cache: Mutex::new(HashMap::new()),
+        }
     }
-    let Some((stored, tenant)) = tenants::live_key(pool, key_id).await? else {
-        return Ok(Err(KeyRejected::Unknown));
-    };
-    if bool::from(hash(secret).ct_eq(&stored)) {
-        Ok(Ok(tenant))
-    } else {
-        Ok(Err(KeyRejected::Unknown))
+
+    pub async fn authenticate(
+        &self,
+        presented: &SecretString,
+    ) -> Result<Result<Tenant, KeyRejected>, sqlx::Error> {
+        let Some((key_id, secret)) = presented.expose_secret().split_once('.') else {
+            return Ok(Err(KeyRejected::Malformed));
+        };
+        if !key_id.starts_with("vk_")
+            || key_id.len() != 15
+            || secret.is_empty()
+            || secret.len() > 64
+        {
+            return Ok(Err(KeyRejected::Malformed));
+        }
+        let cached = self
+            .cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key_id)
+            .and_then(|(hash, tenant, at)| {
+                (at.elapsed() < self.ttl).then(|| (hash.clone(), tenant.clone()))
+            });
+        let (stored, tenant) = match cached {
+            Some(entry) => entry,
+            None => {
+                let Some((stored, tenant)) = tenants::live_key(&self.pool, key_id).await? else {
+                    self.cache
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(key_id);
+                    return Ok(Err(KeyRejected::Unknown));
+                };
+                self.cache.lock().unwrap_or_else(|e| e.into_inner()).insert(
+                    key_id.to_owned(),
+                    (stored.clone(), tenant.clone(), Instant::now()),
+                );
+                (stored, tenant)
+            }
+        };
+        if bool::from(hash(secret).ct_eq(&stored)) {
+            Ok(Ok(tenant))
+        } else {
+            Ok(Err(KeyRejected::Unknown))
+        }
     }
 }

@@ -22,6 +22,7 @@ use verifyd_providers::console::ConsoleProvider;
 use verifyd_providers::domain::{Channel, CodeLength};
 use verifyd_providers::twilio::Twilio;
 
+use crate::api_keys::Authenticator;
 use crate::config::Config;
 use crate::http::{self, AppState};
 use crate::intake::Intake;
@@ -167,11 +168,16 @@ pub async fn start(
     let listener = TcpListener::bind(&config.http.bind)
         .with_context(|| format!("binding {}", config.http.bind))?;
     let port = listener.local_addr()?.port();
+    let keys = Authenticator::new(
+        pool.clone(),
+        Duration::from_secs(config.http.key_cache_secs),
+    );
     let state = web::Data::new(AppState {
         pool,
         core: core.clone(),
         amqp: amqp.clone(),
         metrics,
+        keys,
     });
     let max_body = config.http.max_body_bytes;
     let mut server = HttpServer::new(move || {

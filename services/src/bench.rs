@@ -1,6 +1,389 @@
-//! Load tool (filled in below).
-#[derive(clap::Args, Debug)]
-pub struct Args {}
-pub async fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("not yet")
+//! `verifyd bench`: pushes N verifications through the real path (HTTP → verification
+//! actor → PostgreSQL + outbox → RabbitMQ → dispatch → provider) against a local
+//! mock of Twilio's Messages API, and, in the same run, a bare baseline that does
+//! only what any queue-backed sender must: publish → consume → one HTTP POST to the
+//! same mock → one row written. Both use the same consumer machinery, prefetch and
+//! consumer counts. Each run uses its own database and queue prefix, removed after.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix_web::{App, HttpResponse, HttpServer, web};
+use anyhow::Context as _;
+use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
+use lapin::message::Delivery;
+use lapin::options::{ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions};
+use lapin::types::FieldTable;
+use secrecy::ExposeSecret;
+use sqlx::PgPool;
+use uuid::Uuid;
+use verifyd_actors::consumer::{self, DeliveryHandler, Disposition};
+use verifyd_actors::runtime::Role;
+use verifyd_actors::throttle::{Limit, Limits};
+use verifyd_providers::twilio::TwilioConfig;
+
+use crate::app;
+use crate::config::{Config, Providers};
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct Args {
+    /// Verifications per measurement.
+    #[arg(long, default_value_t = 2000)]
+    pub n: usize,
+    /// Concurrent HTTP requests (full path) / unconfirmed publishes (baseline).
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// Dispatch consumer counts to measure, comma separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
+    pub consumers: Vec<usize>,
+    /// Unacknowledged messages per consumer.
+    #[arg(long, default_value_t = 8)]
+    pub prefetch: u16,
+    /// Time the mock provider takes to answer each request.
+    #[arg(long, default_value_t = 50)]
+    pub provider_latency_ms: u64,
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+    pub database_url: String,
+    #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+    pub amqp_url: String,
+}
+
+/// When the mock provider received a message for each destination.
+#[derive(Default)]
+struct Received {
+    at: Mutex<HashMap<String, Instant>>,
+}
+
+impl Received {
+    fn record(&self, to: String) {
+        self.at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(to)
+            .or_insert_with(Instant::now);
+    }
+    fn count(&self) -> usize {
+        self.at.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+    fn take(&self) -> HashMap<String, Instant> {
+        std::mem::take(&mut *self.at.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+struct MockState {
+    received: Arc<Received>,
+    latency: Duration,
+}
+
+/// Twilio's Messages endpoint as the mock sees it: record `To`, wait, answer 201.
+async fn mock_messages(
+    state: web::Data<MockState>,
+    form: web::Form<HashMap<String, String>>,
+) -> HttpResponse {
+    let to = form.get("To").cloned().unwrap_or_default();
+    tokio::time::sleep(state.latency).await;
+    state.received.record(to);
+    let sid = format!("SM{}", Uuid::new_v4().simple());
+    HttpResponse::Created()
+        .json(serde_json::json!({ "sid": sid, "status": "queued", "error_code": null }))
+}
+
+async fn start_mock(received: Arc<Received>, latency: Duration) -> anyhow::Result<String> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = listener.local_addr()?.port();
+    let state = web::Data::new(MockState { received, latency });
+    let server = HttpServer::new(move || {
+        App::new().app_data(state.clone()).route(
+            "/2010-04-01/Accounts/{sid}/Messages.json",
+            web::post().to(mock_messages),
+        )
+    })
+    .workers(1)
+    .listen(listener)?
+    .run();
+    actix_rt::spawn(server);
+    Ok(format!("http://127.0.0.1:{port}"))
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Figures {
+    pub per_second: f64,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+}
+
+fn figures(
+    started: &HashMap<String, Instant>,
+    received: &HashMap<String, Instant>,
+) -> anyhow::Result<Figures> {
+    let first = started.values().min().context("nothing started")?;
+    let last = received.values().max().context("nothing received")?;
+    let mut latencies: Vec<f64> = started
+        .iter()
+        .filter_map(|(to, t0)| {
+            received
+                .get(to)
+                .map(|t1| t1.duration_since(*t0).as_secs_f64() * 1000.0)
+        })
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    let pct = |p: f64| latencies[((latencies.len() as f64 - 1.0) * p).round() as usize];
+    Ok(Figures {
+        per_second: received.len() as f64 / last.duration_since(*first).as_secs_f64(),
+        p50_ms: pct(0.50),
+        p95_ms: pct(0.95),
+        p99_ms: pct(0.99),
+    })
+}
+
+/// Distinct valid numbers: +1 415/650/212/312/617 555 0000–9999.
+fn phone(i: usize) -> String {
+    const AREAS: [u32; 5] = [415, 650, 212, 312, 617];
+    format!(
+        "+1{}555{:04}",
+        AREAS[(i / 10_000) % AREAS.len()],
+        i % 10_000
+    )
+}
+
+async fn wait_for(received: &Received, n: usize, timeout: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    while received.count() < n {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "only {} of {n} messages reached the provider",
+            received.count()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(())
+}
+
+fn scratch_database(admin_url: &str, name: &str) -> anyhow::Result<String> {
+    let base = admin_url
+        .rsplit_once('/')
+        .map(|(b, _)| b)
+        .context("database url has no database part")?;
+    Ok(format!("{base}/{name}"))
+}
+
+async fn drop_database(admin_url: &str, name: &str) {
+    if let Ok(pool) = PgPool::connect(admin_url).await {
+        let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+        let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await;
+    }
+}
+
+// ---- baseline ---------------------------------------------------------------
+
+struct Baseline {
+    client: reqwest::Client,
+    url: String,
+    pool: PgPool,
+}
+
+impl DeliveryHandler for Baseline {
+    fn handle(
+        self: Arc<Self>,
+        _: lapin::Channel,
+        delivery: Delivery,
+    ) -> BoxFuture<'static, Disposition> {
+        Box::pin(async move {
+            let to = String::from_utf8_lossy(&delivery.data).into_owned();
+            let sent = self
+                .client
+                .post(&self.url)
+                .form(&[("To", to.as_str()), ("Body", "baseline")])
+                .send()
+                .await;
+            let stored =
+                sqlx::query("INSERT INTO bench_baseline (id, destination) VALUES ($1, $2)")
+                    .bind(Uuid::new_v4())
+                    .bind(&to)
+                    .execute(&self.pool)
+                    .await;
+            if sent.is_ok() && stored.is_ok() {
+                Disposition::Ack
+            } else {
+                Disposition::Requeue
+            }
+        })
+    }
+}
+
+async fn run_baseline(
+    args: &Args,
+    consumers: usize,
+    mock_url: &str,
+    received: &Received,
+) -> anyhow::Result<Figures> {
+    let id = Uuid::new_v4().simple().to_string();
+    let db = format!("verifyd_bench_{id}");
+    let url = scratch_database(&args.database_url, &db)?;
+    let result = async {
+        let mut config = Config::local(&url, &args.amqp_url, "");
+        config.database.max_connections = 20;
+        let pool = app::database(&config, false).await?;
+        sqlx::query("CREATE TABLE bench_baseline (id uuid PRIMARY KEY, destination text NOT NULL, at timestamptz NOT NULL DEFAULT now())")
+            .execute(&pool)
+            .await?;
+        let conn = app::rabbitmq(&config).await?;
+        let queue = format!("bench.{id}.baseline");
+        let ch = conn.create_channel().await?;
+        let mut args_table = FieldTable::default();
+        args_table.insert("x-queue-type".into(), verifyd_actors::amqp::long_string("quorum"));
+        ch.queue_declare(queue.as_str().into(), QueueDeclareOptions { durable: true, ..Default::default() }, args_table)
+            .await?;
+        ch.confirm_select(ConfirmSelectOptions::default()).await?;
+        let handler = Arc::new(Baseline {
+            client: reqwest::Client::new(),
+            url: format!("{mock_url}/2010-04-01/Accounts/ACbench/Messages.json"),
+            pool: pool.clone(),
+        });
+        let _arbiters = consumer::start(&conn, &queue, consumers, args.prefetch, handler).await?;
+
+        let mut started = HashMap::with_capacity(args.n);
+        let mut pending = futures_util::stream::FuturesUnordered::new();
+        for i in 0..args.n {
+            let to = phone(i);
+            started.insert(to.clone(), Instant::now());
+            let confirm = ch
+                .basic_publish("".into(), queue.as_str().into(), Default::default(), to.as_bytes(), verifyd_actors::amqp::json_properties())
+                .await?;
+            pending.push(confirm);
+            while pending.len() >= args.concurrency {
+                pending.next().await.transpose()?;
+            }
+        }
+        while pending.next().await.transpose()?.is_some() {}
+        wait_for(received, args.n, Duration::from_secs(300)).await?;
+        let _ = ch.queue_delete(queue.as_str().into(), QueueDeleteOptions::default()).await;
+        let _ = conn.close(200, "bench done".into()).await;
+        pool.close().await;
+        figures(&started, &received.take())
+    }
+    .await;
+    drop_database(&args.database_url, &db).await;
+    result
+}
+
+// ---- full path --------------------------------------------------------------
+
+async fn run_verifyd(
+    args: &Args,
+    consumers: usize,
+    mock_url: &str,
+    received: &Received,
+) -> anyhow::Result<Figures> {
+    let id = Uuid::new_v4().simple().to_string();
+    let db = format!("verifyd_bench_{id}");
+    let url = scratch_database(&args.database_url, &db)?;
+    let prefix = format!("bench.{id}.");
+    let mut config = Config::local(&url, &args.amqp_url, &prefix);
+    config.amqp.dispatch_consumers = consumers;
+    config.amqp.prefetch = args.prefetch;
+    config.database.max_connections = 20;
+    let unlimited = Limit {
+        count: 1_000_000,
+        window_secs: 600,
+    };
+    config.throttle = Limits {
+        per_phone: unlimited,
+        per_account: unlimited,
+    };
+    let mut twilio = TwilioConfig::new("ACbench", "bench-token", "+15005550006");
+    twilio.base_url = mock_url.to_owned();
+    config.providers = Providers {
+        sms: vec!["twilio".into()],
+        voice: vec!["twilio".into()],
+        twilio: Some(twilio),
+    };
+    let result = async {
+        let mut running = app::start(&config, Role::Serve, None).await?;
+        let port = running.port.context("serve listens")?;
+        actix_rt::spawn(running.server.take().context("serve has a server")?);
+        let (_, key) = crate::api_keys::create(&running.core.pool, "bench", None).await?;
+        let key = key.expose_secret().to_owned();
+        let client = reqwest::Client::new();
+        let endpoint = format!("http://127.0.0.1:{port}/v1/verifications");
+
+        let started: HashMap<String, Instant> = futures_util::stream::iter(0..args.n)
+            .map(|i| {
+                let (client, endpoint, key) = (client.clone(), endpoint.clone(), key.clone());
+                async move {
+                    let to = phone(i);
+                    let t0 = Instant::now();
+                    let body = serde_json::json!({ "account_id": format!("bench-{i}"), "phone": to, "channel": "sms" });
+                    let response = client.post(&endpoint).bearer_auth(&key).json(&body).send().await?;
+                    anyhow::ensure!(response.status().as_u16() == 201, "create answered {}", response.status());
+                    Ok::<_, anyhow::Error>((to, t0))
+                }
+            })
+            .buffer_unordered(args.concurrency)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()?;
+        wait_for(received, args.n, Duration::from_secs(300)).await?;
+        let figures = figures(&started, &received.take());
+        running.core.pool.close().await;
+        figures
+    }
+    .await;
+    let topology = verifyd_actors::amqp::Topology::new(prefix, config.retry_delays());
+    if let Ok(conn) = app::rabbitmq(&config).await
+        && let Ok(ch) = conn.create_channel().await
+    {
+        for q in topology.queues() {
+            let _ = ch
+                .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+                .await;
+        }
+        for e in topology.exchanges() {
+            let _ = ch
+                .exchange_delete(e.as_str().into(), Default::default())
+                .await;
+        }
+    }
+    drop_database(&args.database_url, &db).await;
+    result
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let received = Arc::new(Received::default());
+    let mock = start_mock(
+        received.clone(),
+        Duration::from_millis(args.provider_latency_ms),
+    )
+    .await?;
+    println!(
+        "verifyd bench: n={} concurrency={} prefetch={} provider latency={} ms, cores={}",
+        args.n,
+        args.concurrency,
+        args.prefetch,
+        args.provider_latency_ms,
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0)
+    );
+    println!("| consumers | path | verifications/s | p50 ms | p95 ms | p99 ms | vs baseline |");
+    println!("|---:|---|---:|---:|---:|---:|---:|");
+    for &consumers in &args.consumers {
+        let base = run_baseline(&args, consumers, &mock, &received).await?;
+        let full = run_verifyd(&args, consumers, &mock, &received).await?;
+        for (name, f) in [("baseline", base), ("verifyd", full)] {
+            println!(
+                "| {consumers} | {name} | {:.0} | {:.1} | {:.1} | {:.1} | {:.0} % |",
+                f.per_second,
+                f.p50_ms,
+                f.p95_ms,
+                f.p99_ms,
+                100.0 * f.per_second / base.per_second
+            );
+        }
+    }
+    Ok(())
 }

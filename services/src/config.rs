@@ -51,6 +51,8 @@ pub struct Http {
     pub max_body_bytes: usize,
     /// actix-web worker threads; 0 = one per core.
     pub workers: usize,
+    /// How long a checked API key is remembered; a revocation takes effect within it.
+    pub key_cache_secs: u64,
 }
 
 impl Default for Http {
@@ -59,6 +61,7 @@ impl Default for Http {
             bind: "127.0.0.1:8080".into(),
             max_body_bytes: 16 * 1024,
             workers: 0,
+            key_cache_secs: 5,
         }
     }
 }
@@ -238,7 +241,48 @@ impl Runtime {
     }
 }
 
+impl Secrets {
+    /// Fresh random keys: for tests and benchmarks, never for data that must survive.
+    pub fn random() -> Secrets {
+        use rand::RngExt;
+        let key = || {
+            let bytes: [u8; 32] = rand::rng().random();
+            SecretString::from(base64::engine::general_purpose::STANDARD.encode(bytes))
+        };
+        Secrets {
+            code_hmac_key: key(),
+            encryption_key: key(),
+        }
+    }
+}
+
 impl Config {
+    /// A configuration against local services with random secrets and the given
+    /// database and queue prefix: what tests and the load tool start from.
+    pub fn local(database_url: &str, amqp_url: &str, prefix: &str) -> Config {
+        Config {
+            mode: Mode::Development,
+            http: Http {
+                bind: "127.0.0.1:0".into(),
+                ..Http::default()
+            },
+            database: Database {
+                url: database_url.into(),
+                ..Database::default()
+            },
+            amqp: Amqp {
+                url: amqp_url.into(),
+                prefix: prefix.into(),
+                ..Amqp::default()
+            },
+            secrets: Secrets::random(),
+            verification: Verification::default(),
+            throttle: Limits::default(),
+            providers: Providers::default(),
+            runtime: Runtime::default(),
+        }
+    }
+
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
         let mut figment = Figment::new();
         if let Some(file) = file {

@@ -79,3 +79,46 @@ async fn when_retries_run_out_the_job_is_dead_lettered_with_its_reason() {
     assert_eq!(failed["verification_id"], id);
     assert!(app.twilio.sent_sms().await.is_empty());
 }
+
+#[actix_rt::test]
+async fn a_job_left_in_the_outbox_by_a_dead_process_is_still_delivered() {
+    let app = spawn_app().await;
+    let created = app.create_verification("u", "+14155552680", "sms").await;
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let code = app.code_sent_to("+14155552680").await;
+
+    // What a process that committed a resend and died before publishing leaves
+    // behind: a committed outbox row nobody kicked the relay for.
+    let job = serde_json::json!({ "job_id": uuid::Uuid::new_v4(), "verification_id": id, "channel": "voice", "retry": 0 });
+    sqlx::query(
+        "INSERT INTO outbox (target, routing_key, payload) VALUES ('dispatch', 'voice', $1)",
+    )
+    .bind(&job)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+
+    for _ in 0..200 {
+        if !app.twilio.placed_calls().await.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let calls = app.twilio.placed_calls().await;
+    assert_eq!(
+        calls.len(),
+        1,
+        "the relay's poll published the orphaned job"
+    );
+    let spaced = code
+        .chars()
+        .map(String::from)
+        .collect::<Vec<_>>()
+        .join(", ");
+    assert!(calls[0].twiml.contains(&spaced), "the same code, by voice");
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(left, 0, "published rows are deleted");
+}

@@ -7,7 +7,6 @@ use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use base64::Engine;
 use futures_util::StreamExt;
 use lapin::options::{
     BasicConsumeOptions, BasicPublishOptions, ExchangeDeleteOptions, QueueBindOptions,
@@ -15,18 +14,14 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
-use rand::RngExt;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use serde_json::Value;
 use sqlx::PgPool;
 use uuid::Uuid;
 use verifyd::app::{self, Running};
-use verifyd::config::{
-    Amqp, Config, Database, Http, Mode, Providers, Runtime, Secrets, Verification,
-};
+use verifyd::config::{Config, Providers, Runtime};
 use verifyd_actors::amqp::Topology;
 use verifyd_actors::runtime::Role;
-use verifyd_actors::throttle::Limits;
 use verifyd_providers::testkit::TwilioMock;
 
 pub const PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
@@ -73,11 +68,6 @@ impl Write for LogWriter {
     }
 }
 
-fn random_key() -> SecretString {
-    let bytes: [u8; 32] = rand::rng().random();
-    SecretString::from(base64::engine::general_purpose::STANDARD.encode(bytes))
-}
-
 pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
@@ -101,47 +91,29 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     let id = Uuid::new_v4().simple().to_string();
     let db_name = format!("verifyd_test_{id}");
     let twilio = TwilioMock::start().await;
-    let mut config = Config {
-        mode: Mode::Development,
-        http: Http {
-            bind: "127.0.0.1:0".into(),
-            workers: 2,
-            ..Http::default()
-        },
-        database: Database {
-            url: format!("postgres://postgres@127.0.0.1:5432/{db_name}"),
-            max_connections: 10,
-            migrate_on_start: true,
-        },
-        amqp: Amqp {
-            url: AMQP_URL.into(),
-            prefix: format!("test.{id}."),
-            prefetch: 16,
-            dispatch_consumers: 2,
-            request_consumers: 1,
-            retry_delays_ms: vec![200, 400],
-        },
-        secrets: Secrets {
-            code_hmac_key: random_key(),
-            encryption_key: random_key(),
-        },
-        verification: Verification {
-            app_name: "Acme".into(),
-            resend_interval_secs: 0,
-            ..Verification::default()
-        },
-        throttle: Limits::default(),
-        providers: Providers {
-            sms: vec!["twilio".into()],
-            voice: vec!["twilio".into()],
-            twilio: Some(twilio.config(TWILIO_SID, TWILIO_TOKEN, TWILIO_FROM)),
-        },
-        runtime: Runtime {
-            shards: 2,
-            expiry_interval_ms: 200,
-            relay_poll_ms: 200,
-            reconcile_interval_ms: 1_000,
-        },
+    let mut config = Config::local(
+        &format!("postgres://postgres@127.0.0.1:5432/{db_name}"),
+        AMQP_URL,
+        &format!("test.{id}."),
+    );
+    config.http.workers = 2;
+    config.database.max_connections = 10;
+    config.amqp.prefetch = 16;
+    config.amqp.dispatch_consumers = 2;
+    config.amqp.request_consumers = 1;
+    config.amqp.retry_delays_ms = vec![200, 400];
+    config.verification.app_name = "Acme".into();
+    config.verification.resend_interval_secs = 0;
+    config.providers = Providers {
+        sms: vec!["twilio".into()],
+        voice: vec!["twilio".into()],
+        twilio: Some(twilio.config(TWILIO_SID, TWILIO_TOKEN, TWILIO_FROM)),
+    };
+    config.runtime = Runtime {
+        shards: 2,
+        expiry_interval_ms: 200,
+        relay_poll_ms: 200,
+        reconcile_interval_ms: 1_000,
     };
     tweak(&mut config);
     config.validate().expect("test configuration is valid");

@@ -1,6 +1,8 @@
 //! The `delivery_attempts` table: one row per hand-off to a provider.
 
 use sqlx::{PgConnection, PgPool};
+
+use crate::outbox;
 use uuid::Uuid;
 use verifyd_providers::domain::Channel;
 
@@ -36,14 +38,35 @@ pub struct Attempt<'a> {
     pub latency_ms: Option<i32>,
 }
 
-/// Records an attempt. A job has at most one final attempt (sent, permanent error
-/// or skipped); a second one, from a redelivery, is ignored and `false` returned.
-pub async fn record(conn: &mut PgConnection, a: &Attempt<'_>) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
-        "INSERT INTO delivery_attempts (id, job_id, verification_id, tenant_id, channel, provider,
-            provider_message_id, outcome, error, latency_ms)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-         ON CONFLICT (job_id) WHERE outcome IN ('sent', 'permanent_error', 'skipped') DO NOTHING",
+/// Records an attempt and, only if it was recorded, the outbox rows announcing
+/// it, in one statement (so one round trip, and atomic without a transaction).
+/// A job has at most one final attempt (sent, permanent error or skipped); a
+/// second one, from a redelivery, is ignored and `false` returned.
+pub async fn record(
+    conn: &mut PgConnection,
+    a: &Attempt<'_>,
+    announce: &[outbox::Row],
+) -> Result<bool, sqlx::Error> {
+    let targets: Vec<&str> = announce.iter().map(|r| r.target.as_str()).collect();
+    let keys: Vec<&str> = announce.iter().map(|r| r.routing_key.as_str()).collect();
+    let payloads: Vec<&serde_json::Value> = announce.iter().map(|r| &r.payload).collect();
+    let correlations: Vec<Option<&str>> = announce
+        .iter()
+        .map(|r| r.correlation_id.as_deref())
+        .collect();
+    let recorded: i64 = sqlx::query_scalar(
+        "WITH attempt AS (
+            INSERT INTO delivery_attempts (id, job_id, verification_id, tenant_id, channel, provider,
+                provider_message_id, outcome, error, latency_ms)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+            ON CONFLICT (job_id) WHERE outcome IN ('sent', 'permanent_error', 'skipped') DO NOTHING
+            RETURNING 1
+         ), announced AS (
+            INSERT INTO outbox (target, routing_key, payload, correlation_id)
+            SELECT t.* FROM unnest($11::text[], $12::text[], $13::jsonb[], $14::text[]) AS t
+            WHERE EXISTS (SELECT 1 FROM attempt)
+         )
+         SELECT count(*) FROM attempt",
     )
     .bind(Uuid::new_v4())
     .bind(a.job_id)
@@ -55,9 +78,13 @@ pub async fn record(conn: &mut PgConnection, a: &Attempt<'_>) -> Result<bool, sq
     .bind(a.outcome.as_str())
     .bind(a.error)
     .bind(a.latency_ms)
-    .execute(conn)
+    .bind(&targets)
+    .bind(&keys)
+    .bind(&payloads)
+    .bind(&correlations)
+    .fetch_one(conn)
     .await?;
-    Ok(done.rows_affected() == 1)
+    Ok(recorded == 1)
 }
 
 /// Whether the job already reached a final attempt (a redelivered message).

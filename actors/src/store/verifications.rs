@@ -133,15 +133,21 @@ pub struct NewVerification<'a> {
     pub expires_at: DateTime<Utc>,
 }
 
-/// Inserts unless the tenant already used the idempotency key; returns whether a
-/// row was inserted.
+/// Inserts unless the tenant already used the idempotency key, and logs the send
+/// for the throttles in the same statement; returns whether a row was inserted.
 pub async fn insert(conn: &mut PgConnection, v: &NewVerification<'_>) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
-        "INSERT INTO verifications (id, tenant_id, account_id, phone, channel, locale, status, code_mac,
-            code_sealed, code_length, max_attempts, idempotency_key, reply_to, correlation_id,
-            created_at, expires_at, last_sent_at)
-         VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9, $10, $11, $12, $13, $14, $15, $14)
-         ON CONFLICT (tenant_id, idempotency_key) DO NOTHING",
+    let inserted: i64 = sqlx::query_scalar(
+        "WITH v AS (
+            INSERT INTO verifications (id, tenant_id, account_id, phone, channel, locale, status, code_mac,
+                code_sealed, code_length, max_attempts, idempotency_key, reply_to, correlation_id,
+                created_at, expires_at, last_sent_at)
+            VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9, $10, $11, $12, $13, $14, $15, $14)
+            ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
+            RETURNING tenant_id, phone, account_id, created_at
+         ), logged AS (
+            INSERT INTO sends (tenant_id, phone, account_id, sent_at) SELECT * FROM v
+         )
+         SELECT count(*) FROM v",
     )
     .bind(v.id)
     .bind(v.tenant_id)
@@ -158,9 +164,9 @@ pub async fn insert(conn: &mut PgConnection, v: &NewVerification<'_>) -> Result<
     .bind(v.reply.and_then(|r| r.correlation_id.as_deref()))
     .bind(v.now)
     .bind(v.expires_at)
-    .execute(conn)
+    .fetch_one(conn)
     .await?;
-    Ok(done.rows_affected() == 1)
+    Ok(inserted == 1)
 }
 
 pub async fn by_idempotency_key(

@@ -9,7 +9,6 @@ use verifyd_actors::ids::Tenant;
 
 use super::AppState;
 use super::problem::ApiError;
-use crate::api_keys;
 
 /// The authenticated tenant of a request.
 pub struct Caller(pub Tenant);
@@ -29,7 +28,7 @@ impl FromRequest for Caller {
         Box::pin(async move {
             let state = state.ok_or_else(|| ApiError::internal("application state missing"))?;
             let presented = presented.ok_or(ApiError::Unauthenticated)?;
-            match api_keys::authenticate(&state.pool, &presented).await? {
+            match state.keys.authenticate(&presented).await? {
                 Ok(tenant) => Ok(Caller(tenant)),
                 Err(_) => Err(ApiError::Unauthenticated),
             }

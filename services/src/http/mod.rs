@@ -23,6 +23,7 @@ pub struct AppState {
     pub core: Arc<Core>,
     pub amqp: Arc<lapin::Connection>,
     pub metrics: Option<PrometheusHandle>,
+    pub keys: crate::api_keys::Authenticator,
 }
 
 impl AppState {
