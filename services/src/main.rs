@@ -37,6 +37,8 @@ enum Command {
     /// API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Depth and consumer count of every verifyd queue (dispatch, retry, dead letters, requests).
+    Queues,
     /// Load test: push verifications through the real path against a local mock
     /// provider and compare with a bare baseline.
     Bench(bench::Args),
@@ -62,7 +64,6 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error:#}");
-            eprintln!("verifyd: {error:#}");
             ExitCode::FAILURE
         }
     }
@@ -114,6 +115,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 tenant.name
             );
             println!("{}", key.expose_secret());
+            Ok(())
+        }
+        Command::Queues => {
+            let amqp = app::rabbitmq(&config).await?;
+            let settings = app::settings(&config)?;
+            println!("{:<48} {:>10} {:>10}", "queue", "messages", "consumers");
+            for (queue, messages, consumers) in settings.topology.depths(&amqp).await? {
+                println!("{queue:<48} {messages:>10} {consumers:>10}");
+            }
             Ok(())
         }
         Command::Bench(_) => unreachable!("handled above"),
