@@ -90,13 +90,22 @@ impl Topology {
 
     /// (queue, ready messages, consumers) for every queue, read with passive
     /// declares (which change nothing).
-    pub async fn depths(&self, conn: &lapin::Connection) -> Result<Vec<(String, u32, u32)>, lapin::Error> {
+    pub async fn depths(
+        &self,
+        conn: &lapin::Connection,
+    ) -> Result<Vec<(String, u32, u32)>, lapin::Error> {
         let mut out = Vec::new();
         for name in self.queues() {
             // A failed passive declare closes the channel: one channel per queue.
             let ch = conn.create_channel().await?;
-            let opts = QueueDeclareOptions { passive: true, ..Default::default() };
-            match ch.queue_declare(name.as_str().into(), opts, FieldTable::default()).await {
+            let opts = QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            };
+            match ch
+                .queue_declare(name.as_str().into(), opts, FieldTable::default())
+                .await
+            {
                 Ok(q) => out.push((name, q.message_count(), q.consumer_count())),
                 Err(_) => out.push((format!("{name} (missing)"), 0, 0)),
             }

@@ -349,9 +349,11 @@ impl TestApp {
     }
 }
 
-/// Messages received on one queue.
+/// Messages received on one queue. Everything received is kept, so waiting for
+/// one event never loses another that arrived first.
 pub struct Capture {
     rx: tokio::sync::mpsc::UnboundedReceiver<Message>,
+    received: Vec<Message>,
     _channel: lapin::Channel,
 }
 
@@ -371,6 +373,13 @@ impl Message {
     }
     pub fn header(&self, name: &str) -> Option<String> {
         verifyd_actors::amqp::header_str(&self.properties, name)
+    }
+    fn event(&self) -> Option<String> {
+        serde_json::from_slice::<Value>(&self.body)
+            .ok()?
+            .get("event")?
+            .as_str()
+            .map(str::to_owned)
     }
 }
 
@@ -401,39 +410,46 @@ impl Capture {
                 }
             }
         });
-        Capture { rx, _channel: ch }
+        Capture {
+            rx,
+            received: Vec::new(),
+            _channel: ch,
+        }
     }
 
+    /// The next message to arrive (also kept for `drain`).
     pub async fn next(&mut self, timeout: Duration) -> Option<Message> {
-        tokio::time::timeout(timeout, self.rx.recv())
+        let message = tokio::time::timeout(timeout, self.rx.recv())
             .await
             .ok()
-            .flatten()
+            .flatten()?;
+        self.received.push(message.clone());
+        Some(message)
     }
 
-    /// Waits for the first message whose JSON `event` is `name`, collecting the rest.
+    /// The first message, received before or now, whose JSON `event` is `name`.
     pub async fn wait_for_event(&mut self, name: &str, timeout: Duration) -> Value {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
+            if let Some(found) = self
+                .received
+                .iter()
+                .find(|m| m.event().as_deref() == Some(name))
+            {
+                return found.json();
+            }
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let message = self
-                .next(left)
-                .await
-                .unwrap_or_else(|| panic!("no {name} event within {timeout:?}"));
-            let json = message.json();
-            if json["event"] == name {
-                return json;
+            if self.next(left).await.is_none() {
+                let seen: Vec<_> = self.received.iter().filter_map(Message::event).collect();
+                panic!("no {name} event within {timeout:?}; received {seen:?}");
             }
         }
     }
 
-    /// Everything received until `quiet` passes with nothing new.
+    /// Everything received so far and until `quiet` passes with nothing new.
     pub async fn drain(&mut self, quiet: Duration) -> Vec<Message> {
-        let mut all = Vec::new();
-        while let Some(m) = self.next(quiet).await {
-            all.push(m);
-        }
-        all
+        while self.next(quiet).await.is_some() {}
+        self.received.clone()
     }
 }
 
