@@ -83,7 +83,8 @@ impl<H: DeliveryHandler> StreamHandler<Result<Delivery, lapin::Error>> for Queue
     }
 }
 
-/// Starts `count` consumers of `queue`, each with its own channel and arbiter.
+/// Starts `count` consumers of `queue` (0 is allowed: a process that does not
+/// consume it), each with its own channel and arbiter.
 /// Keep the returned arbiters for as long as the consumers should run.
 pub async fn start<H: DeliveryHandler>(
     conn: &lapin::Connection,
@@ -93,7 +94,7 @@ pub async fn start<H: DeliveryHandler>(
     handler: Arc<H>,
 ) -> Result<Vec<Arbiter>, lapin::Error> {
     let mut arbiters = Vec::with_capacity(count);
-    for index in 0..count.max(1) {
+    for index in 0..count {
         let channel = conn.create_channel().await?;
         channel
             .confirm_select(ConfirmSelectOptions::default())
@@ -136,7 +137,7 @@ pub async fn dead_letter(
     let mut headers = delivery.properties.headers().clone().unwrap_or_default();
     headers.insert("x-verifyd-reason".into(), long_string(reason));
     headers.insert(
-        "x-verifyd-source-queue".into(),
+        "x-verifyd-source-routing-key".into(),
         long_string(delivery.routing_key.as_str()),
     );
     headers.insert(

@@ -69,6 +69,15 @@ async fn main() -> ExitCode {
     }
 }
 
+/// SIGINT (Ctrl-C) or SIGTERM (what container runtimes send).
+async fn shutdown_signal() -> std::io::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => result,
+        _ = term.recv() => Ok(()),
+    }
+}
+
 fn valid_tenant_name(name: &str) -> bool {
     let b = name.as_bytes();
     !b.is_empty()
@@ -94,8 +103,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Worker => {
             let _running = app::start(&config, Role::Worker, telemetry::init_metrics()).await?;
             tracing::info!("verifyd worker consuming delivery queues");
-            tokio::signal::ctrl_c().await?;
-            tracing::info!("worker stopping");
+            shutdown_signal().await?;
+            tracing::info!("worker stopping; unacknowledged jobs return to the queue");
             Ok(())
         }
         Command::Migrate => {

@@ -130,3 +130,30 @@ async fn a_job_left_in_the_outbox_by_a_dead_process_is_still_delivered() {
     }
     assert_eq!(left, 0, "published rows are deleted");
 }
+
+#[actix_rt::test]
+async fn a_malformed_dispatch_job_is_dead_lettered_with_its_parse_error() {
+    let app = spawn_app().await;
+    let mut dead = app.dead_letters().await;
+    let ch = app.amqp.create_channel().await.unwrap();
+    ch.confirm_select(Default::default()).await.unwrap();
+    let garbage = br#"{"verification_id": "not-a-uuid"}"#;
+    ch.basic_publish(
+        app.topology.dispatch_exchange().as_str().into(),
+        "sms".into(),
+        Default::default(),
+        garbage,
+        lapin::BasicProperties::default(),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+
+    let letter = dead.next(Duration::from_secs(10)).await.expect("dead letter");
+    assert_eq!(letter.body, garbage);
+    let reason = letter.header("x-verifyd-reason").unwrap();
+    assert!(reason.starts_with("malformed dispatch job:"), "{reason}");
+    assert_eq!(letter.header("x-verifyd-source-routing-key").as_deref(), Some("sms"));
+    assert!(app.twilio.sent_sms().await.is_empty());
+}

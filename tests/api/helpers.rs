@@ -77,8 +77,10 @@ pub struct TestApp {
     pub pool: PgPool,
     pub topology: Topology,
     pub amqp: Connection,
+    pub config: Config,
     db_name: String,
     running: Option<Running>,
+    children: Vec<std::process::Child>,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -154,8 +156,10 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
 
         topology,
         amqp,
+        config,
         db_name,
         running: Some(running),
+        children: Vec::new(),
     }
 }
 
@@ -235,6 +239,93 @@ impl TestApp {
             .wait_for_code(phone, Duration::from_secs(10))
             .await
             .unwrap_or_else(|| panic!("no code reached Twilio for {phone} within 10 s"))
+    }
+
+    /// Starts the real `verifyd worker` binary as another process, configured the
+    /// way compose does it (environment variables only), against this app's
+    /// database, queues and mocked Twilio. Returns the file its output goes to,
+    /// once its consumers are attached to the dispatch queues.
+    pub async fn start_worker_process(&mut self) -> std::path::PathBuf {
+        let log = std::env::temp_dir().join(format!("{}worker.log", self.topology.prefix));
+        let out = std::fs::File::create(&log).expect("worker log file");
+        let err = out.try_clone().expect("worker log file");
+        let quoted = |s: &str| format!("\"{s}\"");
+        let twilio = self
+            .config
+            .providers
+            .twilio
+            .as_ref()
+            .expect("twilio configured");
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_verifyd"))
+            .arg("worker")
+            .env_clear()
+            .env(
+                "RUST_LOG",
+                "debug,hyper=info,hyper_util=info,h2=info,rustls=info",
+            )
+            .env("VERIFYD_DATABASE__URL", &self.config.database.url)
+            .env("VERIFYD_DATABASE__MIGRATE_ON_START", "false")
+            .env("VERIFYD_AMQP__URL", AMQP_URL)
+            .env("VERIFYD_AMQP__PREFIX", quoted(&self.topology.prefix))
+            .env("VERIFYD_AMQP__DISPATCH_CONSUMERS", "2")
+            .env("VERIFYD_AMQP__RETRY_DELAYS_MS", "[200, 400]")
+            .env(
+                "VERIFYD_SECRETS__CODE_HMAC_KEY",
+                quoted(self.config.secrets.code_hmac_key.expose_secret()),
+            )
+            .env(
+                "VERIFYD_SECRETS__ENCRYPTION_KEY",
+                quoted(self.config.secrets.encryption_key.expose_secret()),
+            )
+            .env("VERIFYD_VERIFICATION__APP_NAME", "Acme")
+            .env("VERIFYD_PROVIDERS__SMS", "[\"twilio\"]")
+            .env("VERIFYD_PROVIDERS__VOICE", "[\"twilio\"]")
+            .env(
+                "VERIFYD_PROVIDERS__TWILIO__ACCOUNT_SID",
+                quoted(&twilio.account_sid),
+            )
+            .env(
+                "VERIFYD_PROVIDERS__TWILIO__AUTH_TOKEN",
+                quoted(twilio.auth_token.expose_secret()),
+            )
+            .env("VERIFYD_PROVIDERS__TWILIO__FROM", quoted(&twilio.from))
+            .env(
+                "VERIFYD_PROVIDERS__TWILIO__BASE_URL",
+                quoted(&twilio.base_url),
+            )
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("verifyd worker starts");
+        self.children.push(child);
+
+        let ch = self.amqp.create_channel().await.expect("channel");
+        for _ in 0..200 {
+            let passive = QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            };
+            let queue = self
+                .topology
+                .dispatch_queue(verifyd_providers::domain::Channel::Sms);
+            if let Ok(q) = ch
+                .queue_declare(queue.as_str().into(), passive, FieldTable::default())
+                .await
+                && q.consumer_count() >= 2
+            {
+                return log;
+            }
+            if let Some(status) = self
+                .children
+                .last_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                let output = std::fs::read_to_string(&log).unwrap_or_default();
+                panic!("verifyd worker exited with {status}:\n{output}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("verifyd worker did not attach its consumers within 10 s");
     }
 
     /// Another tenant with its own key, on the same service.
@@ -455,6 +546,10 @@ impl Capture {
 
 impl Drop for TestApp {
     fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
         drop(self.running.take());
         let db_name = self.db_name.clone();
         let mut queues = self.topology.queues();

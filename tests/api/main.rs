@@ -6,5 +6,6 @@ mod delivery;
 mod errors;
 mod helpers;
 mod isolation;
+mod processes;
 mod secrecy;
 mod verification_flow;
