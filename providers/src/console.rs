@@ -31,22 +31,13 @@ impl Provider for ConsoleProvider {
 
     async fn send_sms(&self, sms: &Sms) -> Result<Sent, ProviderError> {
         let sent = sent();
-        println!(
-            "[console sms {}] to {}: {}",
-            sent.message_id, sms.to, sms.body
-        );
+        println!("[console sms {}] to {}: {}", sent.message_id, sms.to, sms.body);
         Ok(sent)
     }
 
     async fn place_call(&self, call: &VoiceCall) -> Result<Sent, ProviderError> {
         let sent = sent();
-        println!(
-            "[console call {}] to {} ({}): {}",
-            sent.message_id,
-            call.to,
-            call.locale,
-            script(call)
-        );
+        println!("[console call {}] to {} ({}): {}", sent.message_id, call.to, call.locale, script(call));
         Ok(sent)
     }
 }
@@ -60,10 +51,7 @@ fn script(call: &VoiceCall) -> String {
 
 fn sent() -> Sent {
     let id: u64 = rand::rng().random();
-    Sent {
-        provider: NAME.to_owned(),
-        message_id: format!("console-{id:016x}"),
-    }
+    Sent { provider: NAME.to_owned(), message_id: format!("console-{id:016x}") }
 }
 
 #[cfg(test)]
@@ -106,10 +94,7 @@ mod tests {
             locale: Locale::default(),
             reference: "att_2".to_owned(),
         };
-        assert_eq!(
-            script(&call),
-            "Your code is 1, 2, 3, 4 ... Your code is 1, 2, 3, 4"
-        );
+        assert_eq!(script(&call), "Your code is 1, 2, 3, 4 ... Your code is 1, 2, 3, 4");
         assert!(ConsoleProvider.place_call(&call).await.is_ok());
     }
 }

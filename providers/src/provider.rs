@@ -23,10 +23,7 @@ impl fmt::Debug for Sms {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Sms")
             .field("to", &self.to)
-            .field(
-                "body",
-                &format_args!("<{} chars>", self.body.chars().count()),
-            )
+            .field("body", &format_args!("<{} chars>", self.body.chars().count()))
             .field("validity", &self.validity)
             .field("reference", &self.reference)
             .finish()
@@ -81,20 +78,10 @@ pub enum PermanentKind {
 pub enum ProviderError {
     /// Try again later (possibly on another provider): throttling, 5xx, timeouts.
     #[error("{provider} is temporarily unavailable: {reason}")]
-    Retryable {
-        provider: String,
-        reason: String,
-        provider_code: Option<i64>,
-        retry_after: Option<Duration>,
-    },
+    Retryable { provider: String, reason: String, provider_code: Option<i64>, retry_after: Option<Duration> },
     /// Sending this message again to the same provider will fail again.
     #[error("{provider} refused the message ({kind:?}): {reason}")]
-    Permanent {
-        provider: String,
-        kind: PermanentKind,
-        reason: String,
-        provider_code: Option<i64>,
-    },
+    Permanent { provider: String, kind: PermanentKind, reason: String, provider_code: Option<i64> },
 }
 
 impl ProviderError {
@@ -104,8 +91,9 @@ impl ProviderError {
 
     pub fn provider_code(&self) -> Option<i64> {
         match self {
-            ProviderError::Retryable { provider_code, .. }
-            | ProviderError::Permanent { provider_code, .. } => *provider_code,
+            ProviderError::Retryable { provider_code, .. } | ProviderError::Permanent { provider_code, .. } => {
+                *provider_code
+            }
         }
     }
 }

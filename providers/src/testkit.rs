@@ -104,16 +104,10 @@ impl TwilioMock {
     pub async fn start() -> Self {
         let server = MockServer::start().await;
         let deliveries = Deliveries::default();
-        for (path, resource) in [
-            (MESSAGES_PATH, Resource::Messages),
-            (CALLS_PATH, Resource::Calls),
-        ] {
+        for (path, resource) in [(MESSAGES_PATH, Resource::Messages), (CALLS_PATH, Resource::Calls)] {
             Mock::given(method("POST"))
                 .and(path_regex(path))
-                .respond_with(Accept {
-                    resource,
-                    deliveries: Arc::clone(&deliveries),
-                })
+                .respond_with(Accept { resource, deliveries: Arc::clone(&deliveries) })
                 .named(format!("Twilio {resource:?}.json"))
                 .mount(&server)
                 .await;
@@ -170,11 +164,7 @@ impl TwilioMock {
     pub async fn code_sent_to(&self, phone: &str) -> Option<String> {
         let wanted = digits_of(phone);
         let deliveries = lock(&self.deliveries);
-        deliveries
-            .iter()
-            .rev()
-            .find(|d| digits_of(d.to()) == wanted)?
-            .code()
+        deliveries.iter().rev().find(|d| digits_of(d.to()) == wanted)?.code()
     }
 
     /// Polls [`code_sent_to`](Self::code_sent_to) every 20 ms until a code shows
@@ -198,8 +188,7 @@ impl TwilioMock {
     /// must be a valid HTTP status.
     pub async fn fail_next(&self, status: u16, twilio_code: i64, n: u64) {
         let body = error_body(twilio_code, message_for(twilio_code), status);
-        self.mount_failure(ResponseTemplate::new(status).set_body_json(body), n)
-            .await;
+        self.mount_failure(ResponseTemplate::new(status).set_body_json(body), n).await;
     }
 
     /// The next `n` requests get 429 with code 20429 and `Retry-After` in seconds.
@@ -243,12 +232,8 @@ fn message_for(code: i64) -> &'static str {
         20429 => "Too Many Requests",
         20500 => "An internal server error has occurred",
         21211 => "The 'To' number is not a valid phone number.",
-        21408 => {
-            "Permission to send an SMS has not been enabled for the region indicated by the 'To' number"
-        }
-        21608 => {
-            "The number is unverified. Trial accounts cannot send messages to unverified numbers"
-        }
+        21408 => "Permission to send an SMS has not been enabled for the region indicated by the 'To' number",
+        21608 => "The number is unverified. Trial accounts cannot send messages to unverified numbers",
         21610 => "Attempt to send to unsubscribed recipient",
         21614 => "'To' number is not a valid mobile number",
         21635 => "The 'To' number is a landline",
@@ -282,11 +267,9 @@ impl Respond for Accept {
                 lock(&self.deliveries).push(delivery);
                 ResponseTemplate::new(201).set_body_json(resource)
             }
-            Err(Refusal {
-                status,
-                code,
-                message,
-            }) => ResponseTemplate::new(status).set_body_json(error_body(code, &message, status)),
+            Err(Refusal { status, code, message }) => {
+                ResponseTemplate::new(status).set_body_json(error_body(code, &message, status))
+            }
         }
     }
 }
@@ -299,22 +282,12 @@ struct Refusal {
 }
 
 fn refuse(status: u16, code: i64, message: &str) -> Refusal {
-    Refusal {
-        status,
-        code,
-        message: message.to_owned(),
-    }
+    Refusal { status, code, message: message.to_owned() }
 }
 
 /// `(AccountSid from the path, Basic user)`, or Twilio's 401 20003.
 fn authenticate(request: &Request) -> Result<(String, String), Refusal> {
-    let account_sid = request
-        .url
-        .path()
-        .split('/')
-        .nth(3)
-        .unwrap_or_default()
-        .to_owned();
+    let account_sid = request.url.path().split('/').nth(3).unwrap_or_default().to_owned();
     let credentials = request
         .headers
         .get("authorization")
@@ -336,27 +309,14 @@ struct Form(Vec<(String, String)>);
 impl Form {
     /// The first non-empty value of `name`.
     fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, v)| k == name && !v.is_empty())
-            .map(|(_, v)| v.as_str())
+        self.0.iter().find(|(k, v)| k == name && !v.is_empty()).map(|(_, v)| v.as_str())
     }
 }
 
-fn accept_sms(
-    account_sid: String,
-    auth_user: String,
-    form: &Form,
-) -> Result<(Delivery, Value), Refusal> {
-    let to = form
-        .get("To")
-        .ok_or_else(|| refuse(400, 21604, "A 'To' phone number is required."))?;
+fn accept_sms(account_sid: String, auth_user: String, form: &Form) -> Result<(Delivery, Value), Refusal> {
+    let to = form.get("To").ok_or_else(|| refuse(400, 21604, "A 'To' phone number is required."))?;
     if !is_e164(to) {
-        return Err(refuse(
-            400,
-            21211,
-            &format!("The 'To' number {to} is not a valid phone number."),
-        ));
+        return Err(refuse(400, 21211, &format!("The 'To' number {to} is not a valid phone number.")));
     }
     let from = form.get("From");
     let service = form.get("MessagingServiceSid");
@@ -368,11 +328,7 @@ fn accept_sms(
         return Err(refuse(400, 21602, "Message body is required."));
     }
     if body.chars().count() > 1600 {
-        return Err(refuse(
-            400,
-            21617,
-            "The concatenated message body exceeds the 1600 character limit.",
-        ));
+        return Err(refuse(400, 21617, "The concatenated message body exceeds the 1600 character limit."));
     }
     let validity_period = match form.get("ValidityPeriod") {
         None => None,
@@ -391,10 +347,7 @@ fn accept_sms(
         validity_period,
         status_callback: form.get("StatusCallback").map(str::to_owned),
     };
-    let uri = format!(
-        "/2010-04-01/Accounts/{}/Messages/{}",
-        sms.account_sid, sms.sid
-    );
+    let uri = format!("/2010-04-01/Accounts/{}/Messages/{}", sms.account_sid, sms.sid);
     let resource = json!({
         "account_sid": sms.account_sid,
         "api_version": "2010-04-01",
@@ -420,39 +373,19 @@ fn accept_sms(
     Ok((Delivery::Sms(sms), resource))
 }
 
-fn accept_call(
-    account_sid: String,
-    auth_user: String,
-    form: &Form,
-) -> Result<(Delivery, Value), Refusal> {
-    let to = form
-        .get("To")
-        .ok_or_else(|| refuse(400, 21201, "No 'To' number is specified"))?;
+fn accept_call(account_sid: String, auth_user: String, form: &Form) -> Result<(Delivery, Value), Refusal> {
+    let to = form.get("To").ok_or_else(|| refuse(400, 21201, "No 'To' number is specified"))?;
     if !is_e164(to) {
-        return Err(refuse(
-            400,
-            21211,
-            &format!("Invalid 'To' Phone Number: {to}"),
-        ));
+        return Err(refuse(400, 21211, &format!("Invalid 'To' Phone Number: {to}")));
     }
-    let from = form
-        .get("From")
-        .ok_or_else(|| refuse(400, 21213, "No 'From' number is specified"))?;
+    let from = form.get("From").ok_or_else(|| refuse(400, 21213, "No 'From' number is specified"))?;
     let url = form.get("Url");
     let twiml = form.get("Twiml").unwrap_or_default();
     if url.is_none() && twiml.is_empty() && form.get("ApplicationSid").is_none() {
-        return Err(refuse(
-            400,
-            21205,
-            "Url parameter is required. Please provide Url or Twiml.",
-        ));
+        return Err(refuse(400, 21205, "Url parameter is required. Please provide Url or Twiml."));
     }
     if twiml.chars().count() > 4000 {
-        return Err(refuse(
-            400,
-            32018,
-            "Twiml size exceeded maximum allowed value of 4000 characters",
-        ));
+        return Err(refuse(400, 32018, "Twiml size exceeded maximum allowed value of 4000 characters"));
     }
     let call = CapturedCall {
         sid: sid("CA"),
@@ -464,10 +397,7 @@ fn accept_call(
         url: url.map(str::to_owned),
         status_callback: form.get("StatusCallback").map(str::to_owned),
     };
-    let uri = format!(
-        "/2010-04-01/Accounts/{}/Calls/{}",
-        call.account_sid, call.sid
-    );
+    let uri = format!("/2010-04-01/Accounts/{}/Calls/{}", call.account_sid, call.sid);
     let resource = json!({
         "account_sid": call.account_sid,
         "annotation": null,
@@ -508,25 +438,16 @@ fn sid(prefix: &str) -> String {
 
 fn is_e164(number: &str) -> bool {
     number.strip_prefix('+').is_some_and(|digits| {
-        (2..=15).contains(&digits.len())
-            && digits.bytes().all(|b| b.is_ascii_digit())
-            && !digits.starts_with('0')
+        (2..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) && !digits.starts_with('0')
     })
 }
 
 /// Roughly how Twilio counts segments: 160/153 characters when the body is
 /// ASCII (GSM-7), 70/67 UTF-16 units otherwise.
 fn segments(body: &str) -> usize {
-    let (len, single, multi) = if body.is_ascii() {
-        (body.len(), 160, 153)
-    } else {
-        (body.encode_utf16().count(), 70, 67)
-    };
-    if len <= single {
-        1
-    } else {
-        len.div_ceil(multi)
-    }
+    let (len, single, multi) =
+        if body.is_ascii() { (body.len(), 160, 153) } else { (body.encode_utf16().count(), 70, 67) };
+    if len <= single { 1 } else { len.div_ceil(multi) }
 }
 
 fn digits_of(text: &str) -> String {
@@ -535,9 +456,7 @@ fn digits_of(text: &str) -> String {
 
 /// The last run of 4 to 10 consecutive ASCII digits.
 fn last_digit_run(text: &str) -> Option<String> {
-    text.split(|c: char| !c.is_ascii_digit())
-        .rfind(|run| (4..=10).contains(&run.len()))
-        .map(str::to_owned)
+    text.split(|c: char| !c.is_ascii_digit()).rfind(|run| (4..=10).contains(&run.len())).map(str::to_owned)
 }
 
 /// The digits of the last `<Say>` whose text is single digits separated by ", ".
@@ -547,9 +466,7 @@ fn spoken_digits(twiml: &str) -> Option<String> {
         .filter_map(|chunk| chunk.rsplit_once('>').map(|(_, text)| text.trim()))
         .filter_map(|text| {
             let digits: Vec<&str> = text.split(", ").collect();
-            let single_digits = digits
-                .iter()
-                .all(|d| d.len() == 1 && d.bytes().all(|b| b.is_ascii_digit()));
+            let single_digits = digits.iter().all(|d| d.len() == 1 && d.bytes().all(|b| b.is_ascii_digit()));
             (single_digits && (4..=10).contains(&digits.len())).then(|| digits.concat())
         })
         .last()
@@ -637,11 +554,7 @@ struct SleepState {
 
 impl Sleep {
     fn new(duration: Duration) -> Self {
-        Sleep {
-            duration,
-            state: Arc::default(),
-            started: false,
-        }
+        Sleep { duration, state: Arc::default(), started: false }
     }
 }
 
@@ -660,16 +573,14 @@ impl Future for Sleep {
             self.started = true;
             let state = Arc::clone(&self.state);
             let duration = self.duration;
-            let spawned = std::thread::Builder::new()
-                .name("twilio-mock-sleep".into())
-                .spawn(move || {
-                    std::thread::sleep(duration);
-                    let mut state = lock(&state);
-                    state.done = true;
-                    if let Some(waker) = state.waker.take() {
-                        waker.wake();
-                    }
-                });
+            let spawned = std::thread::Builder::new().name("twilio-mock-sleep".into()).spawn(move || {
+                std::thread::sleep(duration);
+                let mut state = lock(&state);
+                state.done = true;
+                if let Some(waker) = state.waker.take() {
+                    waker.wake();
+                }
+            });
             if spawned.is_err() {
                 // No thread to wake us: return now and let the caller poll again.
                 return Poll::Ready(());
@@ -708,10 +619,7 @@ mod tests {
 
     #[test]
     fn finds_codes_in_bodies_and_twiml() {
-        assert_eq!(
-            last_digit_run("Call 123 or use 4567890 (valid 10 min)").as_deref(),
-            Some("4567890")
-        );
+        assert_eq!(last_digit_run("Call 123 or use 4567890 (valid 10 min)").as_deref(), Some("4567890"));
         assert_eq!(last_digit_run("no code 123"), None);
         let twiml = r#"<Response><Say language="en-US">Your code is</Say><Say language="en-US">0, 4, 2, 7</Say><Pause length="1"/></Response>"#;
         assert_eq!(spoken_digits(twiml).as_deref(), Some("0427"));

@@ -44,21 +44,13 @@ pub struct TwilioConfig {
     /// Where Twilio posts delivery status updates.
     #[serde(default)]
     pub status_callback: Option<String>,
-    #[serde(
-        rename = "timeout_ms",
-        default = "default_timeout",
-        deserialize_with = "millis"
-    )]
+    #[serde(rename = "timeout_ms", default = "default_timeout", deserialize_with = "millis")]
     pub timeout: Duration,
 }
 
 impl TwilioConfig {
     /// A config for the real API with the default timeout and no status callback.
-    pub fn new(
-        account_sid: impl Into<String>,
-        auth_token: impl Into<String>,
-        from: impl Into<String>,
-    ) -> Self {
+    pub fn new(account_sid: impl Into<String>, auth_token: impl Into<String>, from: impl Into<String>) -> Self {
         TwilioConfig {
             account_sid: account_sid.into(),
             auth_token: SecretString::from(auth_token.into()),
@@ -123,31 +115,35 @@ impl Twilio {
 
     /// POSTs `form` to `resource` and turns the answer into a message sid or an
     /// error. `secret` (the SMS body or the code) is kept out of any error reason.
-    async fn create(
-        &self,
-        resource: &str,
-        form: &[(&str, &str)],
-        secret: &str,
-    ) -> Result<Sent, ProviderError> {
+    async fn create(&self, resource: &str, form: &[(&str, &str)], secret: &str) -> Result<Sent, ProviderError> {
         let response = self
             .client
             .post(self.endpoint(resource))
-            .basic_auth(
-                &self.config.account_sid,
-                Some(self.config.auth_token.expose_secret()),
-            )
+            .basic_auth(&self.config.account_sid, Some(self.config.auth_token.expose_secret()))
             .form(form)
             .send()
             .await
             .map_err(transport_error)?;
         let status = response.status();
         let retry_after = retry_after(response.headers());
-        let body = response.bytes().await.map_err(transport_error)?;
+        let body = response.bytes().await;
         if status.is_success() {
-            created(status, &body)
-        } else {
-            Err(classify(status, retry_after, &body, secret))
+            // Twilio accepted the message: whatever happens to the body, sending it
+            // again could deliver it twice.
+            return Ok(match body {
+                Ok(body) => created(status, &body),
+                Err(error) => {
+                    tracing::warn!(
+                        %status,
+                        timeout = error.is_timeout(),
+                        "twilio: accepted, but the answer could not be read; no message sid"
+                    );
+                    unknown_sid()
+                }
+            });
         }
+        let body = body.map_err(transport_error)?;
+        Err(classify(status, retry_after, &body, secret))
     }
 }
 
@@ -194,11 +190,7 @@ impl Provider for Twilio {
                 None,
             ));
         }
-        let mut form = vec![
-            ("To", call.to.e164()),
-            ("From", self.config.from.as_str()),
-            ("Twiml", twiml.as_str()),
-        ];
+        let mut form = vec![("To", call.to.e164()), ("From", self.config.from.as_str()), ("Twiml", twiml.as_str())];
         if let Some(callback) = &self.config.status_callback {
             form.push(("StatusCallback", callback));
         }
@@ -209,9 +201,7 @@ impl Provider for Twilio {
 
 /// `ValidityPeriod`: the code's remaining lifetime in whole seconds, within Twilio's bounds.
 fn validity_period(validity: Duration) -> u64 {
-    validity
-        .as_secs()
-        .clamp(*VALIDITY_SECS.start(), *VALIDITY_SECS.end())
+    validity.as_secs().clamp(*VALIDITY_SECS.start(), *VALIDITY_SECS.end())
 }
 
 /// The `language` of `<Say>`: Twilio wants a region, so bare languages get the
@@ -237,15 +227,9 @@ fn twiml(call: &VoiceCall) -> String {
     if !intro.is_empty() {
         reading.push_str(&format!(r#"<Say language="{language}">{intro}</Say>"#));
     }
-    reading.push_str(&format!(
-        r#"<Say language="{language}">{}</Say>"#,
-        call.spoken_digits()
-    ));
+    reading.push_str(&format!(r#"<Say language="{language}">{}</Say>"#, call.spoken_digits()));
     let readings = vec![reading; usize::from(call.repeat.max(1))];
-    format!(
-        r#"<?xml version="1.0" encoding="UTF-8"?><Response>{}</Response>"#,
-        readings.join(r#"<Pause length="1"/>"#)
-    )
+    format!(r#"<?xml version="1.0" encoding="UTF-8"?><Response>{}</Response>"#, readings.join(r#"<Pause length="1"/>"#))
 }
 
 /// Escapes text for XML content and attribute values, dropping the control
@@ -269,7 +253,7 @@ fn xml_escape(text: &str) -> String {
 
 #[derive(Deserialize)]
 struct CreatedBody {
-    sid: String,
+    sid: Option<String>,
 }
 
 /// Twilio's error body: `{"code":21211,"message":"…","more_info":"…","status":400}`.
@@ -279,31 +263,36 @@ struct ErrorBody {
     message: Option<String>,
 }
 
-fn created(status: StatusCode, body: &[u8]) -> Result<Sent, ProviderError> {
-    match serde_json::from_slice::<CreatedBody>(body) {
-        Ok(created) => {
-            tracing::debug!(sid = %created.sid, "twilio: accepted");
-            Ok(Sent {
-                provider: NAME.to_owned(),
-                message_id: created.sid,
-            })
+/// A 2xx answer: the message was accepted, with or without a usable sid. Retrying
+/// a 2xx could send the message (and its code) twice.
+fn created(status: StatusCode, body: &[u8]) -> Sent {
+    let sid =
+        serde_json::from_slice::<CreatedBody>(body).ok().and_then(|created| created.sid).filter(|sid| is_sid(sid));
+    match sid {
+        Some(sid) => {
+            tracing::debug!(%sid, "twilio: accepted");
+            Sent { provider: NAME.to_owned(), message_id: sid }
         }
-        // Not Twilio's answer (a proxy page?): nothing says the message was accepted.
-        Err(_) => Err(retryable(
-            format!("HTTP {status} without a message sid"),
-            None,
-            None,
-        )),
+        None => {
+            // The body is not quoted: it may echo the request.
+            tracing::warn!(%status, "twilio: accepted without a usable message sid");
+            unknown_sid()
+        }
     }
 }
 
+/// What a Twilio sid looks like (`SM`/`CA` and 32 hex digits), loosely: a short
+/// run of ASCII letters and digits.
+fn is_sid(sid: &str) -> bool {
+    (1..=64).contains(&sid.len()) && sid.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+fn unknown_sid() -> Sent {
+    Sent { provider: NAME.to_owned(), message_id: "unknown".to_owned() }
+}
+
 /// Maps an error answer; `secret` (the SMS body or the code) never reaches the reason.
-fn classify(
-    status: StatusCode,
-    retry_after: Option<Duration>,
-    body: &[u8],
-    secret: &str,
-) -> ProviderError {
+fn classify(status: StatusCode, retry_after: Option<Duration>, body: &[u8], secret: &str) -> ProviderError {
     let error = serde_json::from_slice::<ErrorBody>(body).ok();
     let code = error.as_ref().and_then(|e| e.code);
     let reason = describe(status, error.as_ref(), secret);
@@ -326,19 +315,18 @@ fn permanent_kind(status: StatusCode, code: Option<i64>) -> PermanentKind {
         // 21608: a trial account may only send to verified numbers: the operator
         // has to upgrade the account, nothing the recipient can change.
         Some(20003 | 20404 | 21608 | 32018) => PermanentKind::Configuration,
-        _ if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => {
-            PermanentKind::Configuration
-        }
+        _ if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => PermanentKind::Configuration,
         _ if status.is_client_error() => PermanentKind::Rejected,
         // 1xx/3xx: `base_url` does not point at the Twilio API.
         _ => PermanentKind::Configuration,
     }
 }
 
-/// "HTTP 400 Bad Request, Twilio error 21211: The 'To' number +*** is not …".
-/// Twilio's message loses any echo of `secret`, then its digit runs (phone
-/// numbers, and so anything that could be a code), and is shortened; a non-JSON
-/// body is not quoted at all.
+/// "HTTP 400 Bad Request, Twilio error 21211: The 'To' number +*********** is not …".
+/// Only the status and Twilio's numeric code, formatted here, carry digits. Twilio's
+/// message loses any echo of `secret`, then every digit (it may quote the code in
+/// any form: the SMS body, the TwiML's "1, 2, 3", a phone number), then control
+/// characters, and only then is shortened; a non-JSON body is not quoted at all.
 fn describe(status: StatusCode, error: Option<&ErrorBody>, secret: &str) -> String {
     let Some(error) = error else {
         return format!("HTTP {status} with a non-JSON body");
@@ -349,38 +337,32 @@ fn describe(status: StatusCode, error: Option<&ErrorBody>, secret: &str) -> Stri
     }
     if let Some(message) = error.message.as_deref().filter(|m| !m.trim().is_empty()) {
         reason.push_str(": ");
-        let message = if secret.is_empty() {
-            message.to_owned()
-        } else {
-            message.replace(secret, "<redacted>")
-        };
-        reason.push_str(&mask_digit_runs(message.trim()));
+        let message = if secret.is_empty() { message.to_owned() } else { message.replace(secret, "<redacted>") };
+        reason.push_str(&truncate(&mask_digits(&message), MAX_MESSAGE_CHARS));
     }
     reason
 }
 
-/// Replaces runs of 4 or more digits with `***` and caps the length.
-fn mask_digit_runs(text: &str) -> String {
-    let mut out = String::new();
-    let mut digits = String::new();
-    let flush = |digits: &mut String, out: &mut String| {
-        if digits.len() >= 4 {
-            out.push_str("***");
-        } else {
-            out.push_str(digits);
-        }
-        digits.clear();
-    };
-    for c in text.chars().take(MAX_MESSAGE_CHARS) {
-        if c.is_ascii_digit() {
-            digits.push(c);
-        } else {
-            flush(&mut digits, &mut out);
-            out.push(c);
-        }
+/// Replaces every digit (ASCII or not) with `*` and every control character
+/// (newlines included: the reason reaches log lines) with a space, and trims.
+fn mask_digits(text: &str) -> String {
+    let masked: String = text
+        .chars()
+        .map(|c| match c {
+            c if c.is_numeric() => '*',
+            c if c.is_control() => ' ',
+            c => c,
+        })
+        .collect();
+    masked.trim().to_owned()
+}
+
+/// The first `max` characters of `text`, with `…` when some were cut.
+fn truncate(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
     }
-    flush(&mut digits, &mut out);
-    out
 }
 
 /// `Retry-After` in seconds; the HTTP-date form is ignored.
@@ -393,10 +375,7 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 fn transport_error(error: reqwest::Error) -> ProviderError {
     let error = error.without_url();
     if error.is_builder() {
-        let reason = format!(
-            "cannot build the request (check base_url): {}",
-            chain(&error)
-        );
+        let reason = format!("cannot build the request (check base_url): {}", chain(&error));
         return permanent(PermanentKind::Configuration, reason, None);
     }
     let what = if error.is_timeout() {
@@ -421,26 +400,12 @@ fn chain(error: &reqwest::Error) -> String {
     text
 }
 
-fn retryable(
-    reason: String,
-    provider_code: Option<i64>,
-    retry_after: Option<Duration>,
-) -> ProviderError {
-    ProviderError::Retryable {
-        provider: NAME.to_owned(),
-        reason,
-        provider_code,
-        retry_after,
-    }
+fn retryable(reason: String, provider_code: Option<i64>, retry_after: Option<Duration>) -> ProviderError {
+    ProviderError::Retryable { provider: NAME.to_owned(), reason, provider_code, retry_after }
 }
 
 fn permanent(kind: PermanentKind, reason: String, provider_code: Option<i64>) -> ProviderError {
-    ProviderError::Permanent {
-        provider: NAME.to_owned(),
-        kind,
-        reason,
-        provider_code,
-    }
+    ProviderError::Permanent { provider: NAME.to_owned(), kind, reason, provider_code }
 }
 
 #[cfg(test)]
@@ -473,19 +438,14 @@ mod tests {
             ("it", "it"),
         ];
         for (tag, expected) in cases {
-            assert_eq!(
-                say_language(&Locale::parse(tag).unwrap()),
-                expected,
-                "{tag}"
-            );
+            assert_eq!(say_language(&Locale::parse(tag).unwrap()), expected, "{tag}");
         }
     }
 
     #[test]
     fn twiml_reads_intro_and_digits_with_pauses_between() {
         let twiml = twiml(&call("Your code is", "1234", 2, "en"));
-        let reading =
-            r#"<Say language="en-US">Your code is</Say><Say language="en-US">1, 2, 3, 4</Say>"#;
+        let reading = r#"<Say language="en-US">Your code is</Say><Say language="en-US">1, 2, 3, 4</Say>"#;
         assert_eq!(
             twiml,
             format!(
@@ -496,15 +456,10 @@ mod tests {
 
     #[test]
     fn twiml_escapes_the_intro_and_reads_at_least_once() {
-        let twiml = twiml(&call(
-            "Tom & Jerry's <b>\"code\"</b>\u{7}",
-            "987654",
-            0,
-            "fr",
-        ));
-        assert!(twiml.contains(
-            r#"<Say language="fr-FR">Tom &amp; Jerry&apos;s &lt;b&gt;&quot;code&quot;&lt;/b&gt;</Say>"#
-        ));
+        let twiml = twiml(&call("Tom & Jerry's <b>\"code\"</b>\u{7}", "987654", 0, "fr"));
+        assert!(
+            twiml.contains(r#"<Say language="fr-FR">Tom &amp; Jerry&apos;s &lt;b&gt;&quot;code&quot;&lt;/b&gt;</Say>"#)
+        );
         assert_eq!(twiml.matches("9, 8, 7, 6, 5, 4").count(), 1);
         assert!(!twiml.contains("<Pause"));
     }
@@ -523,11 +478,37 @@ mod tests {
     }
 
     #[test]
-    fn digit_runs_are_masked_in_twilio_messages() {
+    fn every_digit_is_masked_in_twilio_messages() {
         assert_eq!(
-            mask_digit_runs("The 'To' number +15005550001 is not valid, see 123"),
-            "The 'To' number +*** is not valid, see 123"
+            mask_digits(" The 'To' number +15005550001 is not valid, see 123\n"),
+            "The 'To' number +*********** is not valid, see ***"
         );
+        assert_eq!(
+            mask_digits("<Say>1, 2, 3, 4</Say>\r\nline\u{7}two \u{FF11}\u{0661}"),
+            "<Say>*, *, *, *</Say>  line two **"
+        );
+    }
+
+    #[test]
+    fn truncation_cuts_on_a_char_boundary_after_masking() {
+        assert_eq!(truncate("héllo", 2), "hé…");
+        assert_eq!(truncate("héllo", 5), "héllo");
+        assert_eq!(truncate("", 0), "");
+        let error =
+            ErrorBody { code: Some(21211), message: Some(format!("{}é12345678", "x".repeat(MAX_MESSAGE_CHARS - 4))) };
+        let reason = describe(StatusCode::BAD_REQUEST, Some(&error), "");
+        let message = reason.strip_prefix("HTTP 400 Bad Request, Twilio error 21211: ").unwrap();
+        assert!(!message.chars().any(|c| c.is_ascii_digit()), "{reason}");
+        assert!(message.ends_with("xé***…"), "{reason}");
+    }
+
+    #[test]
+    fn a_2xx_is_accepted_with_or_without_a_sid() {
+        let sent = created(StatusCode::CREATED, br#"{"sid":"SM0123456789abcdef0123456789abcdef"}"#);
+        assert_eq!(sent.message_id, "SM0123456789abcdef0123456789abcdef");
+        for body in [&b"OK"[..], b"", br#"{"sid":null}"#, br#"{"sid":""}"#, br#"{"sid":"a b"}"#] {
+            assert_eq!(created(StatusCode::OK, body).message_id, "unknown");
+        }
     }
 
     #[test]

@@ -38,24 +38,15 @@ async fn mock_captures_what_twilio_would_deliver_and_reads_the_code_back() {
     let twilio = Twilio::new(mock.config(SID, "token", FROM)).unwrap();
 
     let sent = twilio.send_sms(&sms("4820193")).await.unwrap();
-    assert!(
-        sent.message_id.starts_with("SM") && sent.message_id.len() == 34,
-        "{sent:?}"
-    );
+    assert!(sent.message_id.starts_with("SM") && sent.message_id.len() == 34, "{sent:?}");
     assert_eq!(mock.code_sent_to(TO).await.as_deref(), Some("4820193"));
-    assert_eq!(
-        mock.code_sent_to("+1 415 555 2671").await.as_deref(),
-        Some("4820193")
-    );
+    assert_eq!(mock.code_sent_to("+1 415 555 2671").await.as_deref(), Some("4820193"));
     assert_eq!(mock.code_sent_to("+14155550000").await, None);
 
     let captured = mock.sent_sms().await;
     assert_eq!(captured.len(), 1);
     assert_eq!(captured[0].sid, sent.message_id);
-    assert_eq!(
-        (captured[0].to.as_str(), captured[0].from.as_str()),
-        (TO, FROM)
-    );
+    assert_eq!((captured[0].to.as_str(), captured[0].from.as_str()), (TO, FROM));
     assert_eq!(captured[0].auth_user, SID);
     assert_eq!(captured[0].account_sid, SID);
     assert_eq!(captured[0].validity_period, Some(600));
@@ -64,31 +55,14 @@ async fn mock_captures_what_twilio_would_deliver_and_reads_the_code_back() {
     let placed = twilio.place_call(&call("0571")).await.unwrap();
     assert!(placed.message_id.starts_with("CA"));
     assert_eq!(mock.placed_calls().await.len(), 1);
-    assert_eq!(
-        mock.wait_for_code(TO, Duration::from_millis(100))
-            .await
-            .as_deref(),
-        Some("0571")
-    );
+    assert_eq!(mock.wait_for_code(TO, Duration::from_millis(100)).await.as_deref(), Some("0571"));
 
     // Failures injected for the next request only, then back to normal.
     mock.fail_next(503, 20500, 1).await;
-    assert!(
-        twilio
-            .send_sms(&sms("1111"))
-            .await
-            .unwrap_err()
-            .is_retryable()
-    );
+    assert!(twilio.send_sms(&sms("1111")).await.unwrap_err().is_retryable());
     mock.fail_next(400, 21211, 1).await;
     let error = twilio.send_sms(&sms("2222")).await.unwrap_err();
-    assert!(matches!(
-        error,
-        ProviderError::Permanent {
-            kind: PermanentKind::InvalidNumber,
-            ..
-        }
-    ));
+    assert!(matches!(error, ProviderError::Permanent { kind: PermanentKind::InvalidNumber, .. }));
     mock.throttle_next(Duration::from_secs(3), 1).await;
     match twilio.send_sms(&sms("3333")).await.unwrap_err() {
         ProviderError::Retryable { retry_after, .. } => {
@@ -97,11 +71,7 @@ async fn mock_captures_what_twilio_would_deliver_and_reads_the_code_back() {
         other => panic!("expected retryable, got {other}"),
     }
     twilio.send_sms(&sms("4444")).await.unwrap();
-    assert_eq!(
-        mock.sent_sms().await.len(),
-        2,
-        "refused messages are not captured"
-    );
+    assert_eq!(mock.sent_sms().await.len(), 2, "refused messages are not captured");
     assert_eq!(mock.code_sent_to(TO).await.as_deref(), Some("4444"));
 }
 
@@ -111,10 +81,7 @@ async fn wait_for_code_sees_a_code_sent_concurrently_and_gives_up_in_time() {
     let twilio = Twilio::new(mock.config(SID, "token", FROM)).unwrap();
 
     let started = std::time::Instant::now();
-    assert_eq!(
-        mock.wait_for_code(TO, Duration::from_millis(60)).await,
-        None
-    );
+    assert_eq!(mock.wait_for_code(TO, Duration::from_millis(60)).await, None);
     assert!(started.elapsed() >= Duration::from_millis(60));
 
     let sender = tokio::spawn(async move {
@@ -130,62 +97,29 @@ async fn wait_for_code_sees_a_code_sent_concurrently_and_gives_up_in_time() {
 async fn mock_refuses_what_twilio_refuses() {
     let mock = TwilioMock::start().await;
     let client = reqwest::Client::new();
-    let url = format!(
-        "{}/2010-04-01/Accounts/{SID}/Messages.json",
-        mock.base_url()
-    );
+    let url = format!("{}/2010-04-01/Accounts/{SID}/Messages.json", mock.base_url());
 
-    let response = client
-        .post(&url)
-        .form(&[("To", TO), ("From", FROM), ("Body", "hi")])
-        .send()
-        .await
-        .unwrap();
+    let response = client.post(&url).form(&[("To", TO), ("From", FROM), ("Body", "hi")]).send().await.unwrap();
     assert_eq!(response.status(), 401);
-    assert_eq!(
-        response.json::<serde_json::Value>().await.unwrap(),
-        error_body(20003, "Authenticate", 401)
-    );
+    assert_eq!(response.json::<serde_json::Value>().await.unwrap(), error_body(20003, "Authenticate", 401));
 
     let refusals = [
         (vec![("From", FROM), ("Body", "hi")], 21604),
-        (
-            vec![("To", "4155552671"), ("From", FROM), ("Body", "hi")],
-            21211,
-        ),
+        (vec![("To", "4155552671"), ("From", FROM), ("Body", "hi")], 21211),
         (vec![("To", TO), ("Body", "hi")], 21603),
         (vec![("To", TO), ("From", FROM)], 21602),
-        (
-            vec![
-                ("To", TO),
-                ("From", FROM),
-                ("Body", "hi"),
-                ("ValidityPeriod", "36001"),
-            ],
-            21624,
-        ),
+        (vec![("To", TO), ("From", FROM), ("Body", "hi"), ("ValidityPeriod", "36001")], 21624),
     ];
     for (form, code) in refusals {
-        let response = client
-            .post(&url)
-            .basic_auth(SID, Some("token"))
-            .form(&form)
-            .send()
-            .await
-            .unwrap();
+        let response = client.post(&url).basic_auth(SID, Some("token")).form(&form).send().await.unwrap();
         assert_eq!(response.status(), 400);
         let body: serde_json::Value = response.json().await.unwrap();
         assert_eq!(body["code"], code, "{form:?}");
     }
 
     let calls = format!("{}/2010-04-01/Accounts/{SID}/Calls.json", mock.base_url());
-    let response = client
-        .post(&calls)
-        .basic_auth(SID, Some("token"))
-        .form(&[("To", TO), ("From", FROM)])
-        .send()
-        .await
-        .unwrap();
+    let response =
+        client.post(&calls).basic_auth(SID, Some("token")).form(&[("To", TO), ("From", FROM)]).send().await.unwrap();
     assert_eq!(response.status(), 400);
     assert!(mock.sent_sms().await.is_empty() && mock.placed_calls().await.is_empty());
 }

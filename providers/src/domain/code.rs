@@ -12,11 +12,7 @@ impl CodeLength {
     pub const MAX: u8 = 10;
 
     pub fn new(digits: u8) -> Result<Self, CodeParseError> {
-        if (Self::MIN..=Self::MAX).contains(&digits) {
-            Ok(CodeLength(digits))
-        } else {
-            Err(CodeParseError::Length)
-        }
+        if (Self::MIN..=Self::MAX).contains(&digits) { Ok(CodeLength(digits)) } else { Err(CodeParseError::Length) }
     }
 
     pub fn get(self) -> u8 {
@@ -116,10 +112,7 @@ mod tests {
             }
         }
         let expected = 8_000f64;
-        let chi2: f64 = counts
-            .iter()
-            .map(|&c| (f64::from(c) - expected).powi(2) / expected)
-            .sum();
+        let chi2: f64 = counts.iter().map(|&c| (f64::from(c) - expected).powi(2) / expected).sum();
         assert!(chi2 < 27.9, "digit counts {counts:?} give chi2 {chi2}");
     }
 
@@ -128,11 +121,7 @@ mod tests {
         assert_eq!(Code::parse("123 4567").unwrap().expose(), "1234567");
         assert_eq!(Code::parse("123-4567").unwrap().expose(), "1234567");
         for bad in ["", "123", "12345678901", "12a4567", "１２３４５６７"] {
-            assert_eq!(
-                Code::parse(bad).unwrap_err(),
-                CodeParseError::Format,
-                "{bad:?}"
-            );
+            assert_eq!(Code::parse(bad).unwrap_err(), CodeParseError::Format, "{bad:?}");
         }
         assert!(CodeLength::new(3).is_err() && CodeLength::new(11).is_err());
     }

@@ -16,10 +16,7 @@ impl Locale {
         let mut parts = input.split('-');
         let lang = parts.next().unwrap_or_default();
         let region = parts.next();
-        if parts.next().is_some()
-            || lang.len() != 2
-            || !lang.bytes().all(|b| b.is_ascii_alphabetic())
-        {
+        if parts.next().is_some() || lang.len() != 2 || !lang.bytes().all(|b| b.is_ascii_alphabetic()) {
             return Err(LocaleParseError);
         }
         let mut tag = lang.to_ascii_lowercase();

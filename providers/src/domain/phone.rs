@@ -40,6 +40,19 @@ impl PhoneNumber {
         Ok(PhoneNumber { e164, country })
     }
 
+    /// Rebuilds a number verifyd parsed and stored itself. Only its shape is
+    /// checked: a number that was valid when accepted stays readable after a
+    /// numbering-plan update (which must not strand stored verifications).
+    pub fn from_stored(e164: &str) -> Result<Self, PhoneParseError> {
+        let digits = e164.strip_prefix('+').ok_or(PhoneParseError::NotE164)?;
+        if digits.is_empty() || digits.len() > 15 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(PhoneParseError::NotE164);
+        }
+        let country =
+            phonenumber::parse(None, e164).ok().and_then(|p| p.country().id().map(|id| id.as_ref().to_owned()));
+        Ok(PhoneNumber { e164: e164.to_owned(), country })
+    }
+
     /// `+14155550100`
     pub fn e164(&self) -> &str {
         &self.e164
@@ -59,11 +72,7 @@ impl PhoneNumber {
     pub fn masked(&self) -> String {
         let keep = 2.min(self.digits().len());
         let hidden = self.digits().len() - keep;
-        format!(
-            "+{}{}",
-            "*".repeat(hidden),
-            &self.e164[self.e164.len() - keep..]
-        )
+        format!("+{}{}", "*".repeat(hidden), &self.e164[self.e164.len() - keep..])
     }
 }
 
@@ -127,21 +136,23 @@ mod tests {
             "+1415555267100000",
             "tel:+14155552671",
         ] {
-            assert_eq!(
-                PhoneNumber::parse(bad),
-                Err(PhoneParseError::NotE164),
-                "{bad:?}"
-            );
+            assert_eq!(PhoneNumber::parse(bad), Err(PhoneParseError::NotE164), "{bad:?}");
         }
     }
 
     #[test]
     fn rejects_numbers_outside_the_numbering_plan() {
         assert_eq!(PhoneNumber::parse("+1555"), Err(PhoneParseError::Invalid));
-        assert_eq!(
-            PhoneNumber::parse("+999123456789"),
-            Err(PhoneParseError::Invalid)
-        );
+        assert_eq!(PhoneNumber::parse("+999123456789"), Err(PhoneParseError::Invalid));
+    }
+
+    #[test]
+    fn stored_numbers_are_read_back_without_the_numbering_plan() {
+        // +1555 is not a valid number today, but if it had been stored it reads back.
+        assert_eq!(PhoneNumber::from_stored("+1555").unwrap().e164(), "+1555");
+        assert_eq!(PhoneNumber::from_stored("+14155552671").unwrap().country(), Some("US"));
+        assert!(PhoneNumber::from_stored("14155552671").is_err());
+        assert!(PhoneNumber::from_stored("+1 415").is_err());
     }
 
     #[test]
