@@ -63,6 +63,18 @@ CREATE TABLE sends (
 );
 CREATE INDEX sends_phone ON sends (tenant_id, phone, sent_at);
 CREATE INDEX sends_account ON sends (tenant_id, account_id, sent_at);
+CREATE INDEX sends_pruning ON sends (sent_at);
+
+-- A delivery job is claimed before its provider is called, so two copies of one
+-- job (a relay republish, a redelivery) never both send. A claim whose holder
+-- died expires at `claimed_until` and can be taken over.
+CREATE TABLE dispatch_claims (
+    job_id        uuid PRIMARY KEY,
+    claimed_until timestamptz NOT NULL,
+    finished      boolean NOT NULL DEFAULT false,
+    created_at    timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX dispatch_claims_pruning ON dispatch_claims (created_at) WHERE finished;
 
 -- Each time dispatch handed a job to a provider (or gave up on it).
 CREATE TABLE delivery_attempts (

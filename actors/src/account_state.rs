@@ -28,11 +28,7 @@ pub struct AccountStateActor {
 
 impl AccountStateActor {
     pub fn new(pool: PgPool, relay: Addr<OutboxRelay>, reconcile: Option<Duration>) -> Self {
-        AccountStateActor {
-            pool,
-            relay,
-            reconcile,
-        }
+        AccountStateActor { pool, relay, reconcile }
     }
 }
 
@@ -119,15 +115,8 @@ async fn record_phone(
 ) -> Result<Factor, StoreError> {
     let verified_at = v.completed_at.unwrap_or(now);
     let mut tx = pool.begin().await?;
-    let (factor, added) = factors::upsert_phone(
-        &mut tx,
-        v.tenant_id,
-        &v.account_id,
-        v.channel,
-        &v.phone,
-        verified_at,
-    )
-    .await?;
+    let (factor, added) =
+        factors::upsert_phone(&mut tx, v.tenant_id, &v.account_id, v.channel, &v.phone, verified_at).await?;
     verifications::mark_factor_recorded(&mut tx, v.id).await?;
     if added {
         let event = Event::for_verification(EventKind::FactorAdded, v, now)
@@ -145,8 +134,7 @@ async fn record_phone(
 
 async fn reconcile(pool: &PgPool, relay: &Addr<OutboxRelay>) -> Result<(), StoreError> {
     let now = Utc::now();
-    let stale =
-        verifications::unrecorded_approvals(pool, now - TimeDelta::seconds(10), 100).await?;
+    let stale = verifications::unrecorded_approvals(pool, now - TimeDelta::seconds(10), 100).await?;
     for v in stale {
         record_phone(pool, relay, &v, now).await?;
     }

@@ -29,10 +29,7 @@ pub struct Topology {
 
 impl Topology {
     pub fn new(prefix: impl Into<String>, retry_delays: Vec<Duration>) -> Self {
-        Topology {
-            prefix: prefix.into(),
-            retry_delays,
-        }
+        Topology { prefix: prefix.into(), retry_delays }
     }
 
     pub fn requests_exchange(&self) -> String {
@@ -51,12 +48,7 @@ impl Topology {
         format!("{}dispatch.{}", self.prefix, channel.as_str())
     }
     pub fn retry_queue(&self, channel: Channel, level: usize) -> String {
-        format!(
-            "{}dispatch.{}.retry.{}",
-            self.prefix,
-            channel.as_str(),
-            level + 1
-        )
+        format!("{}dispatch.{}.retry.{}", self.prefix, channel.as_str(), level + 1)
     }
     pub fn dead_letters(&self) -> String {
         format!("{}dead_letters", self.prefix)
@@ -81,31 +73,18 @@ impl Topology {
     }
 
     pub fn exchanges(&self) -> Vec<String> {
-        vec![
-            self.requests_exchange(),
-            self.events_exchange(),
-            self.dispatch_exchange(),
-        ]
+        vec![self.requests_exchange(), self.events_exchange(), self.dispatch_exchange()]
     }
 
     /// (queue, ready messages, consumers) for every queue, read with passive
     /// declares (which change nothing).
-    pub async fn depths(
-        &self,
-        conn: &lapin::Connection,
-    ) -> Result<Vec<(String, u32, u32)>, lapin::Error> {
+    pub async fn depths(&self, conn: &lapin::Connection) -> Result<Vec<(String, u32, u32)>, lapin::Error> {
         let mut out = Vec::new();
         for name in self.queues() {
             // A failed passive declare closes the channel: one channel per queue.
             let ch = conn.create_channel().await?;
-            let opts = QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            };
-            match ch
-                .queue_declare(name.as_str().into(), opts, FieldTable::default())
-                .await
-            {
+            let opts = QueueDeclareOptions { passive: true, ..Default::default() };
+            match ch.queue_declare(name.as_str().into(), opts, FieldTable::default()).await {
                 Ok(q) => out.push((name, q.message_count(), q.consumer_count())),
                 Err(_) => out.push((format!("{name} (missing)"), 0, 0)),
             }
@@ -115,26 +94,12 @@ impl Topology {
 
     /// Declares everything (idempotent; every process does it on start).
     pub async fn declare(&self, ch: &AmqpChannel) -> Result<(), lapin::Error> {
-        let durable = ExchangeDeclareOptions {
-            durable: true,
-            ..Default::default()
-        };
+        let durable = ExchangeDeclareOptions { durable: true, ..Default::default() };
         for exchange in [self.requests_exchange(), self.events_exchange()] {
-            ch.exchange_declare(
-                exchange.into(),
-                ExchangeKind::Topic,
-                durable,
-                FieldTable::default(),
-            )
-            .await?;
+            ch.exchange_declare(exchange.into(), ExchangeKind::Topic, durable, FieldTable::default()).await?;
         }
-        ch.exchange_declare(
-            self.dispatch_exchange().into(),
-            ExchangeKind::Direct,
-            durable,
-            FieldTable::default(),
-        )
-        .await?;
+        ch.exchange_declare(self.dispatch_exchange().into(), ExchangeKind::Direct, durable, FieldTable::default())
+            .await?;
         declare_queue(ch, &self.requests_queue(), quorum()).await?;
         ch.queue_bind(
             self.requests_queue().into(),
@@ -159,14 +124,8 @@ impl Topology {
                 let mut args = quorum();
                 let ttl = u32::try_from(delay.as_millis()).unwrap_or(u32::MAX);
                 args.insert("x-message-ttl".into(), AMQPValue::LongUInt(ttl));
-                args.insert(
-                    "x-dead-letter-exchange".into(),
-                    long_string(&self.dispatch_exchange()),
-                );
-                args.insert(
-                    "x-dead-letter-routing-key".into(),
-                    long_string(channel.as_str()),
-                );
+                args.insert("x-dead-letter-exchange".into(), long_string(&self.dispatch_exchange()));
+                args.insert("x-dead-letter-routing-key".into(), long_string(channel.as_str()));
                 declare_queue(ch, &self.retry_queue(channel, level), args).await?;
             }
         }
@@ -189,10 +148,7 @@ fn quorum() -> FieldTable {
 }
 
 async fn declare_queue(ch: &AmqpChannel, name: &str, args: FieldTable) -> Result<(), lapin::Error> {
-    let opts = QueueDeclareOptions {
-        durable: true,
-        ..Default::default()
-    };
+    let opts = QueueDeclareOptions { durable: true, ..Default::default() };
     ch.queue_declare(name.into(), opts, args).await?;
     Ok(())
 }
@@ -217,9 +173,7 @@ pub enum PublishError {
 
 /// A persistent JSON message.
 pub fn json_properties() -> lapin::BasicProperties {
-    lapin::BasicProperties::default()
-        .with_delivery_mode(2)
-        .with_content_type("application/json".into())
+    lapin::BasicProperties::default().with_delivery_mode(2).with_content_type("application/json".into())
 }
 
 /// Publishes and waits for the broker's confirm (the channel must be in confirm mode).
@@ -230,16 +184,8 @@ pub async fn publish_confirmed(
     payload: &[u8],
     properties: lapin::BasicProperties,
 ) -> Result<(), PublishError> {
-    let confirm = ch
-        .basic_publish(
-            exchange.into(),
-            routing_key.into(),
-            Default::default(),
-            payload,
-            properties,
-        )
-        .await?
-        .await?;
+    let confirm =
+        ch.basic_publish(exchange.into(), routing_key.into(), Default::default(), payload, properties).await?.await?;
     match confirm {
         lapin::Confirmation::Nack(_) => Err(PublishError::Nacked(routing_key.to_owned())),
         _ => Ok(()),

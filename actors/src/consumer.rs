@@ -4,14 +4,13 @@
 //! `prefetch` are in flight per consumer). Consumers run on their own arbiters.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use actix::prelude::*;
 use futures_util::future::BoxFuture;
 use lapin::message::Delivery;
-use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, ConfirmSelectOptions,
-};
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, ConfirmSelectOptions};
 use lapin::types::{AMQPValue, FieldTable};
 
 use crate::amqp::{PublishError, long_string, publish_confirmed};
@@ -26,17 +25,50 @@ pub enum Disposition {
 }
 
 pub trait DeliveryHandler: Send + Sync + 'static {
-    fn handle(
-        self: Arc<Self>,
-        channel: lapin::Channel,
-        delivery: Delivery,
-    ) -> BoxFuture<'static, Disposition>;
+    fn handle(self: Arc<Self>, channel: lapin::Channel, delivery: Delivery) -> BoxFuture<'static, Disposition>;
+}
+
+/// How many consumers a process started and how many still receive. A consumer
+/// whose stream ends (channel or connection closed, queue deleted, consumer
+/// cancelled by the broker) does not come back: readiness turns false and a
+/// worker process exits, so the supervisor restarts it.
+#[derive(Debug, Default)]
+pub struct ConsumerHealth {
+    expected: AtomicUsize,
+    live: AtomicUsize,
+}
+
+impl ConsumerHealth {
+    /// (live, expected)
+    pub fn counts(&self) -> (usize, usize) {
+        (self.live.load(Ordering::Relaxed), self.expected.load(Ordering::Relaxed))
+    }
+
+    pub fn all_live(&self) -> bool {
+        let (live, expected) = self.counts();
+        live == expected
+    }
 }
 
 pub struct QueueConsumer<H: DeliveryHandler> {
     queue: String,
     channel: lapin::Channel,
     handler: Arc<H>,
+    health: Arc<ConsumerHealth>,
+    live: bool,
+}
+
+impl<H: DeliveryHandler> QueueConsumer<H> {
+    /// The stream is over: stop counting as live. In-flight deliveries keep
+    /// running to their end (their acks may fail; the broker then redelivers,
+    /// and the job claim stops a second send).
+    fn lost(&mut self, why: &str) {
+        if std::mem::take(&mut self.live) {
+            self.health.live.fetch_sub(1, Ordering::Relaxed);
+            metrics::counter!("verifyd_consumers_lost_total").increment(1);
+            tracing::error!(queue = %self.queue, why, "consumer lost");
+        }
+    }
 }
 
 impl<H: DeliveryHandler> Actor for QueueConsumer<H> {
@@ -48,8 +80,7 @@ impl<H: DeliveryHandler> StreamHandler<Result<Delivery, lapin::Error>> for Queue
         let delivery = match item {
             Ok(delivery) => delivery,
             Err(error) => {
-                tracing::error!(queue = %self.queue, %error, "consumer failed; stopping it");
-                ctx.stop();
+                self.lost(&error.to_string());
                 return;
             }
         };
@@ -61,12 +92,7 @@ impl<H: DeliveryHandler> StreamHandler<Result<Delivery, lapin::Error>> for Queue
                     Disposition::Ack => acker.ack(BasicAckOptions::default()).await,
                     Disposition::Requeue => {
                         tokio::time::sleep(Duration::from_millis(500)).await;
-                        acker
-                            .nack(BasicNackOptions {
-                                requeue: true,
-                                ..Default::default()
-                            })
-                            .await
+                        acker.nack(BasicNackOptions { requeue: true, ..Default::default() }).await
                     }
                 };
                 if let Err(error) = result {
@@ -77,9 +103,8 @@ impl<H: DeliveryHandler> StreamHandler<Result<Delivery, lapin::Error>> for Queue
         );
     }
 
-    fn finished(&mut self, ctx: &mut Self::Context) {
-        tracing::warn!(queue = %self.queue, "consumer stream ended");
-        ctx.stop();
+    fn finished(&mut self, _: &mut Self::Context) {
+        self.lost("stream ended");
     }
 }
 
@@ -92,34 +117,24 @@ pub async fn start<H: DeliveryHandler>(
     count: usize,
     prefetch: u16,
     handler: Arc<H>,
+    health: &Arc<ConsumerHealth>,
 ) -> Result<Vec<Arbiter>, lapin::Error> {
     let mut arbiters = Vec::with_capacity(count);
     for index in 0..count {
         let channel = conn.create_channel().await?;
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await?;
-        channel
-            .basic_qos(prefetch.max(1), BasicQosOptions::default())
-            .await?;
+        channel.confirm_select(ConfirmSelectOptions::default()).await?;
+        channel.basic_qos(prefetch.max(1), BasicQosOptions::default()).await?;
         let tag = format!("verifyd-{}-{index}", std::process::id());
         let consumer = channel
-            .basic_consume(
-                queue.into(),
-                tag.as_str().into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
+            .basic_consume(queue.into(), tag.as_str().into(), BasicConsumeOptions::default(), FieldTable::default())
             .await?;
         let arbiter = Arbiter::new();
-        let (queue, handler) = (queue.to_owned(), handler.clone());
+        let (queue, handler, health) = (queue.to_owned(), handler.clone(), health.clone());
+        health.expected.fetch_add(1, Ordering::Relaxed);
+        health.live.fetch_add(1, Ordering::Relaxed);
         QueueConsumer::start_in_arbiter(&arbiter.handle(), move |ctx| {
             ctx.add_stream(consumer);
-            QueueConsumer {
-                queue,
-                channel,
-                handler,
-            }
+            QueueConsumer { queue, channel, handler, health, live: true }
         });
         arbiters.push(arbiter);
     }
@@ -136,23 +151,10 @@ pub async fn dead_letter(
 ) -> Result<(), PublishError> {
     let mut headers = delivery.properties.headers().clone().unwrap_or_default();
     headers.insert("x-verifyd-reason".into(), long_string(reason));
-    headers.insert(
-        "x-verifyd-source-routing-key".into(),
-        long_string(delivery.routing_key.as_str()),
-    );
-    headers.insert(
-        "x-verifyd-source-exchange".into(),
-        long_string(delivery.exchange.as_str()),
-    );
-    headers.insert(
-        "x-verifyd-dead-lettered-at".into(),
-        AMQPValue::LongString(chrono::Utc::now().to_rfc3339().into()),
-    );
-    let props = delivery
-        .properties
-        .clone()
-        .with_headers(headers)
-        .with_delivery_mode(2);
+    headers.insert("x-verifyd-source-routing-key".into(), long_string(delivery.routing_key.as_str()));
+    headers.insert("x-verifyd-source-exchange".into(), long_string(delivery.exchange.as_str()));
+    headers.insert("x-verifyd-dead-lettered-at".into(), AMQPValue::LongString(chrono::Utc::now().to_rfc3339().into()));
+    let props = delivery.properties.clone().with_headers(headers).with_delivery_mode(2);
     publish_confirmed(channel, "", dead_letters, &delivery.data, props).await?;
     metrics::counter!("verifyd_dead_lettered_total").increment(1);
     tracing::warn!(queue = %delivery.routing_key, reason, "message dead-lettered");

@@ -133,12 +133,8 @@ mod tests {
 
     #[test]
     fn dispatch_job_round_trips_and_refuses_extra_fields() {
-        let job = DispatchJob {
-            job_id: Uuid::new_v4(),
-            verification_id: Uuid::new_v4(),
-            channel: Channel::Voice,
-            retry: 2,
-        };
+        let job =
+            DispatchJob { job_id: Uuid::new_v4(), verification_id: Uuid::new_v4(), channel: Channel::Voice, retry: 2 };
         let json = serde_json::to_string(&job).unwrap();
         assert_eq!(serde_json::from_str::<DispatchJob>(&json).unwrap(), job);
         let with_code = json.replace('}', ",\"code\":\"1234567\"}");

@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use chrono::Utc;
@@ -30,8 +30,12 @@ use crate::outbox;
 use crate::relay::{Kick, OutboxRelay};
 use crate::render::{self, Rendering};
 use crate::shards::Shards;
-use crate::store::attempts::{self, Attempt, Outcome};
+use crate::store::attempts::{self, Attempt, Claim, Outcome};
 use crate::store::verifications::{self, Verification};
+
+/// How long a consumer holds a job it is delivering; longer than every provider's
+/// timeout together. A holder that dies loses the claim after this.
+const CLAIM_LEASE: Duration = Duration::from_secs(120);
 
 /// Providers per channel, in the order they are tried.
 #[derive(Default, Clone)]
@@ -45,10 +49,7 @@ impl ProviderSet {
     }
 
     pub fn for_channel(&self, channel: Channel) -> &[Arc<dyn Provider>] {
-        self.by_channel
-            .get(&channel)
-            .map(Vec::as_slice)
-            .unwrap_or_default()
+        self.by_channel.get(&channel).map(Vec::as_slice).unwrap_or_default()
     }
 }
 
@@ -63,11 +64,7 @@ pub struct Dispatcher {
 }
 
 impl DeliveryHandler for Dispatcher {
-    fn handle(
-        self: Arc<Self>,
-        channel: lapin::Channel,
-        delivery: Delivery,
-    ) -> BoxFuture<'static, Disposition> {
+    fn handle(self: Arc<Self>, channel: lapin::Channel, delivery: Delivery) -> BoxFuture<'static, Disposition> {
         Box::pin(async move {
             match self.process(&channel, &delivery).await {
                 Ok(()) => Disposition::Ack,
@@ -94,34 +91,36 @@ pub enum DispatchError {
 
 enum Delivered {
     Sent(Sent, u128),
-    Failed {
-        error: ProviderError,
-        provider: Option<String>,
-    },
+    Failed { error: ProviderError, provider: Option<String> },
     AllRetryable(ProviderError),
 }
 
 impl Dispatcher {
-    async fn process(
-        &self,
-        amqp: &lapin::Channel,
-        delivery: &Delivery,
-    ) -> Result<(), DispatchError> {
+    async fn process(&self, amqp: &lapin::Channel, delivery: &Delivery) -> Result<(), DispatchError> {
         let job: DispatchJob = match serde_json::from_slice(&delivery.data) {
             Ok(job) => job,
             Err(error) => {
                 let reason = format!("malformed dispatch job: {error}");
-                return Ok(
-                    dead_letter(amqp, &self.topology.dead_letters(), delivery, &reason).await?,
-                );
+                return Ok(dead_letter(amqp, &self.topology.dead_letters(), delivery, &reason).await?);
             }
         };
-        // Only a redelivered message (after a crash or a requeue) can belong to a
-        // job that already finished; fresh ones skip the look-up.
-        if delivery.redelivered && attempts::job_finished(&self.pool, job.job_id).await? {
-            tracing::debug!(job_id = %job.job_id, "job already finished (redelivery)");
-            return Ok(());
+        // Two copies of one job (a relay republish after a lost confirm, a
+        // redelivery after a crash) must not both reach the provider.
+        let mut conn = self.pool.acquire().await?;
+        match attempts::claim(&mut conn, job.job_id, CLAIM_LEASE).await? {
+            Claim::Acquired => {}
+            Claim::Finished => {
+                tracing::debug!(job_id = %job.job_id, "duplicate of a finished job; dropped");
+                return Ok(());
+            }
+            Claim::HeldElsewhere => {
+                // Look again after the first retry delay: by then the other copy
+                // has finished, or its holder died and the lease ran out.
+                tracing::debug!(job_id = %job.job_id, "job is being delivered elsewhere; deferred");
+                return self.defer(amqp, &job, 0).await;
+            }
         }
+        drop(conn);
         let Some(v) = verifications::for_dispatch(&self.pool, job.verification_id).await? else {
             let reason = format!("verification {} does not exist", job.verification_id);
             return Ok(dead_letter(amqp, &self.topology.dead_letters(), delivery, &reason).await?);
@@ -130,16 +129,8 @@ impl Dispatcher {
         let status = v.state.effective_status(now);
         if status != Status::Pending {
             // Never deliver a code that can no longer be used.
-            self.finish(
-                &job,
-                &v,
-                Outcome::Skipped,
-                None,
-                None,
-                Some(&format!("verification is {status}")),
-                None,
-            )
-            .await?;
+            self.finish(&job, &v, Outcome::Skipped, None, None, Some(&format!("verification is {status}")), None)
+                .await?;
             return Ok(());
         }
         let Ok(code) = self.keys.open(v.id, &v.code_sealed) else {
@@ -178,44 +169,39 @@ impl Dispatcher {
         match result {
             Delivered::Sent(sent, latency) => {
                 let latency = i32::try_from(latency).unwrap_or(i32::MAX);
-                self.finish(
-                    &job,
-                    &v,
-                    Outcome::Sent,
-                    Some(&sent.provider),
-                    Some(&sent.message_id),
-                    None,
-                    Some(latency),
-                )
-                .await?;
+                self.finish(&job, &v, Outcome::Sent, Some(&sent.provider), Some(&sent.message_id), None, Some(latency))
+                    .await?;
                 Ok(())
             }
             Delivered::Failed { error, provider } => {
-                self.fail(&job, &v, provider.as_deref(), &error.to_string())
-                    .await?;
+                self.fail(&job, &v, provider.as_deref(), &error.to_string()).await?;
                 Ok(())
             }
             Delivered::AllRetryable(error) => match self.topology.retry_level(job.retry) {
                 Some(level) => {
-                    let next = DispatchJob {
-                        retry: job.retry + 1,
-                        ..job.clone()
-                    };
-                    let body = serde_json::to_vec(&next).unwrap_or_default();
-                    let queue = self.topology.retry_queue(job.channel, level);
-                    publish_confirmed(amqp, "", &queue, &body, json_properties()).await?;
+                    let mut conn = self.pool.acquire().await?;
+                    attempts::release(&mut conn, job.job_id).await?;
+                    let next = DispatchJob { retry: job.retry + 1, ..job.clone() };
+                    self.defer(amqp, &next, level).await?;
                     metrics::counter!("verifyd_dispatch_retries_total", "channel" => job.channel.as_str()).increment(1);
                     tracing::info!(job_id = %job.job_id, retry = next.retry, %error, "delivery will be retried");
                     Ok(())
                 }
                 None => {
-                    let reason =
-                        format!("retries exhausted after {} tries: {error}", job.retry + 1);
+                    let reason = format!("retries exhausted after {} tries: {error}", job.retry + 1);
                     self.fail(&job, &v, None, &reason).await?;
                     Ok(dead_letter(amqp, &self.topology.dead_letters(), delivery, &reason).await?)
                 }
             },
         }
+    }
+
+    /// Puts a job in the retry queue of `level`; it comes back after that delay.
+    async fn defer(&self, amqp: &lapin::Channel, job: &DispatchJob, level: usize) -> Result<(), DispatchError> {
+        let body = serde_json::to_vec(job).unwrap_or_default();
+        let queue = self.topology.retry_queue(job.channel, level);
+        publish_confirmed(amqp, "", &queue, &body, json_properties()).await?;
+        Ok(())
     }
 
     /// Tries each provider of the channel in order until one accepts. Every
@@ -259,10 +245,7 @@ impl Dispatcher {
                 Err(error) => {
                     metrics::counter!("verifyd_provider_errors_total", "provider" => provider.name().to_owned(), "kind" => "permanent")
                         .increment(1);
-                    return Ok(Delivered::Failed {
-                        error,
-                        provider: Some(provider.name().to_owned()),
-                    });
+                    return Ok(Delivered::Failed { error, provider: Some(provider.name().to_owned()) });
                 }
             }
         }
@@ -287,16 +270,7 @@ impl Dispatcher {
         provider: Option<&str>,
         reason: &str,
     ) -> Result<(), DispatchError> {
-        self.finish(
-            job,
-            v,
-            Outcome::PermanentError,
-            provider,
-            None,
-            Some(reason),
-            None,
-        )
-        .await
+        self.finish(job, v, Outcome::PermanentError, provider, None, Some(reason), None).await
     }
 
     /// Records the final attempt of a job and announces it, in one transaction.
@@ -319,19 +293,12 @@ impl Dispatcher {
                     .with("provider_message_id", message_id.unwrap_or_default()),
             ),
             Outcome::PermanentError => Some(
-                Event::for_verification(EventKind::DeliveryFailed, v, now)
-                    .with("reason", error.unwrap_or_default()),
+                Event::for_verification(EventKind::DeliveryFailed, v, now).with("reason", error.unwrap_or_default()),
             ),
             Outcome::Skipped | Outcome::RetryableError => None,
         }
-        .map(|event| Event {
-            channel: Some(job.channel),
-            ..event
-        });
-        let announce = event
-            .as_ref()
-            .map(|e| outbox::event_rows(e, v.reply.as_ref()))
-            .unwrap_or_default();
+        .map(|event| Event { channel: Some(job.channel), ..event });
+        let announce = event.as_ref().map(|e| outbox::event_rows(e, v.reply.as_ref())).unwrap_or_default();
         let attempt = Attempt {
             job_id: job.job_id,
             verification_id: v.id,
@@ -351,15 +318,13 @@ impl Dispatcher {
         if event.is_some() {
             self.relay.do_send(Kick);
             let delivered = outcome == Outcome::Sent;
-            self.account_state
-                .pick(&(v.tenant_id, v.account_id.as_str()))
-                .do_send(DeliveryReport {
-                    tenant_id: v.tenant_id,
-                    account_id: v.account_id.clone(),
-                    verification_id: v.id,
-                    channel: job.channel,
-                    delivered,
-                });
+            self.account_state.pick(&(v.tenant_id, v.account_id.as_str())).do_send(DeliveryReport {
+                tenant_id: v.tenant_id,
+                account_id: v.account_id.clone(),
+                verification_id: v.id,
+                channel: job.channel,
+                delivered,
+            });
         }
         metrics::counter!("verifyd_dispatch_total", "channel" => job.channel.as_str(), "outcome" => outcome.as_str())
             .increment(1);

@@ -20,17 +20,14 @@ pub struct ExpiryActor {
     pool: PgPool,
     relay: Addr<OutboxRelay>,
     interval: Duration,
+    /// How long send records are kept: the longest throttle window.
+    send_retention: Duration,
     sweeping: bool,
 }
 
 impl ExpiryActor {
-    pub fn new(pool: PgPool, relay: Addr<OutboxRelay>, interval: Duration) -> Self {
-        ExpiryActor {
-            pool,
-            relay,
-            interval,
-            sweeping: false,
-        }
+    pub fn new(pool: PgPool, relay: Addr<OutboxRelay>, interval: Duration, send_retention: Duration) -> Self {
+        ExpiryActor { pool, relay, interval, send_retention, sweeping: false }
     }
 }
 
@@ -43,19 +40,42 @@ impl Actor for ExpiryActor {
                 return;
             }
             act.sweeping = true;
-            let (pool, relay) = (act.pool.clone(), act.relay.clone());
-            ctx.spawn(
-                async move { sweep(&pool, &relay).await }
-                    .into_actor(act)
-                    .map(|result, act, _| {
-                        act.sweeping = false;
-                        if let Err(error) = result {
-                            tracing::warn!(%error, "expiry sweep failed; next tick retries");
-                        }
-                    }),
-            );
+            let (pool, relay, retention) = (act.pool.clone(), act.relay.clone(), act.send_retention);
+            let work = async move {
+                let expired = sweep(&pool, &relay).await?;
+                prune(&pool, retention).await?;
+                Ok::<_, StoreError>(expired)
+            };
+            ctx.spawn(work.into_actor(act).map(|result, act, _| {
+                act.sweeping = false;
+                if let Err(error) = result {
+                    tracing::warn!(%error, "expiry sweep failed; next tick retries");
+                }
+            }));
         });
     }
+}
+
+/// Deletes what no limit or duplicate check can need any more: send records
+/// older than the longest throttle window, and claims of jobs finished a day ago.
+/// A bounded batch per tick keeps each statement short.
+pub async fn prune(pool: &PgPool, send_retention: Duration) -> Result<(), StoreError> {
+    let now = Utc::now();
+    let sends_before = now - chrono::Duration::from_std(send_retention).unwrap_or(chrono::Duration::days(1));
+    sqlx::query(
+        "DELETE FROM sends WHERE ctid IN (SELECT ctid FROM sends WHERE sent_at < $1 ORDER BY sent_at LIMIT 5000)",
+    )
+    .bind(sends_before)
+    .execute(pool)
+    .await?;
+    sqlx::query(
+        "DELETE FROM dispatch_claims WHERE job_id IN (
+            SELECT job_id FROM dispatch_claims WHERE finished AND created_at < $1 LIMIT 5000)",
+    )
+    .bind(now - chrono::Duration::days(1))
+    .execute(pool)
+    .await?;
+    Ok(())
 }
 
 /// Expires everything due now; returns how many verifications it expired.
@@ -75,8 +95,7 @@ pub async fn sweep(pool: &PgPool, relay: &Addr<OutboxRelay>) -> Result<usize, St
         total += expired.len();
         if !expired.is_empty() {
             relay.do_send(Kick);
-            metrics::counter!("verifyd_verifications_expired_total")
-                .increment(expired.len() as u64);
+            metrics::counter!("verifyd_verifications_expired_total").increment(expired.len() as u64);
         }
         if (expired.len() as i64) < BATCH {
             return Ok(total);

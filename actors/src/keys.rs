@@ -48,12 +48,8 @@ impl CodeKeys {
         if mac_key.len() != 32 {
             return Err(KeyError::Length("code_hmac_key"));
         }
-        let cipher = Aes256Gcm::new_from_slice(encryption_key)
-            .map_err(|_| KeyError::Length("encryption_key"))?;
-        Ok(CodeKeys {
-            mac_key: mac_key.to_vec(),
-            cipher,
-        })
+        let cipher = Aes256Gcm::new_from_slice(encryption_key).map_err(|_| KeyError::Length("encryption_key"))?;
+        Ok(CodeKeys { mac_key: mac_key.to_vec(), cipher })
     }
 
     fn hmac(&self, verification_id: Uuid, code: &Code) -> Hmac<Sha256> {
@@ -66,26 +62,18 @@ impl CodeKeys {
     }
 
     pub fn mac(&self, verification_id: Uuid, code: &Code) -> Vec<u8> {
-        self.hmac(verification_id, code)
-            .finalize()
-            .into_bytes()
-            .to_vec()
+        self.hmac(verification_id, code).finalize().into_bytes().to_vec()
     }
 
     /// Constant-time comparison of a typed code with the stored MAC.
     pub fn matches(&self, verification_id: Uuid, code: &Code, stored_mac: &[u8]) -> bool {
-        self.hmac(verification_id, code)
-            .verify_slice(stored_mac)
-            .is_ok()
+        self.hmac(verification_id, code).verify_slice(stored_mac).is_ok()
     }
 
     pub fn seal(&self, verification_id: Uuid, code: &Code) -> Vec<u8> {
         let nonce_bytes: [u8; NONCE_LEN] = rand::rng().random();
         let nonce = Nonce::from(nonce_bytes);
-        let payload = Payload {
-            msg: code.expose().as_bytes(),
-            aad: verification_id.as_bytes(),
-        };
+        let payload = Payload { msg: code.expose().as_bytes(), aad: verification_id.as_bytes() };
         let ciphertext = self
             .cipher
             .encrypt(&nonce, payload)
@@ -104,13 +92,7 @@ impl CodeKeys {
         let nonce = Nonce::try_from(nonce_bytes).map_err(|_| OpenError)?;
         let plain = self
             .cipher
-            .decrypt(
-                &nonce,
-                Payload {
-                    msg: ciphertext,
-                    aad: verification_id.as_bytes(),
-                },
-            )
+            .decrypt(&nonce, Payload { msg: ciphertext, aad: verification_id.as_bytes() })
             .map_err(|_| OpenError)?;
         let text = String::from_utf8(plain).map_err(|_| OpenError)?;
         Code::parse(&text).map_err(|_| OpenError)
@@ -134,12 +116,7 @@ mod tests {
         let mac = k.mac(id, &code);
         assert!(k.matches(id, &code, &mac));
         assert!(!k.matches(Uuid::new_v4(), &code, &mac));
-        let other = Code::parse(if code.expose() == "1234567" {
-            "7654321"
-        } else {
-            "1234567"
-        })
-        .unwrap();
+        let other = Code::parse(if code.expose() == "1234567" { "7654321" } else { "1234567" }).unwrap();
         assert!(!k.matches(id, &other, &mac));
         assert!(!k.matches(id, &code, &mac[..31]));
     }
@@ -162,13 +139,7 @@ mod tests {
 
     #[test]
     fn refuses_short_keys() {
-        assert_eq!(
-            CodeKeys::new(&[0; 16], &[0; 32]).unwrap_err(),
-            KeyError::Length("code_hmac_key")
-        );
-        assert_eq!(
-            CodeKeys::new(&[0; 32], &[0; 31]).unwrap_err(),
-            KeyError::Length("encryption_key")
-        );
+        assert_eq!(CodeKeys::new(&[0; 16], &[0; 32]).unwrap_err(), KeyError::Length("code_hmac_key"));
+        assert_eq!(CodeKeys::new(&[0; 32], &[0; 31]).unwrap_err(), KeyError::Length("encryption_key"));
     }
 }

@@ -77,11 +77,7 @@ impl State {
     /// The status a reader should see: a pending verification past its deadline
     /// is expired even before the sweep has written it.
     pub fn effective_status(&self, now: DateTime<Utc>) -> Status {
-        if self.status == Status::Pending && now >= self.expires_at {
-            Status::Expired
-        } else {
-            self.status
-        }
+        if self.status == Status::Pending && now >= self.expires_at { Status::Expired } else { self.status }
     }
 
     pub fn attempts_left(&self) -> i32 {
@@ -129,9 +125,7 @@ pub fn check(state: &State, code_matches: bool, now: DateTime<Utc>) -> CheckOutc
         return CheckOutcome::Expired;
     }
     if state.attempts >= state.max_attempts {
-        return CheckOutcome::MaxAttemptsReached {
-            attempts: state.attempts,
-        };
+        return CheckOutcome::MaxAttemptsReached { attempts: state.attempts };
     }
     if code_matches {
         return CheckOutcome::Approved;
@@ -160,11 +154,7 @@ pub enum ResendRefusal {
     TooManySends,
 }
 
-pub fn resend(
-    state: &State,
-    policy: &ResendPolicy,
-    now: DateTime<Utc>,
-) -> Result<(), ResendRefusal> {
+pub fn resend(state: &State, policy: &ResendPolicy, now: DateTime<Utc>) -> Result<(), ResendRefusal> {
     let status = state.effective_status(now);
     if status != Status::Pending {
         return Err(ResendRefusal::NotPending(status));
@@ -210,17 +200,11 @@ mod tests {
             assert_eq!(check(&s, false, now), CheckOutcome::Wrong { attempts: n });
             s.attempts = n;
         }
-        assert_eq!(
-            check(&s, false, now),
-            CheckOutcome::MaxAttemptsReached { attempts: 5 }
-        );
+        assert_eq!(check(&s, false, now), CheckOutcome::MaxAttemptsReached { attempts: 5 });
         s.status = Status::MaxAttemptsReached;
         s.attempts = 5;
         // Even the right code does nothing now.
-        assert_eq!(
-            check(&s, true, now),
-            CheckOutcome::NotPending(Status::MaxAttemptsReached)
-        );
+        assert_eq!(check(&s, true, now), CheckOutcome::NotPending(Status::MaxAttemptsReached));
     }
 
     #[test]
@@ -228,10 +212,7 @@ mod tests {
         let now = Utc::now();
         let s = fresh(now);
         let later = now + TimeDelta::minutes(10);
-        assert_eq!(
-            check(&s, true, later - TimeDelta::milliseconds(1)),
-            CheckOutcome::Approved
-        );
+        assert_eq!(check(&s, true, later - TimeDelta::milliseconds(1)), CheckOutcome::Approved);
         assert_eq!(check(&s, true, later), CheckOutcome::Expired);
         assert_eq!(s.effective_status(later), Status::Expired);
         assert_eq!(s.effective_status(now), Status::Pending);
@@ -242,36 +223,22 @@ mod tests {
         let now = Utc::now();
         let mut s = fresh(now);
         s.status = Status::Approved;
-        assert_eq!(
-            check(&s, true, now),
-            CheckOutcome::NotPending(Status::Approved)
-        );
+        assert_eq!(check(&s, true, now), CheckOutcome::NotPending(Status::Approved));
     }
 
     #[test]
     fn resend_respects_interval_count_and_deadline() {
         let now = Utc::now();
-        let policy = ResendPolicy {
-            max_sends: 3,
-            interval: Duration::from_secs(30),
-        };
+        let policy = ResendPolicy { max_sends: 3, interval: Duration::from_secs(30) };
         let mut s = fresh(now);
         assert_eq!(
             resend(&s, &policy, now + TimeDelta::seconds(10)),
-            Err(ResendRefusal::TooSoon {
-                retry_after: Duration::from_secs(20)
-            })
+            Err(ResendRefusal::TooSoon { retry_after: Duration::from_secs(20) })
         );
         assert_eq!(resend(&s, &policy, now + TimeDelta::seconds(30)), Ok(()));
         s.sends = 3;
-        assert_eq!(
-            resend(&s, &policy, now + TimeDelta::seconds(60)),
-            Err(ResendRefusal::TooManySends)
-        );
+        assert_eq!(resend(&s, &policy, now + TimeDelta::seconds(60)), Err(ResendRefusal::TooManySends));
         s.sends = 1;
-        assert_eq!(
-            resend(&s, &policy, now + TimeDelta::minutes(11)),
-            Err(ResendRefusal::NotPending(Status::Expired))
-        );
+        assert_eq!(resend(&s, &policy, now + TimeDelta::minutes(11)), Err(ResendRefusal::NotPending(Status::Expired)));
     }
 }

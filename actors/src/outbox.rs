@@ -43,8 +43,7 @@ pub async fn put(conn: &mut PgConnection, rows: &[Row]) -> Result<(), sqlx::Erro
     let targets: Vec<&str> = rows.iter().map(|r| r.target.as_str()).collect();
     let keys: Vec<&str> = rows.iter().map(|r| r.routing_key.as_str()).collect();
     let payloads: Vec<&serde_json::Value> = rows.iter().map(|r| &r.payload).collect();
-    let correlations: Vec<Option<&str>> =
-        rows.iter().map(|r| r.correlation_id.as_deref()).collect();
+    let correlations: Vec<Option<&str>> = rows.iter().map(|r| r.correlation_id.as_deref()).collect();
     sqlx::query(
         "INSERT INTO outbox (target, routing_key, payload, correlation_id)
          SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::text[])",
@@ -76,12 +75,7 @@ pub fn event_rows(event: &Event, reply: Option<&ReplyTo>) -> Vec<Row> {
             correlation_id: reply.correlation_id.clone(),
         });
     }
-    rows.push(Row {
-        target: Target::Event,
-        routing_key: event.routing_key(),
-        payload,
-        correlation_id: None,
-    });
+    rows.push(Row { target: Target::Event, routing_key: event.routing_key(), payload, correlation_id: None });
     rows
 }
 
@@ -95,11 +89,7 @@ pub fn dispatch_row(job: &DispatchJob) -> Row {
 }
 
 /// Queues an event (and its reply copy).
-pub async fn event(
-    conn: &mut PgConnection,
-    event: &Event,
-    reply: Option<&ReplyTo>,
-) -> Result<(), sqlx::Error> {
+pub async fn event(conn: &mut PgConnection, event: &Event, reply: Option<&ReplyTo>) -> Result<(), sqlx::Error> {
     put(conn, &event_rows(event, reply)).await
 }
 

@@ -3,6 +3,7 @@
 //! every process runs a relay and none publishes a row another is publishing; a
 //! process that dies mid-batch leaves its rows for the next relay (at-least-once).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -21,6 +22,7 @@ pub struct Kick;
 
 pub struct OutboxRelay {
     pool: PgPool,
+    amqp: Arc<lapin::Connection>,
     channel: lapin::Channel,
     topology: Topology,
     poll: Duration,
@@ -36,19 +38,25 @@ pub enum RelayError {
     Publish(#[from] PublishError),
     #[error("AMQP error: {0}")]
     Amqp(#[from] lapin::Error),
+    #[error("the broker did not confirm within {0:?}")]
+    Timeout(Duration),
 }
+
+/// How long a batch may wait for the broker before it is given up (and its rows,
+/// still in the outbox, retried): flow control or a memory alarm must not hold
+/// the batch's row locks and connection forever.
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl OutboxRelay {
     /// `channel` must be in confirm mode.
-    pub fn new(pool: PgPool, channel: lapin::Channel, topology: Topology, poll: Duration) -> Self {
-        OutboxRelay {
-            pool,
-            channel,
-            topology,
-            poll,
-            running: false,
-            again: false,
-        }
+    pub fn new(
+        pool: PgPool,
+        amqp: Arc<lapin::Connection>,
+        channel: lapin::Channel,
+        topology: Topology,
+        poll: Duration,
+    ) -> Self {
+        OutboxRelay { pool, amqp, channel, topology, poll, running: false, again: false }
     }
 }
 
@@ -70,14 +78,24 @@ impl Handler<Kick> for OutboxRelay {
             return;
         }
         self.running = true;
-        let (pool, channel, topology) = (
-            self.pool.clone(),
-            self.channel.clone(),
-            self.topology.clone(),
-        );
-        let run = async move { drain(&pool, &channel, &topology).await };
-        ctx.spawn(run.into_actor(self).map(|result, act, ctx| {
+        let (pool, amqp, channel, topology) =
+            (self.pool.clone(), self.amqp.clone(), self.channel.clone(), self.topology.clone());
+        let run = async move {
+            // A channel the broker closed (after an error) is replaced, so the
+            // outbox keeps draining as long as the connection lives.
+            let channel = if channel.status().connected() { channel } else { reopen(&amqp).await? };
+            let result = drain(&pool, &channel, &topology).await;
+            Ok::<_, RelayError>((channel, result))
+        };
+        ctx.spawn(run.into_actor(self).map(|outcome, act, ctx| {
             act.running = false;
+            let result = match outcome {
+                Ok((channel, result)) => {
+                    act.channel = channel;
+                    result
+                }
+                Err(error) => Err(error),
+            };
             if let Err(error) = result {
                 tracing::warn!(%error, "outbox relay: batch not published, will retry");
                 metrics::counter!("verifyd_outbox_errors_total").increment(1);
@@ -89,11 +107,14 @@ impl Handler<Kick> for OutboxRelay {
     }
 }
 
-async fn drain(
-    pool: &PgPool,
-    channel: &lapin::Channel,
-    topology: &Topology,
-) -> Result<(), RelayError> {
+async fn reopen(amqp: &lapin::Connection) -> Result<lapin::Channel, RelayError> {
+    let channel = amqp.create_channel().await?;
+    channel.confirm_select(lapin::options::ConfirmSelectOptions::default()).await?;
+    tracing::info!("outbox relay: channel reopened");
+    Ok(channel)
+}
+
+async fn drain(pool: &PgPool, channel: &lapin::Channel, topology: &Topology) -> Result<(), RelayError> {
     while publish_batch(pool, channel, topology).await? == BATCH {}
     Ok(())
 }
@@ -108,11 +129,7 @@ struct Row {
 }
 
 /// Publishes one batch; returns how many rows it took.
-pub async fn publish_batch(
-    pool: &PgPool,
-    channel: &lapin::Channel,
-    topology: &Topology,
-) -> Result<i64, RelayError> {
+pub async fn publish_batch(pool: &PgPool, channel: &lapin::Channel, topology: &Topology) -> Result<i64, RelayError> {
     let mut tx = pool.begin().await?;
     let rows: Vec<Row> = sqlx::query_as(
         "SELECT id, target, routing_key, payload, correlation_id FROM outbox
@@ -127,12 +144,8 @@ pub async fn publish_batch(
     let mut confirms = Vec::with_capacity(rows.len());
     for row in &rows {
         let (exchange, routing_key) = match row.target.as_str() {
-            t if t == Target::Event.as_str() => {
-                (topology.events_exchange(), row.routing_key.clone())
-            }
-            t if t == Target::Dispatch.as_str() => {
-                (topology.dispatch_exchange(), row.routing_key.clone())
-            }
+            t if t == Target::Event.as_str() => (topology.events_exchange(), row.routing_key.clone()),
+            t if t == Target::Dispatch.as_str() => (topology.dispatch_exchange(), row.routing_key.clone()),
             _ => (String::new(), row.routing_key.clone()),
         };
         let mut props = json_properties();
@@ -140,27 +153,28 @@ pub async fn publish_batch(
             props = props.with_correlation_id(ShortString::from(correlation_id.as_str()));
         }
         let body = serde_json::to_vec(&row.payload).unwrap_or_default();
-        let confirm = channel
-            .basic_publish(
-                exchange.as_str().into(),
-                routing_key.as_str().into(),
-                Default::default(),
-                &body,
-                props,
-            )
-            .await?;
+        let publish = channel.basic_publish(
+            exchange.as_str().into(),
+            routing_key.as_str().into(),
+            Default::default(),
+            &body,
+            props,
+        );
+        let confirm = tokio::time::timeout(CONFIRM_TIMEOUT, publish)
+            .await
+            .map_err(|_| RelayError::Timeout(CONFIRM_TIMEOUT))??;
         confirms.push((routing_key, confirm));
     }
     for (routing_key, confirm) in confirms {
-        if let lapin::Confirmation::Nack(_) = confirm.await? {
+        let confirmed = tokio::time::timeout(CONFIRM_TIMEOUT, confirm)
+            .await
+            .map_err(|_| RelayError::Timeout(CONFIRM_TIMEOUT))??;
+        if let lapin::Confirmation::Nack(_) = confirmed {
             return Err(PublishError::Nacked(routing_key).into());
         }
     }
     let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-    sqlx::query("DELETE FROM outbox WHERE id = ANY($1)")
-        .bind(&ids)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query("DELETE FROM outbox WHERE id = ANY($1)").bind(&ids).execute(&mut *tx).await?;
     tx.commit().await?;
     metrics::counter!("verifyd_outbox_published_total").increment(ids.len() as u64);
     Ok(rows.len() as i64)

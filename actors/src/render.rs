@@ -33,18 +33,11 @@ const TEMPLATES: &[(&str, &str, &str)] = &[
         "Seu código de verificação {app} é {code}. Ele expira em {minutes} minutos.",
         "Seu código de verificação {app} é",
     ),
-    (
-        "ja",
-        "{app}の認証コードは{code}です。有効期限は{minutes}分です。",
-        "{app}の認証コードは",
-    ),
+    ("ja", "{app}の認証コードは{code}です。有効期限は{minutes}分です。", "{app}の認証コードは"),
 ];
 
 fn template(locale: &Locale) -> (&'static str, &'static str) {
-    let (_, sms, voice) = TEMPLATES
-        .iter()
-        .find(|(lang, _, _)| *lang == locale.language())
-        .unwrap_or(&TEMPLATES[0]);
+    let (_, sms, voice) = TEMPLATES.iter().find(|(lang, _, _)| *lang == locale.language()).unwrap_or(&TEMPLATES[0]);
     (sms, voice)
 }
 
@@ -68,12 +61,7 @@ pub fn sms(r: Rendering<'_>) -> Sms {
         .replace("{app}", r.app_name)
         .replace("{minutes}", &minutes(r.valid_for).to_string())
         .replace("{code}", r.code.expose());
-    Sms {
-        to: r.to.clone(),
-        body,
-        validity: r.valid_for,
-        reference: r.reference,
-    }
+    Sms { to: r.to.clone(), body, validity: r.valid_for, reference: r.reference }
 }
 
 /// The call reads the intro and the digits one by one, twice.
@@ -94,14 +82,7 @@ mod tests {
     use super::*;
 
     fn rendering<'a>(to: &'a PhoneNumber, locale: &'a Locale, code: &'a Code) -> Rendering<'a> {
-        Rendering {
-            app_name: "Acme",
-            to,
-            locale,
-            code,
-            valid_for: Duration::from_secs(541),
-            reference: "r".into(),
-        }
+        Rendering { app_name: "Acme", to, locale, code, valid_for: Duration::from_secs(541), reference: "r".into() }
     }
 
     #[test]
@@ -109,23 +90,12 @@ mod tests {
         let to = PhoneNumber::parse("+14155552671").unwrap();
         let code = Code::parse("0123456").unwrap();
         let en = sms(rendering(&to, &Locale::default(), &code));
-        assert_eq!(
-            en.body,
-            "Your Acme verification code is 0123456. It expires in 10 minutes."
-        );
+        assert_eq!(en.body, "Your Acme verification code is 0123456. It expires in 10 minutes.");
         assert_eq!(en.validity, Duration::from_secs(541));
         let fr = Locale::parse("fr-CA").unwrap();
-        assert!(
-            sms(rendering(&to, &fr, &code))
-                .body
-                .starts_with("Votre code de vérification Acme est 0123456")
-        );
+        assert!(sms(rendering(&to, &fr, &code)).body.starts_with("Votre code de vérification Acme est 0123456"));
         let unknown = Locale::parse("xx").unwrap();
-        assert!(
-            sms(rendering(&to, &unknown, &code))
-                .body
-                .starts_with("Your Acme")
-        );
+        assert!(sms(rendering(&to, &unknown, &code)).body.starts_with("Your Acme"));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use verifyd_providers::domain::Channel;
 
 use crate::account_state::AccountStateActor;
 use crate::amqp::Topology;
-use crate::consumer;
+use crate::consumer::{self, ConsumerHealth};
 use crate::dispatch::{Dispatcher, ProviderSet};
 use crate::expiry::ExpiryActor;
 use crate::keys::CodeKeys;
@@ -56,6 +56,8 @@ pub struct Core {
     pub verification: Option<Shards<VerificationActor>>,
     pub account_state: Shards<AccountStateActor>,
     pub relay: Addr<OutboxRelay>,
+    /// Consumers of this process (dispatch here; the intake adds its own).
+    pub health: Arc<ConsumerHealth>,
     _expiry: Option<Addr<ExpiryActor>>,
     _consumers: Vec<Arbiter>,
 }
@@ -65,7 +67,7 @@ impl Core {
         role: Role,
         settings: Settings,
         pool: PgPool,
-        amqp: &lapin::Connection,
+        amqp: Arc<lapin::Connection>,
         keys: Arc<CodeKeys>,
         providers: ProviderSet,
     ) -> Result<Core, StartError> {
@@ -74,24 +76,14 @@ impl Core {
         let _ = setup.close(200, "declared".into()).await;
 
         let relay_channel = amqp.create_channel().await?;
-        relay_channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await?;
-        let relay = OutboxRelay::new(
-            pool.clone(),
-            relay_channel,
-            settings.topology.clone(),
-            settings.relay_poll,
-        )
-        .start();
+        relay_channel.confirm_select(ConfirmSelectOptions::default()).await?;
+        let relay =
+            OutboxRelay::new(pool.clone(), amqp.clone(), relay_channel, settings.topology.clone(), settings.relay_poll)
+                .start();
 
         let reconcile = (role == Role::Serve).then_some(settings.reconcile_interval);
         let account_state = Shards::start(settings.shards, |i| {
-            AccountStateActor::new(
-                pool.clone(),
-                relay.clone(),
-                if i == 0 { reconcile } else { None },
-            )
+            AccountStateActor::new(pool.clone(), relay.clone(), if i == 0 { reconcile } else { None })
         });
 
         let dispatcher = Arc::new(Dispatcher {
@@ -103,16 +95,18 @@ impl Core {
             account_state: account_state.clone(),
             relay: relay.clone(),
         });
+        let health = Arc::new(ConsumerHealth::default());
         let mut consumers = Vec::new();
         for channel in Channel::ALL {
             let queue = settings.topology.dispatch_queue(channel);
             consumers.extend(
                 consumer::start(
-                    amqp,
+                    &amqp,
                     &queue,
                     settings.dispatch_consumers,
                     settings.prefetch,
                     dispatcher.clone(),
+                    &health,
                 )
                 .await?,
             );
@@ -122,9 +116,7 @@ impl Core {
             Role::Worker => (None, None),
             Role::Serve => {
                 let limiters = Arc::new(Limiters::new(settings.limits));
-                let throttle = Shards::start(settings.shards, |i| {
-                    ThrottleActor::new(limiters.clone(), i == 0)
-                });
+                let throttle = Shards::start(settings.shards, |i| ThrottleActor::new(limiters.clone(), i == 0));
                 let deps = Arc::new(verification::Deps {
                     pool: pool.clone(),
                     keys,
@@ -134,10 +126,9 @@ impl Core {
                     account_state: account_state.clone(),
                     relay: relay.clone(),
                 });
-                let verification =
-                    Shards::start(settings.shards, |_| VerificationActor::new(deps.clone()));
-                let expiry =
-                    ExpiryActor::new(pool.clone(), relay.clone(), settings.expiry_interval).start();
+                let verification = Shards::start(settings.shards, |_| VerificationActor::new(deps.clone()));
+                let retention = settings.limits.per_phone.window().max(settings.limits.per_account.window());
+                let expiry = ExpiryActor::new(pool.clone(), relay.clone(), settings.expiry_interval, retention).start();
                 (Some(verification), Some(expiry))
             }
         };
@@ -148,6 +139,7 @@ impl Core {
             verification,
             account_state,
             relay,
+            health,
             _expiry: expiry,
             _consumers: consumers,
         })

@@ -14,10 +14,7 @@ pub struct Shards<A: Actor> {
 impl<A: Actor> Clone for Shards<A> {
     fn clone(&self) -> Self {
         // Arbiters are owned by the first instance; clones only address the actors.
-        Shards {
-            addrs: self.addrs.clone(),
-            _arbiters: Vec::new(),
-        }
+        Shards { addrs: self.addrs.clone(), _arbiters: Vec::new() }
     }
 }
 
@@ -39,10 +36,7 @@ where
             addrs.push(A::start_in_arbiter(&arbiter.handle(), move |_| actor));
             arbiters.push(arbiter);
         }
-        Shards {
-            addrs,
-            _arbiters: arbiters,
-        }
+        Shards { addrs, _arbiters: arbiters }
     }
 }
 

@@ -5,7 +5,6 @@
 //! table under a transaction-scoped advisory lock, so the limit holds across any
 //! number of processes. Both use the same limits.
 
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +14,7 @@ use chrono::{DateTime, Utc};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 use sqlx::PgConnection;
 use uuid::Uuid;
 use verifyd_providers::domain::PhoneNumber;
@@ -28,7 +28,7 @@ pub struct Limit {
 }
 
 impl Limit {
-    fn window(&self) -> Duration {
+    pub fn window(&self) -> Duration {
         Duration::from_secs(self.window_secs.max(1))
     }
 
@@ -50,16 +50,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            per_phone: Limit {
-                count: 5,
-                window_secs: 600,
-            },
-            per_account: Limit {
-                count: 10,
-                window_secs: 600,
-            },
-        }
+        Limits { per_phone: Limit { count: 5, window_secs: 600 }, per_account: Limit { count: 10, window_secs: 600 } }
     }
 }
 
@@ -98,25 +89,14 @@ impl Limiters {
         self.limits
     }
 
-    fn check(
-        &self,
-        tenant: Uuid,
-        phone: &PhoneNumber,
-        account: &AccountId,
-    ) -> Result<(), Throttled> {
+    fn check(&self, tenant: Uuid, phone: &PhoneNumber, account: &AccountId) -> Result<(), Throttled> {
         let now = DefaultClock::default().now();
         self.per_phone
             .check_key(&(tenant, phone.e164().to_owned()))
-            .map_err(|not_until| Throttled {
-                scope: Scope::Phone,
-                retry_after: not_until.wait_time_from(now),
-            })?;
+            .map_err(|not_until| Throttled { scope: Scope::Phone, retry_after: not_until.wait_time_from(now) })?;
         self.per_account
             .check_key(&(tenant, account.as_str().to_owned()))
-            .map_err(|not_until| Throttled {
-                scope: Scope::Account,
-                retry_after: not_until.wait_time_from(now),
-            })
+            .map_err(|not_until| Throttled { scope: Scope::Account, retry_after: not_until.wait_time_from(now) })
     }
 
     /// Drops keys whose limiter is back to full, so memory follows recent traffic.
@@ -145,10 +125,7 @@ pub struct ThrottleActor {
 impl ThrottleActor {
     /// Only one instance per process needs `housekeeping`.
     pub fn new(limiters: Arc<Limiters>, housekeeping: bool) -> Self {
-        ThrottleActor {
-            limiters,
-            housekeeping,
-        }
+        ThrottleActor { limiters, housekeeping }
     }
 }
 
@@ -157,9 +134,7 @@ impl Actor for ThrottleActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         if self.housekeeping {
-            ctx.run_interval(Duration::from_secs(60), |act, _| {
-                act.limiters.housekeeping()
-            });
+            ctx.run_interval(Duration::from_secs(60), |act, _| act.limiters.housekeeping());
         }
     }
 }
@@ -170,17 +145,24 @@ impl Handler<Admit> for ThrottleActor {
     fn handle(&mut self, msg: Admit, _: &mut Self::Context) -> Self::Result {
         let result = self.limiters.check(msg.tenant_id, &msg.phone, &msg.account);
         if let Err(t) = &result {
-            metrics::counter!("verifyd_throttled_total", "scope" => format!("{:?}", t.scope))
-                .increment(1);
+            metrics::counter!("verifyd_throttled_total", "scope" => format!("{:?}", t.scope)).increment(1);
         }
         result
     }
 }
 
+/// The advisory-lock key of a throttle key: the first 8 bytes of SHA-256, so every
+/// process, whatever toolchain built it, takes the same lock.
 fn lock_key(parts: &[&str]) -> i64 {
-    let mut h = DefaultHasher::new();
-    parts.hash(&mut h);
-    h.finish() as i64
+    let mut digest = Sha256::new();
+    for part in parts {
+        digest.update(part.as_bytes());
+        digest.update([0u8]);
+    }
+    let bytes = digest.finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&bytes[..8]);
+    i64::from_be_bytes(first)
 }
 
 /// The cross-process check, inside the transaction that will record the send.
@@ -197,12 +179,7 @@ pub async fn enforce_in_tx(
     // Always phone then account, in every transaction: no lock-order deadlock.
     sqlx::query("SELECT pg_advisory_xact_lock($1), pg_advisory_xact_lock($2)")
         .bind(lock_key(&["sends", "phone", &tenant, phone.e164()]))
-        .bind(lock_key(&[
-            "sends",
-            "account_id",
-            &tenant,
-            account.as_str(),
-        ]))
+        .bind(lock_key(&["sends", "account_id", &tenant, account.as_str()]))
         .execute(&mut *conn)
         .await?;
     // A new statement (READ COMMITTED): it sees every send committed before the locks.
@@ -228,20 +205,12 @@ pub async fn enforce_in_tx(
     .await?;
     let checks = [
         (Scope::Phone, limits.per_phone, phone_count, phone_oldest),
-        (
-            Scope::Account,
-            limits.per_account,
-            account_count,
-            account_oldest,
-        ),
+        (Scope::Account, limits.per_account, account_count, account_oldest),
     ];
     for (scope, limit, count, oldest) in checks {
         if count >= i64::from(limit.count) {
             let free_at = oldest.unwrap_or(now) + limit.window();
-            let retry_after = (free_at - now)
-                .to_std()
-                .unwrap_or_default()
-                .max(Duration::from_secs(1));
+            let retry_after = (free_at - now).to_std().unwrap_or_default().max(Duration::from_secs(1));
             return Ok(Err(Throttled { scope, retry_after }));
         }
     }
@@ -255,14 +224,8 @@ mod tests {
     #[test]
     fn governor_allows_the_burst_then_says_how_long_to_wait() {
         let limits = Limits {
-            per_phone: Limit {
-                count: 3,
-                window_secs: 600,
-            },
-            per_account: Limit {
-                count: 100,
-                window_secs: 600,
-            },
+            per_phone: Limit { count: 3, window_secs: 600 },
+            per_account: Limit { count: 100, window_secs: 600 },
         };
         let l = Limiters::new(limits);
         let tenant = Uuid::new_v4();
@@ -273,10 +236,7 @@ mod tests {
         }
         let t = l.check(tenant, &phone, &account).unwrap_err();
         assert_eq!(t.scope, Scope::Phone);
-        assert!(
-            t.retry_after > Duration::from_secs(190) && t.retry_after <= Duration::from_secs(200),
-            "{t:?}"
-        );
+        assert!(t.retry_after > Duration::from_secs(190) && t.retry_after <= Duration::from_secs(200), "{t:?}");
         // Another tenant's identical phone has its own budget.
         assert!(l.check(Uuid::new_v4(), &phone, &account).is_ok());
     }

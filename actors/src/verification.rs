@@ -65,6 +65,8 @@ pub enum VerificationError {
     Throttled(#[from] Throttled),
     #[error("verification is {0}")]
     NotPending(Status),
+    #[error("the idempotency key was already used for another phone number or account")]
+    IdempotencyConflict,
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("internal mailbox error: {0}")]
@@ -164,13 +166,18 @@ async fn admit(
     phone: &PhoneNumber,
     account: &AccountId,
 ) -> Result<(), VerificationError> {
-    let admit = Admit {
-        tenant_id: tenant.id,
-        phone: phone.clone(),
-        account: account.clone(),
-    };
+    let admit = Admit { tenant_id: tenant.id, phone: phone.clone(), account: account.clone() };
     deps.throttle.pick(&phone.e164()).send(admit).await??;
     Ok(())
+}
+
+/// The answer to a repeated idempotency key: the earlier verification, if the
+/// request is the same one (same phone, same account).
+fn replay(existing: Verification, msg: &Create) -> Result<Created, VerificationError> {
+    if existing.phone.e164() != msg.phone.e164() || existing.account_id != msg.account_id {
+        return Err(VerificationError::IdempotencyConflict);
+    }
+    Ok(Created { verification: existing, replayed: true })
 }
 
 async fn create(deps: &Deps, mut msg: Create) -> Result<Created, VerificationError> {
@@ -178,10 +185,7 @@ async fn create(deps: &Deps, mut msg: Create) -> Result<Created, VerificationErr
     if let Some(key) = &msg.idempotency_key {
         let mut conn = deps.pool.acquire().await?;
         if let Some(existing) = store::by_idempotency_key(&mut conn, msg.tenant.id, key).await? {
-            return Ok(Created {
-                verification: existing,
-                replayed: true,
-            });
+            return replay(existing, &msg);
         }
     }
     admit(deps, &msg.tenant, &msg.phone, &msg.account_id).await?;
@@ -196,15 +200,7 @@ async fn create(deps: &Deps, mut msg: Create) -> Result<Created, VerificationErr
     let expires_at = msg.now + policy.ttl;
 
     let mut tx = deps.pool.begin().await?;
-    throttle::enforce_in_tx(
-        &mut tx,
-        &deps.limits,
-        msg.tenant.id,
-        &msg.phone,
-        &msg.account_id,
-        msg.now,
-    )
-    .await??;
+    throttle::enforce_in_tx(&mut tx, &deps.limits, msg.tenant.id, &msg.phone, &msg.account_id, msg.now).await??;
     let inserted = store::insert(
         &mut tx,
         &NewVerification {
@@ -230,13 +226,9 @@ async fn create(deps: &Deps, mut msg: Create) -> Result<Created, VerificationErr
         tx.rollback().await?;
         let mut conn = deps.pool.acquire().await?;
         let key = msg.idempotency_key.as_deref().unwrap_or_default();
-        let existing = store::by_idempotency_key(&mut conn, msg.tenant.id, key)
-            .await?
-            .ok_or(VerificationError::NotFound)?;
-        return Ok(Created {
-            verification: existing,
-            replayed: true,
-        });
+        let existing =
+            store::by_idempotency_key(&mut conn, msg.tenant.id, key).await?.ok_or(VerificationError::NotFound)?;
+        return replay(existing, &msg);
     }
     let verification = Verification {
         id,
@@ -260,12 +252,7 @@ async fn create(deps: &Deps, mut msg: Create) -> Result<Created, VerificationErr
         created_at: msg.now,
         completed_at: None,
     };
-    let job = DispatchJob {
-        job_id: Uuid::new_v4(),
-        verification_id: id,
-        channel: verification.channel,
-        retry: 0,
-    };
+    let job = DispatchJob { job_id: Uuid::new_v4(), verification_id: id, channel: verification.channel, retry: 0 };
     let event = Event::for_verification(EventKind::Created, &verification, msg.now)
         .status(Status::Pending.as_str())
         .with("expires_at", expires_at.to_rfc3339());
@@ -277,28 +264,20 @@ async fn create(deps: &Deps, mut msg: Create) -> Result<Created, VerificationErr
     metrics::counter!("verifyd_verifications_created_total", "channel" => verification.channel.as_str()).increment(1);
     tracing::info!(verification_id = %id, tenant = %verification.tenant_name, to = %verification.phone.masked(),
         channel = %verification.channel, "verification created");
-    Ok(Created {
-        verification,
-        replayed: false,
-    })
+    Ok(Created { verification, replayed: false })
 }
 
 async fn check(deps: &Deps, mut msg: Check) -> Result<Checked, VerificationError> {
     msg.now = stored_precision(msg.now);
     let mut tx = deps.pool.begin().await?;
-    let mut v = store::lock(&mut tx, msg.tenant.id, msg.id)
-        .await?
-        .ok_or(VerificationError::NotFound)?;
+    let mut v = store::lock(&mut tx, msg.tenant.id, msg.id).await?.ok_or(VerificationError::NotFound)?;
     let matches = deps.keys.matches(v.id, &msg.code, &v.code_mac);
     drop(msg.code);
     let outcome = lifecycle::check(&v.state, matches, msg.now);
     let (attempts, event) = match outcome {
         CheckOutcome::NotPending(_) => {
             tx.rollback().await?;
-            return Ok(Checked {
-                verification: v,
-                outcome,
-            });
+            return Ok(Checked { verification: v, outcome });
         }
         CheckOutcome::Approved => (v.state.attempts, EventKind::Approved),
         CheckOutcome::Wrong { attempts } => (attempts, EventKind::CheckFailed),
@@ -325,16 +304,8 @@ async fn check(deps: &Deps, mut msg: Check) -> Result<Checked, VerificationError
         // The check answers after the factor is recorded, so a backend that reads
         // the account right after "approved" sees the phone. Should this process
         // die first, account state's reconcile pass records it later.
-        let shard = deps
-            .account_state
-            .pick(&(v.tenant_id, v.account_id.as_str()));
-        match shard
-            .send(PhoneVerified {
-                verification: v.clone(),
-                now: msg.now,
-            })
-            .await
-        {
+        let shard = deps.account_state.pick(&(v.tenant_id, v.account_id.as_str()));
+        match shard.send(PhoneVerified { verification: v.clone(), now: msg.now }).await {
             Ok(Ok(_)) => {}
             Ok(Err(error)) => {
                 tracing::warn!(verification_id = %v.id, %error, "factor not recorded yet; reconcile will")
@@ -344,31 +315,17 @@ async fn check(deps: &Deps, mut msg: Check) -> Result<Checked, VerificationError
             }
         }
     }
-    Ok(Checked {
-        verification: v,
-        outcome,
-    })
+    Ok(Checked { verification: v, outcome })
 }
 
 fn refused(refusal: ResendRefusal, v: &Verification, now: DateTime<Utc>) -> VerificationError {
     match refusal {
         ResendRefusal::NotPending(status) => VerificationError::NotPending(status),
-        ResendRefusal::TooSoon { retry_after } => Throttled {
-            scope: Scope::Verification,
-            retry_after,
-        }
-        .into(),
+        ResendRefusal::TooSoon { retry_after } => Throttled { scope: Scope::Verification, retry_after }.into(),
         ResendRefusal::TooManySends => {
             // No more sends for this verification: a new one is possible once it ends.
-            let retry_after = (v.state.expires_at - now)
-                .to_std()
-                .unwrap_or_default()
-                .max(Duration::from_secs(1));
-            Throttled {
-                scope: Scope::Verification,
-                retry_after,
-            }
-            .into()
+            let retry_after = (v.state.expires_at - now).to_std().unwrap_or_default().max(Duration::from_secs(1));
+            Throttled { scope: Scope::Verification, retry_after }.into()
         }
     }
 }
@@ -376,37 +333,18 @@ fn refused(refusal: ResendRefusal, v: &Verification, now: DateTime<Utc>) -> Veri
 async fn resend(deps: &Deps, mut msg: Resend) -> Result<Verification, VerificationError> {
     msg.now = stored_precision(msg.now);
     // Refuse cheaply without a lock, then ask the throttle, then decide under the lock.
-    let v = store::get(&deps.pool, msg.tenant.id, msg.id)
-        .await?
-        .ok_or(VerificationError::NotFound)?;
-    lifecycle::resend(&v.state, &deps.policy.resend, msg.now)
-        .map_err(|r| refused(r, &v, msg.now))?;
+    let v = store::get(&deps.pool, msg.tenant.id, msg.id).await?.ok_or(VerificationError::NotFound)?;
+    lifecycle::resend(&v.state, &deps.policy.resend, msg.now).map_err(|r| refused(r, &v, msg.now))?;
     admit(deps, &msg.tenant, &v.phone, &v.account_id).await?;
 
     let mut tx = deps.pool.begin().await?;
-    let mut v = store::lock(&mut tx, msg.tenant.id, msg.id)
-        .await?
-        .ok_or(VerificationError::NotFound)?;
-    lifecycle::resend(&v.state, &deps.policy.resend, msg.now)
-        .map_err(|r| refused(r, &v, msg.now))?;
-    throttle::enforce_in_tx(
-        &mut tx,
-        &deps.limits,
-        v.tenant_id,
-        &v.phone,
-        &v.account_id,
-        msg.now,
-    )
-    .await??;
+    let mut v = store::lock(&mut tx, msg.tenant.id, msg.id).await?.ok_or(VerificationError::NotFound)?;
+    lifecycle::resend(&v.state, &deps.policy.resend, msg.now).map_err(|r| refused(r, &v, msg.now))?;
+    throttle::enforce_in_tx(&mut tx, &deps.limits, v.tenant_id, &v.phone, &v.account_id, msg.now).await??;
     let channel = msg.channel.unwrap_or(v.channel);
     store::save_resend(&mut tx, v.id, channel, msg.now).await?;
     store::log_send(&mut tx, v.tenant_id, &v.phone, &v.account_id, msg.now).await?;
-    let job = DispatchJob {
-        job_id: Uuid::new_v4(),
-        verification_id: v.id,
-        channel,
-        retry: 0,
-    };
+    let job = DispatchJob { job_id: Uuid::new_v4(), verification_id: v.id, channel, retry: 0 };
     outbox::dispatch(&mut tx, &job).await?;
     tx.commit().await?;
     deps.relay.do_send(Kick);

@@ -1,6 +1,6 @@
 //! The `delivery_attempts` table: one row per hand-off to a provider.
 
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
 
 use crate::outbox;
 use uuid::Uuid;
@@ -42,18 +42,11 @@ pub struct Attempt<'a> {
 /// it, in one statement (so one round trip, and atomic without a transaction).
 /// A job has at most one final attempt (sent, permanent error or skipped); a
 /// second one, from a redelivery, is ignored and `false` returned.
-pub async fn record(
-    conn: &mut PgConnection,
-    a: &Attempt<'_>,
-    announce: &[outbox::Row],
-) -> Result<bool, sqlx::Error> {
+pub async fn record(conn: &mut PgConnection, a: &Attempt<'_>, announce: &[outbox::Row]) -> Result<bool, sqlx::Error> {
     let targets: Vec<&str> = announce.iter().map(|r| r.target.as_str()).collect();
     let keys: Vec<&str> = announce.iter().map(|r| r.routing_key.as_str()).collect();
     let payloads: Vec<&serde_json::Value> = announce.iter().map(|r| &r.payload).collect();
-    let correlations: Vec<Option<&str>> = announce
-        .iter()
-        .map(|r| r.correlation_id.as_deref())
-        .collect();
+    let correlations: Vec<Option<&str>> = announce.iter().map(|r| r.correlation_id.as_deref()).collect();
     let recorded: i64 = sqlx::query_scalar(
         "WITH attempt AS (
             INSERT INTO delivery_attempts (id, job_id, verification_id, tenant_id, channel, provider,
@@ -61,6 +54,9 @@ pub async fn record(
             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
             ON CONFLICT (job_id) WHERE outcome IN ('sent', 'permanent_error', 'skipped') DO NOTHING
             RETURNING 1
+         ), done AS (
+            UPDATE dispatch_claims SET finished = true
+            WHERE job_id = $2 AND $8 IN ('sent', 'permanent_error', 'skipped') AND EXISTS (SELECT 1 FROM attempt)
          ), announced AS (
             INSERT INTO outbox (target, routing_key, payload, correlation_id)
             SELECT t.* FROM unnest($11::text[], $12::text[], $13::jsonb[], $14::text[]) AS t
@@ -87,13 +83,42 @@ pub async fn record(
     Ok(recorded == 1)
 }
 
-/// Whether the job already reached a final attempt (a redelivered message).
-pub async fn job_finished(pool: &PgPool, job_id: Uuid) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM delivery_attempts
-         WHERE job_id = $1 AND outcome IN ('sent', 'permanent_error', 'skipped'))",
+/// Who may deliver a job now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// This consumer holds the job until the lease ends.
+    Acquired,
+    /// The job already reached its final outcome: this copy is a duplicate.
+    Finished,
+    /// Another consumer is delivering it right now.
+    HeldElsewhere,
+}
+
+/// Claims a job for `lease`; a claim whose lease ran out (its holder died) is
+/// taken over.
+pub async fn claim(conn: &mut PgConnection, job_id: Uuid, lease: std::time::Duration) -> Result<Claim, sqlx::Error> {
+    let acquired: Option<bool> = sqlx::query_scalar(
+        "INSERT INTO dispatch_claims (job_id, claimed_until) VALUES ($1, now() + make_interval(secs => $2))
+         ON CONFLICT (job_id) DO UPDATE SET claimed_until = EXCLUDED.claimed_until
+            WHERE dispatch_claims.claimed_until < now() AND NOT dispatch_claims.finished
+         RETURNING true",
     )
     .bind(job_id)
-    .fetch_one(pool)
-    .await
+    .bind(lease.as_secs_f64())
+    .fetch_optional(&mut *conn)
+    .await?;
+    if acquired.is_some() {
+        return Ok(Claim::Acquired);
+    }
+    let finished: bool = sqlx::query_scalar("SELECT finished FROM dispatch_claims WHERE job_id = $1")
+        .bind(job_id)
+        .fetch_one(conn)
+        .await?;
+    Ok(if finished { Claim::Finished } else { Claim::HeldElsewhere })
+}
+
+/// Gives a claim up (the job goes to a retry queue and will be claimed again).
+pub async fn release(conn: &mut PgConnection, job_id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM dispatch_claims WHERE job_id = $1 AND NOT finished").bind(job_id).execute(conn).await?;
+    Ok(())
 }

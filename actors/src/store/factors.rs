@@ -56,11 +56,7 @@ pub async fn upsert_phone(
     Ok((existing, false))
 }
 
-pub async fn list(
-    pool: &PgPool,
-    tenant_id: Uuid,
-    account_id: &AccountId,
-) -> Result<Vec<Factor>, sqlx::Error> {
+pub async fn list(pool: &PgPool, tenant_id: Uuid, account_id: &AccountId) -> Result<Vec<Factor>, sqlx::Error> {
     sqlx::query_as(
         "SELECT id, kind, phone, status, verified_at FROM factors
          WHERE tenant_id = $1 AND account_id = $2 ORDER BY created_at, id",

@@ -67,34 +67,21 @@ impl TryFrom<Row> for Verification {
     type Error = CorruptRow;
 
     fn try_from(r: Row) -> Result<Self, CorruptRow> {
-        let corrupt = |reason: String| CorruptRow {
-            table: "verifications",
-            id: r.id.to_string(),
-            reason,
-        };
+        let corrupt = |reason: String| CorruptRow { table: "verifications", id: r.id.to_string(), reason };
         Ok(Verification {
             account_id: AccountId::parse(&r.account_id).map_err(|e| corrupt(e.to_string()))?,
-            phone: PhoneNumber::parse(&r.phone).map_err(|e| corrupt(e.to_string()))?,
-            channel: r
-                .channel
-                .parse()
-                .map_err(|_| corrupt(format!("channel {:?}", r.channel)))?,
+            phone: PhoneNumber::from_stored(&r.phone).map_err(|e| corrupt(e.to_string()))?,
+            channel: r.channel.parse().map_err(|_| corrupt(format!("channel {:?}", r.channel)))?,
             locale: Locale::parse(&r.locale).map_err(|e| corrupt(e.to_string()))?,
             state: State {
-                status: r
-                    .status
-                    .parse::<Status>()
-                    .map_err(|e| corrupt(e.to_string()))?,
+                status: r.status.parse::<Status>().map_err(|e| corrupt(e.to_string()))?,
                 attempts: r.attempts,
                 max_attempts: r.max_attempts,
                 sends: r.sends,
                 expires_at: r.expires_at,
                 last_sent_at: r.last_sent_at,
             },
-            reply: r.reply_to.map(|queue| ReplyTo {
-                queue,
-                correlation_id: r.correlation_id,
-            }),
+            reply: r.reply_to.map(|queue| ReplyTo { queue, correlation_id: r.correlation_id }),
             id: r.id,
             tenant_id: r.tenant_id,
             tenant_name: r.tenant_name,
@@ -106,11 +93,22 @@ impl TryFrom<Row> for Verification {
     }
 }
 
-const SELECT: &str =
-    "SELECT v.id, v.tenant_id, t.name AS tenant_name, v.account_id, v.phone, v.channel,
+const SELECT: &str = "SELECT v.id, v.tenant_id, t.name AS tenant_name, v.account_id, v.phone, v.channel,
         v.locale, v.status, v.code_mac, v.code_sealed, v.attempts, v.max_attempts, v.sends,
         v.reply_to, v.correlation_id, v.created_at, v.expires_at, v.last_sent_at, v.completed_at
     FROM verifications v JOIN tenants t ON t.id = v.tenant_id";
+
+/// The rows of a batch that convert; one corrupt row is logged and skipped
+/// instead of stopping every batch after it.
+fn readable(rows: Vec<Row>) -> Vec<Verification> {
+    rows.into_iter()
+        .filter_map(|row| {
+            Verification::try_from(row)
+                .inspect_err(|error| tracing::error!(%error, "skipping an unreadable verification row"))
+                .ok()
+        })
+        .collect()
+}
 
 fn convert(row: Option<Row>) -> Result<Option<Verification>, StoreError> {
     Ok(row.map(Verification::try_from).transpose()?)
@@ -175,56 +173,25 @@ pub async fn by_idempotency_key(
     key: &str,
 ) -> Result<Option<Verification>, StoreError> {
     let sql = format!("{SELECT} WHERE v.tenant_id = $1 AND v.idempotency_key = $2");
-    convert(
-        sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(tenant_id)
-            .bind(key)
-            .fetch_optional(conn)
-            .await?,
-    )
+    convert(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(tenant_id).bind(key).fetch_optional(conn).await?)
 }
 
 /// Reads one verification of one tenant; another tenant's id reads as absent.
-pub async fn get(
-    pool: &PgPool,
-    tenant_id: Uuid,
-    id: Uuid,
-) -> Result<Option<Verification>, StoreError> {
+pub async fn get(pool: &PgPool, tenant_id: Uuid, id: Uuid) -> Result<Option<Verification>, StoreError> {
     let sql = format!("{SELECT} WHERE v.id = $1 AND v.tenant_id = $2");
-    convert(
-        sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(id)
-            .bind(tenant_id)
-            .fetch_optional(pool)
-            .await?,
-    )
+    convert(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).bind(tenant_id).fetch_optional(pool).await?)
 }
 
 /// Reads and row-locks one verification of one tenant until the transaction ends.
-pub async fn lock(
-    conn: &mut PgConnection,
-    tenant_id: Uuid,
-    id: Uuid,
-) -> Result<Option<Verification>, StoreError> {
+pub async fn lock(conn: &mut PgConnection, tenant_id: Uuid, id: Uuid) -> Result<Option<Verification>, StoreError> {
     let sql = format!("{SELECT} WHERE v.id = $1 AND v.tenant_id = $2 FOR UPDATE OF v");
-    convert(
-        sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(id)
-            .bind(tenant_id)
-            .fetch_optional(conn)
-            .await?,
-    )
+    convert(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).bind(tenant_id).fetch_optional(conn).await?)
 }
 
 /// For delivery workers, which act on ids from the dispatch queue.
 pub async fn for_dispatch(pool: &PgPool, id: Uuid) -> Result<Option<Verification>, StoreError> {
     let sql = format!("{SELECT} WHERE v.id = $1");
-    convert(
-        sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(id)
-            .fetch_optional(pool)
-            .await?,
-    )
+    convert(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(pool).await?)
 }
 
 pub async fn save_check(
@@ -254,14 +221,12 @@ pub async fn save_resend(
     channel: Channel,
     now: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE verifications SET sends = sends + 1, last_sent_at = $2, channel = $3 WHERE id = $1",
-    )
-    .bind(id)
-    .bind(now)
-    .bind(channel.as_str())
-    .execute(conn)
-    .await?;
+    sqlx::query("UPDATE verifications SET sends = sends + 1, last_sent_at = $2, channel = $3 WHERE id = $1")
+        .bind(id)
+        .bind(now)
+        .bind(channel.as_str())
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
@@ -287,14 +252,8 @@ pub async fn expire_due(
         return Ok(Vec::new());
     }
     let sql = format!("{SELECT} WHERE v.id = ANY($1)");
-    let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(&ids)
-        .fetch_all(conn)
-        .await?;
-    Ok(rows
-        .into_iter()
-        .map(Verification::try_from)
-        .collect::<Result<_, _>>()?)
+    let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(&ids).fetch_all(conn).await?;
+    Ok(readable(rows))
 }
 
 /// Approved verifications whose factor was not recorded (the process died in
@@ -308,22 +267,12 @@ pub async fn unrecorded_approvals(
         "{SELECT} WHERE v.status = 'approved' AND NOT v.factor_recorded AND v.completed_at < $1
          ORDER BY v.completed_at LIMIT $2"
     );
-    let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(before)
-        .bind(limit)
-        .fetch_all(pool)
-        .await?;
-    Ok(rows
-        .into_iter()
-        .map(Verification::try_from)
-        .collect::<Result<_, _>>()?)
+    let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(before).bind(limit).fetch_all(pool).await?;
+    Ok(readable(rows))
 }
 
 pub async fn mark_factor_recorded(conn: &mut PgConnection, id: Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE verifications SET factor_recorded = true WHERE id = $1")
-        .bind(id)
-        .execute(conn)
-        .await?;
+    sqlx::query("UPDATE verifications SET factor_recorded = true WHERE id = $1").bind(id).execute(conn).await?;
     Ok(())
 }
 
@@ -335,14 +284,12 @@ pub async fn log_send(
     account_id: &AccountId,
     now: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO sends (tenant_id, phone, account_id, sent_at) VALUES ($1, $2, $3, $4)",
-    )
-    .bind(tenant_id)
-    .bind(phone.e164())
-    .bind(account_id.as_str())
-    .bind(now)
-    .execute(conn)
-    .await?;
+    sqlx::query("INSERT INTO sends (tenant_id, phone, account_id, sent_at) VALUES ($1, $2, $3, $4)")
+        .bind(tenant_id)
+        .bind(phone.e164())
+        .bind(account_id.as_str())
+        .bind(now)
+        .execute(conn)
+        .await?;
     Ok(())
 }
