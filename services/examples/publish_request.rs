@@ -12,9 +12,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use futures_util::StreamExt;
-use lapin::options::{
-    BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions,
-};
+use lapin::options::{BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 
@@ -46,22 +44,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     ch.confirm_select(ConfirmSelectOptions::default()).await?;
 
     // A private, server-named queue for the replies.
-    let exclusive = QueueDeclareOptions {
-        exclusive: true,
-        auto_delete: true,
-        ..Default::default()
-    };
-    let reply_queue = ch
-        .queue_declare("".into(), exclusive, FieldTable::default())
-        .await?;
+    let exclusive = QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() };
+    let reply_queue = ch.queue_declare("".into(), exclusive, FieldTable::default()).await?;
     let mut replies = ch
         .basic_consume(
             reply_queue.name().clone(),
             "".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
+            BasicConsumeOptions { no_ack: true, ..Default::default() },
             FieldTable::default(),
         )
         .await?;
@@ -89,10 +78,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .await?
         .await?;
-    println!(
-        "published request {message_id} to {exchange} with routing key {:?}: {confirm:?}",
-        args.tenant
-    );
+    println!("published request {message_id} to {exchange} with routing key {:?}: {confirm:?}", args.tenant);
 
     let deadline = tokio::time::sleep(Duration::from_secs(args.wait_secs));
     tokio::pin!(deadline);

@@ -42,6 +42,9 @@ pub enum KeyRejected {
     Unknown,
 }
 
+/// A live key's stored hash, its tenant, and when it was read.
+type CachedKey = (Vec<u8>, Tenant, Instant);
+
 /// Checks presented keys, remembering live keys for `ttl` so a busy caller does
 /// not cost a database round trip per request. Only keys that exist are kept (so
 /// memory is bounded by the number of keys, not by what callers send); the
@@ -50,30 +53,19 @@ pub enum KeyRejected {
 pub struct Authenticator {
     pool: PgPool,
     ttl: Duration,
-    cache: Mutex<HashMap<String, (Vec<u8>, Tenant, Instant)>>,
+    cache: Mutex<HashMap<String, CachedKey>>,
 }
 
 impl Authenticator {
     pub fn new(pool: PgPool, ttl: Duration) -> Self {
-        Authenticator {
-            pool,
-            ttl,
-            cache: Mutex::new(HashMap::new()),
-        }
+        Authenticator { pool, ttl, cache: Mutex::new(HashMap::new()) }
     }
 
-    pub async fn authenticate(
-        &self,
-        presented: &SecretString,
-    ) -> Result<Result<Tenant, KeyRejected>, sqlx::Error> {
+    pub async fn authenticate(&self, presented: &SecretString) -> Result<Result<Tenant, KeyRejected>, sqlx::Error> {
         let Some((key_id, secret)) = presented.expose_secret().split_once('.') else {
             return Ok(Err(KeyRejected::Malformed));
         };
-        if !key_id.starts_with("vk_")
-            || key_id.len() != 15
-            || secret.is_empty()
-            || secret.len() > 64
-        {
+        if !key_id.starts_with("vk_") || key_id.len() != 15 || secret.is_empty() || secret.len() > 64 {
             return Ok(Err(KeyRejected::Malformed));
         }
         let cached = self
@@ -81,30 +73,21 @@ impl Authenticator {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(key_id)
-            .and_then(|(hash, tenant, at)| {
-                (at.elapsed() < self.ttl).then(|| (hash.clone(), tenant.clone()))
-            });
+            .and_then(|(hash, tenant, at)| (at.elapsed() < self.ttl).then(|| (hash.clone(), tenant.clone())));
         let (stored, tenant) = match cached {
             Some(entry) => entry,
             None => {
                 let Some((stored, tenant)) = tenants::live_key(&self.pool, key_id).await? else {
-                    self.cache
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .remove(key_id);
+                    self.cache.lock().unwrap_or_else(|e| e.into_inner()).remove(key_id);
                     return Ok(Err(KeyRejected::Unknown));
                 };
-                self.cache.lock().unwrap_or_else(|e| e.into_inner()).insert(
-                    key_id.to_owned(),
-                    (stored.clone(), tenant.clone(), Instant::now()),
-                );
+                self.cache
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(key_id.to_owned(), (stored.clone(), tenant.clone(), Instant::now()));
                 (stored, tenant)
             }
         };
-        if bool::from(hash(secret).ct_eq(&stored)) {
-            Ok(Ok(tenant))
-        } else {
-            Ok(Err(KeyRejected::Unknown))
-        }
+        if bool::from(hash(secret).ct_eq(&stored)) { Ok(Ok(tenant)) } else { Ok(Err(KeyRejected::Unknown)) }
     }
 }

@@ -31,9 +31,10 @@ use crate::intake::Intake;
 /// migrates when `migrate` is set.
 pub async fn database(config: &Config, migrate: bool) -> anyhow::Result<PgPool> {
     let url = &config.database.url;
-    if !sqlx::Postgres::database_exists(url).await.context(
-        "PostgreSQL is not reachable at database.url; start it (e.g. pg_ctlcluster <version> main start)",
-    )? {
+    if !sqlx::Postgres::database_exists(url)
+        .await
+        .context("PostgreSQL is not reachable at database.url; start it (e.g. pg_ctlcluster <version> main start)")?
+    {
         sqlx::Postgres::create_database(url).await.context("creating the database")?;
     }
     let pool = PgPoolOptions::new()
@@ -43,10 +44,7 @@ pub async fn database(config: &Config, migrate: bool) -> anyhow::Result<PgPool> 
         .await
         .context("connecting to PostgreSQL")?;
     if migrate {
-        verifyd_actors::MIGRATOR
-            .run(&pool)
-            .await
-            .context("running migrations")?;
+        verifyd_actors::MIGRATOR.run(&pool).await.context("running migrations")?;
     }
     Ok(pool)
 }
@@ -61,16 +59,11 @@ pub async fn rabbitmq(config: &Config) -> anyhow::Result<lapin::Connection> {
 pub fn providers(config: &Config) -> anyhow::Result<ProviderSet> {
     let mut set = ProviderSet::default();
     let twilio = match &config.providers.twilio {
-        Some(cfg) => Some(Arc::new(
-            Twilio::new(cfg.clone()).context("building the Twilio client")?,
-        )),
+        Some(cfg) => Some(Arc::new(Twilio::new(cfg.clone()).context("building the Twilio client")?)),
         None => None,
     };
     let console = Arc::new(ConsoleProvider::new());
-    for (channel, names) in [
-        (Channel::Sms, &config.providers.sms),
-        (Channel::Voice, &config.providers.voice),
-    ] {
+    for (channel, names) in [(Channel::Sms, &config.providers.sms), (Channel::Voice, &config.providers.voice)] {
         for name in names {
             match (name.as_str(), &twilio) {
                 ("twilio", Some(t)) => set.add(channel, t.clone()),
@@ -90,10 +83,7 @@ pub fn settings(config: &Config) -> anyhow::Result<Settings> {
             code_length: CodeLength::new(v.code_length).context("verification.code_length")?,
             ttl: Duration::from_secs(v.ttl_secs),
             max_attempts: v.max_attempts,
-            resend: ResendPolicy {
-                max_sends: v.max_sends,
-                interval: Duration::from_secs(v.resend_interval_secs),
-            },
+            resend: ResendPolicy { max_sends: v.max_sends, interval: Duration::from_secs(v.resend_interval_secs) },
         },
         limits: config.throttle,
         topology: Topology::new(config.amqp.prefix.clone(), config.retry_delays()),
@@ -115,70 +105,34 @@ pub struct Running {
     _intake: Vec<Arbiter>,
 }
 
-pub async fn start(
-    config: &Config,
-    role: Role,
-    metrics: Option<PrometheusHandle>,
-) -> anyhow::Result<Running> {
+pub async fn start(config: &Config, role: Role, metrics: Option<PrometheusHandle>) -> anyhow::Result<Running> {
     let pool = database(config, config.database.migrate_on_start).await?;
     let amqp = Arc::new(rabbitmq(config).await?);
     let keys = Arc::new(config.secrets.code_keys()?);
     let settings = settings(config)?;
     let topology = settings.topology.clone();
-    let core = Arc::new(
-        Core::start(
-            role,
-            settings,
-            pool.clone(),
-            &amqp,
-            keys,
-            providers(config)?,
-        )
-        .await?,
-    );
+    let core = Arc::new(Core::start(role, settings, pool.clone(), amqp.clone(), keys, providers(config)?).await?);
 
     if role == Role::Worker {
-        return Ok(Running {
-            port: None,
-            server: None,
-            core,
-            amqp,
-            _intake: Vec::new(),
-        });
+        return Ok(Running { port: None, server: None, core, amqp, _intake: Vec::new() });
     }
 
-    let verification = core
-        .verification
-        .clone()
-        .context("serve role starts the verification actor")?;
-    let intake = Arc::new(Intake {
-        pool: pool.clone(),
-        verification,
-        topology: topology.clone(),
-    });
+    let verification = core.verification.clone().context("serve role starts the verification actor")?;
+    let intake = Arc::new(Intake { pool: pool.clone(), verification, topology: topology.clone() });
     let intake_arbiters = consumer::start(
         &amqp,
         &topology.requests_queue(),
         config.amqp.request_consumers,
         config.amqp.prefetch,
         intake,
+        &core.health,
     )
     .await?;
 
-    let listener = TcpListener::bind(&config.http.bind)
-        .with_context(|| format!("binding {}", config.http.bind))?;
+    let listener = TcpListener::bind(&config.http.bind).with_context(|| format!("binding {}", config.http.bind))?;
     let port = listener.local_addr()?.port();
-    let keys = Authenticator::new(
-        pool.clone(),
-        Duration::from_secs(config.http.key_cache_secs),
-    );
-    let state = web::Data::new(AppState {
-        pool,
-        core: core.clone(),
-        amqp: amqp.clone(),
-        metrics,
-        keys,
-    });
+    let keys = Authenticator::new(pool.clone(), Duration::from_secs(config.http.key_cache_secs));
+    let state = web::Data::new(AppState { pool, core: core.clone(), amqp: amqp.clone(), metrics, keys });
     let max_body = config.http.max_body_bytes;
     let mut server = HttpServer::new(move || {
         App::new()
@@ -193,11 +147,5 @@ pub async fn start(
         server = server.workers(config.http.workers);
     }
     tracing::info!(port, "verifyd serving HTTP");
-    Ok(Running {
-        port: Some(port),
-        server: Some(server.run()),
-        core,
-        amqp,
-        _intake: intake_arbiters,
-    })
+    Ok(Running { port: Some(port), server: Some(server.run()), core, amqp, _intake: intake_arbiters })
 }

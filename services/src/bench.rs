@@ -58,11 +58,7 @@ struct Received {
 
 impl Received {
     fn record(&self, to: String) {
-        self.at
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(to)
-            .or_insert_with(Instant::now);
+        self.at.lock().unwrap_or_else(|e| e.into_inner()).entry(to).or_insert_with(Instant::now);
     }
     fn count(&self) -> usize {
         self.at.lock().unwrap_or_else(|e| e.into_inner()).len()
@@ -78,16 +74,12 @@ struct MockState {
 }
 
 /// Twilio's Messages endpoint as the mock sees it: record `To`, wait, answer 201.
-async fn mock_messages(
-    state: web::Data<MockState>,
-    form: web::Form<HashMap<String, String>>,
-) -> HttpResponse {
+async fn mock_messages(state: web::Data<MockState>, form: web::Form<HashMap<String, String>>) -> HttpResponse {
     let to = form.get("To").cloned().unwrap_or_default();
     tokio::time::sleep(state.latency).await;
     state.received.record(to);
     let sid = format!("SM{}", Uuid::new_v4().simple());
-    HttpResponse::Created()
-        .json(serde_json::json!({ "sid": sid, "status": "queued", "error_code": null }))
+    HttpResponse::Created().json(serde_json::json!({ "sid": sid, "status": "queued", "error_code": null }))
 }
 
 async fn start_mock(received: Arc<Received>, latency: Duration) -> anyhow::Result<String> {
@@ -95,10 +87,9 @@ async fn start_mock(received: Arc<Received>, latency: Duration) -> anyhow::Resul
     let port = listener.local_addr()?.port();
     let state = web::Data::new(MockState { received, latency });
     let server = HttpServer::new(move || {
-        App::new().app_data(state.clone()).route(
-            "/2010-04-01/Accounts/{sid}/Messages.json",
-            web::post().to(mock_messages),
-        )
+        App::new()
+            .app_data(state.clone())
+            .route("/2010-04-01/Accounts/{sid}/Messages.json", web::post().to(mock_messages))
     })
     .workers(1)
     .listen(listener)?
@@ -115,19 +106,12 @@ pub struct Figures {
     pub p99_ms: f64,
 }
 
-fn figures(
-    started: &HashMap<String, Instant>,
-    received: &HashMap<String, Instant>,
-) -> anyhow::Result<Figures> {
+fn figures(started: &HashMap<String, Instant>, received: &HashMap<String, Instant>) -> anyhow::Result<Figures> {
     let first = started.values().min().context("nothing started")?;
     let last = received.values().max().context("nothing received")?;
     let mut latencies: Vec<f64> = started
         .iter()
-        .filter_map(|(to, t0)| {
-            received
-                .get(to)
-                .map(|t1| t1.duration_since(*t0).as_secs_f64() * 1000.0)
-        })
+        .filter_map(|(to, t0)| received.get(to).map(|t1| t1.duration_since(*t0).as_secs_f64() * 1000.0))
         .collect();
     latencies.sort_by(f64::total_cmp);
     let pct = |p: f64| latencies[((latencies.len() as f64 - 1.0) * p).round() as usize];
@@ -142,31 +126,20 @@ fn figures(
 /// Distinct valid numbers: +1 415/650/212/312/617 555 0000–9999.
 fn phone(i: usize) -> String {
     const AREAS: [u32; 5] = [415, 650, 212, 312, 617];
-    format!(
-        "+1{}555{:04}",
-        AREAS[(i / 10_000) % AREAS.len()],
-        i % 10_000
-    )
+    format!("+1{}555{:04}", AREAS[(i / 10_000) % AREAS.len()], i % 10_000)
 }
 
 async fn wait_for(received: &Received, n: usize, timeout: Duration) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
     while received.count() < n {
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "only {} of {n} messages reached the provider",
-            received.count()
-        );
+        anyhow::ensure!(Instant::now() < deadline, "only {} of {n} messages reached the provider", received.count());
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     Ok(())
 }
 
 fn scratch_database(admin_url: &str, name: &str) -> anyhow::Result<String> {
-    let base = admin_url
-        .rsplit_once('/')
-        .map(|(b, _)| b)
-        .context("database url has no database part")?;
+    let base = admin_url.rsplit_once('/').map(|(b, _)| b).context("database url has no database part")?;
     Ok(format!("{base}/{name}"))
 }
 
@@ -186,40 +159,21 @@ struct Baseline {
 }
 
 impl DeliveryHandler for Baseline {
-    fn handle(
-        self: Arc<Self>,
-        _: lapin::Channel,
-        delivery: Delivery,
-    ) -> BoxFuture<'static, Disposition> {
+    fn handle(self: Arc<Self>, _: lapin::Channel, delivery: Delivery) -> BoxFuture<'static, Disposition> {
         Box::pin(async move {
             let to = String::from_utf8_lossy(&delivery.data).into_owned();
-            let sent = self
-                .client
-                .post(&self.url)
-                .form(&[("To", to.as_str()), ("Body", "baseline")])
-                .send()
+            let sent = self.client.post(&self.url).form(&[("To", to.as_str()), ("Body", "baseline")]).send().await;
+            let stored = sqlx::query("INSERT INTO bench_baseline (id, destination) VALUES ($1, $2)")
+                .bind(Uuid::new_v4())
+                .bind(&to)
+                .execute(&self.pool)
                 .await;
-            let stored =
-                sqlx::query("INSERT INTO bench_baseline (id, destination) VALUES ($1, $2)")
-                    .bind(Uuid::new_v4())
-                    .bind(&to)
-                    .execute(&self.pool)
-                    .await;
-            if sent.is_ok() && stored.is_ok() {
-                Disposition::Ack
-            } else {
-                Disposition::Requeue
-            }
+            if sent.is_ok() && stored.is_ok() { Disposition::Ack } else { Disposition::Requeue }
         })
     }
 }
 
-async fn run_baseline(
-    args: &Args,
-    consumers: usize,
-    mock_url: &str,
-    received: &Received,
-) -> anyhow::Result<Figures> {
+async fn run_baseline(args: &Args, consumers: usize, mock_url: &str, received: &Received) -> anyhow::Result<Figures> {
     let id = Uuid::new_v4().simple().to_string();
     let db = format!("verifyd_bench_{id}");
     let url = scratch_database(&args.database_url, &db)?;
@@ -243,7 +197,8 @@ async fn run_baseline(
             url: format!("{mock_url}/2010-04-01/Accounts/ACbench/Messages.json"),
             pool: pool.clone(),
         });
-        let _arbiters = consumer::start(&conn, &queue, consumers, args.prefetch, handler).await?;
+        let health = Arc::new(consumer::ConsumerHealth::default());
+        let _arbiters = consumer::start(&conn, &queue, consumers, args.prefetch, handler, &health).await?;
 
         let mut started = HashMap::with_capacity(args.n);
         let mut pending = futures_util::stream::FuturesUnordered::new();
@@ -272,12 +227,7 @@ async fn run_baseline(
 
 // ---- full path --------------------------------------------------------------
 
-async fn run_verifyd(
-    args: &Args,
-    consumers: usize,
-    mock_url: &str,
-    received: &Received,
-) -> anyhow::Result<Figures> {
+async fn run_verifyd(args: &Args, consumers: usize, mock_url: &str, received: &Received) -> anyhow::Result<Figures> {
     let id = Uuid::new_v4().simple().to_string();
     let db = format!("verifyd_bench_{id}");
     let url = scratch_database(&args.database_url, &db)?;
@@ -286,21 +236,11 @@ async fn run_verifyd(
     config.amqp.dispatch_consumers = consumers;
     config.amqp.prefetch = args.prefetch;
     config.database.max_connections = 20;
-    let unlimited = Limit {
-        count: 1_000_000,
-        window_secs: 600,
-    };
-    config.throttle = Limits {
-        per_phone: unlimited,
-        per_account: unlimited,
-    };
+    let unlimited = Limit { count: 1_000_000, window_secs: 600 };
+    config.throttle = Limits { per_phone: unlimited, per_account: unlimited };
     let mut twilio = TwilioConfig::new("ACbench", "bench-token", "+15005550006");
     twilio.base_url = mock_url.to_owned();
-    config.providers = Providers {
-        sms: vec!["twilio".into()],
-        voice: vec!["twilio".into()],
-        twilio: Some(twilio),
-    };
+    config.providers = Providers { sms: vec!["twilio".into()], voice: vec!["twilio".into()], twilio: Some(twilio) };
     let result = async {
         let mut running = app::start(&config, Role::Serve, None).await?;
         let port = running.port.context("serve listens")?;
@@ -338,14 +278,10 @@ async fn run_verifyd(
         && let Ok(ch) = conn.create_channel().await
     {
         for q in topology.queues() {
-            let _ = ch
-                .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
-                .await;
+            let _ = ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default()).await;
         }
         for e in topology.exchanges() {
-            let _ = ch
-                .exchange_delete(e.as_str().into(), Default::default())
-                .await;
+            let _ = ch.exchange_delete(e.as_str().into(), Default::default()).await;
         }
     }
     drop_database(&args.database_url, &db).await;
@@ -354,20 +290,14 @@ async fn run_verifyd(
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let received = Arc::new(Received::default());
-    let mock = start_mock(
-        received.clone(),
-        Duration::from_millis(args.provider_latency_ms),
-    )
-    .await?;
+    let mock = start_mock(received.clone(), Duration::from_millis(args.provider_latency_ms)).await?;
     println!(
         "verifyd bench: n={} concurrency={} prefetch={} provider latency={} ms, cores={}",
         args.n,
         args.concurrency,
         args.prefetch,
         args.provider_latency_ms,
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(0)
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
     );
     println!("| consumers | path | verifications/s | p50 ms | p95 ms | p99 ms | vs baseline |");
     println!("|---:|---|---:|---:|---:|---:|---:|");

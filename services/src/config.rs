@@ -57,12 +57,7 @@ pub struct Http {
 
 impl Default for Http {
     fn default() -> Self {
-        Http {
-            bind: "127.0.0.1:8080".into(),
-            max_body_bytes: 16 * 1024,
-            workers: 0,
-            key_cache_secs: 5,
-        }
+        Http { bind: "127.0.0.1:8080".into(), max_body_bytes: 16 * 1024, workers: 0, key_cache_secs: 5 }
     }
 }
 
@@ -157,8 +152,7 @@ impl Secrets {
     pub fn code_keys(&self) -> Result<verifyd_actors::keys::CodeKeys, ConfigError> {
         let mac = Self::decode("code_hmac_key", &self.code_hmac_key)?;
         let enc = Self::decode("encryption_key", &self.encryption_key)?;
-        verifyd_actors::keys::CodeKeys::new(&mac, &enc)
-            .map_err(|_| ConfigError::Key("encryption_key"))
+        verifyd_actors::keys::CodeKeys::new(&mac, &enc).map_err(|_| ConfigError::Key("encryption_key"))
     }
 }
 
@@ -200,11 +194,7 @@ pub struct Providers {
 
 impl Default for Providers {
     fn default() -> Self {
-        Providers {
-            sms: vec!["console".into()],
-            voice: vec!["console".into()],
-            twilio: None,
-        }
+        Providers { sms: vec!["console".into()], voice: vec!["console".into()], twilio: None }
     }
 }
 
@@ -220,24 +210,13 @@ pub struct Runtime {
 
 impl Default for Runtime {
     fn default() -> Self {
-        Runtime {
-            shards: 0,
-            expiry_interval_ms: 1_000,
-            relay_poll_ms: 500,
-            reconcile_interval_ms: 30_000,
-        }
+        Runtime { shards: 0, expiry_interval_ms: 1_000, relay_poll_ms: 500, reconcile_interval_ms: 30_000 }
     }
 }
 
 impl Runtime {
     pub fn shard_count(&self) -> usize {
-        if self.shards == 0 {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2)
-        } else {
-            self.shards
-        }
+        if self.shards == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2) } else { self.shards }
     }
 }
 
@@ -249,10 +228,7 @@ impl Secrets {
             let bytes: [u8; 32] = rand::rng().random();
             SecretString::from(base64::engine::general_purpose::STANDARD.encode(bytes))
         };
-        Secrets {
-            code_hmac_key: key(),
-            encryption_key: key(),
-        }
+        Secrets { code_hmac_key: key(), encryption_key: key() }
     }
 }
 
@@ -262,19 +238,9 @@ impl Config {
     pub fn local(database_url: &str, amqp_url: &str, prefix: &str) -> Config {
         Config {
             mode: Mode::Development,
-            http: Http {
-                bind: "127.0.0.1:0".into(),
-                ..Http::default()
-            },
-            database: Database {
-                url: database_url.into(),
-                ..Database::default()
-            },
-            amqp: Amqp {
-                url: amqp_url.into(),
-                prefix: prefix.into(),
-                ..Amqp::default()
-            },
+            http: Http { bind: "127.0.0.1:0".into(), ..Http::default() },
+            database: Database { url: database_url.into(), ..Database::default() },
+            amqp: Amqp { url: amqp_url.into(), prefix: prefix.into(), ..Amqp::default() },
             secrets: Secrets::random(),
             verification: Verification::default(),
             throttle: Limits::default(),
@@ -316,10 +282,6 @@ impl Config {
     }
 
     pub fn retry_delays(&self) -> Vec<Duration> {
-        self.amqp
-            .retry_delays_ms
-            .iter()
-            .map(|ms| Duration::from_millis(*ms))
-            .collect()
+        self.amqp.retry_delays_ms.iter().map(|ms| Duration::from_millis(*ms)).collect()
     }
 }

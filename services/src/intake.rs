@@ -41,11 +41,7 @@ enum IntakeError {
 }
 
 impl DeliveryHandler for Intake {
-    fn handle(
-        self: Arc<Self>,
-        channel: lapin::Channel,
-        delivery: Delivery,
-    ) -> BoxFuture<'static, Disposition> {
+    fn handle(self: Arc<Self>, channel: lapin::Channel, delivery: Delivery) -> BoxFuture<'static, Disposition> {
         Box::pin(async move {
             match self.process(&channel, &delivery).await {
                 Ok(()) => Disposition::Ack,
@@ -59,32 +55,29 @@ impl DeliveryHandler for Intake {
 }
 
 impl Intake {
-    async fn process(
-        &self,
-        channel: &lapin::Channel,
-        delivery: &Delivery,
-    ) -> Result<(), IntakeError> {
+    async fn process(&self, channel: &lapin::Channel, delivery: &Delivery) -> Result<(), IntakeError> {
         let tenant_name = delivery.routing_key.as_str();
         let Some(tenant) = tenants::by_name(&self.pool, tenant_name).await? else {
-            let reason =
-                format!("unknown tenant {tenant_name:?} (the routing key must be the tenant name)");
-            return Ok(
-                dead_letter(channel, &self.topology.dead_letters(), delivery, &reason).await?,
-            );
+            let reason = format!("unknown tenant {tenant_name:?} (the routing key must be the tenant name)");
+            return Ok(dead_letter(channel, &self.topology.dead_letters(), delivery, &reason).await?);
         };
         let reply = delivery.properties.reply_to().as_ref().map(|q| ReplyTo {
             queue: q.as_str().to_owned(),
-            correlation_id: delivery
-                .properties
-                .correlation_id()
-                .as_ref()
-                .map(|c| c.as_str().to_owned()),
+            correlation_id: delivery.properties.correlation_id().as_ref().map(|c| c.as_str().to_owned()),
         });
-        let message_id = delivery
-            .properties
-            .message_id()
-            .as_ref()
-            .map(|m| m.as_str().to_owned());
+        // verifyd publishes replies with its own broker rights: a caller may only
+        // name a queue of its own, or it could push events into anyone's queue.
+        if let Some(r) = &reply
+            && !self.reply_queue_allowed(&tenant, &r.queue)
+        {
+            let reason = format!(
+                "reply_to must be {}reply.{}.<anything> or amq.rabbitmq.reply-to",
+                self.topology.prefix, tenant.name
+            );
+            self.reject(channel, &tenant, None, json!({ "reason": reason, "error": "invalid_request" })).await?;
+            return Ok(dead_letter(channel, &self.topology.dead_letters(), delivery, &reason).await?);
+        }
+        let message_id = delivery.properties.message_id().as_ref().map(|m| m.as_str().to_owned());
 
         let parsed = serde_json::from_slice::<VerificationRequest>(&delivery.data)
             .map_err(|e| format!("malformed request: {e}"))
@@ -102,16 +95,9 @@ impl Intake {
         let request = match parsed {
             Ok(request) => request,
             Err(reason) => {
-                self.reject(
-                    channel,
-                    &tenant,
-                    reply.as_ref(),
-                    json!({ "reason": reason, "error": "invalid_request" }),
-                )
-                .await?;
-                return Ok(
-                    dead_letter(channel, &self.topology.dead_letters(), delivery, &reason).await?,
-                );
+                self.reject(channel, &tenant, reply.as_ref(), json!({ "reason": reason, "error": "invalid_request" }))
+                    .await?;
+                return Ok(dead_letter(channel, &self.topology.dead_letters(), delivery, &reason).await?);
             }
         };
         let account_id = request.account_id.as_str().to_owned();
@@ -137,12 +123,27 @@ impl Intake {
                     "error": "throttled", "account_id": account_id, "scope": t.scope,
                     "retry_after": t.retry_after.as_secs().max(1),
                 });
-                self.reject(channel, &tenant, reply.as_ref(), detail)
-                    .await?;
+                self.reject(channel, &tenant, reply.as_ref(), detail).await?;
                 Ok(())
+            }
+            Err(VerificationError::IdempotencyConflict) => {
+                let reason = VerificationError::IdempotencyConflict.to_string();
+                self.reject(
+                    channel,
+                    &tenant,
+                    reply.as_ref(),
+                    json!({ "reason": reason, "error": "idempotency_conflict" }),
+                )
+                .await?;
+                Ok(dead_letter(channel, &self.topology.dead_letters(), delivery, &reason).await?)
             }
             Err(other) => Err(IntakeError::Verification(other)),
         }
+    }
+
+    fn reply_queue_allowed(&self, tenant: &Tenant, queue: &str) -> bool {
+        let own = format!("{}reply.{}.", self.topology.prefix, tenant.name);
+        (queue.starts_with(&own) && queue.len() > own.len()) || queue.starts_with("amq.rabbitmq.reply-to")
     }
 
     /// Announces a request that created no verification (nothing to store, so it
@@ -165,14 +166,8 @@ impl Intake {
         }
         let body = event.to_string();
         let routing_key = format!("{}.verification.rejected", tenant.name);
-        publish_confirmed(
-            channel,
-            &self.topology.events_exchange(),
-            &routing_key,
-            body.as_bytes(),
-            json_properties(),
-        )
-        .await?;
+        publish_confirmed(channel, &self.topology.events_exchange(), &routing_key, body.as_bytes(), json_properties())
+            .await?;
         if let Some(reply) = reply {
             let mut props = json_properties();
             if let Some(c) = &reply.correlation_id {

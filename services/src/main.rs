@@ -10,11 +10,7 @@ use verifyd::{api_keys, app, bench, telemetry};
 use verifyd_actors::runtime::Role;
 
 #[derive(Parser)]
-#[command(
-    name = "verifyd",
-    version,
-    about = "Self-hosted phone verification and two-factor service"
-)]
+#[command(name = "verifyd", version, about = "Self-hosted phone verification and two-factor service")]
 struct Cli {
     /// TOML configuration file (environment variables VERIFYD_* override it).
     #[arg(long, env = "VERIFYD_CONFIG", global = true)]
@@ -83,8 +79,7 @@ fn valid_tenant_name(name: &str) -> bool {
     !b.is_empty()
         && b.len() <= 63
         && b[0] != b'-'
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -101,11 +96,28 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Worker => {
-            let _running = app::start(&config, Role::Worker, telemetry::init_metrics()).await?;
+            let running = app::start(&config, Role::Worker, telemetry::init_metrics()).await?;
             tracing::info!("verifyd worker consuming delivery queues");
-            shutdown_signal().await?;
-            tracing::info!("worker stopping; unacknowledged jobs return to the queue");
-            Ok(())
+            let health = running.core.health.clone();
+            let amqp = running.amqp.clone();
+            let watch = async move {
+                // A worker has no readiness endpoint: it exits when it stops
+                // delivering, so its supervisor restarts it.
+                loop {
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    if !health.all_live() || !amqp.status().connected() {
+                        return;
+                    }
+                }
+            };
+            tokio::select! {
+                signal = shutdown_signal() => {
+                    signal?;
+                    tracing::info!("worker stopping; unacknowledged jobs return to the queue");
+                    Ok(())
+                }
+                () = watch => anyhow::bail!("lost a delivery consumer or the RabbitMQ connection; exiting so the supervisor restarts this worker"),
+            }
         }
         Command::Migrate => {
             app::database(&config, true).await?;
@@ -119,10 +131,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             let pool = app::database(&config, true).await?;
             let (tenant, key) = api_keys::create(&pool, &tenant, label.as_deref()).await?;
-            eprintln!(
-                "API key for tenant {:?} (shown once; store it now):",
-                tenant.name
-            );
+            eprintln!("API key for tenant {:?} (shown once; store it now):", tenant.name);
             println!("{}", key.expose_secret());
             Ok(())
         }

@@ -34,22 +34,15 @@ impl AppState {
 
 pub fn configure(max_body_bytes: usize) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
-        let json = web::JsonConfig::default()
-            .limit(max_body_bytes)
-            .error_handler(move |err, _| {
-                use actix_web::error::JsonPayloadError as E;
-                match err {
-                    E::Overflow { .. } | E::OverflowKnownLength { .. } => {
-                        ApiError::TooLarge(max_body_bytes).into()
-                    }
-                    E::ContentType => {
-                        ApiError::MalformedBody("Content-Type must be application/json".into())
-                            .into()
-                    }
-                    E::Deserialize(e) => ApiError::MalformedBody(e.to_string()).into(),
-                    other => ApiError::MalformedBody(other.to_string()).into(),
-                }
-            });
+        let json = web::JsonConfig::default().limit(max_body_bytes).error_handler(move |err, _| {
+            use actix_web::error::JsonPayloadError as E;
+            match err {
+                E::Overflow { .. } | E::OverflowKnownLength { .. } => ApiError::TooLarge(max_body_bytes).into(),
+                E::ContentType => ApiError::UnsupportedMediaType.into(),
+                E::Deserialize(e) => ApiError::MalformedBody(e.to_string()).into(),
+                other => ApiError::MalformedBody(other.to_string()).into(),
+            }
+        });
         let path = web::PathConfig::default().error_handler(|_, _| ApiError::NotFound.into());
         cfg.app_data(json).app_data(path);
         verifications::routes(cfg);

@@ -15,12 +15,19 @@ async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
-/// 200 when PostgreSQL answers and the RabbitMQ connection is up.
+/// 200 when PostgreSQL answers, the RabbitMQ connection is up and every queue
+/// consumer this process started still receives.
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let database = sqlx::query("SELECT 1").execute(&state.pool).await.is_ok();
     let rabbitmq = state.amqp.status().connected();
-    let body = json!({ "database": database, "rabbitmq": rabbitmq });
-    if database && rabbitmq {
+    let (live, expected) = state.core.health.counts();
+    let consumers = live == expected;
+    let body = json!({
+        "database": database,
+        "rabbitmq": rabbitmq,
+        "consumers": { "live": live, "expected": expected },
+    });
+    if database && rabbitmq && consumers {
         HttpResponse::Ok().json(body)
     } else {
         HttpResponse::ServiceUnavailable().json(body)
@@ -29,9 +36,7 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 
 async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     match &state.metrics {
-        Some(handle) => HttpResponse::Ok()
-            .content_type("text/plain; version=0.0.4")
-            .body(handle.render()),
+        Some(handle) => HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(handle.render()),
         None => HttpResponse::NotFound().finish(),
     }
 }

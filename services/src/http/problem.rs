@@ -17,18 +17,19 @@ pub enum ApiError {
     #[error("missing or invalid API key")]
     Unauthenticated,
     #[error("{field}: {message}")]
-    InvalidField {
-        field: &'static str,
-        message: String,
-    },
+    InvalidField { field: &'static str, message: String },
     #[error("malformed request body: {0}")]
     MalformedBody(String),
     #[error("request body larger than {0} bytes")]
     TooLarge(usize),
+    #[error("Content-Type must be application/json")]
+    UnsupportedMediaType,
     #[error("not found")]
     NotFound,
     #[error("verification is {0}")]
     NotPending(Status),
+    #[error("the idempotency key was already used for another phone number or account")]
+    IdempotencyConflict,
     #[error(transparent)]
     Throttled(Throttled),
     #[error("internal error")]
@@ -39,10 +40,7 @@ pub enum ApiError {
 
 impl ApiError {
     pub fn field(field: &'static str, message: impl ToString) -> Self {
-        ApiError::InvalidField {
-            field,
-            message: message.to_string(),
-        }
+        ApiError::InvalidField { field, message: message.to_string() }
     }
 
     pub fn internal(error: impl std::fmt::Display) -> Self {
@@ -55,8 +53,10 @@ impl ApiError {
             ApiError::InvalidField { .. } => "invalid_field",
             ApiError::MalformedBody(_) => "malformed_body",
             ApiError::TooLarge(_) => "body_too_large",
+            ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::NotFound => "not_found",
             ApiError::NotPending(_) => "verification_not_pending",
+            ApiError::IdempotencyConflict => "idempotency_conflict",
             ApiError::Throttled(_) => "throttled",
             ApiError::Internal(_) => "internal",
             ApiError::Unavailable => "unavailable",
@@ -70,8 +70,10 @@ impl From<VerificationError> for ApiError {
             VerificationError::NotFound => ApiError::NotFound,
             VerificationError::Throttled(t) => ApiError::Throttled(t),
             VerificationError::NotPending(s) => ApiError::NotPending(s),
+            VerificationError::IdempotencyConflict => ApiError::IdempotencyConflict,
             VerificationError::Store(e) => ApiError::internal(e),
-            VerificationError::Mailbox(e) => ApiError::internal(e),
+            // An actor's mailbox is full or closed: the process is overloaded or stopping.
+            VerificationError::Mailbox(_) => ApiError::Unavailable,
         }
     }
 }
@@ -93,8 +95,9 @@ impl ResponseError for ApiError {
             ApiError::InvalidField { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::MalformedBody(_) => StatusCode::BAD_REQUEST,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::NotFound => StatusCode::NOT_FOUND,
-            ApiError::NotPending(_) => StatusCode::CONFLICT,
+            ApiError::NotPending(_) | ApiError::IdempotencyConflict => StatusCode::CONFLICT,
             ApiError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -118,10 +121,7 @@ impl ResponseError for ApiError {
         };
         body["detail"] = json!(detail);
         let mut response = HttpResponse::build(status);
-        response.insert_header((
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        ));
+        response.insert_header((header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json")));
         match self {
             ApiError::InvalidField { field, .. } => body["field"] = json!(field),
             ApiError::NotPending(s) => body["verification_status"] = json!(s.as_str()),
@@ -132,8 +132,10 @@ impl ResponseError for ApiError {
                 response.insert_header((header::RETRY_AFTER, secs.to_string()));
             }
             ApiError::Unauthenticated => {
-                response
-                    .insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
+                response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
+            }
+            ApiError::Unavailable => {
+                response.insert_header((header::RETRY_AFTER, "1"));
             }
             _ => {}
         }

@@ -96,14 +96,10 @@ impl NewRequest {
         if let Some(key) = &idempotency_key
             && (key.is_empty() || key.len() > 255)
         {
-            return Err(ApiError::field(
-                "idempotency_key",
-                "must be 1 to 255 characters",
-            ));
+            return Err(ApiError::field("idempotency_key", "must be 1 to 255 characters"));
         }
         Ok(NewRequest {
-            account_id: AccountId::parse(account_id)
-                .map_err(|e| ApiError::field("account_id", e))?,
+            account_id: AccountId::parse(account_id).map_err(|e| ApiError::field("account_id", e))?,
             phone: PhoneNumber::parse(phone).map_err(|e| ApiError::field("phone", e))?,
             channel: channel.parse().map_err(|e| ApiError::field("channel", e))?,
             locale: locale
@@ -111,10 +107,7 @@ impl NewRequest {
                 .transpose()
                 .map_err(|e| ApiError::field("locale", e))?
                 .unwrap_or_default(),
-            code_length: code_length
-                .map(CodeLength::new)
-                .transpose()
-                .map_err(|e| ApiError::field("code_length", e))?,
+            code_length: code_length.map(CodeLength::new).transpose().map_err(|e| ApiError::field("code_length", e))?,
             idempotency_key,
         })
     }
@@ -130,11 +123,7 @@ async fn create(
     let header_key = req
         .headers()
         .get("Idempotency-Key")
-        .map(|v| {
-            v.to_str()
-                .map(str::to_owned)
-                .map_err(|_| ApiError::field("idempotency_key", "header is not text"))
-        })
+        .map(|v| v.to_str().map(str::to_owned).map_err(|_| ApiError::field("idempotency_key", "header is not text")))
         .transpose()?;
     let parsed = NewRequest::parse(
         &body.account_id,
@@ -145,9 +134,7 @@ async fn create(
         body.idempotency_key.or(header_key),
     )?;
     let now = Utc::now();
-    let shard = state
-        .verification()?
-        .pick(&(tenant.id, parsed.account_id.as_str().to_owned()));
+    let shard = state.verification()?.pick(&(tenant.id, parsed.account_id.as_str().to_owned()));
     let created = shard
         .send(Create {
             tenant,
@@ -163,14 +150,8 @@ async fn create(
         .await
         .map_err(ApiError::internal)??;
     let view = View::of(&created.verification, now);
-    let mut response = if created.replayed {
-        HttpResponse::Ok()
-    } else {
-        HttpResponse::Created()
-    };
-    Ok(response
-        .insert_header(("Location", format!("/v1/verifications/{}", view.id)))
-        .json(view))
+    let mut response = if created.replayed { HttpResponse::Ok() } else { HttpResponse::Created() };
+    Ok(response.insert_header(("Location", format!("/v1/verifications/{}", view.id))).json(view))
 }
 
 fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
@@ -184,17 +165,17 @@ async fn get(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&path)?;
-    let v = store::get(&state.pool, tenant.id, id)
-        .await
-        .map_err(ApiError::internal)?
-        .ok_or(ApiError::NotFound)?;
+    let v = store::get(&state.pool, tenant.id, id).await.map_err(ApiError::internal)?.ok_or(ApiError::NotFound)?;
     Ok(HttpResponse::Ok().json(View::of(&v, Utc::now())))
 }
 
-#[derive(Debug, Deserialize)]
+/// What the person typed. Read as any JSON value so a malformed one (a number,
+/// say) is refused here with a fixed message, never echoed back by the JSON
+/// parser's error text; no `Debug`, so it cannot reach a log line.
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CheckBody {
-    pub code: String,
+    code: serde_json::Value,
 }
 
 async fn check(
@@ -204,18 +185,13 @@ async fn check(
     body: web::Json<CheckBody>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&path)?;
-    let code = Code::parse(&body.code).map_err(|e| ApiError::field("code", e))?;
+    let code = match &body.code {
+        serde_json::Value::String(typed) => Code::parse(typed).map_err(|e| ApiError::field("code", e))?,
+        _ => return Err(ApiError::field("code", "must be a string of digits")),
+    };
     let now = Utc::now();
     let shard = state.verification()?.pick(&id);
-    let checked = shard
-        .send(Check {
-            tenant,
-            id,
-            code,
-            now,
-        })
-        .await
-        .map_err(ApiError::internal)??;
+    let checked = shard.send(Check { tenant, id, code, now }).await.map_err(ApiError::internal)??;
     if let CheckOutcome::NotPending(status) = checked.outcome {
         return Err(ApiError::NotPending(status));
     }
@@ -233,24 +209,18 @@ async fn resend(
     state: web::Data<AppState>,
     Caller(tenant): Caller,
     path: web::Path<String>,
-    body: Option<web::Json<ResendBody>>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&path)?;
-    let channel = body
-        .and_then(|b| b.into_inner().channel)
-        .map(|c| c.parse::<Channel>())
-        .transpose()
-        .map_err(|e| ApiError::field("channel", e))?;
+    // No body (or only white space) means "same channel"; anything else must parse.
+    let body: ResendBody = if body.iter().all(u8::is_ascii_whitespace) {
+        ResendBody::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::MalformedBody(e.to_string()))?
+    };
+    let channel = body.channel.map(|c| c.parse::<Channel>()).transpose().map_err(|e| ApiError::field("channel", e))?;
     let now = Utc::now();
     let shard = state.verification()?.pick(&id);
-    let v = shard
-        .send(Resend {
-            tenant,
-            id,
-            channel,
-            now,
-        })
-        .await
-        .map_err(ApiError::internal)??;
+    let v = shard.send(Resend { tenant, id, channel, now }).await.map_err(ApiError::internal)??;
     Ok(HttpResponse::Accepted().json(View::of(&v, now)))
 }
