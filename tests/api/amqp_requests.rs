@@ -19,47 +19,29 @@ async fn a_published_request_is_delivered_and_its_outcomes_reach_reply_to() {
         .with_correlation_id("corr-42".into())
         .with_message_id("msg-1".into())
         .with_content_type("application/json".into());
-    app.publish_request(&app.tenant, body.as_bytes(), props.clone())
-        .await;
+    app.publish_request(&app.tenant, body.as_bytes(), props.clone()).await;
 
-    let created = replies
-        .next(Duration::from_secs(10))
-        .await
-        .expect("a reply");
-    assert_eq!(
-        created
-            .properties
-            .correlation_id()
-            .as_ref()
-            .map(|c| c.as_str()),
-        Some("corr-42")
-    );
+    let created = replies.next(Duration::from_secs(10)).await.expect("a reply");
+    assert_eq!(created.properties.correlation_id().as_ref().map(|c| c.as_str()), Some("corr-42"));
     let created = created.json();
     assert_eq!(created["event"], "verification.created");
     let id = created["verification_id"].as_str().unwrap().to_owned();
 
     let code = app.code_sent_to(PHONE).await;
-    let delivered = replies
-        .wait_for_event("verification.delivered", Duration::from_secs(10))
-        .await;
+    let delivered = replies.wait_for_event("verification.delivered", Duration::from_secs(10)).await;
     assert_eq!(delivered["verification_id"], id.as_str());
     assert_eq!(delivered["provider"], "twilio");
 
     // The redelivered (or re-published) request creates nothing new.
-    app.publish_request(&app.tenant, body.as_bytes(), props)
-        .await;
+    app.publish_request(&app.tenant, body.as_bytes(), props).await;
+    app.requests_drained().await;
 
     let checked = app.check(&id, &code).await;
     assert_eq!(checked.body["status"], "approved");
-    let approved = replies
-        .wait_for_event("verification.approved", Duration::from_secs(10))
-        .await;
+    let approved = replies.wait_for_event("verification.approved", Duration::from_secs(10)).await;
     assert_eq!(approved["verification_id"], id.as_str());
 
-    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM verifications")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM verifications").fetch_one(&app.pool).await.unwrap();
     assert_eq!(count, 1, "same message_id, same verification");
     assert_eq!(app.twilio.sent_sms().await.len(), 1);
 }
@@ -68,59 +50,41 @@ async fn a_published_request_is_delivered_and_its_outcomes_reach_reply_to() {
 async fn malformed_requests_go_to_dead_letters_with_the_reason() {
     let app = spawn_app().await;
     let mut dead = app.dead_letters().await;
-    let mut rejected = app
-        .capture_events(&format!("{}.verification.rejected", app.tenant))
-        .await;
+    let mut rejected = app.capture_events(&format!("{}.verification.rejected", app.tenant)).await;
 
-    app.publish_request(&app.tenant, b"{not json", BasicProperties::default())
-        .await;
-    let letter = dead
-        .next(Duration::from_secs(10))
-        .await
-        .expect("dead letter");
+    app.publish_request(&app.tenant, b"{not json", BasicProperties::default()).await;
+    let letter = dead.next(Duration::from_secs(10)).await.expect("dead letter");
     assert_eq!(letter.body, b"{not json");
     let reason = letter.header("x-verifyd-reason").expect("reason header");
     assert!(reason.starts_with("malformed request:"), "{reason}");
-    assert_eq!(
-        rejected
-            .next(Duration::from_secs(10))
-            .await
-            .expect("event")
-            .json()["error"],
-        "invalid_request"
-    );
+    assert_eq!(rejected.next(Duration::from_secs(10)).await.expect("event").json()["error"], "invalid_request");
 
     let bad_phone = json!({ "account_id": "u", "phone": "555-0100", "channel": "sms" }).to_string();
-    app.publish_request(
-        &app.tenant,
-        bad_phone.as_bytes(),
-        BasicProperties::default(),
-    )
-    .await;
-    let letter = dead
-        .next(Duration::from_secs(10))
-        .await
-        .expect("dead letter");
+    app.publish_request(&app.tenant, bad_phone.as_bytes(), BasicProperties::default()).await;
+    let letter = dead.next(Duration::from_secs(10)).await.expect("dead letter");
     let reason = letter.header("x-verifyd-reason").unwrap();
     assert!(reason.contains("phone"), "{reason}");
 
-    app.publish_request("no-such-tenant", b"{}", BasicProperties::default())
-        .await;
-    let letter = dead
-        .next(Duration::from_secs(10))
-        .await
-        .expect("dead letter");
-    assert!(
-        letter
-            .header("x-verifyd-reason")
-            .unwrap()
-            .contains("unknown tenant")
-    );
+    app.publish_request("no-such-tenant", b"{}", BasicProperties::default()).await;
+    let letter = dead.next(Duration::from_secs(10)).await.expect("dead letter");
+    assert!(letter.header("x-verifyd-reason").unwrap().contains("unknown tenant"));
 
-    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM verifications")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM verifications").fetch_one(&app.pool).await.unwrap();
     assert_eq!(count, 0);
     assert!(app.twilio.sent_sms().await.is_empty());
+}
+
+#[actix_rt::test]
+async fn a_reply_to_naming_someone_elses_queue_is_refused() {
+    let app = spawn_app().await;
+    let mut dead = app.dead_letters().await;
+    let body = json!({ "account_id": "u", "phone": PHONE, "channel": "sms" }).to_string();
+    let props = BasicProperties::default().with_reply_to("billing-events".into()).with_message_id("m-2".into());
+    app.publish_request(&app.tenant, body.as_bytes(), props).await;
+
+    let letter = dead.next(Duration::from_secs(10)).await.expect("dead letter");
+    let reason = letter.header("x-verifyd-reason").unwrap();
+    assert!(reason.starts_with("reply_to must be"), "{reason}");
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM verifications").fetch_one(&app.pool).await.unwrap();
+    assert_eq!(count, 0);
 }

@@ -8,32 +8,21 @@ use crate::helpers::spawn_app;
 #[actix_rt::test]
 async fn an_invalid_number_at_twilio_fails_once_without_retry_and_is_announced() {
     let app = spawn_app().await;
-    let mut events = app
-        .capture_events(&format!("{}.verification.delivery_failed", app.tenant))
-        .await;
+    let mut events = app.capture_events(&format!("{}.verification.delivery_failed", app.tenant)).await;
     app.twilio.fail_next(400, 21211, 1).await;
     let created = app.create_verification("u", "+14155552677", "sms").await;
     let id = created.body["id"].as_str().unwrap();
 
-    let failed = events
-        .wait_for_event("verification.delivery_failed", Duration::from_secs(10))
-        .await;
+    let failed = events.wait_for_event("verification.delivery_failed", Duration::from_secs(10)).await;
     assert_eq!(failed["verification_id"], id);
-    assert!(
-        failed["reason"].as_str().unwrap().contains("InvalidNumber"),
-        "{failed}"
-    );
+    assert!(failed["reason"].as_str().unwrap().contains("InvalidNumber"), "{failed}");
     tokio::time::sleep(Duration::from_millis(800)).await;
-    let outcomes: Vec<String> =
-        sqlx::query_scalar("SELECT outcome FROM delivery_attempts ORDER BY created_at")
-            .fetch_all(&app.pool)
-            .await
-            .unwrap();
+    let outcomes: Vec<String> = sqlx::query_scalar("SELECT outcome FROM delivery_attempts ORDER BY created_at")
+        .fetch_all(&app.pool)
+        .await
+        .unwrap();
     assert_eq!(outcomes, ["permanent_error"]);
-    assert!(
-        app.twilio.sent_sms().await.is_empty(),
-        "no retry of a permanent failure"
-    );
+    assert!(app.twilio.sent_sms().await.is_empty(), "no retry of a permanent failure");
 }
 
 #[actix_rt::test]
@@ -44,11 +33,18 @@ async fn twilio_outages_are_retried_through_the_delay_queues() {
     let id = created.body["id"].as_str().unwrap();
     let code = app.code_sent_to("+14155552678").await;
     assert_eq!(app.check(id, &code).await.body["status"], "approved");
-    let outcomes: Vec<String> =
-        sqlx::query_scalar("SELECT outcome FROM delivery_attempts ORDER BY created_at")
+    // The SMS reaches Twilio a moment before dispatch records it.
+    let mut outcomes: Vec<String> = Vec::new();
+    for _ in 0..100 {
+        outcomes = sqlx::query_scalar("SELECT outcome FROM delivery_attempts ORDER BY created_at")
             .fetch_all(&app.pool)
             .await
             .unwrap();
+        if outcomes.len() == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(outcomes, ["retryable_error", "retryable_error", "sent"]);
 }
 
@@ -56,26 +52,16 @@ async fn twilio_outages_are_retried_through_the_delay_queues() {
 async fn when_retries_run_out_the_job_is_dead_lettered_with_its_reason() {
     let app = spawn_app().await;
     let mut dead = app.dead_letters().await;
-    let mut events = app
-        .capture_events(&format!("{}.verification.delivery_failed", app.tenant))
-        .await;
+    let mut events = app.capture_events(&format!("{}.verification.delivery_failed", app.tenant)).await;
     app.twilio.fail_next(429, 20429, 3).await;
     let created = app.create_verification("u", "+14155552679", "sms").await;
     let id = created.body["id"].as_str().unwrap();
 
-    let letter = dead
-        .next(Duration::from_secs(15))
-        .await
-        .expect("dead letter");
+    let letter = dead.next(Duration::from_secs(15)).await.expect("dead letter");
     let reason = letter.header("x-verifyd-reason").unwrap();
-    assert!(
-        reason.starts_with("retries exhausted after 3 tries"),
-        "{reason}"
-    );
+    assert!(reason.starts_with("retries exhausted after 3 tries"), "{reason}");
     assert_eq!(letter.json()["verification_id"], id);
-    let failed = events
-        .wait_for_event("verification.delivery_failed", Duration::from_secs(10))
-        .await;
+    let failed = events.wait_for_event("verification.delivery_failed", Duration::from_secs(10)).await;
     assert_eq!(failed["verification_id"], id);
     assert!(app.twilio.sent_sms().await.is_empty());
 }
@@ -89,14 +75,13 @@ async fn a_job_left_in_the_outbox_by_a_dead_process_is_still_delivered() {
 
     // What a process that committed a resend and died before publishing leaves
     // behind: a committed outbox row nobody kicked the relay for.
-    let job = serde_json::json!({ "job_id": uuid::Uuid::new_v4(), "verification_id": id, "channel": "voice", "retry": 0 });
-    sqlx::query(
-        "INSERT INTO outbox (target, routing_key, payload) VALUES ('dispatch', 'voice', $1)",
-    )
-    .bind(&job)
-    .execute(&app.pool)
-    .await
-    .unwrap();
+    let job =
+        serde_json::json!({ "job_id": uuid::Uuid::new_v4(), "verification_id": id, "channel": "voice", "retry": 0 });
+    sqlx::query("INSERT INTO outbox (target, routing_key, payload) VALUES ('dispatch', 'voice', $1)")
+        .bind(&job)
+        .execute(&app.pool)
+        .await
+        .unwrap();
 
     for _ in 0..200 {
         if !app.twilio.placed_calls().await.is_empty() {
@@ -105,24 +90,13 @@ async fn a_job_left_in_the_outbox_by_a_dead_process_is_still_delivered() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let calls = app.twilio.placed_calls().await;
-    assert_eq!(
-        calls.len(),
-        1,
-        "the relay's poll published the orphaned job"
-    );
-    let spaced = code
-        .chars()
-        .map(String::from)
-        .collect::<Vec<_>>()
-        .join(", ");
+    assert_eq!(calls.len(), 1, "the relay's poll published the orphaned job");
+    let spaced = code.chars().map(String::from).collect::<Vec<_>>().join(", ");
     assert!(calls[0].twiml.contains(&spaced), "the same code, by voice");
     // The delivery's own event is written to the outbox too; every row drains.
     let mut left = -1i64;
     for _ in 0..100 {
-        left = sqlx::query_scalar("SELECT count(*) FROM outbox")
-            .fetch_one(&app.pool)
-            .await
-            .unwrap();
+        left = sqlx::query_scalar("SELECT count(*) FROM outbox").fetch_one(&app.pool).await.unwrap();
         if left == 0 {
             break;
         }
@@ -156,4 +130,47 @@ async fn a_malformed_dispatch_job_is_dead_lettered_with_its_parse_error() {
     assert!(reason.starts_with("malformed dispatch job:"), "{reason}");
     assert_eq!(letter.header("x-verifyd-source-routing-key").as_deref(), Some("sms"));
     assert!(app.twilio.sent_sms().await.is_empty());
+}
+
+#[actix_rt::test]
+async fn two_copies_of_one_job_send_one_sms() {
+    let app = spawn_app().await;
+    let created = app.create_verification("u", "+14155552686", "sms").await;
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    app.code_sent_to("+14155552686").await;
+
+    // What a relay republish after a lost confirm looks like: the same job twice.
+    let job =
+        serde_json::json!({ "job_id": uuid::Uuid::new_v4(), "verification_id": id, "channel": "sms", "retry": 0 });
+    let ch = app.amqp.create_channel().await.unwrap();
+    ch.confirm_select(Default::default()).await.unwrap();
+    for _ in 0..2 {
+        ch.basic_publish(
+            app.topology.dispatch_exchange().as_str().into(),
+            "sms".into(),
+            Default::default(),
+            job.to_string().as_bytes(),
+            lapin::BasicProperties::default(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    }
+    // Both copies are handled within the first retry delay (200 ms in tests).
+    let mut finished = 0i64;
+    for _ in 0..100 {
+        finished = sqlx::query_scalar("SELECT count(*) FROM dispatch_claims WHERE job_id = $1 AND finished")
+            .bind(job["job_id"].as_str().unwrap().parse::<uuid::Uuid>().unwrap())
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+        if finished == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(finished, 1);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(app.twilio.sent_sms().await.len(), 2, "the original send and one for the job: not three");
 }

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use lapin::options::{
-    BasicConsumeOptions, BasicPublishOptions, ExchangeDeleteOptions, QueueBindOptions,
-    QueueDeclareOptions, QueueDeleteOptions,
+    BasicConsumeOptions, BasicPublishOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
@@ -45,7 +45,8 @@ fn log_buffer() -> &'static Arc<Mutex<Vec<u8>>> {
             .with_writer(move || LogWriter(writer_buffer.clone()))
             .with_ansi(false)
             .finish();
-        let _ = tracing::subscriber::set_global_default(subscriber);
+        // try_init also forwards the `log` crate (actix-web's access log, …).
+        let _ = tracing_subscriber::util::SubscriberInitExt::try_init(subscriber);
         buffer
     })
 }
@@ -54,10 +55,7 @@ struct LogWriter(Arc<Mutex<Vec<u8>>>);
 
 impl Write for LogWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend_from_slice(buf);
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(buf);
         if std::env::var_os("TEST_LOG").is_some() {
             std::io::stderr().write_all(buf)?;
         }
@@ -80,6 +78,7 @@ pub struct TestApp {
     pub config: Config,
     db_name: String,
     running: Option<Running>,
+    others: Vec<Running>,
     children: Vec<std::process::Child>,
 }
 
@@ -93,11 +92,8 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     let id = Uuid::new_v4().simple().to_string();
     let db_name = format!("verifyd_test_{id}");
     let twilio = TwilioMock::start().await;
-    let mut config = Config::local(
-        &format!("postgres://postgres@127.0.0.1:5432/{db_name}"),
-        AMQP_URL,
-        &format!("test.{id}."),
-    );
+    let mut config =
+        Config::local(&format!("postgres://postgres@127.0.0.1:5432/{db_name}"), AMQP_URL, &format!("test.{id}."));
     config.http.workers = 2;
     config.database.max_connections = 10;
     config.amqp.prefetch = 16;
@@ -111,12 +107,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
         voice: vec!["twilio".into()],
         twilio: Some(twilio.config(TWILIO_SID, TWILIO_TOKEN, TWILIO_FROM)),
     };
-    config.runtime = Runtime {
-        shards: 2,
-        expiry_interval_ms: 200,
-        relay_poll_ms: 200,
-        reconcile_interval_ms: 1_000,
-    };
+    config.runtime = Runtime { shards: 2, expiry_interval_ms: 200, relay_poll_ms: 200, reconcile_interval_ms: 1_000 };
     tweak(&mut config);
     config.validate().expect("test configuration is valid");
 
@@ -128,23 +119,19 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     }
     let amqp = match Connection::connect(AMQP_URL, ConnectionProperties::default()).await {
         Ok(c) => c,
-        Err(error) => panic!(
-            "RabbitMQ is not reachable at 127.0.0.1:5672 ({error}). Start it with: rabbitmq-server -detached"
-        ),
+        Err(error) => {
+            panic!("RabbitMQ is not reachable at 127.0.0.1:5672 ({error}). Start it with: rabbitmq-server -detached")
+        }
     };
 
-    let mut running = app::start(&config, Role::Serve, None)
-        .await
-        .expect("verifyd starts");
+    let mut running = app::start(&config, Role::Serve, None).await.expect("verifyd starts");
     let port = running.port.expect("serve listens");
     let server = running.server.take().expect("serve has a server");
     actix_rt::spawn(server);
 
     let pool = running.core.pool.clone();
     let tenant = format!("t{}", &id[..12]);
-    let (_, key) = verifyd::api_keys::create(&pool, &tenant, Some("tests"))
-        .await
-        .expect("api key");
+    let (_, key) = verifyd::api_keys::create(&pool, &tenant, Some("tests")).await.expect("api key");
     let topology = running.core.topology.clone();
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
@@ -159,6 +146,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
         config,
         db_name,
         running: Some(running),
+        others: Vec::new(),
         children: Vec::new(),
     }
 }
@@ -181,11 +169,7 @@ impl TestApp {
         let headers = response.headers().clone();
         let text = response.text().await.expect("response body");
         let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        Reply {
-            status,
-            headers,
-            body,
-        }
+        Reply { status, headers, body }
     }
 
     pub async fn post_json(&self, path: &str, body: &Value) -> Reply {
@@ -193,21 +177,11 @@ impl TestApp {
     }
 
     pub async fn post_json_as(&self, key: &str, path: &str, body: &Value) -> Reply {
-        self.send(self.client.post(self.url(path)).bearer_auth(key).json(body))
-            .await
+        self.send(self.client.post(self.url(path)).bearer_auth(key).json(body)).await
     }
 
-    pub async fn post_raw(
-        &self,
-        path: &str,
-        content_type: &str,
-        body: impl Into<reqwest::Body>,
-    ) -> Reply {
-        let req = self
-            .client
-            .post(self.url(path))
-            .bearer_auth(&self.api_key)
-            .header("Content-Type", content_type);
+    pub async fn post_raw(&self, path: &str, content_type: &str, body: impl Into<reqwest::Body>) -> Reply {
+        let req = self.client.post(self.url(path)).bearer_auth(&self.api_key).header("Content-Type", content_type);
         self.send(req.body(body)).await
     }
 
@@ -216,8 +190,7 @@ impl TestApp {
     }
 
     pub async fn get_as(&self, key: &str, path: &str) -> Reply {
-        self.send(self.client.get(self.url(path)).bearer_auth(key))
-            .await
+        self.send(self.client.get(self.url(path)).bearer_auth(key)).await
     }
 
     pub async fn create_verification(&self, account: &str, phone: &str, channel: &str) -> Reply {
@@ -226,11 +199,7 @@ impl TestApp {
     }
 
     pub async fn check(&self, id: &str, code: &str) -> Reply {
-        self.post_json(
-            &format!("/v1/verifications/{id}/check"),
-            &serde_json::json!({ "code": code }),
-        )
-        .await
+        self.post_json(&format!("/v1/verifications/{id}/check"), &serde_json::json!({ "code": code })).await
     }
 
     /// The code the mocked Twilio received for `phone` (SMS body or TwiML digits).
@@ -250,49 +219,26 @@ impl TestApp {
         let out = std::fs::File::create(&log).expect("worker log file");
         let err = out.try_clone().expect("worker log file");
         let quoted = |s: &str| format!("\"{s}\"");
-        let twilio = self
-            .config
-            .providers
-            .twilio
-            .as_ref()
-            .expect("twilio configured");
+        let twilio = self.config.providers.twilio.as_ref().expect("twilio configured");
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_verifyd"))
             .arg("worker")
             .env_clear()
-            .env(
-                "RUST_LOG",
-                "debug,hyper=info,hyper_util=info,h2=info,rustls=info",
-            )
+            .env("RUST_LOG", "debug,hyper=info,hyper_util=info,h2=info,rustls=info")
             .env("VERIFYD_DATABASE__URL", &self.config.database.url)
             .env("VERIFYD_DATABASE__MIGRATE_ON_START", "false")
             .env("VERIFYD_AMQP__URL", AMQP_URL)
             .env("VERIFYD_AMQP__PREFIX", quoted(&self.topology.prefix))
             .env("VERIFYD_AMQP__DISPATCH_CONSUMERS", "2")
             .env("VERIFYD_AMQP__RETRY_DELAYS_MS", "[200, 400]")
-            .env(
-                "VERIFYD_SECRETS__CODE_HMAC_KEY",
-                quoted(self.config.secrets.code_hmac_key.expose_secret()),
-            )
-            .env(
-                "VERIFYD_SECRETS__ENCRYPTION_KEY",
-                quoted(self.config.secrets.encryption_key.expose_secret()),
-            )
+            .env("VERIFYD_SECRETS__CODE_HMAC_KEY", quoted(self.config.secrets.code_hmac_key.expose_secret()))
+            .env("VERIFYD_SECRETS__ENCRYPTION_KEY", quoted(self.config.secrets.encryption_key.expose_secret()))
             .env("VERIFYD_VERIFICATION__APP_NAME", "Acme")
             .env("VERIFYD_PROVIDERS__SMS", "[\"twilio\"]")
             .env("VERIFYD_PROVIDERS__VOICE", "[\"twilio\"]")
-            .env(
-                "VERIFYD_PROVIDERS__TWILIO__ACCOUNT_SID",
-                quoted(&twilio.account_sid),
-            )
-            .env(
-                "VERIFYD_PROVIDERS__TWILIO__AUTH_TOKEN",
-                quoted(twilio.auth_token.expose_secret()),
-            )
+            .env("VERIFYD_PROVIDERS__TWILIO__ACCOUNT_SID", quoted(&twilio.account_sid))
+            .env("VERIFYD_PROVIDERS__TWILIO__AUTH_TOKEN", quoted(twilio.auth_token.expose_secret()))
             .env("VERIFYD_PROVIDERS__TWILIO__FROM", quoted(&twilio.from))
-            .env(
-                "VERIFYD_PROVIDERS__TWILIO__BASE_URL",
-                quoted(&twilio.base_url),
-            )
+            .env("VERIFYD_PROVIDERS__TWILIO__BASE_URL", quoted(&twilio.base_url))
             .stdout(out)
             .stderr(err)
             .spawn()
@@ -301,25 +247,14 @@ impl TestApp {
 
         let ch = self.amqp.create_channel().await.expect("channel");
         for _ in 0..200 {
-            let passive = QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            };
-            let queue = self
-                .topology
-                .dispatch_queue(verifyd_providers::domain::Channel::Sms);
-            if let Ok(q) = ch
-                .queue_declare(queue.as_str().into(), passive, FieldTable::default())
-                .await
+            let passive = QueueDeclareOptions { passive: true, ..Default::default() };
+            let queue = self.topology.dispatch_queue(verifyd_providers::domain::Channel::Sms);
+            if let Ok(q) = ch.queue_declare(queue.as_str().into(), passive, FieldTable::default()).await
                 && q.consumer_count() >= 2
             {
                 return log;
             }
-            if let Some(status) = self
-                .children
-                .last_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
+            if let Some(status) = self.children.last_mut().and_then(|c| c.try_wait().ok().flatten()) {
                 let output = std::fs::read_to_string(&log).unwrap_or_default();
                 panic!("verifyd worker exited with {status}:\n{output}");
             }
@@ -328,11 +263,21 @@ impl TestApp {
         panic!("verifyd worker did not attach its consumers within 10 s");
     }
 
+    /// A second `serve` on the same database and queues (its own actors, its own
+    /// in-process limiters); returns its base URL.
+    pub async fn start_another_serve(&mut self) -> String {
+        let mut config = self.config.clone();
+        config.database.migrate_on_start = false;
+        let mut running = app::start(&config, Role::Serve, None).await.expect("second serve starts");
+        let port = running.port.expect("serve listens");
+        actix_rt::spawn(running.server.take().expect("serve has a server"));
+        self.others.push(running);
+        format!("http://127.0.0.1:{port}")
+    }
+
     /// Another tenant with its own key, on the same service.
     pub async fn other_tenant(&self, name: &str) -> String {
-        let (_, key) = verifyd::api_keys::create(&self.pool, name, None)
-            .await
-            .expect("api key");
+        let (_, key) = verifyd::api_keys::create(&self.pool, name, None).await.expect("api key");
         key.expose_secret().to_owned()
     }
 
@@ -343,11 +288,7 @@ impl TestApp {
         let queue = ch
             .queue_declare(
                 "".into(),
-                QueueDeclareOptions {
-                    exclusive: true,
-                    auto_delete: true,
-                    ..Default::default()
-                },
+                QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() },
                 FieldTable::default(),
             )
             .await
@@ -365,23 +306,39 @@ impl TestApp {
         Capture::consume(ch, name).await
     }
 
-    /// A private queue (for `reply_to`) and its name.
+    /// A private queue for `reply_to`, named as verifyd allows
+    /// (`<prefix>reply.<tenant>.<anything>`), and its name.
     pub async fn reply_queue(&self) -> (String, Capture) {
+        let name = format!("{}reply.{}.{}", self.topology.prefix, self.tenant, Uuid::new_v4().simple());
         let ch = self.amqp.create_channel().await.expect("channel");
-        let queue = ch
-            .queue_declare(
-                "".into(),
-                QueueDeclareOptions {
-                    exclusive: true,
-                    auto_delete: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .expect("reply queue");
-        let name = queue.name().as_str().to_owned();
+        ch.queue_declare(
+            name.as_str().into(),
+            QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() },
+            FieldTable::default(),
+        )
+        .await
+        .expect("reply queue");
         (name.clone(), Capture::consume(ch, name).await)
+    }
+
+    /// Waits until the requests queue has nothing ready or unacknowledged.
+    pub async fn requests_drained(&self) {
+        let ch = self.amqp.create_channel().await.expect("channel");
+        for _ in 0..200 {
+            let passive = QueueDeclareOptions { passive: true, ..Default::default() };
+            let q = ch
+                .queue_declare(self.topology.requests_queue().as_str().into(), passive, FieldTable::default())
+                .await
+                .expect("requests queue");
+            // Ready messages are counted; unacknowledged ones are not, so wait
+            // for a quiet moment after the queue empties.
+            if q.message_count() == 0 {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("requests queue did not drain");
     }
 
     /// A copy of everything published to the dispatch exchange.
@@ -390,11 +347,7 @@ impl TestApp {
         let queue = ch
             .queue_declare(
                 "".into(),
-                QueueDeclareOptions {
-                    exclusive: true,
-                    auto_delete: true,
-                    ..Default::default()
-                },
+                QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() },
                 FieldTable::default(),
             )
             .await
@@ -423,9 +376,7 @@ impl TestApp {
     /// Publishes a raw request as a backend would.
     pub async fn publish_request(&self, routing_key: &str, body: &[u8], props: BasicProperties) {
         let ch = self.amqp.create_channel().await.expect("channel");
-        ch.confirm_select(Default::default())
-            .await
-            .expect("confirms");
+        ch.confirm_select(Default::default()).await.expect("confirms");
         ch.basic_publish(
             self.topology.requests_exchange().into(),
             routing_key.into(),
@@ -466,11 +417,7 @@ impl Message {
         verifyd_actors::amqp::header_str(&self.properties, name)
     }
     fn event(&self) -> Option<String> {
-        serde_json::from_slice::<Value>(&self.body)
-            .ok()?
-            .get("event")?
-            .as_str()
-            .map(str::to_owned)
+        serde_json::from_slice::<Value>(&self.body).ok()?.get("event")?.as_str().map(str::to_owned)
     }
 }
 
@@ -480,10 +427,7 @@ impl Capture {
             .basic_consume(
                 queue.as_str().into(),
                 "".into(),
-                BasicConsumeOptions {
-                    no_ack: true,
-                    ..Default::default()
-                },
+                BasicConsumeOptions { no_ack: true, ..Default::default() },
                 FieldTable::default(),
             )
             .await
@@ -501,19 +445,12 @@ impl Capture {
                 }
             }
         });
-        Capture {
-            rx,
-            received: Vec::new(),
-            _channel: ch,
-        }
+        Capture { rx, received: Vec::new(), _channel: ch }
     }
 
     /// The next message to arrive (also kept for `drain`).
     pub async fn next(&mut self, timeout: Duration) -> Option<Message> {
-        let message = tokio::time::timeout(timeout, self.rx.recv())
-            .await
-            .ok()
-            .flatten()?;
+        let message = tokio::time::timeout(timeout, self.rx.recv()).await.ok().flatten()?;
         self.received.push(message.clone());
         Some(message)
     }
@@ -522,11 +459,7 @@ impl Capture {
     pub async fn wait_for_event(&mut self, name: &str, timeout: Duration) -> Value {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            if let Some(found) = self
-                .received
-                .iter()
-                .find(|m| m.event().as_deref() == Some(name))
-            {
+            if let Some(found) = self.received.iter().find(|m| m.event().as_deref() == Some(name)) {
                 return found.json();
             }
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -550,6 +483,7 @@ impl Drop for TestApp {
             let _ = child.kill();
             let _ = child.wait();
         }
+        self.others.clear();
         drop(self.running.take());
         let db_name = self.db_name.clone();
         let mut queues = self.topology.queues();
@@ -557,24 +491,16 @@ impl Drop for TestApp {
         let exchanges = self.topology.exchanges();
         // Teardown runs on its own runtime so it also works while a failed test unwinds.
         let cleanup = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
             rt.block_on(async move {
-                if let Ok(conn) =
-                    Connection::connect(AMQP_URL, ConnectionProperties::default()).await
+                if let Ok(conn) = Connection::connect(AMQP_URL, ConnectionProperties::default()).await
                     && let Ok(ch) = conn.create_channel().await
                 {
                     for q in queues {
-                        let _ = ch
-                            .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
-                            .await;
+                        let _ = ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default()).await;
                     }
                     for e in exchanges {
-                        let _ = ch
-                            .exchange_delete(e.as_str().into(), ExchangeDeleteOptions::default())
-                            .await;
+                        let _ = ch.exchange_delete(e.as_str().into(), ExchangeDeleteOptions::default()).await;
                     }
                     let _ = conn.close(200, "test done".into()).await;
                 }

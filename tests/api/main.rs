@@ -2,6 +2,7 @@
 //! with only the SMS/voice provider (Twilio) mocked by wiremock.
 
 mod amqp_requests;
+mod concurrency;
 mod delivery;
 mod errors;
 mod helpers;

@@ -10,15 +10,7 @@ const PHONE: &str = "+14155552671";
 
 fn wrong(code: &str) -> String {
     // Same length, different digits.
-    code.chars()
-        .map(|c| {
-            if c == '9' {
-                '0'
-            } else {
-                char::from(c as u8 + 1)
-            }
-        })
-        .collect()
+    code.chars().map(|c| if c == '9' { '0' } else { char::from(c as u8 + 1) }).collect()
 }
 
 #[actix_rt::test]
@@ -41,10 +33,7 @@ async fn sms_code_reaches_twilio_and_approves_and_the_phone_becomes_a_factor() {
     assert_eq!(sms[0].to, PHONE);
     assert_eq!(sms[0].from, TWILIO_FROM);
     assert_eq!(sms[0].auth_user, TWILIO_SID);
-    assert_eq!(
-        sms[0].body,
-        format!("Your Acme verification code is {code}. It expires in 10 minutes.")
-    );
+    assert_eq!(sms[0].body, format!("Your Acme verification code is {code}. It expires in 10 minutes."));
     let validity = sms[0].validity_period.expect("ValidityPeriod set");
     assert!((590..=600).contains(&validity), "ValidityPeriod {validity}");
 
@@ -67,12 +56,7 @@ async fn sms_code_reaches_twilio_and_approves_and_the_phone_becomes_a_factor() {
     assert_eq!(again.body["error"], "verification_not_pending");
     assert_eq!(again.body["verification_status"], "approved");
 
-    for name in [
-        "verification.created",
-        "verification.delivered",
-        "verification.approved",
-        "factor.added",
-    ] {
+    for name in ["verification.created", "verification.delivered", "verification.approved", "factor.added"] {
         let event = events.wait_for_event(name, Duration::from_secs(10)).await;
         assert_eq!(event["tenant"], app.tenant.as_str());
         assert_eq!(event["account_id"], "user-1");
@@ -83,10 +67,7 @@ async fn sms_code_reaches_twilio_and_approves_and_the_phone_becomes_a_factor() {
             .await
             .unwrap();
     assert_eq!(attempts.len(), 1);
-    assert_eq!(
-        (attempts[0].0.as_str(), attempts[0].1.as_str()),
-        ("sent", "twilio")
-    );
+    assert_eq!((attempts[0].0.as_str(), attempts[0].1.as_str()), ("sent", "twilio"));
     assert_eq!(attempts[0].2.as_deref(), Some(sms[0].sid.as_str()));
 }
 
@@ -101,17 +82,9 @@ async fn voice_call_speaks_the_digits_twice_and_the_code_approves() {
     let calls = app.twilio.placed_calls().await;
     assert_eq!(calls.len(), 1);
     assert!(app.twilio.sent_sms().await.is_empty());
-    let spaced = code
-        .chars()
-        .map(String::from)
-        .collect::<Vec<_>>()
-        .join(", ");
+    let spaced = code.chars().map(String::from).collect::<Vec<_>>().join(", ");
     let twiml = &calls[0].twiml;
-    assert_eq!(
-        twiml.matches(&spaced).count(),
-        2,
-        "digits read twice: {twiml}"
-    );
+    assert_eq!(twiml.matches(&spaced).count(), 2, "digits read twice: {twiml}");
     assert!(twiml.contains("<Pause length=\"1\"/>"), "{twiml}");
     assert!(twiml.contains("Your Acme verification code is"), "{twiml}");
 
@@ -154,9 +127,7 @@ async fn resend_sends_the_same_code_and_keeps_the_deadline() {
     let id = created.body["id"].as_str().unwrap().to_owned();
     let first = app.code_sent_to(PHONE).await;
 
-    let resent = app
-        .post_json(&format!("/v1/verifications/{id}/resend"), &json!({}))
-        .await;
+    let resent = app.post_json(&format!("/v1/verifications/{id}/resend"), &json!({})).await;
     assert_eq!(resent.status, 202, "{:?}", resent.body);
     assert_eq!(resent.body["sends"], 2);
     assert_eq!(resent.body["expires_at"], created.body["expires_at"]);
@@ -170,17 +141,9 @@ async fn resend_sends_the_same_code_and_keeps_the_deadline() {
     }
     let sms = app.twilio.sent_sms().await;
     assert_eq!(sms.len(), 2);
-    assert!(
-        sms[1].body.contains(&first),
-        "resent SMS carries the same code"
-    );
+    assert!(sms[1].body.contains(&first), "resent SMS carries the same code");
 
-    let by_voice = app
-        .post_json(
-            &format!("/v1/verifications/{id}/resend"),
-            &json!({ "channel": "voice" }),
-        )
-        .await;
+    let by_voice = app.post_json(&format!("/v1/verifications/{id}/resend"), &json!({ "channel": "voice" })).await;
     assert_eq!(by_voice.status, 202);
     assert_eq!(by_voice.body["channel"], "voice");
     for _ in 0..100 {
@@ -190,11 +153,7 @@ async fn resend_sends_the_same_code_and_keeps_the_deadline() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let calls = app.twilio.placed_calls().await;
-    let spaced = first
-        .chars()
-        .map(String::from)
-        .collect::<Vec<_>>()
-        .join(", ");
+    let spaced = first.chars().map(String::from).collect::<Vec<_>>().join(", ");
     assert!(calls[0].twiml.contains(&spaced));
 
     assert_eq!(app.check(&id, &first).await.body["status"], "approved");
@@ -208,26 +167,19 @@ async fn resends_are_throttled_with_retry_after() {
     .await;
     let created = app.create_verification("user-4", PHONE, "sms").await;
     let id = created.body["id"].as_str().unwrap().to_owned();
-    let r = app
-        .post_json(&format!("/v1/verifications/{id}/resend"), &json!({}))
-        .await;
+    let r = app.post_json(&format!("/v1/verifications/{id}/resend"), &json!({})).await;
     assert_eq!(r.status, 429, "{:?}", r.body);
     assert_eq!(r.body["error"], "throttled");
     assert_eq!(r.body["scope"], "verification");
     let retry_after: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
-    assert!(
-        (29..=30).contains(&retry_after),
-        "Retry-After {retry_after}"
-    );
+    assert!((29..=30).contains(&retry_after), "Retry-After {retry_after}");
 }
 
 #[actix_rt::test]
 async fn more_than_five_codes_to_one_phone_in_ten_minutes_are_refused() {
     let app = spawn_app().await;
     for n in 0..5 {
-        let r = app
-            .create_verification(&format!("acct-{n}"), PHONE, "sms")
-            .await;
+        let r = app.create_verification(&format!("acct-{n}"), PHONE, "sms").await;
         assert_eq!(r.status, 201, "send {n}: {:?}", r.body);
     }
     let sixth = app.create_verification("acct-6", PHONE, "sms").await;
@@ -235,27 +187,24 @@ async fn more_than_five_codes_to_one_phone_in_ten_minutes_are_refused() {
     assert_eq!(sixth.body["scope"], "phone");
     assert!(sixth.headers.contains_key("retry-after"));
     // Another number is not affected.
-    assert_eq!(
-        app.create_verification("acct-6", "+14155552672", "sms")
-            .await
-            .status,
-        201
-    );
+    assert_eq!(app.create_verification("acct-6", "+14155552672", "sms").await.status, 201);
 }
 
 #[actix_rt::test]
 async fn an_unchecked_verification_expires_on_its_own() {
-    let app = spawn_app_with(|c| c.verification.ttl_secs = 1).await;
-    let mut events = app
-        .capture_events(&format!("{}.verification.expired", app.tenant))
-        .await;
+    let app = spawn_app().await;
+    let mut events = app.capture_events(&format!("{}.verification.expired", app.tenant)).await;
     let created = app.create_verification("user-5", PHONE, "sms").await;
     let id = created.body["id"].as_str().unwrap().to_owned();
     let code = app.code_sent_to(PHONE).await;
+    // Ten minutes pass: move the deadline instead of waiting.
+    sqlx::query("UPDATE verifications SET expires_at = now() - interval '1 second' WHERE id = $1::uuid")
+        .bind(&id)
+        .execute(&app.pool)
+        .await
+        .unwrap();
 
-    let event = events
-        .wait_for_event("verification.expired", Duration::from_secs(10))
-        .await;
+    let event = events.wait_for_event("verification.expired", Duration::from_secs(10)).await;
     assert_eq!(event["verification_id"], id.as_str());
     let stored: String = sqlx::query_scalar("SELECT status FROM verifications WHERE id = $1::uuid")
         .bind(&id)
@@ -263,10 +212,7 @@ async fn an_unchecked_verification_expires_on_its_own() {
         .await
         .unwrap();
     assert_eq!(stored, "expired");
-    assert_eq!(
-        app.get(&format!("/v1/verifications/{id}")).await.body["status"],
-        "expired"
-    );
+    assert_eq!(app.get(&format!("/v1/verifications/{id}")).await.body["status"], "expired");
     let late = app.check(&id, &code).await;
     assert_eq!(late.status, 409);
     assert_eq!(late.body["verification_status"], "expired");
@@ -275,6 +221,7 @@ async fn an_unchecked_verification_expires_on_its_own() {
 #[actix_rt::test]
 async fn the_same_idempotency_key_gives_the_same_verification_and_one_sms() {
     let app = spawn_app().await;
+    let mut jobs = app.tap_dispatch().await;
     let body = json!({ "account_id": "user-6", "phone": PHONE, "channel": "sms", "idempotency_key": "req-1" });
     let first = app.post_json("/v1/verifications", &body).await;
     let second = app.post_json("/v1/verifications", &body).await;
@@ -282,6 +229,6 @@ async fn the_same_idempotency_key_gives_the_same_verification_and_one_sms() {
     assert_eq!(second.status, 200);
     assert_eq!(first.body["id"], second.body["id"]);
     app.code_sent_to(PHONE).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(jobs.drain(Duration::from_millis(500)).await.len(), 1, "one delivery job");
     assert_eq!(app.twilio.sent_sms().await.len(), 1);
 }
