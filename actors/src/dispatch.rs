@@ -105,26 +105,29 @@ impl Dispatcher {
             }
         };
         // Two copies of one job (a relay republish after a lost confirm, a
-        // redelivery after a crash) must not both reach the provider.
-        let mut conn = self.pool.acquire().await?;
-        match attempts::claim(&mut conn, job.job_id, CLAIM_LEASE).await? {
-            Claim::Acquired => {}
-            Claim::Finished => {
-                tracing::debug!(job_id = %job.job_id, "duplicate of a finished job; dropped");
-                return Ok(());
-            }
-            Claim::HeldElsewhere => {
-                // Look again after the first retry delay: by then the other copy
-                // has finished, or its holder died and the lease ran out.
-                tracing::debug!(job_id = %job.job_id, "job is being delivered elsewhere; deferred");
-                return self.defer(amqp, &job, 0).await;
-            }
-        }
-        drop(conn);
-        let Some(v) = verifications::for_dispatch(&self.pool, job.verification_id).await? else {
+        // redelivery after a crash) must not both reach the provider: claim the
+        // job and read its verification in one statement.
+        let (acquired, v) =
+            verifications::claim_for_dispatch(&self.pool, job.verification_id, job.job_id, CLAIM_LEASE).await?;
+        let Some(v) = v else {
             let reason = format!("verification {} does not exist", job.verification_id);
             return Ok(dead_letter(amqp, &self.topology.dead_letters(), delivery, &reason).await?);
         };
+        if !acquired {
+            let mut conn = self.pool.acquire().await?;
+            match attempts::claim_state(&mut conn, job.job_id).await? {
+                Claim::Finished => {
+                    tracing::debug!(job_id = %job.job_id, "duplicate of a finished job; dropped");
+                    return Ok(());
+                }
+                Claim::HeldElsewhere => {
+                    // Look again after the first retry delay: by then the other copy
+                    // has finished, or its holder died and the lease ran out.
+                    tracing::debug!(job_id = %job.job_id, "job is being delivered elsewhere; deferred");
+                    return self.defer(amqp, &job, 0).await;
+                }
+            }
+        }
         let now = Utc::now();
         let status = v.state.effective_status(now);
         if status != Status::Pending {

@@ -43,9 +43,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let ch = conn.create_channel().await?;
     ch.confirm_select(ConfirmSelectOptions::default()).await?;
 
-    // A private, server-named queue for the replies.
+    // A private queue for the replies. verifyd only replies to queues named
+    // <prefix>reply.<tenant>.<anything> (or amq.rabbitmq.reply-to).
+    let reply_name = format!("{}reply.{}.{}", args.prefix, args.tenant, uuid::Uuid::new_v4().simple());
     let exclusive = QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() };
-    let reply_queue = ch.queue_declare("".into(), exclusive, FieldTable::default()).await?;
+    let reply_queue = ch.queue_declare(reply_name.as_str().into(), exclusive, FieldTable::default()).await?;
     let mut replies = ch
         .basic_consume(
             reply_queue.name().clone(),

@@ -83,38 +83,28 @@ pub async fn record(conn: &mut PgConnection, a: &Attempt<'_>, announce: &[outbox
     Ok(recorded == 1)
 }
 
-/// Who may deliver a job now.
+/// Why a consumer could not claim a job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Claim {
-    /// This consumer holds the job until the lease ends.
-    Acquired,
     /// The job already reached its final outcome: this copy is a duplicate.
     Finished,
     /// Another consumer is delivering it right now.
     HeldElsewhere,
 }
 
-/// Claims a job for `lease`; a claim whose lease ran out (its holder died) is
-/// taken over.
-pub async fn claim(conn: &mut PgConnection, job_id: Uuid, lease: std::time::Duration) -> Result<Claim, sqlx::Error> {
-    let acquired: Option<bool> = sqlx::query_scalar(
-        "INSERT INTO dispatch_claims (job_id, claimed_until) VALUES ($1, now() + make_interval(secs => $2))
-         ON CONFLICT (job_id) DO UPDATE SET claimed_until = EXCLUDED.claimed_until
-            WHERE dispatch_claims.claimed_until < now() AND NOT dispatch_claims.finished
-         RETURNING true",
-    )
-    .bind(job_id)
-    .bind(lease.as_secs_f64())
-    .fetch_optional(&mut *conn)
-    .await?;
-    if acquired.is_some() {
-        return Ok(Claim::Acquired);
-    }
-    let finished: bool = sqlx::query_scalar("SELECT finished FROM dispatch_claims WHERE job_id = $1")
+/// Where a job stands when this consumer could not claim it. Claims are taken
+/// by `verifications::claim_for_dispatch` (with a lease; a claim whose lease ran
+/// out because its holder died is taken over).
+pub async fn claim_state(conn: &mut PgConnection, job_id: Uuid) -> Result<Claim, sqlx::Error> {
+    let finished: Option<bool> = sqlx::query_scalar("SELECT finished FROM dispatch_claims WHERE job_id = $1")
         .bind(job_id)
-        .fetch_one(conn)
+        .fetch_optional(conn)
         .await?;
-    Ok(if finished { Claim::Finished } else { Claim::HeldElsewhere })
+    Ok(match finished {
+        Some(true) => Claim::Finished,
+        // Released a moment ago (its holder sent it to a retry queue): look again later.
+        Some(false) | None => Claim::HeldElsewhere,
+    })
 }
 
 /// Gives a claim up (the job goes to a retry queue and will be claimed again).

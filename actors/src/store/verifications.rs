@@ -93,10 +93,10 @@ impl TryFrom<Row> for Verification {
     }
 }
 
-const SELECT: &str = "SELECT v.id, v.tenant_id, t.name AS tenant_name, v.account_id, v.phone, v.channel,
+const COLUMNS: &str = "v.id, v.tenant_id, t.name AS tenant_name, v.account_id, v.phone, v.channel,
         v.locale, v.status, v.code_mac, v.code_sealed, v.attempts, v.max_attempts, v.sends,
-        v.reply_to, v.correlation_id, v.created_at, v.expires_at, v.last_sent_at, v.completed_at
-    FROM verifications v JOIN tenants t ON t.id = v.tenant_id";
+        v.reply_to, v.correlation_id, v.created_at, v.expires_at, v.last_sent_at, v.completed_at";
+const FROM: &str = "FROM verifications v JOIN tenants t ON t.id = v.tenant_id";
 
 /// The rows of a batch that convert; one corrupt row is logged and skipped
 /// instead of stopping every batch after it.
@@ -172,26 +172,57 @@ pub async fn by_idempotency_key(
     tenant_id: Uuid,
     key: &str,
 ) -> Result<Option<Verification>, StoreError> {
-    let sql = format!("{SELECT} WHERE v.tenant_id = $1 AND v.idempotency_key = $2");
+    let sql = format!("SELECT {COLUMNS} {FROM} WHERE v.tenant_id = $1 AND v.idempotency_key = $2");
     convert(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(tenant_id).bind(key).fetch_optional(conn).await?)
 }
 
 /// Reads one verification of one tenant; another tenant's id reads as absent.
 pub async fn get(pool: &PgPool, tenant_id: Uuid, id: Uuid) -> Result<Option<Verification>, StoreError> {
-    let sql = format!("{SELECT} WHERE v.id = $1 AND v.tenant_id = $2");
+    let sql = format!("SELECT {COLUMNS} {FROM} WHERE v.id = $1 AND v.tenant_id = $2");
     convert(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).bind(tenant_id).fetch_optional(pool).await?)
 }
 
 /// Reads and row-locks one verification of one tenant until the transaction ends.
 pub async fn lock(conn: &mut PgConnection, tenant_id: Uuid, id: Uuid) -> Result<Option<Verification>, StoreError> {
-    let sql = format!("{SELECT} WHERE v.id = $1 AND v.tenant_id = $2 FOR UPDATE OF v");
+    let sql = format!("SELECT {COLUMNS} {FROM} WHERE v.id = $1 AND v.tenant_id = $2 FOR UPDATE OF v");
     convert(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).bind(tenant_id).fetch_optional(conn).await?)
 }
 
-/// For delivery workers, which act on ids from the dispatch queue.
-pub async fn for_dispatch(pool: &PgPool, id: Uuid) -> Result<Option<Verification>, StoreError> {
-    let sql = format!("{SELECT} WHERE v.id = $1");
-    convert(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(pool).await?)
+#[derive(sqlx::FromRow)]
+struct ClaimedRow {
+    #[sqlx(flatten)]
+    row: Row,
+    acquired: bool,
+}
+
+/// For delivery workers: claims the job for `lease` (see `attempts::claim`) and
+/// reads its verification, in one statement. Returns whether the claim was
+/// acquired, and the verification (`None`: it does not exist).
+pub async fn claim_for_dispatch(
+    pool: &PgPool,
+    id: Uuid,
+    job_id: Uuid,
+    lease: std::time::Duration,
+) -> Result<(bool, Option<Verification>), StoreError> {
+    let sql = format!(
+        "WITH claim AS (
+            INSERT INTO dispatch_claims (job_id, claimed_until) VALUES ($2, now() + make_interval(secs => $3))
+            ON CONFLICT (job_id) DO UPDATE SET claimed_until = EXCLUDED.claimed_until
+                WHERE dispatch_claims.claimed_until < now() AND NOT dispatch_claims.finished
+            RETURNING true
+         )
+         SELECT {COLUMNS}, EXISTS (SELECT 1 FROM claim) AS acquired {FROM} WHERE v.id = $1"
+    );
+    let row: Option<ClaimedRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .bind(job_id)
+        .bind(lease.as_secs_f64())
+        .fetch_optional(pool)
+        .await?;
+    match row {
+        None => Ok((false, None)),
+        Some(ClaimedRow { row, acquired }) => Ok((acquired, Some(Verification::try_from(row)?))),
+    }
 }
 
 pub async fn save_check(
@@ -251,7 +282,7 @@ pub async fn expire_due(
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let sql = format!("{SELECT} WHERE v.id = ANY($1)");
+    let sql = format!("SELECT {COLUMNS} {FROM} WHERE v.id = ANY($1)");
     let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(&ids).fetch_all(conn).await?;
     Ok(readable(rows))
 }
@@ -264,7 +295,7 @@ pub async fn unrecorded_approvals(
     limit: i64,
 ) -> Result<Vec<Verification>, StoreError> {
     let sql = format!(
-        "{SELECT} WHERE v.status = 'approved' AND NOT v.factor_recorded AND v.completed_at < $1
+        "SELECT {COLUMNS} {FROM} WHERE v.status = 'approved' AND NOT v.factor_recorded AND v.completed_at < $1
          ORDER BY v.completed_at LIMIT $2"
     );
     let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(before).bind(limit).fetch_all(pool).await?;
