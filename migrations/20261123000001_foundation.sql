@@ -67,14 +67,14 @@ CREATE INDEX sends_pruning ON sends (sent_at);
 
 -- A delivery job is claimed before its provider is called, so two copies of one
 -- job (a relay republish, a redelivery) never both send. A claim whose holder
--- died expires at `claimed_until` and can be taken over.
+-- died expires at `claimed_until` and can be taken over, unless the job reached
+-- a final attempt (delivery_attempts) meanwhile.
 CREATE TABLE dispatch_claims (
     job_id        uuid PRIMARY KEY,
     claimed_until timestamptz NOT NULL,
-    finished      boolean NOT NULL DEFAULT false,
     created_at    timestamptz NOT NULL DEFAULT now()
 );
-CREATE INDEX dispatch_claims_pruning ON dispatch_claims (created_at) WHERE finished;
+CREATE INDEX dispatch_claims_pruning ON dispatch_claims (created_at);
 
 -- Each time dispatch handed a job to a provider (or gave up on it).
 CREATE TABLE delivery_attempts (

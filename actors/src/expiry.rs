@@ -57,7 +57,8 @@ impl Actor for ExpiryActor {
 }
 
 /// Deletes what no limit or duplicate check can need any more: send records
-/// older than the longest throttle window, and claims of jobs finished a day ago.
+/// older than the longest throttle window, and job claims older than a day (any
+/// copy of such a job finds its verification long expired and is skipped).
 /// A bounded batch per tick keeps each statement short.
 pub async fn prune(pool: &PgPool, send_retention: Duration) -> Result<(), StoreError> {
     let now = Utc::now();
@@ -70,7 +71,7 @@ pub async fn prune(pool: &PgPool, send_retention: Duration) -> Result<(), StoreE
     .await?;
     sqlx::query(
         "DELETE FROM dispatch_claims WHERE job_id IN (
-            SELECT job_id FROM dispatch_claims WHERE finished AND created_at < $1 LIMIT 5000)",
+            SELECT job_id FROM dispatch_claims WHERE created_at < $1 LIMIT 5000)",
     )
     .bind(now - chrono::Duration::days(1))
     .execute(pool)

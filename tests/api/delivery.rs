@@ -160,7 +160,9 @@ async fn two_copies_of_one_job_send_one_sms() {
     // Both copies are handled within the first retry delay (200 ms in tests).
     let mut finished = 0i64;
     for _ in 0..100 {
-        finished = sqlx::query_scalar("SELECT count(*) FROM dispatch_claims WHERE job_id = $1 AND finished")
+        finished = sqlx::query_scalar(
+            "SELECT count(*) FROM delivery_attempts WHERE job_id = $1 AND outcome IN ('sent', 'skipped', 'permanent_error')",
+        )
             .bind(job["job_id"].as_str().unwrap().parse::<uuid::Uuid>().unwrap())
             .fetch_one(&app.pool)
             .await

@@ -54,9 +54,6 @@ pub async fn record(conn: &mut PgConnection, a: &Attempt<'_>, announce: &[outbox
             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
             ON CONFLICT (job_id) WHERE outcome IN ('sent', 'permanent_error', 'skipped') DO NOTHING
             RETURNING 1
-         ), done AS (
-            UPDATE dispatch_claims SET finished = true
-            WHERE job_id = $2 AND $8 IN ('sent', 'permanent_error', 'skipped') AND EXISTS (SELECT 1 FROM attempt)
          ), announced AS (
             INSERT INTO outbox (target, routing_key, payload, correlation_id)
             SELECT t.* FROM unnest($11::text[], $12::text[], $13::jsonb[], $14::text[]) AS t
@@ -96,19 +93,20 @@ pub enum Claim {
 /// by `verifications::claim_for_dispatch` (with a lease; a claim whose lease ran
 /// out because its holder died is taken over).
 pub async fn claim_state(conn: &mut PgConnection, job_id: Uuid) -> Result<Claim, sqlx::Error> {
-    let finished: Option<bool> = sqlx::query_scalar("SELECT finished FROM dispatch_claims WHERE job_id = $1")
-        .bind(job_id)
-        .fetch_optional(conn)
-        .await?;
-    Ok(match finished {
-        Some(true) => Claim::Finished,
-        // Released a moment ago (its holder sent it to a retry queue): look again later.
-        Some(false) | None => Claim::HeldElsewhere,
-    })
+    let finished: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM delivery_attempts
+         WHERE job_id = $1 AND outcome IN ('sent', 'permanent_error', 'skipped'))",
+    )
+    .bind(job_id)
+    .fetch_one(conn)
+    .await?;
+    // Not finished: another consumer holds it, or released it a moment ago on
+    // its way to a retry queue. Either way, look again later.
+    Ok(if finished { Claim::Finished } else { Claim::HeldElsewhere })
 }
 
 /// Gives a claim up (the job goes to a retry queue and will be claimed again).
 pub async fn release(conn: &mut PgConnection, job_id: Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM dispatch_claims WHERE job_id = $1 AND NOT finished").bind(job_id).execute(conn).await?;
+    sqlx::query("DELETE FROM dispatch_claims WHERE job_id = $1").bind(job_id).execute(conn).await?;
     Ok(())
 }

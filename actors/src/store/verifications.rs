@@ -208,7 +208,9 @@ pub async fn claim_for_dispatch(
         "WITH claim AS (
             INSERT INTO dispatch_claims (job_id, claimed_until) VALUES ($2, now() + make_interval(secs => $3))
             ON CONFLICT (job_id) DO UPDATE SET claimed_until = EXCLUDED.claimed_until
-                WHERE dispatch_claims.claimed_until < now() AND NOT dispatch_claims.finished
+                WHERE dispatch_claims.claimed_until < now()
+                  AND NOT EXISTS (SELECT 1 FROM delivery_attempts a WHERE a.job_id = EXCLUDED.job_id
+                                  AND a.outcome IN ('sent', 'permanent_error', 'skipped'))
             RETURNING true
          )
          SELECT {COLUMNS}, EXISTS (SELECT 1 FROM claim) AS acquired {FROM} WHERE v.id = $1"
