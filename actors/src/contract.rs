@@ -20,8 +20,9 @@ pub struct DispatchJob {
     pub retry: u32,
 }
 
-/// A verification request published by a backend on the requests exchange, with
-/// the tenant's name as routing key. Fields are raw here and parsed by the intake.
+/// A verification request: the body of `POST /v1/verifications`, and of a message
+/// on the requests exchange (routing key = tenant name). Fields are raw here and
+/// parsed into domain types at the edge.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VerificationRequest {

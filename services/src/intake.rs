@@ -81,17 +81,7 @@ impl Intake {
 
         let parsed = serde_json::from_slice::<VerificationRequest>(&delivery.data)
             .map_err(|e| format!("malformed request: {e}"))
-            .and_then(|r| {
-                NewRequest::parse(
-                    &r.account_id,
-                    &r.phone,
-                    &r.channel,
-                    r.locale.as_deref(),
-                    r.code_length,
-                    r.idempotency_key.or(message_id),
-                )
-                .map_err(|e: ApiError| format!("invalid request: {e}"))
-            });
+            .and_then(|r| NewRequest::parse(r, message_id).map_err(|e: ApiError| format!("invalid request: {e}")));
         let request = match parsed {
             Ok(request) => request,
             Err(reason) => {

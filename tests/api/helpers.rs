@@ -281,9 +281,9 @@ impl TestApp {
         key.expose_secret().to_owned()
     }
 
-    /// A queue bound to the events exchange (all tenants' events with `#`),
-    /// deleted with the test's AMQP connection.
-    pub async fn capture_events(&self, binding: &str) -> Capture {
+    /// A new channel and a server-named queue that lives as long as the test's
+    /// AMQP connection.
+    async fn private_queue(&self) -> (lapin::Channel, String) {
         let ch = self.amqp.create_channel().await.expect("channel");
         let queue = ch
             .queue_declare(
@@ -292,8 +292,15 @@ impl TestApp {
                 FieldTable::default(),
             )
             .await
-            .expect("capture queue");
+            .expect("private queue");
         let name = queue.name().as_str().to_owned();
+        (ch, name)
+    }
+
+    /// A queue bound to the events exchange (all tenants' events with `#`),
+    /// deleted with the test's AMQP connection.
+    pub async fn capture_events(&self, binding: &str) -> Capture {
+        let (ch, name) = self.private_queue().await;
         ch.queue_bind(
             name.as_str().into(),
             self.topology.events_exchange().into(),
@@ -343,16 +350,7 @@ impl TestApp {
 
     /// A copy of everything published to the dispatch exchange.
     pub async fn tap_dispatch(&self) -> Capture {
-        let ch = self.amqp.create_channel().await.expect("channel");
-        let queue = ch
-            .queue_declare(
-                "".into(),
-                QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() },
-                FieldTable::default(),
-            )
-            .await
-            .expect("tap queue");
-        let name = queue.name().as_str().to_owned();
+        let (ch, name) = self.private_queue().await;
         for key in ["sms", "voice"] {
             ch.queue_bind(
                 name.as_str().into(),

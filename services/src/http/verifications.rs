@@ -4,6 +4,7 @@ use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+use verifyd_actors::contract::VerificationRequest;
 use verifyd_actors::ids::AccountId;
 use verifyd_actors::lifecycle::{CheckOutcome, Status};
 use verifyd_actors::store::verifications::{self as store, Verification};
@@ -60,20 +61,6 @@ impl View {
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CreateBody {
-    pub account_id: String,
-    pub phone: String,
-    pub channel: String,
-    #[serde(default)]
-    pub locale: Option<String>,
-    #[serde(default)]
-    pub code_length: Option<u8>,
-    #[serde(default)]
-    pub idempotency_key: Option<String>,
-}
-
 /// A create request parsed into domain types. Shared by HTTP and the AMQP intake.
 pub struct NewRequest {
     pub account_id: AccountId,
@@ -85,24 +72,22 @@ pub struct NewRequest {
 }
 
 impl NewRequest {
-    pub fn parse(
-        account_id: &str,
-        phone: &str,
-        channel: &str,
-        locale: Option<&str>,
-        code_length: Option<u8>,
-        idempotency_key: Option<String>,
-    ) -> Result<Self, ApiError> {
+    /// Parses a request (the same body over HTTP and AMQP); `fallback_key` is the
+    /// `Idempotency-Key` header or the AMQP `message_id`, used when the body has none.
+    pub fn parse(request: VerificationRequest, fallback_key: Option<String>) -> Result<Self, ApiError> {
+        let VerificationRequest { account_id, phone, channel, locale, code_length, idempotency_key } = request;
+        let idempotency_key = idempotency_key.or(fallback_key);
         if let Some(key) = &idempotency_key
             && (key.is_empty() || key.len() > 255)
         {
             return Err(ApiError::field("idempotency_key", "must be 1 to 255 characters"));
         }
         Ok(NewRequest {
-            account_id: AccountId::parse(account_id).map_err(|e| ApiError::field("account_id", e))?,
-            phone: PhoneNumber::parse(phone).map_err(|e| ApiError::field("phone", e))?,
+            account_id: AccountId::parse(&account_id).map_err(|e| ApiError::field("account_id", e))?,
+            phone: PhoneNumber::parse(&phone).map_err(|e| ApiError::field("phone", e))?,
             channel: channel.parse().map_err(|e| ApiError::field("channel", e))?,
             locale: locale
+                .as_deref()
                 .map(Locale::parse)
                 .transpose()
                 .map_err(|e| ApiError::field("locale", e))?
@@ -117,22 +102,14 @@ async fn create(
     state: web::Data<AppState>,
     Caller(tenant): Caller,
     req: actix_web::HttpRequest,
-    body: web::Json<CreateBody>,
+    body: web::Json<VerificationRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = body.into_inner();
     let header_key = req
         .headers()
         .get("Idempotency-Key")
         .map(|v| v.to_str().map(str::to_owned).map_err(|_| ApiError::field("idempotency_key", "header is not text")))
         .transpose()?;
-    let parsed = NewRequest::parse(
-        &body.account_id,
-        &body.phone,
-        &body.channel,
-        body.locale.as_deref(),
-        body.code_length,
-        body.idempotency_key.or(header_key),
-    )?;
+    let parsed = NewRequest::parse(body.into_inner(), header_key)?;
     let now = Utc::now();
     let shard = state.verification()?.pick(&(tenant.id, parsed.account_id.as_str().to_owned()));
     let created = shard
