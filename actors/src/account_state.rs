@@ -24,11 +24,12 @@ pub struct AccountStateActor {
     relay: Addr<OutboxRelay>,
     /// One instance per process re-delivers approvals a crashed process left behind.
     reconcile: Option<Duration>,
+    reconciling: bool,
 }
 
 impl AccountStateActor {
     pub fn new(pool: PgPool, relay: Addr<OutboxRelay>, reconcile: Option<Duration>) -> Self {
-        AccountStateActor { pool, relay, reconcile }
+        AccountStateActor { pool, relay, reconcile, reconciling: false }
     }
 }
 
@@ -38,15 +39,17 @@ impl Actor for AccountStateActor {
     fn started(&mut self, ctx: &mut Self::Context) {
         if let Some(every) = self.reconcile {
             ctx.run_interval(every, |act, ctx| {
+                if act.reconciling {
+                    return;
+                }
+                act.reconciling = true;
                 let (pool, relay) = (act.pool.clone(), act.relay.clone());
-                ctx.spawn(
-                    async move {
-                        if let Err(error) = reconcile(&pool, &relay).await {
-                            tracing::warn!(%error, "account state: reconcile pass failed");
-                        }
+                ctx.spawn(async move { reconcile(&pool, &relay).await }.into_actor(act).map(|result, act, _| {
+                    act.reconciling = false;
+                    if let Err(error) = result {
+                        tracing::warn!(%error, "account state: reconcile pass failed");
                     }
-                    .into_actor(act),
-                );
+                }));
             });
         }
     }
@@ -136,7 +139,10 @@ async fn reconcile(pool: &PgPool, relay: &Addr<OutboxRelay>) -> Result<(), Store
     let now = Utc::now();
     let stale = verifications::unrecorded_approvals(pool, now - TimeDelta::seconds(10), 100).await?;
     for v in stale {
-        record_phone(pool, relay, &v, now).await?;
+        // One failure does not hold up the others; the next pass retries it.
+        if let Err(error) = record_phone(pool, relay, &v, now).await {
+            tracing::warn!(verification_id = %v.id, %error, "factor not recorded; next pass retries");
+        }
     }
     Ok(())
 }

@@ -61,7 +61,7 @@ impl Default for Http {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(default)]
 pub struct Database {
     pub url: String,
@@ -79,7 +79,7 @@ impl Default for Database {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(default)]
 pub struct Amqp {
     pub url: String,
@@ -105,6 +105,41 @@ impl Default for Amqp {
             request_consumers: 2,
             retry_delays_ms: vec![5_000, 30_000, 120_000],
         }
+    }
+}
+
+/// A connection URL with its password replaced, for `Debug`.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{}{user}:<redacted>{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database")
+            .field("url", &redact_url(&self.url))
+            .field("max_connections", &self.max_connections)
+            .field("migrate_on_start", &self.migrate_on_start)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Amqp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Amqp")
+            .field("url", &redact_url(&self.url))
+            .field("prefix", &self.prefix)
+            .field("prefetch", &self.prefetch)
+            .field("dispatch_consumers", &self.dispatch_consumers)
+            .field("request_consumers", &self.request_consumers)
+            .field("retry_delays_ms", &self.retry_delays_ms)
+            .finish()
     }
 }
 
@@ -283,5 +318,23 @@ impl Config {
 
     pub fn retry_delays(&self) -> Vec<Duration> {
         self.amqp.retry_delays_ms.iter().map(|ms| Duration::from_millis(*ms)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_prints_passwords_or_keys() {
+        let mut config =
+            Config::local("postgres://app:pg-secret@db:5432/verifyd", "amqp://svc:mq-secret@mq:5672/%2f", "p.");
+        config.providers.twilio = Some(TwilioConfig::new("AC1", "twilio-token", "+15005550006"));
+        let shown = format!("{config:?}");
+        for secret in ["pg-secret", "mq-secret", "twilio-token"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(shown.contains("postgres://app:<redacted>@db:5432/verifyd"));
+        assert!(!shown.contains(config.secrets.code_hmac_key.expose_secret()));
     }
 }
