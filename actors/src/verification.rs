@@ -84,14 +84,21 @@ impl From<sqlx::Error> for VerificationError {
 #[rtype(result = "Result<Created, VerificationError>")]
 pub struct Create {
     pub tenant: Tenant,
+    pub request: Request,
+    pub reply: Option<ReplyTo>,
+    pub now: DateTime<Utc>,
+}
+
+/// A verification request parsed into domain types, whichever edge it came in by
+/// (HTTP or AMQP).
+#[derive(Debug, Clone)]
+pub struct Request {
     pub account_id: AccountId,
     pub phone: PhoneNumber,
     pub channel: Channel,
     pub locale: Locale,
     pub code_length: Option<CodeLength>,
     pub idempotency_key: Option<String>,
-    pub reply: Option<ReplyTo>,
-    pub now: DateTime<Utc>,
 }
 
 #[derive(Debug)]
@@ -174,7 +181,7 @@ async fn admit(
 /// The answer to a repeated idempotency key: the earlier verification, if the
 /// request is the same one (same phone, same account).
 fn replay(existing: Verification, msg: &Create) -> Result<Created, VerificationError> {
-    if existing.phone.e164() != msg.phone.e164() || existing.account_id != msg.account_id {
+    if existing.phone.e164() != msg.request.phone.e164() || existing.account_id != msg.request.account_id {
         return Err(VerificationError::IdempotencyConflict);
     }
     Ok(Created { verification: existing, replayed: true })
@@ -182,17 +189,17 @@ fn replay(existing: Verification, msg: &Create) -> Result<Created, VerificationE
 
 async fn create(deps: &Deps, mut msg: Create) -> Result<Created, VerificationError> {
     msg.now = stored_precision(msg.now);
-    if let Some(key) = &msg.idempotency_key {
+    if let Some(key) = &msg.request.idempotency_key {
         let mut conn = deps.pool.acquire().await?;
         if let Some(existing) = store::by_idempotency_key(&mut conn, msg.tenant.id, key).await? {
             return replay(existing, &msg);
         }
     }
-    admit(deps, &msg.tenant, &msg.phone, &msg.account_id).await?;
+    admit(deps, &msg.tenant, &msg.request.phone, &msg.request.account_id).await?;
 
     let policy = &deps.policy;
     let id = Uuid::new_v4();
-    let code_length = msg.code_length.unwrap_or(policy.code_length);
+    let code_length = msg.request.code_length.unwrap_or(policy.code_length);
     let code = Code::generate(code_length);
     let code_mac = deps.keys.mac(id, &code);
     let code_sealed = deps.keys.seal(id, &code);
@@ -200,21 +207,22 @@ async fn create(deps: &Deps, mut msg: Create) -> Result<Created, VerificationErr
     let expires_at = msg.now + policy.ttl;
 
     let mut tx = deps.pool.begin().await?;
-    throttle::enforce_in_tx(&mut tx, &deps.limits, msg.tenant.id, &msg.phone, &msg.account_id, msg.now).await??;
+    throttle::enforce_in_tx(&mut tx, &deps.limits, msg.tenant.id, &msg.request.phone, &msg.request.account_id, msg.now)
+        .await??;
     let inserted = store::insert(
         &mut tx,
         &NewVerification {
             id,
             tenant_id: msg.tenant.id,
-            account_id: &msg.account_id,
-            phone: &msg.phone,
-            channel: msg.channel,
-            locale: &msg.locale,
+            account_id: &msg.request.account_id,
+            phone: &msg.request.phone,
+            channel: msg.request.channel,
+            locale: &msg.request.locale,
             code_mac: &code_mac,
             code_sealed: &code_sealed,
             code_length: code_length.get(),
             max_attempts: policy.max_attempts,
-            idempotency_key: msg.idempotency_key.as_deref(),
+            idempotency_key: msg.request.idempotency_key.as_deref(),
             reply: msg.reply.as_ref(),
             now: msg.now,
             expires_at,
@@ -225,7 +233,7 @@ async fn create(deps: &Deps, mut msg: Create) -> Result<Created, VerificationErr
         // Lost a race on the idempotency key: answer with the winner.
         tx.rollback().await?;
         let mut conn = deps.pool.acquire().await?;
-        let key = msg.idempotency_key.as_deref().unwrap_or_default();
+        let key = msg.request.idempotency_key.as_deref().unwrap_or_default();
         let existing =
             store::by_idempotency_key(&mut conn, msg.tenant.id, key).await?.ok_or(VerificationError::NotFound)?;
         return replay(existing, &msg);
@@ -234,10 +242,10 @@ async fn create(deps: &Deps, mut msg: Create) -> Result<Created, VerificationErr
         id,
         tenant_id: msg.tenant.id,
         tenant_name: msg.tenant.name,
-        account_id: msg.account_id,
-        phone: msg.phone,
-        channel: msg.channel,
-        locale: msg.locale,
+        account_id: msg.request.account_id,
+        phone: msg.request.phone,
+        channel: msg.request.channel,
+        locale: msg.request.locale,
         state: State {
             status: Status::Pending,
             attempts: 0,

@@ -22,7 +22,7 @@ use verifyd_actors::store::tenants;
 use verifyd_actors::verification::{Create, VerificationActor, VerificationError};
 
 use crate::http::problem::ApiError;
-use crate::http::verifications::NewRequest;
+use crate::http::verifications::parse_request;
 
 pub struct Intake {
     pub pool: PgPool,
@@ -81,7 +81,7 @@ impl Intake {
 
         let parsed = serde_json::from_slice::<VerificationRequest>(&delivery.data)
             .map_err(|e| format!("malformed request: {e}"))
-            .and_then(|r| NewRequest::parse(r, message_id).map_err(|e: ApiError| format!("invalid request: {e}")));
+            .and_then(|r| parse_request(r, message_id).map_err(|e: ApiError| format!("invalid request: {e}")));
         let request = match parsed {
             Ok(request) => request,
             Err(reason) => {
@@ -93,17 +93,7 @@ impl Intake {
         let account_id = request.account_id.as_str().to_owned();
         let shard = self.verification.pick(&(tenant.id, account_id.clone()));
         let result = shard
-            .send(Create {
-                tenant: tenant.clone(),
-                account_id: request.account_id,
-                phone: request.phone,
-                channel: request.channel,
-                locale: request.locale,
-                code_length: request.code_length,
-                idempotency_key: request.idempotency_key,
-                reply: reply.clone(),
-                now: Utc::now(),
-            })
+            .send(Create { tenant: tenant.clone(), request, reply: reply.clone(), now: Utc::now() })
             .await
             .map_err(|e| IntakeError::Verification(e.into()))?;
         match result {

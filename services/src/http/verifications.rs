@@ -8,7 +8,7 @@ use verifyd_actors::contract::VerificationRequest;
 use verifyd_actors::ids::AccountId;
 use verifyd_actors::lifecycle::{CheckOutcome, Status};
 use verifyd_actors::store::verifications::{self as store, Verification};
-use verifyd_actors::verification::{Check, Create, Resend};
+use verifyd_actors::verification::{Check, Create, Request, Resend};
 use verifyd_providers::domain::{Channel, Code, CodeLength, Locale, PhoneNumber};
 
 use super::AppState;
@@ -61,41 +61,29 @@ impl View {
     }
 }
 
-/// A create request parsed into domain types. Shared by HTTP and the AMQP intake.
-pub struct NewRequest {
-    pub account_id: AccountId,
-    pub phone: PhoneNumber,
-    pub channel: Channel,
-    pub locale: Locale,
-    pub code_length: Option<CodeLength>,
-    pub idempotency_key: Option<String>,
-}
-
-impl NewRequest {
-    /// Parses a request (the same body over HTTP and AMQP); `fallback_key` is the
-    /// `Idempotency-Key` header or the AMQP `message_id`, used when the body has none.
-    pub fn parse(request: VerificationRequest, fallback_key: Option<String>) -> Result<Self, ApiError> {
-        let VerificationRequest { account_id, phone, channel, locale, code_length, idempotency_key } = request;
-        let idempotency_key = idempotency_key.or(fallback_key);
-        if let Some(key) = &idempotency_key
-            && (key.is_empty() || key.len() > 255)
-        {
-            return Err(ApiError::field("idempotency_key", "must be 1 to 255 characters"));
-        }
-        Ok(NewRequest {
-            account_id: AccountId::parse(&account_id).map_err(|e| ApiError::field("account_id", e))?,
-            phone: PhoneNumber::parse(&phone).map_err(|e| ApiError::field("phone", e))?,
-            channel: channel.parse().map_err(|e| ApiError::field("channel", e))?,
-            locale: locale
-                .as_deref()
-                .map(Locale::parse)
-                .transpose()
-                .map_err(|e| ApiError::field("locale", e))?
-                .unwrap_or_default(),
-            code_length: code_length.map(CodeLength::new).transpose().map_err(|e| ApiError::field("code_length", e))?,
-            idempotency_key,
-        })
+/// Parses a request (the same body over HTTP and AMQP); `fallback_key` is the
+/// `Idempotency-Key` header or the AMQP `message_id`, used when the body has none.
+pub fn parse_request(request: VerificationRequest, fallback_key: Option<String>) -> Result<Request, ApiError> {
+    let VerificationRequest { account_id, phone, channel, locale, code_length, idempotency_key } = request;
+    let idempotency_key = idempotency_key.or(fallback_key);
+    if let Some(key) = &idempotency_key
+        && (key.is_empty() || key.len() > 255)
+    {
+        return Err(ApiError::field("idempotency_key", "must be 1 to 255 characters"));
     }
+    Ok(Request {
+        account_id: AccountId::parse(&account_id).map_err(|e| ApiError::field("account_id", e))?,
+        phone: PhoneNumber::parse(&phone).map_err(|e| ApiError::field("phone", e))?,
+        channel: channel.parse().map_err(|e| ApiError::field("channel", e))?,
+        locale: locale
+            .as_deref()
+            .map(Locale::parse)
+            .transpose()
+            .map_err(|e| ApiError::field("locale", e))?
+            .unwrap_or_default(),
+        code_length: code_length.map(CodeLength::new).transpose().map_err(|e| ApiError::field("code_length", e))?,
+        idempotency_key,
+    })
 }
 
 async fn create(
@@ -109,23 +97,11 @@ async fn create(
         .get("Idempotency-Key")
         .map(|v| v.to_str().map(str::to_owned).map_err(|_| ApiError::field("idempotency_key", "header is not text")))
         .transpose()?;
-    let parsed = NewRequest::parse(body.into_inner(), header_key)?;
+    let parsed = parse_request(body.into_inner(), header_key)?;
     let now = Utc::now();
     let shard = state.verification()?.pick(&(tenant.id, parsed.account_id.as_str().to_owned()));
-    let created = shard
-        .send(Create {
-            tenant,
-            account_id: parsed.account_id,
-            phone: parsed.phone,
-            channel: parsed.channel,
-            locale: parsed.locale,
-            code_length: parsed.code_length,
-            idempotency_key: parsed.idempotency_key,
-            reply: None,
-            now,
-        })
-        .await
-        .map_err(ApiError::internal)??;
+    let created =
+        shard.send(Create { tenant, request: parsed, reply: None, now }).await.map_err(ApiError::internal)??;
     let view = View::of(&created.verification, now);
     let mut response = if created.replayed { HttpResponse::Ok() } else { HttpResponse::Created() };
     Ok(response.insert_header(("Location", format!("/v1/verifications/{}", view.id))).json(view))
