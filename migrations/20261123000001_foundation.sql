@@ -93,18 +93,39 @@ CREATE TABLE delivery_attempts (
 CREATE INDEX delivery_attempts_verification ON delivery_attempts (verification_id);
 CREATE UNIQUE INDEX delivery_attempts_job_done ON delivery_attempts (job_id) WHERE outcome IN ('sent', 'permanent_error', 'skipped');
 
--- Second factors, owned by the account-state actor. This issue records verified
--- phones; enrolment of the other kinds grows here.
+-- Second factors, owned by the account-state actor: verified phones (sms,
+-- voice) and authenticator apps (totp). A factor is `pending` until its first
+-- correct code. A TOTP secret is kept only sealed (AES-256-GCM, the factor id as
+-- associated data); `totp_last_step` is the last time step accepted, so a code
+-- is accepted once (RFC 6238 §5.2).
 CREATE TABLE factors (
-    id          uuid PRIMARY KEY,
+    id               uuid PRIMARY KEY,
+    tenant_id        uuid NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+    account_id       text NOT NULL,
+    kind             text NOT NULL CHECK (kind IN ('sms', 'voice', 'totp')),
+    phone            text,
+    label            text,
+    status           text NOT NULL CHECK (status IN ('pending', 'active')),
+    totp_sealed      bytea,
+    totp_last_step   bigint,
+    confirm_attempts integer NOT NULL DEFAULT 0,
+    verified_at      timestamptz,
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    CHECK ((kind = 'totp') = (totp_sealed IS NOT NULL)),
+    CHECK ((kind = 'totp') = (phone IS NULL)),
+    UNIQUE (tenant_id, account_id, kind, phone)
+);
+
+-- Backup codes: one set per account at a time, each code stored as an HMAC under
+-- the server key with the set's id (`generation`), single use (`used_at`).
+CREATE TABLE backup_codes (
     tenant_id   uuid NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
     account_id  text NOT NULL,
-    kind        text NOT NULL CHECK (kind IN ('sms', 'voice')),
-    phone       text NOT NULL,
-    status      text NOT NULL CHECK (status IN ('active')),
-    verified_at timestamptz NOT NULL,
-    created_at  timestamptz NOT NULL DEFAULT now(),
-    UNIQUE (tenant_id, account_id, kind, phone)
+    generation  uuid NOT NULL,
+    code_mac    bytea NOT NULL,
+    used_at     timestamptz,
+    created_at  timestamptz NOT NULL,
+    PRIMARY KEY (tenant_id, account_id, code_mac)
 );
 
 -- Transactional outbox: written in the same transaction as the state it reports,

@@ -3,6 +3,7 @@
 //! actor) and takes delivery reports (from dispatch); enrolment, the login gate,
 //! backup/recovery codes and policy grow here. Sharded by (tenant, account).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -12,24 +13,29 @@ use uuid::Uuid;
 use verifyd_providers::domain::Channel;
 
 use crate::contract::{Event, EventKind};
-use crate::ids::AccountId;
+use crate::ids::{AccountId, Tenant};
+use crate::keys::CodeKeys;
 use crate::outbox;
 use crate::relay::{Kick, OutboxRelay};
 use crate::store::StoreError;
+use crate::store::backup_codes;
 use crate::store::factors::{self, Factor};
 use crate::store::verifications::{self, Verification};
+use crate::totp::{self, Enrolment};
+use verifyd_providers::domain::{Code, CodeLength};
 
 pub struct AccountStateActor {
     pool: PgPool,
     relay: Addr<OutboxRelay>,
+    keys: Arc<CodeKeys>,
     /// One instance per process re-delivers approvals a crashed process left behind.
     reconcile: Option<Duration>,
     reconciling: bool,
 }
 
 impl AccountStateActor {
-    pub fn new(pool: PgPool, relay: Addr<OutboxRelay>, reconcile: Option<Duration>) -> Self {
-        AccountStateActor { pool, relay, reconcile, reconciling: false }
+    pub fn new(pool: PgPool, relay: Addr<OutboxRelay>, keys: Arc<CodeKeys>, reconcile: Option<Duration>) -> Self {
+        AccountStateActor { pool, relay, keys, reconcile, reconciling: false }
     }
 }
 
@@ -145,4 +151,206 @@ async fn reconcile(pool: &PgPool, relay: &Addr<OutboxRelay>) -> Result<(), Store
         }
     }
     Ok(())
+}
+
+/// Why an account-state request was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    #[error("no such factor for this account")]
+    NotFound,
+    #[error("wrong code")]
+    WrongCode { attempts_left: i32 },
+    #[error("too many wrong codes: the enrolment was abandoned; enrol again")]
+    EnrolmentAbandoned,
+    #[error("the factor is already active")]
+    AlreadyActive,
+    #[error("invalid or already used code")]
+    InvalidCode,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Totp(#[from] totp::TotpError),
+    #[error("the stored secret does not open with this key")]
+    Sealed,
+}
+
+impl From<sqlx::Error> for AccountError {
+    fn from(e: sqlx::Error) -> Self {
+        AccountError::Store(StoreError::Db(e))
+    }
+}
+
+/// Wrong confirmation codes allowed before a pending enrolment is dropped.
+const MAX_CONFIRM_ATTEMPTS: i32 = 5;
+/// Codes in a backup set, and their length.
+pub const BACKUP_CODES: usize = 10;
+const BACKUP_CODE_DIGITS: u8 = 8;
+
+/// Starts an authenticator-app enrolment: a pending factor and what the person
+/// needs to add it to the app. The secret is returned only here.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(Factor, Enrolment), AccountError>")]
+pub struct EnrolTotp {
+    pub tenant: Tenant,
+    pub account_id: AccountId,
+    pub label: Option<String>,
+}
+
+/// The first correct code activates a pending authenticator factor.
+#[derive(Message)]
+#[rtype(result = "Result<Factor, AccountError>")]
+pub struct ConfirmTotp {
+    pub tenant: Tenant,
+    pub account_id: AccountId,
+    pub factor_id: Uuid,
+    pub code: String,
+    pub now: DateTime<Utc>,
+}
+
+/// A new set of backup codes; the old set stops working. The caller has checked
+/// that the person's password was verified just now.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Vec<Code>, AccountError>")]
+pub struct GenerateBackupCodes {
+    pub tenant: Tenant,
+    pub account_id: AccountId,
+    pub now: DateTime<Utc>,
+}
+
+/// Uses one backup code; returns how many are left.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<i64, AccountError>")]
+pub struct RedeemBackupCode {
+    pub tenant: Tenant,
+    pub account_id: AccountId,
+    pub code: Code,
+    pub now: DateTime<Utc>,
+}
+
+fn account_event(kind: EventKind, tenant: &Tenant, account_id: &AccountId, now: DateTime<Utc>) -> Event {
+    Event {
+        event_id: Uuid::new_v4(),
+        event: kind,
+        tenant: tenant.name.clone(),
+        occurred_at: now,
+        verification_id: None,
+        account_id: account_id.as_str().to_owned(),
+        to: None,
+        channel: None,
+        status: None,
+        detail: serde_json::Map::new(),
+    }
+}
+
+impl Handler<EnrolTotp> for AccountStateActor {
+    type Result = ResponseFuture<Result<(Factor, Enrolment), AccountError>>;
+
+    fn handle(&mut self, msg: EnrolTotp, _: &mut Self::Context) -> Self::Result {
+        let (pool, keys) = (self.pool.clone(), self.keys.clone());
+        Box::pin(async move {
+            let id = Uuid::new_v4();
+            let secret = totp::new_secret();
+            let label = msg.label.as_deref().unwrap_or(msg.account_id.as_str());
+            let enrolment = totp::enrolment(&secret, &msg.tenant.name, label)?;
+            let sealed = keys.seal_bytes(id, &secret);
+            let mut conn = pool.acquire().await?;
+            let factor =
+                factors::insert_totp(&mut conn, id, msg.tenant.id, &msg.account_id, msg.label.as_deref(), &sealed)
+                    .await?;
+            tracing::info!(tenant = %msg.tenant.name, factor_id = %id, "authenticator enrolment started");
+            Ok((factor, enrolment))
+        })
+    }
+}
+
+impl Handler<ConfirmTotp> for AccountStateActor {
+    type Result = ResponseFuture<Result<Factor, AccountError>>;
+
+    fn handle(&mut self, msg: ConfirmTotp, _: &mut Self::Context) -> Self::Result {
+        let (pool, keys, relay) = (self.pool.clone(), self.keys.clone(), self.relay.clone());
+        Box::pin(async move {
+            let mut tx = pool.begin().await?;
+            let state = factors::lock_totp(&mut tx, msg.tenant.id, &msg.account_id, msg.factor_id)
+                .await?
+                .ok_or(AccountError::NotFound)?;
+            if state.status == "active" {
+                return Err(AccountError::AlreadyActive);
+            }
+            let secret = keys.open_bytes(msg.factor_id, &state.totp_sealed).map_err(|_| AccountError::Sealed)?;
+            let unix = u64::try_from(msg.now.timestamp()).unwrap_or_default();
+            let Some(step) = totp::accept(&secret, &msg.code, unix, state.totp_last_step) else {
+                let attempts = factors::count_wrong_confirmation(&mut tx, msg.factor_id).await?;
+                if attempts >= MAX_CONFIRM_ATTEMPTS {
+                    factors::delete(&mut tx, msg.factor_id).await?;
+                    tx.commit().await?;
+                    return Err(AccountError::EnrolmentAbandoned);
+                }
+                tx.commit().await?;
+                return Err(AccountError::WrongCode { attempts_left: MAX_CONFIRM_ATTEMPTS - attempts });
+            };
+            let factor = factors::accept_totp(&mut tx, msg.factor_id, step, msg.now).await?;
+            let event = account_event(EventKind::FactorAdded, &msg.tenant, &msg.account_id, msg.now)
+                .with("factor_id", factor.id.to_string())
+                .with("factor_kind", "totp");
+            outbox::event(&mut tx, &event, None).await?;
+            tx.commit().await?;
+            relay.do_send(Kick);
+            tracing::info!(tenant = %msg.tenant.name, factor_id = %factor.id, "authenticator factor active");
+            Ok(factor)
+        })
+    }
+}
+
+impl Handler<GenerateBackupCodes> for AccountStateActor {
+    type Result = ResponseFuture<Result<Vec<Code>, AccountError>>;
+
+    fn handle(&mut self, msg: GenerateBackupCodes, _: &mut Self::Context) -> Self::Result {
+        let (pool, keys, relay) = (self.pool.clone(), self.keys.clone(), self.relay.clone());
+        Box::pin(async move {
+            let generation = Uuid::new_v4();
+            let length = CodeLength::new(BACKUP_CODE_DIGITS).unwrap_or_default();
+            let mut codes: Vec<Code> = Vec::with_capacity(BACKUP_CODES);
+            while codes.len() < BACKUP_CODES {
+                let code = Code::generate(length);
+                if !codes.iter().any(|c| c.ct_eq(&code)) {
+                    codes.push(code);
+                }
+            }
+            let macs: Vec<Vec<u8>> = codes.iter().map(|c| keys.mac(generation, c)).collect();
+            let mut tx = pool.begin().await?;
+            backup_codes::replace(&mut tx, msg.tenant.id, &msg.account_id, generation, &macs, msg.now).await?;
+            let event = account_event(EventKind::BackupCodesGenerated, &msg.tenant, &msg.account_id, msg.now)
+                .with("remaining", BACKUP_CODES);
+            outbox::event(&mut tx, &event, None).await?;
+            tx.commit().await?;
+            relay.do_send(Kick);
+            tracing::info!(tenant = %msg.tenant.name, "backup codes generated");
+            Ok(codes)
+        })
+    }
+}
+
+impl Handler<RedeemBackupCode> for AccountStateActor {
+    type Result = ResponseFuture<Result<i64, AccountError>>;
+
+    fn handle(&mut self, msg: RedeemBackupCode, _: &mut Self::Context) -> Self::Result {
+        let (pool, keys, relay) = (self.pool.clone(), self.keys.clone(), self.relay.clone());
+        Box::pin(async move {
+            let generation = backup_codes::generation(&pool, msg.tenant.id, &msg.account_id)
+                .await?
+                .ok_or(AccountError::InvalidCode)?;
+            let mac = keys.mac(generation, &msg.code);
+            drop(msg.code);
+            let mut tx = pool.begin().await?;
+            let remaining = backup_codes::redeem(&mut tx, msg.tenant.id, &msg.account_id, &mac, msg.now)
+                .await?
+                .ok_or(AccountError::InvalidCode)?;
+            let event = account_event(EventKind::BackupCodeUsed, &msg.tenant, &msg.account_id, msg.now)
+                .with("remaining", remaining);
+            outbox::event(&mut tx, &event, None).await?;
+            tx.commit().await?;
+            relay.do_send(Kick);
+            Ok(remaining)
+        })
+    }
 }

@@ -58,6 +58,10 @@ pub enum EventKind {
     Rejected,
     #[serde(rename = "factor.added")]
     FactorAdded,
+    #[serde(rename = "backup_codes.generated")]
+    BackupCodesGenerated,
+    #[serde(rename = "backup_codes.used")]
+    BackupCodeUsed,
 }
 
 impl EventKind {
@@ -72,6 +76,8 @@ impl EventKind {
             EventKind::Expired => "verification.expired",
             EventKind::Rejected => "verification.rejected",
             EventKind::FactorAdded => "factor.added",
+            EventKind::BackupCodesGenerated => "backup_codes.generated",
+            EventKind::BackupCodeUsed => "backup_codes.used",
         }
     }
 }

@@ -71,9 +71,15 @@ impl CodeKeys {
     }
 
     pub fn seal(&self, verification_id: Uuid, code: &Code) -> Vec<u8> {
+        self.seal_bytes(verification_id, code.expose().as_bytes())
+    }
+
+    /// Seals any secret that must be shown or used again (a TOTP secret), bound
+    /// to the id of the row that holds it.
+    pub fn seal_bytes(&self, owner: Uuid, secret: &[u8]) -> Vec<u8> {
         let nonce_bytes: [u8; NONCE_LEN] = rand::rng().random();
         let nonce = Nonce::from(nonce_bytes);
-        let payload = Payload { msg: code.expose().as_bytes(), aad: verification_id.as_bytes() };
+        let payload = Payload { msg: secret, aad: owner.as_bytes() };
         let ciphertext = self
             .cipher
             .encrypt(&nonce, payload)
@@ -85,17 +91,18 @@ impl CodeKeys {
     }
 
     pub fn open(&self, verification_id: Uuid, sealed: &[u8]) -> Result<Code, OpenError> {
+        let plain = self.open_bytes(verification_id, sealed)?;
+        let text = String::from_utf8(plain).map_err(|_| OpenError)?;
+        Code::parse(&text).map_err(|_| OpenError)
+    }
+
+    pub fn open_bytes(&self, owner: Uuid, sealed: &[u8]) -> Result<Vec<u8>, OpenError> {
         if sealed.len() <= NONCE_LEN {
             return Err(OpenError);
         }
         let (nonce_bytes, ciphertext) = sealed.split_at(NONCE_LEN);
         let nonce = Nonce::try_from(nonce_bytes).map_err(|_| OpenError)?;
-        let plain = self
-            .cipher
-            .decrypt(&nonce, Payload { msg: ciphertext, aad: verification_id.as_bytes() })
-            .map_err(|_| OpenError)?;
-        let text = String::from_utf8(plain).map_err(|_| OpenError)?;
-        Code::parse(&text).map_err(|_| OpenError)
+        self.cipher.decrypt(&nonce, Payload { msg: ciphertext, aad: owner.as_bytes() }).map_err(|_| OpenError)
     }
 }
 

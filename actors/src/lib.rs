@@ -20,6 +20,7 @@ pub mod runtime;
 pub mod shards;
 pub mod store;
 pub mod throttle;
+pub mod totp;
 pub mod verification;
 
 /// Migrations of the whole service, embedded in the binary.

@@ -83,7 +83,7 @@ impl Core {
 
         let reconcile = (role == Role::Serve).then_some(settings.reconcile_interval);
         let account_state = Shards::start(settings.shards, |i| {
-            AccountStateActor::new(pool.clone(), relay.clone(), if i == 0 { reconcile } else { None })
+            AccountStateActor::new(pool.clone(), relay.clone(), keys.clone(), if i == 0 { reconcile } else { None })
         });
 
         let dispatcher = Arc::new(Dispatcher {

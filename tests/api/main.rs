@@ -4,6 +4,7 @@
 mod amqp_requests;
 mod concurrency;
 mod delivery;
+mod enrolment;
 mod errors;
 mod helpers;
 mod isolation;

@@ -3,6 +3,7 @@
 //! so a build never needs a database.
 
 pub mod attempts;
+pub mod backup_codes;
 pub mod factors;
 pub mod tenants;
 pub mod verifications;

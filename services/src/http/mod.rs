@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod auth;
+pub mod enrolment;
 pub mod ops;
 pub mod problem;
 pub mod verifications;
@@ -47,6 +48,7 @@ pub fn configure(max_body_bytes: usize) -> impl FnOnce(&mut web::ServiceConfig) 
         cfg.app_data(json).app_data(path);
         verifications::routes(cfg);
         accounts::routes(cfg);
+        enrolment::routes(cfg);
         ops::routes(cfg);
     }
 }

@@ -8,6 +8,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
+use verifyd_actors::account_state::AccountError;
 use verifyd_actors::lifecycle::Status;
 use verifyd_actors::throttle::Throttled;
 use verifyd_actors::verification::VerificationError;
@@ -32,6 +33,14 @@ pub enum ApiError {
     IdempotencyConflict,
     #[error(transparent)]
     Throttled(Throttled),
+    #[error("wrong or already used code")]
+    InvalidCode { attempts_left: Option<i32> },
+    #[error("too many wrong codes: the enrolment was abandoned; enrol again")]
+    EnrolmentAbandoned,
+    #[error("the factor is already active")]
+    AlreadyActive,
+    #[error("this action needs a password check made within the last {0} seconds (password_checked_at)")]
+    FreshPasswordRequired(u64),
     #[error("internal error")]
     Internal(String),
     #[error("service unavailable")]
@@ -58,6 +67,10 @@ impl ApiError {
             ApiError::NotPending(_) => "verification_not_pending",
             ApiError::IdempotencyConflict => "idempotency_conflict",
             ApiError::Throttled(_) => "throttled",
+            ApiError::InvalidCode { .. } => "invalid_code",
+            ApiError::EnrolmentAbandoned => "enrolment_abandoned",
+            ApiError::AlreadyActive => "factor_already_active",
+            ApiError::FreshPasswordRequired(_) => "fresh_password_check_required",
             ApiError::Internal(_) => "internal",
             ApiError::Unavailable => "unavailable",
         }
@@ -74,6 +87,19 @@ impl From<VerificationError> for ApiError {
             VerificationError::Store(e) => ApiError::internal(e),
             // An actor's mailbox is full or closed: the process is overloaded or stopping.
             VerificationError::Mailbox(_) => ApiError::Unavailable,
+        }
+    }
+}
+
+impl From<AccountError> for ApiError {
+    fn from(e: AccountError) -> Self {
+        match e {
+            AccountError::NotFound => ApiError::NotFound,
+            AccountError::WrongCode { attempts_left } => ApiError::InvalidCode { attempts_left: Some(attempts_left) },
+            AccountError::InvalidCode => ApiError::InvalidCode { attempts_left: None },
+            AccountError::EnrolmentAbandoned => ApiError::EnrolmentAbandoned,
+            AccountError::AlreadyActive => ApiError::AlreadyActive,
+            other => ApiError::internal(other),
         }
     }
 }
@@ -99,6 +125,9 @@ impl ResponseError for ApiError {
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::NotPending(_) | ApiError::IdempotencyConflict => StatusCode::CONFLICT,
             ApiError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::InvalidCode { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::EnrolmentAbandoned | ApiError::AlreadyActive => StatusCode::CONFLICT,
+            ApiError::FreshPasswordRequired(_) => StatusCode::FORBIDDEN,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -125,6 +154,7 @@ impl ResponseError for ApiError {
         match self {
             ApiError::InvalidField { field, .. } => body["field"] = json!(field),
             ApiError::NotPending(s) => body["verification_status"] = json!(s.as_str()),
+            ApiError::InvalidCode { attempts_left: Some(left) } => body["attempts_left"] = json!(left),
             ApiError::Throttled(t) => {
                 let secs = retry_after_secs(t.retry_after);
                 body["retry_after"] = json!(secs);

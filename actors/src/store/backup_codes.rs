@@ -1,0 +1,86 @@
+//! The `backup_codes` table: one set per account, each code as an HMAC.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use crate::ids::AccountId;
+
+/// Replaces the account's set (the old codes stop working in the same commit).
+pub async fn replace(
+    conn: &mut PgConnection,
+    tenant_id: Uuid,
+    account_id: &AccountId,
+    generation: Uuid,
+    macs: &[Vec<u8>],
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM backup_codes WHERE tenant_id = $1 AND account_id = $2")
+        .bind(tenant_id)
+        .bind(account_id.as_str())
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(
+        "INSERT INTO backup_codes (tenant_id, account_id, generation, code_mac, created_at)
+         SELECT $1, $2, $3, mac, $5 FROM unnest($4::bytea[]) AS mac",
+    )
+    .bind(tenant_id)
+    .bind(account_id.as_str())
+    .bind(generation)
+    .bind(macs)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The id of the account's current set, if it has one.
+pub async fn generation(pool: &PgPool, tenant_id: Uuid, account_id: &AccountId) -> Result<Option<Uuid>, sqlx::Error> {
+    sqlx::query_scalar("SELECT generation FROM backup_codes WHERE tenant_id = $1 AND account_id = $2 LIMIT 1")
+        .bind(tenant_id)
+        .bind(account_id.as_str())
+        .fetch_optional(pool)
+        .await
+}
+
+/// Marks the code used if it is unused; of two parallel redemptions one wins.
+/// Returns the codes left when it was redeemed, `None` when it was not.
+pub async fn redeem(
+    conn: &mut PgConnection,
+    tenant_id: Uuid,
+    account_id: &AccountId,
+    code_mac: &[u8],
+    now: DateTime<Utc>,
+) -> Result<Option<i64>, sqlx::Error> {
+    let used: Option<bool> = sqlx::query_scalar(
+        "UPDATE backup_codes SET used_at = $4
+         WHERE tenant_id = $1 AND account_id = $2 AND code_mac = $3 AND used_at IS NULL RETURNING true",
+    )
+    .bind(tenant_id)
+    .bind(account_id.as_str())
+    .bind(code_mac)
+    .bind(now)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if used.is_none() {
+        return Ok(None);
+    }
+    let (remaining, _) = status(&mut *conn, tenant_id, account_id).await?;
+    Ok(Some(remaining))
+}
+
+/// (unused codes left, when the set was generated)
+pub async fn status(
+    conn: &mut PgConnection,
+    tenant_id: Uuid,
+    account_id: &AccountId,
+) -> Result<(i64, Option<DateTime<Utc>>), sqlx::Error> {
+    sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE used_at IS NULL), max(created_at) FROM backup_codes
+         WHERE tenant_id = $1 AND account_id = $2",
+    )
+    .bind(tenant_id)
+    .bind(account_id.as_str())
+    .fetch_one(conn)
+    .await
+}

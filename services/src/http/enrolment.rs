@@ -1,0 +1,180 @@
+//! Authenticator-app enrolment and backup codes:
+//! `/v1/accounts/{account_id}/factors/totp`, `/factors/{id}/confirm`,
+//! `/backup-codes` and `/backup-codes/redeem`.
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::json;
+use uuid::Uuid;
+use verifyd_actors::account_state::{ConfirmTotp, EnrolTotp, GenerateBackupCodes, RedeemBackupCode};
+use verifyd_actors::ids::AccountId;
+use verifyd_actors::store::backup_codes;
+use verifyd_providers::domain::Code;
+
+use super::AppState;
+use super::auth::Caller;
+use super::problem::ApiError;
+
+/// How recent the backend's password check must be for backup codes.
+const FRESH_PASSWORD_SECS: u64 = 300;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/v1/accounts/{account_id}/factors/totp").route(web::post().to(enrol_totp)))
+        .service(web::resource("/v1/accounts/{account_id}/factors/{factor_id}/confirm").route(web::post().to(confirm)))
+        .service(
+            web::resource("/v1/accounts/{account_id}/backup-codes")
+                .route(web::post().to(generate_backup_codes))
+                .route(web::get().to(backup_code_status)),
+        )
+        .service(web::resource("/v1/accounts/{account_id}/backup-codes/redeem").route(web::post().to(redeem)));
+}
+
+fn account(raw: &str) -> Result<AccountId, ApiError> {
+    AccountId::parse(raw).map_err(|e| ApiError::field("account_id", e))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnrolBody {
+    #[serde(default)]
+    label: Option<String>,
+}
+
+async fn enrol_totp(
+    state: web::Data<AppState>,
+    Caller(tenant): Caller,
+    path: web::Path<String>,
+    body: web::Json<EnrolBody>,
+) -> Result<HttpResponse, ApiError> {
+    let account_id = account(&path)?;
+    let label = body.into_inner().label;
+    if let Some(l) = &label
+        && (l.is_empty() || l.len() > 128 || l.chars().any(char::is_control))
+    {
+        return Err(ApiError::field("label", "must be 1 to 128 printable characters"));
+    }
+    let shard = state.core.account_state.pick(&(tenant.id, account_id.as_str()));
+    let (factor, enrolment) =
+        shard.send(EnrolTotp { tenant, account_id, label }).await.map_err(|_| ApiError::Unavailable)??;
+    // The only time the secret leaves verifyd: for the person to scan or type.
+    Ok(HttpResponse::Created().insert_header((header::CACHE_CONTROL, "no-store")).json(json!({
+        "factor": factor,
+        "otpauth_uri": enrolment.uri,
+        "key": enrolment.key_grouped,
+        "qr_png_base64": base64::engine::general_purpose::STANDARD.encode(&enrolment.qr_png),
+    })))
+}
+
+/// What the person typed; read as any JSON value and never echoed.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CodeBody {
+    code: serde_json::Value,
+}
+
+fn typed_code(body: &CodeBody) -> Result<&str, ApiError> {
+    match &body.code {
+        serde_json::Value::String(code) => Ok(code.as_str()),
+        _ => Err(ApiError::field("code", "must be a string of digits")),
+    }
+}
+
+async fn confirm(
+    state: web::Data<AppState>,
+    Caller(tenant): Caller,
+    path: web::Path<(String, String)>,
+    body: web::Json<CodeBody>,
+) -> Result<HttpResponse, ApiError> {
+    let (raw_account, raw_factor) = path.into_inner();
+    let account_id = account(&raw_account)?;
+    let factor_id = Uuid::parse_str(&raw_factor).map_err(|_| ApiError::NotFound)?;
+    let code: String = typed_code(&body)?.chars().filter(|c| *c != ' ').collect();
+    let shard = state.core.account_state.pick(&(tenant.id, account_id.as_str()));
+    let factor = shard
+        .send(ConfirmTotp { tenant, account_id, factor_id, code, now: Utc::now() })
+        .await
+        .map_err(|_| ApiError::Unavailable)??;
+    Ok(HttpResponse::Ok().json(json!({ "factor": factor })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GenerateBody {
+    /// When the backend last verified the person's password.
+    password_checked_at: DateTime<Utc>,
+}
+
+async fn generate_backup_codes(
+    state: web::Data<AppState>,
+    Caller(tenant): Caller,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Json<GenerateBody>,
+) -> Result<HttpResponse, ApiError> {
+    let account_id = account(&path)?;
+    let now = Utc::now();
+    let age = now.signed_duration_since(body.password_checked_at);
+    if age.num_seconds() < -5 || age.num_seconds() > i64::try_from(FRESH_PASSWORD_SECS).unwrap_or(i64::MAX) {
+        return Err(ApiError::FreshPasswordRequired(FRESH_PASSWORD_SECS));
+    }
+    let shard = state.core.account_state.pick(&(tenant.id, account_id.as_str()));
+    let codes = shard
+        .send(GenerateBackupCodes { tenant, account_id: account_id.clone(), now })
+        .await
+        .map_err(|_| ApiError::Unavailable)??;
+    let codes: Vec<&str> = codes.iter().map(Code::expose).collect();
+    let wants_text =
+        req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("text/plain"));
+    let mut response = HttpResponse::Created();
+    response.insert_header((header::CACHE_CONTROL, "no-store"));
+    if wants_text {
+        // The downloadable file: a header line, then one code per line.
+        let mut text = format!(
+            "Backup codes for {} (generated {}). Each code works once; keep them somewhere safe.\n",
+            account_id.as_str(),
+            now.format("%Y-%m-%d %H:%M UTC")
+        );
+        for code in &codes {
+            text.push_str(code);
+            text.push('\n');
+        }
+        return Ok(response
+            .content_type("text/plain; charset=utf-8")
+            .insert_header((header::CONTENT_DISPOSITION, "attachment; filename=\"backup-codes.txt\""))
+            .body(text));
+    }
+    Ok(response.json(json!({ "codes": codes, "remaining": codes.len(), "generated_at": now })))
+}
+
+async fn backup_code_status(
+    state: web::Data<AppState>,
+    Caller(tenant): Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let account_id = account(&path)?;
+    let mut conn = state.pool.acquire().await?;
+    let (remaining, generated_at) = backup_codes::status(&mut conn, tenant.id, &account_id).await?;
+    Ok(HttpResponse::Ok().json(json!({ "remaining": remaining, "generated_at": generated_at })))
+}
+
+async fn redeem(
+    state: web::Data<AppState>,
+    Caller(tenant): Caller,
+    path: web::Path<String>,
+    body: web::Json<CodeBody>,
+) -> Result<HttpResponse, ApiError> {
+    let account_id = account(&path)?;
+    let code = Code::parse(typed_code(&body)?).map_err(|e| ApiError::field("code", e))?;
+    if code.len() != 8 {
+        return Err(ApiError::InvalidCode { attempts_left: None });
+    }
+    let shard = state.core.account_state.pick(&(tenant.id, account_id.as_str()));
+    let remaining = shard
+        .send(RedeemBackupCode { tenant, account_id, code, now: Utc::now() })
+        .await
+        .map_err(|_| ApiError::Unavailable)??;
+    Ok(HttpResponse::Ok().json(json!({ "status": "accepted", "remaining": remaining })))
+}

@@ -1,0 +1,167 @@
+//! Authenticator-app enrolment and backup codes, through the HTTP API.
+
+use std::time::Duration;
+
+use base64::Engine;
+use chrono::Utc;
+use futures_util::future::join_all;
+use serde_json::json;
+use totp_rs::Totp;
+
+use crate::helpers::{TestApp, spawn_app};
+
+/// What an authenticator app shows for this `otpauth://` URI right now.
+fn authenticator_code(uri: &str) -> String {
+    Totp::from_url(uri).expect("a valid otpauth URI").generate_current().to_string()
+}
+
+async fn db_dump(app: &TestApp) -> String {
+    let mut dump = String::new();
+    for table in ["factors", "backup_codes", "outbox"] {
+        let sql = format!("SELECT coalesce(string_agg(t::text, E'\\n'), '') FROM \"{table}\" t");
+        let rows: String = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_one(&app.pool).await.unwrap();
+        dump.push_str(&rows);
+    }
+    dump
+}
+
+#[actix_rt::test]
+async fn an_authenticator_app_enrols_from_the_otpauth_uri_and_its_first_code_activates_it() {
+    let app = spawn_app().await;
+    let mut events = app.capture_events(&format!("{}.factor.added", app.tenant)).await;
+
+    let enrolled = app.post_json("/v1/accounts/ada/factors/totp", &json!({ "label": "ada@example.com" })).await;
+    assert_eq!(enrolled.status, 201, "{:?}", enrolled.body);
+    assert_eq!(enrolled.headers["cache-control"], "no-store");
+    let uri = enrolled.body["otpauth_uri"].as_str().unwrap().to_owned();
+    assert!(uri.starts_with(&format!("otpauth://totp/{}:ada%40example.com?", app.tenant)), "{uri}");
+    let key = enrolled.body["key"].as_str().unwrap().to_owned();
+    assert_eq!(key.split(' ').count(), 8, "160 bits = 32 base32 characters, in groups of four: {key}");
+    let png =
+        base64::engine::general_purpose::STANDARD.decode(enrolled.body["qr_png_base64"].as_str().unwrap()).unwrap();
+    assert_eq!(&png[1..4], b"PNG");
+    assert_eq!(enrolled.body["factor"]["status"], "pending");
+    let factor_id = enrolled.body["factor"]["id"].as_str().unwrap().to_owned();
+
+    let listed = app.get("/v1/accounts/ada/factors").await;
+    assert_eq!(listed.body["factors"][0]["status"], "pending");
+    assert!(!listed.body.to_string().contains(&key.replace(' ', "")), "the key is shown only at enrolment");
+
+    let path = format!("/v1/accounts/ada/factors/{factor_id}/confirm");
+    let confirmed = app.post_json(&path, &json!({ "code": authenticator_code(&uri) })).await;
+    assert_eq!(confirmed.status, 200, "{:?}", confirmed.body);
+    assert_eq!(confirmed.body["factor"]["status"], "active");
+    assert_eq!(confirmed.body["factor"]["kind"], "totp");
+    let again = app.post_json(&path, &json!({ "code": authenticator_code(&uri) })).await;
+    assert_eq!(again.status, 409);
+    assert_eq!(again.body["error"], "factor_already_active");
+
+    let event = events.wait_for_event("factor.added", Duration::from_secs(10)).await;
+    assert_eq!(event["factor_kind"], "totp");
+    assert_eq!(event["account_id"], "ada");
+
+    // The secret is nowhere at rest in a readable form.
+    let secret = totp_rs::Secret::try_from_base32(key.replace(' ', "")).unwrap();
+    let dump = db_dump(&app).await;
+    assert!(!dump.contains(&key.replace(' ', "")), "base32 key in the database");
+    assert!(!dump.contains(&hex::encode(secret.as_bytes())), "raw secret in the database");
+}
+
+#[actix_rt::test]
+async fn five_wrong_confirmation_codes_abandon_the_enrolment() {
+    let app = spawn_app().await;
+    let enrolled = app.post_json("/v1/accounts/bob/factors/totp", &json!({})).await;
+    let uri = enrolled.body["otpauth_uri"].as_str().unwrap().to_owned();
+    let factor_id = enrolled.body["factor"]["id"].as_str().unwrap();
+    let path = format!("/v1/accounts/bob/factors/{factor_id}/confirm");
+    let right = authenticator_code(&uri);
+    let wrong: String = right.chars().map(|c| if c == '0' { '1' } else { '0' }).collect();
+
+    for left in (1..=4).rev() {
+        let r = app.post_json(&path, &json!({ "code": wrong })).await;
+        assert_eq!((r.status, r.body["error"].as_str()), (422, Some("invalid_code")));
+        assert_eq!(r.body["attempts_left"], left);
+    }
+    let fifth = app.post_json(&path, &json!({ "code": wrong })).await;
+    assert_eq!((fifth.status, fifth.body["error"].as_str()), (409, Some("enrolment_abandoned")));
+    assert_eq!(app.get("/v1/accounts/bob/factors").await.body["factors"], json!([]));
+    assert_eq!(app.post_json(&path, &json!({ "code": right })).await.status, 404, "the enrolment is gone");
+}
+
+#[actix_rt::test]
+async fn backup_codes_need_a_fresh_password_check_are_shown_once_and_work_once() {
+    let app = spawn_app().await;
+    let mut events = app.capture_events(&format!("{}.backup_codes.*", app.tenant)).await;
+    let stale = json!({ "password_checked_at": Utc::now() - chrono::Duration::minutes(10) });
+    let r = app.post_json("/v1/accounts/cy/backup-codes", &stale).await;
+    assert_eq!((r.status, r.body["error"].as_str()), (403, Some("fresh_password_check_required")));
+
+    let fresh = json!({ "password_checked_at": Utc::now() });
+    let generated = app.post_json("/v1/accounts/cy/backup-codes", &fresh).await;
+    assert_eq!(generated.status, 201, "{:?}", generated.body);
+    let codes: Vec<String> =
+        generated.body["codes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_owned()).collect();
+    assert_eq!(codes.len(), 10);
+    assert!(codes.iter().all(|c| c.len() == 8 && c.bytes().all(|b| b.is_ascii_digit())));
+    let mut distinct = codes.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 10);
+    assert_eq!(app.get("/v1/accounts/cy/backup-codes").await.body["remaining"], 10);
+
+    let app_ref = &app;
+    let redeem = |code: &str| {
+        let body = json!({ "code": code });
+        async move { app_ref.post_json("/v1/accounts/cy/backup-codes/redeem", &body).await }
+    };
+    let used = redeem(&codes[0]).await;
+    assert_eq!((used.status, used.body["remaining"].as_i64()), (200, Some(9)));
+    let reused = redeem(&codes[0]).await;
+    assert_eq!((reused.status, reused.body["error"].as_str()), (422, Some("invalid_code")));
+    assert_eq!(app.get("/v1/accounts/cy/backup-codes").await.body["remaining"], 9);
+    let dump = db_dump(&app).await;
+    for code in &codes {
+        assert!(!dump.contains(code.as_str()), "a backup code in the database");
+    }
+
+    // The download: a header line and one code per line. It is a new set.
+    let response = app
+        .client
+        .post(app.url("/v1/accounts/cy/backup-codes"))
+        .bearer_auth(&app.api_key)
+        .header("Accept", "text/plain")
+        .json(&fresh)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    assert!(response.headers()["content-disposition"].to_str().unwrap().contains("backup-codes.txt"));
+    let text = response.text().await.unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("Backup codes for cy"), "{text}");
+    assert_eq!(lines.len(), 11);
+    assert_eq!(redeem(&codes[1]).await.status, 422, "regenerating invalidates the old set");
+    assert_eq!(redeem(lines[1]).await.status, 200);
+
+    let generated_event = events.wait_for_event("backup_codes.generated", Duration::from_secs(10)).await;
+    assert_eq!(generated_event["remaining"], 10);
+    let used_event = events.wait_for_event("backup_codes.used", Duration::from_secs(10)).await;
+    assert_eq!(used_event["remaining"], 9);
+}
+
+#[actix_rt::test]
+async fn fifty_parallel_uses_of_one_backup_code_succeed_once() {
+    let app = spawn_app().await;
+    let generated = app.post_json("/v1/accounts/dee/backup-codes", &json!({ "password_checked_at": Utc::now() })).await;
+    let code = generated.body["codes"][3].as_str().unwrap().to_owned();
+    let app_ref = &app;
+    let replies = join_all((0..50).map(|_| {
+        let body = json!({ "code": code.clone() });
+        async move { app_ref.post_json("/v1/accounts/dee/backup-codes/redeem", &body).await }
+    }))
+    .await;
+    let accepted = replies.iter().filter(|r| r.status == 200).count();
+    let refused = replies.iter().filter(|r| r.status == 422).count();
+    assert_eq!((accepted, refused), (1, 49));
+    assert_eq!(app.get("/v1/accounts/dee/backup-codes").await.body["remaining"], 9);
+}
