@@ -116,16 +116,18 @@ CREATE TABLE factors (
     UNIQUE (tenant_id, account_id, kind, phone)
 );
 
--- Backup codes: one set per account at a time, each code stored as an HMAC under
--- the server key with the set's id (`generation`), single use (`used_at`).
+-- Backup codes (a set of 10 per account) and the recovery code (one per account):
+-- each stored as an HMAC under the server key with its set's id (`generation`),
+-- single use (`used_at`). A new set of a kind replaces the old one.
 CREATE TABLE backup_codes (
     tenant_id   uuid NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
     account_id  text NOT NULL,
+    kind        text NOT NULL CHECK (kind IN ('backup', 'recovery')),
     generation  uuid NOT NULL,
     code_mac    bytea NOT NULL,
     used_at     timestamptz,
     created_at  timestamptz NOT NULL,
-    PRIMARY KEY (tenant_id, account_id, code_mac)
+    PRIMARY KEY (tenant_id, account_id, kind, code_mac)
 );
 
 -- Transactional outbox: written in the same transaction as the state it reports,

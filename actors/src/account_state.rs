@@ -16,9 +16,10 @@ use crate::contract::{Event, EventKind};
 use crate::ids::{AccountId, Tenant};
 use crate::keys::CodeKeys;
 use crate::outbox;
+use crate::recovery::RecoveryCode;
 use crate::relay::{Kick, OutboxRelay};
 use crate::store::StoreError;
-use crate::store::backup_codes;
+use crate::store::backup_codes::{self, Kind};
 use crate::store::factors::{self, Factor};
 use crate::store::verifications::{self, Verification};
 use crate::totp::{self, Enrolment};
@@ -318,7 +319,8 @@ impl Handler<GenerateBackupCodes> for AccountStateActor {
             }
             let macs: Vec<Vec<u8>> = codes.iter().map(|c| keys.mac(generation, c)).collect();
             let mut tx = pool.begin().await?;
-            backup_codes::replace(&mut tx, msg.tenant.id, &msg.account_id, generation, &macs, msg.now).await?;
+            backup_codes::replace(&mut tx, Kind::Backup, msg.tenant.id, &msg.account_id, generation, &macs, msg.now)
+                .await?;
             let event = account_event(EventKind::BackupCodesGenerated, &msg.tenant, &msg.account_id, msg.now)
                 .with("remaining", BACKUP_CODES);
             outbox::event(&mut tx, &event, None).await?;
@@ -336,13 +338,13 @@ impl Handler<RedeemBackupCode> for AccountStateActor {
     fn handle(&mut self, msg: RedeemBackupCode, _: &mut Self::Context) -> Self::Result {
         let (pool, keys, relay) = (self.pool.clone(), self.keys.clone(), self.relay.clone());
         Box::pin(async move {
-            let generation = backup_codes::generation(&pool, msg.tenant.id, &msg.account_id)
+            let generation = backup_codes::generation(&pool, Kind::Backup, msg.tenant.id, &msg.account_id)
                 .await?
                 .ok_or(AccountError::InvalidCode)?;
             let mac = keys.mac(generation, &msg.code);
             drop(msg.code);
             let mut tx = pool.begin().await?;
-            let remaining = backup_codes::redeem(&mut tx, msg.tenant.id, &msg.account_id, &mac, msg.now)
+            let remaining = backup_codes::redeem(&mut tx, Kind::Backup, msg.tenant.id, &msg.account_id, &mac, msg.now)
                 .await?
                 .ok_or(AccountError::InvalidCode)?;
             let event = account_event(EventKind::BackupCodeUsed, &msg.tenant, &msg.account_id, msg.now)
@@ -351,6 +353,73 @@ impl Handler<RedeemBackupCode> for AccountStateActor {
             tx.commit().await?;
             relay.do_send(Kick);
             Ok(remaining)
+        })
+    }
+}
+
+/// A new recovery code; the old one stops working. The caller has checked that
+/// the person's password was verified just now.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<RecoveryCode, AccountError>")]
+pub struct GenerateRecoveryCode {
+    pub tenant: Tenant,
+    pub account_id: AccountId,
+    pub now: DateTime<Utc>,
+}
+
+/// Uses the recovery code (once).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), AccountError>")]
+pub struct RedeemRecoveryCode {
+    pub tenant: Tenant,
+    pub account_id: AccountId,
+    pub code: RecoveryCode,
+    pub now: DateTime<Utc>,
+}
+
+impl Handler<GenerateRecoveryCode> for AccountStateActor {
+    type Result = ResponseFuture<Result<RecoveryCode, AccountError>>;
+
+    fn handle(&mut self, msg: GenerateRecoveryCode, _: &mut Self::Context) -> Self::Result {
+        let (pool, keys, relay) = (self.pool.clone(), self.keys.clone(), self.relay.clone());
+        Box::pin(async move {
+            let generation = Uuid::new_v4();
+            let code = RecoveryCode::generate();
+            let mac = keys.mac_bytes(generation, code.expose().as_bytes());
+            let mut tx = pool.begin().await?;
+            backup_codes::replace(&mut tx, Kind::Recovery, msg.tenant.id, &msg.account_id, generation, &[mac], msg.now)
+                .await?;
+            let event = account_event(EventKind::RecoveryCodeGenerated, &msg.tenant, &msg.account_id, msg.now);
+            outbox::event(&mut tx, &event, None).await?;
+            tx.commit().await?;
+            relay.do_send(Kick);
+            tracing::info!(tenant = %msg.tenant.name, "recovery code generated");
+            Ok(code)
+        })
+    }
+}
+
+impl Handler<RedeemRecoveryCode> for AccountStateActor {
+    type Result = ResponseFuture<Result<(), AccountError>>;
+
+    fn handle(&mut self, msg: RedeemRecoveryCode, _: &mut Self::Context) -> Self::Result {
+        let (pool, keys, relay) = (self.pool.clone(), self.keys.clone(), self.relay.clone());
+        Box::pin(async move {
+            let generation = backup_codes::generation(&pool, Kind::Recovery, msg.tenant.id, &msg.account_id)
+                .await?
+                .ok_or(AccountError::InvalidCode)?;
+            let mac = keys.mac_bytes(generation, msg.code.expose().as_bytes());
+            drop(msg.code);
+            let mut tx = pool.begin().await?;
+            backup_codes::redeem(&mut tx, Kind::Recovery, msg.tenant.id, &msg.account_id, &mac, msg.now)
+                .await?
+                .ok_or(AccountError::InvalidCode)?;
+            let event = account_event(EventKind::RecoveryCodeUsed, &msg.tenant, &msg.account_id, msg.now);
+            outbox::event(&mut tx, &event, None).await?;
+            tx.commit().await?;
+            relay.do_send(Kick);
+            tracing::info!(tenant = %msg.tenant.name, "recovery code used");
+            Ok(())
         })
     }
 }

@@ -62,6 +62,10 @@ pub enum EventKind {
     BackupCodesGenerated,
     #[serde(rename = "backup_codes.used")]
     BackupCodeUsed,
+    #[serde(rename = "recovery_code.generated")]
+    RecoveryCodeGenerated,
+    #[serde(rename = "recovery_code.used")]
+    RecoveryCodeUsed,
 }
 
 impl EventKind {
@@ -78,6 +82,8 @@ impl EventKind {
             EventKind::FactorAdded => "factor.added",
             EventKind::BackupCodesGenerated => "backup_codes.generated",
             EventKind::BackupCodeUsed => "backup_codes.used",
+            EventKind::RecoveryCodeGenerated => "recovery_code.generated",
+            EventKind::RecoveryCodeUsed => "recovery_code.used",
         }
     }
 }

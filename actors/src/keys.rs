@@ -65,6 +65,15 @@ impl CodeKeys {
         self.hmac(verification_id, code).finalize().into_bytes().to_vec()
     }
 
+    /// The MAC of any secret value, bound to the id of the set it belongs to.
+    pub fn mac_bytes(&self, context: Uuid, secret: &[u8]) -> Vec<u8> {
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.mac_key)
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        mac.update(context.as_bytes());
+        mac.update(secret);
+        mac.finalize().into_bytes().to_vec()
+    }
+
     /// Constant-time comparison of a typed code with the stored MAC.
     pub fn matches(&self, verification_id: Uuid, code: &Code, stored_mac: &[u8]) -> bool {
         self.hmac(verification_id, code).verify_slice(stored_mac).is_ok()

@@ -14,6 +14,7 @@ pub mod ids;
 pub mod keys;
 pub mod lifecycle;
 pub mod outbox;
+pub mod recovery;
 pub mod relay;
 pub mod render;
 pub mod runtime;

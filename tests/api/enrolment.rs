@@ -165,3 +165,40 @@ async fn fifty_parallel_uses_of_one_backup_code_succeed_once() {
     assert_eq!((accepted, refused), (1, 49));
     assert_eq!(app.get("/v1/accounts/dee/backup-codes").await.body["remaining"], 9);
 }
+
+#[actix_rt::test]
+async fn a_recovery_code_works_once_and_dies_when_a_new_one_is_made() {
+    let app = spawn_app().await;
+    let mut events = app.capture_events(&format!("{}.recovery_code.*", app.tenant)).await;
+    let stale = json!({ "password_checked_at": Utc::now() - chrono::Duration::minutes(6) });
+    assert_eq!(app.post_json("/v1/accounts/eve/recovery-code", &stale).await.status, 403);
+
+    let fresh = json!({ "password_checked_at": Utc::now() });
+    let first = app.post_json("/v1/accounts/eve/recovery-code", &fresh).await;
+    assert_eq!(first.status, 201, "{:?}", first.body);
+    let old = first.body["recovery_code"].as_str().unwrap().to_owned();
+    assert_eq!((old.len(), old.matches('-').count()), (19, 3), "{old}");
+
+    // Regenerating kills the old code; the new one works once, typed sloppily.
+    let second = app.post_json("/v1/accounts/eve/recovery-code", &fresh).await;
+    let new = second.body["recovery_code"].as_str().unwrap().to_owned();
+    let redeem = |code: String| {
+        let body = json!({ "code": code });
+        let app = &app;
+        async move { app.post_json("/v1/accounts/eve/recovery-code/redeem", &body).await }
+    };
+    assert_eq!(redeem(old.clone()).await.status, 422, "the old code is dead");
+    let typed = new.to_lowercase().replace('-', " ");
+    assert_eq!(redeem(typed).await.status, 200);
+    let again = redeem(new.clone()).await;
+    assert_eq!((again.status, again.body["error"].as_str()), (422, Some("invalid_code")));
+    assert_eq!(redeem("not a code".into()).await.body["field"], "code");
+
+    let dump = db_dump(&app).await;
+    for code in [&old, &new] {
+        assert!(!dump.contains(&code.replace('-', "")), "a recovery code in the database");
+    }
+    events.wait_for_event("recovery_code.generated", Duration::from_secs(10)).await;
+    let used = events.wait_for_event("recovery_code.used", Duration::from_secs(10)).await;
+    assert_eq!(used["account_id"], "eve");
+}

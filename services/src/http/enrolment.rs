@@ -9,8 +9,11 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
-use verifyd_actors::account_state::{ConfirmTotp, EnrolTotp, GenerateBackupCodes, RedeemBackupCode};
+use verifyd_actors::account_state::{
+    ConfirmTotp, EnrolTotp, GenerateBackupCodes, GenerateRecoveryCode, RedeemBackupCode, RedeemRecoveryCode,
+};
 use verifyd_actors::ids::AccountId;
+use verifyd_actors::recovery::RecoveryCode;
 use verifyd_actors::store::backup_codes;
 use verifyd_providers::domain::Code;
 
@@ -29,7 +32,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route(web::post().to(generate_backup_codes))
                 .route(web::get().to(backup_code_status)),
         )
-        .service(web::resource("/v1/accounts/{account_id}/backup-codes/redeem").route(web::post().to(redeem)));
+        .service(web::resource("/v1/accounts/{account_id}/backup-codes/redeem").route(web::post().to(redeem)))
+        .service(web::resource("/v1/accounts/{account_id}/recovery-code").route(web::post().to(generate_recovery_code)))
+        .service(
+            web::resource("/v1/accounts/{account_id}/recovery-code/redeem").route(web::post().to(redeem_recovery)),
+        );
 }
 
 fn account(raw: &str) -> Result<AccountId, ApiError> {
@@ -107,6 +114,15 @@ struct GenerateBody {
     password_checked_at: DateTime<Utc>,
 }
 
+/// A password check older than five minutes (or in the future) is not fresh.
+fn require_fresh_password(body: &GenerateBody, now: DateTime<Utc>) -> Result<(), ApiError> {
+    let age = now.signed_duration_since(body.password_checked_at).num_seconds();
+    if age < -5 || age > i64::try_from(FRESH_PASSWORD_SECS).unwrap_or(i64::MAX) {
+        return Err(ApiError::FreshPasswordRequired(FRESH_PASSWORD_SECS));
+    }
+    Ok(())
+}
+
 async fn generate_backup_codes(
     state: web::Data<AppState>,
     Caller(tenant): Caller,
@@ -116,10 +132,7 @@ async fn generate_backup_codes(
 ) -> Result<HttpResponse, ApiError> {
     let account_id = account(&path)?;
     let now = Utc::now();
-    let age = now.signed_duration_since(body.password_checked_at);
-    if age.num_seconds() < -5 || age.num_seconds() > i64::try_from(FRESH_PASSWORD_SECS).unwrap_or(i64::MAX) {
-        return Err(ApiError::FreshPasswordRequired(FRESH_PASSWORD_SECS));
-    }
+    require_fresh_password(&body, now)?;
     let shard = state.core.account_state.pick(&(tenant.id, account_id.as_str()));
     let codes = shard
         .send(GenerateBackupCodes { tenant, account_id: account_id.clone(), now })
@@ -156,7 +169,8 @@ async fn backup_code_status(
 ) -> Result<HttpResponse, ApiError> {
     let account_id = account(&path)?;
     let mut conn = state.pool.acquire().await?;
-    let (remaining, generated_at) = backup_codes::status(&mut conn, tenant.id, &account_id).await?;
+    let (remaining, generated_at) =
+        backup_codes::status(&mut conn, backup_codes::Kind::Backup, tenant.id, &account_id).await?;
     Ok(HttpResponse::Ok().json(json!({ "remaining": remaining, "generated_at": generated_at })))
 }
 
@@ -177,4 +191,37 @@ async fn redeem(
         .await
         .map_err(|_| ApiError::Unavailable)??;
     Ok(HttpResponse::Ok().json(json!({ "status": "accepted", "remaining": remaining })))
+}
+
+async fn generate_recovery_code(
+    state: web::Data<AppState>,
+    Caller(tenant): Caller,
+    path: web::Path<String>,
+    body: web::Json<GenerateBody>,
+) -> Result<HttpResponse, ApiError> {
+    let account_id = account(&path)?;
+    let now = Utc::now();
+    require_fresh_password(&body, now)?;
+    let shard = state.core.account_state.pick(&(tenant.id, account_id.as_str()));
+    let code =
+        shard.send(GenerateRecoveryCode { tenant, account_id, now }).await.map_err(|_| ApiError::Unavailable)??;
+    Ok(HttpResponse::Created()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(json!({ "recovery_code": code.grouped(), "generated_at": now })))
+}
+
+async fn redeem_recovery(
+    state: web::Data<AppState>,
+    Caller(tenant): Caller,
+    path: web::Path<String>,
+    body: web::Json<CodeBody>,
+) -> Result<HttpResponse, ApiError> {
+    let account_id = account(&path)?;
+    let code = RecoveryCode::parse(typed_code(&body)?).map_err(|e| ApiError::field("code", e))?;
+    let shard = state.core.account_state.pick(&(tenant.id, account_id.as_str()));
+    shard
+        .send(RedeemRecoveryCode { tenant, account_id, code, now: Utc::now() })
+        .await
+        .map_err(|_| ApiError::Unavailable)??;
+    Ok(HttpResponse::Ok().json(json!({ "status": "accepted" })))
 }
