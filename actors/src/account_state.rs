@@ -306,9 +306,8 @@ impl Handler<GenerateBackupCodes> for AccountStateActor {
     type Result = ResponseFuture<Result<Vec<Code>, AccountError>>;
 
     fn handle(&mut self, msg: GenerateBackupCodes, _: &mut Self::Context) -> Self::Result {
-        let (pool, keys, relay) = (self.pool.clone(), self.keys.clone(), self.relay.clone());
+        let store = self.code_store();
         Box::pin(async move {
-            let generation = Uuid::new_v4();
             let length = CodeLength::new(BACKUP_CODE_DIGITS).unwrap_or_default();
             let mut codes: Vec<Code> = Vec::with_capacity(BACKUP_CODES);
             while codes.len() < BACKUP_CODES {
@@ -317,16 +316,10 @@ impl Handler<GenerateBackupCodes> for AccountStateActor {
                     codes.push(code);
                 }
             }
-            let macs: Vec<Vec<u8>> = codes.iter().map(|c| keys.mac(generation, c)).collect();
-            let mut tx = pool.begin().await?;
-            backup_codes::replace(&mut tx, Kind::Backup, msg.tenant.id, &msg.account_id, generation, &macs, msg.now)
-                .await?;
+            let secrets: Vec<&str> = codes.iter().map(Code::expose).collect();
             let event = account_event(EventKind::BackupCodesGenerated, &msg.tenant, &msg.account_id, msg.now)
                 .with("remaining", BACKUP_CODES);
-            outbox::event(&mut tx, &event, None).await?;
-            tx.commit().await?;
-            relay.do_send(Kick);
-            tracing::info!(tenant = %msg.tenant.name, "backup codes generated");
+            store.replace_codes(Kind::Backup, &msg.tenant, &msg.account_id, &secrets, event, msg.now).await?;
             Ok(codes)
         })
     }
@@ -336,27 +329,13 @@ impl Handler<RedeemBackupCode> for AccountStateActor {
     type Result = ResponseFuture<Result<i64, AccountError>>;
 
     fn handle(&mut self, msg: RedeemBackupCode, _: &mut Self::Context) -> Self::Result {
-        let (pool, keys, relay) = (self.pool.clone(), self.keys.clone(), self.relay.clone());
+        let store = self.code_store();
         Box::pin(async move {
-            let generation = backup_codes::generation(&pool, Kind::Backup, msg.tenant.id, &msg.account_id)
-                .await?
-                .ok_or(AccountError::InvalidCode)?;
-            let mac = keys.mac(generation, &msg.code);
-            drop(msg.code);
-            let mut tx = pool.begin().await?;
-            let remaining = backup_codes::redeem(&mut tx, Kind::Backup, msg.tenant.id, &msg.account_id, &mac, msg.now)
-                .await?
-                .ok_or(AccountError::InvalidCode)?;
-            let event = account_event(EventKind::BackupCodeUsed, &msg.tenant, &msg.account_id, msg.now)
-                .with("remaining", remaining);
-            outbox::event(&mut tx, &event, None).await?;
-            tx.commit().await?;
-            relay.do_send(Kick);
-            Ok(remaining)
+            let (tenant, account_id) = (&msg.tenant, &msg.account_id);
+            store.redeem_code(Kind::Backup, tenant, account_id, msg.code.expose(), msg.now).await
         })
     }
 }
-
 /// A new recovery code; the old one stops working. The caller has checked that
 /// the person's password was verified just now.
 #[derive(Debug, Message)]
@@ -381,19 +360,12 @@ impl Handler<GenerateRecoveryCode> for AccountStateActor {
     type Result = ResponseFuture<Result<RecoveryCode, AccountError>>;
 
     fn handle(&mut self, msg: GenerateRecoveryCode, _: &mut Self::Context) -> Self::Result {
-        let (pool, keys, relay) = (self.pool.clone(), self.keys.clone(), self.relay.clone());
+        let store = self.code_store();
         Box::pin(async move {
-            let generation = Uuid::new_v4();
             let code = RecoveryCode::generate();
-            let mac = keys.mac_bytes(generation, code.expose().as_bytes());
-            let mut tx = pool.begin().await?;
-            backup_codes::replace(&mut tx, Kind::Recovery, msg.tenant.id, &msg.account_id, generation, &[mac], msg.now)
-                .await?;
             let event = account_event(EventKind::RecoveryCodeGenerated, &msg.tenant, &msg.account_id, msg.now);
-            outbox::event(&mut tx, &event, None).await?;
-            tx.commit().await?;
-            relay.do_send(Kick);
-            tracing::info!(tenant = %msg.tenant.name, "recovery code generated");
+            let (tenant, account_id) = (&msg.tenant, &msg.account_id);
+            store.replace_codes(Kind::Recovery, tenant, account_id, &[code.expose()], event, msg.now).await?;
             Ok(code)
         })
     }
@@ -403,23 +375,77 @@ impl Handler<RedeemRecoveryCode> for AccountStateActor {
     type Result = ResponseFuture<Result<(), AccountError>>;
 
     fn handle(&mut self, msg: RedeemRecoveryCode, _: &mut Self::Context) -> Self::Result {
-        let (pool, keys, relay) = (self.pool.clone(), self.keys.clone(), self.relay.clone());
+        let store = self.code_store();
         Box::pin(async move {
-            let generation = backup_codes::generation(&pool, Kind::Recovery, msg.tenant.id, &msg.account_id)
-                .await?
-                .ok_or(AccountError::InvalidCode)?;
-            let mac = keys.mac_bytes(generation, msg.code.expose().as_bytes());
-            drop(msg.code);
-            let mut tx = pool.begin().await?;
-            backup_codes::redeem(&mut tx, Kind::Recovery, msg.tenant.id, &msg.account_id, &mac, msg.now)
-                .await?
-                .ok_or(AccountError::InvalidCode)?;
-            let event = account_event(EventKind::RecoveryCodeUsed, &msg.tenant, &msg.account_id, msg.now);
-            outbox::event(&mut tx, &event, None).await?;
-            tx.commit().await?;
-            relay.do_send(Kick);
-            tracing::info!(tenant = %msg.tenant.name, "recovery code used");
+            let (tenant, account_id) = (&msg.tenant, &msg.account_id);
+            store.redeem_code(Kind::Recovery, tenant, account_id, msg.code.expose(), msg.now).await?;
             Ok(())
         })
+    }
+}
+
+/// What the single-use code handlers work with.
+struct CodeStore {
+    pool: PgPool,
+    keys: Arc<CodeKeys>,
+    relay: Addr<OutboxRelay>,
+}
+
+impl AccountStateActor {
+    fn code_store(&self) -> CodeStore {
+        CodeStore { pool: self.pool.clone(), keys: self.keys.clone(), relay: self.relay.clone() }
+    }
+}
+
+impl CodeStore {
+    /// Stores a new set of one kind (replacing the old set) and announces it.
+    async fn replace_codes(
+        &self,
+        kind: Kind,
+        tenant: &Tenant,
+        account_id: &AccountId,
+        secrets: &[&str],
+        event: Event,
+        now: DateTime<Utc>,
+    ) -> Result<(), AccountError> {
+        let generation = Uuid::new_v4();
+        let macs: Vec<Vec<u8>> = secrets.iter().map(|s| self.keys.mac_bytes(generation, s.as_bytes())).collect();
+        let mut tx = self.pool.begin().await?;
+        backup_codes::replace(&mut tx, kind, tenant.id, account_id, generation, &macs, now).await?;
+        outbox::event(&mut tx, &event, None).await?;
+        tx.commit().await?;
+        self.relay.do_send(Kick);
+        tracing::info!(tenant = %tenant.name, kind = ?kind, "single-use codes generated");
+        Ok(())
+    }
+
+    /// Uses one code of a kind, once; returns how many of the set are left.
+    async fn redeem_code(
+        &self,
+        kind: Kind,
+        tenant: &Tenant,
+        account_id: &AccountId,
+        secret: &str,
+        now: DateTime<Utc>,
+    ) -> Result<i64, AccountError> {
+        let generation = backup_codes::generation(&self.pool, kind, tenant.id, account_id)
+            .await?
+            .ok_or(AccountError::InvalidCode)?;
+        let mac = self.keys.mac_bytes(generation, secret.as_bytes());
+        let mut tx = self.pool.begin().await?;
+        let remaining = backup_codes::redeem(&mut tx, kind, tenant.id, account_id, &mac, now)
+            .await?
+            .ok_or(AccountError::InvalidCode)?;
+        let event = match kind {
+            Kind::Backup => {
+                account_event(EventKind::BackupCodeUsed, tenant, account_id, now).with("remaining", remaining)
+            }
+            Kind::Recovery => account_event(EventKind::RecoveryCodeUsed, tenant, account_id, now),
+        };
+        outbox::event(&mut tx, &event, None).await?;
+        tx.commit().await?;
+        self.relay.do_send(Kick);
+        tracing::info!(tenant = %tenant.name, kind = ?kind, "single-use code redeemed");
+        Ok(remaining)
     }
 }
