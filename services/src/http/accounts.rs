@@ -18,11 +18,10 @@ async fn factors(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let account_id = AccountId::parse(&path).map_err(|e| ApiError::field("account_id", e))?;
-    let shard = state.core.account_state.pick(&(tenant.id, account_id.as_str()));
+    let shard = state.account_state(&tenant, &account_id);
     let factors = shard
         .send(ListFactors { tenant_id: tenant.id, account_id: account_id.clone() })
-        .await
-        .map_err(ApiError::internal)?
+        .await?
         .map_err(ApiError::internal)?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "account_id": account_id, "factors": factors })))
 }

@@ -17,9 +17,9 @@ use verifyd_actors::recovery::RecoveryCode;
 use verifyd_actors::store::backup_codes;
 use verifyd_providers::domain::Code;
 
-use super::AppState;
 use super::auth::Caller;
 use super::problem::ApiError;
+use super::{AppState, CodeBody};
 
 /// How recent the backend's password check must be for backup codes.
 const FRESH_PASSWORD_SECS: u64 = 300;
@@ -63,9 +63,8 @@ async fn enrol_totp(
     {
         return Err(ApiError::field("label", "must be 1 to 128 printable characters"));
     }
-    let shard = state.core.account_state.pick(&(tenant.id, account_id.as_str()));
-    let (factor, enrolment) =
-        shard.send(EnrolTotp { tenant, account_id, label }).await.map_err(|_| ApiError::Unavailable)??;
+    let shard = state.account_state(&tenant, &account_id);
+    let (factor, enrolment) = shard.send(EnrolTotp { tenant, account_id, label }).await??;
     // The only time the secret leaves verifyd: for the person to scan or type.
     Ok(HttpResponse::Created().insert_header((header::CACHE_CONTROL, "no-store")).json(json!({
         "factor": factor,
@@ -73,20 +72,6 @@ async fn enrol_totp(
         "key": enrolment.key_grouped,
         "qr_png_base64": base64::engine::general_purpose::STANDARD.encode(&enrolment.qr_png),
     })))
-}
-
-/// What the person typed; read as any JSON value and never echoed.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CodeBody {
-    code: serde_json::Value,
-}
-
-fn typed_code(body: &CodeBody) -> Result<&str, ApiError> {
-    match &body.code {
-        serde_json::Value::String(code) => Ok(code.as_str()),
-        _ => Err(ApiError::field("code", "must be a string of digits")),
-    }
 }
 
 async fn confirm(
@@ -98,12 +83,9 @@ async fn confirm(
     let (raw_account, raw_factor) = path.into_inner();
     let account_id = account(&raw_account)?;
     let factor_id = Uuid::parse_str(&raw_factor).map_err(|_| ApiError::NotFound)?;
-    let code: String = typed_code(&body)?.chars().filter(|c| *c != ' ').collect();
-    let shard = state.core.account_state.pick(&(tenant.id, account_id.as_str()));
-    let factor = shard
-        .send(ConfirmTotp { tenant, account_id, factor_id, code, now: Utc::now() })
-        .await
-        .map_err(|_| ApiError::Unavailable)??;
+    let code: String = body.typed()?.chars().filter(|c| *c != ' ').collect();
+    let shard = state.account_state(&tenant, &account_id);
+    let factor = shard.send(ConfirmTotp { tenant, account_id, factor_id, code, now: Utc::now() }).await??;
     Ok(HttpResponse::Ok().json(json!({ "factor": factor })))
 }
 
@@ -133,11 +115,8 @@ async fn generate_backup_codes(
     let account_id = account(&path)?;
     let now = Utc::now();
     require_fresh_password(&body, now)?;
-    let shard = state.core.account_state.pick(&(tenant.id, account_id.as_str()));
-    let codes = shard
-        .send(GenerateBackupCodes { tenant, account_id: account_id.clone(), now })
-        .await
-        .map_err(|_| ApiError::Unavailable)??;
+    let shard = state.account_state(&tenant, &account_id);
+    let codes = shard.send(GenerateBackupCodes { tenant, account_id: account_id.clone(), now }).await??;
     let codes: Vec<&str> = codes.iter().map(Code::expose).collect();
     let wants_text =
         req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("text/plain"));
@@ -181,15 +160,12 @@ async fn redeem(
     body: web::Json<CodeBody>,
 ) -> Result<HttpResponse, ApiError> {
     let account_id = account(&path)?;
-    let code = Code::parse(typed_code(&body)?).map_err(|e| ApiError::field("code", e))?;
+    let code = Code::parse(body.typed()?).map_err(|e| ApiError::field("code", e))?;
     if code.len() != 8 {
         return Err(ApiError::InvalidCode { attempts_left: None });
     }
-    let shard = state.core.account_state.pick(&(tenant.id, account_id.as_str()));
-    let remaining = shard
-        .send(RedeemBackupCode { tenant, account_id, code, now: Utc::now() })
-        .await
-        .map_err(|_| ApiError::Unavailable)??;
+    let shard = state.account_state(&tenant, &account_id);
+    let remaining = shard.send(RedeemBackupCode { tenant, account_id, code, now: Utc::now() }).await??;
     Ok(HttpResponse::Ok().json(json!({ "status": "accepted", "remaining": remaining })))
 }
 
@@ -202,9 +178,8 @@ async fn generate_recovery_code(
     let account_id = account(&path)?;
     let now = Utc::now();
     require_fresh_password(&body, now)?;
-    let shard = state.core.account_state.pick(&(tenant.id, account_id.as_str()));
-    let code =
-        shard.send(GenerateRecoveryCode { tenant, account_id, now }).await.map_err(|_| ApiError::Unavailable)??;
+    let shard = state.account_state(&tenant, &account_id);
+    let code = shard.send(GenerateRecoveryCode { tenant, account_id, now }).await??;
     Ok(HttpResponse::Created()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(json!({ "recovery_code": code.grouped(), "generated_at": now })))
@@ -217,11 +192,8 @@ async fn redeem_recovery(
     body: web::Json<CodeBody>,
 ) -> Result<HttpResponse, ApiError> {
     let account_id = account(&path)?;
-    let code = RecoveryCode::parse(typed_code(&body)?).map_err(|e| ApiError::field("code", e))?;
-    let shard = state.core.account_state.pick(&(tenant.id, account_id.as_str()));
-    shard
-        .send(RedeemRecoveryCode { tenant, account_id, code, now: Utc::now() })
-        .await
-        .map_err(|_| ApiError::Unavailable)??;
+    let code = RecoveryCode::parse(body.typed()?).map_err(|e| ApiError::field("code", e))?;
+    let shard = state.account_state(&tenant, &account_id);
+    shard.send(RedeemRecoveryCode { tenant, account_id, code, now: Utc::now() }).await??;
     Ok(HttpResponse::Ok().json(json!({ "status": "accepted" })))
 }

@@ -10,9 +10,13 @@ pub mod verifications;
 
 use std::sync::Arc;
 
+use actix::Addr;
 use actix_web::web;
 use metrics_exporter_prometheus::PrometheusHandle;
+use serde::Deserialize;
 use sqlx::PgPool;
+use verifyd_actors::account_state::AccountStateActor;
+use verifyd_actors::ids::{AccountId, Tenant};
 use verifyd_actors::runtime::Core;
 use verifyd_actors::shards::Shards;
 use verifyd_actors::verification::VerificationActor;
@@ -30,6 +34,31 @@ pub struct AppState {
 impl AppState {
     pub fn verification(&self) -> Result<&Shards<VerificationActor>, ApiError> {
         self.core.verification.as_ref().ok_or(ApiError::Unavailable)
+    }
+
+    /// The account-state shard that owns this tenant's account.
+    pub fn account_state(&self, tenant: &Tenant, account_id: &AccountId) -> &Addr<AccountStateActor> {
+        self.core.account_state.pick(&(tenant.id, account_id.as_str()))
+    }
+}
+
+/// A body carrying what a person typed (a verification code, an authenticator
+/// code, a backup or recovery code). It is read as any JSON value, so a
+/// malformed one (a number, say) is refused with a fixed message instead of the
+/// JSON parser's error text, which quotes the value; no `Debug`, so it cannot
+/// reach a log line.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CodeBody {
+    code: serde_json::Value,
+}
+
+impl CodeBody {
+    pub fn typed(&self) -> Result<&str, ApiError> {
+        match &self.code {
+            serde_json::Value::String(code) => Ok(code.as_str()),
+            _ => Err(ApiError::field("code", "must be a string")),
+        }
     }
 }
 

@@ -85,8 +85,7 @@ impl From<VerificationError> for ApiError {
             VerificationError::NotPending(s) => ApiError::NotPending(s),
             VerificationError::IdempotencyConflict => ApiError::IdempotencyConflict,
             VerificationError::Store(e) => ApiError::internal(e),
-            // An actor's mailbox is full or closed: the process is overloaded or stopping.
-            VerificationError::Mailbox(_) => ApiError::Unavailable,
+            VerificationError::Mailbox(e) => e.into(),
         }
     }
 }
@@ -101,6 +100,13 @@ impl From<AccountError> for ApiError {
             AccountError::AlreadyActive => ApiError::AlreadyActive,
             other => ApiError::internal(other),
         }
+    }
+}
+
+/// An actor's mailbox is full or closed: the process is overloaded or stopping.
+impl From<actix::MailboxError> for ApiError {
+    fn from(_: actix::MailboxError) -> Self {
+        ApiError::Unavailable
     }
 }
 

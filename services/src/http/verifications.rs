@@ -11,9 +11,9 @@ use verifyd_actors::store::verifications::{self as store, Verification};
 use verifyd_actors::verification::{Check, Create, Request, Resend};
 use verifyd_providers::domain::{Channel, Code, CodeLength, Locale, PhoneNumber};
 
-use super::AppState;
 use super::auth::Caller;
 use super::problem::ApiError;
+use super::{AppState, CodeBody};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/v1/verifications").route(web::post().to(create)))
@@ -100,8 +100,7 @@ async fn create(
     let parsed = parse_request(body.into_inner(), header_key)?;
     let now = Utc::now();
     let shard = state.verification()?.pick(&(tenant.id, parsed.account_id.as_str().to_owned()));
-    let created =
-        shard.send(Create { tenant, request: parsed, reply: None, now }).await.map_err(ApiError::internal)??;
+    let created = shard.send(Create { tenant, request: parsed, reply: None, now }).await??;
     let view = View::of(&created.verification, now);
     let mut response = if created.replayed { HttpResponse::Ok() } else { HttpResponse::Created() };
     Ok(response.insert_header(("Location", format!("/v1/verifications/{}", view.id))).json(view))
@@ -122,29 +121,17 @@ async fn get(
     Ok(HttpResponse::Ok().json(View::of(&v, Utc::now())))
 }
 
-/// What the person typed. Read as any JSON value so a malformed one (a number,
-/// say) is refused here with a fixed message, never echoed back by the JSON
-/// parser's error text; no `Debug`, so it cannot reach a log line.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CheckBody {
-    code: serde_json::Value,
-}
-
 async fn check(
     state: web::Data<AppState>,
     Caller(tenant): Caller,
     path: web::Path<String>,
-    body: web::Json<CheckBody>,
+    body: web::Json<CodeBody>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&path)?;
-    let code = match &body.code {
-        serde_json::Value::String(typed) => Code::parse(typed).map_err(|e| ApiError::field("code", e))?,
-        _ => return Err(ApiError::field("code", "must be a string of digits")),
-    };
+    let code = Code::parse(body.typed()?).map_err(|e| ApiError::field("code", e))?;
     let now = Utc::now();
     let shard = state.verification()?.pick(&id);
-    let checked = shard.send(Check { tenant, id, code, now }).await.map_err(ApiError::internal)??;
+    let checked = shard.send(Check { tenant, id, code, now }).await??;
     if let CheckOutcome::NotPending(status) = checked.outcome {
         return Err(ApiError::NotPending(status));
     }
@@ -174,6 +161,6 @@ async fn resend(
     let channel = body.channel.map(|c| c.parse::<Channel>()).transpose().map_err(|e| ApiError::field("channel", e))?;
     let now = Utc::now();
     let shard = state.verification()?.pick(&id);
-    let v = shard.send(Resend { tenant, id, channel, now }).await.map_err(ApiError::internal)??;
+    let v = shard.send(Resend { tenant, id, channel, now }).await??;
     Ok(HttpResponse::Accepted().json(View::of(&v, now)))
 }
