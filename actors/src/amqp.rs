@@ -16,7 +16,7 @@
 use std::time::Duration;
 
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
-use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel as AmqpChannel, ExchangeKind};
 use verifyd_providers::domain::Channel;
 
@@ -92,6 +92,18 @@ impl Topology {
         Ok(out)
     }
 
+    /// Deletes every queue and exchange of this prefix (test and benchmark
+    /// teardown; an operator retiring an environment). Errors are ignored: what
+    /// is already gone stays gone.
+    pub async fn delete(&self, ch: &AmqpChannel) {
+        for queue in self.queues() {
+            let _ = ch.queue_delete(queue.as_str().into(), Default::default()).await;
+        }
+        for exchange in self.exchanges() {
+            let _ = ch.exchange_delete(exchange.as_str().into(), Default::default()).await;
+        }
+    }
+
     /// Declares everything (idempotent; every process does it on start).
     pub async fn declare(&self, ch: &AmqpChannel) -> Result<(), lapin::Error> {
         let durable = ExchangeDeclareOptions { durable: true, ..Default::default() };
@@ -135,10 +147,6 @@ impl Topology {
 
 pub fn long_string(s: &str) -> AMQPValue {
     AMQPValue::LongString(s.into())
-}
-
-pub fn short(s: &str) -> ShortString {
-    s.into()
 }
 
 fn quorum() -> FieldTable {

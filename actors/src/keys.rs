@@ -52,31 +52,29 @@ impl CodeKeys {
         Ok(CodeKeys { mac_key: mac_key.to_vec(), cipher })
     }
 
-    fn hmac(&self, verification_id: Uuid, code: &Code) -> Hmac<Sha256> {
+    /// HMAC-SHA256 over (context id, secret): the id binds a MAC to its
+    /// verification or code set, so equal codes elsewhere give other MACs.
+    fn hmac(&self, context: Uuid, secret: &[u8]) -> Hmac<Sha256> {
         // new_from_slice accepts any key length for HMAC; 32 bytes checked in `new`.
-        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.mac_key)
-            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-        mac.update(verification_id.as_bytes());
-        mac.update(code.expose().as_bytes());
-        mac
-    }
-
-    pub fn mac(&self, verification_id: Uuid, code: &Code) -> Vec<u8> {
-        self.hmac(verification_id, code).finalize().into_bytes().to_vec()
-    }
-
-    /// The MAC of any secret value, bound to the id of the set it belongs to.
-    pub fn mac_bytes(&self, context: Uuid, secret: &[u8]) -> Vec<u8> {
         let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.mac_key)
             .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
         mac.update(context.as_bytes());
         mac.update(secret);
-        mac.finalize().into_bytes().to_vec()
+        mac
+    }
+
+    pub fn mac(&self, verification_id: Uuid, code: &Code) -> Vec<u8> {
+        self.mac_bytes(verification_id, code.expose().as_bytes())
+    }
+
+    /// The MAC of any secret value, bound to the id of the set it belongs to.
+    pub fn mac_bytes(&self, context: Uuid, secret: &[u8]) -> Vec<u8> {
+        self.hmac(context, secret).finalize().into_bytes().to_vec()
     }
 
     /// Constant-time comparison of a typed code with the stored MAC.
     pub fn matches(&self, verification_id: Uuid, code: &Code, stored_mac: &[u8]) -> bool {
-        self.hmac(verification_id, code).verify_slice(stored_mac).is_ok()
+        self.hmac(verification_id, code.expose().as_bytes()).verify_slice(stored_mac).is_ok()
     }
 
     pub fn seal(&self, verification_id: Uuid, code: &Code) -> Vec<u8> {

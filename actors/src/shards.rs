@@ -47,16 +47,4 @@ impl<A: Actor> Shards<A> {
         let index = (h.finish() % self.addrs.len() as u64) as usize;
         &self.addrs[index]
     }
-
-    pub fn first(&self) -> &Addr<A> {
-        &self.addrs[0]
-    }
-
-    pub fn len(&self) -> usize {
-        self.addrs.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.addrs.is_empty()
-    }
 }

@@ -71,7 +71,6 @@ pub struct Throttled {
 
 /// The in-process limiters; lock-free and shared by every throttle shard.
 pub struct Limiters {
-    limits: Limits,
     per_phone: DefaultKeyedRateLimiter<(Uuid, String)>,
     per_account: DefaultKeyedRateLimiter<(Uuid, String)>,
 }
@@ -79,14 +78,9 @@ pub struct Limiters {
 impl Limiters {
     pub fn new(limits: Limits) -> Self {
         Limiters {
-            limits,
             per_phone: RateLimiter::keyed(limits.per_phone.quota()),
             per_account: RateLimiter::keyed(limits.per_account.quota()),
         }
-    }
-
-    pub fn limits(&self) -> Limits {
-        self.limits
     }
 
     fn check(&self, tenant: Uuid, phone: &PhoneNumber, account: &AccountId) -> Result<(), Throttled> {

@@ -277,12 +277,7 @@ async fn run_verifyd(args: &Args, consumers: usize, mock_url: &str, received: &R
     if let Ok(conn) = app::rabbitmq(&config).await
         && let Ok(ch) = conn.create_channel().await
     {
-        for q in topology.queues() {
-            let _ = ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default()).await;
-        }
-        for e in topology.exchanges() {
-            let _ = ch.exchange_delete(e.as_str().into(), Default::default()).await;
-        }
+        topology.delete(&ch).await;
     }
     drop_database(&args.database_url, &db).await;
     result

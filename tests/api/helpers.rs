@@ -8,10 +8,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use lapin::options::{
-    BasicConsumeOptions, BasicPublishOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
-    QueueDeleteOptions,
-};
+use lapin::options::{BasicConsumeOptions, BasicPublishOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use secrecy::ExposeSecret;
@@ -484,9 +481,7 @@ impl Drop for TestApp {
         self.others.clear();
         drop(self.running.take());
         let db_name = self.db_name.clone();
-        let mut queues = self.topology.queues();
-        queues.sort();
-        let exchanges = self.topology.exchanges();
+        let topology = self.topology.clone();
         // Teardown runs on its own runtime so it also works while a failed test unwinds.
         let cleanup = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
@@ -494,12 +489,7 @@ impl Drop for TestApp {
                 if let Ok(conn) = Connection::connect(AMQP_URL, ConnectionProperties::default()).await
                     && let Ok(ch) = conn.create_channel().await
                 {
-                    for q in queues {
-                        let _ = ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default()).await;
-                    }
-                    for e in exchanges {
-                        let _ = ch.exchange_delete(e.as_str().into(), ExchangeDeleteOptions::default()).await;
-                    }
+                    topology.delete(&ch).await;
                     let _ = conn.close(200, "test done".into()).await;
                 }
                 if let Ok(pool) = sqlx::PgPool::connect(PG_ADMIN_URL).await {
