@@ -15,6 +15,9 @@ use crate::store::StoreError;
 use crate::store::verifications;
 
 const BATCH: i64 = 500;
+/// Pruning old send records and job claims is housekeeping: once a minute is
+/// plenty, and it keeps two DELETEs per second per process off the database.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
 pub struct ExpiryActor {
     pool: PgPool,
@@ -23,11 +26,12 @@ pub struct ExpiryActor {
     /// How long send records are kept: the longest throttle window.
     send_retention: Duration,
     sweeping: bool,
+    last_prune: Option<std::time::Instant>,
 }
 
 impl ExpiryActor {
     pub fn new(pool: PgPool, relay: Addr<OutboxRelay>, interval: Duration, send_retention: Duration) -> Self {
-        ExpiryActor { pool, relay, interval, send_retention, sweeping: false }
+        ExpiryActor { pool, relay, interval, send_retention, sweeping: false, last_prune: None }
     }
 }
 
@@ -40,10 +44,16 @@ impl Actor for ExpiryActor {
                 return;
             }
             act.sweeping = true;
+            let due = act.last_prune.is_none_or(|at| at.elapsed() >= PRUNE_EVERY);
+            if due {
+                act.last_prune = Some(std::time::Instant::now());
+            }
             let (pool, relay, retention) = (act.pool.clone(), act.relay.clone(), act.send_retention);
             let work = async move {
                 let expired = sweep(&pool, &relay).await?;
-                prune(&pool, retention).await?;
+                if due {
+                    prune(&pool, retention).await?;
+                }
                 Ok::<_, StoreError>(expired)
             };
             ctx.spawn(work.into_actor(act).map(|result, act, _| {
