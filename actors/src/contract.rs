@@ -66,6 +66,16 @@ pub enum EventKind {
     RecoveryCodeGenerated,
     #[serde(rename = "recovery_code.used")]
     RecoveryCodeUsed,
+    #[serde(rename = "factor.removed")]
+    FactorRemoved,
+    #[serde(rename = "factor.default_changed")]
+    DefaultFactorChanged,
+    #[serde(rename = "policy.changed")]
+    PolicyChanged,
+    #[serde(rename = "account.reset")]
+    AccountReset,
+    #[serde(rename = "challenge.failed")]
+    ChallengeFailed,
 }
 
 impl EventKind {
@@ -84,6 +94,11 @@ impl EventKind {
             EventKind::BackupCodeUsed => "backup_codes.used",
             EventKind::RecoveryCodeGenerated => "recovery_code.generated",
             EventKind::RecoveryCodeUsed => "recovery_code.used",
+            EventKind::FactorRemoved => "factor.removed",
+            EventKind::DefaultFactorChanged => "factor.default_changed",
+            EventKind::PolicyChanged => "policy.changed",
+            EventKind::AccountReset => "account.reset",
+            EventKind::ChallengeFailed => "challenge.failed",
         }
     }
 }

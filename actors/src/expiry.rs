@@ -1,5 +1,5 @@
 //! The expiry actor: moves pending verifications past their deadline to
-//! `expired` and announces it, in batches, every `interval`. Several processes
+//! `expired` and announces it, and expires unanswered challenges, in batches, every `interval`. Several processes
 //! may sweep at once; `SKIP LOCKED` keeps them off each other's rows.
 
 use std::time::Duration;
@@ -12,7 +12,7 @@ use crate::contract::{Event, EventKind};
 use crate::outbox;
 use crate::relay::{Kick, OutboxRelay};
 use crate::store::StoreError;
-use crate::store::verifications;
+use crate::store::{challenges, verifications};
 
 const BATCH: i64 = 500;
 /// Pruning old send records and job claims is housekeeping: once a minute is
@@ -86,6 +86,7 @@ pub async fn prune(pool: &PgPool, send_retention: Duration) -> Result<(), StoreE
     .bind(now - chrono::Duration::days(1))
     .execute(pool)
     .await?;
+    challenges::prune(pool, now - chrono::Duration::days(1)).await?;
     Ok(())
 }
 
@@ -102,13 +103,14 @@ pub async fn sweep(pool: &PgPool, relay: &Addr<OutboxRelay>) -> Result<usize, St
                 .with("attempts_left", v.state.attempts_left());
             outbox::event(&mut tx, &event, v.reply.as_ref()).await?;
         }
+        let challenges_expired = challenges::expire_due(&mut tx, now, BATCH).await?;
         tx.commit().await?;
         total += expired.len();
         if !expired.is_empty() {
             relay.do_send(Kick);
             metrics::counter!("verifyd_verifications_expired_total").increment(expired.len() as u64);
         }
-        if (expired.len() as i64) < BATCH {
+        if (expired.len() as i64) < BATCH && (challenges_expired as i64) < BATCH {
             return Ok(total);
         }
     }

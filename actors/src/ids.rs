@@ -47,6 +47,14 @@ pub struct Tenant {
     pub name: String,
 }
 
+/// Who made a change, for the audit trail: the person as the backend names them
+/// (the user themself, or an admin), and the API key the backend called with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Who {
+    pub actor: String,
+    pub api_key_id: Option<String>,
+}
+
 /// Where the outcome of an AMQP request goes besides the events exchange.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplyTo {

@@ -77,6 +77,11 @@ impl CodeKeys {
         self.hmac(verification_id, code.expose().as_bytes()).verify_slice(stored_mac).is_ok()
     }
 
+    /// Constant-time check of a MAC made by `mac_bytes`.
+    pub fn verify_mac_bytes(&self, context: Uuid, secret: &[u8], stored_mac: &[u8]) -> bool {
+        self.hmac(context, secret).verify_slice(stored_mac).is_ok()
+    }
+
     pub fn seal(&self, verification_id: Uuid, code: &Code) -> Vec<u8> {
         self.seal_bytes(verification_id, code.expose().as_bytes())
     }

@@ -14,11 +14,12 @@ use crate::amqp::Topology;
 use crate::consumer::{self, ConsumerHealth};
 use crate::dispatch::{Dispatcher, ProviderSet};
 use crate::expiry::ExpiryActor;
+use crate::gate::GateSettings;
 use crate::keys::CodeKeys;
 use crate::relay::OutboxRelay;
 use crate::shards::Shards;
 use crate::throttle::{Limiters, Limits, ThrottleActor};
-use crate::verification::{self, Policy, VerificationActor};
+use crate::verification::{self, Issuer, Policy, VerificationActor};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -31,6 +32,7 @@ pub enum Role {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub policy: Policy,
+    pub gate: GateSettings,
     pub limits: Limits,
     pub topology: Topology,
     /// Actor instances for the sharded actors (verification, account state, throttle).
@@ -52,6 +54,7 @@ pub enum StartError {
 /// The running actors of a process; drop it only when the process stops.
 pub struct Core {
     pub pool: PgPool,
+    pub keys: Arc<CodeKeys>,
     pub topology: Topology,
     pub verification: Option<Shards<VerificationActor>>,
     pub account_state: Shards<AccountStateActor>,
@@ -81,9 +84,19 @@ impl Core {
             OutboxRelay::new(pool.clone(), amqp.clone(), relay_channel, settings.topology.clone(), settings.relay_poll)
                 .start();
 
+        let limiters = Arc::new(Limiters::new(settings.limits));
+        let throttle = Shards::start(settings.shards, |i| ThrottleActor::new(limiters.clone(), i == 0));
+        let issuer = Arc::new(Issuer {
+            pool: pool.clone(),
+            keys: keys.clone(),
+            policy: settings.policy.clone(),
+            limits: settings.limits,
+            throttle,
+            relay: relay.clone(),
+        });
         let reconcile = (role == Role::Serve).then_some(settings.reconcile_interval);
         let account_state = Shards::start(settings.shards, |i| {
-            AccountStateActor::new(pool.clone(), relay.clone(), keys.clone(), if i == 0 { reconcile } else { None })
+            AccountStateActor::new(issuer.clone(), settings.gate, if i == 0 { reconcile } else { None })
         });
 
         let dispatcher = Arc::new(Dispatcher {
@@ -115,17 +128,7 @@ impl Core {
         let (verification, expiry) = match role {
             Role::Worker => (None, None),
             Role::Serve => {
-                let limiters = Arc::new(Limiters::new(settings.limits));
-                let throttle = Shards::start(settings.shards, |i| ThrottleActor::new(limiters.clone(), i == 0));
-                let deps = Arc::new(verification::Deps {
-                    pool: pool.clone(),
-                    keys,
-                    policy: settings.policy.clone(),
-                    limits: settings.limits,
-                    throttle,
-                    account_state: account_state.clone(),
-                    relay: relay.clone(),
-                });
+                let deps = Arc::new(verification::Deps { issuer, account_state: account_state.clone() });
                 let verification = Shards::start(settings.shards, |_| VerificationActor::new(deps.clone()));
                 let retention = settings.limits.per_phone.window().max(settings.limits.per_account.window());
                 let expiry = ExpiryActor::new(pool.clone(), relay.clone(), settings.expiry_interval, retention).start();
@@ -135,6 +138,7 @@ impl Core {
 
         Ok(Core {
             pool,
+            keys,
             topology: settings.topology,
             verification,
             account_state,

@@ -147,7 +147,7 @@ impl Handler<Admit> for ThrottleActor {
 
 /// The advisory-lock key of a throttle key: the first 8 bytes of SHA-256, so every
 /// process, whatever toolchain built it, takes the same lock.
-fn lock_key(parts: &[&str]) -> i64 {
+pub(crate) fn lock_key(parts: &[&str]) -> i64 {
     let mut digest = Sha256::new();
     for part in parts {
         digest.update(part.as_bytes());

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use chrono::{DateTime, SubsecRound, Utc};
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 use verifyd_providers::domain::{Channel, Code, CodeLength, Locale, PhoneNumber};
 
@@ -33,14 +33,21 @@ pub struct Policy {
     pub resend: ResendPolicy,
 }
 
-pub struct Deps {
+/// What issuing and checking a code needs. The verification actor uses it, and
+/// so does the login gate (account state), which issues and checks codes inside
+/// its own transactions.
+pub struct Issuer {
     pub pool: PgPool,
     pub keys: Arc<CodeKeys>,
     pub policy: Policy,
     pub limits: Limits,
     pub throttle: Shards<ThrottleActor>,
-    pub account_state: Shards<AccountStateActor>,
     pub relay: Addr<OutboxRelay>,
+}
+
+pub struct Deps {
+    pub issuer: Arc<Issuer>,
+    pub account_state: Shards<AccountStateActor>,
 }
 
 pub struct VerificationActor {
@@ -163,19 +170,161 @@ impl Handler<Resend> for VerificationActor {
 
 /// PostgreSQL keeps microseconds: answering with the stored precision makes what
 /// a caller reads now equal to what it reads later.
-fn stored_precision(t: DateTime<Utc>) -> DateTime<Utc> {
+pub fn stored_precision(t: DateTime<Utc>) -> DateTime<Utc> {
     t.trunc_subsecs(6)
 }
 
-async fn admit(
-    deps: &Deps,
-    tenant: &Tenant,
-    phone: &PhoneNumber,
-    account: &AccountId,
-) -> Result<(), VerificationError> {
-    let admit = Admit { tenant_id: tenant.id, phone: phone.clone(), account: account.clone() };
-    deps.throttle.pick(&phone.e164()).send(admit).await??;
-    Ok(())
+impl Issuer {
+    /// The in-process throttle's answer (no database round trip); the limits are
+    /// enforced again, across processes, inside `issue_in_tx`.
+    pub async fn admit(
+        &self,
+        tenant: &Tenant,
+        phone: &PhoneNumber,
+        account: &AccountId,
+    ) -> Result<(), VerificationError> {
+        let admit = Admit { tenant_id: tenant.id, phone: phone.clone(), account: account.clone() };
+        self.throttle.pick(&phone.e164()).send(admit).await??;
+        Ok(())
+    }
+
+    /// Inside the caller's transaction: enforce the send limits, store a new
+    /// verification with its code protected, and queue its delivery and the
+    /// `verification.created` event. `None` when the request's idempotency key
+    /// was taken meanwhile (the transaction must then be rolled back).
+    pub async fn issue_in_tx(
+        &self,
+        tx: &mut PgConnection,
+        tenant: &Tenant,
+        request: Request,
+        reply: Option<ReplyTo>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Verification>, VerificationError> {
+        let policy = &self.policy;
+        let id = Uuid::new_v4();
+        let code_length = request.code_length.unwrap_or(policy.code_length);
+        let code = Code::generate(code_length);
+        let code_mac = self.keys.mac(id, &code);
+        let code_sealed = self.keys.seal(id, &code);
+        drop(code);
+        let expires_at = now + policy.ttl;
+        throttle::enforce_in_tx(&mut *tx, &self.limits, tenant.id, &request.phone, &request.account_id, now).await??;
+        let inserted = store::insert(
+            &mut *tx,
+            &NewVerification {
+                id,
+                tenant_id: tenant.id,
+                account_id: &request.account_id,
+                phone: &request.phone,
+                channel: request.channel,
+                locale: &request.locale,
+                code_mac: &code_mac,
+                code_sealed: &code_sealed,
+                code_length: code_length.get(),
+                max_attempts: policy.max_attempts,
+                idempotency_key: request.idempotency_key.as_deref(),
+                reply: reply.as_ref(),
+                now,
+                expires_at,
+            },
+        )
+        .await?;
+        if !inserted {
+            return Ok(None);
+        }
+        let verification = Verification {
+            id,
+            tenant_id: tenant.id,
+            tenant_name: tenant.name.clone(),
+            account_id: request.account_id,
+            phone: request.phone,
+            channel: request.channel,
+            locale: request.locale,
+            state: State {
+                status: Status::Pending,
+                attempts: 0,
+                max_attempts: policy.max_attempts,
+                sends: 1,
+                expires_at,
+                last_sent_at: now,
+            },
+            code_mac,
+            code_sealed,
+            reply,
+            created_at: now,
+            completed_at: None,
+        };
+        let job = DispatchJob { job_id: Uuid::new_v4(), verification_id: id, channel: verification.channel, retry: 0 };
+        let event = Event::for_verification(EventKind::Created, &verification, now)
+            .status(Status::Pending.as_str())
+            .with("expires_at", expires_at.to_rfc3339());
+        let mut rows = vec![outbox::dispatch_row(&job)];
+        rows.extend(outbox::event_rows(&event, verification.reply.as_ref()));
+        outbox::put(tx, &rows).await?;
+        metrics::counter!("verifyd_verifications_created_total", "channel" => verification.channel.as_str())
+            .increment(1);
+        Ok(Some(verification))
+    }
+
+    /// Inside the caller's transaction: send the same code again (optionally by
+    /// another channel) if the resend rules and the send limits allow it.
+    pub async fn resend_in_tx(
+        &self,
+        tx: &mut PgConnection,
+        tenant_id: Uuid,
+        id: Uuid,
+        channel: Option<Channel>,
+        now: DateTime<Utc>,
+    ) -> Result<Verification, VerificationError> {
+        let mut v = store::lock(&mut *tx, tenant_id, id).await?.ok_or(VerificationError::NotFound)?;
+        lifecycle::resend(&v.state, &self.policy.resend, now).map_err(|r| refused(r, &v, now))?;
+        throttle::enforce_in_tx(&mut *tx, &self.limits, v.tenant_id, &v.phone, &v.account_id, now).await??;
+        let channel = channel.unwrap_or(v.channel);
+        store::save_resend(&mut *tx, v.id, channel, now).await?;
+        store::log_send(&mut *tx, v.tenant_id, &v.phone, &v.account_id, now).await?;
+        let job = DispatchJob { job_id: Uuid::new_v4(), verification_id: v.id, channel, retry: 0 };
+        outbox::dispatch(tx, &job).await?;
+        v.channel = channel;
+        v.state.sends += 1;
+        v.state.last_sent_at = now;
+        Ok(v)
+    }
+
+    /// Inside the caller's transaction: compare a typed code with a
+    /// verification's, count the attempt and queue the event that announces the
+    /// outcome. A verification that is no longer pending is left untouched.
+    pub async fn check_in_tx(
+        &self,
+        tx: &mut PgConnection,
+        tenant_id: Uuid,
+        id: Uuid,
+        code: &Code,
+        now: DateTime<Utc>,
+    ) -> Result<Checked, VerificationError> {
+        let mut v = store::lock(&mut *tx, tenant_id, id).await?.ok_or(VerificationError::NotFound)?;
+        let matches = self.keys.matches(v.id, code, &v.code_mac);
+        let outcome = lifecycle::check(&v.state, matches, now);
+        let (attempts, event) = match outcome {
+            CheckOutcome::NotPending(_) => return Ok(Checked { verification: v, outcome }),
+            CheckOutcome::Approved => (v.state.attempts, EventKind::Approved),
+            CheckOutcome::Wrong { attempts } => (attempts, EventKind::CheckFailed),
+            CheckOutcome::MaxAttemptsReached { attempts } => (attempts, EventKind::MaxAttemptsReached),
+            CheckOutcome::Expired => (v.state.attempts, EventKind::Expired),
+        };
+        let status = outcome.status();
+        store::save_check(&mut *tx, v.id, status, attempts, now).await?;
+        v.state.status = status;
+        v.state.attempts = attempts;
+        if status != Status::Pending {
+            v.completed_at = Some(now);
+        }
+        let event = Event::for_verification(event, &v, now)
+            .status(status.as_str())
+            .with("attempts_left", v.state.attempts_left());
+        outbox::event(tx, &event, v.reply.as_ref()).await?;
+        metrics::counter!("verifyd_checks_total", "outcome" => status.as_str()).increment(1);
+        Ok(Checked { verification: v, outcome })
+    }
 }
 
 /// The answer to a repeated idempotency key: the earlier verification, if the
@@ -190,123 +339,46 @@ fn replay(existing: Verification, msg: &Create) -> Result<Created, VerificationE
 async fn create(deps: &Deps, mut msg: Create) -> Result<Created, VerificationError> {
     msg.now = stored_precision(msg.now);
     if let Some(key) = &msg.request.idempotency_key {
-        let mut conn = deps.pool.acquire().await?;
+        let mut conn = deps.issuer.pool.acquire().await?;
         if let Some(existing) = store::by_idempotency_key(&mut conn, msg.tenant.id, key).await? {
             return replay(existing, &msg);
         }
     }
-    admit(deps, &msg.tenant, &msg.request.phone, &msg.request.account_id).await?;
-
-    let policy = &deps.policy;
-    let id = Uuid::new_v4();
-    let code_length = msg.request.code_length.unwrap_or(policy.code_length);
-    let code = Code::generate(code_length);
-    let code_mac = deps.keys.mac(id, &code);
-    let code_sealed = deps.keys.seal(id, &code);
-    drop(code);
-    let expires_at = msg.now + policy.ttl;
-
-    let mut tx = deps.pool.begin().await?;
-    throttle::enforce_in_tx(&mut tx, &deps.limits, msg.tenant.id, &msg.request.phone, &msg.request.account_id, msg.now)
-        .await??;
-    let inserted = store::insert(
-        &mut tx,
-        &NewVerification {
-            id,
-            tenant_id: msg.tenant.id,
-            account_id: &msg.request.account_id,
-            phone: &msg.request.phone,
-            channel: msg.request.channel,
-            locale: &msg.request.locale,
-            code_mac: &code_mac,
-            code_sealed: &code_sealed,
-            code_length: code_length.get(),
-            max_attempts: policy.max_attempts,
-            idempotency_key: msg.request.idempotency_key.as_deref(),
-            reply: msg.reply.as_ref(),
-            now: msg.now,
-            expires_at,
-        },
-    )
-    .await?;
-    if !inserted {
+    let issuer = &deps.issuer;
+    issuer.admit(&msg.tenant, &msg.request.phone, &msg.request.account_id).await?;
+    let mut tx = issuer.pool.begin().await?;
+    let Some(verification) =
+        issuer.issue_in_tx(&mut tx, &msg.tenant, msg.request.clone(), msg.reply.clone(), msg.now).await?
+    else {
         // Lost a race on the idempotency key: answer with the winner.
         tx.rollback().await?;
-        let mut conn = deps.pool.acquire().await?;
+        let mut conn = issuer.pool.acquire().await?;
         let key = msg.request.idempotency_key.as_deref().unwrap_or_default();
         let existing =
             store::by_idempotency_key(&mut conn, msg.tenant.id, key).await?.ok_or(VerificationError::NotFound)?;
         return replay(existing, &msg);
-    }
-    let verification = Verification {
-        id,
-        tenant_id: msg.tenant.id,
-        tenant_name: msg.tenant.name,
-        account_id: msg.request.account_id,
-        phone: msg.request.phone,
-        channel: msg.request.channel,
-        locale: msg.request.locale,
-        state: State {
-            status: Status::Pending,
-            attempts: 0,
-            max_attempts: policy.max_attempts,
-            sends: 1,
-            expires_at,
-            last_sent_at: msg.now,
-        },
-        code_mac,
-        code_sealed,
-        reply: msg.reply,
-        created_at: msg.now,
-        completed_at: None,
     };
-    let job = DispatchJob { job_id: Uuid::new_v4(), verification_id: id, channel: verification.channel, retry: 0 };
-    let event = Event::for_verification(EventKind::Created, &verification, msg.now)
-        .status(Status::Pending.as_str())
-        .with("expires_at", expires_at.to_rfc3339());
-    let mut rows = vec![outbox::dispatch_row(&job)];
-    rows.extend(outbox::event_rows(&event, verification.reply.as_ref()));
-    outbox::put(&mut tx, &rows).await?;
     tx.commit().await?;
-    deps.relay.do_send(Kick);
-    metrics::counter!("verifyd_verifications_created_total", "channel" => verification.channel.as_str()).increment(1);
-    tracing::info!(verification_id = %id, tenant = %verification.tenant_name, to = %verification.phone.masked(),
-        channel = %verification.channel, "verification created");
+    issuer.relay.do_send(Kick);
+    tracing::info!(verification_id = %verification.id, tenant = %verification.tenant_name,
+        to = %verification.phone.masked(), channel = %verification.channel, "verification created");
     Ok(Created { verification, replayed: false })
 }
 
 async fn check(deps: &Deps, mut msg: Check) -> Result<Checked, VerificationError> {
     msg.now = stored_precision(msg.now);
-    let mut tx = deps.pool.begin().await?;
-    let mut v = store::lock(&mut tx, msg.tenant.id, msg.id).await?.ok_or(VerificationError::NotFound)?;
-    let matches = deps.keys.matches(v.id, &msg.code, &v.code_mac);
+    let issuer = &deps.issuer;
+    let mut tx = issuer.pool.begin().await?;
+    let checked = issuer.check_in_tx(&mut tx, msg.tenant.id, msg.id, &msg.code, msg.now).await?;
     drop(msg.code);
-    let outcome = lifecycle::check(&v.state, matches, msg.now);
-    let (attempts, event) = match outcome {
-        CheckOutcome::NotPending(_) => {
-            tx.rollback().await?;
-            return Ok(Checked { verification: v, outcome });
-        }
-        CheckOutcome::Approved => (v.state.attempts, EventKind::Approved),
-        CheckOutcome::Wrong { attempts } => (attempts, EventKind::CheckFailed),
-        CheckOutcome::MaxAttemptsReached { attempts } => (attempts, EventKind::MaxAttemptsReached),
-        CheckOutcome::Expired => (v.state.attempts, EventKind::Expired),
-    };
-    let status = outcome.status();
-    store::save_check(&mut tx, v.id, status, attempts, msg.now).await?;
-    v.state.status = status;
-    v.state.attempts = attempts;
-    if status != Status::Pending {
-        v.completed_at = Some(msg.now);
+    if let CheckOutcome::NotPending(_) = checked.outcome {
+        tx.rollback().await?;
+        return Ok(checked);
     }
-    let event = Event::for_verification(event, &v, msg.now)
-        .status(status.as_str())
-        .with("attempts_left", v.state.attempts_left());
-    outbox::event(&mut tx, &event, v.reply.as_ref()).await?;
     tx.commit().await?;
-    deps.relay.do_send(Kick);
-    metrics::counter!("verifyd_checks_total", "outcome" => status.as_str()).increment(1);
-    tracing::info!(verification_id = %v.id, tenant = %v.tenant_name, status = %status, "verification checked");
+    issuer.relay.do_send(Kick);
+    let Checked { verification: v, outcome } = checked;
+    tracing::info!(verification_id = %v.id, tenant = %v.tenant_name, status = %v.state.status, "verification checked");
 
     if outcome == CheckOutcome::Approved {
         // The check answers after the factor is recorded, so a backend that reads
@@ -340,25 +412,17 @@ fn refused(refusal: ResendRefusal, v: &Verification, now: DateTime<Utc>) -> Veri
 
 async fn resend(deps: &Deps, mut msg: Resend) -> Result<Verification, VerificationError> {
     msg.now = stored_precision(msg.now);
+    let issuer = &deps.issuer;
     // Refuse cheaply without a lock, then ask the throttle, then decide under the lock.
-    let v = store::get(&deps.pool, msg.tenant.id, msg.id).await?.ok_or(VerificationError::NotFound)?;
-    lifecycle::resend(&v.state, &deps.policy.resend, msg.now).map_err(|r| refused(r, &v, msg.now))?;
-    admit(deps, &msg.tenant, &v.phone, &v.account_id).await?;
+    let v = store::get(&issuer.pool, msg.tenant.id, msg.id).await?.ok_or(VerificationError::NotFound)?;
+    lifecycle::resend(&v.state, &issuer.policy.resend, msg.now).map_err(|r| refused(r, &v, msg.now))?;
+    issuer.admit(&msg.tenant, &v.phone, &v.account_id).await?;
 
-    let mut tx = deps.pool.begin().await?;
-    let mut v = store::lock(&mut tx, msg.tenant.id, msg.id).await?.ok_or(VerificationError::NotFound)?;
-    lifecycle::resend(&v.state, &deps.policy.resend, msg.now).map_err(|r| refused(r, &v, msg.now))?;
-    throttle::enforce_in_tx(&mut tx, &deps.limits, v.tenant_id, &v.phone, &v.account_id, msg.now).await??;
-    let channel = msg.channel.unwrap_or(v.channel);
-    store::save_resend(&mut tx, v.id, channel, msg.now).await?;
-    store::log_send(&mut tx, v.tenant_id, &v.phone, &v.account_id, msg.now).await?;
-    let job = DispatchJob { job_id: Uuid::new_v4(), verification_id: v.id, channel, retry: 0 };
-    outbox::dispatch(&mut tx, &job).await?;
+    let mut tx = issuer.pool.begin().await?;
+    let v = issuer.resend_in_tx(&mut tx, msg.tenant.id, msg.id, msg.channel, msg.now).await?;
     tx.commit().await?;
-    deps.relay.do_send(Kick);
-    v.channel = channel;
-    v.state.sends += 1;
-    v.state.last_sent_at = msg.now;
+    issuer.relay.do_send(Kick);
+    let channel = v.channel;
     metrics::counter!("verifyd_resends_total", "channel" => channel.as_str()).increment(1);
     tracing::info!(verification_id = %v.id, tenant = %v.tenant_name, channel = %channel, "verification resent");
     Ok(v)

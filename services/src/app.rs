@@ -85,6 +85,7 @@ pub fn settings(config: &Config) -> anyhow::Result<Settings> {
             max_attempts: v.max_attempts,
             resend: ResendPolicy { max_sends: v.max_sends, interval: Duration::from_secs(v.resend_interval_secs) },
         },
+        gate: config.gate,
         limits: config.throttle,
         topology: Topology::new(config.amqp.prefix.clone(), config.retry_delays()),
         shards: config.runtime.shard_count(),

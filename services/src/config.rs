@@ -11,6 +11,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
+use verifyd_actors::gate::GateSettings;
 use verifyd_actors::throttle::Limits;
 use verifyd_providers::twilio::TwilioConfig;
 
@@ -37,6 +38,9 @@ pub struct Config {
     pub verification: Verification,
     #[serde(default)]
     pub throttle: Limits,
+    /// The login gate: challenge lifetime and attempts, proof lifetime.
+    #[serde(default)]
+    pub gate: GateSettings,
     #[serde(default)]
     pub providers: Providers,
     #[serde(default)]
@@ -279,6 +283,7 @@ impl Config {
             secrets: Secrets::random(),
             verification: Verification::default(),
             throttle: Limits::default(),
+            gate: GateSettings::default(),
             providers: Providers::default(),
             runtime: Runtime::default(),
         }

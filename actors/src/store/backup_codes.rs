@@ -18,7 +18,7 @@ impl Kind {
 }
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::ids::AccountId;
@@ -56,7 +56,7 @@ pub async fn replace(
 
 /// The id of the account's current set, if it has one.
 pub async fn generation(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     kind: Kind,
     tenant_id: Uuid,
     account_id: &AccountId,
@@ -67,7 +67,7 @@ pub async fn generation(
     .bind(tenant_id)
     .bind(account_id.as_str())
     .bind(kind.as_str())
-    .fetch_optional(pool)
+    .fetch_optional(conn)
     .await
 }
 
@@ -116,4 +116,19 @@ pub async fn status(
     .bind(kind.as_str())
     .fetch_one(conn)
     .await
+}
+
+/// Invalidates every backup and recovery code of the account; returns how many were unused.
+pub async fn delete_all(conn: &mut PgConnection, tenant_id: Uuid, account_id: &AccountId) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query("DELETE FROM backup_codes WHERE tenant_id = $1 AND account_id = $2 AND used_at IS NULL")
+        .bind(tenant_id)
+        .bind(account_id.as_str())
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("DELETE FROM backup_codes WHERE tenant_id = $1 AND account_id = $2")
+        .bind(tenant_id)
+        .bind(account_id.as_str())
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected())
 }

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
 use uuid::Uuid;
 use verifyd_providers::domain::{Channel, PhoneNumber};
 
@@ -20,9 +20,104 @@ pub struct Factor {
     pub status: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verified_at: Option<DateTime<Utc>>,
+    /// Where a login challenge sends its code unless told otherwise.
+    #[serde(rename = "default")]
+    pub is_default: bool,
 }
 
-const COLUMNS: &str = "id, kind, phone, label, status, verified_at";
+impl Factor {
+    pub fn is_active(&self) -> bool {
+        self.status == "active"
+    }
+
+    pub fn is_phone(&self) -> bool {
+        self.kind == "sms" || self.kind == "voice"
+    }
+}
+
+const COLUMNS: &str = "id, kind, phone, label, status, verified_at, is_default";
+
+/// Serialises changes to one account's factors (activation, default, deletion,
+/// reset) across processes, so "exactly one default" and "not the last factor"
+/// hold.
+pub async fn lock_account(conn: &mut PgConnection, tenant_id: Uuid, account_id: &AccountId) -> Result<(), sqlx::Error> {
+    let key = crate::throttle::lock_key(&["account", &tenant_id.to_string(), account_id.as_str()]);
+    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(key).execute(conn).await?;
+    Ok(())
+}
+
+/// Makes the oldest active factor the default when the account has none.
+/// Call with the account lock held.
+pub async fn ensure_default(
+    conn: &mut PgConnection,
+    tenant_id: Uuid,
+    account_id: &AccountId,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE factors SET is_default = true WHERE id = (
+            SELECT id FROM factors WHERE tenant_id = $1 AND account_id = $2 AND status = 'active'
+            ORDER BY verified_at, created_at, id LIMIT 1)
+         AND NOT EXISTS (SELECT 1 FROM factors WHERE tenant_id = $1 AND account_id = $2 AND is_default)",
+    )
+    .bind(tenant_id)
+    .bind(account_id.as_str())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Makes an active factor the default; false when there is no such factor.
+/// Call with the account lock held.
+pub async fn set_default(
+    conn: &mut PgConnection,
+    tenant_id: Uuid,
+    account_id: &AccountId,
+    id: Uuid,
+) -> Result<bool, sqlx::Error> {
+    let exists: Option<bool> = sqlx::query_scalar(
+        "SELECT true FROM factors WHERE id = $1 AND tenant_id = $2 AND account_id = $3 AND status = 'active'",
+    )
+    .bind(id)
+    .bind(tenant_id)
+    .bind(account_id.as_str())
+    .fetch_optional(&mut *conn)
+    .await?;
+    if exists.is_none() {
+        return Ok(false);
+    }
+    sqlx::query("UPDATE factors SET is_default = (id = $3) WHERE tenant_id = $1 AND account_id = $2 AND (is_default OR id = $3)")
+        .bind(tenant_id)
+        .bind(account_id.as_str())
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(true)
+}
+
+pub async fn get(
+    conn: &mut PgConnection,
+    tenant_id: Uuid,
+    account_id: &AccountId,
+    id: Uuid,
+) -> Result<Option<Factor>, sqlx::Error> {
+    let sql = format!("SELECT {COLUMNS} FROM factors WHERE id = $1 AND tenant_id = $2 AND account_id = $3");
+    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .bind(tenant_id)
+        .bind(account_id.as_str())
+        .fetch_optional(conn)
+        .await
+}
+
+/// Removes every factor of the account; returns how many.
+pub async fn delete_all(conn: &mut PgConnection, tenant_id: Uuid, account_id: &AccountId) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query("DELETE FROM factors WHERE tenant_id = $1 AND account_id = $2")
+        .bind(tenant_id)
+        .bind(account_id.as_str())
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected())
+}
 
 /// Adds an active phone factor; returns it and whether it is new.
 pub async fn upsert_phone(
@@ -63,9 +158,13 @@ pub async fn upsert_phone(
     Ok((existing, false))
 }
 
-pub async fn list(pool: &PgPool, tenant_id: Uuid, account_id: &AccountId) -> Result<Vec<Factor>, sqlx::Error> {
+pub async fn list(
+    conn: &mut PgConnection,
+    tenant_id: Uuid,
+    account_id: &AccountId,
+) -> Result<Vec<Factor>, sqlx::Error> {
     let sql = format!("SELECT {COLUMNS} FROM factors WHERE tenant_id = $1 AND account_id = $2 ORDER BY created_at, id");
-    sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(tenant_id).bind(account_id.as_str()).fetch_all(pool).await
+    sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(tenant_id).bind(account_id.as_str()).fetch_all(conn).await
 }
 
 /// A pending authenticator-app factor with its sealed secret.

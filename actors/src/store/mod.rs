@@ -3,8 +3,11 @@
 //! so a build never needs a database.
 
 pub mod attempts;
+pub mod audit;
 pub mod backup_codes;
+pub mod challenges;
 pub mod factors;
+pub mod organisations;
 pub mod tenants;
 pub mod verifications;
 

@@ -14,7 +14,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 async fn factors(
     state: web::Data<AppState>,
-    Caller(tenant): Caller,
+    Caller(tenant, _): Caller,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let account_id = AccountId::parse(&path).map_err(|e| ApiError::field("account_id", e))?;

@@ -4,14 +4,15 @@ use std::future::Future;
 use std::pin::Pin;
 
 use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use verifyd_actors::ids::Tenant;
 
 use super::AppState;
 use super::problem::ApiError;
 
-/// The authenticated tenant of a request.
-pub struct Caller(pub Tenant);
+/// The authenticated tenant of a request, and the id (public part) of the API
+/// key it came with, for the audit trail.
+pub struct Caller(pub Tenant, pub String);
 
 impl FromRequest for Caller {
     type Error = ApiError;
@@ -28,8 +29,9 @@ impl FromRequest for Caller {
         Box::pin(async move {
             let state = state.ok_or_else(|| ApiError::internal("application state missing"))?;
             let presented = presented.ok_or(ApiError::Unauthenticated)?;
+            let key_id = presented.expose_secret().split_once('.').map(|(id, _)| id.to_owned()).unwrap_or_default();
             match state.keys.authenticate(&presented).await? {
-                Ok(tenant) => Ok(Caller(tenant)),
+                Ok(tenant) => Ok(Caller(tenant, key_id)),
                 Err(_) => Err(ApiError::Unauthenticated),
             }
         })

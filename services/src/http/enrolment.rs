@@ -1,6 +1,6 @@
-//! Authenticator-app enrolment and backup codes:
+//! Authenticator-app enrolment, backup codes and the recovery code:
 //! `/v1/accounts/{account_id}/factors/totp`, `/factors/{id}/confirm`,
-//! `/backup-codes` and `/backup-codes/redeem`.
+//! `/backup-codes` and `/recovery-code`. They are used at the login gate.
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -8,18 +8,13 @@ use base64::Engine;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::json;
-use uuid::Uuid;
-use verifyd_actors::account_state::{
-    ConfirmTotp, EnrolTotp, GenerateBackupCodes, GenerateRecoveryCode, RedeemBackupCode, RedeemRecoveryCode,
-};
-use verifyd_actors::ids::AccountId;
-use verifyd_actors::recovery::RecoveryCode;
+use verifyd_actors::account_state::{ConfirmTotp, EnrolTotp, GenerateBackupCodes, GenerateRecoveryCode};
 use verifyd_actors::store::backup_codes;
 use verifyd_providers::domain::Code;
 
 use super::auth::Caller;
 use super::problem::ApiError;
-use super::{AppState, CodeBody};
+use super::{AppState, CodeBody, ProofField, account_id, path_id, who};
 
 /// How recent the backend's password check must be for backup codes.
 const FRESH_PASSWORD_SECS: u64 = 300;
@@ -32,15 +27,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route(web::post().to(generate_backup_codes))
                 .route(web::get().to(backup_code_status)),
         )
-        .service(web::resource("/v1/accounts/{account_id}/backup-codes/redeem").route(web::post().to(redeem)))
-        .service(web::resource("/v1/accounts/{account_id}/recovery-code").route(web::post().to(generate_recovery_code)))
         .service(
-            web::resource("/v1/accounts/{account_id}/recovery-code/redeem").route(web::post().to(redeem_recovery)),
+            web::resource("/v1/accounts/{account_id}/recovery-code").route(web::post().to(generate_recovery_code)),
         );
-}
-
-fn account(raw: &str) -> Result<AccountId, ApiError> {
-    AccountId::parse(raw).map_err(|e| ApiError::field("account_id", e))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -52,11 +41,11 @@ struct EnrolBody {
 
 async fn enrol_totp(
     state: web::Data<AppState>,
-    Caller(tenant): Caller,
+    Caller(tenant, _): Caller,
     path: web::Path<String>,
     body: web::Json<EnrolBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let account_id = account(&path)?;
+    let account_id = account_id(&path)?;
     let label = body.into_inner().label;
     if let Some(l) = &label
         && (l.is_empty() || l.len() > 128 || l.chars().any(char::is_control))
@@ -76,24 +65,35 @@ async fn enrol_totp(
 
 async fn confirm(
     state: web::Data<AppState>,
-    Caller(tenant): Caller,
+    Caller(tenant, key_id): Caller,
     path: web::Path<(String, String)>,
     body: web::Json<CodeBody>,
 ) -> Result<HttpResponse, ApiError> {
     let (raw_account, raw_factor) = path.into_inner();
-    let account_id = account(&raw_account)?;
-    let factor_id = Uuid::parse_str(&raw_factor).map_err(|_| ApiError::NotFound)?;
+    let account_id = account_id(&raw_account)?;
+    let factor_id = path_id(&raw_factor)?;
     let code: String = body.typed()?.chars().filter(|c| *c != ' ').collect();
     let shard = state.account_state(&tenant, &account_id);
-    let factor = shard.send(ConfirmTotp { tenant, account_id, factor_id, code, now: Utc::now() }).await??;
-    Ok(HttpResponse::Ok().json(json!({ "factor": factor })))
+    let who = who(None, Some(&account_id), key_id)?;
+    let confirmed = shard.send(ConfirmTotp { tenant, account_id, factor_id, code, who, now: Utc::now() }).await??;
+    // The code just typed is a fresh second factor: its proof is a step-up.
+    Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(json!({
+        "factor": confirmed.factor,
+        "step_up": confirmed.proof,
+        "step_up_expires_at": confirmed.proof_expires_at,
+    })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct GenerateBody {
     /// When the backend last verified the person's password.
     password_checked_at: DateTime<Utc>,
+    /// Needed once the account has an active factor: new codes get past it.
+    #[serde(default)]
+    step_up: Option<ProofField>,
+    #[serde(default)]
+    actor: Option<String>,
 }
 
 /// A password check older than five minutes (or in the future) is not fresh.
@@ -107,16 +107,19 @@ fn require_fresh_password(body: &GenerateBody, now: DateTime<Utc>) -> Result<(),
 
 async fn generate_backup_codes(
     state: web::Data<AppState>,
-    Caller(tenant): Caller,
+    Caller(tenant, key_id): Caller,
     req: HttpRequest,
     path: web::Path<String>,
     body: web::Json<GenerateBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let account_id = account(&path)?;
+    let account_id = account_id(&path)?;
     let now = Utc::now();
     require_fresh_password(&body, now)?;
     let shard = state.account_state(&tenant, &account_id);
-    let codes = shard.send(GenerateBackupCodes { tenant, account_id: account_id.clone(), now }).await??;
+    let GenerateBody { step_up, actor, .. } = body.into_inner();
+    let who = who(actor, Some(&account_id), key_id)?;
+    let proof = step_up.map(|p| p.0);
+    let codes = shard.send(GenerateBackupCodes { tenant, account_id: account_id.clone(), proof, who, now }).await??;
     let codes: Vec<&str> = codes.iter().map(Code::expose).collect();
     let wants_text =
         req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("text/plain"));
@@ -143,57 +146,31 @@ async fn generate_backup_codes(
 
 async fn backup_code_status(
     state: web::Data<AppState>,
-    Caller(tenant): Caller,
+    Caller(tenant, _): Caller,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let account_id = account(&path)?;
+    let account_id = account_id(&path)?;
     let mut conn = state.pool.acquire().await?;
     let (remaining, generated_at) =
         backup_codes::status(&mut conn, backup_codes::Kind::Backup, tenant.id, &account_id).await?;
     Ok(HttpResponse::Ok().json(json!({ "remaining": remaining, "generated_at": generated_at })))
 }
 
-async fn redeem(
-    state: web::Data<AppState>,
-    Caller(tenant): Caller,
-    path: web::Path<String>,
-    body: web::Json<CodeBody>,
-) -> Result<HttpResponse, ApiError> {
-    let account_id = account(&path)?;
-    let code = Code::parse(body.typed()?).map_err(|e| ApiError::field("code", e))?;
-    if code.len() != 8 {
-        return Err(ApiError::InvalidCode { attempts_left: None });
-    }
-    let shard = state.account_state(&tenant, &account_id);
-    let remaining = shard.send(RedeemBackupCode { tenant, account_id, code, now: Utc::now() }).await??;
-    Ok(HttpResponse::Ok().json(json!({ "status": "accepted", "remaining": remaining })))
-}
-
 async fn generate_recovery_code(
     state: web::Data<AppState>,
-    Caller(tenant): Caller,
+    Caller(tenant, key_id): Caller,
     path: web::Path<String>,
     body: web::Json<GenerateBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let account_id = account(&path)?;
+    let account_id = account_id(&path)?;
     let now = Utc::now();
     require_fresh_password(&body, now)?;
     let shard = state.account_state(&tenant, &account_id);
-    let code = shard.send(GenerateRecoveryCode { tenant, account_id, now }).await??;
+    let GenerateBody { step_up, actor, .. } = body.into_inner();
+    let who = who(actor, Some(&account_id), key_id)?;
+    let proof = step_up.map(|p| p.0);
+    let code = shard.send(GenerateRecoveryCode { tenant, account_id, proof, who, now }).await??;
     Ok(HttpResponse::Created()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(json!({ "recovery_code": code.grouped(), "generated_at": now })))
-}
-
-async fn redeem_recovery(
-    state: web::Data<AppState>,
-    Caller(tenant): Caller,
-    path: web::Path<String>,
-    body: web::Json<CodeBody>,
-) -> Result<HttpResponse, ApiError> {
-    let account_id = account(&path)?;
-    let code = RecoveryCode::parse(body.typed()?).map_err(|e| ApiError::field("code", e))?;
-    let shard = state.account_state(&tenant, &account_id);
-    shard.send(RedeemRecoveryCode { tenant, account_id, code, now: Utc::now() }).await??;
-    Ok(HttpResponse::Ok().json(json!({ "status": "accepted" })))
 }

@@ -2,8 +2,10 @@
 //! error leaves through `problem::ApiError`.
 
 pub mod accounts;
+pub mod admin;
 pub mod auth;
 pub mod enrolment;
+pub mod gate;
 pub mod ops;
 pub mod problem;
 pub mod verifications;
@@ -15,8 +17,9 @@ use actix_web::web;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Deserialize;
 use sqlx::PgPool;
+use uuid::Uuid;
 use verifyd_actors::account_state::AccountStateActor;
-use verifyd_actors::ids::{AccountId, Tenant};
+use verifyd_actors::ids::{AccountId, Tenant, Who};
 use verifyd_actors::runtime::Core;
 use verifyd_actors::shards::Shards;
 use verifyd_actors::verification::VerificationActor;
@@ -55,12 +58,45 @@ pub struct CodeBody {
 
 impl CodeBody {
     pub fn typed(&self) -> Result<&str, ApiError> {
-        match &self.code {
-            serde_json::Value::String(code) => Ok(code.as_str()),
-            _ => Err(ApiError::field("code", "must be a string")),
-        }
+        typed(&self.code)
     }
 }
+
+/// A typed code from a JSON value read as such (see `CodeBody`).
+pub fn typed(code: &serde_json::Value) -> Result<&str, ApiError> {
+    match code {
+        serde_json::Value::String(code) => Ok(code.as_str()),
+        _ => Err(ApiError::field("code", "must be a string")),
+    }
+}
+
+/// The account id in a path.
+pub fn account_id(raw: &str) -> Result<AccountId, ApiError> {
+    AccountId::parse(raw).map_err(|e| ApiError::field("account_id", e))
+}
+
+/// An id in a path: anything that is not one of ours names nothing.
+pub fn path_id(raw: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(raw).map_err(|_| ApiError::NotFound)
+}
+
+/// Who acts, for the audit trail: `actor` as the backend names the person (the
+/// account itself when absent), and the API key's id.
+pub fn who(actor: Option<String>, account: Option<&AccountId>, key_id: String) -> Result<Who, ApiError> {
+    let actor = match (actor, account) {
+        (Some(a), _) => {
+            AccountId::parse(&a).map_err(|_| ApiError::field("actor", "must be 1 to 128 printable characters"))?
+        }
+        (None, Some(account)) => account.clone(),
+        (None, None) => return Err(ApiError::field("actor", "is required: who makes this change")),
+    };
+    Ok(Who { actor: actor.as_str().to_owned(), api_key_id: Some(key_id) })
+}
+
+/// A step-up proof as a body carries it. No `Debug`: it is a credential.
+#[derive(Deserialize)]
+#[serde(transparent)]
+pub struct ProofField(pub String);
 
 pub fn configure(max_body_bytes: usize) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
@@ -74,10 +110,13 @@ pub fn configure(max_body_bytes: usize) -> impl FnOnce(&mut web::ServiceConfig) 
             }
         });
         let path = web::PathConfig::default().error_handler(|_, _| ApiError::NotFound.into());
-        cfg.app_data(json).app_data(path);
+        let query = web::QueryConfig::default().error_handler(|e, _| ApiError::field("query", e).into());
+        cfg.app_data(json).app_data(path).app_data(query);
         verifications::routes(cfg);
         accounts::routes(cfg);
         enrolment::routes(cfg);
+        gate::routes(cfg);
+        admin::routes(cfg);
         ops::routes(cfg);
     }
 }

@@ -10,6 +10,9 @@ use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
 use verifyd_actors::account_state::AccountError;
 use verifyd_actors::lifecycle::Status;
+use verifyd_actors::policy::PolicyRefusal;
+use verifyd_actors::proof::ProofError;
+use verifyd_actors::store::challenges::ChallengeStatus;
 use verifyd_actors::throttle::Throttled;
 use verifyd_actors::verification::VerificationError;
 
@@ -41,6 +44,18 @@ pub enum ApiError {
     AlreadyActive,
     #[error("this action needs a password check made within the last {0} seconds (password_checked_at)")]
     FreshPasswordRequired(u64),
+    #[error("the challenge is {}", .0.as_str())]
+    ChallengeClosed(ChallengeStatus),
+    #[error("the account has no active second factor to challenge")]
+    NoFactor,
+    #[error("this action needs a step-up: answer a challenge and pass its proof (step_up)")]
+    StepUpRequired,
+    #[error("the proof is not accepted: {0}")]
+    InvalidProof(ProofError),
+    #[error("this is the account's last factor and an organisation it belongs to makes two-factor mandatory")]
+    LastFactorMandatory,
+    #[error(transparent)]
+    PolicyRefused(PolicyRefusal),
     #[error("internal error")]
     Internal(String),
     #[error("service unavailable")]
@@ -71,6 +86,13 @@ impl ApiError {
             ApiError::EnrolmentAbandoned => "enrolment_abandoned",
             ApiError::AlreadyActive => "factor_already_active",
             ApiError::FreshPasswordRequired(_) => "fresh_password_check_required",
+            ApiError::ChallengeClosed(_) => "challenge_closed",
+            ApiError::NoFactor => "no_active_factor",
+            ApiError::StepUpRequired => "step_up_required",
+            ApiError::InvalidProof(_) => "invalid_proof",
+            ApiError::LastFactorMandatory => "last_factor_mandatory",
+            ApiError::PolicyRefused(PolicyRefusal::MandatoryIsFinal) => "policy_mandatory",
+            ApiError::PolicyRefused(PolicyRefusal::SsoWithRequired) => "sso_with_required_policy",
             ApiError::Internal(_) => "internal",
             ApiError::Unavailable => "unavailable",
         }
@@ -95,9 +117,15 @@ impl From<AccountError> for ApiError {
         match e {
             AccountError::NotFound => ApiError::NotFound,
             AccountError::WrongCode { attempts_left } => ApiError::InvalidCode { attempts_left: Some(attempts_left) },
-            AccountError::InvalidCode => ApiError::InvalidCode { attempts_left: None },
             AccountError::EnrolmentAbandoned => ApiError::EnrolmentAbandoned,
             AccountError::AlreadyActive => ApiError::AlreadyActive,
+            AccountError::ChallengeClosed(s) => ApiError::ChallengeClosed(s),
+            AccountError::NoFactor => ApiError::NoFactor,
+            AccountError::StepUpRequired => ApiError::StepUpRequired,
+            AccountError::InvalidProof(e) => ApiError::InvalidProof(e),
+            AccountError::LastFactorMandatory => ApiError::LastFactorMandatory,
+            AccountError::Policy(p) => ApiError::PolicyRefused(p),
+            AccountError::Verification(e) => e.into(),
             other => ApiError::internal(other),
         }
     }
@@ -133,7 +161,13 @@ impl ResponseError for ApiError {
             ApiError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::InvalidCode { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::EnrolmentAbandoned | ApiError::AlreadyActive => StatusCode::CONFLICT,
-            ApiError::FreshPasswordRequired(_) => StatusCode::FORBIDDEN,
+            ApiError::FreshPasswordRequired(_) | ApiError::StepUpRequired | ApiError::InvalidProof(_) => {
+                StatusCode::FORBIDDEN
+            }
+            ApiError::ChallengeClosed(_)
+            | ApiError::NoFactor
+            | ApiError::LastFactorMandatory
+            | ApiError::PolicyRefused(_) => StatusCode::CONFLICT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -160,6 +194,7 @@ impl ResponseError for ApiError {
         match self {
             ApiError::InvalidField { field, .. } => body["field"] = json!(field),
             ApiError::NotPending(s) => body["verification_status"] = json!(s.as_str()),
+            ApiError::ChallengeClosed(s) => body["challenge_status"] = json!(s.as_str()),
             ApiError::InvalidCode { attempts_left: Some(left) } => body["attempts_left"] = json!(left),
             ApiError::Throttled(t) => {
                 let secs = retry_after_secs(t.retry_after);

@@ -88,7 +88,7 @@ pub fn parse_request(request: VerificationRequest, fallback_key: Option<String>)
 
 async fn create(
     state: web::Data<AppState>,
-    Caller(tenant): Caller,
+    Caller(tenant, _): Caller,
     req: actix_web::HttpRequest,
     body: web::Json<VerificationRequest>,
 ) -> Result<HttpResponse, ApiError> {
@@ -113,7 +113,7 @@ fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
 
 async fn get(
     state: web::Data<AppState>,
-    Caller(tenant): Caller,
+    Caller(tenant, _): Caller,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&path)?;
@@ -123,7 +123,7 @@ async fn get(
 
 async fn check(
     state: web::Data<AppState>,
-    Caller(tenant): Caller,
+    Caller(tenant, _): Caller,
     path: web::Path<String>,
     body: web::Json<CodeBody>,
 ) -> Result<HttpResponse, ApiError> {
@@ -147,7 +147,7 @@ pub struct ResendBody {
 
 async fn resend(
     state: web::Data<AppState>,
-    Caller(tenant): Caller,
+    Caller(tenant, _): Caller,
     path: web::Path<String>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {

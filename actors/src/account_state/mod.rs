@@ -1,0 +1,282 @@
+//! The account-state actor: owns everything an account's two-factor life needs
+//! — factors and their enrolment (`enrolment.rs`), backup and recovery codes,
+//! the login gate and step-up (`gate.rs`), and the changes that need authority:
+//! deleting a factor, the default factor, organisation policy, admin reset
+//! (`admin.rs`). Verification and dispatch feed their results back here.
+//!
+//! Sharded by (tenant, account). Every decision is made inside one PostgreSQL
+//! transaction (with row or advisory locks where two requests could race), so
+//! any number of processes give the same answers; every change a user should
+//! hear about is an event on the outbox and an entry in the audit trail, written
+//! in that same transaction.
+
+mod admin;
+mod enrolment;
+mod gate;
+
+pub use admin::{RemovalAuthority, RemoveFactor, Reset, ResetAccount, SetDefaultFactor, SetPolicy};
+pub use enrolment::{ConfirmTotp, Confirmed, EnrolTotp, GenerateBackupCodes, GenerateRecoveryCode};
+pub use gate::{AnswerChallenge, ChallengeView, LoginOutcome, OpenChallenge, Passed, SendAgain, Sent};
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use chrono::{DateTime, TimeDelta, Utc};
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+use verifyd_providers::domain::Channel;
+
+use crate::contract::{Event, EventKind};
+use crate::gate::GateSettings;
+use crate::ids::{AccountId, Tenant, Who};
+use crate::keys::CodeKeys;
+use crate::outbox;
+use crate::policy::PolicyRefusal;
+use crate::proof::{self, Claims, ProofError};
+use crate::relay::{Kick, OutboxRelay};
+use crate::store::StoreError;
+use crate::store::audit::{self, Entry};
+use crate::store::challenges::{self, ChallengeStatus};
+use crate::store::factors::{self, Factor};
+use crate::store::verifications::{self, Verification};
+use crate::totp;
+use crate::verification::{Issuer, VerificationError};
+
+pub struct AccountStateActor {
+    issuer: Arc<Issuer>,
+    gate: GateSettings,
+    /// One instance per process re-delivers approvals a crashed process left behind.
+    reconcile: Option<Duration>,
+    reconciling: bool,
+}
+
+impl AccountStateActor {
+    pub fn new(issuer: Arc<Issuer>, gate: GateSettings, reconcile: Option<Duration>) -> Self {
+        AccountStateActor { issuer, gate, reconcile, reconciling: false }
+    }
+
+    fn pool(&self) -> PgPool {
+        self.issuer.pool.clone()
+    }
+}
+
+impl Actor for AccountStateActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        if let Some(every) = self.reconcile {
+            ctx.run_interval(every, |act, ctx| {
+                if act.reconciling {
+                    return;
+                }
+                act.reconciling = true;
+                let issuer = act.issuer.clone();
+                ctx.spawn(async move { reconcile(&issuer.pool, &issuer.relay).await }.into_actor(act).map(
+                    |result, act, _| {
+                        act.reconciling = false;
+                        if let Err(error) = result {
+                            tracing::warn!(%error, "account state: reconcile pass failed");
+                        }
+                    },
+                ));
+            });
+        }
+    }
+}
+
+/// Why an account-state request was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    #[error("no such factor or challenge for this account")]
+    NotFound,
+    #[error("wrong code")]
+    WrongCode { attempts_left: i32 },
+    #[error("too many wrong codes: the enrolment was abandoned; enrol again")]
+    EnrolmentAbandoned,
+    #[error("the factor is already active")]
+    AlreadyActive,
+    #[error("the challenge is {}", .0.as_str())]
+    ChallengeClosed(ChallengeStatus),
+    #[error("the account has no active second factor")]
+    NoFactor,
+    #[error("this action needs a step-up: a challenge passed within the last few minutes")]
+    StepUpRequired,
+    #[error("the proof is not valid for this account: {0}")]
+    InvalidProof(ProofError),
+    #[error("this is the account's last factor and an organisation it belongs to makes two-factor mandatory")]
+    LastFactorMandatory,
+    #[error(transparent)]
+    Policy(#[from] PolicyRefusal),
+    #[error(transparent)]
+    Verification(#[from] VerificationError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Totp(#[from] totp::TotpError),
+    #[error("the stored secret does not open with this key")]
+    Sealed,
+}
+
+impl From<sqlx::Error> for AccountError {
+    fn from(e: sqlx::Error) -> Self {
+        AccountError::Store(StoreError::Db(e))
+    }
+}
+
+/// A phone verification was approved: the phone becomes an active factor.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Factor, StoreError>")]
+pub struct PhoneVerified {
+    pub verification: Verification,
+    pub now: DateTime<Utc>,
+}
+
+/// What dispatch learnt about a delivery.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct DeliveryReport {
+    pub tenant_id: Uuid,
+    pub account_id: AccountId,
+    pub verification_id: Uuid,
+    pub channel: Channel,
+    pub delivered: bool,
+}
+
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Vec<Factor>, StoreError>")]
+pub struct ListFactors {
+    pub tenant_id: Uuid,
+    pub account_id: AccountId,
+}
+
+impl Handler<PhoneVerified> for AccountStateActor {
+    type Result = ResponseFuture<Result<Factor, StoreError>>;
+
+    fn handle(&mut self, msg: PhoneVerified, _: &mut Self::Context) -> Self::Result {
+        let issuer = self.issuer.clone();
+        Box::pin(async move { record_phone(&issuer.pool, &issuer.relay, &msg.verification, msg.now).await })
+    }
+}
+
+impl Handler<DeliveryReport> for AccountStateActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: DeliveryReport, _: &mut Self::Context) {
+        let outcome = if msg.delivered { "delivered" } else { "failed" };
+        metrics::counter!("verifyd_delivery_reports_total", "channel" => msg.channel.as_str(), "outcome" => outcome)
+            .increment(1);
+        tracing::debug!(verification_id = %msg.verification_id, outcome, "delivery report");
+    }
+}
+
+impl Handler<ListFactors> for AccountStateActor {
+    type Result = ResponseFuture<Result<Vec<Factor>, StoreError>>;
+
+    fn handle(&mut self, msg: ListFactors, _: &mut Self::Context) -> Self::Result {
+        let pool = self.pool();
+        Box::pin(async move {
+            let mut conn = pool.acquire().await?;
+            Ok(factors::list(&mut conn, msg.tenant_id, &msg.account_id).await?)
+        })
+    }
+}
+
+async fn record_phone(
+    pool: &PgPool,
+    relay: &Addr<OutboxRelay>,
+    v: &Verification,
+    now: DateTime<Utc>,
+) -> Result<Factor, StoreError> {
+    let verified_at = v.completed_at.unwrap_or(now);
+    let mut tx = pool.begin().await?;
+    factors::lock_account(&mut tx, v.tenant_id, &v.account_id).await?;
+    let (factor, added) =
+        factors::upsert_phone(&mut tx, v.tenant_id, &v.account_id, v.channel, &v.phone, verified_at).await?;
+    verifications::mark_factor_recorded(&mut tx, v.id).await?;
+    if added {
+        factors::ensure_default(&mut tx, v.tenant_id, &v.account_id).await?;
+        let event = Event::for_verification(EventKind::FactorAdded, v, now)
+            .with("factor_id", factor.id.to_string())
+            .with("factor_kind", factor.kind.clone());
+        let who = Who { actor: v.account_id.as_str().to_owned(), api_key_id: None };
+        announce(&mut tx, v.tenant_id, &event, None, &who).await?;
+    }
+    tx.commit().await?;
+    if added {
+        relay.do_send(Kick);
+        tracing::info!(tenant = %v.tenant_name, factor_id = %factor.id, kind = %factor.kind, "factor added");
+    }
+    Ok(factor)
+}
+
+async fn reconcile(pool: &PgPool, relay: &Addr<OutboxRelay>) -> Result<(), StoreError> {
+    let now = Utc::now();
+    let stale = verifications::unrecorded_approvals(pool, now - TimeDelta::seconds(10), 100).await?;
+    for v in stale {
+        // One failure does not hold up the others; the next pass retries it.
+        if let Err(error) = record_phone(pool, relay, &v, now).await {
+            tracing::warn!(verification_id = %v.id, %error, "factor not recorded; next pass retries");
+        }
+    }
+    Ok(())
+}
+
+fn account_event(kind: EventKind, tenant: &Tenant, account_id: &AccountId, now: DateTime<Utc>) -> Event {
+    Event {
+        event_id: Uuid::new_v4(),
+        event: kind,
+        tenant: tenant.name.clone(),
+        occurred_at: now,
+        verification_id: None,
+        account_id: account_id.as_str().to_owned(),
+        to: None,
+        channel: None,
+        status: None,
+        detail: serde_json::Map::new(),
+    }
+}
+
+/// Announces a change in the caller's transaction: the event on the outbox (for
+/// the backend to email the user) and the same facts in the audit trail, with
+/// who made the change.
+async fn announce(
+    tx: &mut PgConnection,
+    tenant_id: Uuid,
+    event: &Event,
+    organisation_id: Option<&str>,
+    who: &Who,
+) -> Result<(), sqlx::Error> {
+    outbox::event(&mut *tx, event, None).await?;
+    let entry = Entry {
+        tenant_id,
+        account_id: Some(event.account_id.as_str()),
+        organisation_id,
+        action: event.event.as_str(),
+        who,
+        detail: serde_json::Value::Object(event.detail.clone()),
+        at: event.occurred_at,
+    };
+    audit::record(tx, entry).await
+}
+
+/// A restricted action goes ahead only with a fresh proof of a challenge this
+/// account passed, which still stands (an admin reset deletes challenges).
+async fn require_step_up(
+    tx: &mut PgConnection,
+    keys: &CodeKeys,
+    tenant: &Tenant,
+    account_id: &AccountId,
+    proof: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<Claims, AccountError> {
+    let token = proof.ok_or(AccountError::StepUpRequired)?;
+    let claims = proof::verify(keys, token, now).map_err(AccountError::InvalidProof)?;
+    if claims.tenant_id != tenant.id || claims.account_id != account_id.as_str() {
+        return Err(AccountError::InvalidProof(ProofError::OtherAccount));
+    }
+    if !challenges::is_passed(tx, tenant.id, account_id, claims.challenge_id).await? {
+        return Err(AccountError::StepUpRequired);
+    }
+    Ok(claims)
+}

@@ -1,0 +1,253 @@
+//! Changes that need authority, and the audit trail:
+//! `DELETE /v1/accounts/{account_id}/factors/{factor_id}`,
+//! `PUT …/factors/{factor_id}/default`, `POST /v1/accounts/{account_id}/reset`,
+//! `GET|PUT /v1/organisations/{organisation_id}/policy`, and
+//! `GET /v1/accounts/{account_id}/audit`, `GET /v1/organisations/{organisation_id}/audit`.
+
+use actix_web::{HttpResponse, web};
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::json;
+use uuid::Uuid;
+use verifyd_actors::account_state::{RemovalAuthority, RemoveFactor, ResetAccount, SetDefaultFactor, SetPolicy};
+use verifyd_actors::policy::TwoFactorPolicy;
+use verifyd_actors::store::{audit, organisations};
+
+use super::auth::Caller;
+use super::problem::ApiError;
+use super::{AppState, ProofField, account_id, path_id, typed, who};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/v1/accounts/{account_id}/factors/{factor_id}").route(web::delete().to(remove_factor)))
+        .service(
+            web::resource("/v1/accounts/{account_id}/factors/{factor_id}/default").route(web::put().to(set_default)),
+        )
+        .service(web::resource("/v1/accounts/{account_id}/reset").route(web::post().to(reset)))
+        .service(web::resource("/v1/accounts/{account_id}/audit").route(web::get().to(account_audit)))
+        .service(
+            web::resource("/v1/organisations/{organisation_id}/policy")
+                .route(web::get().to(get_policy))
+                .route(web::put().to(put_policy)),
+        )
+        .service(web::resource("/v1/organisations/{organisation_id}/audit").route(web::get().to(organisation_audit)));
+}
+
+fn organisation(raw: &str) -> Result<&str, ApiError> {
+    if raw.is_empty() || raw.len() > 128 || raw.chars().any(char::is_control) {
+        return Err(ApiError::field("organisation_id", "must be 1 to 128 printable characters"));
+    }
+    Ok(raw)
+}
+
+/// Deleting a factor takes either a step-up proof, or a code of that very
+/// factor answering a step-up challenge opened for it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RemoveBody {
+    #[serde(default)]
+    step_up: Option<ProofField>,
+    #[serde(default)]
+    challenge_id: Option<Uuid>,
+    #[serde(default)]
+    code: Option<serde_json::Value>,
+    #[serde(default)]
+    actor: Option<String>,
+}
+
+async fn remove_factor(
+    state: web::Data<AppState>,
+    Caller(tenant, key_id): Caller,
+    path: web::Path<(String, String)>,
+    body: web::Json<RemoveBody>,
+) -> Result<HttpResponse, ApiError> {
+    let (raw_account, raw_factor) = path.into_inner();
+    let (account_id, factor_id) = (account_id(&raw_account)?, path_id(&raw_factor)?);
+    let body = body.into_inner();
+    let authority = match (body.step_up, body.challenge_id, &body.code) {
+        (Some(proof), None, None) => RemovalAuthority::Proof(proof.0),
+        (None, Some(challenge_id), Some(code)) => {
+            RemovalAuthority::Code { challenge_id, code: typed(code)?.to_owned() }
+        }
+        _ => {
+            return Err(ApiError::field(
+                "step_up",
+                "give either a step-up proof (step_up) or the factor's code with its challenge (challenge_id, code)",
+            ));
+        }
+    };
+    let msg = RemoveFactor {
+        tenant: tenant.clone(),
+        account_id: account_id.clone(),
+        factor_id,
+        authority,
+        who: who(body.actor, Some(&account_id), key_id)?,
+        now: Utc::now(),
+    };
+    let factor = state.account_state(&tenant, &account_id).send(msg).await??;
+    Ok(HttpResponse::Ok().json(json!({ "removed": factor })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DefaultBody {
+    step_up: ProofField,
+    #[serde(default)]
+    actor: Option<String>,
+}
+
+async fn set_default(
+    state: web::Data<AppState>,
+    Caller(tenant, key_id): Caller,
+    path: web::Path<(String, String)>,
+    body: web::Json<DefaultBody>,
+) -> Result<HttpResponse, ApiError> {
+    let (raw_account, raw_factor) = path.into_inner();
+    let (account_id, factor_id) = (account_id(&raw_account)?, path_id(&raw_factor)?);
+    let body = body.into_inner();
+    let msg = SetDefaultFactor {
+        tenant: tenant.clone(),
+        account_id: account_id.clone(),
+        factor_id,
+        proof: body.step_up.0,
+        who: who(body.actor, Some(&account_id), key_id)?,
+        now: Utc::now(),
+    };
+    let factor = state.account_state(&tenant, &account_id).send(msg).await??;
+    Ok(HttpResponse::Ok().json(json!({ "factor": factor })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResetBody {
+    /// The admin who resets the user.
+    actor: String,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+async fn reset(
+    state: web::Data<AppState>,
+    Caller(tenant, key_id): Caller,
+    path: web::Path<String>,
+    body: web::Json<ResetBody>,
+) -> Result<HttpResponse, ApiError> {
+    let account_id = account_id(&path)?;
+    let body = body.into_inner();
+    if body.reason.as_ref().is_some_and(|r| r.len() > 500) {
+        return Err(ApiError::field("reason", "must be at most 500 characters"));
+    }
+    let msg = ResetAccount {
+        tenant: tenant.clone(),
+        account_id: account_id.clone(),
+        who: who(Some(body.actor), None, key_id)?,
+        now: Utc::now(),
+    };
+    let reset = state.account_state(&tenant, &account_id).send(msg).await??;
+    Ok(HttpResponse::Ok().json(json!({
+        "account_id": account_id,
+        "factors_removed": reset.factors_removed,
+        "codes_invalidated": reset.codes_invalidated,
+    })))
+}
+
+async fn get_policy(
+    state: web::Data<AppState>,
+    Caller(tenant, _): Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let org = organisation(&path)?;
+    let mut conn = state.pool.acquire().await?;
+    let settings = organisations::settings(&mut conn, tenant.id, org, false).await.map_err(ApiError::internal)?;
+    Ok(HttpResponse::Ok().json(json!({
+        "organisation_id": org,
+        "policy": settings.policy,
+        "sso_enabled": settings.sso_enabled,
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyBody {
+    policy: String,
+    #[serde(default)]
+    sso_enabled: Option<bool>,
+    /// The admin who makes the change; turning two-factor off needs their step-up.
+    actor: String,
+    #[serde(default)]
+    step_up: Option<ProofField>,
+}
+
+async fn put_policy(
+    state: web::Data<AppState>,
+    Caller(tenant, key_id): Caller,
+    path: web::Path<String>,
+    body: web::Json<PolicyBody>,
+) -> Result<HttpResponse, ApiError> {
+    let org = organisation(&path)?.to_owned();
+    let body = body.into_inner();
+    let policy: TwoFactorPolicy = body.policy.parse().map_err(|e| ApiError::field("policy", e))?;
+    let msg = SetPolicy {
+        tenant: tenant.clone(),
+        organisation_id: org.clone(),
+        policy,
+        sso_enabled: body.sso_enabled,
+        proof: body.step_up.map(|p| p.0),
+        who: who(Some(body.actor), None, key_id)?,
+        now: Utc::now(),
+    };
+    // Policy changes of one organisation go through one shard, in order.
+    let shard = state.core.account_state.pick(&(tenant.id, "organisation", org.as_str()));
+    let change = shard.send(msg).await??;
+    Ok(HttpResponse::Ok().json(json!({
+        "organisation_id": org,
+        "policy": change.after.policy,
+        "previous_policy": change.before.policy,
+        "sso_enabled": change.after.sso_enabled,
+        "sso_disabled": change.disables_sso,
+        "changed": change.after != change.before,
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Page {
+    #[serde(default)]
+    before: Option<i64>,
+    #[serde(default)]
+    limit: Option<i64>,
+}
+
+async fn audit_page(
+    state: &AppState,
+    tenant_id: Uuid,
+    subject: audit::Subject<'_>,
+    page: Page,
+) -> Result<HttpResponse, ApiError> {
+    let limit = page.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::field("limit", "must be 1 to 500"));
+    }
+    let entries = audit::list(&state.pool, tenant_id, subject, page.before, limit).await?;
+    let next = (entries.len() as i64 == limit).then(|| entries.last().map(|e| e.id)).flatten();
+    Ok(HttpResponse::Ok().json(json!({ "entries": entries, "next_before": next })))
+}
+
+async fn account_audit(
+    state: web::Data<AppState>,
+    Caller(tenant, _): Caller,
+    path: web::Path<String>,
+    page: web::Query<Page>,
+) -> Result<HttpResponse, ApiError> {
+    let account_id = account_id(&path)?;
+    audit_page(&state, tenant.id, audit::Subject::Account(account_id.as_str()), page.into_inner()).await
+}
+
+async fn organisation_audit(
+    state: web::Data<AppState>,
+    Caller(tenant, _): Caller,
+    path: web::Path<String>,
+    page: web::Query<Page>,
+) -> Result<HttpResponse, ApiError> {
+    let org = organisation(&path)?;
+    audit_page(&state, tenant.id, audit::Subject::Organisation(org), page.into_inner()).await
+}
