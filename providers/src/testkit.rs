@@ -167,6 +167,29 @@ impl TwilioMock {
         deliveries.iter().rev().find(|d| digits_of(d.to()) == wanted)?.code()
     }
 
+    /// How many SMS and calls reached `phone` so far.
+    pub async fn deliveries_to(&self, phone: &str) -> usize {
+        let wanted = digits_of(phone);
+        lock(&self.deliveries).iter().filter(|d| digits_of(d.to()) == wanted).count()
+    }
+
+    /// Waits for a delivery to `phone` beyond the first `seen` ones (see
+    /// [`deliveries_to`](Self::deliveries_to)) and returns its code: the way to
+    /// read the *next* code sent to a number that already got one.
+    pub async fn wait_for_next_code(&self, phone: &str, seen: usize, timeout: Duration) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.deliveries_to(phone).await > seen {
+                return self.code_sent_to(phone).await;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            Sleep::new(POLL_EVERY.min(deadline - now)).await;
+        }
+    }
+
     /// Polls [`code_sent_to`](Self::code_sent_to) every 20 ms until a code shows
     /// up or `timeout` passes. Works on any async runtime.
     pub async fn wait_for_code(&self, phone: &str, timeout: Duration) -> Option<String> {

@@ -177,6 +177,27 @@ impl TestApp {
         self.send(self.client.post(self.url(path)).bearer_auth(key).json(body)).await
     }
 
+    pub async fn put_json(&self, path: &str, body: &Value) -> Reply {
+        self.send(self.client.put(self.url(path)).bearer_auth(&self.api_key).json(body)).await
+    }
+
+    pub async fn delete_json(&self, path: &str, body: &Value) -> Reply {
+        self.send(self.client.delete(self.url(path)).bearer_auth(&self.api_key).json(body)).await
+    }
+
+    /// A POST to another process of the same deployment (see `start_another_serve`).
+    pub async fn post_json_at(&self, base: &str, path: &str, body: &Value) -> Reply {
+        self.send(self.client.post(format!("{base}{path}")).bearer_auth(&self.api_key).json(body)).await
+    }
+
+    /// The next code sent to `phone`, once more than `seen` deliveries reached it.
+    pub async fn next_code_to(&self, phone: &str, seen: usize) -> String {
+        self.twilio
+            .wait_for_next_code(phone, seen, Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|| panic!("no new code reached Twilio for {phone} within 10 s"))
+    }
+
     pub async fn post_raw(&self, path: &str, content_type: &str, body: impl Into<reqwest::Body>) -> Reply {
         let req = self.client.post(self.url(path)).bearer_auth(&self.api_key).header("Content-Type", content_type);
         self.send(req.body(body)).await

@@ -6,6 +6,7 @@ mod concurrency;
 mod delivery;
 mod enrolment;
 mod errors;
+mod gate;
 mod helpers;
 mod isolation;
 mod processes;
