@@ -23,14 +23,22 @@ pub struct DispatchJob {
 /// A verification request: the body of `POST /v1/verifications`, and of a message
 /// on the requests exchange (routing key = tenant name). Fields are raw here and
 /// parsed into domain types at the edge.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VerificationRequest {
+    /// The backend's own id for its user (1–128 printable characters).
+    #[schema(example = "user-42")]
     pub account_id: String,
+    /// E.164, or a number with its country code.
+    #[schema(example = "+14155552671")]
     pub phone: String,
+    /// `sms` or `voice`.
+    #[schema(example = "sms")]
     pub channel: String,
+    /// `en`, `es`, `fr`, `de`, `pt` or `ja` (and regional forms); `en` by default.
     #[serde(default)]
     pub locale: Option<String>,
+    /// 4 to 10 digits; 7 by default.
     #[serde(default)]
     pub code_length: Option<u8>,
     /// Defaults to the AMQP `message_id`, so a redelivered request creates nothing new.

@@ -50,9 +50,11 @@ impl AppState {
 /// malformed one (a number, say) is refused with a fixed message instead of the
 /// JSON parser's error text, which quotes the value; no `Debug`, so it cannot
 /// reach a log line.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CodeBody {
+    /// What the person typed.
+    #[schema(value_type = String, example = "4821736")]
     code: serde_json::Value,
 }
 
@@ -94,8 +96,9 @@ pub fn who(actor: Option<String>, account: Option<&AccountId>, key_id: String) -
 }
 
 /// A step-up proof as a body carries it. No `Debug`: it is a credential.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(transparent)]
+#[schema(value_type = String, example = "vp1.eyJ0ZW5hbnRfaWQiOi….Xk3…")]
 pub struct ProofField(pub String);
 
 pub fn configure(max_body_bytes: usize) -> impl FnOnce(&mut web::ServiceConfig) {

@@ -7,13 +7,14 @@ use std::time::Duration;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 use verifyd_actors::account_state::AccountError;
 use verifyd_actors::lifecycle::Status;
 use verifyd_actors::policy::PolicyRefusal;
 use verifyd_actors::proof::ProofError;
 use verifyd_actors::store::challenges::ChallengeStatus;
-use verifyd_actors::throttle::Throttled;
+use verifyd_actors::throttle::{Scope, Throttled};
 use verifyd_actors::verification::VerificationError;
 
 #[derive(Debug, thiserror::Error)]
@@ -175,12 +176,6 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
-        let mut body = json!({
-            "type": format!("https://verifyd.dev/problems/{}", self.kind()),
-            "error": self.kind(),
-            "title": status.canonical_reason().unwrap_or("Error"),
-            "status": status.as_u16(),
-        });
         let detail = match self {
             ApiError::Internal(cause) => {
                 tracing::error!(%cause, "internal error answered with 500");
@@ -188,18 +183,30 @@ impl ResponseError for ApiError {
             }
             other => other.to_string(),
         };
-        body["detail"] = json!(detail);
+        let mut body = Problem {
+            kind: format!("https://verifyd.dev/problems/{}", self.kind()),
+            error: self.kind(),
+            title: status.canonical_reason().unwrap_or("Error"),
+            status: status.as_u16(),
+            detail,
+            field: None,
+            attempts_left: None,
+            retry_after: None,
+            scope: None,
+            verification_status: None,
+            challenge_status: None,
+        };
         let mut response = HttpResponse::build(status);
         response.insert_header((header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json")));
         match self {
-            ApiError::InvalidField { field, .. } => body["field"] = json!(field),
-            ApiError::NotPending(s) => body["verification_status"] = json!(s.as_str()),
-            ApiError::ChallengeClosed(s) => body["challenge_status"] = json!(s.as_str()),
-            ApiError::InvalidCode { attempts_left: Some(left) } => body["attempts_left"] = json!(left),
+            ApiError::InvalidField { field, .. } => body.field = Some(field),
+            ApiError::NotPending(s) => body.verification_status = Some(s.as_str()),
+            ApiError::ChallengeClosed(s) => body.challenge_status = Some(s.as_str()),
+            ApiError::InvalidCode { attempts_left: Some(left) } => body.attempts_left = Some(*left),
             ApiError::Throttled(t) => {
                 let secs = retry_after_secs(t.retry_after);
-                body["retry_after"] = json!(secs);
-                body["scope"] = json!(t.scope);
+                body.retry_after = Some(secs);
+                body.scope = Some(t.scope);
                 response.insert_header((header::RETRY_AFTER, secs.to_string()));
             }
             ApiError::Unauthenticated => {
@@ -210,6 +217,37 @@ impl ResponseError for ApiError {
             }
             _ => {}
         }
-        response.body(body.to_string())
+        response.body(serde_json::to_string(&body).unwrap_or_default())
     }
+}
+
+/// An error answer (RFC 9457, `application/problem+json`). `error` is the
+/// stable machine-readable name; the other fields appear where they apply.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Problem {
+    /// `https://verifyd.dev/problems/<error>`
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[schema(example = "invalid_code")]
+    pub error: &'static str,
+    pub title: &'static str,
+    pub status: u16,
+    pub detail: String,
+    /// The request field at fault (`invalid_field`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<&'static str>,
+    /// Wrong codes still allowed (`invalid_code`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempts_left: Option<i32>,
+    /// Seconds to wait, as in the `Retry-After` header (`throttled`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
+    /// Which limit was hit: `phone`, `account` or `verification` (`throttled`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub scope: Option<Scope>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verification_status: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub challenge_status: Option<&'static str>,
 }

@@ -3,6 +3,7 @@
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 use verifyd_actors::contract::VerificationRequest;
 use verifyd_actors::ids::AccountId;
@@ -12,7 +13,7 @@ use verifyd_actors::verification::{Check, Create, Request, Resend};
 use verifyd_providers::domain::{Channel, Code, CodeLength, Locale, PhoneNumber};
 
 use super::auth::Caller;
-use super::problem::ApiError;
+use super::problem::{ApiError, Problem};
 use super::{AppState, CodeBody};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -23,12 +24,17 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 /// What a backend reads about a verification. Never the code.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct View {
     pub id: Uuid,
+    /// `pending`, `approved`, `expired` or `max_attempts_reached`.
+    #[schema(value_type = String, example = "pending")]
     pub status: Status,
     pub account_id: String,
+    /// E.164.
     pub to: String,
+    /// `sms` or `voice`.
+    #[schema(value_type = String, example = "sms")]
     pub channel: Channel,
     pub locale: String,
     pub attempts: i32,
@@ -86,6 +92,17 @@ pub fn parse_request(request: VerificationRequest, fallback_key: Option<String>)
     })
 }
 
+/// Start a verification: a code goes to the phone by SMS or voice call.
+#[utoipa::path(post, path = "/v1/verifications", tag = "verifications",
+    request_body = VerificationRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Same key, same verification (one message sent)")),
+    responses(
+        (status = 201, description = "Created; the code is on its way", body = View),
+        (status = 200, description = "The idempotency key was seen before: the earlier verification", body = View),
+        (status = 409, description = "Idempotency key used for another phone or account", body = Problem),
+        (status = 422, description = "A field does not parse (`invalid_field`)", body = Problem),
+        (status = 429, description = "Throttled (`Retry-After`)", body = Problem)),
+    security(("api_key" = [])))]
 async fn create(
     state: web::Data<AppState>,
     Caller(tenant, _): Caller,
@@ -111,6 +128,11 @@ fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(raw).map_err(|_| ApiError::NotFound)
 }
 
+/// Read a verification.
+#[utoipa::path(get, path = "/v1/verifications/{id}", tag = "verifications",
+    params(("id" = Uuid, Path)),
+    responses((status = 200, body = View), (status = 404, body = Problem)),
+    security(("api_key" = [])))]
 async fn get(
     state: web::Data<AppState>,
     Caller(tenant, _): Caller,
@@ -121,6 +143,14 @@ async fn get(
     Ok(HttpResponse::Ok().json(View::of(&v, Utc::now())))
 }
 
+/// Check what the person typed: the answer's `status` is `approved`, still
+/// `pending` (wrong code, `attempts_left`), `expired` or `max_attempts_reached`.
+#[utoipa::path(post, path = "/v1/verifications/{id}/check", tag = "verifications",
+    params(("id" = Uuid, Path)), request_body = CodeBody,
+    responses((status = 200, body = View),
+        (status = 404, body = Problem),
+        (status = 409, description = "Already approved, expired or out of attempts", body = Problem)),
+    security(("api_key" = [])))]
 async fn check(
     state: web::Data<AppState>,
     Caller(tenant, _): Caller,
@@ -138,13 +168,22 @@ async fn check(
     Ok(HttpResponse::Ok().json(View::of(&checked.verification, now)))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResendBody {
+    /// `sms` or `voice`; the verification's channel when absent.
     #[serde(default)]
     pub channel: Option<String>,
 }
 
+/// Send the same code again, optionally by the other channel.
+#[utoipa::path(post, path = "/v1/verifications/{id}/resend", tag = "verifications",
+    params(("id" = Uuid, Path)), request_body(content = Option<ResendBody>),
+    responses((status = 202, body = View),
+        (status = 404, body = Problem),
+        (status = 409, body = Problem),
+        (status = 429, description = "Too soon or too many sends", body = Problem)),
+    security(("api_key" = [])))]
 async fn resend(
     state: web::Data<AppState>,
     Caller(tenant, _): Caller,
