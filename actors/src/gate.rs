@@ -19,11 +19,23 @@ pub struct GateSettings {
     pub max_attempts: i32,
     /// How long a proof is valid, and so how fresh a step-up must be.
     pub proof_ttl_secs: u64,
+    /// Wrong answers an account may give, over all its challenges, within
+    /// `failure_window_secs`; past that, challenges are refused until the
+    /// window moves on (so 5 tries per challenge cannot be multiplied by
+    /// opening more challenges).
+    pub max_failures: i64,
+    pub failure_window_secs: u64,
 }
 
 impl Default for GateSettings {
     fn default() -> Self {
-        GateSettings { challenge_ttl_secs: 600, max_attempts: 5, proof_ttl_secs: 300 }
+        GateSettings {
+            challenge_ttl_secs: 600,
+            max_attempts: 5,
+            proof_ttl_secs: 300,
+            max_failures: 10,
+            failure_window_secs: 3600,
+        }
     }
 }
 
@@ -34,6 +46,10 @@ impl GateSettings {
 
     pub fn proof_ttl(&self) -> Duration {
         Duration::from_secs(self.proof_ttl_secs.max(1))
+    }
+
+    pub fn failure_window(&self) -> Duration {
+        Duration::from_secs(self.failure_window_secs.max(1))
     }
 }
 

@@ -57,13 +57,29 @@ impl Default for Limits {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Scope {
+    /// Codes sent to one phone number.
     Phone,
+    /// Codes sent for one account.
     Account,
+    /// Sends of one verification (too soon, or too many).
     Verification,
+    /// Wrong answers one account gave to its login and step-up challenges.
+    WrongAnswers,
+}
+
+impl Scope {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Scope::Phone => "too many codes sent to this phone number",
+            Scope::Account => "too many codes sent for this account",
+            Scope::Verification => "this verification cannot send again yet",
+            Scope::WrongAnswers => "too many wrong answers for this account",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("too many codes sent for this {scope:?}; retry after {retry_after:?}")]
+#[error("{}; retry after {} s", scope.describe(), retry_after.as_secs().max(1))]
 pub struct Throttled {
     pub scope: Scope,
     pub retry_after: Duration,

@@ -22,17 +22,32 @@ fn authenticator_code(uri: &str, ahead: u64) -> String {
     totp.generate(now + 30 * ahead).to_string()
 }
 
-/// Enrols an authenticator app; returns its URI, its factor id, and the step-up
-/// proof its confirmation gives.
+/// Enrols an account's first authenticator app; returns its URI, its factor
+/// id, and the step-up proof its confirmation gives.
 async fn enrol_authenticator(app: &TestApp, account: &str) -> (String, String, String) {
+    let (uri, id, proof) = enrol_another_authenticator(app, account, None).await;
+    (uri, id, proof.expect("the first factor's confirmation gives a step-up proof"))
+}
+
+/// Enrols an authenticator app, with a step-up proof when the account already
+/// has a factor; returns its URI, its factor id and the proof it gives, if any.
+async fn enrol_another_authenticator(
+    app: &TestApp,
+    account: &str,
+    step_up: Option<&str>,
+) -> (String, String, Option<String>) {
     let enrolled = app.post_json(&format!("/v1/accounts/{account}/factors/totp"), &json!({})).await;
     assert_eq!(enrolled.status, 201, "{:?}", enrolled.body);
     let uri = enrolled.body["otpauth_uri"].as_str().unwrap().to_owned();
     let factor_id = enrolled.body["factor"]["id"].as_str().unwrap().to_owned();
     let path = format!("/v1/accounts/{account}/factors/{factor_id}/confirm");
-    let confirmed = app.post_json(&path, &json!({ "code": authenticator_code(&uri, 0) })).await;
+    let mut body = json!({ "code": authenticator_code(&uri, 0) });
+    if let Some(proof) = step_up {
+        body["step_up"] = json!(proof);
+    }
+    let confirmed = app.post_json(&path, &body).await;
     assert_eq!(confirmed.status, 200, "{:?}", confirmed.body);
-    let proof = confirmed.body["step_up"].as_str().expect("confirmation gives a step-up proof").to_owned();
+    let proof = confirmed.body["step_up"].as_str().map(str::to_owned);
     (uri, factor_id, proof)
 }
 
@@ -321,7 +336,8 @@ async fn answer_all(app: &TestApp, account: &str, challenges: &[String], code: &
 
 #[actix_rt::test]
 async fn fifty_parallel_uses_of_one_totp_step_backup_code_or_recovery_code_pass_once_each() {
-    let app = spawn_app().await;
+    // 147 wrong answers on purpose: the account's lockout is another test's.
+    let app = crate::helpers::spawn_app_with(|c| c.gate.max_failures = 1_000).await;
     let (uri, _, proof) = enrol_authenticator(&app, "wes").await;
     let body = json!({ "password_checked_at": Utc::now(), "step_up": proof });
     let backup =
@@ -358,6 +374,16 @@ async fn five_wrong_answers_fail_a_challenge_and_tell_the_user() {
     let status = app.get(&format!("/v1/accounts/xia/challenges/{challenge}")).await;
     assert_eq!(status.body["status"], "failed");
 
+    // Another challenge gets its own five tries; the account's limit (10 wrong
+    // answers an hour, over all challenges) then closes the gate for a while.
+    let challenge = challenge_id(&login(&app, "xia", json!({})).await);
+    for _ in 0..5 {
+        assert_eq!(answer(&app, "xia", &challenge, &wrong).await.status, 422);
+    }
+    let locked = app.post_json("/v1/accounts/xia/login", &json!({})).await;
+    assert_eq!((locked.status, locked.body["scope"].as_str()), (429, Some("wrong_answers")), "{:?}", locked.body);
+    assert!(locked.headers["retry-after"].to_str().unwrap().parse::<u64>().unwrap() > 3000);
+
     // Step-up needs a factor to step up with.
     let none = app.post_json("/v1/accounts/nobody/step-up", &json!({})).await;
     assert_eq!((none.status, none.body["error"].as_str()), (409, Some("no_active_factor")));
@@ -367,27 +393,86 @@ async fn five_wrong_answers_fail_a_challenge_and_tell_the_user() {
 async fn the_default_factor_changes_only_with_a_step_up() {
     let app = spawn_app().await;
     let mut events = app.capture_events(&format!("{}.factor.default_changed", app.tenant)).await;
-    let (_, first, _) = enrol_authenticator(&app, "yan").await;
-    let (_, second, proof) = enrol_authenticator(&app, "yan").await;
-    let factors = app.get("/v1/accounts/yan/factors").await.body["factors"].clone();
-    let default_of = |id: &str| factors.as_array().unwrap().iter().find(|f| f["id"] == id).unwrap()["default"].clone();
-    assert_eq!(
-        (default_of(&first), default_of(&second)),
-        (json!(true), json!(false)),
-        "the first factor is the default"
-    );
+    let (_, first, proof) = enrol_authenticator(&app, "yan").await;
+    let (_, second, none) = enrol_another_authenticator(&app, "yan", Some(&proof)).await;
+    assert_eq!(none, None, "only the first factor's confirmation is a step-up");
+    let defaults = || async {
+        let factors = app.get("/v1/accounts/yan/factors").await.body["factors"].clone();
+        let of = |id: &str| factors.as_array().unwrap().iter().find(|f| f["id"] == id).unwrap()["default"] == true;
+        (of(&first), of(&second))
+    };
+    assert_eq!(defaults().await, (true, false), "the first factor is the default");
 
     let path = format!("/v1/accounts/yan/factors/{second}/default");
     let forged = format!("{}x", &proof[..proof.len() - 1]);
     let refused = app.put_json(&path, &json!({ "step_up": forged })).await;
     assert_eq!((refused.status, refused.body["error"].as_str()), (403, Some("invalid_proof")));
-    let other = app.put_json(&path, &json!({})).await;
-    assert_eq!(other.status, 400, "the proof is required");
+    assert_eq!(app.put_json(&path, &json!({})).await.status, 400, "the proof is required");
     let changed = app.put_json(&path, &json!({ "step_up": proof })).await;
     assert_eq!((changed.status, changed.body["factor"]["default"].as_bool()), (200, Some(true)), "{:?}", changed.body);
-    let factors = app.get("/v1/accounts/yan/factors").await.body["factors"].clone();
-    assert_eq!(factors.as_array().unwrap().iter().filter(|f| f["default"] == true).count(), 1);
+    assert_eq!(defaults().await, (false, true));
     assert_eq!(events.wait_for_event("factor.default_changed", WAIT).await["factor_id"], second.as_str());
+    let back = app.put_json(&format!("/v1/accounts/yan/factors/{first}/default"), &json!({ "step_up": proof })).await;
+    assert_eq!(back.status, 200, "and back again: {:?}", back.body);
+    assert_eq!(defaults().await, (true, false));
+}
+
+/// Whoever can verify a phone or scan a QR code must not get past the factor
+/// the account already has: a second factor needs a step-up from the first.
+#[actix_rt::test]
+async fn a_second_factor_is_added_only_with_a_step_up_from_the_first() {
+    let app = spawn_app().await;
+    let (uri, totp_id, proof) = enrol_authenticator(&app, "ivy").await;
+
+    // Another authenticator: its right code alone is not enough.
+    let enrolled = app.post_json("/v1/accounts/ivy/factors/totp", &json!({})).await;
+    let other_uri = enrolled.body["otpauth_uri"].as_str().unwrap().to_owned();
+    let path = format!("/v1/accounts/ivy/factors/{}/confirm", enrolled.body["factor"]["id"].as_str().unwrap());
+    let r = app.post_json(&path, &json!({ "code": authenticator_code(&other_uri, 0) })).await;
+    assert_eq!((r.status, r.body["error"].as_str()), (403, Some("step_up_required")));
+
+    // A verified phone stays pending: it cannot answer a login until activated.
+    let phone = "+14155550199";
+    let created = app.create_verification("ivy", phone, "sms").await;
+    let code = app.code_sent_to(phone).await;
+    assert_eq!(app.check(created.body["id"].as_str().unwrap(), &code).await.body["status"], "approved");
+    let factors = app.get("/v1/accounts/ivy/factors").await.body["factors"].clone();
+    let sms = factors.as_array().unwrap().iter().find(|f| f["kind"] == "sms").unwrap().clone();
+    assert_eq!(sms["status"], "pending");
+    let r = login(&app, "ivy", json!({})).await;
+    let offered: Vec<&str> =
+        r.body["challenge"]["factors"].as_array().unwrap().iter().map(|f| f["id"].as_str().unwrap()).collect();
+    assert_eq!(offered, [totp_id.as_str()]);
+    let step_up = app.post_json("/v1/accounts/ivy/step-up", &json!({ "factor_id": sms["id"] })).await;
+    assert_eq!(step_up.status, 404, "a pending phone cannot be stepped up with");
+
+    let activate = format!("/v1/accounts/ivy/factors/{}/activate", sms["id"].as_str().unwrap());
+    let refused = app.post_json(&activate, &json!({ "step_up": "vp1.not-a-proof.x" })).await;
+    assert_eq!((refused.status, refused.body["error"].as_str()), (403, Some("invalid_proof")));
+    let passed = answer(&app, "ivy", &challenge_id(&r), &authenticator_code(&uri, 1)).await;
+    let login_proof = passed.body["proof"].as_str().unwrap();
+    let _ = proof;
+    let activated = app.post_json(&activate, &json!({ "step_up": login_proof })).await;
+    assert_eq!((activated.status, activated.body["factor"]["status"].as_str()), (200, Some("active")));
+    assert_eq!(activated.body["factor"]["default"], false, "the authenticator stays the default");
+}
+
+/// A throttled SMS does not lock the user out: the challenge opens without a
+/// code and says why, and another factor can answer it.
+#[actix_rt::test]
+async fn a_throttled_code_still_opens_the_challenge() {
+    let app = crate::helpers::spawn_app_with(|c| c.throttle.per_phone.count = 2).await;
+    let phone = "+14155550142";
+    let created = app.create_verification("kai", phone, "sms").await;
+    let code = app.code_sent_to(phone).await;
+    assert_eq!(app.check(created.body["id"].as_str().unwrap(), &code).await.body["status"], "approved");
+    let first = login(&app, "kai", json!({})).await;
+    assert!(first.body["challenge"]["sent"].is_object(), "{:?}", first.body);
+    let second = login(&app, "kai", json!({})).await;
+    assert_eq!(second.body["decision"], "challenge");
+    assert_eq!(second.body["challenge"]["sent"], Value::Null);
+    assert_eq!(second.body["challenge"]["send_throttled"]["scope"], "phone");
+    assert!(second.body["challenge"]["send_throttled"]["retry_after"].as_u64().unwrap() > 0);
 }
 
 #[actix_rt::test]

@@ -6,14 +6,15 @@ use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::gate::{check_answer, open_challenge, pass, wrong_answer};
+use super::gate::{check_answer, guard_failures, open_challenge, pass, wrong_answer};
 use super::{AccountError, AccountStateActor, account_event, announce, require_step_up};
 use crate::contract::EventKind;
+use crate::gate::Purpose;
 use crate::ids::{AccountId, Tenant, Who};
 use crate::policy::{self, Change, TwoFactorPolicy};
 use crate::relay::Kick;
 use crate::store::factors::{self, Factor};
-use crate::store::{backup_codes, challenges, organisations};
+use crate::store::{backup_codes, challenges, organisations, verifications};
 use crate::verification::stored_precision;
 
 /// Deletes a factor. No `Debug`: it may hold a code.
@@ -35,6 +36,18 @@ pub enum RemovalAuthority {
     /// A code of the factor itself, answering a step-up challenge opened for
     /// it (for a phone, that is where its code was sent).
     Code { challenge_id: Uuid, code: String },
+}
+
+/// Activates a phone verified while the account already had an active factor.
+#[derive(Message)]
+#[rtype(result = "Result<Factor, AccountError>")]
+pub struct ActivateFactor {
+    pub tenant: Tenant,
+    pub account_id: AccountId,
+    pub factor_id: Uuid,
+    pub proof: String,
+    pub who: Who,
+    pub now: DateTime<Utc>,
 }
 
 #[derive(Message)]
@@ -69,6 +82,8 @@ pub struct SetPolicy {
 pub struct ResetAccount {
     pub tenant: Tenant,
     pub account_id: AccountId,
+    /// Why, as the admin put it (audited, and in the event).
+    pub reason: Option<String>,
     pub who: Who,
     pub now: DateTime<Utc>,
 }
@@ -97,6 +112,10 @@ impl Handler<RemoveFactor> for AccountStateActor {
                 }
                 RemovalAuthority::Code { challenge_id, code } => {
                     let c = open_challenge(&mut tx, tenant, account_id, challenge_id, now).await?;
+                    if c.purpose != Purpose::StepUp {
+                        return Err(AccountError::NotFound);
+                    }
+                    guard_failures(&mut tx, &settings, tenant, account_id, now).await?;
                     let answer =
                         check_answer(&mut tx, &issuer, tenant, account_id, &c, &code, Some(factor.id), &msg.who, now)
                             .await?;
@@ -119,12 +138,20 @@ impl Handler<RemoveFactor> for AccountStateActor {
                 return Err(AccountError::LastFactorMandatory);
             }
             factors::delete(&mut tx, factor.id).await?;
-            factors::ensure_default(&mut tx, tenant.id, account_id).await?;
+            let new_default = factors::ensure_default(&mut tx, tenant.id, account_id).await?;
             let event = account_event(EventKind::FactorRemoved, tenant, account_id, now)
                 .with("factor_id", factor.id.to_string())
                 .with("factor_kind", factor.kind.clone())
                 .with("factors_left", all.iter().filter(|f| f.is_active() && f.id != factor.id).count());
             announce(&mut tx, tenant.id, &event, None, &msg.who).await?;
+            if let Some(id) = new_default {
+                let kind = all.iter().find(|f| f.id == id).map(|f| f.kind.clone()).unwrap_or_default();
+                let event = account_event(EventKind::DefaultFactorChanged, tenant, account_id, now)
+                    .with("factor_id", id.to_string())
+                    .with("factor_kind", kind)
+                    .with("because", "the default factor was removed");
+                announce(&mut tx, tenant.id, &event, None, &msg.who).await?;
+            }
             tx.commit().await?;
             issuer.relay.do_send(Kick);
             tracing::info!(tenant = %tenant.name, factor_id = %factor.id, "factor removed");
@@ -155,6 +182,33 @@ impl Handler<SetDefaultFactor> for AccountStateActor {
             announce(&mut tx, tenant.id, &event, None, &msg.who).await?;
             tx.commit().await?;
             issuer.relay.do_send(Kick);
+            Ok(factor)
+        })
+    }
+}
+
+impl Handler<ActivateFactor> for AccountStateActor {
+    type Result = ResponseFuture<Result<Factor, AccountError>>;
+
+    fn handle(&mut self, msg: ActivateFactor, _: &mut Self::Context) -> Self::Result {
+        let issuer = self.issuer.clone();
+        Box::pin(async move {
+            let now = stored_precision(msg.now);
+            let (tenant, account_id) = (&msg.tenant, &msg.account_id);
+            let mut tx = issuer.pool.begin().await?;
+            factors::lock_account(&mut tx, tenant.id, account_id).await?;
+            require_step_up(&mut tx, &issuer.keys, tenant, account_id, Some(&msg.proof), now).await?;
+            let factor = factors::activate(&mut tx, tenant.id, account_id, msg.factor_id)
+                .await?
+                .ok_or(AccountError::NotFound)?;
+            factors::ensure_default(&mut tx, tenant.id, account_id).await?;
+            let event = account_event(EventKind::FactorAdded, tenant, account_id, now)
+                .with("factor_id", factor.id.to_string())
+                .with("factor_kind", factor.kind.clone());
+            announce(&mut tx, tenant.id, &event, None, &msg.who).await?;
+            tx.commit().await?;
+            issuer.relay.do_send(Kick);
+            tracing::info!(tenant = %tenant.name, factor_id = %factor.id, "phone factor activated");
             Ok(factor)
         })
     }
@@ -209,10 +263,16 @@ impl Handler<ResetAccount> for AccountStateActor {
             let factors_removed = factors::delete_all(&mut tx, tenant.id, account_id).await?;
             let codes_invalidated = backup_codes::delete_all(&mut tx, tenant.id, account_id).await?;
             challenges::delete_for_account(&mut tx, tenant.id, account_id).await?;
-            let event = account_event(EventKind::AccountReset, tenant, account_id, now)
+            // A code on its way (a challenge, a phone being enrolled) must not
+            // bring a factor back after the reset.
+            verifications::end_pending_for_account(&mut tx, tenant.id, account_id, now).await?;
+            let mut event = account_event(EventKind::AccountReset, tenant, account_id, now)
                 .with("factors_removed", factors_removed)
                 .with("codes_invalidated", codes_invalidated)
                 .with("by", msg.who.actor.clone());
+            if let Some(reason) = &msg.reason {
+                event = event.with("reason", reason.clone());
+            }
             announce(&mut tx, tenant.id, &event, None, &msg.who).await?;
             tx.commit().await?;
             issuer.relay.do_send(Kick);

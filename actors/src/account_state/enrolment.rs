@@ -7,7 +7,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 use verifyd_providers::domain::{Code, CodeLength};
 
-use super::{AccountError, AccountStateActor, account_event, announce, gate, require_step_up};
+use super::{AccountError, AccountStateActor, account_event, announce, gate, has_active_factor, require_step_up};
 use crate::contract::{Event, EventKind};
 use crate::gate::AnsweredBy;
 use crate::ids::{AccountId, Tenant, Who};
@@ -42,16 +42,18 @@ pub struct ConfirmTotp {
     pub account_id: AccountId,
     pub factor_id: Uuid,
     pub code: String,
+    /// Needed when the account already has an active factor.
+    pub proof: Option<String>,
     pub who: Who,
     pub now: DateTime<Utc>,
 }
 
-/// An activated factor. The correct code just typed counts as a passed step-up,
-/// so the proof lets the backend go straight on to backup codes.
+/// An activated factor. When it is the account's first, the correct code just
+/// typed counts as a passed step-up, so the proof lets the backend go straight
+/// on to backup codes.
 pub struct Confirmed {
     pub factor: Factor,
-    pub proof: String,
-    pub proof_expires_at: DateTime<Utc>,
+    pub proof: Option<(String, DateTime<Utc>)>,
 }
 
 /// A new set of backup codes; the old set stops working. The caller has checked
@@ -113,6 +115,12 @@ impl Handler<ConfirmTotp> for AccountStateActor {
             if state.status == "active" {
                 return Err(AccountError::AlreadyActive);
             }
+            // A second factor is added only by someone who can pass the first.
+            let first = !has_active_factor(&mut tx, &msg.tenant, &msg.account_id).await?;
+            if !first {
+                let proof = msg.proof.as_deref();
+                require_step_up(&mut tx, &issuer.keys, &msg.tenant, &msg.account_id, proof, msg.now).await?;
+            }
             let secret = issuer.keys.open_bytes(msg.factor_id, &state.totp_sealed).map_err(|_| AccountError::Sealed)?;
             let unix = u64::try_from(msg.now.timestamp()).unwrap_or_default();
             let Some(step) = totp::accept(&secret, &msg.code, unix, state.totp_last_step) else {
@@ -131,24 +139,29 @@ impl Handler<ConfirmTotp> for AccountStateActor {
                 .with("factor_id", factor.id.to_string())
                 .with("factor_kind", "totp");
             announce(&mut tx, msg.tenant.id, &event, None, &msg.who).await?;
-            let (proof, claims) = gate::passed_without_challenge(
-                &mut tx,
-                &issuer.keys,
-                &settings,
-                &msg.tenant,
-                &msg.account_id,
-                AnsweredBy::Totp,
-                Some(factor.id),
-                msg.now,
-            )
-            .await?;
+            let proof = if first {
+                let (proof, claims) = gate::passed_without_challenge(
+                    &mut tx,
+                    &issuer.keys,
+                    &settings,
+                    &msg.tenant,
+                    &msg.account_id,
+                    AnsweredBy::Totp,
+                    Some(factor.id),
+                    msg.now,
+                )
+                .await?;
+                Some((proof, claims.expires()))
+            } else {
+                None
+            };
             tx.commit().await?;
             issuer.relay.do_send(Kick);
             // Re-read: ensure_default may have made it the default.
             let mut conn = issuer.pool.acquire().await?;
             let factor = factors::get(&mut conn, msg.tenant.id, &msg.account_id, factor.id).await?.unwrap_or(factor);
             tracing::info!(tenant = %msg.tenant.name, factor_id = %factor.id, "authenticator factor active");
-            Ok(Confirmed { factor, proof, proof_expires_at: claims.expires() })
+            Ok(Confirmed { factor, proof })
         })
     }
 }
@@ -171,6 +184,8 @@ impl Handler<GenerateBackupCodes> for AccountStateActor {
             let event = account_event(EventKind::BackupCodesGenerated, &msg.tenant, &msg.account_id, msg.now)
                 .with("remaining", BACKUP_CODES);
             let mut tx = issuer.pool.begin().await?;
+            // Serialised with resets and other regenerations of this account.
+            factors::lock_account(&mut tx, msg.tenant.id, &msg.account_id).await?;
             authorise_new_codes(&mut tx, &issuer.keys, &msg.tenant, &msg.account_id, msg.proof.as_deref(), msg.now)
                 .await?;
             replace_codes(&mut tx, &issuer.keys, Kind::Backup, &msg.tenant, &msg.account_id, &secrets, msg.now).await?;
@@ -192,6 +207,8 @@ impl Handler<GenerateRecoveryCode> for AccountStateActor {
             let code = RecoveryCode::generate();
             let event = account_event(EventKind::RecoveryCodeGenerated, &msg.tenant, &msg.account_id, msg.now);
             let mut tx = issuer.pool.begin().await?;
+            // Serialised with resets and other regenerations of this account.
+            factors::lock_account(&mut tx, msg.tenant.id, &msg.account_id).await?;
             authorise_new_codes(&mut tx, &issuer.keys, &msg.tenant, &msg.account_id, msg.proof.as_deref(), msg.now)
                 .await?;
             let secrets = [code.expose()];
@@ -217,8 +234,7 @@ async fn authorise_new_codes(
     proof: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<(), AccountError> {
-    let has_factor = factors::list(&mut *tx, tenant.id, account_id).await?.iter().any(Factor::is_active);
-    if has_factor {
+    if has_active_factor(&mut *tx, tenant, account_id).await? {
         require_step_up(tx, keys, tenant, account_id, proof, now).await?;
     }
     Ok(())

@@ -25,8 +25,9 @@ use crate::store::challenges::{self, Challenge, ChallengeStatus};
 use crate::store::factors::{self, Factor};
 use crate::store::organisations;
 use crate::store::{CorruptRow, StoreError, verifications};
+use crate::throttle::{Scope, Throttled};
 use crate::totp;
-use crate::verification::{Issuer, Request, stored_precision};
+use crate::verification::{Issuer, Request, VerificationError, stored_precision};
 
 /// Digits of an authenticator code.
 const TOTP_DIGITS: usize = 6;
@@ -66,6 +67,8 @@ pub struct ChallengeView {
     pub backup_codes_left: i64,
     pub recovery_code: bool,
     pub sent: Option<Sent>,
+    /// The code could not be sent now: the limit that was hit.
+    pub send_throttled: Option<Throttled>,
 }
 
 /// Where a code went.
@@ -130,6 +133,7 @@ impl Handler<OpenChallenge> for AccountStateActor {
             let mut tx = issuer.pool.begin().await?;
             let (tenant, account_id) = (&msg.tenant, &msg.account_id);
             let mut policy = None;
+            guard_failures(&mut tx, &settings, tenant, account_id, now).await?;
             let active: Vec<Factor> =
                 factors::list(&mut tx, tenant.id, account_id).await?.into_iter().filter(Factor::is_active).collect();
             let decision = match msg.purpose {
@@ -170,12 +174,23 @@ impl Handler<OpenChallenge> for AccountStateActor {
                 created_at: now,
                 expires_at: now + settings.challenge_ttl(),
             };
+            let mut send_throttled = None;
             let sent = if target.is_phone() {
-                let sent =
-                    send_code(&mut tx, &issuer, tenant, account_id, target, msg.channel, &msg.locale, now).await?;
-                challenge.verification_id = Some(sent.verification_id);
-                challenge.sent_factor_id = Some(target.id);
-                Some(sent)
+                match send_code(&mut tx, &issuer, tenant, account_id, target, msg.channel, &msg.locale, now).await {
+                    Ok(sent) => {
+                        challenge.verification_id = Some(sent.verification_id);
+                        challenge.sent_factor_id = Some(target.id);
+                        Some(sent)
+                    }
+                    // No code now (too many sent to this phone or account): the
+                    // challenge still opens, for another factor, a backup or
+                    // recovery code, or a send once the limit allows.
+                    Err(AccountError::Verification(VerificationError::Throttled(t))) => {
+                        send_throttled = Some(t);
+                        None
+                    }
+                    Err(other) => return Err(other),
+                }
             } else {
                 None
             };
@@ -196,6 +211,7 @@ impl Handler<OpenChallenge> for AccountStateActor {
                 backup_codes_left,
                 recovery_code: recovery_left > 0,
                 sent,
+                send_throttled,
             })))
         })
     }
@@ -210,6 +226,7 @@ impl Handler<SendAgain> for AccountStateActor {
             let now = stored_precision(msg.now);
             let (tenant, account_id) = (&msg.tenant, &msg.account_id);
             let mut tx = issuer.pool.begin().await?;
+            factors::lock_account(&mut tx, tenant.id, account_id).await?;
             let c = open_challenge(&mut tx, tenant, account_id, msg.challenge_id, now).await?;
             let target_id = msg.factor_id.or(c.sent_factor_id);
             let active: Vec<Factor> =
@@ -231,7 +248,7 @@ impl Handler<SendAgain> for AccountStateActor {
                         sends: v.state.sends,
                     }),
                     // Its code is spent (expired, too many tries): a new one follows.
-                    Err(crate::verification::VerificationError::NotPending(_)) => None,
+                    Err(VerificationError::NotPending(_)) => None,
                     Err(other) => return Err(other.into()),
                 },
                 None => None,
@@ -262,6 +279,9 @@ impl Handler<AnswerChallenge> for AccountStateActor {
             let now = stored_precision(msg.now);
             let (tenant, account_id) = (&msg.tenant, &msg.account_id);
             let mut tx = issuer.pool.begin().await?;
+            // Locks in one order everywhere: the account, then the challenge,
+            // then the factor or code rows.
+            factors::lock_account(&mut tx, tenant.id, account_id).await?;
             let c = match open_challenge(&mut tx, tenant, account_id, msg.challenge_id, now).await {
                 Err(AccountError::ChallengeClosed(ChallengeStatus::Expired)) => {
                     // Keep the expiry that open_challenge wrote.
@@ -290,6 +310,26 @@ impl Handler<AnswerChallenge> for AccountStateActor {
             Ok(passed)
         })
     }
+}
+
+/// Refuses when the account gave too many wrong answers lately, over all its
+/// challenges: the limit holds across processes (it is counted in PostgreSQL).
+pub(super) async fn guard_failures(
+    tx: &mut PgConnection,
+    settings: &GateSettings,
+    tenant: &Tenant,
+    account_id: &AccountId,
+    now: DateTime<Utc>,
+) -> Result<(), AccountError> {
+    let window = chrono::Duration::from_std(settings.failure_window()).unwrap_or(chrono::Duration::hours(1));
+    let (failures, oldest) = challenges::recent_failures(tx, tenant.id, account_id, now - window).await?;
+    if failures < settings.max_failures {
+        return Ok(());
+    }
+    let retry_after = oldest.map(|t| (t + window - now).to_std().unwrap_or_default()).unwrap_or_default();
+    metrics::counter!("verifyd_throttled_total", "scope" => "WrongAnswers").increment(1);
+    Err(Throttled { scope: Scope::WrongAnswers, retry_after: retry_after.max(std::time::Duration::from_secs(1)) }
+        .into())
 }
 
 /// The challenge, locked, if it can still be answered. One past its deadline is
@@ -376,9 +416,13 @@ pub(super) async fn check_answer(
     let compact: String = typed.chars().filter(|ch| !ch.is_whitespace() && *ch != '-').collect();
     let shape = Shape::of(&compact);
     let allowed = |id: Uuid| only.is_none_or(|o| o == id);
+    let active: Vec<Factor> =
+        factors::list(&mut *tx, tenant.id, account_id).await?.into_iter().filter(Factor::is_active).collect();
 
+    // The code sent to a phone counts only while that phone is still a factor.
     if let (Some(vid), Some(fid), Some(digits)) = (c.verification_id, c.sent_factor_id, shape.digits)
         && allowed(fid)
+        && active.iter().any(|f| f.id == fid)
         && digits == usize::from(issuer.policy.code_length.get())
         && let Ok(code) = Code::parse(&compact)
     {
@@ -390,8 +434,7 @@ pub(super) async fn check_answer(
     }
 
     if shape.digits == Some(TOTP_DIGITS) {
-        let apps = factors::list(&mut *tx, tenant.id, account_id).await?;
-        for app in apps.iter().filter(|f| f.kind == "totp" && f.is_active() && allowed(f.id)) {
+        for app in active.iter().filter(|f| f.kind == "totp" && allowed(f.id)) {
             let Some(state) = factors::lock_totp(&mut *tx, tenant.id, account_id, app.id).await? else { continue };
             let secret = issuer.keys.open_bytes(app.id, &state.totp_sealed).map_err(|_| AccountError::Sealed)?;
             let unix = u64::try_from(now.timestamp()).unwrap_or_default();

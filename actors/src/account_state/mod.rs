@@ -14,7 +14,7 @@ mod admin;
 mod enrolment;
 mod gate;
 
-pub use admin::{RemovalAuthority, RemoveFactor, Reset, ResetAccount, SetDefaultFactor, SetPolicy};
+pub use admin::{ActivateFactor, RemovalAuthority, RemoveFactor, Reset, ResetAccount, SetDefaultFactor, SetPolicy};
 pub use enrolment::{ConfirmTotp, Confirmed, EnrolTotp, GenerateBackupCodes, GenerateRecoveryCode};
 pub use gate::{AnswerChallenge, ChallengeView, LoginOutcome, OpenChallenge, Passed, SendAgain, Sent};
 
@@ -104,6 +104,8 @@ pub enum AccountError {
     StepUpRequired,
     #[error("the proof is not valid for this account: {0}")]
     InvalidProof(ProofError),
+    #[error(transparent)]
+    Throttled(#[from] crate::throttle::Throttled),
     #[error("this is the account's last factor and an organisation it belongs to makes two-factor mandatory")]
     LastFactorMandatory,
     #[error(transparent)]
@@ -191,10 +193,14 @@ async fn record_phone(
     let verified_at = v.completed_at.unwrap_or(now);
     let mut tx = pool.begin().await?;
     factors::lock_account(&mut tx, v.tenant_id, &v.account_id).await?;
+    // The first factor is active at once. Next to an active factor, a new
+    // phone waits for a step-up (`ActivateFactor`): whoever can verify a phone
+    // must not thereby get past the factor the account already has.
+    let first = !factors::list(&mut tx, v.tenant_id, &v.account_id).await?.iter().any(Factor::is_active);
     let (factor, added) =
-        factors::upsert_phone(&mut tx, v.tenant_id, &v.account_id, v.channel, &v.phone, verified_at).await?;
+        factors::upsert_phone(&mut tx, v.tenant_id, &v.account_id, v.channel, &v.phone, first, verified_at).await?;
     verifications::mark_factor_recorded(&mut tx, v.id).await?;
-    if added {
+    if added && factor.is_active() {
         factors::ensure_default(&mut tx, v.tenant_id, &v.account_id).await?;
         let event = Event::for_verification(EventKind::FactorAdded, v, now)
             .with("factor_id", factor.id.to_string())
@@ -203,7 +209,7 @@ async fn record_phone(
         announce(&mut tx, v.tenant_id, &event, None, &who).await?;
     }
     tx.commit().await?;
-    if added {
+    if added && factor.is_active() {
         relay.do_send(Kick);
         tracing::info!(tenant = %v.tenant_name, factor_id = %factor.id, kind = %factor.kind, "factor added");
     }
@@ -258,6 +264,16 @@ async fn announce(
         at: event.occurred_at,
     };
     audit::record(tx, entry).await
+}
+
+/// Whether the account holds an active factor: adding another one, or making
+/// codes that get past it, then needs a step-up.
+async fn has_active_factor(
+    tx: &mut PgConnection,
+    tenant: &Tenant,
+    account_id: &AccountId,
+) -> Result<bool, AccountError> {
+    Ok(factors::list(tx, tenant.id, account_id).await?.iter().any(Factor::is_active))
 }
 
 /// A restricted action goes ahead only with a fresh proof of a challenge this

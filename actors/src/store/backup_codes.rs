@@ -62,7 +62,8 @@ pub async fn generation(
     account_id: &AccountId,
 ) -> Result<Option<Uuid>, sqlx::Error> {
     sqlx::query_scalar(
-        "SELECT generation FROM backup_codes WHERE tenant_id = $1 AND account_id = $2 AND kind = $3 LIMIT 1",
+        "SELECT generation FROM backup_codes WHERE tenant_id = $1 AND account_id = $2 AND kind = $3
+         ORDER BY created_at DESC LIMIT 1",
     )
     .bind(tenant_id)
     .bind(account_id.as_str())

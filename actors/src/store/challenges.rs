@@ -219,6 +219,25 @@ pub async fn expire(conn: &mut PgConnection, id: Uuid, now: DateTime<Utc>) -> Re
     Ok(())
 }
 
+/// Wrong answers the account gave to challenges opened since `since`, and when
+/// the oldest of those challenges was opened.
+pub async fn recent_failures(
+    conn: &mut PgConnection,
+    tenant_id: Uuid,
+    account_id: &AccountId,
+    since: DateTime<Utc>,
+) -> Result<(i64, Option<DateTime<Utc>>), sqlx::Error> {
+    sqlx::query_as(
+        "SELECT coalesce(sum(attempts), 0)::bigint, min(created_at) FROM challenges
+         WHERE tenant_id = $1 AND account_id = $2 AND created_at > $3 AND attempts > 0",
+    )
+    .bind(tenant_id)
+    .bind(account_id.as_str())
+    .bind(since)
+    .fetch_one(conn)
+    .await
+}
+
 /// Whether a proof's challenge still stands: passed, and not wiped by a reset.
 pub async fn is_passed(
     conn: &mut PgConnection,

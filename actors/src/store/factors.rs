@@ -46,24 +46,25 @@ pub async fn lock_account(conn: &mut PgConnection, tenant_id: Uuid, account_id: 
     Ok(())
 }
 
-/// Makes the oldest active factor the default when the account has none.
+/// Makes the oldest active factor the default when the account has none;
+/// returns the factor it made the default.
 /// Call with the account lock held.
 pub async fn ensure_default(
     conn: &mut PgConnection,
     tenant_id: Uuid,
     account_id: &AccountId,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
+) -> Result<Option<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
         "UPDATE factors SET is_default = true WHERE id = (
             SELECT id FROM factors WHERE tenant_id = $1 AND account_id = $2 AND status = 'active'
             ORDER BY verified_at, created_at, id LIMIT 1)
-         AND NOT EXISTS (SELECT 1 FROM factors WHERE tenant_id = $1 AND account_id = $2 AND is_default)",
+         AND NOT EXISTS (SELECT 1 FROM factors WHERE tenant_id = $1 AND account_id = $2 AND is_default)
+         RETURNING id",
     )
     .bind(tenant_id)
     .bind(account_id.as_str())
-    .execute(conn)
-    .await?;
-    Ok(())
+    .fetch_optional(conn)
+    .await
 }
 
 /// Makes an active factor the default; false when there is no such factor.
@@ -85,12 +86,17 @@ pub async fn set_default(
     if exists.is_none() {
         return Ok(false);
     }
-    sqlx::query("UPDATE factors SET is_default = (id = $3) WHERE tenant_id = $1 AND account_id = $2 AND (is_default OR id = $3)")
-        .bind(tenant_id)
-        .bind(account_id.as_str())
-        .bind(id)
-        .execute(conn)
-        .await?;
+    // Two statements: the unique index on the default is checked row by row, so
+    // one UPDATE that sets the new default and clears the old can trip it.
+    sqlx::query(
+        "UPDATE factors SET is_default = false WHERE tenant_id = $1 AND account_id = $2 AND is_default AND id <> $3",
+    )
+    .bind(tenant_id)
+    .bind(account_id.as_str())
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("UPDATE factors SET is_default = true WHERE id = $1").bind(id).execute(conn).await?;
     Ok(true)
 }
 
@@ -119,18 +125,20 @@ pub async fn delete_all(conn: &mut PgConnection, tenant_id: Uuid, account_id: &A
     Ok(done.rows_affected())
 }
 
-/// Adds an active phone factor; returns it and whether it is new.
+/// Adds a phone factor (`active`, or `pending` until a step-up activates it);
+/// returns it and whether it is new.
 pub async fn upsert_phone(
     conn: &mut PgConnection,
     tenant_id: Uuid,
     account_id: &AccountId,
     kind: Channel,
     phone: &PhoneNumber,
+    active: bool,
     verified_at: DateTime<Utc>,
 ) -> Result<(Factor, bool), sqlx::Error> {
     let sql = format!(
         "INSERT INTO factors (id, tenant_id, account_id, kind, phone, status, verified_at)
-         VALUES ($1, $2, $3, $4, $5, 'active', $6)
+         VALUES ($1, $2, $3, $4, $5, CASE WHEN $7 THEN 'active' ELSE 'pending' END, $6)
          ON CONFLICT (tenant_id, account_id, kind, phone) DO NOTHING
          RETURNING {COLUMNS}"
     );
@@ -141,6 +149,7 @@ pub async fn upsert_phone(
         .bind(kind.as_str())
         .bind(phone.e164())
         .bind(verified_at)
+        .bind(active)
         .fetch_optional(&mut *conn)
         .await?;
     if let Some(f) = inserted {
@@ -228,6 +237,27 @@ pub async fn accept_totp(
          WHERE id = $1 RETURNING {COLUMNS}"
     );
     sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).bind(step).bind(now).fetch_one(conn).await
+}
+
+/// Activates a pending factor (a phone verified while another factor was
+/// active, once a step-up allows it). `None` when there is no such pending factor.
+pub async fn activate(
+    conn: &mut PgConnection,
+    tenant_id: Uuid,
+    account_id: &AccountId,
+    id: Uuid,
+) -> Result<Option<Factor>, sqlx::Error> {
+    let sql = format!(
+        "UPDATE factors SET status = 'active'
+         WHERE id = $1 AND tenant_id = $2 AND account_id = $3 AND status = 'pending' AND kind <> 'totp'
+         RETURNING {COLUMNS}"
+    );
+    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .bind(tenant_id)
+        .bind(account_id.as_str())
+        .fetch_optional(conn)
+        .await
 }
 
 /// Counts a wrong confirmation code; returns the attempts so far.

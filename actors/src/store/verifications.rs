@@ -326,3 +326,23 @@ pub async fn log_send(
         .await?;
     Ok(())
 }
+
+/// Ends every pending verification of an account (an admin reset): none of
+/// their codes can approve, or become a factor, any more.
+pub async fn end_pending_for_account(
+    conn: &mut PgConnection,
+    tenant_id: Uuid,
+    account_id: &AccountId,
+    now: DateTime<Utc>,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE verifications SET status = 'expired', completed_at = $3
+         WHERE tenant_id = $1 AND account_id = $2 AND status = 'pending'",
+    )
+    .bind(tenant_id)
+    .bind(account_id.as_str())
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}

@@ -9,7 +9,9 @@ use chrono::Utc;
 use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
-use verifyd_actors::account_state::{RemovalAuthority, RemoveFactor, ResetAccount, SetDefaultFactor, SetPolicy};
+use verifyd_actors::account_state::{
+    ActivateFactor, RemovalAuthority, RemoveFactor, ResetAccount, SetDefaultFactor, SetPolicy,
+};
 use verifyd_actors::policy::TwoFactorPolicy;
 use verifyd_actors::store::{audit, organisations};
 
@@ -21,6 +23,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/v1/accounts/{account_id}/factors/{factor_id}").route(web::delete().to(remove_factor)))
         .service(
             web::resource("/v1/accounts/{account_id}/factors/{factor_id}/default").route(web::put().to(set_default)),
+        )
+        .service(
+            web::resource("/v1/accounts/{account_id}/factors/{factor_id}/activate").route(web::post().to(activate)),
         )
         .service(web::resource("/v1/accounts/{account_id}/reset").route(web::post().to(reset)))
         .service(web::resource("/v1/accounts/{account_id}/audit").route(web::get().to(account_audit)))
@@ -116,6 +121,29 @@ async fn set_default(
     Ok(HttpResponse::Ok().json(json!({ "factor": factor })))
 }
 
+/// A phone verified while the account already had an active factor is
+/// `pending` until a step-up from an existing factor activates it.
+async fn activate(
+    state: web::Data<AppState>,
+    Caller(tenant, key_id): Caller,
+    path: web::Path<(String, String)>,
+    body: web::Json<DefaultBody>,
+) -> Result<HttpResponse, ApiError> {
+    let (raw_account, raw_factor) = path.into_inner();
+    let (account_id, factor_id) = (account_id(&raw_account)?, path_id(&raw_factor)?);
+    let body = body.into_inner();
+    let msg = ActivateFactor {
+        tenant: tenant.clone(),
+        account_id: account_id.clone(),
+        factor_id,
+        proof: body.step_up.0,
+        who: who(body.actor, Some(&account_id), key_id)?,
+        now: Utc::now(),
+    };
+    let factor = state.account_state(&tenant, &account_id).send(msg).await??;
+    Ok(HttpResponse::Ok().json(json!({ "factor": factor })))
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ResetBody {
@@ -139,6 +167,7 @@ async fn reset(
     let msg = ResetAccount {
         tenant: tenant.clone(),
         account_id: account_id.clone(),
+        reason: body.reason,
         who: who(Some(body.actor), None, key_id)?,
         now: Utc::now(),
     };

@@ -14,7 +14,7 @@ use verifyd_providers::domain::Code;
 
 use super::auth::Caller;
 use super::problem::ApiError;
-use super::{AppState, CodeBody, ProofField, account_id, path_id, who};
+use super::{AppState, ProofField, account_id, path_id, typed, who};
 
 /// How recent the backend's password check must be for backup codes.
 const FRESH_PASSWORD_SECS: u64 = 300;
@@ -63,25 +63,40 @@ async fn enrol_totp(
     })))
 }
 
+/// The first authenticator code; with another factor already active, also a
+/// step-up proof from it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfirmBody {
+    code: serde_json::Value,
+    #[serde(default)]
+    step_up: Option<ProofField>,
+}
+
 async fn confirm(
     state: web::Data<AppState>,
     Caller(tenant, key_id): Caller,
     path: web::Path<(String, String)>,
-    body: web::Json<CodeBody>,
+    body: web::Json<ConfirmBody>,
 ) -> Result<HttpResponse, ApiError> {
     let (raw_account, raw_factor) = path.into_inner();
     let account_id = account_id(&raw_account)?;
     let factor_id = path_id(&raw_factor)?;
-    let code: String = body.typed()?.chars().filter(|c| *c != ' ').collect();
+    let body = body.into_inner();
+    let code: String = typed(&body.code)?.chars().filter(|c| *c != ' ').collect();
+    let proof = body.step_up.map(|p| p.0);
     let shard = state.account_state(&tenant, &account_id);
     let who = who(None, Some(&account_id), key_id)?;
-    let confirmed = shard.send(ConfirmTotp { tenant, account_id, factor_id, code, who, now: Utc::now() }).await??;
-    // The code just typed is a fresh second factor: its proof is a step-up.
-    Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(json!({
-        "factor": confirmed.factor,
-        "step_up": confirmed.proof,
-        "step_up_expires_at": confirmed.proof_expires_at,
-    })))
+    let msg = ConfirmTotp { tenant, account_id, factor_id, code, proof, who, now: Utc::now() };
+    let confirmed = shard.send(msg).await??;
+    let mut out = json!({ "factor": confirmed.factor });
+    // The account's first factor: the code just typed is a fresh second factor,
+    // and its proof a step-up (for backup codes right after enrolment, say).
+    if let Some((proof, expires_at)) = confirmed.proof {
+        out["step_up"] = json!(proof);
+        out["step_up_expires_at"] = json!(expires_at);
+    }
+    Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(out))
 }
 
 #[derive(Deserialize)]

@@ -118,6 +118,10 @@ fn challenge_json(view: &ChallengeView) -> serde_json::Value {
         "backup_codes_left": view.backup_codes_left,
         "recovery_code": view.recovery_code,
         "sent": view.sent.as_ref().map(sent_json),
+        "send_throttled": view.send_throttled.map(|t| json!({
+            "scope": t.scope,
+            "retry_after": t.retry_after.as_secs() + u64::from(t.retry_after.subsec_nanos() > 0),
+        })),
     })
 }
 

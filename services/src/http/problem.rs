@@ -127,6 +127,7 @@ impl From<AccountError> for ApiError {
             AccountError::LastFactorMandatory => ApiError::LastFactorMandatory,
             AccountError::Policy(p) => ApiError::PolicyRefused(p),
             AccountError::Verification(e) => e.into(),
+            AccountError::Throttled(t) => ApiError::Throttled(t),
             other => ApiError::internal(other),
         }
     }
