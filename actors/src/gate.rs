@@ -54,7 +54,7 @@ impl GateSettings {
 }
 
 /// Why a challenge was made.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Purpose {
     /// After the password, before the session.
@@ -89,7 +89,7 @@ impl FromStr for Purpose {
 pub struct UnknownName;
 
 /// What answered a challenge.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AnsweredBy {
     /// The code sent by SMS or voice call to a phone factor.
@@ -118,7 +118,7 @@ impl fmt::Display for AnsweredBy {
 }
 
 /// The gate's answer to "may this user in?" before any code is sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Decision {
     /// No second factor is needed.

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 /// `optional`: each user decides. `required`: users without a factor must enrol
 /// at their next login, and SSO is off. `mandatory`: like `required`, and it can
 /// never be turned off, nor can a user delete their last factor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TwoFactorPolicy {
     #[default]

@@ -38,6 +38,8 @@ enum Command {
     /// Load test: push verifications through the real path against a local mock
     /// provider and compare with a bare baseline.
     Bench(bench::Args),
+    /// Print the OpenAPI document of the HTTP API (what `GET /openapi.json` serves).
+    Openapi,
 }
 
 #[derive(Subcommand)]
@@ -85,6 +87,10 @@ fn valid_tenant_name(name: &str) -> bool {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Bench(args) = cli.command {
         return bench::run(args).await;
+    }
+    if let Command::Openapi = cli.command {
+        print!("{}", verifyd::http::openapi::document());
+        return Ok(());
     }
     let config = Config::load(cli.config.as_deref())?;
     match cli.command {
@@ -144,6 +150,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Bench(_) => unreachable!("handled above"),
+        Command::Bench(_) | Command::Openapi => unreachable!("handled above"),
     }
 }

@@ -9,6 +9,7 @@ mod errors;
 mod gate;
 mod helpers;
 mod isolation;
+mod openapi;
 mod processes;
 mod secrecy;
 mod verification_flow;

@@ -38,7 +38,7 @@ pub async fn record(conn: &mut PgConnection, e: Entry<'_>) -> Result<(), sqlx::E
 }
 
 /// An audit entry as a backend reads it.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Record {
     pub id: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -49,6 +49,7 @@ pub struct Record {
     pub actor: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub api_key_id: Option<String>,
+    #[schema(value_type = Object)]
     pub detail: serde_json::Value,
     pub occurred_at: DateTime<Utc>,
 }

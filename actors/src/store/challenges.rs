@@ -9,7 +9,7 @@ use uuid::Uuid;
 use crate::gate::{AnsweredBy, Purpose};
 use crate::ids::AccountId;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ChallengeStatus {
     Pending,

@@ -9,7 +9,7 @@ use verifyd_providers::domain::{Channel, PhoneNumber};
 use crate::ids::AccountId;
 
 /// A factor as callers see it. Never holds a secret.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Factor {
     pub id: Uuid,
     pub kind: String,

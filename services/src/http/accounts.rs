@@ -3,6 +3,7 @@
 use actix_web::{HttpResponse, web};
 use verifyd_actors::account_state::ListFactors;
 use verifyd_actors::ids::AccountId;
+use verifyd_actors::store::factors::Factor;
 
 use super::AppState;
 use super::auth::Caller;
@@ -12,6 +13,19 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/v1/accounts/{account_id}/factors").route(web::get().to(factors)));
 }
 
+/// An account's factors and their state.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Factors {
+    account_id: String,
+    factors: Vec<Factor>,
+}
+
+/// The account's factors: verified phones (`sms`, `voice`) and authenticator
+/// apps (`totp`), `pending` or `active`, one of them the default.
+#[utoipa::path(get, path = "/v1/accounts/{account_id}/factors", tag = "factors",
+    params(("account_id" = String, Path)),
+    responses((status = 200, body = Factors)),
+    security(("api_key" = [])))]
 async fn factors(
     state: web::Data<AppState>,
     Caller(tenant, _): Caller,
@@ -23,5 +37,5 @@ async fn factors(
         .send(ListFactors { tenant_id: tenant.id, account_id: account_id.clone() })
         .await?
         .map_err(ApiError::internal)?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "account_id": account_id, "factors": factors })))
+    Ok(HttpResponse::Ok().json(Factors { account_id: account_id.as_str().to_owned(), factors }))
 }

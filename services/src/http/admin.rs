@@ -6,17 +6,19 @@
 
 use actix_web::{HttpResponse, web};
 use chrono::Utc;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 use verifyd_actors::account_state::{
     ActivateFactor, RemovalAuthority, RemoveFactor, ResetAccount, SetDefaultFactor, SetPolicy,
 };
 use verifyd_actors::policy::TwoFactorPolicy;
-use verifyd_actors::store::{audit, organisations};
+use verifyd_actors::store::audit::{self, Record};
+use verifyd_actors::store::factors::Factor;
+use verifyd_actors::store::organisations;
 
 use super::auth::Caller;
-use super::problem::ApiError;
+use super::problem::{ApiError, Problem};
 use super::{AppState, ProofField, account_id, path_id, typed, who};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -46,19 +48,43 @@ fn organisation(raw: &str) -> Result<&str, ApiError> {
 
 /// Deleting a factor takes either a step-up proof, or a code of that very
 /// factor answering a step-up challenge opened for it.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RemoveBody {
+pub struct RemoveBody {
     #[serde(default)]
     step_up: Option<ProofField>,
     #[serde(default)]
     challenge_id: Option<Uuid>,
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     code: Option<serde_json::Value>,
+    /// Who removes it (the account itself when absent), for the audit trail.
     #[serde(default)]
     actor: Option<String>,
 }
 
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Removed {
+    removed: Factor,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FactorBody {
+    factor: Factor,
+}
+
+/// Delete a factor: with a fresh step-up proof, or with the factor's own code
+/// answering a step-up challenge opened for it (`POST …/step-up` with its
+/// `factor_id`). Refused for the last factor while an organisation of the
+/// account is `mandatory`.
+#[utoipa::path(delete, path = "/v1/accounts/{account_id}/factors/{factor_id}", tag = "factors",
+    params(("account_id" = String, Path), ("factor_id" = Uuid, Path)), request_body = RemoveBody,
+    responses((status = 200, body = Removed),
+        (status = 403, description = "`step_up_required` or `invalid_proof`", body = Problem),
+        (status = 404, body = Problem),
+        (status = 409, description = "`last_factor_mandatory`, `challenge_closed`", body = Problem),
+        (status = 422, description = "Wrong code (`attempts_left`) or neither authority given", body = Problem)),
+    security(("api_key" = [])))]
 async fn remove_factor(
     state: web::Data<AppState>,
     Caller(tenant, key_id): Caller,
@@ -89,22 +115,28 @@ async fn remove_factor(
         now: Utc::now(),
     };
     let factor = state.account_state(&tenant, &account_id).send(msg).await??;
-    Ok(HttpResponse::Ok().json(json!({ "removed": factor })))
+    Ok(HttpResponse::Ok().json(Removed { removed: factor }))
 }
 
-#[derive(Deserialize)]
+/// A step-up proof, and who acts.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct DefaultBody {
+pub struct StepUpBody {
     step_up: ProofField,
     #[serde(default)]
     actor: Option<String>,
 }
 
+/// Make a factor the default (where login codes go). Needs a step-up.
+#[utoipa::path(put, path = "/v1/accounts/{account_id}/factors/{factor_id}/default", tag = "factors",
+    params(("account_id" = String, Path), ("factor_id" = Uuid, Path)), request_body = StepUpBody,
+    responses((status = 200, body = FactorBody), (status = 403, body = Problem), (status = 404, body = Problem)),
+    security(("api_key" = [])))]
 async fn set_default(
     state: web::Data<AppState>,
     Caller(tenant, key_id): Caller,
     path: web::Path<(String, String)>,
-    body: web::Json<DefaultBody>,
+    body: web::Json<StepUpBody>,
 ) -> Result<HttpResponse, ApiError> {
     let (raw_account, raw_factor) = path.into_inner();
     let (account_id, factor_id) = (account_id(&raw_account)?, path_id(&raw_factor)?);
@@ -118,16 +150,21 @@ async fn set_default(
         now: Utc::now(),
     };
     let factor = state.account_state(&tenant, &account_id).send(msg).await??;
-    Ok(HttpResponse::Ok().json(json!({ "factor": factor })))
+    Ok(HttpResponse::Ok().json(FactorBody { factor }))
 }
 
 /// A phone verified while the account already had an active factor is
 /// `pending` until a step-up from an existing factor activates it.
+#[utoipa::path(post, path = "/v1/accounts/{account_id}/factors/{factor_id}/activate", tag = "factors",
+    params(("account_id" = String, Path), ("factor_id" = Uuid, Path)), request_body = StepUpBody,
+    responses((status = 200, body = FactorBody), (status = 403, body = Problem),
+        (status = 404, description = "No such pending phone factor", body = Problem)),
+    security(("api_key" = [])))]
 async fn activate(
     state: web::Data<AppState>,
     Caller(tenant, key_id): Caller,
     path: web::Path<(String, String)>,
-    body: web::Json<DefaultBody>,
+    body: web::Json<StepUpBody>,
 ) -> Result<HttpResponse, ApiError> {
     let (raw_account, raw_factor) = path.into_inner();
     let (account_id, factor_id) = (account_id(&raw_account)?, path_id(&raw_factor)?);
@@ -141,18 +178,33 @@ async fn activate(
         now: Utc::now(),
     };
     let factor = state.account_state(&tenant, &account_id).send(msg).await??;
-    Ok(HttpResponse::Ok().json(json!({ "factor": factor })))
+    Ok(HttpResponse::Ok().json(FactorBody { factor }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ResetBody {
+pub struct ResetBody {
     /// The admin who resets the user.
     actor: String,
     #[serde(default)]
     reason: Option<String>,
 }
 
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ResetView {
+    account_id: String,
+    factors_removed: u64,
+    /// Unused backup and recovery codes that stopped working.
+    codes_invalidated: u64,
+}
+
+/// Admin reset: every factor, backup code and the recovery code of the user
+/// go, and so do earlier proofs. The next login answers `enrolment_required`
+/// where policy requires two-factor, `open` elsewhere.
+#[utoipa::path(post, path = "/v1/accounts/{account_id}/reset", tag = "organisations",
+    params(("account_id" = String, Path)), request_body = ResetBody,
+    responses((status = 200, body = ResetView), (status = 422, body = Problem)),
+    security(("api_key" = [])))]
 async fn reset(
     state: web::Data<AppState>,
     Caller(tenant, key_id): Caller,
@@ -172,13 +224,25 @@ async fn reset(
         now: Utc::now(),
     };
     let reset = state.account_state(&tenant, &account_id).send(msg).await??;
-    Ok(HttpResponse::Ok().json(json!({
-        "account_id": account_id,
-        "factors_removed": reset.factors_removed,
-        "codes_invalidated": reset.codes_invalidated,
-    })))
+    Ok(HttpResponse::Ok().json(ResetView {
+        account_id: account_id.as_str().to_owned(),
+        factors_removed: reset.factors_removed,
+        codes_invalidated: reset.codes_invalidated,
+    }))
 }
 
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PolicyView {
+    organisation_id: String,
+    policy: TwoFactorPolicy,
+    sso_enabled: bool,
+}
+
+/// An organisation's two-factor policy (`optional` with SSO allowed until set).
+#[utoipa::path(get, path = "/v1/organisations/{organisation_id}/policy", tag = "organisations",
+    params(("organisation_id" = String, Path)),
+    responses((status = 200, body = PolicyView)),
+    security(("api_key" = [])))]
 async fn get_policy(
     state: web::Data<AppState>,
     Caller(tenant, _): Caller,
@@ -187,16 +251,18 @@ async fn get_policy(
     let org = organisation(&path)?;
     let mut conn = state.pool.acquire().await?;
     let settings = organisations::settings(&mut conn, tenant.id, org, false).await.map_err(ApiError::internal)?;
-    Ok(HttpResponse::Ok().json(json!({
-        "organisation_id": org,
-        "policy": settings.policy,
-        "sso_enabled": settings.sso_enabled,
-    })))
+    Ok(HttpResponse::Ok().json(PolicyView {
+        organisation_id: org.to_owned(),
+        policy: settings.policy,
+        sso_enabled: settings.sso_enabled,
+    }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct PolicyBody {
+pub struct PolicyBody {
+    /// `optional`, `required` or `mandatory`.
+    #[schema(example = "required")]
     policy: String,
     #[serde(default)]
     sso_enabled: Option<bool>,
@@ -206,6 +272,27 @@ struct PolicyBody {
     step_up: Option<ProofField>,
 }
 
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PolicyChangeView {
+    organisation_id: String,
+    policy: TwoFactorPolicy,
+    previous_policy: TwoFactorPolicy,
+    sso_enabled: bool,
+    /// This change turned SSO off (two-factor became required).
+    sso_disabled: bool,
+    changed: bool,
+}
+
+/// Set an organisation's policy. `required` turns SSO off (and says so);
+/// users' factors are never touched. Turning two-factor off needs the acting
+/// admin's step-up; `mandatory` can never be turned off.
+#[utoipa::path(put, path = "/v1/organisations/{organisation_id}/policy", tag = "organisations",
+    params(("organisation_id" = String, Path)), request_body = PolicyBody,
+    responses((status = 200, body = PolicyChangeView),
+        (status = 403, description = "`step_up_required` or `invalid_proof`", body = Problem),
+        (status = 409, description = "`policy_mandatory` or `sso_with_required_policy`", body = Problem),
+        (status = 422, body = Problem)),
+    security(("api_key" = [])))]
 async fn put_policy(
     state: web::Data<AppState>,
     Caller(tenant, key_id): Caller,
@@ -227,23 +314,34 @@ async fn put_policy(
     // Policy changes of one organisation go through one shard, in order.
     let shard = state.core.account_state.pick(&(tenant.id, "organisation", org.as_str()));
     let change = shard.send(msg).await??;
-    Ok(HttpResponse::Ok().json(json!({
-        "organisation_id": org,
-        "policy": change.after.policy,
-        "previous_policy": change.before.policy,
-        "sso_enabled": change.after.sso_enabled,
-        "sso_disabled": change.disables_sso,
-        "changed": change.after != change.before,
-    })))
+    Ok(HttpResponse::Ok().json(PolicyChangeView {
+        organisation_id: org,
+        policy: change.after.policy,
+        previous_policy: change.before.policy,
+        sso_enabled: change.after.sso_enabled,
+        sso_disabled: change.disables_sso,
+        changed: change.after != change.before,
+    }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
-struct Page {
+#[into_params(parameter_in = Query)]
+pub struct Page {
+    /// Entries older than this id (the previous page's `next_before`).
     #[serde(default)]
     before: Option<i64>,
+    /// 1 to 500; 50 by default.
     #[serde(default)]
     limit: Option<i64>,
+}
+
+/// Audit entries, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditPage {
+    entries: Vec<Record>,
+    /// Pass as `before` for the next page; null on the last.
+    next_before: Option<i64>,
 }
 
 async fn audit_page(
@@ -258,9 +356,15 @@ async fn audit_page(
     }
     let entries = audit::list(&state.pool, tenant_id, subject, page.before, limit).await?;
     let next = (entries.len() as i64 == limit).then(|| entries.last().map(|e| e.id)).flatten();
-    Ok(HttpResponse::Ok().json(json!({ "entries": entries, "next_before": next })))
+    Ok(HttpResponse::Ok().json(AuditPage { entries, next_before: next }))
 }
 
+/// Every security-relevant change to an account: who (`actor`, `api_key_id`),
+/// what (`action`, `detail`), when.
+#[utoipa::path(get, path = "/v1/accounts/{account_id}/audit", tag = "audit",
+    params(("account_id" = String, Path), Page),
+    responses((status = 200, body = AuditPage), (status = 422, body = Problem)),
+    security(("api_key" = [])))]
 async fn account_audit(
     state: web::Data<AppState>,
     Caller(tenant, _): Caller,
@@ -271,6 +375,11 @@ async fn account_audit(
     audit_page(&state, tenant.id, audit::Subject::Account(account_id.as_str()), page.into_inner()).await
 }
 
+/// Policy changes of an organisation, and logins into it.
+#[utoipa::path(get, path = "/v1/organisations/{organisation_id}/audit", tag = "audit",
+    params(("organisation_id" = String, Path), Page),
+    responses((status = 200, body = AuditPage), (status = 422, body = Problem)),
+    security(("api_key" = [])))]
 async fn organisation_audit(
     state: web::Data<AppState>,
     Caller(tenant, _): Caller,

@@ -6,14 +6,15 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine;
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use verifyd_actors::account_state::{ConfirmTotp, EnrolTotp, GenerateBackupCodes, GenerateRecoveryCode};
 use verifyd_actors::store::backup_codes;
+use verifyd_actors::store::factors::Factor;
 use verifyd_providers::domain::Code;
 
 use super::auth::Caller;
-use super::problem::ApiError;
+use super::problem::{ApiError, Problem};
 use super::{AppState, ProofField, account_id, path_id, typed, who};
 
 /// How recent the backend's password check must be for backup codes.
@@ -32,13 +33,68 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         );
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct EnrolBody {
+pub struct EnrolBody {
+    /// The account name the authenticator app shows (the account id by default).
     #[serde(default)]
+    #[schema(example = "ada@example.com")]
     label: Option<String>,
 }
 
+/// What the person needs to add the authenticator: shown this once only.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Enrolment {
+    /// `pending` until the first correct code.
+    factor: Factor,
+    /// `otpauth://totp/<tenant>:<label>?secret=…&issuer=<tenant>`
+    otpauth_uri: String,
+    /// The secret in base32, in groups of four, for typing.
+    key: String,
+    /// The QR code of the URI, a PNG in base64.
+    qr_png_base64: String,
+}
+
+/// An activated factor, with a step-up proof when it is the account's first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConfirmedView {
+    factor: Factor,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    step_up: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    step_up_expires_at: Option<DateTime<Utc>>,
+}
+
+/// A new set of backup codes: shown this once only.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BackupCodes {
+    #[schema(example = json!(["40285163", "79911824"]))]
+    codes: Vec<String>,
+    remaining: usize,
+    generated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BackupCodeStatus {
+    /// Unused codes of the current set.
+    remaining: i64,
+    generated_at: Option<DateTime<Utc>>,
+}
+
+/// A new recovery code: shown this once only.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RecoveryCodeView {
+    #[schema(example = "7K2M-Q9XD-3HPA-TW5E")]
+    recovery_code: String,
+    generated_at: DateTime<Utc>,
+}
+
+/// Start an authenticator-app enrolment: a 160-bit secret as an `otpauth://`
+/// URI, a QR code and a key to type. The factor is `pending` until confirmed.
+#[utoipa::path(post, path = "/v1/accounts/{account_id}/factors/totp", tag = "factors",
+    params(("account_id" = String, Path)), request_body = EnrolBody,
+    responses((status = 201, body = Enrolment), (status = 422, body = Problem)),
+    security(("api_key" = [])))]
 async fn enrol_totp(
     state: web::Data<AppState>,
     Caller(tenant, _): Caller,
@@ -55,24 +111,37 @@ async fn enrol_totp(
     let shard = state.account_state(&tenant, &account_id);
     let (factor, enrolment) = shard.send(EnrolTotp { tenant, account_id, label }).await??;
     // The only time the secret leaves verifyd: for the person to scan or type.
-    Ok(HttpResponse::Created().insert_header((header::CACHE_CONTROL, "no-store")).json(json!({
-        "factor": factor,
-        "otpauth_uri": enrolment.uri,
-        "key": enrolment.key_grouped,
-        "qr_png_base64": base64::engine::general_purpose::STANDARD.encode(&enrolment.qr_png),
-    })))
+    Ok(HttpResponse::Created().insert_header((header::CACHE_CONTROL, "no-store")).json(Enrolment {
+        factor,
+        otpauth_uri: enrolment.uri.clone(),
+        key: enrolment.key_grouped.clone(),
+        qr_png_base64: base64::engine::general_purpose::STANDARD.encode(&enrolment.qr_png),
+    }))
 }
 
 /// The first authenticator code; with another factor already active, also a
 /// step-up proof from it.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ConfirmBody {
+pub struct ConfirmBody {
+    /// The 6 digits the app shows.
+    #[schema(value_type = String, example = "492817")]
     code: serde_json::Value,
     #[serde(default)]
     step_up: Option<ProofField>,
 }
 
+/// Activate a pending authenticator with its first correct code (5 wrong
+/// codes abandon the enrolment). With another factor already active, a
+/// step-up proof from it is needed too.
+#[utoipa::path(post, path = "/v1/accounts/{account_id}/factors/{factor_id}/confirm", tag = "factors",
+    params(("account_id" = String, Path), ("factor_id" = Uuid, Path)), request_body = ConfirmBody,
+    responses((status = 200, body = ConfirmedView),
+        (status = 403, description = "`step_up_required`", body = Problem),
+        (status = 404, body = Problem),
+        (status = 409, description = "`factor_already_active` or `enrolment_abandoned`", body = Problem),
+        (status = 422, description = "Wrong code (`attempts_left`)", body = Problem)),
+    security(("api_key" = [])))]
 async fn confirm(
     state: web::Data<AppState>,
     Caller(tenant, key_id): Caller,
@@ -89,19 +158,16 @@ async fn confirm(
     let who = who(None, Some(&account_id), key_id)?;
     let msg = ConfirmTotp { tenant, account_id, factor_id, code, proof, who, now: Utc::now() };
     let confirmed = shard.send(msg).await??;
-    let mut out = json!({ "factor": confirmed.factor });
     // The account's first factor: the code just typed is a fresh second factor,
     // and its proof a step-up (for backup codes right after enrolment, say).
-    if let Some((proof, expires_at)) = confirmed.proof {
-        out["step_up"] = json!(proof);
-        out["step_up_expires_at"] = json!(expires_at);
-    }
-    Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(out))
+    let (step_up, step_up_expires_at) = confirmed.proof.map_or((None, None), |(p, at)| (Some(p), Some(at)));
+    let view = ConfirmedView { factor: confirmed.factor, step_up, step_up_expires_at };
+    Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(view))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct GenerateBody {
+pub struct GenerateBody {
     /// When the backend last verified the person's password.
     password_checked_at: DateTime<Utc>,
     /// Needed once the account has an active factor: new codes get past it.
@@ -120,6 +186,17 @@ fn require_fresh_password(body: &GenerateBody, now: DateTime<Utc>) -> Result<(),
     Ok(())
 }
 
+/// A new set of 10 backup codes of 8 digits (the old set dies). Needs a
+/// password check made within 5 minutes, and a step-up once the account has
+/// an active factor. `Accept: text/plain` gives the downloadable file.
+#[utoipa::path(post, path = "/v1/accounts/{account_id}/backup-codes", tag = "factors",
+    params(("account_id" = String, Path)), request_body = GenerateBody,
+    responses((status = 201, body = BackupCodes, content_type = "application/json"),
+        (status = 201, description = "The file: a header line, then one code per line", body = String,
+            content_type = "text/plain"),
+        (status = 403, description = "`fresh_password_check_required`, `step_up_required`, `invalid_proof`",
+            body = Problem)),
+    security(("api_key" = [])))]
 async fn generate_backup_codes(
     state: web::Data<AppState>,
     Caller(tenant, key_id): Caller,
@@ -156,9 +233,15 @@ async fn generate_backup_codes(
             .insert_header((header::CONTENT_DISPOSITION, "attachment; filename=\"backup-codes.txt\""))
             .body(text));
     }
-    Ok(response.json(json!({ "codes": codes, "remaining": codes.len(), "generated_at": now })))
+    let codes: Vec<String> = codes.iter().map(|c| (*c).to_owned()).collect();
+    Ok(response.json(BackupCodes { remaining: codes.len(), codes, generated_at: now }))
 }
 
+/// How many backup codes are left.
+#[utoipa::path(get, path = "/v1/accounts/{account_id}/backup-codes", tag = "factors",
+    params(("account_id" = String, Path)),
+    responses((status = 200, body = BackupCodeStatus)),
+    security(("api_key" = [])))]
 async fn backup_code_status(
     state: web::Data<AppState>,
     Caller(tenant, _): Caller,
@@ -168,9 +251,15 @@ async fn backup_code_status(
     let mut conn = state.pool.acquire().await?;
     let (remaining, generated_at) =
         backup_codes::status(&mut conn, backup_codes::Kind::Backup, tenant.id, &account_id).await?;
-    Ok(HttpResponse::Ok().json(json!({ "remaining": remaining, "generated_at": generated_at })))
+    Ok(HttpResponse::Ok().json(BackupCodeStatus { remaining, generated_at }))
 }
 
+/// A new recovery code (the old one dies), with the same authority as backup
+/// codes. It answers a login challenge in place of any factor, once.
+#[utoipa::path(post, path = "/v1/accounts/{account_id}/recovery-code", tag = "factors",
+    params(("account_id" = String, Path)), request_body = GenerateBody,
+    responses((status = 201, body = RecoveryCodeView), (status = 403, body = Problem)),
+    security(("api_key" = [])))]
 async fn generate_recovery_code(
     state: web::Data<AppState>,
     Caller(tenant, key_id): Caller,
@@ -187,5 +276,5 @@ async fn generate_recovery_code(
     let code = shard.send(GenerateRecoveryCode { tenant, account_id, proof, who, now }).await??;
     Ok(HttpResponse::Created()
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(json!({ "recovery_code": code.grouped(), "generated_at": now })))
+        .json(RecoveryCodeView { recovery_code: code.grouped(), generated_at: now }))
 }

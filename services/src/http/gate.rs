@@ -8,18 +8,21 @@ use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use utoipa::ToSchema;
 use uuid::Uuid;
-use verifyd_actors::account_state::{AnswerChallenge, ChallengeView, LoginOutcome, OpenChallenge, SendAgain, Sent};
-use verifyd_actors::gate::Purpose;
+use verifyd_actors::account_state::{AnswerChallenge, LoginOutcome, OpenChallenge, SendAgain, Sent};
+use verifyd_actors::gate::{AnsweredBy, Decision, Purpose};
 use verifyd_actors::ids::AccountId;
+use verifyd_actors::policy::TwoFactorPolicy;
 use verifyd_actors::proof;
 use verifyd_actors::store::challenges;
+use verifyd_actors::store::challenges::ChallengeStatus;
 use verifyd_actors::store::factors::Factor;
+use verifyd_actors::throttle::Scope;
 use verifyd_providers::domain::{Channel, Locale, PhoneNumber};
 
 use super::auth::Caller;
-use super::problem::ApiError;
+use super::problem::{ApiError, Problem};
 use super::{AppState, ProofField, account_id, path_id, typed, who};
 
 /// The organisation a login is for when the backend names none.
@@ -36,9 +39,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/v1/proofs/verify").route(web::post().to(verify_proof)));
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct OpenBody {
+pub struct OpenBody {
     /// Login only: the organisation whose policy applies.
     #[serde(default)]
     organisation_id: Option<String>,
@@ -48,6 +51,7 @@ struct OpenBody {
     /// For a phone factor: `sms` or `voice`, whatever the factor's own kind.
     #[serde(default)]
     channel: Option<String>,
+    /// Language of the SMS or call: `en`, `es`, `fr`, `de`, `pt`, `ja`.
     #[serde(default)]
     locale: Option<String>,
 }
@@ -77,11 +81,13 @@ fn locale(raw: Option<&str>) -> Result<Locale, ApiError> {
 }
 
 /// A factor as a challenge lists it: a phone shows only its last two digits.
-#[derive(Debug, Serialize)]
-struct FactorChoice {
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FactorChoice {
     id: Uuid,
+    /// `sms`, `voice` or `totp`.
     kind: String,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "+*********71")]
     to: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     label: Option<String>,
@@ -95,34 +101,99 @@ impl From<&Factor> for FactorChoice {
     }
 }
 
-fn sent_json(sent: &Sent) -> serde_json::Value {
-    json!({
-        "factor_id": sent.factor_id,
-        "channel": sent.channel,
-        "to": sent.to,
-        "verification_id": sent.verification_id,
-        "sends": sent.sends,
-    })
+/// Where a challenge code went.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SentView {
+    factor_id: Uuid,
+    /// `sms` or `voice`.
+    #[schema(value_type = String)]
+    channel: Channel,
+    /// The phone, masked.
+    to: String,
+    /// The verification carrying the code (readable at `/v1/verifications/{id}`).
+    verification_id: Uuid,
+    /// Sends of this code so far.
+    sends: i32,
 }
 
-fn challenge_json(view: &ChallengeView) -> serde_json::Value {
-    let c = &view.challenge;
-    let factors: Vec<FactorChoice> = view.factors.iter().map(FactorChoice::from).collect();
-    json!({
-        "id": c.id,
-        "purpose": c.purpose,
-        "status": c.status,
-        "expires_at": c.expires_at,
-        "attempts_left": c.attempts_left(),
-        "factors": factors,
-        "backup_codes_left": view.backup_codes_left,
-        "recovery_code": view.recovery_code,
-        "sent": view.sent.as_ref().map(sent_json),
-        "send_throttled": view.send_throttled.map(|t| json!({
-            "scope": t.scope,
-            "retry_after": t.retry_after.as_secs() + u64::from(t.retry_after.subsec_nanos() > 0),
-        })),
-    })
+impl From<&Sent> for SentView {
+    fn from(s: &Sent) -> Self {
+        SentView {
+            factor_id: s.factor_id,
+            channel: s.channel,
+            to: s.to.clone(),
+            verification_id: s.verification_id,
+            sends: s.sends,
+        }
+    }
+}
+
+/// Why no code was sent now.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SendThrottled {
+    scope: Scope,
+    /// Seconds until a code can be sent.
+    retry_after: u64,
+}
+
+/// An open challenge as the backend shows it to the person.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChallengeView {
+    id: Uuid,
+    purpose: Purpose,
+    status: ChallengeStatus,
+    expires_at: DateTime<Utc>,
+    attempts_left: i32,
+    /// The active factors that can answer.
+    factors: Vec<FactorChoice>,
+    /// Unused backup codes (any one answers).
+    backup_codes_left: i64,
+    /// Whether the recovery code can answer.
+    recovery_code: bool,
+    /// Where the SMS or voice code went; null when the factor is an authenticator.
+    sent: Option<SentView>,
+    /// Set when a code should have gone out but a send limit was hit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    send_throttled: Option<SendThrottled>,
+}
+
+impl From<&verifyd_actors::account_state::ChallengeView> for ChallengeView {
+    fn from(view: &verifyd_actors::account_state::ChallengeView) -> Self {
+        let c = &view.challenge;
+        ChallengeView {
+            id: c.id,
+            purpose: c.purpose,
+            status: c.status,
+            expires_at: c.expires_at,
+            attempts_left: c.attempts_left(),
+            factors: view.factors.iter().map(FactorChoice::from).collect(),
+            backup_codes_left: view.backup_codes_left,
+            recovery_code: view.recovery_code,
+            sent: view.sent.as_ref().map(SentView::from),
+            send_throttled: view.send_throttled.map(|t| SendThrottled {
+                scope: t.scope,
+                retry_after: t.retry_after.as_secs() + u64::from(t.retry_after.subsec_nanos() > 0),
+            }),
+        }
+    }
+}
+
+/// The gate's answer: `open`, `challenge` (with the challenge) or
+/// `enrolment_required`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GateAnswer {
+    decision: Decision,
+    /// Login only: the organisation whose policy applied.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    organisation_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    policy: Option<TwoFactorPolicy>,
+    /// With `enrolment_required`: whether the organisation allows SSO (it does
+    /// not while two-factor is required).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sso_enabled: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    challenge: Option<ChallengeView>,
 }
 
 async fn open(
@@ -143,30 +214,44 @@ async fn open(
         locale: locale(body.locale.as_deref())?,
         now: Utc::now(),
     };
-    let organisation_id = msg.organisation_id.clone();
+    let organisation_id = (purpose == Purpose::Login).then(|| msg.organisation_id.clone());
     let outcome = state.account_state(&tenant, &account_id).send(msg).await??;
-    let body = match outcome {
-        LoginOutcome::Open { policy } => {
-            json!({ "decision": "open", "organisation_id": organisation_id, "policy": policy })
-        }
-        LoginOutcome::EnrolmentRequired { policy, sso_enabled } => json!({
-            "decision": "enrolment_required",
-            "organisation_id": organisation_id,
-            "policy": policy,
-            "sso_enabled": sso_enabled,
-        }),
-        LoginOutcome::Challenge(view) => {
-            let mut body = json!({ "decision": "challenge", "challenge": challenge_json(&view) });
-            if let Some(policy) = view.policy {
-                body["organisation_id"] = json!(organisation_id);
-                body["policy"] = json!(policy);
-            }
-            body
-        }
+    let answer = match outcome {
+        LoginOutcome::Open { policy } => GateAnswer {
+            decision: Decision::Open,
+            organisation_id,
+            policy: Some(policy),
+            sso_enabled: None,
+            challenge: None,
+        },
+        LoginOutcome::EnrolmentRequired { policy, sso_enabled } => GateAnswer {
+            decision: Decision::EnrolmentRequired,
+            organisation_id,
+            policy: Some(policy),
+            sso_enabled: Some(sso_enabled),
+            challenge: None,
+        },
+        LoginOutcome::Challenge(view) => GateAnswer {
+            decision: Decision::Challenge,
+            organisation_id,
+            policy: view.policy,
+            sso_enabled: None,
+            challenge: Some(ChallengeView::from(view.as_ref())),
+        },
     };
-    Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(body))
+    Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(answer))
 }
 
+/// May this user in? Ask after the password was checked. `open`: no second
+/// factor needed. `challenge`: a code was sent to the default phone factor (or
+/// the one asked for), or an authenticator, backup or recovery code answers.
+/// `enrolment_required`: the organisation requires two-factor and the user has none.
+#[utoipa::path(post, path = "/v1/accounts/{account_id}/login", tag = "login gate",
+    params(("account_id" = String, Path)), request_body(content = Option<OpenBody>),
+    responses((status = 200, body = GateAnswer),
+        (status = 404, description = "`factor_id` is not an active factor of the account", body = Problem),
+        (status = 429, description = "Too many wrong answers lately (`wrong_answers`)", body = Problem)),
+    security(("api_key" = [])))]
 async fn login(
     state: web::Data<AppState>,
     caller: Caller,
@@ -178,6 +263,15 @@ async fn login(
     open(&state, caller, account_id, Purpose::Login, body).await
 }
 
+/// A challenge before a restricted action (changing or deleting a factor, new
+/// backup or recovery codes, turning policy off). Its proof is the `step_up`
+/// those requests take. `organisation_id` does not apply.
+#[utoipa::path(post, path = "/v1/accounts/{account_id}/step-up", tag = "login gate",
+    params(("account_id" = String, Path)), request_body(content = Option<OpenBody>),
+    responses((status = 200, body = GateAnswer),
+        (status = 409, description = "The account has no active factor (`no_active_factor`)", body = Problem),
+        (status = 429, body = Problem)),
+    security(("api_key" = [])))]
 async fn step_up(
     state: web::Data<AppState>,
     caller: Caller,
@@ -192,6 +286,22 @@ async fn step_up(
     open(&state, caller, account_id, Purpose::StepUp, body).await
 }
 
+/// A challenge as it stands.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChallengeState {
+    id: Uuid,
+    purpose: Purpose,
+    status: ChallengeStatus,
+    organisation_id: String,
+    attempts_left: i32,
+    created_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+}
+
+#[utoipa::path(get, path = "/v1/accounts/{account_id}/challenges/{challenge_id}", tag = "login gate",
+    params(("account_id" = String, Path), ("challenge_id" = Uuid, Path)),
+    responses((status = 200, body = ChallengeState), (status = 404, body = Problem)),
+    security(("api_key" = [])))]
 async fn get(
     state: web::Data<AppState>,
     Caller(tenant, _): Caller,
@@ -200,31 +310,65 @@ async fn get(
     let (raw_account, raw_id) = path.into_inner();
     let (account_id, id) = (account_id(&raw_account)?, path_id(&raw_id)?);
     let c = challenges::get(&state.pool, tenant.id, &account_id, id).await?.ok_or(ApiError::NotFound)?;
-    let status = if c.status == challenges::ChallengeStatus::Pending && Utc::now() >= c.expires_at {
-        challenges::ChallengeStatus::Expired
+    let status = if c.status == ChallengeStatus::Pending && Utc::now() >= c.expires_at {
+        ChallengeStatus::Expired
     } else {
         c.status
     };
-    Ok(HttpResponse::Ok().json(json!({
-        "id": c.id,
-        "purpose": c.purpose,
-        "status": status,
-        "organisation_id": c.organisation_id,
-        "attempts_left": c.attempts_left(),
-        "created_at": c.created_at,
-        "expires_at": c.expires_at,
-    })))
+    Ok(HttpResponse::Ok().json(ChallengeState {
+        id: c.id,
+        purpose: c.purpose,
+        status,
+        organisation_id: c.organisation_id.clone(),
+        attempts_left: c.attempts_left(),
+        created_at: c.created_at,
+        expires_at: c.expires_at,
+    }))
 }
 
-/// An answer: the code, and optionally which factor it is from and who types it.
-#[derive(Deserialize)]
+/// An answer: what the person typed (a code sent by SMS or voice, an
+/// authenticator code, a backup code or the recovery code), and optionally the
+/// only factor that may answer.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct AnswerBody {
+pub struct AnswerBody {
+    #[schema(value_type = String, example = "492817")]
     code: serde_json::Value,
     #[serde(default)]
     factor_id: Option<Uuid>,
 }
 
+/// A passed challenge: the gate is open, and the proof says so.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PassedView {
+    /// Always `passed`.
+    status: &'static str,
+    /// Always `open`.
+    decision: Decision,
+    challenge_id: Uuid,
+    purpose: Purpose,
+    answered_by: AnsweredBy,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    factor_id: Option<Uuid>,
+    /// Signed and short-lived: keep it with the session; restricted actions
+    /// take it as `step_up` while it is fresh.
+    proof: String,
+    proof_expires_at: DateTime<Utc>,
+    /// After a backup code: how many are left.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    backup_codes_left: Option<i64>,
+}
+
+/// Answer a challenge. A wrong code is a 422 with `attempts_left`; the last
+/// wrong one fails the challenge and publishes `challenge.failed`.
+#[utoipa::path(post, path = "/v1/accounts/{account_id}/challenges/{challenge_id}/answer", tag = "login gate",
+    params(("account_id" = String, Path), ("challenge_id" = Uuid, Path)), request_body = AnswerBody,
+    responses((status = 200, body = PassedView),
+        (status = 404, body = Problem),
+        (status = 409, description = "Passed, failed or expired already (`challenge_closed`)", body = Problem),
+        (status = 422, description = "Wrong code (`invalid_code`, `attempts_left`)", body = Problem),
+        (status = 429, description = "Too many wrong answers lately (`wrong_answers`)", body = Problem)),
+    security(("api_key" = [])))]
 async fn answer(
     state: web::Data<AppState>,
     Caller(tenant, key_id): Caller,
@@ -247,35 +391,46 @@ async fn answer(
         now: Utc::now(),
     };
     let passed = state.account_state(&tenant, &account_id).send(msg).await??;
-    let mut out = json!({
-        "status": "passed",
-        "decision": "open",
-        "challenge_id": passed.challenge_id,
-        "purpose": passed.purpose,
-        "answered_by": passed.answered_by,
-        "proof": passed.proof,
-        "proof_expires_at": passed.proof_expires_at,
-    });
-    if let Some(id) = passed.factor_id {
-        out["factor_id"] = json!(id);
-    }
-    if let Some(left) = passed.backup_codes_left {
-        out["backup_codes_left"] = json!(left);
-    }
-    Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(out))
+    Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(PassedView {
+        status: "passed",
+        decision: Decision::Open,
+        challenge_id: passed.challenge_id,
+        purpose: passed.purpose,
+        answered_by: passed.answered_by,
+        factor_id: passed.factor_id,
+        proof: passed.proof,
+        proof_expires_at: passed.proof_expires_at,
+        backup_codes_left: passed.backup_codes_left,
+    }))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct SendBody {
+pub struct SendBody {
+    /// Another phone factor to send to.
     #[serde(default)]
     factor_id: Option<Uuid>,
+    /// `sms` or `voice`.
     #[serde(default)]
     channel: Option<String>,
     #[serde(default)]
     locale: Option<String>,
 }
 
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SendAgainView {
+    sent: SentView,
+}
+
+/// Send the challenge's code again (the same code while it is valid, by SMS or
+/// by voice), or a code to another phone factor.
+#[utoipa::path(post, path = "/v1/accounts/{account_id}/challenges/{challenge_id}/send", tag = "login gate",
+    params(("account_id" = String, Path), ("challenge_id" = Uuid, Path)), request_body(content = Option<SendBody>),
+    responses((status = 202, body = SendAgainView),
+        (status = 404, description = "No such challenge, or no such active phone factor", body = Problem),
+        (status = 409, body = Problem),
+        (status = 429, body = Problem)),
+    security(("api_key" = [])))]
 async fn send(
     state: web::Data<AppState>,
     Caller(tenant, _): Caller,
@@ -295,17 +450,36 @@ async fn send(
         now: Utc::now(),
     };
     let sent = state.account_state(&tenant, &account_id).send(msg).await??;
-    Ok(HttpResponse::Accepted().json(json!({ "sent": sent_json(&sent) })))
+    Ok(HttpResponse::Accepted().json(SendAgainView { sent: SentView::from(&sent) }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct VerifyBody {
+pub struct VerifyBody {
     proof: ProofField,
 }
 
-/// A proof is valid while it is unexpired, signed by this deployment, issued to
-/// the caller's tenant, and its challenge still stands (no reset since).
+/// What a valid proof says.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProofView {
+    /// Always true (an invalid proof is a 403).
+    valid: bool,
+    account_id: String,
+    challenge_id: Uuid,
+    purpose: Purpose,
+    answered_by: AnsweredBy,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    factor_id: Option<Uuid>,
+    issued_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+}
+
+/// Does a proof still stand? Valid while unexpired, signed by this deployment,
+/// issued to the caller's tenant, and its challenge not wiped by a reset.
+#[utoipa::path(post, path = "/v1/proofs/verify", tag = "login gate", request_body = VerifyBody,
+    responses((status = 200, body = ProofView),
+        (status = 403, description = "Malformed, forged, expired or revoked (`invalid_proof`)", body = Problem)),
+    security(("api_key" = [])))]
 async fn verify_proof(
     state: web::Data<AppState>,
     Caller(tenant, _): Caller,
@@ -322,14 +496,14 @@ async fn verify_proof(
     if !challenges::is_passed(&mut conn, tenant.id, &account_id, claims.challenge_id).await? {
         return Err(ApiError::InvalidProof(proof::ProofError::Revoked));
     }
-    Ok(HttpResponse::Ok().json(json!({
-        "valid": true,
-        "account_id": claims.account_id,
-        "challenge_id": claims.challenge_id,
-        "purpose": claims.purpose,
-        "answered_by": claims.answered_by,
-        "factor_id": claims.factor_id,
-        "issued_at": claims.issued(),
-        "expires_at": claims.expires(),
-    })))
+    Ok(HttpResponse::Ok().json(ProofView {
+        valid: true,
+        account_id: claims.account_id.clone(),
+        challenge_id: claims.challenge_id,
+        purpose: claims.purpose,
+        answered_by: claims.answered_by,
+        factor_id: claims.factor_id,
+        issued_at: claims.issued(),
+        expires_at: claims.expires(),
+    }))
 }

@@ -6,6 +6,7 @@ pub mod admin;
 pub mod auth;
 pub mod enrolment;
 pub mod gate;
+pub mod openapi;
 pub mod ops;
 pub mod problem;
 pub mod verifications;
@@ -121,5 +122,6 @@ pub fn configure(max_body_bytes: usize) -> impl FnOnce(&mut web::ServiceConfig) 
         gate::routes(cfg);
         admin::routes(cfg);
         ops::routes(cfg);
+        openapi::routes(cfg);
     }
 }

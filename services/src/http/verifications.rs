@@ -25,6 +25,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 /// What a backend reads about a verification. Never the code.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Verification)]
 pub struct View {
     pub id: Uuid,
     /// `pending`, `approved`, `expired` or `max_attempts_reached`.

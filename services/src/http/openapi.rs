@@ -1,0 +1,69 @@
+//! The OpenAPI document of the HTTP API, generated from the handlers'
+//! annotations (utoipa) and served at `GET /openapi.json`. `verifyd openapi`
+//! prints it; `docs/openapi.json` is that output, and a test keeps the two equal.
+
+use actix_web::{HttpResponse, web};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use super::{accounts, admin, enrolment, gate, ops, problem, verifications};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "verifyd",
+        description = "Phone verification and two-factor authentication: codes by SMS and voice, \
+            authenticator apps, backup and recovery codes, a login gate, step-up, organisation policy \
+            and an audit trail. Every error is an RFC 9457 problem document (`Problem`) whose `error` \
+            field is stable.",
+        license(name = "Apache-2.0")
+    ),
+    paths(
+        verifications::create, verifications::get, verifications::check, verifications::resend,
+        accounts::factors,
+        enrolment::enrol_totp, enrolment::confirm, enrolment::generate_backup_codes,
+        enrolment::backup_code_status, enrolment::generate_recovery_code,
+        gate::login, gate::step_up, gate::get, gate::answer, gate::send, gate::verify_proof,
+        admin::remove_factor, admin::set_default, admin::activate, admin::reset,
+        admin::get_policy, admin::put_policy, admin::account_audit, admin::organisation_audit,
+        ops::healthz, ops::readyz, ops::metrics,
+    ),
+    components(schemas(problem::Problem)),
+    modifiers(&BearerKey),
+    tags(
+        (name = "verifications", description = "Prove that a person owns a phone number"),
+        (name = "factors", description = "Enrol and manage second factors, backup and recovery codes"),
+        (name = "login gate", description = "May this user in? Challenges, answers and proofs"),
+        (name = "organisations", description = "Two-factor policy and admin reset"),
+        (name = "audit", description = "Who changed what, when"),
+        (name = "operations", description = "Health and metrics"),
+    )
+)]
+pub struct ApiDoc;
+
+/// `Authorization: Bearer vk_<id>.<secret>` (see `verifyd keys create`).
+struct BearerKey;
+
+impl Modify for BearerKey {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let scheme = SecurityScheme::Http(
+            HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("vk_<id>.<secret>").build(),
+        );
+        openapi.components.get_or_insert_with(Default::default).add_security_scheme("api_key", scheme);
+    }
+}
+
+/// The document as served and as committed in `docs/openapi.json`.
+pub fn document() -> String {
+    let mut json = ApiDoc::openapi().to_pretty_json().unwrap_or_default();
+    json.push('\n');
+    json
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/openapi.json", web::get().to(serve));
+}
+
+async fn serve() -> HttpResponse {
+    HttpResponse::Ok().content_type("application/json").body(document())
+}
