@@ -163,6 +163,9 @@ async fn seed_a_sms_factor_enrols_logs_in_by_sms_and_voice_and_is_deleted_with_i
     assert_eq!((entry["action"].as_str(), entry["actor"].as_str()), (Some("factor.removed"), Some("sam")));
     assert!(entry["api_key_id"].as_str().unwrap().starts_with("vk_"));
     assert!(!db_dump(&app).await.contains(&code), "a challenge code at rest");
+    let logs = crate::helpers::captured_logs();
+    assert!(!logs.contains(&proof), "a proof in the logs");
+    assert!(!logs.contains(&format!("\"{code}\"")) && !logs.contains(&format!("={code}")), "a code in the logs");
 }
 
 /// (b) An authenticator app with backup codes as the fallback, an organisation
