@@ -14,6 +14,17 @@ fn authenticator_code(uri: &str) -> String {
     Totp::from_url(uri).expect("a valid otpauth URI").generate_current().to_string()
 }
 
+/// Enrols and confirms an authenticator (the account's first factor); returns
+/// the step-up proof its confirmation gives.
+async fn first_factor(app: &TestApp, account: &str) -> String {
+    let enrolled = app.post_json(&format!("/v1/accounts/{account}/factors/totp"), &json!({})).await;
+    let uri = enrolled.body["otpauth_uri"].as_str().unwrap().to_owned();
+    let id = enrolled.body["factor"]["id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/accounts/{account}/factors/{id}/confirm");
+    let confirmed = app.post_json(&path, &json!({ "code": authenticator_code(&uri) })).await;
+    confirmed.body["step_up"].as_str().expect("the first factor gives a proof").to_owned()
+}
+
 async fn db_dump(app: &TestApp) -> String {
     let mut dump = String::new();
     for table in ["factors", "backup_codes", "outbox"] {
@@ -94,8 +105,12 @@ async fn backup_codes_need_a_fresh_password_check_and_are_shown_once() {
     let stale = json!({ "password_checked_at": Utc::now() - chrono::Duration::minutes(10) });
     let r = app.post_json("/v1/accounts/cy/backup-codes", &stale).await;
     assert_eq!((r.status, r.body["error"].as_str()), (403, Some("fresh_password_check_required")));
+    // A fallback for a factor: none before the first factor.
+    let early = app.post_json("/v1/accounts/cy/backup-codes", &json!({ "password_checked_at": Utc::now() })).await;
+    assert_eq!((early.status, early.body["error"].as_str()), (409, Some("no_active_factor")));
 
-    let fresh = json!({ "password_checked_at": Utc::now() });
+    let proof = first_factor(&app, "cy").await;
+    let fresh = json!({ "password_checked_at": Utc::now(), "step_up": proof });
     let generated = app.post_json("/v1/accounts/cy/backup-codes", &fresh).await;
     assert_eq!(generated.status, 201, "{:?}", generated.body);
     assert_eq!(generated.headers["cache-control"], "no-store");
@@ -143,7 +158,8 @@ async fn a_recovery_code_is_shown_once_in_groups_and_never_stored() {
     let stale = json!({ "password_checked_at": Utc::now() - chrono::Duration::minutes(6) });
     assert_eq!(app.post_json("/v1/accounts/eve/recovery-code", &stale).await.status, 403);
 
-    let fresh = json!({ "password_checked_at": Utc::now() });
+    let proof = first_factor(&app, "eve").await;
+    let fresh = json!({ "password_checked_at": Utc::now(), "step_up": proof });
     let first = app.post_json("/v1/accounts/eve/recovery-code", &fresh).await;
     assert_eq!(first.status, 201, "{:?}", first.body);
     let code = first.body["recovery_code"].as_str().unwrap().to_owned();

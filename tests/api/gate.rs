@@ -147,7 +147,9 @@ async fn seed_a_sms_factor_enrols_logs_in_by_sms_and_voice_and_is_deleted_with_i
     let refused = app.delete_json(&path, &json!({ "challenge_id": challenge, "code": wrong })).await;
     assert_eq!((refused.status, refused.body["attempts_left"].as_i64()), (422, Some(4)), "{:?}", refused.body);
     let no_authority = app.delete_json(&path, &json!({})).await;
-    assert_eq!(no_authority.status, 422);
+    assert_eq!((no_authority.status, no_authority.body["error"].as_str()), (403, Some("step_up_required")));
+    let half = app.delete_json(&path, &json!({ "challenge_id": challenge })).await;
+    assert_eq!(half.status, 422, "a challenge without its code");
     let removed = app.delete_json(&path, &json!({ "challenge_id": challenge, "code": code })).await;
     assert_eq!(removed.status, 200, "{:?}", removed.body);
     assert_eq!(app.get("/v1/accounts/sam/factors").await.body["factors"], json!([]));
@@ -364,6 +366,8 @@ async fn five_wrong_answers_fail_a_challenge_and_tell_the_user() {
     let mut events = app.capture_events(&format!("{}.challenge.failed", app.tenant)).await;
     let (uri, _, _) = enrol_authenticator(&app, "xia").await;
     let challenge = challenge_id(&login(&app, "xia", json!({})).await);
+    // Opened before any wrong answer: the account's limit must still hold on it.
+    let spare = challenge_id(&login(&app, "xia", json!({})).await);
     let right = authenticator_code(&uri, 1);
     let wrong: String = right.chars().map(|c| if c == '0' { '1' } else { '0' }).collect();
     for left in (0..=4).rev() {
@@ -386,6 +390,8 @@ async fn five_wrong_answers_fail_a_challenge_and_tell_the_user() {
     let locked = app.post_json("/v1/accounts/xia/login", &json!({})).await;
     assert_eq!((locked.status, locked.body["scope"].as_str()), (429, Some("wrong_answers")), "{:?}", locked.body);
     assert!(locked.headers["retry-after"].to_str().unwrap().parse::<u64>().unwrap() > 3000);
+    let late = answer(&app, "xia", &spare, &right).await;
+    assert_eq!((late.status, late.body["scope"].as_str()), (429, Some("wrong_answers")), "{:?}", late.body);
 
     // Step-up needs a factor to step up with.
     let none = app.post_json("/v1/accounts/nobody/step-up", &json!({})).await;
@@ -458,6 +464,17 @@ async fn a_second_factor_is_added_only_with_a_step_up_from_the_first() {
     let activated = app.post_json(&activate, &json!({ "step_up": login_proof })).await;
     assert_eq!((activated.status, activated.body["factor"]["status"].as_str()), (200, Some("active")));
     assert_eq!(activated.body["factor"]["default"], false, "the authenticator stays the default");
+
+    // A pending factor grants nothing, so it can be dropped without authority.
+    let phone2 = "+14155550198";
+    let created = app.create_verification("ivy", phone2, "voice").await;
+    let code = app.code_sent_to(phone2).await;
+    assert_eq!(app.check(created.body["id"].as_str().unwrap(), &code).await.body["status"], "approved");
+    let factors = app.get("/v1/accounts/ivy/factors").await.body["factors"].clone();
+    let voice = factors.as_array().unwrap().iter().find(|f| f["kind"] == "voice").unwrap().clone();
+    assert_eq!(voice["status"], "pending");
+    let path = format!("/v1/accounts/ivy/factors/{}", voice["id"].as_str().unwrap());
+    assert_eq!(app.delete_json(&path, &json!({})).await.status, 200);
 }
 
 /// A throttled SMS does not lock the user out: the challenge opens without a

@@ -7,10 +7,12 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::gate::{check_answer, guard_failures, open_challenge, pass, wrong_answer};
-use super::{AccountError, AccountStateActor, account_event, announce, require_step_up};
+use super::{AccountError, AccountStateActor, account_event, announce, has_active_factor, require_step_up};
+use crate::contract::Event;
 use crate::contract::EventKind;
 use crate::gate::Purpose;
 use crate::ids::{AccountId, Tenant, Who};
+use crate::outbox;
 use crate::policy::{self, Change, TwoFactorPolicy};
 use crate::relay::Kick;
 use crate::store::factors::{self, Factor};
@@ -24,7 +26,8 @@ pub struct RemoveFactor {
     pub tenant: Tenant,
     pub account_id: AccountId,
     pub factor_id: Uuid,
-    pub authority: RemovalAuthority,
+    /// None: only for a pending factor.
+    pub authority: Option<RemovalAuthority>,
     pub who: Who,
     pub now: DateTime<Utc>,
 }
@@ -45,7 +48,8 @@ pub struct ActivateFactor {
     pub tenant: Tenant,
     pub account_id: AccountId,
     pub factor_id: Uuid,
-    pub proof: String,
+    /// Needed while the account has an active factor.
+    pub proof: Option<String>,
     pub who: Who,
     pub now: DateTime<Utc>,
 }
@@ -107,10 +111,13 @@ impl Handler<RemoveFactor> for AccountStateActor {
             let factor =
                 factors::get(&mut tx, tenant.id, account_id, msg.factor_id).await?.ok_or(AccountError::NotFound)?;
             match msg.authority {
-                RemovalAuthority::Proof(proof) => {
+                // A pending factor grants nothing: it is dropped without authority.
+                _ if !factor.is_active() => {}
+                None => return Err(AccountError::StepUpRequired),
+                Some(RemovalAuthority::Proof(proof)) => {
                     require_step_up(&mut tx, &issuer.keys, tenant, account_id, Some(&proof), now).await?;
                 }
-                RemovalAuthority::Code { challenge_id, code } => {
+                Some(RemovalAuthority::Code { challenge_id, code }) => {
                     let c = open_challenge(&mut tx, tenant, account_id, challenge_id, now).await?;
                     if c.purpose != Purpose::StepUp {
                         return Err(AccountError::NotFound);
@@ -169,8 +176,8 @@ impl Handler<SetDefaultFactor> for AccountStateActor {
             let now = stored_precision(msg.now);
             let (tenant, account_id) = (&msg.tenant, &msg.account_id);
             let mut tx = issuer.pool.begin().await?;
-            require_step_up(&mut tx, &issuer.keys, tenant, account_id, Some(&msg.proof), now).await?;
             factors::lock_account(&mut tx, tenant.id, account_id).await?;
+            require_step_up(&mut tx, &issuer.keys, tenant, account_id, Some(&msg.proof), now).await?;
             if !factors::set_default(&mut tx, tenant.id, account_id, msg.factor_id).await? {
                 return Err(AccountError::NotFound);
             }
@@ -197,7 +204,10 @@ impl Handler<ActivateFactor> for AccountStateActor {
             let (tenant, account_id) = (&msg.tenant, &msg.account_id);
             let mut tx = issuer.pool.begin().await?;
             factors::lock_account(&mut tx, tenant.id, account_id).await?;
-            require_step_up(&mut tx, &issuer.keys, tenant, account_id, Some(&msg.proof), now).await?;
+            // Beside an active factor, only someone who passes it may add one.
+            if has_active_factor(&mut tx, tenant, account_id).await? {
+                require_step_up(&mut tx, &issuer.keys, tenant, account_id, msg.proof.as_deref(), now).await?;
+            }
             let factor = factors::activate(&mut tx, tenant.id, account_id, msg.factor_id)
                 .await?
                 .ok_or(AccountError::NotFound)?;
@@ -260,12 +270,19 @@ impl Handler<ResetAccount> for AccountStateActor {
             let (tenant, account_id) = (&msg.tenant, &msg.account_id);
             let mut tx = issuer.pool.begin().await?;
             factors::lock_account(&mut tx, tenant.id, account_id).await?;
+            challenges::delete_for_account(&mut tx, tenant.id, account_id).await?;
             let factors_removed = factors::delete_all(&mut tx, tenant.id, account_id).await?;
             let codes_invalidated = backup_codes::delete_all(&mut tx, tenant.id, account_id).await?;
-            challenges::delete_for_account(&mut tx, tenant.id, account_id).await?;
-            // A code on its way (a challenge, a phone being enrolled) must not
-            // bring a factor back after the reset.
-            verifications::end_pending_for_account(&mut tx, tenant.id, account_id, now).await?;
+            // No code on its way (a challenge, a phone being enrolled) and no
+            // approval not yet recorded may bring a factor back after the reset.
+            let ended = verifications::end_pending_for_account(&mut tx, tenant.id, account_id, now).await?;
+            for v in &ended {
+                let event = Event::for_verification(EventKind::Expired, v, now)
+                    .status("expired")
+                    .with("attempts_left", v.state.attempts_left())
+                    .with("reason", "account_reset");
+                outbox::event(&mut tx, &event, v.reply.as_ref()).await?;
+            }
             let mut event = account_event(EventKind::AccountReset, tenant, account_id, now)
                 .with("factors_removed", factors_removed)
                 .with("codes_invalidated", codes_invalidated)

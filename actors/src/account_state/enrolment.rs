@@ -234,9 +234,13 @@ async fn authorise_new_codes(
     proof: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<(), AccountError> {
-    if has_active_factor(&mut *tx, tenant, account_id).await? {
-        require_step_up(tx, keys, tenant, account_id, proof, now).await?;
+    // Codes made before any factor would let whoever knows the password past
+    // the factor enrolled later: they are a fallback for a factor, so they
+    // come after one.
+    if !has_active_factor(&mut *tx, tenant, account_id).await? {
+        return Err(AccountError::NoFactor);
     }
+    require_step_up(tx, keys, tenant, account_id, proof, now).await?;
     Ok(())
 }
 

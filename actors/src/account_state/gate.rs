@@ -133,6 +133,9 @@ impl Handler<OpenChallenge> for AccountStateActor {
             let mut tx = issuer.pool.begin().await?;
             let (tenant, account_id) = (&msg.tenant, &msg.account_id);
             let mut policy = None;
+            // The account lock first, as everywhere: a reset or a factor change
+            // cannot interleave with the factors read here.
+            factors::lock_account(&mut tx, tenant.id, account_id).await?;
             guard_failures(&mut tx, &settings, tenant, account_id, now).await?;
             let active: Vec<Factor> =
                 factors::list(&mut tx, tenant.id, account_id).await?.into_iter().filter(Factor::is_active).collect();
@@ -290,6 +293,7 @@ impl Handler<AnswerChallenge> for AccountStateActor {
                 }
                 other => other?,
             };
+            guard_failures(&mut tx, &settings, tenant, account_id, now).await?;
             let answer =
                 check_answer(&mut tx, &issuer, tenant, account_id, &c, &msg.typed, msg.factor_id, &msg.who, now)
                     .await?;

@@ -197,8 +197,14 @@ async fn record_phone(
     // phone waits for a step-up (`ActivateFactor`): whoever can verify a phone
     // must not thereby get past the factor the account already has.
     let first = !factors::list(&mut tx, v.tenant_id, &v.account_id).await?.iter().any(Factor::is_active);
-    let (factor, added) =
+    let (mut factor, mut added) =
         factors::upsert_phone(&mut tx, v.tenant_id, &v.account_id, v.channel, &v.phone, first, verified_at).await?;
+    if first && !factor.is_active() {
+        // Pending beside a factor that has gone since: verified again, it is the first now.
+        if let Some(active) = factors::activate(&mut tx, v.tenant_id, &v.account_id, factor.id).await? {
+            (factor, added) = (active, true);
+        }
+    }
     verifications::mark_factor_recorded(&mut tx, v.id).await?;
     if added && factor.is_active() {
         factors::ensure_default(&mut tx, v.tenant_id, &v.account_id).await?;

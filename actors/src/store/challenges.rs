@@ -219,8 +219,9 @@ pub async fn expire(conn: &mut PgConnection, id: Uuid, now: DateTime<Utc>) -> Re
     Ok(())
 }
 
-/// Wrong answers the account gave to challenges opened since `since`, and when
-/// the oldest of those challenges was opened.
+/// Wrong answers the account gave to challenges opened since `since` and after
+/// its last passed challenge (a pass starts the count again), and when the
+/// oldest of those challenges was opened.
 pub async fn recent_failures(
     conn: &mut PgConnection,
     tenant_id: Uuid,
@@ -229,7 +230,9 @@ pub async fn recent_failures(
 ) -> Result<(i64, Option<DateTime<Utc>>), sqlx::Error> {
     sqlx::query_as(
         "SELECT coalesce(sum(attempts), 0)::bigint, min(created_at) FROM challenges
-         WHERE tenant_id = $1 AND account_id = $2 AND created_at > $3 AND attempts > 0",
+         WHERE tenant_id = $1 AND account_id = $2 AND created_at > $3 AND attempts > 0
+           AND created_at > coalesce((SELECT max(completed_at) FROM challenges
+                WHERE tenant_id = $1 AND account_id = $2 AND status = 'passed'), '-infinity')",
     )
     .bind(tenant_id)
     .bind(account_id.as_str())

@@ -327,22 +327,36 @@ pub async fn log_send(
     Ok(())
 }
 
-/// Ends every pending verification of an account (an admin reset): none of
-/// their codes can approve, or become a factor, any more.
+/// An admin reset: ends every pending verification of the account (returned,
+/// to be announced as expired) and marks its approvals not yet recorded as
+/// recorded, so no code in flight becomes a factor after the reset.
 pub async fn end_pending_for_account(
     conn: &mut PgConnection,
     tenant_id: Uuid,
     account_id: &AccountId,
     now: DateTime<Utc>,
-) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query(
+) -> Result<Vec<Verification>, StoreError> {
+    sqlx::query(
+        "UPDATE verifications SET factor_recorded = true
+         WHERE tenant_id = $1 AND account_id = $2 AND status = 'approved' AND NOT factor_recorded",
+    )
+    .bind(tenant_id)
+    .bind(account_id.as_str())
+    .execute(&mut *conn)
+    .await?;
+    let ids: Vec<Uuid> = sqlx::query_scalar(
         "UPDATE verifications SET status = 'expired', completed_at = $3
-         WHERE tenant_id = $1 AND account_id = $2 AND status = 'pending'",
+         WHERE tenant_id = $1 AND account_id = $2 AND status = 'pending' RETURNING id",
     )
     .bind(tenant_id)
     .bind(account_id.as_str())
     .bind(now)
-    .execute(conn)
+    .fetch_all(&mut *conn)
     .await?;
-    Ok(done.rows_affected())
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!("SELECT {COLUMNS} {FROM} WHERE v.id = ANY($1)");
+    let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(&ids).fetch_all(conn).await?;
+    Ok(readable(rows))
 }

@@ -83,7 +83,8 @@ pub struct FactorBody {
         (status = 403, description = "`step_up_required` or `invalid_proof`", body = Problem),
         (status = 404, body = Problem),
         (status = 409, description = "`last_factor_mandatory`, `challenge_closed`", body = Problem),
-        (status = 422, description = "Wrong code (`attempts_left`) or neither authority given", body = Problem)),
+        (status = 422, description = "Wrong code (`attempts_left`) or neither authority given", body = Problem),
+        (status = 429, description = "Too many wrong answers lately (`wrong_answers`)", body = Problem)),
     security(("api_key" = [])))]
 async fn remove_factor(
     state: web::Data<AppState>,
@@ -95,10 +96,12 @@ async fn remove_factor(
     let (account_id, factor_id) = (account_id(&raw_account)?, path_id(&raw_factor)?);
     let body = body.into_inner();
     let authority = match (body.step_up, body.challenge_id, &body.code) {
-        (Some(proof), None, None) => RemovalAuthority::Proof(proof.0),
+        (Some(proof), None, None) => Some(RemovalAuthority::Proof(proof.0)),
         (None, Some(challenge_id), Some(code)) => {
-            RemovalAuthority::Code { challenge_id, code: typed(code)?.to_owned() }
+            Some(RemovalAuthority::Code { challenge_id, code: typed(code)?.to_owned() })
         }
+        // Enough for a pending factor; an active one answers step_up_required.
+        (None, None, None) => None,
         _ => {
             return Err(ApiError::field(
                 "step_up",
@@ -156,7 +159,7 @@ async fn set_default(
 /// A phone verified while the account already had an active factor is
 /// `pending` until a step-up from an existing factor activates it.
 #[utoipa::path(post, path = "/v1/accounts/{account_id}/factors/{factor_id}/activate", tag = "factors",
-    params(("account_id" = String, Path), ("factor_id" = Uuid, Path)), request_body = StepUpBody,
+    params(("account_id" = String, Path), ("factor_id" = Uuid, Path)), request_body = ActivateBody,
     responses((status = 200, body = FactorBody), (status = 403, body = Problem),
         (status = 404, description = "No such pending phone factor", body = Problem)),
     security(("api_key" = [])))]
@@ -164,7 +167,7 @@ async fn activate(
     state: web::Data<AppState>,
     Caller(tenant, key_id): Caller,
     path: web::Path<(String, String)>,
-    body: web::Json<StepUpBody>,
+    body: web::Json<ActivateBody>,
 ) -> Result<HttpResponse, ApiError> {
     let (raw_account, raw_factor) = path.into_inner();
     let (account_id, factor_id) = (account_id(&raw_account)?, path_id(&raw_factor)?);
@@ -173,12 +176,22 @@ async fn activate(
         tenant: tenant.clone(),
         account_id: account_id.clone(),
         factor_id,
-        proof: body.step_up.0,
+        proof: body.step_up.map(|p| p.0),
         who: who(body.actor, Some(&account_id), key_id)?,
         now: Utc::now(),
     };
     let factor = state.account_state(&tenant, &account_id).send(msg).await??;
     Ok(HttpResponse::Ok().json(FactorBody { factor }))
+}
+
+/// A step-up proof from an active factor (not needed when the account has none).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ActivateBody {
+    #[serde(default)]
+    step_up: Option<ProofField>,
+    #[serde(default)]
+    actor: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

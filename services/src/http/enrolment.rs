@@ -195,7 +195,8 @@ fn require_fresh_password(body: &GenerateBody, now: DateTime<Utc>) -> Result<(),
         (status = 201, description = "The file: a header line, then one code per line", body = String,
             content_type = "text/plain"),
         (status = 403, description = "`fresh_password_check_required`, `step_up_required`, `invalid_proof`",
-            body = Problem)),
+            body = Problem),
+        (status = 409, description = "The account has no active factor yet (`no_active_factor`)", body = Problem)),
     security(("api_key" = [])))]
 async fn generate_backup_codes(
     state: web::Data<AppState>,
@@ -258,7 +259,8 @@ async fn backup_code_status(
 /// codes. It answers a login challenge in place of any factor, once.
 #[utoipa::path(post, path = "/v1/accounts/{account_id}/recovery-code", tag = "factors",
     params(("account_id" = String, Path)), request_body = GenerateBody,
-    responses((status = 201, body = RecoveryCodeView), (status = 403, body = Problem)),
+    responses((status = 201, body = RecoveryCodeView), (status = 403, body = Problem),
+        (status = 409, description = "`no_active_factor`", body = Problem)),
     security(("api_key" = [])))]
 async fn generate_recovery_code(
     state: web::Data<AppState>,

@@ -269,6 +269,7 @@ async fn login(
 #[utoipa::path(post, path = "/v1/accounts/{account_id}/step-up", tag = "login gate",
     params(("account_id" = String, Path)), request_body(content = Option<OpenBody>),
     responses((status = 200, body = GateAnswer),
+        (status = 404, description = "`factor_id` is not an active factor of the account", body = Problem),
         (status = 409, description = "The account has no active factor (`no_active_factor`)", body = Problem),
         (status = 429, body = Problem)),
     security(("api_key" = [])))]

@@ -243,9 +243,8 @@ pub struct Problem {
     /// Seconds to wait, as in the `Retry-After` header (`throttled`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after: Option<u64>,
-    /// Which limit was hit: `phone`, `account` or `verification` (`throttled`).
+    /// Which limit was hit (`throttled`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<String>)]
     pub scope: Option<Scope>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verification_status: Option<&'static str>,

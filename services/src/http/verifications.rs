@@ -150,7 +150,8 @@ async fn get(
     params(("id" = Uuid, Path)), request_body = CodeBody,
     responses((status = 200, body = View),
         (status = 404, body = Problem),
-        (status = 409, description = "Already approved, expired or out of attempts", body = Problem)),
+        (status = 409, description = "Already approved, expired or out of attempts", body = Problem),
+        (status = 422, description = "The code is not digits (`invalid_field`)", body = Problem)),
     security(("api_key" = [])))]
 async fn check(
     state: web::Data<AppState>,
