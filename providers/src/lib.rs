@@ -7,5 +7,6 @@ pub mod provider;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 pub mod twilio;
+pub mod vonage;
 
 pub use provider::{PermanentKind, Provider, ProviderError, Sent, Sms, VoiceCall};

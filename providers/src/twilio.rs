@@ -345,7 +345,7 @@ fn describe(status: StatusCode, error: Option<&ErrorBody>, secret: &str) -> Stri
 
 /// Replaces every digit (ASCII or not) with `*` and every control character
 /// (newlines included: the reason reaches log lines) with a space, and trims.
-fn mask_digits(text: &str) -> String {
+pub(crate) fn mask_digits(text: &str) -> String {
     let masked: String = text
         .chars()
         .map(|c| match c {
@@ -358,7 +358,7 @@ fn mask_digits(text: &str) -> String {
 }
 
 /// The first `max` characters of `text`, with `…` when some were cut.
-fn truncate(text: &str, max: usize) -> String {
+pub(crate) fn truncate(text: &str, max: usize) -> String {
     match text.char_indices().nth(max) {
         Some((end, _)) => format!("{}…", &text[..end]),
         None => text.to_owned(),
@@ -389,7 +389,7 @@ fn transport_error(error: reqwest::Error) -> ProviderError {
 }
 
 /// The error and its sources.
-fn chain(error: &reqwest::Error) -> String {
+pub(crate) fn chain(error: &reqwest::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

@@ -18,9 +18,11 @@ use verifyd_actors::dispatch::ProviderSet;
 use verifyd_actors::lifecycle::ResendPolicy;
 use verifyd_actors::runtime::{Core, Role, Settings};
 use verifyd_actors::verification::Policy;
+use verifyd_providers::Provider;
 use verifyd_providers::console::ConsoleProvider;
 use verifyd_providers::domain::{Channel, CodeLength};
 use verifyd_providers::twilio::Twilio;
+use verifyd_providers::vonage::Vonage;
 
 use crate::api_keys::Authenticator;
 use crate::config::Config;
@@ -62,13 +64,19 @@ pub fn providers(config: &Config) -> anyhow::Result<ProviderSet> {
         Some(cfg) => Some(Arc::new(Twilio::new(cfg.clone()).context("building the Twilio client")?)),
         None => None,
     };
+    let vonage = match &config.providers.vonage {
+        Some(cfg) => Some(Arc::new(Vonage::new(cfg.clone()).context("building the Vonage client")?)),
+        None => None,
+    };
     let console = Arc::new(ConsoleProvider::new());
     for (channel, names) in [(Channel::Sms, &config.providers.sms), (Channel::Voice, &config.providers.voice)] {
         for name in names {
-            match (name.as_str(), &twilio) {
-                ("twilio", Some(t)) => set.add(channel, t.clone()),
-                ("console", _) => set.add(channel, console.clone()),
-                (other, _) => anyhow::bail!("provider {other:?} is not configured"),
+            match (name.as_str(), &twilio, &vonage) {
+                ("twilio", Some(t), _) => set.add(channel, t.clone()),
+                ("vonage", _, Some(v)) if v.supports(channel) => set.add(channel, v.clone()),
+                ("vonage", _, Some(_)) => anyhow::bail!("provider \"vonage\" does not place {channel} calls yet"),
+                ("console", _, _) => set.add(channel, console.clone()),
+                (other, _, _) => anyhow::bail!("provider {other:?} is not configured"),
             }
         }
     }

@@ -240,7 +240,8 @@ async fn run_verifyd(args: &Args, consumers: usize, mock_url: &str, received: &R
     config.throttle = Limits { per_phone: unlimited, per_account: unlimited };
     let mut twilio = TwilioConfig::new("ACbench", "bench-token", "+15005550006");
     twilio.base_url = mock_url.to_owned();
-    config.providers = Providers { sms: vec!["twilio".into()], voice: vec!["twilio".into()], twilio: Some(twilio) };
+    config.providers =
+        Providers { sms: vec!["twilio".into()], voice: vec!["twilio".into()], twilio: Some(twilio), vonage: None };
     let result = async {
         let mut running = app::start(&config, Role::Serve, None).await?;
         let port = running.port.context("serve listens")?;

@@ -14,6 +14,7 @@ use serde::Deserialize;
 use verifyd_actors::gate::GateSettings;
 use verifyd_actors::throttle::Limits;
 use verifyd_providers::twilio::TwilioConfig;
+use verifyd_providers::vonage::VonageConfig;
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
@@ -171,6 +172,8 @@ pub enum ConfigError {
     MissingProvider(String),
     #[error("unknown provider {0:?}")]
     UnknownProvider(String),
+    #[error("provider {0:?} does not place voice calls yet; list it under providers.sms only")]
+    VoiceUnsupported(String),
     #[error("the console provider prints codes and is refused in production mode")]
     ConsoleInProduction,
     #[error("verification.code_length must be between 4 and 10")]
@@ -229,11 +232,13 @@ pub struct Providers {
     /// Provider names tried in order for voice calls.
     pub voice: Vec<String>,
     pub twilio: Option<TwilioConfig>,
+    /// SMS only for now (see `providers/src/vonage.rs`).
+    pub vonage: Option<VonageConfig>,
 }
 
 impl Default for Providers {
     fn default() -> Self {
-        Providers { sms: vec!["console".into()], voice: vec!["console".into()], twilio: None }
+        Providers { sms: vec!["console".into()], voice: vec!["console".into()], twilio: None, vonage: None }
     }
 }
 
@@ -315,8 +320,15 @@ impl Config {
                     return Err(ConfigError::MissingProvider(name.clone()));
                 }
                 "twilio" => {}
+                "vonage" if self.providers.vonage.is_none() => {
+                    return Err(ConfigError::MissingProvider(name.clone()));
+                }
+                "vonage" => {}
                 other => return Err(ConfigError::UnknownProvider(other.to_owned())),
             }
+        }
+        if self.providers.voice.iter().any(|p| p == "vonage") {
+            return Err(ConfigError::VoiceUnsupported("vonage".into()));
         }
         Ok(())
     }

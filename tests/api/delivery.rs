@@ -176,3 +176,65 @@ async fn two_copies_of_one_job_send_one_sms() {
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(app.twilio.sent_sms().await.len(), 2, "the original send and one for the job: not three");
 }
+
+/// Vonage as the SMS provider, through the real path: HTTP in, RabbitMQ, the
+/// dispatch consumer, Vonage's SMS API (wiremock, its real form and answer).
+#[actix_rt::test]
+async fn an_sms_goes_out_through_vonage_when_it_is_the_configured_provider() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    let vonage = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/sms/json"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "message-count": "1",
+            "messages": [{ "to": "447911123456", "message-id": "0A00000012345678", "status": "0",
+                "remaining-balance": "3.1", "message-price": "0.0333", "network": "23410" }]
+        })))
+        .mount(&vonage)
+        .await;
+    let uri = vonage.uri();
+    let app = crate::helpers::spawn_app_with(move |c| {
+        c.providers.sms = vec!["vonage".into()];
+        c.providers.vonage = Some(verifyd_providers::vonage::VonageConfig {
+            base_url: uri,
+            ..verifyd_providers::vonage::VonageConfig::new("key-1", "secret-1", "Acme")
+        });
+    })
+    .await;
+    let created = app.create_verification("uma", "+447911123456", "sms").await;
+    assert_eq!(created.status, 201, "{:?}", created.body);
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let form = loop {
+        let requests = vonage.received_requests().await.unwrap();
+        if let Some(r) = requests.first() {
+            let mut url = r.url.clone();
+            url.set_query(Some(std::str::from_utf8(&r.body).unwrap()));
+            break url.query_pairs().into_owned().collect::<std::collections::HashMap<String, String>>();
+        }
+        assert!(std::time::Instant::now() < deadline, "no SMS reached Vonage within 10 s");
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!((form["to"].as_str(), form["from"].as_str()), ("447911123456", "Acme"));
+    let code: String = form["text"].chars().filter(char::is_ascii_digit).take(7).collect();
+    assert_eq!(code.len(), 7, "{}", form["text"]);
+    let checked = app.check(created.body["id"].as_str().unwrap(), &code).await;
+    assert_eq!(checked.body["status"], "approved");
+    // The attempt is recorded once Vonage's answer is in: wait for it.
+    let attempt = loop {
+        let row: Option<(String, Option<String>)> = sqlx::query_as(
+            "SELECT provider, provider_message_id FROM delivery_attempts WHERE outcome = 'sent' LIMIT 1",
+        )
+        .fetch_optional(&app.pool)
+        .await
+        .unwrap();
+        if let Some(row) = row {
+            break row;
+        }
+        assert!(std::time::Instant::now() < deadline, "no attempt recorded within 10 s");
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(attempt, ("vonage".to_owned(), Some("0A00000012345678".to_owned())));
+}

@@ -103,6 +103,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
         sms: vec!["twilio".into()],
         voice: vec!["twilio".into()],
         twilio: Some(twilio.config(TWILIO_SID, TWILIO_TOKEN, TWILIO_FROM)),
+        vonage: None,
     };
     config.runtime = Runtime { shards: 2, expiry_interval_ms: 200, relay_poll_ms: 200, reconcile_interval_ms: 1_000 };
     tweak(&mut config);
