@@ -3,6 +3,7 @@
 
 pub mod console;
 pub mod domain;
+mod http;
 pub mod provider;
 #[cfg(feature = "testkit")]
 pub mod testkit;

@@ -3,7 +3,6 @@
 //! SMS go to `Messages.json`, calls to `Calls.json` with inline TwiML; both are
 //! form-encoded POSTs authenticated with HTTP Basic `AccountSid:AuthToken`.
 
-use std::error::Error as _;
 use std::fmt;
 use std::time::Duration;
 
@@ -11,14 +10,15 @@ use async_trait::async_trait;
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 use crate::domain::{Channel, Locale};
+use crate::http;
 use crate::provider::{PermanentKind, Provider, ProviderError, Sent, Sms, VoiceCall};
 
 const NAME: &str = "twilio";
 pub const DEFAULT_BASE_URL: &str = "https://api.twilio.com";
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+pub use crate::http::DEFAULT_TIMEOUT;
 /// Twilio refuses longer `Body` values (error 21617).
 const MAX_BODY_CHARS: usize = 1600;
 /// Twilio refuses longer inline `Twiml` (error 32018).
@@ -44,7 +44,7 @@ pub struct TwilioConfig {
     /// Where Twilio posts delivery status updates.
     #[serde(default)]
     pub status_callback: Option<String>,
-    #[serde(rename = "timeout_ms", default = "default_timeout", deserialize_with = "millis")]
+    #[serde(rename = "timeout_ms", default = "http::default_timeout", deserialize_with = "http::millis")]
     pub timeout: Duration,
 }
 
@@ -64,14 +64,6 @@ impl TwilioConfig {
 
 fn default_base_url() -> String {
     DEFAULT_BASE_URL.to_owned()
-}
-
-fn default_timeout() -> Duration {
-    DEFAULT_TIMEOUT
-}
-
-fn millis<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    u64::deserialize(d).map(Duration::from_millis)
 }
 
 impl fmt::Debug for TwilioConfig {
@@ -96,12 +88,7 @@ pub struct Twilio {
 
 impl Twilio {
     pub fn new(config: TwilioConfig) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
-            .timeout(config.timeout)
-            // Twilio never redirects API calls; following one would resend the form
-            // (code included) somewhere else.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
+        let client = http::client(config.timeout)?;
         Ok(Twilio { config, client })
     }
 
@@ -123,7 +110,7 @@ impl Twilio {
             .form(form)
             .send()
             .await
-            .map_err(transport_error)?;
+            .map_err(|e| http::transport_error(NAME, e))?;
         let status = response.status();
         let retry_after = retry_after(response.headers());
         let body = response.bytes().await;
@@ -142,7 +129,7 @@ impl Twilio {
                 }
             });
         }
-        let body = body.map_err(transport_error)?;
+        let body = body.map_err(|e| http::transport_error(NAME, e))?;
         Err(classify(status, retry_after, &body, secret))
     }
 }
@@ -337,67 +324,15 @@ fn describe(status: StatusCode, error: Option<&ErrorBody>, secret: &str) -> Stri
     }
     if let Some(message) = error.message.as_deref().filter(|m| !m.trim().is_empty()) {
         reason.push_str(": ");
-        let message = if secret.is_empty() { message.to_owned() } else { message.replace(secret, "<redacted>") };
-        reason.push_str(&truncate(&mask_digits(&message), MAX_MESSAGE_CHARS));
+        reason.push_str(&http::safe_text(message, secret, MAX_MESSAGE_CHARS));
     }
     reason
-}
-
-/// Replaces every digit (ASCII or not) with `*` and every control character
-/// (newlines included: the reason reaches log lines) with a space, and trims.
-pub(crate) fn mask_digits(text: &str) -> String {
-    let masked: String = text
-        .chars()
-        .map(|c| match c {
-            c if c.is_numeric() => '*',
-            c if c.is_control() => ' ',
-            c => c,
-        })
-        .collect();
-    masked.trim().to_owned()
-}
-
-/// The first `max` characters of `text`, with `…` when some were cut.
-pub(crate) fn truncate(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        Some((end, _)) => format!("{}…", &text[..end]),
-        None => text.to_owned(),
-    }
 }
 
 /// `Retry-After` in seconds; the HTTP-date form is ignored.
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let value = headers.get(RETRY_AFTER)?.to_str().ok()?;
     value.trim().parse::<u64>().ok().map(Duration::from_secs)
-}
-
-/// No answer from Twilio: the request may not have been sent, try again (elsewhere).
-fn transport_error(error: reqwest::Error) -> ProviderError {
-    let error = error.without_url();
-    if error.is_builder() {
-        let reason = format!("cannot build the request (check base_url): {}", chain(&error));
-        return permanent(PermanentKind::Configuration, reason, None);
-    }
-    let what = if error.is_timeout() {
-        "request timed out"
-    } else if error.is_connect() {
-        "could not connect"
-    } else {
-        "request failed"
-    };
-    retryable(format!("{what}: {}", chain(&error)), None, None)
-}
-
-/// The error and its sources.
-pub(crate) fn chain(error: &reqwest::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 fn retryable(reason: String, provider_code: Option<i64>, retry_after: Option<Duration>) -> ProviderError {
@@ -412,6 +347,7 @@ fn permanent(kind: PermanentKind, reason: String, provider_code: Option<i64>) ->
 mod tests {
     use super::*;
     use crate::domain::{Code, PhoneNumber};
+    use crate::http::{mask_digits, truncate};
 
     fn call(intro: &str, code: &str, repeat: u8, locale: &str) -> VoiceCall {
         VoiceCall {

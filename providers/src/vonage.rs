@@ -12,15 +12,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 use crate::domain::Channel;
+use crate::http;
 use crate::provider::{PermanentKind, Provider, ProviderError, Sent, Sms, VoiceCall};
-use crate::twilio::{chain, mask_digits, truncate};
 
 const NAME: &str = "vonage";
 pub const DEFAULT_BASE_URL: &str = "https://rest.nexmo.com";
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// `client-ref` is at most 40 characters.
 const MAX_CLIENT_REF: usize = 40;
 const MAX_TEXT_CHARS: usize = 1600;
@@ -38,7 +37,7 @@ pub struct VonageConfig {
     /// Where Vonage posts delivery receipts.
     #[serde(default)]
     pub callback: Option<String>,
-    #[serde(rename = "timeout_ms", default = "default_timeout", deserialize_with = "millis")]
+    #[serde(rename = "timeout_ms", default = "http::default_timeout", deserialize_with = "http::millis")]
     pub timeout: Duration,
 }
 
@@ -50,21 +49,13 @@ impl VonageConfig {
             from: from.into(),
             base_url: default_base_url(),
             callback: None,
-            timeout: DEFAULT_TIMEOUT,
+            timeout: http::DEFAULT_TIMEOUT,
         }
     }
 }
 
 fn default_base_url() -> String {
     DEFAULT_BASE_URL.to_owned()
-}
-
-fn default_timeout() -> Duration {
-    DEFAULT_TIMEOUT
-}
-
-fn millis<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    u64::deserialize(d).map(Duration::from_millis)
 }
 
 impl fmt::Debug for VonageConfig {
@@ -88,9 +79,7 @@ pub struct Vonage {
 
 impl Vonage {
     pub fn new(config: VonageConfig) -> Result<Self, reqwest::Error> {
-        let client =
-            reqwest::Client::builder().timeout(config.timeout).redirect(reqwest::redirect::Policy::none()).build()?;
-        Ok(Vonage { config, client })
+        Ok(Vonage { client: http::client(config.timeout)?, config })
     }
 }
 
@@ -155,9 +144,9 @@ impl Provider for Vonage {
         }
         tracing::debug!(to = %sms.to.masked(), reference = %sms.reference, "vonage: sending SMS");
         let url = format!("{}/sms/json", self.config.base_url.trim_end_matches('/'));
-        let response = self.client.post(url).form(&form).send().await.map_err(transport_error)?;
+        let response = self.client.post(url).form(&form).send().await.map_err(|e| http::transport_error(NAME, e))?;
         let status = response.status();
-        let body = response.bytes().await.map_err(transport_error)?;
+        let body = response.bytes().await.map_err(|e| http::transport_error(NAME, e))?;
         if status.is_server_error() || status.as_u16() == 429 {
             return Err(retryable(format!("HTTP {status}"), None));
         }
@@ -192,7 +181,7 @@ fn classify(message: &Message, secret: &str) -> ProviderError {
     let code = message.status.parse::<i64>().ok();
     let text = message.error_text.as_deref().unwrap_or("no error text");
     // Error texts may quote the message: never let the code through.
-    let text = truncate(&mask_digits(&text.replace(secret, "<message>")), 200);
+    let text = http::safe_text(text, secret, 200);
     let reason = format!("status {}: {text}", message.status);
     match code {
         Some(1 | 5 | 10) => retryable(reason, code),
@@ -201,18 +190,6 @@ fn classify(message: &Message, secret: &str) -> ProviderError {
         Some(7) => permanent(PermanentKind::OptedOut, reason, code),
         _ => permanent(PermanentKind::Rejected, reason, code),
     }
-}
-
-fn transport_error(error: reqwest::Error) -> ProviderError {
-    let error = error.without_url();
-    let what = if error.is_timeout() {
-        "request timed out"
-    } else if error.is_connect() {
-        "could not connect"
-    } else {
-        "request failed"
-    };
-    retryable(format!("{what}: {}", chain(&error)), None)
 }
 
 fn retryable(reason: String, provider_code: Option<i64>) -> ProviderError {

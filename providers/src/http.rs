@@ -1,0 +1,109 @@
+//! What every HTTP provider client shares: the client itself, the `timeout_ms`
+//! setting, turning transport failures into provider errors, and keeping codes
+//! out of error reasons.
+
+use std::error::Error as _;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::provider::{PermanentKind, ProviderError};
+
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub(crate) fn default_timeout() -> Duration {
+    DEFAULT_TIMEOUT
+}
+
+/// `timeout_ms` in configuration files: an integer number of milliseconds.
+pub(crate) fn millis<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    u64::deserialize(d).map(Duration::from_millis)
+}
+
+/// A client with the provider's timeout that never follows redirects: provider
+/// APIs do not redirect, and following one would resend the form (code
+/// included) somewhere else.
+pub(crate) fn client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder().timeout(timeout).redirect(reqwest::redirect::Policy::none()).build()
+}
+
+/// No answer from the provider: the request may not have been sent, so try
+/// again (elsewhere) — unless the request could not even be built.
+pub(crate) fn transport_error(provider: &str, error: reqwest::Error) -> ProviderError {
+    let error = error.without_url();
+    if error.is_builder() {
+        let reason = format!("cannot build the request (check base_url): {}", chain(&error));
+        return ProviderError::Permanent {
+            provider: provider.to_owned(),
+            kind: PermanentKind::Configuration,
+            reason,
+            provider_code: None,
+        };
+    }
+    let what = if error.is_timeout() {
+        "request timed out"
+    } else if error.is_connect() {
+        "could not connect"
+    } else {
+        "request failed"
+    };
+    ProviderError::Retryable {
+        provider: provider.to_owned(),
+        reason: format!("{what}: {}", chain(&error)),
+        provider_code: None,
+        retry_after: None,
+    }
+}
+
+/// The error and its sources.
+fn chain(error: &reqwest::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Replaces every digit (ASCII or not) with `*` and every control character
+/// (newlines included: the reason reaches log lines) with a space, and trims.
+pub(crate) fn mask_digits(text: &str) -> String {
+    let masked: String = text
+        .chars()
+        .map(|c| match c {
+            c if c.is_numeric() => '*',
+            c if c.is_control() => ' ',
+            c => c,
+        })
+        .collect();
+    masked.trim().to_owned()
+}
+
+/// The first `max` characters of `text`, with `…` when some were cut.
+pub(crate) fn truncate(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
+    }
+}
+
+/// A provider's error text, safe to keep: the message it may quote replaced,
+/// every digit masked (a code never passes), at most `max` characters.
+pub(crate) fn safe_text(text: &str, secret: &str, max: usize) -> String {
+    let text = if secret.is_empty() { text.to_owned() } else { text.replace(secret, "<redacted>") };
+    truncate(&mask_digits(&text), max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_provider_text_loses_the_message_it_quotes_and_every_digit() {
+        assert_eq!(safe_text("Invalid Message: code 8302947", "code 8302947", 200), "Invalid Message: <redacted>");
+        assert_eq!(safe_text("Bad number 447911123456", "", 200), "Bad number ************");
+        assert_eq!(safe_text("abcdef", "", 3), "abc…");
+    }
+}
