@@ -111,7 +111,7 @@ pub struct AnswerChallenge {
 }
 
 /// A passed challenge and the proof of it.
-#[derive(Debug)]
+/// No `Debug`: it holds a credential.
 pub struct Passed {
     pub challenge_id: Uuid,
     pub purpose: Purpose,

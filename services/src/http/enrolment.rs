@@ -43,7 +43,7 @@ pub struct EnrolBody {
 }
 
 /// What the person needs to add the authenticator: shown this once only.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Serialize, ToSchema)]
 pub struct Enrolment {
     /// `pending` until the first correct code.
     factor: Factor,
@@ -56,7 +56,7 @@ pub struct Enrolment {
 }
 
 /// An activated factor, with a step-up proof when it is the account's first.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Serialize, ToSchema)]
 pub struct ConfirmedView {
     factor: Factor,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -66,7 +66,7 @@ pub struct ConfirmedView {
 }
 
 /// A new set of backup codes: shown this once only.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Serialize, ToSchema)]
 pub struct BackupCodes {
     #[schema(example = json!(["40285163", "79911824"]))]
     codes: Vec<String>,
@@ -82,7 +82,7 @@ pub struct BackupCodeStatus {
 }
 
 /// A new recovery code: shown this once only.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Serialize, ToSchema)]
 pub struct RecoveryCodeView {
     #[schema(example = "7K2M-Q9XD-3HPA-TW5E")]
     recovery_code: String,

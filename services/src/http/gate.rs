@@ -340,7 +340,7 @@ pub struct AnswerBody {
 }
 
 /// A passed challenge: the gate is open, and the proof says so.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Serialize, ToSchema)]
 pub struct PassedView {
     /// Always `passed`.
     status: &'static str,
