@@ -51,7 +51,7 @@ pub struct Tenant {
 /// (the user themself, or an admin), and the API key the backend called with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Who {
-    pub actor: String,
+    pub actor: AccountId,
     pub api_key_id: Option<String>,
 }
 

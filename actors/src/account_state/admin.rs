@@ -7,7 +7,9 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::gate::{check_answer, guard_failures, open_challenge, pass, wrong_answer};
-use super::{AccountError, AccountStateActor, account_event, announce, has_active_factor, require_step_up};
+use super::{
+    AccountError, AccountStateActor, account_event, announce, factor_event, has_active_factor, require_step_up,
+};
 use crate::contract::Event;
 use crate::contract::EventKind;
 use crate::gate::Purpose;
@@ -146,16 +148,11 @@ impl Handler<RemoveFactor> for AccountStateActor {
             }
             factors::delete(&mut tx, factor.id).await?;
             let new_default = factors::ensure_default(&mut tx, tenant.id, account_id).await?;
-            let event = account_event(EventKind::FactorRemoved, tenant, account_id, now)
-                .with("factor_id", factor.id.to_string())
-                .with("factor_kind", factor.kind.clone())
+            let event = factor_event(EventKind::FactorRemoved, tenant, account_id, &factor, now)
                 .with("factors_left", all.iter().filter(|f| f.is_active() && f.id != factor.id).count());
             announce(&mut tx, tenant.id, &event, None, &msg.who).await?;
-            if let Some(id) = new_default {
-                let kind = all.iter().find(|f| f.id == id).map(|f| f.kind.clone()).unwrap_or_default();
-                let event = account_event(EventKind::DefaultFactorChanged, tenant, account_id, now)
-                    .with("factor_id", id.to_string())
-                    .with("factor_kind", kind)
+            if let Some(new) = new_default.and_then(|id| all.iter().find(|f| f.id == id)) {
+                let event = factor_event(EventKind::DefaultFactorChanged, tenant, account_id, new, now)
                     .with("because", "the default factor was removed");
                 announce(&mut tx, tenant.id, &event, None, &msg.who).await?;
             }
@@ -178,14 +175,10 @@ impl Handler<SetDefaultFactor> for AccountStateActor {
             let mut tx = issuer.pool.begin().await?;
             factors::lock_account(&mut tx, tenant.id, account_id).await?;
             require_step_up(&mut tx, &issuer.keys, tenant, account_id, Some(&msg.proof), now).await?;
-            if !factors::set_default(&mut tx, tenant.id, account_id, msg.factor_id).await? {
-                return Err(AccountError::NotFound);
-            }
-            let factor =
-                factors::get(&mut tx, tenant.id, account_id, msg.factor_id).await?.ok_or(AccountError::NotFound)?;
-            let event = account_event(EventKind::DefaultFactorChanged, tenant, account_id, now)
-                .with("factor_id", factor.id.to_string())
-                .with("factor_kind", factor.kind.clone());
+            let factor = factors::set_default(&mut tx, tenant.id, account_id, msg.factor_id)
+                .await?
+                .ok_or(AccountError::NotFound)?;
+            let event = factor_event(EventKind::DefaultFactorChanged, tenant, account_id, &factor, now);
             announce(&mut tx, tenant.id, &event, None, &msg.who).await?;
             tx.commit().await?;
             issuer.relay.do_send(Kick);
@@ -208,13 +201,11 @@ impl Handler<ActivateFactor> for AccountStateActor {
             if has_active_factor(&mut tx, tenant, account_id).await? {
                 require_step_up(&mut tx, &issuer.keys, tenant, account_id, msg.proof.as_deref(), now).await?;
             }
-            let factor = factors::activate(&mut tx, tenant.id, account_id, msg.factor_id)
+            let mut factor = factors::activate(&mut tx, tenant.id, account_id, msg.factor_id)
                 .await?
                 .ok_or(AccountError::NotFound)?;
-            factors::ensure_default(&mut tx, tenant.id, account_id).await?;
-            let event = account_event(EventKind::FactorAdded, tenant, account_id, now)
-                .with("factor_id", factor.id.to_string())
-                .with("factor_kind", factor.kind.clone());
+            factor.is_default |= factors::ensure_default(&mut tx, tenant.id, account_id).await? == Some(factor.id);
+            let event = factor_event(EventKind::FactorAdded, tenant, account_id, &factor, now);
             announce(&mut tx, tenant.id, &event, None, &msg.who).await?;
             tx.commit().await?;
             issuer.relay.do_send(Kick);
@@ -237,15 +228,13 @@ impl Handler<SetPolicy> for AccountStateActor {
             let before = organisations::settings(&mut tx, tenant.id, org, true).await?;
             let change = policy::change(before, msg.policy, msg.sso_enabled)?;
             if change.turns_off {
-                let admin = AccountId::parse(&msg.who.actor).map_err(|_| AccountError::StepUpRequired)?;
-                require_step_up(&mut tx, &issuer.keys, tenant, &admin, msg.proof.as_deref(), now).await?;
+                require_step_up(&mut tx, &issuer.keys, tenant, &msg.who.actor, msg.proof.as_deref(), now).await?;
             }
             if change.after == change.before {
                 return Ok(change);
             }
-            organisations::save(&mut tx, tenant.id, org, change.after, &msg.who.actor, now).await?;
-            let admin = AccountId::parse(&msg.who.actor).map_err(|_| AccountError::NotFound)?;
-            let event = account_event(EventKind::PolicyChanged, tenant, &admin, now)
+            organisations::save(&mut tx, tenant.id, org, change.after, msg.who.actor.as_str(), now).await?;
+            let event = account_event(EventKind::PolicyChanged, tenant, &msg.who.actor, now)
                 .with("organisation_id", org)
                 .with("policy", change.after.policy.as_str())
                 .with("previous_policy", change.before.policy.as_str())
@@ -286,7 +275,7 @@ impl Handler<ResetAccount> for AccountStateActor {
             let mut event = account_event(EventKind::AccountReset, tenant, account_id, now)
                 .with("factors_removed", factors_removed)
                 .with("codes_invalidated", codes_invalidated)
-                .with("by", msg.who.actor.clone());
+                .with("by", msg.who.actor.as_str());
             if let Some(reason) = &msg.reason {
                 event = event.with("reason", reason.clone());
             }

@@ -7,7 +7,9 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 use verifyd_providers::domain::{Code, CodeLength};
 
-use super::{AccountError, AccountStateActor, account_event, announce, gate, has_active_factor, require_step_up};
+use super::{
+    AccountError, AccountStateActor, account_event, announce, factor_event, gate, has_active_factor, require_step_up,
+};
 use crate::contract::{Event, EventKind};
 use crate::gate::AnsweredBy;
 use crate::ids::{AccountId, Tenant, Who};
@@ -133,11 +135,10 @@ impl Handler<ConfirmTotp> for AccountStateActor {
                 tx.commit().await?;
                 return Err(AccountError::WrongCode { attempts_left: MAX_CONFIRM_ATTEMPTS - attempts });
             };
-            let factor = factors::accept_totp(&mut tx, msg.factor_id, step, msg.now).await?;
-            factors::ensure_default(&mut tx, msg.tenant.id, &msg.account_id).await?;
-            let event = account_event(EventKind::FactorAdded, &msg.tenant, &msg.account_id, msg.now)
-                .with("factor_id", factor.id.to_string())
-                .with("factor_kind", "totp");
+            let mut factor = factors::accept_totp(&mut tx, msg.factor_id, step, msg.now).await?;
+            factor.is_default |=
+                factors::ensure_default(&mut tx, msg.tenant.id, &msg.account_id).await? == Some(factor.id);
+            let event = factor_event(EventKind::FactorAdded, &msg.tenant, &msg.account_id, &factor, msg.now);
             announce(&mut tx, msg.tenant.id, &event, None, &msg.who).await?;
             let proof = if first {
                 let (proof, claims) = gate::passed_without_challenge(
@@ -157,9 +158,6 @@ impl Handler<ConfirmTotp> for AccountStateActor {
             };
             tx.commit().await?;
             issuer.relay.do_send(Kick);
-            // Re-read: ensure_default may have made it the default.
-            let mut conn = issuer.pool.acquire().await?;
-            let factor = factors::get(&mut conn, msg.tenant.id, &msg.account_id, factor.id).await?.unwrap_or(factor);
             tracing::info!(tenant = %msg.tenant.name, factor_id = %factor.id, "authenticator factor active");
             Ok(Confirmed { factor, proof })
         })

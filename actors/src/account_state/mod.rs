@@ -196,7 +196,7 @@ async fn record_phone(
     // The first factor is active at once. Next to an active factor, a new
     // phone waits for a step-up (`ActivateFactor`): whoever can verify a phone
     // must not thereby get past the factor the account already has.
-    let first = !factors::list(&mut tx, v.tenant_id, &v.account_id).await?.iter().any(Factor::is_active);
+    let first = !factors::has_active(&mut tx, v.tenant_id, &v.account_id).await?;
     let (mut factor, mut added) =
         factors::upsert_phone(&mut tx, v.tenant_id, &v.account_id, v.channel, &v.phone, first, verified_at).await?;
     if first && !factor.is_active() {
@@ -211,7 +211,7 @@ async fn record_phone(
         let event = Event::for_verification(EventKind::FactorAdded, v, now)
             .with("factor_id", factor.id.to_string())
             .with("factor_kind", factor.kind.clone());
-        let who = Who { actor: v.account_id.as_str().to_owned(), api_key_id: None };
+        let who = Who { actor: v.account_id.clone(), api_key_id: None };
         announce(&mut tx, v.tenant_id, &event, None, &who).await?;
     }
     tx.commit().await?;
@@ -232,6 +232,19 @@ async fn reconcile(pool: &PgPool, relay: &Addr<OutboxRelay>) -> Result<(), Store
         }
     }
     Ok(())
+}
+
+/// An event about one factor: its id and kind, for the user's email.
+fn factor_event(
+    kind: EventKind,
+    tenant: &Tenant,
+    account_id: &AccountId,
+    factor: &Factor,
+    now: DateTime<Utc>,
+) -> Event {
+    account_event(kind, tenant, account_id, now)
+        .with("factor_id", factor.id.to_string())
+        .with("factor_kind", factor.kind.clone())
 }
 
 fn account_event(kind: EventKind, tenant: &Tenant, account_id: &AccountId, now: DateTime<Utc>) -> Event {
@@ -279,7 +292,7 @@ async fn has_active_factor(
     tenant: &Tenant,
     account_id: &AccountId,
 ) -> Result<bool, AccountError> {
-    Ok(factors::list(tx, tenant.id, account_id).await?.iter().any(Factor::is_active))
+    Ok(factors::has_active(tx, tenant.id, account_id).await?)
 }
 
 /// A restricted action goes ahead only with a fresh proof of a challenge this

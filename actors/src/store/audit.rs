@@ -28,7 +28,7 @@ pub async fn record(conn: &mut PgConnection, e: Entry<'_>) -> Result<(), sqlx::E
     .bind(e.account_id)
     .bind(e.organisation_id)
     .bind(e.action)
-    .bind(&e.who.actor)
+    .bind(e.who.actor.as_str())
     .bind(e.who.api_key_id.as_deref())
     .bind(&e.detail)
     .bind(e.at)

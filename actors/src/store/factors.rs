@@ -67,14 +67,25 @@ pub async fn ensure_default(
     .await
 }
 
-/// Makes an active factor the default; false when there is no such factor.
-/// Call with the account lock held.
+/// Whether the account holds an active factor.
+pub async fn has_active(conn: &mut PgConnection, tenant_id: Uuid, account_id: &AccountId) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM factors WHERE tenant_id = $1 AND account_id = $2 AND status = 'active')",
+    )
+    .bind(tenant_id)
+    .bind(account_id.as_str())
+    .fetch_one(conn)
+    .await
+}
+
+/// Makes an active factor the default and returns it; `None` when there is no
+/// such factor. Call with the account lock held.
 pub async fn set_default(
     conn: &mut PgConnection,
     tenant_id: Uuid,
     account_id: &AccountId,
     id: Uuid,
-) -> Result<bool, sqlx::Error> {
+) -> Result<Option<Factor>, sqlx::Error> {
     let exists: Option<bool> = sqlx::query_scalar(
         "SELECT true FROM factors WHERE id = $1 AND tenant_id = $2 AND account_id = $3 AND status = 'active'",
     )
@@ -84,7 +95,7 @@ pub async fn set_default(
     .fetch_optional(&mut *conn)
     .await?;
     if exists.is_none() {
-        return Ok(false);
+        return Ok(None);
     }
     // Two statements: the unique index on the default is checked row by row, so
     // one UPDATE that sets the new default and clears the old can trip it.
@@ -96,8 +107,8 @@ pub async fn set_default(
     .bind(id)
     .execute(&mut *conn)
     .await?;
-    sqlx::query("UPDATE factors SET is_default = true WHERE id = $1").bind(id).execute(conn).await?;
-    Ok(true)
+    let sql = format!("UPDATE factors SET is_default = true WHERE id = $1 RETURNING {COLUMNS}");
+    sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(conn).await
 }
 
 pub async fn get(

@@ -93,7 +93,7 @@ pub fn who(actor: Option<String>, account: Option<&AccountId>, key_id: String) -
         (None, Some(account)) => account.clone(),
         (None, None) => return Err(ApiError::field("actor", "is required: who makes this change")),
     };
-    Ok(Who { actor: actor.as_str().to_owned(), api_key_id: Some(key_id) })
+    Ok(Who { actor, api_key_id: Some(key_id) })
 }
 
 /// A step-up proof as a body carries it. No `Debug`: it is a credential.
