@@ -85,7 +85,10 @@ impl Core {
                 .start();
 
         let limiters = Arc::new(Limiters::new(settings.limits));
-        let throttle = Shards::start(settings.shards, |i| ThrottleActor::new(limiters.clone(), i == 0));
+        // A worker issues no codes (it has no gate or verification API): one
+        // throttle instance keeps its account state whole without a thread per core.
+        let throttle_shards = if role == Role::Serve { settings.shards } else { 1 };
+        let throttle = Shards::start(throttle_shards, |i| ThrottleActor::new(limiters.clone(), i == 0));
         let issuer = Arc::new(Issuer {
             pool: pool.clone(),
             keys: keys.clone(),
