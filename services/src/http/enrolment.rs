@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use verifyd_actors::account_state::{ConfirmTotp, EnrolTotp, GenerateBackupCodes, GenerateRecoveryCode};
+use verifyd_actors::ids::{AccountId, Who};
 use verifyd_actors::store::backup_codes;
 use verifyd_actors::store::factors::Factor;
 use verifyd_providers::domain::Code;
@@ -177,13 +178,21 @@ pub struct GenerateBody {
     actor: Option<String>,
 }
 
-/// A password check older than five minutes (or in the future) is not fresh.
-fn require_fresh_password(body: &GenerateBody, now: DateTime<Utc>) -> Result<(), ApiError> {
-    let age = now.signed_duration_since(body.password_checked_at).num_seconds();
-    if age < -5 || age > i64::try_from(FRESH_PASSWORD_SECS).unwrap_or(i64::MAX) {
-        return Err(ApiError::FreshPasswordRequired(FRESH_PASSWORD_SECS));
+impl GenerateBody {
+    /// The step-up proof and who acts, once the password check is fresh: a
+    /// check older than five minutes (or in the future) is not.
+    fn authority(
+        self,
+        account_id: &AccountId,
+        key_id: String,
+        now: DateTime<Utc>,
+    ) -> Result<(Option<String>, Who), ApiError> {
+        let age = now.signed_duration_since(self.password_checked_at).num_seconds();
+        if age < -5 || age > i64::try_from(FRESH_PASSWORD_SECS).unwrap_or(i64::MAX) {
+            return Err(ApiError::FreshPasswordRequired(FRESH_PASSWORD_SECS));
+        }
+        Ok((self.step_up.map(|p| p.0), who(self.actor, Some(account_id), key_id)?))
     }
-    Ok(())
 }
 
 /// A new set of 10 backup codes of 8 digits (the old set dies). Needs a
@@ -207,11 +216,8 @@ async fn generate_backup_codes(
 ) -> Result<HttpResponse, ApiError> {
     let account_id = account_id(&path)?;
     let now = Utc::now();
-    require_fresh_password(&body, now)?;
+    let (proof, who) = body.into_inner().authority(&account_id, key_id, now)?;
     let shard = state.account_state(&tenant, &account_id);
-    let GenerateBody { step_up, actor, .. } = body.into_inner();
-    let who = who(actor, Some(&account_id), key_id)?;
-    let proof = step_up.map(|p| p.0);
     let codes = shard.send(GenerateBackupCodes { tenant, account_id: account_id.clone(), proof, who, now }).await??;
     let codes: Vec<&str> = codes.iter().map(Code::expose).collect();
     let wants_text =
@@ -270,11 +276,8 @@ async fn generate_recovery_code(
 ) -> Result<HttpResponse, ApiError> {
     let account_id = account_id(&path)?;
     let now = Utc::now();
-    require_fresh_password(&body, now)?;
+    let (proof, who) = body.into_inner().authority(&account_id, key_id, now)?;
     let shard = state.account_state(&tenant, &account_id);
-    let GenerateBody { step_up, actor, .. } = body.into_inner();
-    let who = who(actor, Some(&account_id), key_id)?;
-    let proof = step_up.map(|p| p.0);
     let code = shard.send(GenerateRecoveryCode { tenant, account_id, proof, who, now }).await??;
     Ok(HttpResponse::Created()
         .insert_header((header::CACHE_CONTROL, "no-store"))
