@@ -2,12 +2,11 @@
 
 use actix_web::{HttpResponse, web};
 use verifyd_actors::account_state::ListFactors;
-use verifyd_actors::ids::AccountId;
 use verifyd_actors::store::factors::Factor;
 
-use super::AppState;
 use super::auth::Caller;
 use super::problem::ApiError;
+use super::{AppState, account_id};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/v1/accounts/{account_id}/factors").route(web::get().to(factors)));
@@ -31,7 +30,7 @@ async fn factors(
     Caller(tenant, _): Caller,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let account_id = AccountId::parse(&path).map_err(|e| ApiError::field("account_id", e))?;
+    let account_id = account_id(&path)?;
     let shard = state.account_state(&tenant, &account_id);
     let factors = shard
         .send(ListFactors { tenant_id: tenant.id, account_id: account_id.clone() })

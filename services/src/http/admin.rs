@@ -19,7 +19,7 @@ use verifyd_actors::store::organisations;
 
 use super::auth::Caller;
 use super::problem::{ApiError, Problem};
-use super::{AppState, ProofField, account_id, path_id, typed, who};
+use super::{AppState, ProofField, account_id, organisation_id, path_id, typed, who};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/v1/accounts/{account_id}/factors/{factor_id}").route(web::delete().to(remove_factor)))
@@ -37,13 +37,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route(web::put().to(put_policy)),
         )
         .service(web::resource("/v1/organisations/{organisation_id}/audit").route(web::get().to(organisation_audit)));
-}
-
-fn organisation(raw: &str) -> Result<&str, ApiError> {
-    if raw.is_empty() || raw.len() > 128 || raw.chars().any(char::is_control) {
-        return Err(ApiError::field("organisation_id", "must be 1 to 128 printable characters"));
-    }
-    Ok(raw)
 }
 
 /// Deleting a factor takes either a step-up proof, or a code of that very
@@ -261,7 +254,7 @@ async fn get_policy(
     Caller(tenant, _): Caller,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let org = organisation(&path)?;
+    let org = organisation_id(&path)?;
     let mut conn = state.pool.acquire().await?;
     let settings = organisations::settings(&mut conn, tenant.id, org, false).await.map_err(ApiError::internal)?;
     Ok(HttpResponse::Ok().json(PolicyView {
@@ -312,7 +305,7 @@ async fn put_policy(
     path: web::Path<String>,
     body: web::Json<PolicyBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let org = organisation(&path)?.to_owned();
+    let org = organisation_id(&path)?.to_owned();
     let body = body.into_inner();
     let policy: TwoFactorPolicy = body.policy.parse().map_err(|e| ApiError::field("policy", e))?;
     let msg = SetPolicy {
@@ -399,6 +392,6 @@ async fn organisation_audit(
     path: web::Path<String>,
     page: web::Query<Page>,
 ) -> Result<HttpResponse, ApiError> {
-    let org = organisation(&path)?;
+    let org = organisation_id(&path)?;
     audit_page(&state, tenant.id, audit::Subject::Organisation(org), page.into_inner()).await
 }

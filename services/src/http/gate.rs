@@ -23,7 +23,7 @@ use verifyd_providers::domain::{Channel, Locale, PhoneNumber};
 
 use super::auth::Caller;
 use super::problem::{ApiError, Problem};
-use super::{AppState, ProofField, account_id, path_id, typed, who};
+use super::{AppState, ProofField, account_id, optional_body, organisation_id, path_id, typed, who};
 
 /// The organisation a login is for when the backend names none.
 pub const DEFAULT_ORGANISATION: &str = "default";
@@ -56,19 +56,9 @@ pub struct OpenBody {
     locale: Option<String>,
 }
 
-/// A body may be absent: `{}` is assumed.
-fn optional_body<T: serde::de::DeserializeOwned + Default>(bytes: &web::Bytes) -> Result<T, ApiError> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(T::default());
-    }
-    serde_json::from_slice(bytes).map_err(|e| ApiError::MalformedBody(e.to_string()))
-}
-
 fn organisation(raw: Option<String>) -> Result<String, ApiError> {
     let org = raw.unwrap_or_else(|| DEFAULT_ORGANISATION.to_owned());
-    if org.is_empty() || org.len() > 128 || org.chars().any(char::is_control) {
-        return Err(ApiError::field("organisation_id", "must be 1 to 128 printable characters"));
-    }
+    organisation_id(&org)?;
     Ok(org)
 }
 

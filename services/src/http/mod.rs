@@ -78,6 +78,23 @@ pub fn account_id(raw: &str) -> Result<AccountId, ApiError> {
     AccountId::parse(raw).map_err(|e| ApiError::field("account_id", e))
 }
 
+/// An organisation id: 1 to 128 printable characters.
+pub fn organisation_id(raw: &str) -> Result<&str, ApiError> {
+    if raw.is_empty() || raw.len() > 128 || raw.chars().any(char::is_control) {
+        return Err(ApiError::field("organisation_id", "must be 1 to 128 printable characters"));
+    }
+    Ok(raw)
+}
+
+/// A body that may be absent (or only white space): the default is assumed;
+/// anything else must parse.
+pub fn optional_body<T: serde::de::DeserializeOwned + Default>(bytes: &web::Bytes) -> Result<T, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(bytes).map_err(|e| ApiError::MalformedBody(e.to_string()))
+}
+
 /// An id in a path: anything that is not one of ours names nothing.
 pub fn path_id(raw: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(raw).map_err(|_| ApiError::NotFound)

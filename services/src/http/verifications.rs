@@ -14,7 +14,7 @@ use verifyd_providers::domain::{Channel, Code, CodeLength, Locale, PhoneNumber};
 
 use super::auth::Caller;
 use super::problem::{ApiError, Problem};
-use super::{AppState, CodeBody};
+use super::{AppState, CodeBody, optional_body, path_id};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/v1/verifications").route(web::post().to(create)))
@@ -124,11 +124,6 @@ async fn create(
     Ok(response.insert_header(("Location", format!("/v1/verifications/{}", view.id))).json(view))
 }
 
-fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
-    // Anything that is not one of our ids cannot name a verification.
-    Uuid::parse_str(raw).map_err(|_| ApiError::NotFound)
-}
-
 /// Read a verification.
 #[utoipa::path(get, path = "/v1/verifications/{id}", tag = "verifications",
     params(("id" = Uuid, Path)),
@@ -139,7 +134,7 @@ async fn get(
     Caller(tenant, _): Caller,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = parse_id(&path)?;
+    let id = path_id(&path)?;
     let v = store::get(&state.pool, tenant.id, id).await.map_err(ApiError::internal)?.ok_or(ApiError::NotFound)?;
     Ok(HttpResponse::Ok().json(View::of(&v, Utc::now())))
 }
@@ -159,7 +154,7 @@ async fn check(
     path: web::Path<String>,
     body: web::Json<CodeBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = parse_id(&path)?;
+    let id = path_id(&path)?;
     let code = Code::parse(body.typed()?).map_err(|e| ApiError::field("code", e))?;
     let now = Utc::now();
     let shard = state.verification()?.pick(&id);
@@ -192,13 +187,9 @@ async fn resend(
     path: web::Path<String>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let id = parse_id(&path)?;
-    // No body (or only white space) means "same channel"; anything else must parse.
-    let body: ResendBody = if body.iter().all(u8::is_ascii_whitespace) {
-        ResendBody::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::MalformedBody(e.to_string()))?
-    };
+    let id = path_id(&path)?;
+    // No body means "same channel".
+    let body: ResendBody = optional_body(&body)?;
     let channel = body.channel.map(|c| c.parse::<Channel>()).transpose().map_err(|e| ApiError::field("channel", e))?;
     let now = Utc::now();
     let shard = state.verification()?.pick(&id);
