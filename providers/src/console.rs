@@ -93,6 +93,7 @@ mod tests {
             repeat: 2,
             locale: Locale::default(),
             reference: "att_2".to_owned(),
+            script_url: None,
         };
         assert_eq!(script(&call), "Your code is 1, 2, 3, 4 ... Your code is 1, 2, 3, 4");
         assert!(ConsoleProvider.place_call(&call).await.is_ok());

@@ -5,6 +5,7 @@
 use std::error::Error as _;
 use std::time::Duration;
 
+use reqwest::header::{HeaderMap, RETRY_AFTER};
 use serde::{Deserialize, Deserializer};
 
 use crate::provider::{PermanentKind, ProviderError};
@@ -55,6 +56,35 @@ pub(crate) fn transport_error(provider: &str, error: reqwest::Error) -> Provider
     }
 }
 
+/// What a provider answered to a request that creates a message or a call.
+pub(crate) enum Answer {
+    /// 2xx: the provider took it. Sending again could deliver the code twice,
+    /// so this is a success whatever happens to the body (`None`: unreadable).
+    Accepted { status: reqwest::StatusCode, body: Option<Vec<u8>> },
+    /// Anything else: the status, the provider's `Retry-After` and the body to classify.
+    Refused { status: reqwest::StatusCode, retry_after: Option<Duration>, body: Vec<u8> },
+}
+
+/// Sends a create request and reads the answer the way every provider needs:
+/// no answer is a transport error (retryable), a 2xx is accepted even when its
+/// body cannot be read, and a refusal comes with its body.
+pub(crate) async fn send(provider: &str, request: reqwest::RequestBuilder) -> Result<Answer, ProviderError> {
+    let response = request.send().await.map_err(|e| transport_error(provider, e))?;
+    let status = response.status();
+    let retry_after = retry_after(response.headers());
+    let body = response.bytes().await.map(|bytes| bytes.to_vec());
+    if status.is_success() {
+        let body = body
+            .inspect_err(|error| {
+                tracing::warn!(provider, %status, timeout = error.is_timeout(), "accepted, but the answer could not be read");
+            })
+            .ok();
+        return Ok(Answer::Accepted { status, body });
+    }
+    let body = body.map_err(|e| transport_error(provider, e))?;
+    Ok(Answer::Refused { status, retry_after, body })
+}
+
 /// The error and its sources.
 fn chain(error: &reqwest::Error) -> String {
     let mut text = error.to_string();
@@ -65,6 +95,13 @@ fn chain(error: &reqwest::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// `Retry-After` in whole seconds, as providers send it when they throttle; the
+/// HTTP-date form is ignored (no provider we speak uses it).
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?;
+    value.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
 /// Replaces every digit (ASCII or not) with `*` and every control character
@@ -105,5 +142,15 @@ mod tests {
         assert_eq!(safe_text("Invalid Message: code 8302947", "code 8302947", 200), "Invalid Message: <redacted>");
         assert_eq!(safe_text("Bad number 447911123456", "", 200), "Bad number ************");
         assert_eq!(safe_text("abcdef", "", 3), "abc…");
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_only() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(retry_after(&headers), None);
+        headers.insert(RETRY_AFTER, " 7 ".parse().unwrap());
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(7)));
+        headers.insert(RETRY_AFTER, "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap());
+        assert_eq!(retry_after(&headers), None);
     }
 }

@@ -3,11 +3,19 @@
 
 pub mod console;
 pub mod domain;
+mod gsm;
 mod http;
+pub mod inbox;
+pub mod plivo;
 pub mod provider;
+pub mod sinch;
+mod ssml;
+pub mod telnyx;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 pub mod twilio;
 pub mod vonage;
+pub mod webhook;
+mod xml;
 
 pub use provider::{PermanentKind, Provider, ProviderError, Sent, Sms, VoiceCall};

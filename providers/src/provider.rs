@@ -32,7 +32,7 @@ impl fmt::Debug for Sms {
 
 /// A call that speaks the code: `intro`, then the digits one by one, `repeat` times
 /// with a pause between readings.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct VoiceCall {
     pub to: PhoneNumber,
     pub intro: String,
@@ -40,6 +40,25 @@ pub struct VoiceCall {
     pub repeat: u8,
     pub locale: Locale,
     pub reference: String,
+    /// For providers that fetch a call's script from a URL instead of taking it
+    /// inline (Plivo's `answer_url`): a signed, short-lived verifyd URL that
+    /// serves this call's script. `None` when verifyd has no public URL.
+    pub script_url: Option<String>,
+}
+
+/// The script link grants the code until it expires: `Debug` hides it.
+impl fmt::Debug for VoiceCall {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VoiceCall")
+            .field("to", &self.to)
+            .field("intro", &self.intro)
+            .field("code", &self.code)
+            .field("repeat", &self.repeat)
+            .field("locale", &self.locale)
+            .field("reference", &self.reference)
+            .field("script_url", &self.script_url.as_ref().map(|_| "<signed link>"))
+            .finish()
+    }
 }
 
 impl VoiceCall {
@@ -74,6 +93,16 @@ pub enum PermanentKind {
     Rejected,
 }
 
+impl PermanentKind {
+    /// True when the refusal is about the destination itself (no provider can
+    /// deliver this message there), false when it is about this provider
+    /// (its account, its geo permissions, its filters): then the next provider
+    /// of the route may still deliver it.
+    pub fn is_about_the_number(self) -> bool {
+        matches!(self, PermanentKind::InvalidNumber | PermanentKind::OptedOut | PermanentKind::ChannelNotSupported)
+    }
+}
+
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ProviderError {
     /// Try again later (possibly on another provider): throttling, 5xx, timeouts.
@@ -87,6 +116,14 @@ pub enum ProviderError {
 impl ProviderError {
     pub fn is_retryable(&self) -> bool {
         matches!(self, ProviderError::Retryable { .. })
+    }
+
+    /// How long the provider asked us to wait (`Retry-After`), if it did.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ProviderError::Retryable { retry_after, .. } => *retry_after,
+            ProviderError::Permanent { .. } => None,
+        }
     }
 
     pub fn provider_code(&self) -> Option<i64> {

@@ -8,13 +8,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use reqwest::StatusCode;
-use reqwest::header::{HeaderMap, RETRY_AFTER};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use crate::domain::{Channel, Locale};
-use crate::http;
+use crate::http::Answer;
 use crate::provider::{PermanentKind, Provider, ProviderError, Sent, Sms, VoiceCall};
+use crate::{http, xml};
 
 const NAME: &str = "twilio";
 pub const DEFAULT_BASE_URL: &str = "https://api.twilio.com";
@@ -103,34 +103,16 @@ impl Twilio {
     /// POSTs `form` to `resource` and turns the answer into a message sid or an
     /// error. `secret` (the SMS body or the code) is kept out of any error reason.
     async fn create(&self, resource: &str, form: &[(&str, &str)], secret: &str) -> Result<Sent, ProviderError> {
-        let response = self
+        let request = self
             .client
             .post(self.endpoint(resource))
             .basic_auth(&self.config.account_sid, Some(self.config.auth_token.expose_secret()))
-            .form(form)
-            .send()
-            .await
-            .map_err(|e| http::transport_error(NAME, e))?;
-        let status = response.status();
-        let retry_after = retry_after(response.headers());
-        let body = response.bytes().await;
-        if status.is_success() {
-            // Twilio accepted the message: whatever happens to the body, sending it
-            // again could deliver it twice.
-            return Ok(match body {
-                Ok(body) => created(status, &body),
-                Err(error) => {
-                    tracing::warn!(
-                        %status,
-                        timeout = error.is_timeout(),
-                        "twilio: accepted, but the answer could not be read; no message sid"
-                    );
-                    unknown_sid()
-                }
-            });
+            .form(form);
+        match http::send(NAME, request).await? {
+            Answer::Accepted { status, body: Some(body) } => Ok(created(status, &body)),
+            Answer::Accepted { .. } => Ok(unknown_sid()),
+            Answer::Refused { status, retry_after, body } => Err(classify(status, retry_after, &body, secret)),
         }
-        let body = body.map_err(|e| http::transport_error(NAME, e))?;
-        Err(classify(status, retry_after, &body, secret))
     }
 }
 
@@ -208,34 +190,8 @@ fn say_language(locale: &Locale) -> &str {
 /// Inline TwiML that reads the intro and the digits `repeat` times (at least once),
 /// with a one-second pause between readings.
 fn twiml(call: &VoiceCall) -> String {
-    let language = xml_escape(say_language(&call.locale));
-    let intro = xml_escape(call.intro.trim());
-    let mut reading = String::new();
-    if !intro.is_empty() {
-        reading.push_str(&format!(r#"<Say language="{language}">{intro}</Say>"#));
-    }
-    reading.push_str(&format!(r#"<Say language="{language}">{}</Say>"#, call.spoken_digits()));
-    let readings = vec![reading; usize::from(call.repeat.max(1))];
-    format!(r#"<?xml version="1.0" encoding="UTF-8"?><Response>{}</Response>"#, readings.join(r#"<Pause length="1"/>"#))
-}
-
-/// Escapes text for XML content and attribute values, dropping the control
-/// characters XML 1.0 does not allow.
-fn xml_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            '\t' | '\n' | '\r' => out.push(c),
-            c if c.is_control() => {}
-            c => out.push(c),
-        }
-    }
-    out
+    let say = format!(r#"<Say language="{}">"#, xml::escape(say_language(&call.locale)));
+    xml::call_script(call, &say, "</Say>", r#"<Pause length="1"/>"#)
 }
 
 #[derive(Deserialize)]
@@ -329,12 +285,6 @@ fn describe(status: StatusCode, error: Option<&ErrorBody>, secret: &str) -> Stri
     reason
 }
 
-/// `Retry-After` in seconds; the HTTP-date form is ignored.
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get(RETRY_AFTER)?.to_str().ok()?;
-    value.trim().parse::<u64>().ok().map(Duration::from_secs)
-}
-
 fn retryable(reason: String, provider_code: Option<i64>, retry_after: Option<Duration>) -> ProviderError {
     ProviderError::Retryable { provider: NAME.to_owned(), reason, provider_code, retry_after }
 }
@@ -343,9 +293,60 @@ fn permanent(kind: PermanentKind, reason: String, provider_code: Option<i64>) ->
     ProviderError::Permanent { provider: NAME.to_owned(), kind, reason, provider_code }
 }
 
+/// The `X-Twilio-Signature` Twilio puts on a status callback to `url` (the
+/// exact URL Twilio requested, query string included) with these form
+/// parameters: base64 of HMAC-SHA1 keyed with the auth token over the URL
+/// followed by every parameter's name and value, sorted by name.
+/// <https://www.twilio.com/docs/usage/security#validating-requests>
+pub fn request_signature(auth_token: &str, url: &str, params: &[(String, String)]) -> String {
+    use base64::Engine;
+    use hmac::{Hmac, KeyInit, Mac};
+    let mut sorted: Vec<&(String, String)> = params.iter().collect();
+    sorted.sort();
+    // HMAC takes a key of any length.
+    let mut mac = <Hmac<sha1::Sha1> as KeyInit>::new_from_slice(auth_token.as_bytes())
+        .unwrap_or_else(|_| unreachable!("HMAC accepts every key length"));
+    mac.update(url.as_bytes());
+    for (name, value) in sorted {
+        mac.update(name.as_bytes());
+        mac.update(value.as_bytes());
+    }
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+/// Whether `header` (the request's `X-Twilio-Signature`) is Twilio's signature
+/// of this callback, compared in constant time.
+pub fn verify_request(auth_token: &SecretString, url: &str, params: &[(String, String)], header: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    let expected = request_signature(auth_token.expose_secret(), url, params);
+    expected.as_bytes().ct_eq(header.trim().as_bytes()).into()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The example of Twilio's security guide: this URL, these parameters and
+    /// the auth token "12345" sign to "0/KCTR6DLpKmkAf8muzZqo1nDgQ=".
+    #[test]
+    fn signs_callbacks_like_twilio_documents() {
+        let params: Vec<(String, String)> = [
+            ("CallSid", "CA1234567890ABCDE"),
+            ("Caller", "+12349013030"),
+            ("Digits", "1234"),
+            ("From", "+12349013030"),
+            ("To", "+18005551212"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let url = "https://mycompany.com/myapp.php?foo=1&bar=2";
+        assert_eq!(request_signature("12345", url, &params), "0/KCTR6DLpKmkAf8muzZqo1nDgQ=");
+        let token = SecretString::from("12345".to_owned());
+        assert!(verify_request(&token, url, &params, "0/KCTR6DLpKmkAf8muzZqo1nDgQ="));
+        assert!(!verify_request(&token, url, &params[1..], "0/KCTR6DLpKmkAf8muzZqo1nDgQ="));
+        assert!(!verify_request(&SecretString::from("54321".to_owned()), url, &params, "0/KCTR6DLpKmkAf8muzZqo1nDgQ="));
+    }
     use crate::domain::{Code, PhoneNumber};
     use crate::http::{mask_digits, truncate};
 
@@ -357,6 +358,7 @@ mod tests {
             repeat,
             locale: Locale::parse(locale).unwrap(),
             reference: "att_1".to_owned(),
+            script_url: None,
         }
     }
 

@@ -4,8 +4,17 @@
 //! Vonage answers HTTP 200 even when it refuses a message: the outcome is the
 //! `status` of each entry in `messages`. `"0"` is accepted; 1 (throttled), 5
 //! (internal error) and 10 (too many binds) are worth a retry; every other
-//! status is permanent. Voice (the Voice API with a JWT-signed NCCO `talk`
-//! action) is not implemented yet: this provider serves the SMS channel only.
+//! status is permanent.
+//! - <https://developer.vonage.com/en/api/sms>
+//! - <https://developer.vonage.com/en/messaging/sms/guides/troubleshooting-sms>
+//!
+//! Voice goes through the Voice API with a JWT-signed NCCO `talk` action (in
+//! module `voice`); it needs a Vonage application (`application_id` and its
+//! `private_key`). Delivery receipts can be signed: [`verify_signed_callback`]
+//! checks them and [`parse_dlr`] reads them (module `signing`).
+
+mod signing;
+mod voice;
 
 use std::fmt;
 use std::time::Duration;
@@ -16,16 +25,24 @@ use serde::Deserialize;
 
 use crate::domain::Channel;
 use crate::http;
+use crate::http::Answer;
 use crate::provider::{PermanentKind, Provider, ProviderError, Sent, Sms, VoiceCall};
+
+pub use signing::{CallbackError, Dlr, DlrStatus, SignatureMethod, parse_dlr, signature, verify_signed_callback};
 
 const NAME: &str = "vonage";
 pub const DEFAULT_BASE_URL: &str = "https://rest.nexmo.com";
+/// The Voice API (`/v1/calls`).
+pub const DEFAULT_VOICE_BASE_URL: &str = "https://api.nexmo.com";
 /// `client-ref` is at most 40 characters.
 const MAX_CLIENT_REF: usize = 40;
 const MAX_TEXT_CHARS: usize = 1600;
 
 /// Settings of the Vonage provider (`providers.vonage` in configuration;
-/// `timeout_ms` in milliseconds, default 10 000).
+/// `timeout_ms` in milliseconds, default 10 000). Voice needs
+/// `application_id` and `private_key` (the PEM of the Vonage application);
+/// signed delivery receipts need `signature_secret` and the
+/// `signature_method` chosen in the dashboard.
 #[derive(Clone, Deserialize)]
 pub struct VonageConfig {
     pub api_key: String,
@@ -37,6 +54,26 @@ pub struct VonageConfig {
     /// Where Vonage posts delivery receipts.
     #[serde(default)]
     pub callback: Option<String>,
+    /// The Vonage application that places calls.
+    #[serde(default)]
+    pub application_id: Option<String>,
+    /// The application's RSA private key, PEM.
+    #[serde(default)]
+    pub private_key: Option<SecretString>,
+    /// Caller number for calls (digits); `from` when absent, which must then
+    /// be a number rather than an alphanumeric sender id.
+    #[serde(default)]
+    pub voice_from: Option<String>,
+    #[serde(default = "default_voice_base_url")]
+    pub voice_base_url: String,
+    /// Where Vonage posts call events; the application's event URL when absent.
+    #[serde(default)]
+    pub event_url: Option<String>,
+    /// The account's signature secret, to check signed delivery receipts.
+    #[serde(default)]
+    pub signature_secret: Option<SecretString>,
+    #[serde(default)]
+    pub signature_method: SignatureMethod,
     #[serde(rename = "timeout_ms", default = "http::default_timeout", deserialize_with = "http::millis")]
     pub timeout: Duration,
 }
@@ -49,13 +86,31 @@ impl VonageConfig {
             from: from.into(),
             base_url: default_base_url(),
             callback: None,
+            application_id: None,
+            private_key: None,
+            voice_from: None,
+            voice_base_url: default_voice_base_url(),
+            event_url: None,
+            signature_secret: None,
+            signature_method: SignatureMethod::default(),
             timeout: http::DEFAULT_TIMEOUT,
         }
+    }
+
+    /// The same, with the Vonage application (id and PEM private key) that places calls.
+    pub fn with_voice(mut self, application_id: impl Into<String>, private_key_pem: impl Into<String>) -> Self {
+        self.application_id = Some(application_id.into());
+        self.private_key = Some(SecretString::from(private_key_pem.into()));
+        self
     }
 }
 
 fn default_base_url() -> String {
     DEFAULT_BASE_URL.to_owned()
+}
+
+fn default_voice_base_url() -> String {
+    DEFAULT_VOICE_BASE_URL.to_owned()
 }
 
 impl fmt::Debug for VonageConfig {
@@ -66,20 +121,52 @@ impl fmt::Debug for VonageConfig {
             .field("from", &self.from)
             .field("base_url", &self.base_url)
             .field("callback", &self.callback)
+            .field("application_id", &self.application_id)
+            .field("private_key", &self.private_key.as_ref().map(|_| "<redacted>"))
+            .field("voice_from", &self.voice_from)
+            .field("voice_base_url", &self.voice_base_url)
+            .field("event_url", &self.event_url)
+            .field("signature_secret", &self.signature_secret.as_ref().map(|_| "<redacted>"))
+            .field("signature_method", &self.signature_method)
             .field("timeout", &self.timeout)
             .finish()
     }
 }
 
-#[derive(Debug)]
+/// The Vonage client. Cheap to share: one connection pool per instance.
 pub struct Vonage {
     config: VonageConfig,
     client: reqwest::Client,
+    /// The application's key, parsed once; the error says why it is unusable.
+    signing_key: Option<Result<jsonwebtoken::EncodingKey, String>>,
+}
+
+impl fmt::Debug for Vonage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Vonage").field("config", &self.config).finish_non_exhaustive()
+    }
 }
 
 impl Vonage {
     pub fn new(config: VonageConfig) -> Result<Self, reqwest::Error> {
-        Ok(Vonage { client: http::client(config.timeout)?, config })
+        let signing_key = config.private_key.as_ref().map(voice::signing_key);
+        if let Some(Err(reason)) = &signing_key {
+            tracing::warn!(%reason, "vonage: private_key is unusable; calls will fail");
+        }
+        Ok(Vonage { client: http::client(config.timeout)?, config, signing_key })
+    }
+
+    /// Whether `sig` and `timestamp` of a delivery receipt are Vonage's, with
+    /// the configured secret and method; [`CallbackError::NotConfigured`]
+    /// without a `signature_secret`.
+    pub fn verify_callback(
+        &self,
+        params: &[(String, String)],
+        now: std::time::SystemTime,
+        tolerance: Duration,
+    ) -> Result<(), CallbackError> {
+        let secret = self.config.signature_secret.as_ref().ok_or(CallbackError::NotConfigured)?;
+        verify_signed_callback(params, secret.expose_secret().as_bytes(), self.config.signature_method, now, tolerance)
     }
 }
 
@@ -113,7 +200,10 @@ impl Provider for Vonage {
     }
 
     fn supports(&self, channel: Channel) -> bool {
-        channel == Channel::Sms
+        match channel {
+            Channel::Sms => true,
+            Channel::Voice => self.config.application_id.is_some() && self.config.private_key.is_some(),
+        }
     }
 
     async fn send_sms(&self, sms: &Sms) -> Result<Sent, ProviderError> {
@@ -146,9 +236,15 @@ impl Provider for Vonage {
         let url = format!("{}/sms/json", self.config.base_url.trim_end_matches('/'));
         let response = self.client.post(url).form(&form).send().await.map_err(|e| http::transport_error(NAME, e))?;
         let status = response.status();
+        let retry_after = http::retry_after(response.headers());
         let body = response.bytes().await.map_err(|e| http::transport_error(NAME, e))?;
         if status.is_server_error() || status.as_u16() == 429 {
-            return Err(retryable(format!("HTTP {status}"), None));
+            return Err(ProviderError::Retryable {
+                provider: NAME.to_owned(),
+                reason: format!("HTTP {status}"),
+                provider_code: None,
+                retry_after,
+            });
         }
         if !status.is_success() {
             let kind = if status.as_u16() == 401 { PermanentKind::Configuration } else { PermanentKind::Rejected };
@@ -167,12 +263,34 @@ impl Provider for Vonage {
         Ok(Sent { provider: NAME.to_owned(), message_id: first.message_id.clone().unwrap_or_default() })
     }
 
-    async fn place_call(&self, _call: &VoiceCall) -> Result<Sent, ProviderError> {
-        Err(permanent(
-            PermanentKind::Configuration,
-            "vonage serves SMS only in this version; list another provider for voice".to_owned(),
-            None,
-        ))
+    async fn place_call(&self, call: &VoiceCall) -> Result<Sent, ProviderError> {
+        let (application_id, key) = match (&self.config.application_id, &self.signing_key) {
+            (Some(id), Some(Ok(key))) => (id, key),
+            (Some(_), Some(Err(reason))) => return Err(permanent(PermanentKind::Configuration, reason.clone(), None)),
+            _ => {
+                let reason = "voice needs application_id and private_key".to_owned();
+                return Err(permanent(PermanentKind::Configuration, reason, None));
+            }
+        };
+        let from = voice::caller(self.config.voice_from.as_deref().unwrap_or(&self.config.from))
+            .map_err(|reason| permanent(PermanentKind::Configuration, reason, None))?;
+        let token = voice::token(key, application_id, std::time::SystemTime::now())
+            .map_err(|reason| permanent(PermanentKind::Configuration, reason, None))?;
+        let body = voice::body(call, &from, self.config.event_url.as_deref());
+        tracing::debug!(to = %call.to.masked(), reference = %call.reference, "vonage: placing call");
+        let url = format!("{}{}", self.config.voice_base_url.trim_end_matches('/'), voice::CALLS_PATH);
+        match http::send(NAME, self.client.post(url).bearer_auth(token).json(&body)).await? {
+            Answer::Accepted { status, body } => {
+                let uuid = body.and_then(|body| voice::created_uuid(&body));
+                if uuid.is_none() {
+                    tracing::warn!(%status, "vonage: call created without a usable uuid");
+                }
+                Ok(Sent { provider: NAME.to_owned(), message_id: uuid.unwrap_or_else(|| "unknown".to_owned()) })
+            }
+            Answer::Refused { status, retry_after, body } => {
+                Err(voice::classify(status, retry_after, &body, call.code.expose()))
+            }
+        }
     }
 }
 

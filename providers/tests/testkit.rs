@@ -29,6 +29,7 @@ fn call(code: &str) -> VoiceCall {
         repeat: 2,
         locale: Locale::parse("en").unwrap(),
         reference: "att_2".to_owned(),
+        script_url: None,
     }
 }
 

@@ -40,6 +40,7 @@ fn call(locale: &str) -> VoiceCall {
         repeat: 2,
         locale: Locale::parse(locale).unwrap(),
         reference: "att_2".to_owned(),
+        script_url: None,
     }
 }
 
