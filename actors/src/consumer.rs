@@ -10,7 +10,9 @@ use std::time::Duration;
 use actix::prelude::*;
 use futures_util::future::BoxFuture;
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, ConfirmSelectOptions};
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, ConfirmSelectOptions,
+};
 use lapin::types::{AMQPValue, FieldTable};
 
 use crate::amqp::{PublishError, long_string, publish_confirmed};
@@ -28,14 +30,19 @@ pub trait DeliveryHandler: Send + Sync + 'static {
     fn handle(self: Arc<Self>, channel: lapin::Channel, delivery: Delivery) -> BoxFuture<'static, Disposition>;
 }
 
-/// How many consumers a process started and how many still receive. A consumer
-/// whose stream ends (channel or connection closed, queue deleted, consumer
-/// cancelled by the broker) does not come back: readiness turns false and a
-/// worker process exits, so the supervisor restarts it.
+/// How many consumers a process started, how many receive right now, and how
+/// many were lost for good. The connection recovers by itself (lapin's
+/// auto-recovery: reconnect with backoff, then channels, QoS, confirms and
+/// consumers are re-declared); while it does, a consumer is not live and
+/// readiness is false. A consumer whose recovery fails is lost: a worker
+/// process then exits, so its supervisor restarts it.
 #[derive(Debug, Default)]
 pub struct ConsumerHealth {
     expected: AtomicUsize,
     live: AtomicUsize,
+    lost: AtomicUsize,
+    /// Deliveries being handled right now (not yet acked or requeued).
+    in_flight: AtomicUsize,
 }
 
 impl ConsumerHealth {
@@ -48,6 +55,15 @@ impl ConsumerHealth {
         let (live, expected) = self.counts();
         live == expected
     }
+
+    /// Consumers that stopped and will not come back in this process.
+    pub fn lost(&self) -> usize {
+        self.lost.load(Ordering::Relaxed)
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
 }
 
 pub struct QueueConsumer<H: DeliveryHandler> {
@@ -56,17 +72,34 @@ pub struct QueueConsumer<H: DeliveryHandler> {
     handler: Arc<H>,
     health: Arc<ConsumerHealth>,
     live: bool,
+    gone: bool,
 }
 
 impl<H: DeliveryHandler> QueueConsumer<H> {
-    /// The stream is over: stop counting as live. In-flight deliveries keep
-    /// running to their end (their acks may fail; the broker then redelivers,
-    /// and the job claim stops a second send).
-    fn lost(&mut self, why: &str) {
+    /// The stream failed: stop counting as live. In-flight deliveries keep
+    /// running to their end (their acks fail once the channel is gone; the
+    /// broker then redelivers, and the job claim stops a second send).
+    fn down(&mut self, why: &str) {
         if std::mem::take(&mut self.live) {
             self.health.live.fetch_sub(1, Ordering::Relaxed);
+            tracing::warn!(queue = %self.queue, why, "consumer down");
+        }
+    }
+
+    fn up(&mut self) {
+        if !std::mem::replace(&mut self.live, true) {
+            self.health.live.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("verifyd_consumers_recovered_total").increment(1);
+            tracing::info!(queue = %self.queue, "consumer recovered");
+        }
+    }
+
+    fn lost(&mut self, why: &str) {
+        self.down(why);
+        if !std::mem::replace(&mut self.gone, true) {
+            self.health.lost.fetch_add(1, Ordering::Relaxed);
             metrics::counter!("verifyd_consumers_lost_total").increment(1);
-            tracing::error!(queue = %self.queue, why, "consumer lost");
+            tracing::error!(queue = %self.queue, why, "consumer lost for good");
         }
     }
 }
@@ -80,11 +113,21 @@ impl<H: DeliveryHandler> StreamHandler<Result<Delivery, lapin::Error>> for Queue
         let delivery = match item {
             Ok(delivery) => delivery,
             Err(error) => {
-                self.lost(&error.to_string());
+                self.down(&error.to_string());
+                // Wait for the connection's recovery; the same stream then
+                // carries deliveries again.
+                let channel = self.channel.clone();
+                ctx.spawn(async move { channel.wait_for_recovery(error).await }.into_actor(self).map(
+                    |recovered, act, _| match recovered {
+                        Ok(()) => act.up(),
+                        Err(error) => act.lost(&error.to_string()),
+                    },
+                ));
                 return;
             }
         };
-        let (handler, channel) = (self.handler.clone(), self.channel.clone());
+        let (handler, channel, health) = (self.handler.clone(), self.channel.clone(), self.health.clone());
+        health.in_flight.fetch_add(1, Ordering::Relaxed);
         ctx.spawn(
             async move {
                 let acker = delivery.acker.clone();
@@ -98,6 +141,7 @@ impl<H: DeliveryHandler> StreamHandler<Result<Delivery, lapin::Error>> for Queue
                 if let Err(error) = result {
                     tracing::warn!(%error, "ack/nack failed; the broker will redeliver");
                 }
+                health.in_flight.fetch_sub(1, Ordering::Relaxed);
             }
             .into_actor(self),
         );
@@ -108,9 +152,48 @@ impl<H: DeliveryHandler> StreamHandler<Result<Delivery, lapin::Error>> for Queue
     }
 }
 
+/// Running consumers: their arbiters (keep them for as long as the consumers
+/// should run) and what stopping them needs.
+#[derive(Default)]
+pub struct Consumers {
+    arbiters: Vec<Arbiter>,
+    /// (channel, consumer tag) of each consumer.
+    tags: Vec<(lapin::Channel, String)>,
+}
+
+impl Consumers {
+    pub fn extend(&mut self, other: Consumers) {
+        self.arbiters.extend(other.arbiters);
+        self.tags.extend(other.tags);
+    }
+
+    /// First step of a graceful stop: asks the broker to stop delivering to
+    /// these consumers. Deliveries already received are still handled; wait for
+    /// them with [`ConsumerHealth::wait_idle`].
+    pub async fn cancel(&self) {
+        for (channel, tag) in &self.tags {
+            if let Err(error) = channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default()).await {
+                tracing::warn!(%error, tag, "could not cancel a consumer");
+            }
+        }
+    }
+}
+
+impl ConsumerHealth {
+    /// Waits up to `grace` for the deliveries being handled to finish and be
+    /// acked; returns how many were still in flight. Those return to the queue
+    /// when the connection closes (their claim makes a second copy wait).
+    pub async fn wait_idle(&self, grace: Duration) -> usize {
+        let deadline = tokio::time::Instant::now() + grace;
+        while self.in_flight() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.in_flight()
+    }
+}
+
 /// Starts `count` consumers of `queue` (0 is allowed: a process that does not
 /// consume it), each with its own channel and arbiter.
-/// Keep the returned arbiters for as long as the consumers should run.
 pub async fn start<H: DeliveryHandler>(
     conn: &lapin::Connection,
     queue: &str,
@@ -118,13 +201,13 @@ pub async fn start<H: DeliveryHandler>(
     prefetch: u16,
     handler: Arc<H>,
     health: &Arc<ConsumerHealth>,
-) -> Result<Vec<Arbiter>, lapin::Error> {
-    let mut arbiters = Vec::with_capacity(count);
+) -> Result<Consumers, lapin::Error> {
+    let mut started = Consumers::default();
     for index in 0..count {
         let channel = conn.create_channel().await?;
         channel.confirm_select(ConfirmSelectOptions::default()).await?;
         channel.basic_qos(prefetch.max(1), BasicQosOptions::default()).await?;
-        let tag = format!("verifyd-{}-{index}", std::process::id());
+        let tag = format!("verifyd-{}-{queue}-{index}", std::process::id());
         let consumer = channel
             .basic_consume(queue.into(), tag.as_str().into(), BasicConsumeOptions::default(), FieldTable::default())
             .await?;
@@ -132,13 +215,14 @@ pub async fn start<H: DeliveryHandler>(
         let (queue, handler, health) = (queue.to_owned(), handler.clone(), health.clone());
         health.expected.fetch_add(1, Ordering::Relaxed);
         health.live.fetch_add(1, Ordering::Relaxed);
+        started.tags.push((channel.clone(), tag));
         QueueConsumer::start_in_arbiter(&arbiter.handle(), move |ctx| {
             ctx.add_stream(consumer);
-            QueueConsumer { queue, channel, handler, health, live: true }
+            QueueConsumer { queue, channel, handler, health, live: true, gone: false }
         });
-        arbiters.push(arbiter);
+        started.arbiters.push(arbiter);
     }
-    Ok(arbiters)
+    Ok(started)
 }
 
 /// Moves a delivery to the dead-letter queue with the reason, keeping its body,

@@ -8,7 +8,6 @@
 //! delays are used up, or a message is malformed, it goes to the dead-letter
 //! queue with the reason. Nothing is acked before its outcome is in PostgreSQL.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,49 +17,41 @@ use futures_util::future::BoxFuture;
 use lapin::message::Delivery;
 use sqlx::PgPool;
 use verifyd_providers::domain::Channel;
-use verifyd_providers::{Provider, ProviderError, Sent};
+use verifyd_providers::{PermanentKind, Provider, ProviderError, Sent};
 
 use crate::account_state::{AccountStateActor, DeliveryReport};
 use crate::amqp::{Topology, json_properties, publish_confirmed};
+use crate::breaker::Admission;
 use crate::consumer::{DeliveryHandler, Disposition, dead_letter};
 use crate::contract::{DispatchJob, Event, EventKind};
 use crate::keys::CodeKeys;
 use crate::lifecycle::Status;
 use crate::outbox;
+use crate::receipts;
 use crate::relay::{Kick, OutboxRelay};
 use crate::render::{self, Rendering};
+use crate::routing::Routes;
 use crate::shards::Shards;
 use crate::store::attempts::{self, Attempt, Claim, Outcome};
 use crate::store::verifications::{self, Verification};
-
-/// How long a consumer holds a job it is delivering; longer than every provider's
-/// timeout together. A holder that dies loses the claim after this.
-const CLAIM_LEASE: Duration = Duration::from_secs(120);
-
-/// Providers per channel, in the order they are tried.
-#[derive(Default, Clone)]
-pub struct ProviderSet {
-    by_channel: HashMap<Channel, Vec<Arc<dyn Provider>>>,
-}
-
-impl ProviderSet {
-    pub fn add(&mut self, channel: Channel, provider: Arc<dyn Provider>) {
-        self.by_channel.entry(channel).or_default().push(provider);
-    }
-
-    pub fn for_channel(&self, channel: Channel) -> &[Arc<dyn Provider>] {
-        self.by_channel.get(&channel).map(Vec::as_slice).unwrap_or_default()
-    }
-}
+use crate::voice_script;
 
 pub struct Dispatcher {
     pub pool: PgPool,
     pub keys: Arc<CodeKeys>,
-    pub providers: ProviderSet,
+    pub routes: Routes,
     pub topology: Topology,
     pub app_name: String,
     pub account_state: Shards<AccountStateActor>,
     pub relay: Addr<OutboxRelay>,
+    /// When the provider says the number cannot receive SMS (a landline), send
+    /// the code by voice instead (once per verification).
+    pub fallback_to_voice: bool,
+    /// How long a consumer holds a job it is delivering; longer than every
+    /// provider's timeout together. A holder that dies loses the claim after this.
+    pub claim_lease: Duration,
+    /// Where providers reach this deployment's HTTP API (`http.public_url`).
+    pub public_url: Option<String>,
 }
 
 impl DeliveryHandler for Dispatcher {
@@ -91,8 +82,17 @@ pub enum DispatchError {
 
 enum Delivered {
     Sent(Sent, u128),
-    Failed { error: ProviderError, provider: Option<String> },
-    AllRetryable(ProviderError),
+    Failed {
+        error: ProviderError,
+        provider: Option<String>,
+    },
+    /// No provider delivered it now, and at least one may later. `attempted`:
+    /// a provider was called (false when every circuit was open).
+    AllRetryable {
+        error: ProviderError,
+        retry_after: Option<Duration>,
+        attempted: bool,
+    },
 }
 
 impl Dispatcher {
@@ -108,7 +108,7 @@ impl Dispatcher {
         // redelivery after a crash) must not both reach the provider: claim the
         // job and read its verification in one statement.
         let (acquired, v) =
-            verifications::claim_for_dispatch(&self.pool, job.verification_id, job.job_id, CLAIM_LEASE).await?;
+            verifications::claim_for_dispatch(&self.pool, job.verification_id, job.job_id, self.claim_lease).await?;
         let Some(v) = v else {
             let reason = format!("verification {} does not exist", job.verification_id);
             return Ok(dead_letter(amqp, &self.topology.dead_letters(), delivery, &reason).await?);
@@ -132,8 +132,8 @@ impl Dispatcher {
         let status = v.state.effective_status(now);
         if status != Status::Pending {
             // Never deliver a code that can no longer be used.
-            self.finish(&job, &v, Outcome::Skipped, None, None, Some(&format!("verification is {status}")), None)
-                .await?;
+            let reason = format!("verification is {status}");
+            self.finish(&job, &v, Outcome::Skipped, None, None, Some(&reason), None, false).await?;
             return Ok(());
         }
         let Ok(code) = self.keys.open(v.id, &v.code_sealed) else {
@@ -148,6 +148,10 @@ impl Dispatcher {
             code: &code,
             valid_for: (v.state.expires_at - now).to_std().unwrap_or_default(),
             reference: job.job_id.to_string(),
+            script_url: match (&self.public_url, job.channel) {
+                (Some(base), Channel::Voice) => Some(voice_script::link(&self.keys, base, v.id, v.state.expires_at)),
+                _ => None,
+            },
         };
         let result = match job.channel {
             Channel::Sms => {
@@ -172,44 +176,94 @@ impl Dispatcher {
         match result {
             Delivered::Sent(sent, latency) => {
                 let latency = i32::try_from(latency).unwrap_or(i32::MAX);
-                self.finish(&job, &v, Outcome::Sent, Some(&sent.provider), Some(&sent.message_id), None, Some(latency))
-                    .await?;
+                let (provider, id) = (Some(sent.provider.as_str()), Some(sent.message_id.as_str()));
+                self.finish(&job, &v, Outcome::Sent, provider, id, None, Some(latency), false).await?;
                 Ok(())
             }
             Delivered::Failed { error, provider } => {
-                self.fail(&job, &v, provider.as_deref(), &error.to_string()).await?;
+                let landline =
+                    matches!(error, ProviderError::Permanent { kind: PermanentKind::ChannelNotSupported, .. });
+                let fallback = self.fallback_to_voice && job.channel == Channel::Sms && landline;
+                let reason = error.to_string();
+                self.finish(
+                    &job,
+                    &v,
+                    Outcome::PermanentError,
+                    provider.as_deref(),
+                    None,
+                    Some(&reason),
+                    None,
+                    fallback,
+                )
+                .await?;
                 Ok(())
             }
-            Delivered::AllRetryable(error) => match self.topology.retry_level(job.retry) {
-                Some(level) => {
-                    let mut conn = self.pool.acquire().await?;
-                    attempts::release(&mut conn, job.job_id).await?;
-                    let next = DispatchJob { retry: job.retry + 1, ..job.clone() };
-                    self.defer(amqp, &next, level).await?;
-                    metrics::counter!("verifyd_dispatch_retries_total", "channel" => job.channel.as_str()).increment(1);
-                    tracing::info!(job_id = %job.job_id, retry = next.retry, %error, "delivery will be retried");
-                    Ok(())
+            Delivered::AllRetryable { retry_after, attempted: false, .. } => {
+                // Every provider's circuit is open: nothing was tried, so no retry
+                // is spent. Wait about until a circuit lets a trial through; the
+                // code's expiry bounds how long the job can wait in all.
+                let last = self.topology.retry_delays.len().saturating_sub(1);
+                let level = self.level_for(0, retry_after).unwrap_or(last);
+                let mut conn = self.pool.acquire().await?;
+                attempts::release(&mut conn, job.job_id).await?;
+                self.defer(amqp, &job, level).await?;
+                metrics::counter!("verifyd_dispatch_deferred_total", "channel" => job.channel.as_str()).increment(1);
+                Ok(())
+            }
+            Delivered::AllRetryable { error, retry_after, attempted: true } => {
+                match self.topology.retry_level(job.retry) {
+                    Some(level) => {
+                        // Wait at least what a provider asked for (Retry-After): skip
+                        // to the first retry queue that long, if there is one.
+                        let level = self.level_for(level, retry_after).unwrap_or(level);
+                        let mut conn = self.pool.acquire().await?;
+                        attempts::release(&mut conn, job.job_id).await?;
+                        let next = DispatchJob { retry: u32::try_from(level + 1).unwrap_or(u32::MAX), ..job.clone() };
+                        self.defer(amqp, &next, level).await?;
+                        metrics::counter!("verifyd_dispatch_retries_total", "channel" => job.channel.as_str())
+                            .increment(1);
+                        tracing::info!(job_id = %job.job_id, retry = next.retry, %error, "delivery will be retried");
+                        Ok(())
+                    }
+                    None => {
+                        let reason = format!("retries exhausted after {} tries: {error}", job.retry + 1);
+                        self.fail(&job, &v, None, &reason).await?;
+                        Ok(dead_letter(amqp, &self.topology.dead_letters(), delivery, &reason).await?)
+                    }
                 }
-                None => {
-                    let reason = format!("retries exhausted after {} tries: {error}", job.retry + 1);
-                    self.fail(&job, &v, None, &reason).await?;
-                    Ok(dead_letter(amqp, &self.topology.dead_letters(), delivery, &reason).await?)
-                }
-            },
+            }
         }
     }
 
-    /// Puts a job in the retry queue of `level`; it comes back after that delay.
+    /// The first retry level from `from` whose delay covers `wait`.
+    fn level_for(&self, from: usize, wait: Option<Duration>) -> Option<usize> {
+        let wait = wait?;
+        (from..self.topology.retry_delays.len()).find(|l| self.topology.retry_delays[*l] >= wait)
+    }
+
+    /// Puts a job in the retry queue of `level`. It comes back after that
+    /// queue's delay with jitter: a random 50–100 % of it (per-message TTL; the
+    /// queue's own TTL bounds it), so jobs that failed together do not all
+    /// come back in the same instant.
     async fn defer(&self, amqp: &lapin::Channel, job: &DispatchJob, level: usize) -> Result<(), DispatchError> {
         let body = serde_json::to_vec(job).unwrap_or_default();
         let queue = self.topology.retry_queue(job.channel, level);
-        publish_confirmed(amqp, "", &queue, &body, json_properties()).await?;
+        let delay = self.topology.retry_delays.get(level).copied().unwrap_or_default();
+        let properties = json_properties().with_expiration(jittered(delay).as_millis().to_string().into());
+        publish_confirmed(amqp, "", &queue, &body, properties).await?;
         Ok(())
     }
 
-    /// Tries each provider of the channel in order until one accepts. Every
-    /// retryable failure is recorded and the next provider is tried; a permanent
-    /// failure stops (the same message would fail elsewhere too).
+    /// Tries the providers routed for this destination in order until one
+    /// accepts, and records every attempt:
+    /// * a provider whose circuit is open is skipped;
+    /// * a retryable failure (5xx, 429, timeout) counts against the provider's
+    ///   breaker and the next provider is tried;
+    /// * a refusal about the destination (invalid number, opted out, landline)
+    ///   ends the job: no provider could deliver it;
+    /// * any other refusal (the provider's account, geo permissions, filters)
+    ///   moves on to the next provider, and that provider is not asked again
+    ///   for this job on a retry.
     async fn try_providers<F, Fut>(
         &self,
         job: &DispatchJob,
@@ -220,45 +274,100 @@ impl Dispatcher {
         F: Fn(Arc<dyn Provider>) -> Fut,
         Fut: std::future::Future<Output = Result<Sent, ProviderError>>,
     {
-        let providers = self.providers.for_channel(job.channel);
-        let mut last_error = None;
+        let providers = self.routes.for_destination(job.channel, &v.phone);
+        // Deferred copies keep `retry` (open circuits, a job held elsewhere), so
+        // always ask: a provider that refused this job is never asked again.
+        let refused_before = attempts::refused_by(&self.pool, job.job_id).await?;
+        let mut retryable = None;
+        let mut retry_after: Option<Duration> = None;
+        let mut refusal = None;
+        let mut attempted = false;
+        // Until the first skipped circuit lets a trial through.
+        let mut reopens: Option<Duration> = None;
         for provider in providers {
+            let name = provider.name();
+            if refused_before.iter().any(|p| p == name) {
+                continue;
+            }
+            let breaker = self.routes.breaker(name);
+            if let Some(b) = breaker.filter(|b| b.admit(Instant::now()) == Admission::Skip) {
+                metrics::counter!("verifyd_provider_skipped_total", "provider" => name.to_owned()).increment(1);
+                let wait = b.opens_in(Instant::now());
+                reopens = Some(reopens.map_or(wait, |r| r.min(wait)));
+                retryable.get_or_insert_with(|| ProviderError::Retryable {
+                    provider: name.to_owned(),
+                    reason: "circuit open after repeated failures".to_owned(),
+                    provider_code: None,
+                    retry_after: None,
+                });
+                continue;
+            }
+            attempted = true;
             let started = Instant::now();
-            match send(provider.clone()).await {
-                Ok(sent) => return Ok(Delivered::Sent(sent, started.elapsed().as_millis())),
-                Err(error) if error.is_retryable() => {
-                    let latency = i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX);
-                    metrics::counter!("verifyd_provider_errors_total", "provider" => provider.name().to_owned(), "kind" => "retryable")
-                        .increment(1);
-                    let mut conn = self.pool.acquire().await?;
-                    let attempt = Attempt {
-                        job_id: job.job_id,
-                        verification_id: v.id,
-                        tenant_id: v.tenant_id,
-                        channel: job.channel,
-                        provider: Some(provider.name()),
-                        provider_message_id: None,
-                        outcome: Outcome::RetryableError,
-                        error: Some(&error.to_string()),
-                        latency_ms: Some(latency),
-                    };
-                    attempts::record(&mut conn, &attempt, &[]).await?;
-                    last_error = Some(error);
+            let result = send(provider.clone()).await;
+            let latency = i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX);
+            let error = match result {
+                Ok(sent) => {
+                    breaker.inspect(|b| b.succeeded());
+                    return Ok(Delivered::Sent(sent, started.elapsed().as_millis()));
                 }
-                Err(error) => {
-                    metrics::counter!("verifyd_provider_errors_total", "provider" => provider.name().to_owned(), "kind" => "permanent")
-                        .increment(1);
-                    return Ok(Delivered::Failed { error, provider: Some(provider.name().to_owned()) });
+                Err(error) => error,
+            };
+            let outcome = match &error {
+                ProviderError::Retryable { .. } => {
+                    if breaker.is_some_and(|b| b.failed(Instant::now())) {
+                        metrics::counter!("verifyd_provider_circuit_opened_total", "provider" => name.to_owned())
+                            .increment(1);
+                        tracing::warn!(provider = name, "circuit opened: provider skipped for a while");
+                    }
+                    Outcome::RetryableError
                 }
+                ProviderError::Permanent { kind, .. } => {
+                    // The provider answered: it is up.
+                    breaker.inspect(|b| b.succeeded());
+                    if kind.is_about_the_number() {
+                        metrics::counter!("verifyd_provider_errors_total", "provider" => name.to_owned(), "kind" => "permanent")
+                            .increment(1);
+                        return Ok(Delivered::Failed { error, provider: Some(name.to_owned()) });
+                    }
+                    Outcome::Refused
+                }
+            };
+            metrics::counter!("verifyd_provider_errors_total", "provider" => name.to_owned(), "kind" => outcome.as_str())
+                .increment(1);
+            let mut conn = self.pool.acquire().await?;
+            let attempt = Attempt {
+                job_id: job.job_id,
+                verification_id: v.id,
+                tenant_id: v.tenant_id,
+                channel: job.channel,
+                provider: Some(name),
+                provider_message_id: None,
+                outcome,
+                error: Some(&error.to_string()),
+                latency_ms: Some(latency),
+            };
+            attempts::record(&mut conn, &attempt, &[]).await?;
+            if outcome == Outcome::Refused {
+                refusal = Some((error, name.to_owned()));
+            } else {
+                retry_after = retry_after.max(error.retry_after());
+                retryable = Some(error);
             }
         }
-        Ok(match last_error {
-            Some(error) => Delivered::AllRetryable(error),
-            None => Delivered::Failed {
+        Ok(match (retryable, refusal) {
+            (Some(error), _) if attempted => Delivered::AllRetryable { error, retry_after, attempted },
+            (Some(error), _) => Delivered::AllRetryable { error, retry_after: reopens, attempted },
+            (None, Some((error, provider))) => Delivered::Failed { error, provider: Some(provider) },
+            (None, None) => Delivered::Failed {
                 error: ProviderError::Permanent {
                     provider: "verifyd".into(),
-                    kind: verifyd_providers::PermanentKind::Configuration,
-                    reason: format!("no provider is configured for {}", job.channel),
+                    kind: PermanentKind::Configuration,
+                    reason: if refused_before.is_empty() {
+                        format!("no provider is configured for {} to {}", job.channel, v.phone.masked())
+                    } else {
+                        "every provider of the route refused this message".to_owned()
+                    },
                     provider_code: None,
                 },
                 provider: None,
@@ -273,10 +382,12 @@ impl Dispatcher {
         provider: Option<&str>,
         reason: &str,
     ) -> Result<(), DispatchError> {
-        self.finish(job, v, Outcome::PermanentError, provider, None, Some(reason), None).await
+        self.finish(job, v, Outcome::PermanentError, provider, None, Some(reason), None, false).await
     }
 
-    /// Records the final attempt of a job and announces it, in one transaction.
+    /// Records the final attempt of a job and announces it atomically. With
+    /// `fallback`, the same transaction also queues the code by voice (once per
+    /// verification, while it is pending) and the event says so.
     #[allow(clippy::too_many_arguments)]
     async fn finish(
         &self,
@@ -287,6 +398,7 @@ impl Dispatcher {
         message_id: Option<&str>,
         error: Option<&str>,
         latency_ms: Option<i32>,
+        fallback: bool,
     ) -> Result<(), DispatchError> {
         let now = Utc::now();
         let event = match outcome {
@@ -298,10 +410,9 @@ impl Dispatcher {
             Outcome::PermanentError => Some(
                 Event::for_verification(EventKind::DeliveryFailed, v, now).with("reason", error.unwrap_or_default()),
             ),
-            Outcome::Skipped | Outcome::RetryableError => None,
+            Outcome::Skipped | Outcome::RetryableError | Outcome::Refused => None,
         }
         .map(|event| Event { channel: Some(job.channel), ..event });
-        let announce = event.as_ref().map(|e| outbox::event_rows(e, v.reply.as_ref())).unwrap_or_default();
         let attempt = Attempt {
             job_id: job.job_id,
             verification_id: v.id,
@@ -313,8 +424,25 @@ impl Dispatcher {
             error,
             latency_ms,
         };
+        let announce =
+            |event: Option<&Event>| event.map(|e| outbox::event_rows(e, v.reply.as_ref())).unwrap_or_default();
         let mut conn = self.pool.acquire().await?;
-        if !attempts::record(&mut conn, &attempt, &announce).await? {
+        let recorded = if fallback {
+            let mut tx = sqlx::Acquire::begin(&mut *conn).await?;
+            let fell_back = match verifications::lock(&mut tx, v.tenant_id, v.id).await? {
+                Some(locked) => receipts::fall_back_to_voice(&mut tx, &locked, now).await?,
+                None => false,
+            };
+            let event = event.clone().map(|e| if fell_back { e.with("fallback", Channel::Voice.as_str()) } else { e });
+            let recorded = attempts::record(&mut tx, &attempt, &announce(event.as_ref())).await?;
+            if recorded {
+                tx.commit().await?;
+            }
+            recorded
+        } else {
+            attempts::record(&mut conn, &attempt, &announce(event.as_ref())).await?
+        };
+        if !recorded {
             // A redelivered copy of this job finished first.
             return Ok(());
         }
@@ -334,5 +462,25 @@ impl Dispatcher {
         tracing::info!(job_id = %job.job_id, verification_id = %v.id, to = %v.phone.masked(), channel = %job.channel,
             outcome = outcome.as_str(), provider = provider.unwrap_or("-"), "dispatch finished");
         Ok(())
+    }
+}
+
+/// A random 50–100 % of `delay` ("equal jitter").
+fn jittered(delay: Duration) -> Duration {
+    use rand::RngExt;
+    delay.mul_f64(rand::rng().random_range(0.5..=1.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_stays_within_half_and_all_of_the_delay() {
+        let delay = Duration::from_secs(30);
+        let samples: Vec<Duration> = (0..1000).map(|_| jittered(delay)).collect();
+        assert!(samples.iter().all(|d| *d >= delay / 2 && *d <= delay));
+        let distinct: std::collections::HashSet<_> = samples.iter().map(Duration::as_millis).collect();
+        assert!(distinct.len() > 100, "jitter spreads retries out");
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod account_state;
 pub mod amqp;
+pub mod breaker;
 pub mod consumer;
 pub mod contract;
 pub mod dispatch;
@@ -17,15 +18,18 @@ pub mod lifecycle;
 pub mod outbox;
 pub mod policy;
 pub mod proof;
+pub mod receipts;
 pub mod recovery;
 pub mod relay;
 pub mod render;
+pub mod routing;
 pub mod runtime;
 pub mod shards;
 pub mod store;
 pub mod throttle;
 pub mod totp;
 pub mod verification;
+pub mod voice_script;
 
 /// Migrations of the whole service, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");

@@ -53,6 +53,8 @@ pub struct Rendering<'a> {
     /// What remains of the code's lifetime.
     pub valid_for: Duration,
     pub reference: String,
+    /// A signed link to this call's script, for providers that fetch it.
+    pub script_url: Option<String>,
 }
 
 pub fn sms(r: Rendering<'_>) -> Sms {
@@ -74,6 +76,7 @@ pub fn voice(r: Rendering<'_>) -> VoiceCall {
         repeat: 2,
         locale: r.locale.clone(),
         reference: r.reference,
+        script_url: r.script_url,
     }
 }
 
@@ -82,7 +85,15 @@ mod tests {
     use super::*;
 
     fn rendering<'a>(to: &'a PhoneNumber, locale: &'a Locale, code: &'a Code) -> Rendering<'a> {
-        Rendering { app_name: "Acme", to, locale, code, valid_for: Duration::from_secs(541), reference: "r".into() }
+        Rendering {
+            app_name: "Acme",
+            to,
+            locale,
+            code,
+            valid_for: Duration::from_secs(541),
+            reference: "r".into(),
+            script_url: None,
+        }
     }
 
     #[test]

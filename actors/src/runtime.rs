@@ -11,12 +11,13 @@ use verifyd_providers::domain::Channel;
 
 use crate::account_state::AccountStateActor;
 use crate::amqp::Topology;
-use crate::consumer::{self, ConsumerHealth};
-use crate::dispatch::{Dispatcher, ProviderSet};
+use crate::consumer::{self, ConsumerHealth, Consumers};
+use crate::dispatch::Dispatcher;
 use crate::expiry::ExpiryActor;
 use crate::gate::GateSettings;
 use crate::keys::CodeKeys;
 use crate::relay::OutboxRelay;
+use crate::routing::Routes;
 use crate::shards::Shards;
 use crate::throttle::{Limiters, Limits, ThrottleActor};
 use crate::verification::{self, Issuer, Policy, VerificationActor};
@@ -43,6 +44,12 @@ pub struct Settings {
     pub expiry_interval: Duration,
     pub relay_poll: Duration,
     pub reconcile_interval: Duration,
+    /// Send the code by voice when an SMS cannot be delivered.
+    pub fallback_to_voice: bool,
+    /// How long a delivery job stays claimed by the consumer delivering it.
+    pub claim_lease: Duration,
+    /// This deployment's public base URL, for links providers fetch.
+    pub public_url: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,7 +69,8 @@ pub struct Core {
     /// Consumers of this process (dispatch here; the intake adds its own).
     pub health: Arc<ConsumerHealth>,
     _expiry: Option<Addr<ExpiryActor>>,
-    _consumers: Vec<Arbiter>,
+    /// This process's delivery consumers.
+    pub consumers: Consumers,
 }
 
 impl Core {
@@ -72,7 +80,7 @@ impl Core {
         pool: PgPool,
         amqp: Arc<lapin::Connection>,
         keys: Arc<CodeKeys>,
-        providers: ProviderSet,
+        routes: Routes,
     ) -> Result<Core, StartError> {
         let setup = amqp.create_channel().await?;
         settings.topology.declare(&setup).await?;
@@ -105,14 +113,17 @@ impl Core {
         let dispatcher = Arc::new(Dispatcher {
             pool: pool.clone(),
             keys: keys.clone(),
-            providers,
+            routes,
             topology: settings.topology.clone(),
             app_name: settings.policy.app_name.clone(),
             account_state: account_state.clone(),
             relay: relay.clone(),
+            fallback_to_voice: settings.fallback_to_voice,
+            claim_lease: settings.claim_lease,
+            public_url: settings.public_url.clone(),
         });
         let health = Arc::new(ConsumerHealth::default());
-        let mut consumers = Vec::new();
+        let mut consumers = Consumers::default();
         for channel in Channel::ALL {
             let queue = settings.topology.dispatch_queue(channel);
             consumers.extend(
@@ -148,7 +159,7 @@ impl Core {
             relay,
             health,
             _expiry: expiry,
-            _consumers: consumers,
+            consumers,
         })
     }
 }

@@ -13,6 +13,9 @@ pub enum Outcome {
     PermanentError,
     /// Not sent because the verification was no longer pending or past its deadline.
     Skipped,
+    /// This provider refused the message for a reason of its own (its account,
+    /// its geo permissions); the job went on to the next provider. Not final.
+    Refused,
 }
 
 impl Outcome {
@@ -22,6 +25,7 @@ impl Outcome {
             Outcome::RetryableError => "retryable_error",
             Outcome::PermanentError => "permanent_error",
             Outcome::Skipped => "skipped",
+            Outcome::Refused => "refused",
         }
     }
 }
@@ -78,6 +82,17 @@ pub async fn record(conn: &mut PgConnection, a: &Attempt<'_>, announce: &[outbox
     .fetch_one(conn)
     .await?;
     Ok(recorded == 1)
+}
+
+/// The providers that refused this job earlier (they are not asked again).
+pub async fn refused_by(pool: &sqlx::PgPool, job_id: Uuid) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT DISTINCT provider FROM delivery_attempts
+         WHERE job_id = $1 AND outcome = 'refused' AND provider IS NOT NULL",
+    )
+    .bind(job_id)
+    .fetch_all(pool)
+    .await
 }
 
 /// Why a consumer could not claim a job.

@@ -182,6 +182,12 @@ pub async fn get(pool: &PgPool, tenant_id: Uuid, id: Uuid) -> Result<Option<Veri
     convert(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).bind(tenant_id).fetch_optional(pool).await?)
 }
 
+/// One verification, whichever its tenant: for links verifyd signed itself.
+pub async fn get_any_tenant(pool: &PgPool, id: Uuid) -> Result<Option<Verification>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} {FROM} WHERE v.id = $1");
+    convert(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(pool).await?)
+}
+
 /// Reads and row-locks one verification of one tenant until the transaction ends.
 pub async fn lock(conn: &mut PgConnection, tenant_id: Uuid, id: Uuid) -> Result<Option<Verification>, StoreError> {
     let sql = format!("SELECT {COLUMNS} {FROM} WHERE v.id = $1 AND v.tenant_id = $2 FOR UPDATE OF v");
