@@ -6,23 +6,17 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::Arbiter;
 use actix_web::{App, HttpServer, middleware, web};
 use anyhow::Context as _;
 use metrics_exporter_prometheus::PrometheusHandle;
 use sqlx::migrate::MigrateDatabase;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use verifyd_actors::amqp::Topology;
-use verifyd_actors::consumer;
-use verifyd_actors::dispatch::ProviderSet;
+use verifyd_actors::consumer::{self, Consumers};
 use verifyd_actors::lifecycle::ResendPolicy;
 use verifyd_actors::runtime::{Core, Role, Settings};
 use verifyd_actors::verification::Policy;
-use verifyd_providers::Provider;
-use verifyd_providers::console::ConsoleProvider;
-use verifyd_providers::domain::{Channel, CodeLength};
-use verifyd_providers::twilio::Twilio;
-use verifyd_providers::vonage::Vonage;
+use verifyd_providers::domain::CodeLength;
 
 use crate::api_keys::Authenticator;
 use crate::config::Config;
@@ -52,35 +46,24 @@ pub async fn database(config: &Config, migrate: bool) -> anyhow::Result<PgPool> 
 }
 
 pub async fn rabbitmq(config: &Config) -> anyhow::Result<lapin::Connection> {
-    let props = lapin::ConnectionProperties::default().with_connection_name("verifyd".into());
+    // Recover in place when the broker goes away (restart, network cut, a
+    // forced close): reconnect with exponential backoff and jitter, then
+    // re-declare channels, QoS, confirm mode and consumers. Deliveries that
+    // were in flight are redelivered by the broker; job claims stop a
+    // second send.
+    let props = lapin::ConnectionProperties::default()
+        .with_connection_name(format!("verifyd {}", config.amqp.prefix).into())
+        .enable_auto_recover()
+        .configure_backoff(|backoff| {
+            backoff
+                .with_min_delay(Duration::from_millis(250))
+                .with_max_delay(Duration::from_secs(10))
+                .with_jitter()
+                .with_max_times(config.amqp.reconnect_attempts)
+        });
     lapin::Connection::connect(&config.amqp.url, props)
         .await
         .context("RabbitMQ is not reachable at amqp.url; start it (e.g. rabbitmq-server -detached)")
-}
-
-pub fn providers(config: &Config) -> anyhow::Result<ProviderSet> {
-    let mut set = ProviderSet::default();
-    let twilio = match &config.providers.twilio {
-        Some(cfg) => Some(Arc::new(Twilio::new(cfg.clone()).context("building the Twilio client")?)),
-        None => None,
-    };
-    let vonage = match &config.providers.vonage {
-        Some(cfg) => Some(Arc::new(Vonage::new(cfg.clone()).context("building the Vonage client")?)),
-        None => None,
-    };
-    let console = Arc::new(ConsoleProvider::new());
-    for (channel, names) in [(Channel::Sms, &config.providers.sms), (Channel::Voice, &config.providers.voice)] {
-        for name in names {
-            match (name.as_str(), &twilio, &vonage) {
-                ("twilio", Some(t), _) => set.add(channel, t.clone()),
-                ("vonage", _, Some(v)) if v.supports(channel) => set.add(channel, v.clone()),
-                ("vonage", _, Some(_)) => anyhow::bail!("provider \"vonage\" does not place {channel} calls yet"),
-                ("console", _, _) => set.add(channel, console.clone()),
-                (other, _, _) => anyhow::bail!("provider {other:?} is not configured"),
-            }
-        }
-    }
-    Ok(set)
 }
 
 pub fn settings(config: &Config) -> anyhow::Result<Settings> {
@@ -102,6 +85,9 @@ pub fn settings(config: &Config) -> anyhow::Result<Settings> {
         expiry_interval: Duration::from_millis(config.runtime.expiry_interval_ms),
         relay_poll: Duration::from_millis(config.runtime.relay_poll_ms),
         reconcile_interval: Duration::from_millis(config.runtime.reconcile_interval_ms),
+        fallback_to_voice: config.providers.fallback_to_voice,
+        claim_lease: Duration::from_millis(config.runtime.claim_lease_ms),
+        public_url: config.http.public_url.clone(),
     })
 }
 
@@ -111,7 +97,18 @@ pub struct Running {
     pub server: Option<actix_web::dev::Server>,
     pub core: Arc<Core>,
     pub amqp: Arc<lapin::Connection>,
-    _intake: Vec<Arbiter>,
+    intake: Consumers,
+}
+
+impl Running {
+    /// Graceful stop of queue work: no new deliveries (requests or delivery
+    /// jobs), then up to `grace` for those being handled to finish and be
+    /// acked. Returns how many were left unfinished (they are redelivered).
+    pub async fn stop_consuming(&self, grace: Duration) -> usize {
+        self.intake.cancel().await;
+        self.core.consumers.cancel().await;
+        self.core.health.wait_idle(grace).await
+    }
 }
 
 pub async fn start(config: &Config, role: Role, metrics: Option<PrometheusHandle>) -> anyhow::Result<Running> {
@@ -120,15 +117,16 @@ pub async fn start(config: &Config, role: Role, metrics: Option<PrometheusHandle
     let keys = Arc::new(config.secrets.code_keys()?);
     let settings = settings(config)?;
     let topology = settings.topology.clone();
-    let core = Arc::new(Core::start(role, settings, pool.clone(), amqp.clone(), keys, providers(config)?).await?);
+    let core =
+        Arc::new(Core::start(role, settings, pool.clone(), amqp.clone(), keys, crate::routes::build(config)?).await?);
 
     if role == Role::Worker {
-        return Ok(Running { port: None, server: None, core, amqp, _intake: Vec::new() });
+        return Ok(Running { port: None, server: None, core, amqp, intake: Consumers::default() });
     }
 
     let verification = core.verification.clone().context("serve role starts the verification actor")?;
     let intake = Arc::new(Intake { pool: pool.clone(), verification, topology: topology.clone() });
-    let intake_arbiters = consumer::start(
+    let intake = consumer::start(
         &amqp,
         &topology.requests_queue(),
         config.amqp.request_consumers,
@@ -141,13 +139,35 @@ pub async fn start(config: &Config, role: Role, metrics: Option<PrometheusHandle
     let listener = TcpListener::bind(&config.http.bind).with_context(|| format!("binding {}", config.http.bind))?;
     let port = listener.local_addr()?.port();
     let keys = Authenticator::new(pool.clone(), Duration::from_secs(config.http.key_cache_secs));
-    let state = web::Data::new(AppState { pool, core: core.clone(), amqp: amqp.clone(), metrics, keys });
+    let receipts = http::callbacks::Receipts {
+        twilio: config.providers.twilio.as_ref().and_then(|t| {
+            let url = t.status_callback.clone()?;
+            Some(http::callbacks::TwilioReceipts { auth_token: t.auth_token.clone(), url })
+        }),
+        vonage: config.providers.vonage.as_ref().and_then(|v| {
+            Some(http::callbacks::VonageReceipts {
+                signature_secret: v.signature_secret.clone()?,
+                method: v.signature_method,
+            })
+        }),
+        fallback_to_voice: config.providers.fallback_to_voice,
+    };
+    let state = web::Data::new(AppState {
+        pool,
+        core: core.clone(),
+        amqp: amqp.clone(),
+        metrics,
+        keys,
+        receipts,
+        app_name: config.verification.app_name.clone(),
+    });
     let max_body = config.http.max_body_bytes;
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
             .app_data(web::PayloadConfig::default().limit(max_body))
-            .wrap(middleware::Logger::new("%a \"%r\" %s %b %Dms"))
+            // Script links grant a code until they expire: keep them out of the log.
+            .wrap(middleware::Logger::new("%a \"%r\" %s %b %Dms").exclude_regex("^/v1/voice-scripts/"))
             .configure(http::configure(max_body))
     })
     .listen(listener)?
@@ -156,5 +176,5 @@ pub async fn start(config: &Config, role: Role, metrics: Option<PrometheusHandle
         server = server.workers(config.http.workers);
     }
     tracing::info!(port, "verifyd serving HTTP");
-    Ok(Running { port: Some(port), server: Some(server.run()), core, amqp, _intake: intake_arbiters })
+    Ok(Running { port: Some(port), server: Some(server.run()), core, amqp, intake })
 }

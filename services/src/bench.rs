@@ -198,7 +198,7 @@ async fn run_baseline(args: &Args, consumers: usize, mock_url: &str, received: &
             pool: pool.clone(),
         });
         let health = Arc::new(consumer::ConsumerHealth::default());
-        let _arbiters = consumer::start(&conn, &queue, consumers, args.prefetch, handler, &health).await?;
+        let _consumers = consumer::start(&conn, &queue, consumers, args.prefetch, handler, &health).await?;
 
         let mut started = HashMap::with_capacity(args.n);
         let mut pending = futures_util::stream::FuturesUnordered::new();
@@ -240,8 +240,12 @@ async fn run_verifyd(args: &Args, consumers: usize, mock_url: &str, received: &R
     config.throttle = Limits { per_phone: unlimited, per_account: unlimited };
     let mut twilio = TwilioConfig::new("ACbench", "bench-token", "+15005550006");
     twilio.base_url = mock_url.to_owned();
-    config.providers =
-        Providers { sms: vec!["twilio".into()], voice: vec!["twilio".into()], twilio: Some(twilio), vonage: None };
+    config.providers = Providers {
+        sms: vec!["twilio".into()],
+        voice: vec!["twilio".into()],
+        twilio: Some(twilio),
+        ..Providers::default()
+    };
     let result = async {
         let mut running = app::start(&config, Role::Serve, None).await?;
         let port = running.port.context("serve listens")?;

@@ -11,10 +11,18 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
+use verifyd_actors::breaker::BreakerSettings;
 use verifyd_actors::gate::GateSettings;
+use verifyd_actors::routing::RouteError;
 use verifyd_actors::throttle::Limits;
+use verifyd_providers::domain::Channel;
+use verifyd_providers::inbox::InboxConfig;
+use verifyd_providers::plivo::PlivoConfig;
+use verifyd_providers::sinch::SinchConfig;
+use verifyd_providers::telnyx::TelnyxConfig;
 use verifyd_providers::twilio::TwilioConfig;
 use verifyd_providers::vonage::VonageConfig;
+use verifyd_providers::webhook::WebhookConfig;
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
@@ -58,11 +66,20 @@ pub struct Http {
     pub workers: usize,
     /// How long a checked API key is remembered; a revocation takes effect within it.
     pub key_cache_secs: u64,
+    /// The base URL providers reach this deployment at (`https://verifyd.example.com`):
+    /// providers that fetch a call's script (Plivo) are given signed links under it.
+    pub public_url: Option<String>,
 }
 
 impl Default for Http {
     fn default() -> Self {
-        Http { bind: "127.0.0.1:8080".into(), max_body_bytes: 16 * 1024, workers: 0, key_cache_secs: 5 }
+        Http {
+            bind: "127.0.0.1:8080".into(),
+            max_body_bytes: 16 * 1024,
+            workers: 0,
+            key_cache_secs: 5,
+            public_url: None,
+        }
     }
 }
 
@@ -98,6 +115,9 @@ pub struct Amqp {
     pub request_consumers: usize,
     /// Delay of each retry of a delivery that failed in a retryable way.
     pub retry_delays_ms: Vec<u64>,
+    /// Reconnection tries (backoff 0.25 s doubling to 10 s, with jitter) after
+    /// the broker goes away, before the process gives up on it.
+    pub reconnect_attempts: usize,
 }
 
 impl Default for Amqp {
@@ -109,6 +129,7 @@ impl Default for Amqp {
             dispatch_consumers: 4,
             request_consumers: 2,
             retry_delays_ms: vec![5_000, 30_000, 120_000],
+            reconnect_attempts: 60,
         }
     }
 }
@@ -144,6 +165,7 @@ impl std::fmt::Debug for Amqp {
             .field("dispatch_consumers", &self.dispatch_consumers)
             .field("request_consumers", &self.request_consumers)
             .field("retry_delays_ms", &self.retry_delays_ms)
+            .field("reconnect_attempts", &self.reconnect_attempts)
             .finish()
     }
 }
@@ -172,12 +194,18 @@ pub enum ConfigError {
     MissingProvider(String),
     #[error("unknown provider {0:?}")]
     UnknownProvider(String),
-    #[error("provider {0:?} does not place voice calls yet; list it under providers.sms only")]
-    VoiceUnsupported(String),
-    #[error("the console provider prints codes and is refused in production mode")]
-    ConsoleInProduction,
+    #[error("providers: {0}")]
+    Route(#[from] RouteError),
+    #[error("provider {0:?}: cannot build its HTTP client: {1}")]
+    Client(&'static str, String),
+    #[error("the {0} provider exposes codes (development only) and is refused in production mode")]
+    DevelopmentOnly(&'static str),
     #[error("verification.code_length must be between 4 and 10")]
     CodeLength,
+    #[error("amqp.retry_delays_ms needs at least one delay, each above 0: deferred jobs go to these queues")]
+    RetryDelays,
+    #[error("{0}")]
+    Invalid(&'static str),
 }
 
 impl Secrets {
@@ -227,18 +255,55 @@ impl Default for Verification {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct Providers {
-    /// Provider names tried in order for SMS.
+    /// Provider names tried in order for SMS to destinations no route matches.
     pub sms: Vec<String>,
-    /// Provider names tried in order for voice calls.
+    /// Provider names tried in order for voice calls to destinations no route matches.
     pub voice: Vec<String>,
+    /// Ordered provider lists for destinations by E.164 prefix (the longest
+    /// matching prefix of the channel wins).
+    pub routes: Vec<RouteConfig>,
+    /// When an SMS cannot be delivered (the receipt says undelivered or failed,
+    /// or the provider says the number cannot receive SMS), send the same code
+    /// once by voice call while the verification is pending.
+    pub fallback_to_voice: bool,
+    /// Per-provider circuit breaker.
+    pub breaker: BreakerSettings,
     pub twilio: Option<TwilioConfig>,
-    /// SMS only for now (see `providers/src/vonage.rs`).
     pub vonage: Option<VonageConfig>,
+    pub plivo: Option<PlivoConfig>,
+    pub sinch: Option<SinchConfig>,
+    pub telnyx: Option<TelnyxConfig>,
+    /// A gateway of your own: signed JSON POSTs (see `providers/src/webhook.rs`).
+    pub webhook: Option<WebhookConfig>,
+    /// Development only: messages appended to a JSON-lines file, codes included.
+    pub inbox: Option<InboxConfig>,
+}
+
+/// `[[providers.routes]]`: `channel = "sms"`, `prefix = "+44"`, `providers = ["vonage", "twilio"]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    pub channel: Channel,
+    pub prefix: String,
+    pub providers: Vec<String>,
 }
 
 impl Default for Providers {
     fn default() -> Self {
-        Providers { sms: vec!["console".into()], voice: vec!["console".into()], twilio: None, vonage: None }
+        Providers {
+            sms: vec!["console".into()],
+            voice: vec!["console".into()],
+            routes: Vec::new(),
+            fallback_to_voice: false,
+            breaker: BreakerSettings::default(),
+            twilio: None,
+            vonage: None,
+            plivo: None,
+            sinch: None,
+            telnyx: None,
+            webhook: None,
+            inbox: None,
+        }
     }
 }
 
@@ -250,11 +315,25 @@ pub struct Runtime {
     pub expiry_interval_ms: u64,
     pub relay_poll_ms: u64,
     pub reconcile_interval_ms: u64,
+    /// How long a delivery job stays claimed by the process delivering it: a
+    /// job whose process died is taken over after this. Must exceed the
+    /// timeouts of a route's providers together.
+    pub claim_lease_ms: u64,
+    /// On SIGTERM, how long a process waits for the delivery jobs and requests
+    /// in hand to finish before it exits (the rest return to their queue).
+    pub shutdown_grace_ms: u64,
 }
 
 impl Default for Runtime {
     fn default() -> Self {
-        Runtime { shards: 0, expiry_interval_ms: 1_000, relay_poll_ms: 500, reconcile_interval_ms: 30_000 }
+        Runtime {
+            shards: 0,
+            expiry_interval_ms: 1_000,
+            relay_poll_ms: 500,
+            reconcile_interval_ms: 30_000,
+            claim_lease_ms: 120_000,
+            shutdown_grace_ms: 20_000,
+        }
     }
 }
 
@@ -310,25 +389,30 @@ impl Config {
         if !(4..=10).contains(&self.verification.code_length) {
             return Err(ConfigError::CodeLength);
         }
-        for name in self.providers.sms.iter().chain(&self.providers.voice) {
-            match name.as_str() {
-                "console" if self.mode == Mode::Production => {
-                    return Err(ConfigError::ConsoleInProduction);
-                }
-                "console" => {}
-                "twilio" if self.providers.twilio.is_none() => {
-                    return Err(ConfigError::MissingProvider(name.clone()));
-                }
-                "twilio" => {}
-                "vonage" if self.providers.vonage.is_none() => {
-                    return Err(ConfigError::MissingProvider(name.clone()));
-                }
-                "vonage" => {}
-                other => return Err(ConfigError::UnknownProvider(other.to_owned())),
-            }
+        if self.amqp.retry_delays_ms.is_empty() || self.amqp.retry_delays_ms.contains(&0) {
+            return Err(ConfigError::RetryDelays);
         }
-        if self.providers.voice.iter().any(|p| p == "vonage") {
-            return Err(ConfigError::VoiceUnsupported("vonage".into()));
+        // Building the routes checks every provider name, section and route.
+        let routes = crate::routes::build(self)?;
+        let plivo_calls = self.providers.voice.iter().any(|p| p == "plivo")
+            || self
+                .providers
+                .routes
+                .iter()
+                .any(|r| r.channel == Channel::Voice && r.providers.iter().any(|p| p == "plivo"));
+        match self.http.public_url.as_deref() {
+            None if plivo_calls => {
+                return Err(ConfigError::Invalid("plivo places calls through a script link: set http.public_url"));
+            }
+            Some(url) if self.mode == Mode::Production && !url.starts_with("https://") => {
+                return Err(ConfigError::Invalid(
+                    "http.public_url must be https:// in production: script links carry codes",
+                ));
+            }
+            _ => {}
+        }
+        if self.providers.fallback_to_voice && !routes.serves(Channel::Voice) {
+            return Err(ConfigError::Invalid("providers.fallback_to_voice needs a voice provider"));
         }
         Ok(())
     }

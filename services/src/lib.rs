@@ -7,4 +7,5 @@ pub mod bench;
 pub mod config;
 pub mod http;
 pub mod intake;
+pub mod routes;
 pub mod telemetry;

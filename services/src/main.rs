@@ -76,6 +76,30 @@ async fn shutdown_signal() -> std::io::Result<()> {
     }
 }
 
+/// Resolves when queue work is lost for good: a consumer whose recovery gave
+/// up, or a connection that is errored or closed (not merely reconnecting).
+/// The process then exits so its supervisor restarts it.
+async fn delivery_lost(running: &app::Running) {
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let status = running.amqp.status();
+        if running.core.health.lost() > 0 || status.errored() || status.closed() {
+            return;
+        }
+    }
+}
+
+/// Graceful stop: no new deliveries, then the jobs in hand finish (up to
+/// `runtime.shutdown_grace_ms`); any left return to their queue.
+async fn stop_consuming(running: &app::Running, config: &Config) {
+    let grace = std::time::Duration::from_millis(config.runtime.shutdown_grace_ms);
+    tracing::info!(?grace, "stopping: no new deliveries; finishing the jobs in hand");
+    match running.stop_consuming(grace).await {
+        0 => tracing::info!("stopped: every job in hand finished"),
+        left => tracing::warn!(left, "stopped with jobs unfinished; they return to their queue"),
+    }
+}
+
 fn valid_tenant_name(name: &str) -> bool {
     let b = name.as_bytes();
     !b.is_empty()
@@ -95,34 +119,33 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = Config::load(cli.config.as_deref())?;
     match cli.command {
         Command::Serve => {
-            let running = app::start(&config, Role::Serve, telemetry::init_metrics()).await?;
-            if let Some(server) = running.server {
-                server.await?;
+            let mut running = app::start(&config, Role::Serve, telemetry::init_metrics()).await?;
+            // actix-web stops on SIGTERM/SIGINT itself: it stops accepting and
+            // lets requests in progress finish (10 s). Queue work stops after it.
+            let Some(server) = running.server.take() else { return Ok(()) };
+            let handle = server.handle();
+            tokio::select! {
+                result = server => {
+                    result?;
+                    stop_consuming(&running, &config).await;
+                    Ok(())
+                }
+                () = delivery_lost(&running) => {
+                    handle.stop(true).await;
+                    anyhow::bail!("lost a queue consumer or the RabbitMQ connection for good; exiting so the supervisor restarts serve")
+                }
             }
-            Ok(())
         }
         Command::Worker => {
             let running = app::start(&config, Role::Worker, telemetry::init_metrics()).await?;
             tracing::info!("verifyd worker consuming delivery queues");
-            let health = running.core.health.clone();
-            let amqp = running.amqp.clone();
-            let watch = async move {
-                // A worker has no readiness endpoint: it exits when it stops
-                // delivering, so its supervisor restarts it.
-                loop {
-                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                    if !health.all_live() || !amqp.status().connected() {
-                        return;
-                    }
-                }
-            };
             tokio::select! {
                 signal = shutdown_signal() => {
                     signal?;
-                    tracing::info!("worker stopping; unacknowledged jobs return to the queue");
+                    stop_consuming(&running, &config).await;
                     Ok(())
                 }
-                () = watch => anyhow::bail!("lost a delivery consumer or the RabbitMQ connection; exiting so the supervisor restarts this worker"),
+                () = delivery_lost(&running) => anyhow::bail!("lost a delivery consumer or the RabbitMQ connection; exiting so the supervisor restarts this worker"),
             }
         }
         Command::Migrate => {

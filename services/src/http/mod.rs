@@ -4,12 +4,14 @@
 pub mod accounts;
 pub mod admin;
 pub mod auth;
+pub mod callbacks;
 pub mod enrolment;
 pub mod gate;
 pub mod openapi;
 pub mod ops;
 pub mod problem;
 pub mod verifications;
+pub mod voice_scripts;
 
 use std::sync::Arc;
 
@@ -33,6 +35,9 @@ pub struct AppState {
     pub amqp: Arc<lapin::Connection>,
     pub metrics: Option<PrometheusHandle>,
     pub keys: crate::api_keys::Authenticator,
+    pub receipts: callbacks::Receipts,
+    /// Named in call scripts served to providers.
+    pub app_name: String,
 }
 
 impl AppState {
@@ -139,6 +144,8 @@ pub fn configure(max_body_bytes: usize) -> impl FnOnce(&mut web::ServiceConfig) 
         gate::routes(cfg);
         admin::routes(cfg);
         ops::routes(cfg);
+        callbacks::routes(cfg);
+        voice_scripts::routes(cfg);
         openapi::routes(cfg);
     }
 }

@@ -57,6 +57,8 @@ pub enum ApiError {
     LastFactorMandatory,
     #[error(transparent)]
     PolicyRefused(PolicyRefusal),
+    #[error("the request is not signed by the provider ({0})")]
+    BadSignature(&'static str),
     #[error("internal error")]
     Internal(String),
     #[error("service unavailable")]
@@ -94,6 +96,7 @@ impl ApiError {
             ApiError::LastFactorMandatory => "last_factor_mandatory",
             ApiError::PolicyRefused(PolicyRefusal::MandatoryIsFinal) => "policy_mandatory",
             ApiError::PolicyRefused(PolicyRefusal::SsoWithRequired) => "sso_with_required_policy",
+            ApiError::BadSignature(_) => "invalid_signature",
             ApiError::Internal(_) => "internal",
             ApiError::Unavailable => "unavailable",
         }
@@ -170,6 +173,7 @@ impl ResponseError for ApiError {
             | ApiError::NoFactor
             | ApiError::LastFactorMandatory
             | ApiError::PolicyRefused(_) => StatusCode::CONFLICT,
+            ApiError::BadSignature(_) => StatusCode::FORBIDDEN,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }

@@ -1,0 +1,173 @@
+//! Delivery receipts from providers (status callbacks). They carry no API key:
+//! each is authenticated the provider's way (Twilio: `X-Twilio-Signature`;
+//! Vonage: the signed-webhook `sig`), then
+//! applied by `verifyd_actors::receipts`. Unknown message ids and statuses are
+//! acknowledged and ignored, so providers do not retry them forever.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::Utc;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use verifyd_actors::receipts::{self, Applied, Receipt, ReceiptStatus};
+use verifyd_actors::relay::Kick;
+use verifyd_providers::vonage::{DlrStatus, SignatureMethod, parse_dlr, verify_signed_callback};
+
+use super::AppState;
+use super::problem::ApiError;
+
+/// What the receipt endpoints need from configuration.
+#[derive(Default)]
+pub struct Receipts {
+    pub twilio: Option<TwilioReceipts>,
+    pub vonage: Option<VonageReceipts>,
+    pub fallback_to_voice: bool,
+}
+
+/// Vonage signs receipts with the account's signature secret and method.
+pub struct VonageReceipts {
+    pub signature_secret: SecretString,
+    pub method: SignatureMethod,
+}
+
+/// How far a signed receipt's `timestamp` may be from now.
+const VONAGE_TOLERANCE: Duration = Duration::from_secs(300);
+
+pub struct TwilioReceipts {
+    pub auth_token: SecretString,
+    /// The `StatusCallback` URL verifyd gives Twilio, exactly: Twilio signs it.
+    pub url: String,
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/v1/callbacks/twilio", web::post().to(twilio))
+        .route("/v1/callbacks/vonage", web::get().to(vonage))
+        .route("/v1/callbacks/vonage", web::post().to(vonage));
+}
+
+/// Twilio's message and call status callbacks (form-encoded, signed).
+async fn twilio(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    form: web::Form<Vec<(String, String)>>,
+) -> Result<HttpResponse, ApiError> {
+    let Some(config) = &state.receipts.twilio else {
+        return Err(ApiError::NotFound);
+    };
+    let signature = request.headers().get("X-Twilio-Signature").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let params = form.into_inner();
+    if !verifyd_providers::twilio::verify_request(&config.auth_token, &config.url, &params, signature) {
+        metrics::counter!("verifyd_receipts_refused_total", "provider" => "twilio").increment(1);
+        return Err(ApiError::BadSignature("X-Twilio-Signature"));
+    }
+    let get = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let parsed = match (get("MessageSid"), get("MessageStatus"), get("CallSid"), get("CallStatus")) {
+        (Some(sid), Some(status), _, _) => twilio_message_status(status).map(|s| (sid, s)),
+        (_, _, Some(sid), Some(status)) => twilio_call_status(status).map(|s| (sid, s)),
+        _ => None,
+    };
+    let Some((sid, status)) = parsed else {
+        return Ok(HttpResponse::NoContent().finish());
+    };
+    let receipt = Receipt {
+        provider: "twilio",
+        message_id: sid.to_owned(),
+        status,
+        error_code: get("ErrorCode").filter(|c| !c.is_empty()).map(str::to_owned),
+    };
+    apply(&state, &receipt).await
+}
+
+/// Vonage's SMS delivery receipts (DLR): query parameters (GET), a form or a
+/// JSON object (POST), signed with `sig` and `timestamp` (Vonage's "signed
+/// webhooks"). Unsigned receipts are refused: anyone could post one.
+async fn vonage(state: web::Data<AppState>, request: HttpRequest, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+    let Some(config) = &state.receipts.vonage else {
+        return Err(ApiError::NotFound);
+    };
+    let params = vonage_params(&request, &body)?;
+    let now = std::time::SystemTime::now();
+    let secret = config.signature_secret.expose_secret().as_bytes();
+    if verify_signed_callback(&params, secret, config.method, now, VONAGE_TOLERANCE).is_err() {
+        metrics::counter!("verifyd_receipts_refused_total", "provider" => "vonage").increment(1);
+        return Err(ApiError::BadSignature("sig"));
+    }
+    let Some(dlr) = parse_dlr(&params) else {
+        return Ok(HttpResponse::NoContent().finish());
+    };
+    let status = match dlr.status {
+        DlrStatus::Accepted | DlrStatus::Buffered => ReceiptStatus::Sent,
+        DlrStatus::Delivered => ReceiptStatus::Delivered,
+        DlrStatus::Expired => ReceiptStatus::Undelivered,
+        DlrStatus::Failed | DlrStatus::Rejected => ReceiptStatus::Failed,
+        DlrStatus::Unknown | DlrStatus::Other(_) => return Ok(HttpResponse::NoContent().finish()),
+    };
+    let receipt = Receipt {
+        provider: "vonage",
+        message_id: dlr.message_id,
+        status,
+        error_code: dlr.err_code.filter(|c| *c != 0).map(|c| c.to_string()),
+    };
+    apply(&state, &receipt).await
+}
+
+/// A receipt's parameters from the query string, a form or a flat JSON object.
+fn vonage_params(request: &HttpRequest, body: &[u8]) -> Result<Vec<(String, String)>, ApiError> {
+    let malformed = |_| ApiError::MalformedBody("not a Vonage delivery receipt".into());
+    // A form body is encoded like a query string.
+    let pairs = |text: &str| {
+        web::Query::<Vec<(String, String)>>::from_query(text).map(web::Query::into_inner).map_err(malformed)
+    };
+    if body.is_empty() {
+        return pairs(request.query_string());
+    }
+    let json = request.headers().get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("json"));
+    if json {
+        let object: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(body)
+            .map_err(|_| ApiError::MalformedBody("not a Vonage delivery receipt".into()))?;
+        return Ok(object
+            .into_iter()
+            .map(|(k, v)| match v {
+                serde_json::Value::String(s) => (k, s),
+                other => (k, other.to_string()),
+            })
+            .collect());
+    }
+    pairs(std::str::from_utf8(body).map_err(|_| ApiError::MalformedBody("not a Vonage delivery receipt".into()))?)
+}
+
+async fn apply(state: &AppState, receipt: &Receipt) -> Result<HttpResponse, ApiError> {
+    let applied = receipts::apply(&state.pool, receipt, state.receipts.fallback_to_voice, Utc::now())
+        .await
+        .map_err(ApiError::internal)?;
+    if matches!(applied, Applied::Updated { .. }) {
+        state.core.relay.do_send(Kick);
+    }
+    tracing::info!(provider = receipt.provider, message_id = %receipt.message_id, status = receipt.status.as_str(),
+        outcome = ?applied, "delivery receipt");
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// <https://www.twilio.com/docs/messaging/guides/track-outbound-message-status>
+fn twilio_message_status(status: &str) -> Option<ReceiptStatus> {
+    Some(match status {
+        "accepted" | "scheduled" | "queued" => ReceiptStatus::Queued,
+        "sending" | "sent" => ReceiptStatus::Sent,
+        "delivered" | "read" => ReceiptStatus::Delivered,
+        "undelivered" => ReceiptStatus::Undelivered,
+        "failed" | "canceled" => ReceiptStatus::Failed,
+        _ => return None,
+    })
+}
+
+/// <https://www.twilio.com/docs/voice/api/call-resource#call-status-values>
+fn twilio_call_status(status: &str) -> Option<ReceiptStatus> {
+    Some(match status {
+        "queued" | "initiated" | "ringing" => ReceiptStatus::Queued,
+        "in-progress" => ReceiptStatus::Sent,
+        "completed" => ReceiptStatus::Delivered,
+        "busy" | "no-answer" => ReceiptStatus::Undelivered,
+        "failed" | "canceled" => ReceiptStatus::Failed,
+        _ => return None,
+    })
+}

@@ -1,0 +1,44 @@
+//! Call scripts for providers that fetch them (Plivo's `answer_url`). The link
+//! (`verifyd_actors::voice_script`) is signed and expires with the code; the
+//! script is served only while the verification is pending. No API key: the
+//! signed link is the authority, and the access log skips this path.
+
+use actix_web::{HttpResponse, web};
+use chrono::Utc;
+use verifyd_actors::lifecycle::Status;
+use verifyd_actors::render::{self, Rendering};
+use verifyd_actors::store::verifications;
+use verifyd_actors::voice_script;
+
+use super::AppState;
+use super::problem::ApiError;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    let path = format!("{}/{{token}}", voice_script::PATH);
+    cfg.route(&path, web::post().to(plivo)).route(&path, web::get().to(plivo));
+}
+
+/// Plivo XML for the call (Plivo POSTs its call parameters; they are not needed).
+async fn plivo(state: web::Data<AppState>, token: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let now = Utc::now();
+    let id = voice_script::verify(&state.core.keys, &token, now).map_err(|_| ApiError::NotFound)?;
+    let v =
+        verifications::get_any_tenant(&state.pool, id).await.map_err(ApiError::internal)?.ok_or(ApiError::NotFound)?;
+    let status = v.state.effective_status(now);
+    if status != Status::Pending {
+        return Err(ApiError::NotPending(status));
+    }
+    let code =
+        state.core.keys.open(v.id, &v.code_sealed).map_err(|_| ApiError::internal("sealed code does not open"))?;
+    let call = render::voice(Rendering {
+        app_name: &state.app_name,
+        to: &v.phone,
+        locale: &v.locale,
+        code: &code,
+        valid_for: (v.state.expires_at - now).to_std().unwrap_or_default(),
+        reference: v.id.to_string(),
+        script_url: None,
+    });
+    metrics::counter!("verifyd_voice_scripts_served_total", "provider" => "plivo").increment(1);
+    Ok(HttpResponse::Ok().content_type("application/xml").body(verifyd_providers::plivo::answer_xml(&call)))
+}

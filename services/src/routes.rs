@@ -1,0 +1,158 @@
+//! Builds the provider clients named in configuration, once each, and the
+//! routes that list them. `Config::validate` runs it too, so a bad provider
+//! name, a missing section or a bad route stops the service at start.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use verifyd_actors::routing::Routes;
+use verifyd_providers::Provider;
+use verifyd_providers::console::ConsoleProvider;
+use verifyd_providers::domain::Channel;
+use verifyd_providers::inbox::InboxProvider;
+use verifyd_providers::plivo::Plivo;
+use verifyd_providers::sinch::Sinch;
+use verifyd_providers::telnyx::Telnyx;
+use verifyd_providers::twilio::Twilio;
+use verifyd_providers::vonage::Vonage;
+use verifyd_providers::webhook::Webhook;
+
+use crate::config::{Config, ConfigError, Mode};
+
+/// Provider clients by name, each built on first use.
+struct Registry<'a> {
+    config: &'a Config,
+    built: HashMap<String, Arc<dyn Provider>>,
+}
+
+impl Registry<'_> {
+    fn get(&mut self, name: &str) -> Result<Arc<dyn Provider>, ConfigError> {
+        if let Some(provider) = self.built.get(name) {
+            return Ok(provider.clone());
+        }
+        let providers = &self.config.providers;
+        let missing = || ConfigError::MissingProvider(name.to_owned());
+        let provider: Arc<dyn Provider> = match name {
+            "console" | "inbox" if self.config.mode == Mode::Production => {
+                return Err(ConfigError::DevelopmentOnly(if name == "console" { "console" } else { "inbox" }));
+            }
+            "console" => Arc::new(ConsoleProvider::new()),
+            "inbox" => {
+                let config = providers.inbox.clone().ok_or_else(missing)?;
+                Arc::new(InboxProvider::new(config).map_err(|e| ConfigError::Client("inbox", e.to_string()))?)
+            }
+            "plivo" => {
+                let config = providers.plivo.clone().ok_or_else(missing)?;
+                Arc::new(Plivo::new(config).map_err(|e| ConfigError::Client("plivo", e.to_string()))?)
+            }
+            "sinch" => {
+                let config = providers.sinch.clone().ok_or_else(missing)?;
+                Arc::new(Sinch::new(config).map_err(|e| ConfigError::Client("sinch", e.to_string()))?)
+            }
+            "telnyx" => {
+                let config = providers.telnyx.clone().ok_or_else(missing)?;
+                Arc::new(Telnyx::new(config).map_err(|e| ConfigError::Client("telnyx", e.to_string()))?)
+            }
+            "webhook" => {
+                let config = providers.webhook.clone().ok_or_else(missing)?;
+                Arc::new(Webhook::new(config).map_err(|e| ConfigError::Client("webhook", e.to_string()))?)
+            }
+            "twilio" => {
+                let config = providers.twilio.clone().ok_or_else(missing)?;
+                Arc::new(Twilio::new(config).map_err(|e| ConfigError::Client("twilio", e.to_string()))?)
+            }
+            "vonage" => {
+                let config = providers.vonage.clone().ok_or_else(missing)?;
+                Arc::new(Vonage::new(config).map_err(|e| ConfigError::Client("vonage", e.to_string()))?)
+            }
+            other => return Err(ConfigError::UnknownProvider(other.to_owned())),
+        };
+        self.built.insert(name.to_owned(), provider.clone());
+        Ok(provider)
+    }
+}
+
+pub fn build(config: &Config) -> Result<Routes, ConfigError> {
+    let providers = &config.providers;
+    let mut registry = Registry { config, built: HashMap::new() };
+    let mut routes = Routes::new(providers.breaker);
+    for (channel, names) in [(Channel::Sms, &providers.sms), (Channel::Voice, &providers.voice)] {
+        for name in names {
+            routes.add(channel, registry.get(name)?)?;
+        }
+    }
+    for route in &providers.routes {
+        let list = route.providers.iter().map(|name| registry.get(name)).collect::<Result<Vec<_>, _>>()?;
+        routes.add_route(route.channel, &route.prefix, list)?;
+    }
+    Ok(routes)
+}
+
+#[cfg(test)]
+mod tests {
+    use verifyd_providers::domain::PhoneNumber;
+    use verifyd_providers::twilio::TwilioConfig;
+    use verifyd_providers::vonage::VonageConfig;
+
+    use super::*;
+    use crate::config::RouteConfig;
+
+    fn config() -> Config {
+        let mut config = Config::local("postgres://x@127.0.0.1/x", "amqp://127.0.0.1", "t.");
+        config.providers.twilio = Some(TwilioConfig::new("AC1", "token", "+15005550006"));
+        config.providers.vonage = Some(VonageConfig::new("key", "secret", "Acme"));
+        config.providers.sms = vec!["twilio".into(), "vonage".into()];
+        config.providers.voice = vec!["twilio".into()];
+        config
+    }
+
+    #[test]
+    fn routes_by_prefix_with_the_defaults_behind() {
+        let mut config = config();
+        config.providers.routes =
+            vec![RouteConfig { channel: Channel::Sms, prefix: "+44".into(), providers: vec!["vonage".into()] }];
+        let routes = build(&config).unwrap();
+        let names = |phone: &str| -> Vec<String> {
+            let to = PhoneNumber::parse(phone).unwrap();
+            routes.for_destination(Channel::Sms, &to).iter().map(|p| p.name().to_owned()).collect()
+        };
+        assert_eq!(names("+447911123456"), ["vonage"]);
+        assert_eq!(names("+14155552671"), ["twilio", "vonage"]);
+    }
+
+    #[test]
+    fn refuses_what_cannot_run() {
+        let mut unknown = config();
+        unknown.providers.sms.push("carrier-pigeon".into());
+        assert!(matches!(build(&unknown), Err(ConfigError::UnknownProvider(_))));
+
+        let mut missing = config();
+        missing.providers.twilio = None;
+        assert!(matches!(build(&missing), Err(ConfigError::MissingProvider(_))));
+
+        let mut console = config();
+        console.mode = Mode::Production;
+        console.providers.voice = vec!["console".into()];
+        assert!(matches!(build(&console), Err(ConfigError::DevelopmentOnly("console"))));
+
+        let mut plivo_without_url = config();
+        plivo_without_url.providers.plivo =
+            Some(verifyd_providers::plivo::PlivoConfig::new("MA1", "token", "+14155550100"));
+        plivo_without_url.providers.voice = vec!["plivo".into()];
+        assert!(matches!(plivo_without_url.validate(), Err(ConfigError::Invalid(_))));
+        plivo_without_url.http.public_url = Some("http://verifyd.example.com".into());
+        assert!(plivo_without_url.validate().is_ok());
+        plivo_without_url.mode = Mode::Production;
+        plivo_without_url.providers.sms = vec!["twilio".into()];
+        assert!(matches!(plivo_without_url.validate(), Err(ConfigError::Invalid(_))), "https only in production");
+
+        let mut no_retry_queue = config();
+        no_retry_queue.amqp.retry_delays_ms = vec![];
+        assert!(matches!(no_retry_queue.validate(), Err(ConfigError::RetryDelays)));
+
+        let mut bad_prefix = config();
+        bad_prefix.providers.routes =
+            vec![RouteConfig { channel: Channel::Sms, prefix: "44".into(), providers: vec!["twilio".into()] }];
+        assert!(matches!(build(&bad_prefix), Err(ConfigError::Route(_))));
+    }
+}
