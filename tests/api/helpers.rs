@@ -103,9 +103,18 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
         sms: vec!["twilio".into()],
         voice: vec!["twilio".into()],
         twilio: Some(twilio.config(TWILIO_SID, TWILIO_TOKEN, TWILIO_FROM)),
-        vonage: None,
+        ..Providers::default()
     };
-    config.runtime = Runtime { shards: 2, expiry_interval_ms: 200, relay_poll_ms: 200, reconcile_interval_ms: 1_000 };
+    config.runtime = Runtime {
+        shards: 2,
+        expiry_interval_ms: 200,
+        relay_poll_ms: 200,
+        reconcile_interval_ms: 1_000,
+        // Longer than the mocked providers' 5 s timeout; short enough that a job
+        // held by a killed process is taken over within the test.
+        claim_lease_ms: 6_000,
+        shutdown_grace_ms: 5_000,
+    };
     tweak(&mut config);
     config.validate().expect("test configuration is valid");
 
@@ -248,7 +257,8 @@ impl TestApp {
             .env("VERIFYD_AMQP__URL", AMQP_URL)
             .env("VERIFYD_AMQP__PREFIX", quoted(&self.topology.prefix))
             .env("VERIFYD_AMQP__DISPATCH_CONSUMERS", "2")
-            .env("VERIFYD_AMQP__RETRY_DELAYS_MS", "[200, 400]")
+            .env("VERIFYD_AMQP__RETRY_DELAYS_MS", format!("{:?}", self.config.amqp.retry_delays_ms))
+            .env("VERIFYD_RUNTIME__CLAIM_LEASE_MS", self.config.runtime.claim_lease_ms.to_string())
             .env("VERIFYD_SECRETS__CODE_HMAC_KEY", quoted(self.config.secrets.code_hmac_key.expose_secret()))
             .env("VERIFYD_SECRETS__ENCRYPTION_KEY", quoted(self.config.secrets.encryption_key.expose_secret()))
             .env("VERIFYD_VERIFICATION__APP_NAME", "Acme")
@@ -258,6 +268,7 @@ impl TestApp {
             .env("VERIFYD_PROVIDERS__TWILIO__AUTH_TOKEN", quoted(twilio.auth_token.expose_secret()))
             .env("VERIFYD_PROVIDERS__TWILIO__FROM", quoted(&twilio.from))
             .env("VERIFYD_PROVIDERS__TWILIO__BASE_URL", quoted(&twilio.base_url))
+            .env("VERIFYD_PROVIDERS__TWILIO__TIMEOUT_MS", twilio.timeout.as_millis().to_string())
             .stdout(out)
             .stderr(err)
             .spawn()
@@ -280,6 +291,57 @@ impl TestApp {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("verifyd worker did not attach its consumers within 10 s");
+    }
+
+    /// SIGKILLs every worker process this test started (no shutdown, no acks:
+    /// what a crash or an OOM kill does) and reaps them.
+    pub fn kill_worker_processes(&mut self) {
+        for mut child in self.children.drain(..) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Sends SIGTERM (what `docker stop` and Kubernetes send) to every worker
+    /// process this test started and waits for each to exit; returns whether
+    /// all exited successfully, and the time the slowest took.
+    pub fn terminate_worker_processes(&mut self) -> (bool, Duration) {
+        let started = std::time::Instant::now();
+        let mut clean = true;
+        for mut child in self.children.drain(..) {
+            let sent = std::process::Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status()
+                .expect("kill(1) runs");
+            assert!(sent.success(), "SIGTERM delivered");
+            clean &= child.wait().expect("worker exits").success();
+        }
+        (clean, started.elapsed())
+    }
+
+    /// Has RabbitMQ close every connection of this app's processes (named
+    /// `verifyd <prefix>`), as a broker restart or a network cut does for
+    /// each client. Returns how many it closed.
+    pub fn force_close_amqp_connections(&self) -> usize {
+        let name = format!("verifyd {}", self.topology.prefix);
+        let listed = std::process::Command::new("rabbitmqctl")
+            .args(["-q", "list_connections", "pid", "client_properties"])
+            .output()
+            .expect("rabbitmqctl runs (RabbitMQ's CLI must be on PATH)");
+        let listing = String::from_utf8_lossy(&listed.stdout);
+        let pids: Vec<&str> = listing
+            .lines()
+            .filter(|line| line.contains(&format!("\"{name}\"")))
+            .filter_map(|line| line.split_whitespace().next())
+            .collect();
+        for pid in &pids {
+            let closed = std::process::Command::new("rabbitmqctl")
+                .args(["-q", "close_connection", pid, "fault test: connection forced closed"])
+                .status()
+                .expect("rabbitmqctl runs");
+            assert!(closed.success(), "rabbitmqctl close_connection {pid} failed");
+        }
+        pids.len()
     }
 
     /// A second `serve` on the same database and queues (its own actors, its own
