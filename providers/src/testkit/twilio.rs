@@ -33,6 +33,8 @@ pub struct CapturedSms {
     pub body: String,
     pub validity_period: Option<u32>,
     pub status_callback: Option<String>,
+    /// When the request reached the mock (before any configured latency).
+    pub received_at: Instant,
 }
 
 /// A call the mock accepted (answered 201).
@@ -339,6 +341,7 @@ fn accept_sms(account_sid: String, auth_user: String, form: &Form) -> Result<(De
         body: body.to_owned(),
         validity_period,
         status_callback: form.get("StatusCallback").map(str::to_owned),
+        received_at: Instant::now(),
     };
     let uri = format!("/2010-04-01/Accounts/{}/Messages/{}", sms.account_sid, sms.sid);
     let resource = json!({
