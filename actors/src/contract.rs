@@ -44,6 +44,11 @@ pub struct VerificationRequest {
     /// Defaults to the AMQP `message_id`, so a redelivered request creates nothing new.
     #[serde(default)]
     pub idempotency_key: Option<String>,
+    /// The end user's IP address as the backend saw it: counted by the per-IP
+    /// limit (`throttle.per_ip`). Never stored.
+    #[serde(default)]
+    #[schema(example = "203.0.113.7")]
+    pub end_user_ip: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

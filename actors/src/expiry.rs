@@ -87,6 +87,7 @@ pub async fn prune(pool: &PgPool, send_retention: Duration) -> Result<(), StoreE
     .execute(pool)
     .await?;
     challenges::prune(pool, now - chrono::Duration::days(1)).await?;
+    crate::throttle::prune(pool, now).await?;
     Ok(())
 }
 

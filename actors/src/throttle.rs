@@ -1,10 +1,18 @@
-//! Send throttles, per destination phone and per account (first version).
+//! Send and check throttles, keyed by destination phone, account, end-user IP,
+//! destination country and tenant, plus checks per account.
 //!
-//! Two layers: the throttle actor answers from in-process governor limiters (no
-//! database round trip for the flood case), and `enforce_in_tx` counts the `sends`
-//! table under a transaction-scoped advisory lock, so the limit holds across any
-//! number of processes. Both use the same limits.
+//! Every limit is a GCRA bucket ("`count` per `window`": `count` at once, then
+//! one more every `window / count`), the algorithm governor implements. Two
+//! layers use the same buckets: the throttle actor answers from in-process
+//! governor limiters (no database round trip for the flood case), and
+//! `enforce_in_tx` takes from the same buckets in PostgreSQL
+//! (`verifyd_throttle_take`, migration 0005) inside the transaction that
+//! records the send, so the answer holds across any number of processes. A
+//! refusal names its scope and how long to wait (governor's `NotUntil`, or the
+//! same arithmetic in PostgreSQL).
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,46 +29,123 @@ use verifyd_providers::domain::PhoneNumber;
 
 use crate::ids::AccountId;
 
+/// `count` events per `window_secs`; a `count` of 0 turns the limit off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Limit {
     pub count: u32,
     pub window_secs: u64,
 }
 
 impl Limit {
+    pub const fn new(count: u32, window_secs: u64) -> Self {
+        Limit { count, window_secs }
+    }
+
     pub fn window(&self) -> Duration {
         Duration::from_secs(self.window_secs.max(1))
+    }
+
+    pub fn is_off(&self) -> bool {
+        self.count == 0
+    }
+
+    /// How often one cell comes back: window / count.
+    fn emission(&self) -> Duration {
+        (self.window() / self.count.max(1)).max(Duration::from_micros(1))
     }
 
     /// `count` at once, then one more every window/count.
     fn quota(&self) -> Quota {
         let burst = NonZeroU32::new(self.count.max(1)).unwrap_or(NonZeroU32::MIN);
-        let period = self.window() / burst.get();
-        Quota::with_period(period.max(Duration::from_millis(1)))
-            .unwrap_or_else(|| Quota::per_second(burst))
-            .allow_burst(burst)
+        Quota::with_period(self.emission()).unwrap_or_else(|| Quota::per_second(burst)).allow_burst(burst)
     }
 }
 
+/// The configured limits (`[throttle]`). Defaults follow Twilio Verify's where
+/// it has one (5 sends per phone per 10 minutes).
 #[derive(Debug, Clone, Copy, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Limits {
+    /// Codes sent to one phone number (create and resend).
     pub per_phone: Limit,
+    /// Codes sent for one account.
     pub per_account: Limit,
+    /// New verifications asked for one end-user IP address (`end_user_ip`).
+    pub per_ip: Limit,
+    /// Codes sent to one destination country, per tenant.
+    pub per_country: Limit,
+    /// Codes sent by one tenant in all.
+    pub per_tenant: Limit,
+    /// Code checks for one account, over all its verifications.
+    pub checks_per_account: Limit,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { per_phone: Limit { count: 5, window_secs: 600 }, per_account: Limit { count: 10, window_secs: 600 } }
+        Limits {
+            per_phone: Limit::new(5, 600),
+            per_account: Limit::new(10, 600),
+            per_ip: Limit::new(20, 600),
+            per_country: Limit::new(1_000, 600),
+            per_tenant: Limit::new(6_000, 600),
+            checks_per_account: Limit::new(30, 3_600),
+        }
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+impl Limits {
+    /// No limit at all (load tests).
+    pub fn off() -> Self {
+        let off = Limit::new(0, 1);
+        Limits {
+            per_phone: off,
+            per_account: off,
+            per_ip: off,
+            per_country: off,
+            per_tenant: off,
+            checks_per_account: off,
+        }
+    }
+
+    fn of(&self, scope: Scope) -> Option<Limit> {
+        let limit = match scope {
+            Scope::Phone => self.per_phone,
+            Scope::Account => self.per_account,
+            Scope::Ip => self.per_ip,
+            Scope::Country => self.per_country,
+            Scope::Tenant => self.per_tenant,
+            Scope::Checks => self.checks_per_account,
+            Scope::Verification | Scope::WrongAnswers => return None,
+        };
+        (!limit.is_off()).then_some(limit)
+    }
+
+    /// The longest window of any limit.
+    pub fn longest_window(&self) -> Duration {
+        [self.per_phone, self.per_account, self.per_ip, self.per_country, self.per_tenant, self.checks_per_account]
+            .iter()
+            .map(Limit::window)
+            .max()
+            .unwrap_or_default()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Scope {
     /// Codes sent to one phone number.
     Phone,
     /// Codes sent for one account.
     Account,
+    /// Verifications asked for one end-user IP address.
+    Ip,
+    /// Codes sent to one destination country.
+    Country,
+    /// Codes sent by the tenant in all.
+    Tenant,
+    /// Code checks for one account.
+    Checks,
     /// Sends of one verification (too soon, or too many).
     Verification,
     /// Wrong answers one account gave to its login and step-up challenges.
@@ -72,59 +157,148 @@ impl Scope {
         match self {
             Scope::Phone => "too many codes sent to this phone number",
             Scope::Account => "too many codes sent for this account",
+            Scope::Ip => "too many verifications asked from this end-user IP address",
+            Scope::Country => "too many codes sent to this destination country",
+            Scope::Tenant => "too many codes sent by this tenant",
+            Scope::Checks => "too many code checks for this account",
             Scope::Verification => "this verification cannot send again yet",
             Scope::WrongAnswers => "too many wrong answers for this account",
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Scope::Phone => "phone",
+            Scope::Account => "account",
+            Scope::Ip => "ip",
+            Scope::Country => "country",
+            Scope::Tenant => "tenant",
+            Scope::Checks => "checks",
+            Scope::Verification => "verification",
+            Scope::WrongAnswers => "wrong_answers",
         }
     }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("{}; retry after {} s", scope.describe(), retry_after.as_secs().max(1))]
+#[error("{}; retry after {} s", scope.describe(), retry_after_secs(*retry_after))]
 pub struct Throttled {
     pub scope: Scope,
     pub retry_after: Duration,
 }
 
-/// The in-process limiters; lock-free and shared by every throttle shard.
+/// Whole seconds to wait, rounded up, at least 1 (what `Retry-After` carries).
+pub fn retry_after_secs(wait: Duration) -> u64 {
+    wait.as_secs_f64().ceil().max(1.0) as u64
+}
+
+/// One bucket a request takes from: its scope, limit and key (a digest of the
+/// scope and its parts, so neither a number nor an address is kept).
+#[derive(Clone, Copy)]
+pub struct Bucket {
+    scope: Scope,
+    limit: Limit,
+    key: [u8; 32],
+}
+
+fn digest(parts: &[&str]) -> [u8; 32] {
+    let mut digest = Sha256::new();
+    for part in parts {
+        digest.update(part.as_bytes());
+        digest.update([0u8]);
+    }
+    digest.finalize().into()
+}
+
+/// Who a send is for: everything a send limit is keyed by.
+pub struct Send<'a> {
+    pub tenant_id: Uuid,
+    pub phone: &'a PhoneNumber,
+    pub account: &'a AccountId,
+    /// The end user's address, when the backend passed it.
+    pub ip: Option<IpAddr>,
+}
+
+impl Limits {
+    /// The buckets one code sent takes from (limits turned off are left out).
+    pub fn send_buckets(&self, send: &Send<'_>) -> Vec<Bucket> {
+        let tenant = send.tenant_id.to_string();
+        let ip = send.ip.map(|ip| ip.to_string());
+        let country = send.phone.country().unwrap_or("unknown");
+        let keyed: [(Scope, Option<Vec<&str>>); 5] = [
+            (Scope::Phone, Some(vec![&tenant, send.phone.e164()])),
+            (Scope::Account, Some(vec![&tenant, send.account.as_str()])),
+            (Scope::Ip, ip.as_deref().map(|ip| vec![&tenant, ip])),
+            (Scope::Country, Some(vec![&tenant, country])),
+            (Scope::Tenant, Some(vec![&tenant])),
+        ];
+        keyed.into_iter().filter_map(|(scope, parts)| self.bucket(scope, &parts?)).collect()
+    }
+
+    /// The bucket one code check takes from.
+    pub fn check_buckets(&self, tenant_id: Uuid, account: &AccountId) -> Vec<Bucket> {
+        self.bucket(Scope::Checks, &[&tenant_id.to_string(), account.as_str()]).into_iter().collect()
+    }
+
+    fn bucket(&self, scope: Scope, parts: &[&str]) -> Option<Bucket> {
+        let limit = self.of(scope)?;
+        let mut all = vec![scope.as_str()];
+        all.extend_from_slice(parts);
+        Some(Bucket { scope, limit, key: digest(&all) })
+    }
+}
+
+/// The in-process limiters, one keyed limiter per scope; lock-free and shared
+/// by every throttle shard.
 pub struct Limiters {
-    per_phone: DefaultKeyedRateLimiter<(Uuid, String)>,
-    per_account: DefaultKeyedRateLimiter<(Uuid, String)>,
+    by_scope: HashMap<Scope, DefaultKeyedRateLimiter<[u8; 32]>>,
 }
 
 impl Limiters {
     pub fn new(limits: Limits) -> Self {
-        Limiters {
-            per_phone: RateLimiter::keyed(limits.per_phone.quota()),
-            per_account: RateLimiter::keyed(limits.per_account.quota()),
-        }
+        let scopes = [Scope::Phone, Scope::Account, Scope::Ip, Scope::Country, Scope::Tenant, Scope::Checks];
+        let by_scope =
+            scopes.into_iter().filter_map(|s| Some((s, RateLimiter::keyed(limits.of(s)?.quota())))).collect();
+        Limiters { by_scope }
     }
 
-    fn check(&self, tenant: Uuid, phone: &PhoneNumber, account: &AccountId) -> Result<(), Throttled> {
+    /// Takes a cell from each bucket in turn; the first that is empty refuses.
+    fn check(&self, buckets: &[Bucket]) -> Result<(), Throttled> {
         let now = DefaultClock::default().now();
-        self.per_phone
-            .check_key(&(tenant, phone.e164().to_owned()))
-            .map_err(|not_until| Throttled { scope: Scope::Phone, retry_after: not_until.wait_time_from(now) })?;
-        self.per_account
-            .check_key(&(tenant, account.as_str().to_owned()))
-            .map_err(|not_until| Throttled { scope: Scope::Account, retry_after: not_until.wait_time_from(now) })
+        for bucket in buckets {
+            if let Some(limiter) = self.by_scope.get(&bucket.scope) {
+                limiter.check_key(&bucket.key).map_err(|not_until| Throttled {
+                    scope: bucket.scope,
+                    retry_after: not_until.wait_time_from(now),
+                })?;
+            }
+        }
+        Ok(())
     }
 
     /// Drops keys whose limiter is back to full, so memory follows recent traffic.
     fn housekeeping(&self) {
-        self.per_phone.retain_recent();
-        self.per_phone.shrink_to_fit();
-        self.per_account.retain_recent();
-        self.per_account.shrink_to_fit();
+        for limiter in self.by_scope.values() {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+    }
+
+    /// Keys held in memory, all scopes together.
+    pub fn len(&self) -> usize {
+        self.by_scope.values().map(|l| l.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
-/// May one more code be sent to this phone for this account?
+/// May these buckets give one more cell?
 #[derive(Message)]
 #[rtype(result = "Result<(), Throttled>")]
 pub struct Admit {
-    pub tenant_id: Uuid,
-    pub phone: PhoneNumber,
-    pub account: AccountId,
+    pub buckets: Vec<Bucket>,
 }
 
 pub struct ThrottleActor {
@@ -144,7 +318,10 @@ impl Actor for ThrottleActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         if self.housekeeping {
-            ctx.run_interval(Duration::from_secs(60), |act, _| act.limiters.housekeeping());
+            ctx.run_interval(Duration::from_secs(60), |act, _| {
+                act.limiters.housekeeping();
+                metrics::gauge!("verifyd_throttle_keys").set(act.limiters.len() as f64);
+            });
         }
     }
 }
@@ -153,9 +330,9 @@ impl Handler<Admit> for ThrottleActor {
     type Result = Result<(), Throttled>;
 
     fn handle(&mut self, msg: Admit, _: &mut Self::Context) -> Self::Result {
-        let result = self.limiters.check(msg.tenant_id, &msg.phone, &msg.account);
+        let result = self.limiters.check(&msg.buckets);
         if let Err(t) = &result {
-            metrics::counter!("verifyd_throttled_total", "scope" => format!("{:?}", t.scope)).increment(1);
+            metrics::counter!("verifyd_throttled_total", "scope" => t.scope.as_str()).increment(1);
         }
         result
     }
@@ -164,90 +341,115 @@ impl Handler<Admit> for ThrottleActor {
 /// The advisory-lock key of a throttle key: the first 8 bytes of SHA-256, so every
 /// process, whatever toolchain built it, takes the same lock.
 pub(crate) fn lock_key(parts: &[&str]) -> i64 {
-    let mut digest = Sha256::new();
-    for part in parts {
-        digest.update(part.as_bytes());
-        digest.update([0u8]);
-    }
-    let bytes = digest.finalize();
+    let bytes = digest(parts);
     let mut first = [0u8; 8];
     first.copy_from_slice(&bytes[..8]);
     i64::from_be_bytes(first)
 }
 
-/// The cross-process check, inside the transaction that will record the send.
-/// Serialises sends per phone and per account with advisory locks, then counts.
+/// The cross-process answer, inside the transaction that will record the send
+/// or the check: takes one cell from every bucket, or from none.
 pub async fn enforce_in_tx(
     conn: &mut PgConnection,
-    limits: &Limits,
-    tenant_id: Uuid,
-    phone: &PhoneNumber,
-    account: &AccountId,
+    buckets: &[Bucket],
     now: DateTime<Utc>,
 ) -> Result<Result<(), Throttled>, sqlx::Error> {
-    let tenant = tenant_id.to_string();
-    // Always phone then account, in every transaction: no lock-order deadlock.
-    sqlx::query("SELECT pg_advisory_xact_lock($1), pg_advisory_xact_lock($2)")
-        .bind(lock_key(&["sends", "phone", &tenant, phone.e164()]))
-        .bind(lock_key(&["sends", "account_id", &tenant, account.as_str()]))
-        .execute(&mut *conn)
-        .await?;
-    // A new statement (READ COMMITTED): it sees every send committed before the locks.
-    let (phone_count, phone_oldest, account_count, account_oldest): (
-        i64,
-        Option<DateTime<Utc>>,
-        i64,
-        Option<DateTime<Utc>>,
-    ) = sqlx::query_as(
-        "SELECT count(*) FILTER (WHERE phone = $2 AND sent_at > $4),
-                    min(sent_at) FILTER (WHERE phone = $2 AND sent_at > $4),
-                    count(*) FILTER (WHERE account_id = $3 AND sent_at > $5),
-                    min(sent_at) FILTER (WHERE account_id = $3 AND sent_at > $5)
-             FROM sends WHERE tenant_id = $1
-               AND ((phone = $2 AND sent_at > $4) OR (account_id = $3 AND sent_at > $5))",
-    )
-    .bind(tenant_id)
-    .bind(phone.e164())
-    .bind(account.as_str())
-    .bind(now - limits.per_phone.window())
-    .bind(now - limits.per_account.window())
-    .fetch_one(&mut *conn)
-    .await?;
-    let checks = [
-        (Scope::Phone, limits.per_phone, phone_count, phone_oldest),
-        (Scope::Account, limits.per_account, account_count, account_oldest),
-    ];
-    for (scope, limit, count, oldest) in checks {
-        if count >= i64::from(limit.count) {
-            let free_at = oldest.unwrap_or(now) + limit.window();
-            let retry_after = (free_at - now).to_std().unwrap_or_default().max(Duration::from_secs(1));
-            return Ok(Err(Throttled { scope, retry_after }));
-        }
+    if buckets.is_empty() {
+        return Ok(Ok(()));
     }
-    Ok(Ok(()))
+    let keys: Vec<Vec<u8>> = buckets.iter().map(|b| b.key.to_vec()).collect();
+    let emission: Vec<f64> = buckets.iter().map(|b| b.limit.emission().as_secs_f64()).collect();
+    let window: Vec<f64> = buckets.iter().map(|b| b.limit.window().as_secs_f64()).collect();
+    let (refused_by, wait): (i32, f64) =
+        sqlx::query_as("SELECT refused_by, wait_secs FROM verifyd_throttle_take($1, $2, $3, $4)")
+            .bind(&keys)
+            .bind(&emission)
+            .bind(&window)
+            .bind(now)
+            .fetch_one(&mut *conn)
+            .await?;
+    let Some(bucket) = usize::try_from(refused_by).ok().and_then(|i| i.checked_sub(1)).and_then(|i| buckets.get(i))
+    else {
+        return Ok(Ok(()));
+    };
+    metrics::counter!("verifyd_throttled_total", "scope" => bucket.scope.as_str()).increment(1);
+    Ok(Err(Throttled { scope: bucket.scope, retry_after: Duration::from_secs_f64(wait.max(0.0)) }))
+}
+
+/// Deletes buckets that are full again (their row says nothing a missing row
+/// would not); a bounded batch per call.
+pub async fn prune(pool: &sqlx::PgPool, now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "DELETE FROM throttle_buckets WHERE key IN (
+            SELECT key FROM throttle_buckets WHERE tat < $1 ORDER BY tat LIMIT 5000)",
+    )
+    .bind(now)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn send<'a>(tenant: Uuid, phone: &'a PhoneNumber, account: &'a AccountId) -> Send<'a> {
+        Send { tenant_id: tenant, phone, account, ip: None }
+    }
+
     #[test]
     fn governor_allows_the_burst_then_says_how_long_to_wait() {
-        let limits = Limits {
-            per_phone: Limit { count: 3, window_secs: 600 },
-            per_account: Limit { count: 100, window_secs: 600 },
-        };
+        let limits = Limits { per_phone: Limit::new(3, 600), ..Limits::off() };
         let l = Limiters::new(limits);
         let tenant = Uuid::new_v4();
         let phone = PhoneNumber::parse("+14155552671").unwrap();
         let account = AccountId::parse("a").unwrap();
+        let buckets = limits.send_buckets(&send(tenant, &phone, &account));
         for _ in 0..3 {
-            assert!(l.check(tenant, &phone, &account).is_ok());
+            assert!(l.check(&buckets).is_ok());
         }
-        let t = l.check(tenant, &phone, &account).unwrap_err();
+        let t = l.check(&buckets).unwrap_err();
         assert_eq!(t.scope, Scope::Phone);
         assert!(t.retry_after > Duration::from_secs(190) && t.retry_after <= Duration::from_secs(200), "{t:?}");
         // Another tenant's identical phone has its own budget.
-        assert!(l.check(Uuid::new_v4(), &phone, &account).is_ok());
+        assert!(l.check(&limits.send_buckets(&send(Uuid::new_v4(), &phone, &account))).is_ok());
+    }
+
+    #[test]
+    fn a_limit_turned_off_takes_no_bucket_and_no_ip_takes_no_ip_bucket() {
+        let limits = Limits::default();
+        let phone = PhoneNumber::parse("+447911123456").unwrap();
+        let account = AccountId::parse("a").unwrap();
+        let without_ip = limits.send_buckets(&send(Uuid::new_v4(), &phone, &account));
+        assert_eq!(
+            without_ip.iter().map(|b| b.scope).collect::<Vec<_>>(),
+            [Scope::Phone, Scope::Account, Scope::Country, Scope::Tenant]
+        );
+        let with_ip = Send { ip: Some("203.0.113.7".parse().unwrap()), ..send(Uuid::new_v4(), &phone, &account) };
+        assert_eq!(limits.send_buckets(&with_ip).len(), 5);
+        assert!(Limits::off().send_buckets(&with_ip).is_empty());
+    }
+
+    #[test]
+    fn memory_follows_recent_traffic() {
+        let limits = Limits { per_phone: Limit::new(10, 1), ..Limits::off() };
+        let l = Limiters::new(limits);
+        let account = AccountId::parse("a").unwrap();
+        for n in 0..100 {
+            let phone = PhoneNumber::parse(&format!("+4479111{n:05}")).unwrap();
+            assert!(l.check(&limits.send_buckets(&send(Uuid::nil(), &phone, &account))).is_ok());
+        }
+        assert_eq!(l.len(), 100);
+        // One cell comes back every 100 ms; governor forgets a key a cell after that.
+        std::thread::sleep(Duration::from_millis(300));
+        l.housekeeping();
+        assert!(l.is_empty(), "full buckets are forgotten: {} left", l.len());
+    }
+
+    #[test]
+    fn retry_after_rounds_up_to_whole_seconds() {
+        assert_eq!(retry_after_secs(Duration::from_millis(1)), 1);
+        assert_eq!(retry_after_secs(Duration::from_millis(119_001)), 120);
+        assert_eq!(retry_after_secs(Duration::from_secs(120)), 120);
     }
 }

@@ -3,6 +3,7 @@
 //! account; all state is in PostgreSQL and every change is one transaction with
 //! the outbox rows that announce it.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -106,6 +107,8 @@ pub struct Request {
     pub locale: Locale,
     pub code_length: Option<CodeLength>,
     pub idempotency_key: Option<String>,
+    /// The end user's address as the backend saw it, for the per-IP limit.
+    pub end_user_ip: Option<IpAddr>,
 }
 
 #[derive(Debug)]
@@ -177,14 +180,9 @@ pub fn stored_precision(t: DateTime<Utc>) -> DateTime<Utc> {
 impl Issuer {
     /// The in-process throttle's answer (no database round trip); the limits are
     /// enforced again, across processes, inside `issue_in_tx`.
-    pub async fn admit(
-        &self,
-        tenant: &Tenant,
-        phone: &PhoneNumber,
-        account: &AccountId,
-    ) -> Result<(), VerificationError> {
-        let admit = Admit { tenant_id: tenant.id, phone: phone.clone(), account: account.clone() };
-        self.throttle.pick(&phone.e164()).send(admit).await??;
+    pub async fn admit(&self, send: &throttle::Send<'_>) -> Result<(), VerificationError> {
+        let admit = Admit { buckets: self.limits.send_buckets(send) };
+        self.throttle.pick(&send.phone.e164()).send(admit).await??;
         Ok(())
     }
 
@@ -208,7 +206,13 @@ impl Issuer {
         let code_sealed = self.keys.seal(id, &code);
         drop(code);
         let expires_at = now + policy.ttl;
-        throttle::enforce_in_tx(&mut *tx, &self.limits, tenant.id, &request.phone, &request.account_id, now).await??;
+        let send = throttle::Send {
+            tenant_id: tenant.id,
+            phone: &request.phone,
+            account: &request.account_id,
+            ip: request.end_user_ip,
+        };
+        throttle::enforce_in_tx(&mut *tx, &self.limits.send_buckets(&send), now).await??;
         let inserted = store::insert(
             &mut *tx,
             &NewVerification {
@@ -278,7 +282,8 @@ impl Issuer {
     ) -> Result<Verification, VerificationError> {
         let mut v = store::lock(&mut *tx, tenant_id, id).await?.ok_or(VerificationError::NotFound)?;
         lifecycle::resend(&v.state, &self.policy.resend, now).map_err(|r| refused(r, &v, now))?;
-        throttle::enforce_in_tx(&mut *tx, &self.limits, v.tenant_id, &v.phone, &v.account_id, now).await??;
+        let send = throttle::Send { tenant_id: v.tenant_id, phone: &v.phone, account: &v.account_id, ip: None };
+        throttle::enforce_in_tx(&mut *tx, &self.limits.send_buckets(&send), now).await??;
         let channel = channel.unwrap_or(v.channel);
         store::save_resend(&mut *tx, v.id, channel, now).await?;
         store::log_send(&mut *tx, v.tenant_id, &v.phone, &v.account_id, now).await?;
@@ -302,6 +307,11 @@ impl Issuer {
         now: DateTime<Utc>,
     ) -> Result<Checked, VerificationError> {
         let mut v = store::lock(&mut *tx, tenant_id, id).await?.ok_or(VerificationError::NotFound)?;
+        if v.state.status == Status::Pending {
+            // Checks per account, over all its verifications; a refused check
+            // rolls back and costs the verification no attempt.
+            throttle::enforce_in_tx(&mut *tx, &self.limits.check_buckets(v.tenant_id, &v.account_id), now).await??;
+        }
         let matches = self.keys.matches(v.id, code, &v.code_mac);
         let outcome = lifecycle::check(&v.state, matches, now);
         let (attempts, event) = match outcome {
@@ -345,7 +355,13 @@ async fn create(deps: &Deps, mut msg: Create) -> Result<Created, VerificationErr
         }
     }
     let issuer = &deps.issuer;
-    issuer.admit(&msg.tenant, &msg.request.phone, &msg.request.account_id).await?;
+    let send = throttle::Send {
+        tenant_id: msg.tenant.id,
+        phone: &msg.request.phone,
+        account: &msg.request.account_id,
+        ip: msg.request.end_user_ip,
+    };
+    issuer.admit(&send).await?;
     let mut tx = issuer.pool.begin().await?;
     let Some(verification) =
         issuer.issue_in_tx(&mut tx, &msg.tenant, msg.request.clone(), msg.reply.clone(), msg.now).await?
@@ -416,7 +432,7 @@ async fn resend(deps: &Deps, mut msg: Resend) -> Result<Verification, Verificati
     // Refuse cheaply without a lock, then ask the throttle, then decide under the lock.
     let v = store::get(&issuer.pool, msg.tenant.id, msg.id).await?.ok_or(VerificationError::NotFound)?;
     lifecycle::resend(&v.state, &issuer.policy.resend, msg.now).map_err(|r| refused(r, &v, msg.now))?;
-    issuer.admit(&msg.tenant, &v.phone, &v.account_id).await?;
+    issuer.admit(&throttle::Send { tenant_id: msg.tenant.id, phone: &v.phone, account: &v.account_id, ip: None }).await?;
 
     let mut tx = issuer.pool.begin().await?;
     let v = issuer.resend_in_tx(&mut tx, msg.tenant.id, msg.id, msg.channel, msg.now).await?;

@@ -237,7 +237,14 @@ async fn run_verifyd(args: &Args, consumers: usize, mock_url: &str, received: &R
     config.amqp.prefetch = args.prefetch;
     config.database.max_connections = 20;
     let unlimited = Limit { count: 1_000_000, window_secs: 600 };
-    config.throttle = Limits { per_phone: unlimited, per_account: unlimited };
+    config.throttle = Limits {
+        per_phone: unlimited,
+        per_account: unlimited,
+        per_ip: unlimited,
+        per_country: unlimited,
+        per_tenant: unlimited,
+        checks_per_account: unlimited,
+    };
     let mut twilio = TwilioConfig::new("ACbench", "bench-token", "+15005550006");
     twilio.base_url = mock_url.to_owned();
     config.providers = Providers {

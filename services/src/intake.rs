@@ -101,7 +101,7 @@ impl Intake {
             Err(VerificationError::Throttled(t)) => {
                 let detail = json!({
                     "error": "throttled", "account_id": account_id, "scope": t.scope,
-                    "retry_after": t.retry_after.as_secs().max(1),
+                    "retry_after": verifyd_actors::throttle::retry_after_secs(t.retry_after),
                 });
                 self.reject(channel, &tenant, reply.as_ref(), detail).await?;
                 Ok(())

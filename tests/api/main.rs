@@ -16,4 +16,5 @@ mod providers;
 mod routing;
 mod secrecy;
 mod soak;
+mod throttling;
 mod verification_flow;

@@ -377,7 +377,7 @@ async fn send_code(
         Some(c) => c,
         None => factor.kind.parse::<Channel>().map_err(|e| corrupt(e.to_string()))?,
     };
-    issuer.admit(tenant, &phone, account_id).await?;
+    issuer.admit(&crate::throttle::Send { tenant_id: tenant.id, phone: &phone, account: account_id, ip: None }).await?;
     let request = Request {
         account_id: account_id.clone(),
         phone,
@@ -385,6 +385,7 @@ async fn send_code(
         locale: locale.clone(),
         code_length: None,
         idempotency_key: None,
+        end_user_ip: None,
     };
     let v = issuer
         .issue_in_tx(tx, tenant, request, None, now)

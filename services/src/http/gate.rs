@@ -162,7 +162,7 @@ impl From<&verifyd_actors::account_state::ChallengeView> for ChallengeView {
             sent: view.sent.as_ref().map(SentView::from),
             send_throttled: view.send_throttled.map(|t| SendThrottled {
                 scope: t.scope,
-                retry_after: t.retry_after.as_secs() + u64::from(t.retry_after.subsec_nanos() > 0),
+                retry_after: verifyd_actors::throttle::retry_after_secs(t.retry_after),
             }),
         }
     }

@@ -2,7 +2,6 @@
 //! (`application/problem+json`) with a stable machine-readable `type`.
 //! Messages never carry a code, a key or an internal error text.
 
-use std::time::Duration;
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
@@ -14,7 +13,7 @@ use verifyd_actors::lifecycle::Status;
 use verifyd_actors::policy::PolicyRefusal;
 use verifyd_actors::proof::ProofError;
 use verifyd_actors::store::challenges::ChallengeStatus;
-use verifyd_actors::throttle::{Scope, Throttled};
+use verifyd_actors::throttle::{Scope, Throttled, retry_after_secs};
 use verifyd_actors::verification::VerificationError;
 
 #[derive(Debug, thiserror::Error)]
@@ -147,10 +146,6 @@ impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
         ApiError::internal(e)
     }
-}
-
-fn retry_after_secs(d: Duration) -> u64 {
-    d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
 impl ResponseError for ApiError {

@@ -71,7 +71,7 @@ impl View {
 /// Parses a request (the same body over HTTP and AMQP); `fallback_key` is the
 /// `Idempotency-Key` header or the AMQP `message_id`, used when the body has none.
 pub fn parse_request(request: VerificationRequest, fallback_key: Option<String>) -> Result<Request, ApiError> {
-    let VerificationRequest { account_id, phone, channel, locale, code_length, idempotency_key } = request;
+    let VerificationRequest { account_id, phone, channel, locale, code_length, idempotency_key, end_user_ip } = request;
     let idempotency_key = idempotency_key.or(fallback_key);
     if let Some(key) = &idempotency_key
         && (key.is_empty() || key.len() > 255)
@@ -90,6 +90,11 @@ pub fn parse_request(request: VerificationRequest, fallback_key: Option<String>)
             .unwrap_or_default(),
         code_length: code_length.map(CodeLength::new).transpose().map_err(|e| ApiError::field("code_length", e))?,
         idempotency_key,
+        end_user_ip: end_user_ip
+            .as_deref()
+            .map(|ip| ip.trim().parse::<std::net::IpAddr>())
+            .transpose()
+            .map_err(|_| ApiError::field("end_user_ip", "must be an IPv4 or IPv6 address"))?,
     })
 }
 

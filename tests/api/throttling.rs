@@ -1,0 +1,146 @@
+//! Send and check limits: each scope refuses with 429, its name and a
+//! `Retry-After` from the same GCRA arithmetic as governor's `NotUntil`; and
+//! two processes answer as one, because PostgreSQL holds the same buckets.
+
+use std::time::Duration;
+
+use lapin::BasicProperties;
+use serde_json::{Value, json};
+use verifyd_actors::throttle::Limit;
+
+use crate::helpers::{Reply, TestApp, spawn_app_with};
+
+fn uk(n: usize) -> String {
+    format!("+4479111{:05}", 50_000 + n)
+}
+
+async fn create_at(app: &TestApp, base: &str, body: Value) -> Reply {
+    app.post_json_at(base, "/v1/verifications", &body).await
+}
+
+fn retry_after(reply: &Reply) -> u64 {
+    reply.headers["retry-after"].to_str().unwrap().parse().unwrap()
+}
+
+/// A 429 that names its scope in the body and agrees with its header.
+fn assert_throttled(reply: &Reply, scope: &str) -> u64 {
+    assert_eq!(reply.status, 429, "{:?}", reply.body);
+    assert_eq!(reply.body["error"], "throttled");
+    assert_eq!(reply.body["scope"], scope, "{:?}", reply.body);
+    let secs = retry_after(reply);
+    assert_eq!(reply.body["retry_after"].as_u64(), Some(secs), "body and header agree");
+    secs
+}
+
+#[actix_rt::test]
+async fn two_processes_give_the_same_answer_and_retry_after_as_one() {
+    // 3 per 60 s: three at once, then one every 20 s.
+    let mut app = spawn_app_with(|c| c.throttle.per_phone = Limit::new(3, 60)).await;
+    let other = app.start_another_serve().await;
+    let phone = uk(1);
+    let body = |n: usize| json!({ "account_id": format!("acct-{n}"), "phone": phone, "channel": "sms" });
+    // Two through this process, one through the other: each process's own
+    // limiter saw fewer than three.
+    assert_eq!(create_at(&app, &app.address, body(0)).await.status, 201);
+    assert_eq!(create_at(&app, &other, body(1)).await.status, 201);
+    assert_eq!(create_at(&app, &app.address, body(2)).await.status, 201);
+
+    let here = create_at(&app, &app.address, body(3)).await;
+    let there = create_at(&app, &other, body(4)).await;
+    let (a, b) = (assert_throttled(&here, "phone"), assert_throttled(&there, "phone"));
+    // The next cell is 20 s after the first send: both say so (to the second).
+    assert!((19..=20).contains(&a) && (19..=20).contains(&b), "Retry-After {a} and {b}");
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM verifications").fetch_one(&app.pool).await.unwrap();
+    assert_eq!(stored, 3, "a refused request stores nothing");
+    assert!(app.twilio.wait_for_next_code(&phone, 2, Duration::from_secs(10)).await.is_some());
+    assert_eq!(app.twilio.deliveries_to(&phone).await, 3);
+}
+
+#[actix_rt::test]
+async fn the_end_user_ip_limit_holds_across_processes_and_counts_only_that_address() {
+    let mut app = spawn_app_with(|c| c.throttle.per_ip = Limit::new(3, 600)).await;
+    let other = app.start_another_serve().await;
+    let from = |n: usize, ip: Option<&str>| {
+        let mut body = json!({ "account_id": format!("ip-{n}"), "phone": uk(100 + n), "channel": "sms" });
+        if let Some(ip) = ip {
+            body["end_user_ip"] = json!(ip);
+        }
+        body
+    };
+    let attacker = Some("203.0.113.7");
+    assert_eq!(create_at(&app, &app.address, from(0, attacker)).await.status, 201);
+    assert_eq!(create_at(&app, &other, from(1, attacker)).await.status, 201);
+    assert_eq!(create_at(&app, &other, from(2, attacker)).await.status, 201);
+    assert_throttled(&create_at(&app, &app.address, from(3, attacker)).await, "ip");
+    assert_throttled(&create_at(&app, &other, from(4, attacker)).await, "ip");
+    // Another address, IPv6 included, and a request without one, are not affected.
+    assert_eq!(create_at(&app, &app.address, from(5, Some("2001:db8::1"))).await.status, 201);
+    assert_eq!(create_at(&app, &other, from(6, None)).await.status, 201);
+    // An address that is not one is refused as such, not counted.
+    let bad = create_at(&app, &app.address, from(7, Some("203.0.113.7; DROP"))).await;
+    assert_eq!(bad.status, 422, "{:?}", bad.body);
+    assert_eq!(bad.body["field"], "end_user_ip");
+}
+
+#[actix_rt::test]
+async fn country_and_tenant_limits_refuse_their_own_scope_only() {
+    let app = spawn_app_with(|c| {
+        c.throttle.per_country = Limit::new(2, 600);
+        c.throttle.per_tenant = Limit::new(3, 600);
+    })
+    .await;
+    let sms = |n: usize, phone: &str| json!({ "account_id": format!("c-{n}"), "phone": phone, "channel": "sms" });
+    assert_eq!(app.post_json("/v1/verifications", &sms(0, &uk(200))).await.status, 201);
+    assert_eq!(app.post_json("/v1/verifications", &sms(1, &uk(201))).await.status, 201);
+    assert_throttled(&app.post_json("/v1/verifications", &sms(2, &uk(202))).await, "country");
+    // A US number is another country; the tenant's third code.
+    assert_eq!(app.post_json("/v1/verifications", &sms(3, "+14155552680")).await.status, 201);
+    assert_throttled(&app.post_json("/v1/verifications", &sms(4, "+14155552681")).await, "tenant");
+    // Another tenant has its own budget.
+    let key = app.other_tenant("other-tenant").await;
+    let theirs = app.post_json_as(&key, "/v1/verifications", &sms(5, "+14155552682")).await;
+    assert_eq!(theirs.status, 201, "{:?}", theirs.body);
+}
+
+#[actix_rt::test]
+async fn checks_per_account_span_its_verifications_and_a_refused_check_costs_no_attempt() {
+    let app = spawn_app_with(|c| c.throttle.checks_per_account = Limit::new(3, 3_600)).await;
+    let first = app.create_verification("checker", &uk(300), "sms").await.body["id"].as_str().unwrap().to_owned();
+    let second = app.create_verification("checker", &uk(301), "sms").await.body["id"].as_str().unwrap().to_owned();
+    let code = app.code_sent_to(&uk(301)).await;
+    let wrong: String = code.chars().map(|c| if c == '0' { '1' } else { '0' }).collect();
+    assert_eq!(app.check(&first, &wrong).await.status, 200);
+    assert_eq!(app.check(&first, &wrong).await.status, 200);
+    assert_eq!(app.check(&second, &wrong).await.status, 200);
+    let refused = app.check(&second, &code).await;
+    let secs = assert_throttled(&refused, "checks");
+    assert!((1199..=1200).contains(&secs), "one check back every 20 min: {secs}");
+    let attempts: i32 = sqlx::query_scalar("SELECT attempts FROM verifications WHERE id = $1::uuid")
+        .bind(&second)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(attempts, 1, "the refused check was not counted against the verification");
+    assert_eq!(app.get(&format!("/v1/verifications/{second}")).await.body["status"], "pending");
+    // Another account checks freely.
+    let other = app.create_verification("someone-else", &uk(302), "sms").await.body["id"].as_str().unwrap().to_owned();
+    let theirs = app.code_sent_to(&uk(302)).await;
+    assert_eq!(app.check(&other, &theirs).await.body["status"], "approved");
+}
+
+#[actix_rt::test]
+async fn a_throttled_amqp_request_gets_a_rejected_event_with_scope_and_retry_after() {
+    let app = spawn_app_with(|c| c.throttle.per_phone = Limit::new(1, 600)).await;
+    let mut rejected = app.capture_events(&format!("{}.verification.rejected", app.tenant)).await;
+    assert_eq!(app.create_verification("amqp-1", &uk(400), "sms").await.status, 201);
+    let body = json!({ "account_id": "amqp-2", "phone": uk(400), "channel": "sms" }).to_string();
+    app.publish_request(&app.tenant, body.as_bytes(), BasicProperties::default()).await;
+    let event = rejected.next(Duration::from_secs(10)).await.expect("a rejected event").json();
+    assert_eq!(event["error"], "throttled");
+    assert_eq!(event["scope"], "phone");
+    let secs = event["retry_after"].as_u64().unwrap();
+    assert!((599..=600).contains(&secs), "{secs}");
+    assert!(!event.to_string().contains(&uk(400)[3..]), "the event does not carry the number: {event}");
+    app.requests_drained().await;
+    assert_eq!(app.twilio.sent_sms().await.len(), 1);
+}
