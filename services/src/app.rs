@@ -158,6 +158,7 @@ pub async fn start(config: &Config, role: Role, metrics: Option<PrometheusHandle
         amqp: amqp.clone(),
         metrics,
         keys,
+        trusted_proxies: config.http.trusted_proxies.clone(),
         receipts,
         app_name: config.verification.app_name.clone(),
     });

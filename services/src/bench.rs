@@ -16,7 +16,6 @@ use futures_util::future::BoxFuture;
 use lapin::message::Delivery;
 use lapin::options::{ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::FieldTable;
-use secrecy::ExposeSecret;
 use sqlx::PgPool;
 use uuid::Uuid;
 use verifyd_actors::consumer::{self, DeliveryHandler, Disposition};
@@ -257,8 +256,13 @@ async fn run_verifyd(args: &Args, consumers: usize, mock_url: &str, received: &R
         let mut running = app::start(&config, Role::Serve, None).await?;
         let port = running.port.context("serve listens")?;
         actix_rt::spawn(running.server.take().context("serve has a server")?);
-        let (_, key) = crate::api_keys::create(&running.core.pool, "bench", None).await?;
-        let key = key.expose_secret().to_owned();
+        let spec = crate::api_keys::KeySpec {
+            label: Some("bench".into()),
+            scopes: crate::api_keys::Scopes::of(&[crate::api_keys::Scope::Verify]),
+            sources: Default::default(),
+        };
+        let (_, issued) = crate::api_keys::create(&running.core.pool, "bench", &spec).await?;
+        let key = issued.secret().to_owned();
         let client = reqwest::Client::new();
         let endpoint = format!("http://127.0.0.1:{port}/v1/verifications");
 

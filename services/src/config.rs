@@ -66,6 +66,9 @@ pub struct Http {
     pub workers: usize,
     /// How long a checked API key is remembered; a revocation takes effect within it.
     pub key_cache_secs: u64,
+    /// Reverse proxies (CIDR) whose `X-Forwarded-For` is believed when they are
+    /// the TCP peer; empty: the peer is always the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// The base URL providers reach this deployment at (`https://verifyd.example.com`):
     /// providers that fetch a call's script (Plivo) are given signed links under it.
     pub public_url: Option<String>,
@@ -78,6 +81,7 @@ impl Default for Http {
             max_body_bytes: 16 * 1024,
             workers: 0,
             key_cache_secs: 5,
+            trusted_proxies: Vec::new(),
             public_url: None,
         }
     }

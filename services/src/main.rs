@@ -1,13 +1,15 @@
-//! `verifyd`: serve | worker | migrate | keys create | bench.
+//! `verifyd`: serve | worker | migrate | keys create/list/rotate/revoke | queues | bench | openapi.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use secrecy::ExposeSecret;
+use verifyd::api_keys::{AllowedSources, KeySpec, Scopes};
 use verifyd::config::Config;
 use verifyd::{api_keys, app, bench, telemetry};
 use verifyd_actors::runtime::Role;
+use verifyd_actors::store::tenants;
 
 #[derive(Parser)]
 #[command(name = "verifyd", version, about = "Self-hosted phone verification and two-factor service")]
@@ -51,7 +53,29 @@ enum KeysCommand {
         tenant: String,
         #[arg(long)]
         label: Option<String>,
+        /// What the key may call: verify, enrol, admin, ops (comma-separated or repeated).
+        #[arg(long, value_delimiter = ',', default_value = "verify,enrol")]
+        scope: Vec<String>,
+        /// Networks the key is accepted from (10.0.0.0/8, comma-separated or
+        /// repeated); none: anywhere.
+        #[arg(long, value_delimiter = ',')]
+        cidr: Vec<String>,
     },
+    /// List a tenant's keys (never their secrets).
+    List {
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Issue a new key with the same tenant, label, scopes and networks; the
+    /// old one keeps working for the grace period. The new key is printed once.
+    Rotate {
+        key_id: String,
+        /// How long the old key stays valid: 30s, 15m, 24h, 7d (at most 30 days).
+        #[arg(long, default_value = "24h")]
+        grace: String,
+    },
+    /// Revoke a key. Running processes stop accepting it within http.key_cache_secs.
+    Revoke { key_id: String },
 }
 
 #[actix_web::main]
@@ -108,6 +132,51 @@ fn valid_tenant_name(name: &str) -> bool {
         && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
 }
 
+async fn keys(config: &Config, command: KeysCommand) -> anyhow::Result<()> {
+    let pool = app::database(config, true).await?;
+    match command {
+        KeysCommand::Create { tenant, label, scope, cidr } => {
+            anyhow::ensure!(
+                valid_tenant_name(&tenant),
+                "tenant name must be lowercase letters, digits and '-' (max 63)"
+            );
+            let scopes = Scopes::parse(&scope)?;
+            anyhow::ensure!(!scopes.is_empty(), "give at least one --scope");
+            let sources = AllowedSources::parse(&cidr)?;
+            let spec = KeySpec { label, scopes, sources };
+            let (tenant, issued) = api_keys::create(&pool, &tenant, &spec).await?;
+            eprintln!("API key for tenant {:?} (shown once; store it now):", tenant.name);
+            eprintln!("{}", api_keys::describe(&issued.info));
+            println!("{}", issued.secret());
+        }
+        KeysCommand::List { tenant } => {
+            let tenant = tenants::by_name(&pool, &tenant).await?.context("no tenant of that name")?;
+            for key in api_keys::list(&pool, &tenant).await? {
+                println!("{}", api_keys::describe(&key));
+            }
+        }
+        KeysCommand::Rotate { key_id, grace } => {
+            let grace = api_keys::parse_grace(&grace)?;
+            let rotated = api_keys::rotate_any(&pool, &key_id, grace)
+                .await?
+                .context("no live key (not revoked or expired) with that id")?;
+            eprintln!("{}", api_keys::describe(&rotated.previous));
+            eprintln!("New key (shown once; store it now):");
+            eprintln!("{}", api_keys::describe(&rotated.issued.info));
+            println!("{}", rotated.issued.secret());
+        }
+        KeysCommand::Revoke { key_id } => {
+            let revoked = api_keys::revoke_any(&pool, &key_id).await?.context("no key with that id")?;
+            eprintln!(
+                "revoked; running processes stop accepting it within http.key_cache_secs ({} s)",
+                config.http.key_cache_secs
+            );
+            println!("{}", api_keys::describe(&revoked));
+        }
+    }
+    Ok(())
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Bench(args) = cli.command {
         return bench::run(args).await;
@@ -153,17 +222,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("migrations applied");
             Ok(())
         }
-        Command::Keys(KeysCommand::Create { tenant, label }) => {
-            anyhow::ensure!(
-                valid_tenant_name(&tenant),
-                "tenant name must be lowercase letters, digits and '-' (max 63)"
-            );
-            let pool = app::database(&config, true).await?;
-            let (tenant, key) = api_keys::create(&pool, &tenant, label.as_deref()).await?;
-            eprintln!("API key for tenant {:?} (shown once; store it now):", tenant.name);
-            println!("{}", key.expose_secret());
-            Ok(())
-        }
+        Command::Keys(command) => keys(&config, command).await,
         Command::Queues => {
             let amqp = app::rabbitmq(&config).await?;
             let settings = app::settings(&config)?;

@@ -138,12 +138,14 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
 
     let pool = running.core.pool.clone();
     let tenant = format!("t{}", &id[..12]);
-    let (_, key) = verifyd::api_keys::create(&pool, &tenant, Some("tests")).await.expect("api key");
+    // Every scope, from anywhere: what keys made before scopes existed have.
+    let spec = verifyd::api_keys::KeySpec::unrestricted(Some("tests"));
+    let (_, key) = verifyd::api_keys::create(&pool, &tenant, &spec).await.expect("api key");
     let topology = running.core.topology.clone();
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
         client: reqwest::Client::new(),
-        api_key: key.expose_secret().to_owned(),
+        api_key: key.secret().to_owned(),
         tenant,
         twilio,
         pool,
@@ -170,7 +172,7 @@ impl TestApp {
         format!("{}{}", self.address, path)
     }
 
-    async fn send(&self, req: reqwest::RequestBuilder) -> Reply {
+    pub async fn send(&self, req: reqwest::RequestBuilder) -> Reply {
         let response = req.send().await.expect("request reaches verifyd");
         let status = response.status().as_u16();
         let headers = response.headers().clone();
@@ -358,8 +360,9 @@ impl TestApp {
 
     /// Another tenant with its own key, on the same service.
     pub async fn other_tenant(&self, name: &str) -> String {
-        let (_, key) = verifyd::api_keys::create(&self.pool, name, None).await.expect("api key");
-        key.expose_secret().to_owned()
+        let spec = verifyd::api_keys::KeySpec::unrestricted(None);
+        let (_, key) = verifyd::api_keys::create(&self.pool, name, &spec).await.expect("api key");
+        key.secret().to_owned()
     }
 
     /// A new channel and a server-named queue that lives as long as the test's

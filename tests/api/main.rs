@@ -2,6 +2,7 @@
 //! with only the SMS/voice provider (Twilio) mocked by wiremock.
 
 mod amqp_requests;
+mod api_keys;
 mod concurrency;
 mod delivery;
 mod enrolment;

@@ -28,7 +28,8 @@ async fn every_documented_operation_is_routed() {
             .replace("{organisation_id}", "acme")
             .replace("{id}", "00000000-0000-4000-8000-000000000000")
             .replace("{factor_id}", "00000000-0000-4000-8000-000000000000")
-            .replace("{challenge_id}", "00000000-0000-4000-8000-000000000000");
+            .replace("{challenge_id}", "00000000-0000-4000-8000-000000000000")
+            .replace("{key_id}", "vk_000000000000");
         for (method, operation) in operations.as_object().unwrap() {
             if operation.get("security").is_none() {
                 continue;

@@ -2,6 +2,7 @@
 //! queries into `FromRow` structs and converted to domain types with `TryFrom`,
 //! so a build never needs a database.
 
+pub mod api_keys;
 pub mod attempts;
 pub mod audit;
 pub mod backup_codes;

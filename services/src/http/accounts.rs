@@ -4,7 +4,7 @@ use actix_web::{HttpResponse, web};
 use verifyd_actors::account_state::ListFactors;
 use verifyd_actors::store::factors::Factor;
 
-use super::auth::Caller;
+use super::auth::{Caller, Enrol};
 use super::problem::ApiError;
 use super::{AppState, account_id};
 
@@ -24,10 +24,10 @@ pub struct Factors {
 #[utoipa::path(get, path = "/v1/accounts/{account_id}/factors", tag = "factors",
     params(("account_id" = String, Path)),
     responses((status = 200, body = Factors)),
-    security(("api_key" = [])))]
+    security(("api_key" = ["enrol"])))]
 async fn factors(
     state: web::Data<AppState>,
-    Caller(tenant, _): Caller,
+    Caller { tenant, .. }: Caller<Enrol>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let account_id = account_id(&path)?;

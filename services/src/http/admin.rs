@@ -17,7 +17,7 @@ use verifyd_actors::store::audit::{self, Record};
 use verifyd_actors::store::factors::Factor;
 use verifyd_actors::store::organisations;
 
-use super::auth::Caller;
+use super::auth::{Admin, Caller};
 use super::problem::{ApiError, Problem};
 use super::{AppState, ProofField, account_id, organisation_id, path_id, typed, who};
 
@@ -78,10 +78,10 @@ pub struct FactorBody {
         (status = 409, description = "`last_factor_mandatory`, `challenge_closed`", body = Problem),
         (status = 422, description = "Wrong code (`attempts_left`) or neither authority given", body = Problem),
         (status = 429, description = "Too many wrong answers lately (`wrong_answers`)", body = Problem)),
-    security(("api_key" = [])))]
+    security(("api_key" = ["admin"])))]
 async fn remove_factor(
     state: web::Data<AppState>,
-    Caller(tenant, key_id): Caller,
+    Caller { tenant, key_id, .. }: Caller<Admin>,
     path: web::Path<(String, String)>,
     body: web::Json<RemoveBody>,
 ) -> Result<HttpResponse, ApiError> {
@@ -127,10 +127,10 @@ pub struct StepUpBody {
 #[utoipa::path(put, path = "/v1/accounts/{account_id}/factors/{factor_id}/default", tag = "factors",
     params(("account_id" = String, Path), ("factor_id" = Uuid, Path)), request_body = StepUpBody,
     responses((status = 200, body = FactorBody), (status = 403, body = Problem), (status = 404, body = Problem)),
-    security(("api_key" = [])))]
+    security(("api_key" = ["admin"])))]
 async fn set_default(
     state: web::Data<AppState>,
-    Caller(tenant, key_id): Caller,
+    Caller { tenant, key_id, .. }: Caller<Admin>,
     path: web::Path<(String, String)>,
     body: web::Json<StepUpBody>,
 ) -> Result<HttpResponse, ApiError> {
@@ -155,10 +155,10 @@ async fn set_default(
     params(("account_id" = String, Path), ("factor_id" = Uuid, Path)), request_body = ActivateBody,
     responses((status = 200, body = FactorBody), (status = 403, body = Problem),
         (status = 404, description = "No such pending phone factor", body = Problem)),
-    security(("api_key" = [])))]
+    security(("api_key" = ["admin"])))]
 async fn activate(
     state: web::Data<AppState>,
-    Caller(tenant, key_id): Caller,
+    Caller { tenant, key_id, .. }: Caller<Admin>,
     path: web::Path<(String, String)>,
     body: web::Json<ActivateBody>,
 ) -> Result<HttpResponse, ApiError> {
@@ -210,10 +210,10 @@ pub struct ResetView {
 #[utoipa::path(post, path = "/v1/accounts/{account_id}/reset", tag = "organisations",
     params(("account_id" = String, Path)), request_body = ResetBody,
     responses((status = 200, body = ResetView), (status = 422, body = Problem)),
-    security(("api_key" = [])))]
+    security(("api_key" = ["admin"])))]
 async fn reset(
     state: web::Data<AppState>,
-    Caller(tenant, key_id): Caller,
+    Caller { tenant, key_id, .. }: Caller<Admin>,
     path: web::Path<String>,
     body: web::Json<ResetBody>,
 ) -> Result<HttpResponse, ApiError> {
@@ -248,10 +248,10 @@ pub struct PolicyView {
 #[utoipa::path(get, path = "/v1/organisations/{organisation_id}/policy", tag = "organisations",
     params(("organisation_id" = String, Path)),
     responses((status = 200, body = PolicyView)),
-    security(("api_key" = [])))]
+    security(("api_key" = ["admin"])))]
 async fn get_policy(
     state: web::Data<AppState>,
-    Caller(tenant, _): Caller,
+    Caller { tenant, .. }: Caller<Admin>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let org = organisation_id(&path)?;
@@ -298,10 +298,10 @@ pub struct PolicyChangeView {
         (status = 403, description = "`step_up_required` or `invalid_proof`", body = Problem),
         (status = 409, description = "`policy_mandatory` or `sso_with_required_policy`", body = Problem),
         (status = 422, body = Problem)),
-    security(("api_key" = [])))]
+    security(("api_key" = ["admin"])))]
 async fn put_policy(
     state: web::Data<AppState>,
-    Caller(tenant, key_id): Caller,
+    Caller { tenant, key_id, .. }: Caller<Admin>,
     path: web::Path<String>,
     body: web::Json<PolicyBody>,
 ) -> Result<HttpResponse, ApiError> {
@@ -370,10 +370,10 @@ async fn audit_page(
 #[utoipa::path(get, path = "/v1/accounts/{account_id}/audit", tag = "audit",
     params(("account_id" = String, Path), Page),
     responses((status = 200, body = AuditPage), (status = 422, body = Problem)),
-    security(("api_key" = [])))]
+    security(("api_key" = ["admin"])))]
 async fn account_audit(
     state: web::Data<AppState>,
-    Caller(tenant, _): Caller,
+    Caller { tenant, .. }: Caller<Admin>,
     path: web::Path<String>,
     page: web::Query<Page>,
 ) -> Result<HttpResponse, ApiError> {
@@ -385,10 +385,10 @@ async fn account_audit(
 #[utoipa::path(get, path = "/v1/organisations/{organisation_id}/audit", tag = "audit",
     params(("organisation_id" = String, Path), Page),
     responses((status = 200, body = AuditPage), (status = 422, body = Problem)),
-    security(("api_key" = [])))]
+    security(("api_key" = ["admin"])))]
 async fn organisation_audit(
     state: web::Data<AppState>,
-    Caller(tenant, _): Caller,
+    Caller { tenant, .. }: Caller<Admin>,
     path: web::Path<String>,
     page: web::Query<Page>,
 ) -> Result<HttpResponse, ApiError> {

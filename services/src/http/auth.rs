@@ -1,20 +1,60 @@
-//! `Authorization: Bearer <api key>` → the tenant the request acts for.
+//! `Authorization: Bearer <api key>` → the tenant the request acts for, once
+//! the key is known, used from an allowed address and holds the route's scope.
+//!
+//! The scope is part of the extractor's type: a handler takes `Caller<Verify>`,
+//! `Caller<Enrol>`, `Caller<Admin>` or `Caller<Ops>`, and `Caller` alone does
+//! not compile, so no route can forget to say which scope it needs.
 
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
 
 use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use verifyd_actors::ids::Tenant;
 
-use super::AppState;
 use super::problem::ApiError;
+use super::{AppState, client_addr};
+use crate::api_keys::{AllowedSources, Scope, Scopes};
 
-/// The authenticated tenant of a request, and the id (public part) of the API
-/// key it came with, for the audit trail.
-pub struct Caller(pub Tenant, pub String);
+/// The scope a route needs, as a type.
+pub trait RequiredScope {
+    const SCOPE: Scope;
+}
 
-impl FromRequest for Caller {
+/// Verifications, login, step-up, challenges, proofs.
+pub enum Verify {}
+/// Enrolling factors, backup and recovery codes, reading factors.
+pub enum Enrol {}
+/// Factor removal and changes, resets, policy, audit, API keys.
+pub enum Admin {}
+/// Operator endpoints (`/v1/ops/…`).
+pub enum Ops {}
+
+impl RequiredScope for Verify {
+    const SCOPE: Scope = Scope::Verify;
+}
+impl RequiredScope for Enrol {
+    const SCOPE: Scope = Scope::Enrol;
+}
+impl RequiredScope for Admin {
+    const SCOPE: Scope = Scope::Admin;
+}
+impl RequiredScope for Ops {
+    const SCOPE: Scope = Scope::Ops;
+}
+
+/// The authenticated tenant of a request, the id (public part) of the API key
+/// it came with (for the audit trail), and what that key holds.
+pub struct Caller<S: RequiredScope> {
+    pub tenant: Tenant,
+    pub key_id: String,
+    pub scopes: Scopes,
+    pub sources: AllowedSources,
+    _scope: PhantomData<fn() -> S>,
+}
+
+impl<S: RequiredScope> FromRequest for Caller<S> {
     type Error = ApiError;
     type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
@@ -26,14 +66,26 @@ impl FromRequest for Caller {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(|v| SecretString::from(v.trim().to_owned()));
+        let client = state.as_ref().and_then(|s| client_addr::of(req, &s.trusted_proxies));
         Box::pin(async move {
             let state = state.ok_or_else(|| ApiError::internal("application state missing"))?;
             let presented = presented.ok_or(ApiError::Unauthenticated)?;
-            let key_id = presented.expose_secret().split_once('.').map(|(id, _)| id.to_owned()).unwrap_or_default();
-            match state.keys.authenticate(&presented).await? {
-                Ok(tenant) => Ok(Caller(tenant, key_id)),
-                Err(_) => Err(ApiError::Unauthenticated),
+            let key = state.keys.authenticate(&presented).await?.map_err(|_| ApiError::Unauthenticated)?;
+            if !key.sources.allows(client) {
+                let client = client.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+                tracing::warn!(key_id = %key.key_id, %client, "API key refused: used from outside its allowed networks");
+                return Err(ApiError::ForbiddenSource("this API key is not accepted from this address"));
             }
+            if !key.scopes.contains(S::SCOPE) {
+                return Err(ApiError::ForbiddenScope { scope: S::SCOPE, granting: false });
+            }
+            Ok(Caller {
+                tenant: key.tenant,
+                key_id: key.key_id,
+                scopes: key.scopes,
+                sources: key.sources,
+                _scope: PhantomData,
+            })
         })
     }
 }

@@ -14,7 +14,7 @@ use verifyd_actors::store::backup_codes;
 use verifyd_actors::store::factors::Factor;
 use verifyd_providers::domain::Code;
 
-use super::auth::Caller;
+use super::auth::{Caller, Enrol};
 use super::problem::{ApiError, Problem};
 use super::{AppState, ProofField, account_id, path_id, typed, who};
 
@@ -95,10 +95,10 @@ pub struct RecoveryCodeView {
 #[utoipa::path(post, path = "/v1/accounts/{account_id}/factors/totp", tag = "factors",
     params(("account_id" = String, Path)), request_body = EnrolBody,
     responses((status = 201, body = Enrolment), (status = 422, body = Problem)),
-    security(("api_key" = [])))]
+    security(("api_key" = ["enrol"])))]
 async fn enrol_totp(
     state: web::Data<AppState>,
-    Caller(tenant, _): Caller,
+    Caller { tenant, .. }: Caller<Enrol>,
     path: web::Path<String>,
     body: web::Json<EnrolBody>,
 ) -> Result<HttpResponse, ApiError> {
@@ -142,10 +142,10 @@ pub struct ConfirmBody {
         (status = 404, body = Problem),
         (status = 409, description = "`factor_already_active` or `enrolment_abandoned`", body = Problem),
         (status = 422, description = "Wrong code (`attempts_left`)", body = Problem)),
-    security(("api_key" = [])))]
+    security(("api_key" = ["enrol"])))]
 async fn confirm(
     state: web::Data<AppState>,
-    Caller(tenant, key_id): Caller,
+    Caller { tenant, key_id, .. }: Caller<Enrol>,
     path: web::Path<(String, String)>,
     body: web::Json<ConfirmBody>,
 ) -> Result<HttpResponse, ApiError> {
@@ -206,10 +206,10 @@ impl GenerateBody {
         (status = 403, description = "`fresh_password_check_required`, `step_up_required`, `invalid_proof`",
             body = Problem),
         (status = 409, description = "The account has no active factor yet (`no_active_factor`)", body = Problem)),
-    security(("api_key" = [])))]
+    security(("api_key" = ["enrol"])))]
 async fn generate_backup_codes(
     state: web::Data<AppState>,
-    Caller(tenant, key_id): Caller,
+    Caller { tenant, key_id, .. }: Caller<Enrol>,
     req: HttpRequest,
     path: web::Path<String>,
     body: web::Json<GenerateBody>,
@@ -248,10 +248,10 @@ async fn generate_backup_codes(
 #[utoipa::path(get, path = "/v1/accounts/{account_id}/backup-codes", tag = "factors",
     params(("account_id" = String, Path)),
     responses((status = 200, body = BackupCodeStatus)),
-    security(("api_key" = [])))]
+    security(("api_key" = ["enrol"])))]
 async fn backup_code_status(
     state: web::Data<AppState>,
-    Caller(tenant, _): Caller,
+    Caller { tenant, .. }: Caller<Enrol>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let account_id = account_id(&path)?;
@@ -267,10 +267,10 @@ async fn backup_code_status(
     params(("account_id" = String, Path)), request_body = GenerateBody,
     responses((status = 201, body = RecoveryCodeView), (status = 403, body = Problem),
         (status = 409, description = "`no_active_factor`", body = Problem)),
-    security(("api_key" = [])))]
+    security(("api_key" = ["enrol"])))]
 async fn generate_recovery_code(
     state: web::Data<AppState>,
-    Caller(tenant, key_id): Caller,
+    Caller { tenant, key_id, .. }: Caller<Enrol>,
     path: web::Path<String>,
     body: web::Json<GenerateBody>,
 ) -> Result<HttpResponse, ApiError> {

@@ -21,7 +21,7 @@ use verifyd_actors::store::factors::Factor;
 use verifyd_actors::throttle::Scope;
 use verifyd_providers::domain::{Channel, Locale, PhoneNumber};
 
-use super::auth::Caller;
+use super::auth::{Caller, Verify};
 use super::problem::{ApiError, Problem};
 use super::{AppState, ProofField, account_id, optional_body, organisation_id, path_id, typed, who};
 
@@ -188,12 +188,12 @@ pub struct GateAnswer {
 
 async fn open(
     state: &AppState,
-    caller: Caller,
+    caller: Caller<Verify>,
     account_id: AccountId,
     purpose: Purpose,
     body: OpenBody,
 ) -> Result<HttpResponse, ApiError> {
-    let Caller(tenant, _) = caller;
+    let Caller { tenant, .. } = caller;
     let msg = OpenChallenge {
         tenant: tenant.clone(),
         account_id: account_id.clone(),
@@ -241,10 +241,10 @@ async fn open(
     responses((status = 200, body = GateAnswer),
         (status = 404, description = "`factor_id` is not an active factor of the account", body = Problem),
         (status = 429, description = "Too many wrong answers lately (`wrong_answers`)", body = Problem)),
-    security(("api_key" = [])))]
+    security(("api_key" = ["verify"])))]
 async fn login(
     state: web::Data<AppState>,
-    caller: Caller,
+    caller: Caller<Verify>,
     path: web::Path<String>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
@@ -262,10 +262,10 @@ async fn login(
         (status = 404, description = "`factor_id` is not an active factor of the account", body = Problem),
         (status = 409, description = "The account has no active factor (`no_active_factor`)", body = Problem),
         (status = 429, body = Problem)),
-    security(("api_key" = [])))]
+    security(("api_key" = ["verify"])))]
 async fn step_up(
     state: web::Data<AppState>,
-    caller: Caller,
+    caller: Caller<Verify>,
     path: web::Path<String>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
@@ -292,10 +292,10 @@ pub struct ChallengeState {
 #[utoipa::path(get, path = "/v1/accounts/{account_id}/challenges/{challenge_id}", tag = "login gate",
     params(("account_id" = String, Path), ("challenge_id" = Uuid, Path)),
     responses((status = 200, body = ChallengeState), (status = 404, body = Problem)),
-    security(("api_key" = [])))]
+    security(("api_key" = ["verify"])))]
 async fn get(
     state: web::Data<AppState>,
-    Caller(tenant, _): Caller,
+    Caller { tenant, .. }: Caller<Verify>,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (raw_account, raw_id) = path.into_inner();
@@ -359,10 +359,10 @@ pub struct PassedView {
         (status = 409, description = "Passed, failed or expired already (`challenge_closed`)", body = Problem),
         (status = 422, description = "Wrong code (`invalid_code`, `attempts_left`)", body = Problem),
         (status = 429, description = "Too many wrong answers lately (`wrong_answers`)", body = Problem)),
-    security(("api_key" = [])))]
+    security(("api_key" = ["verify"])))]
 async fn answer(
     state: web::Data<AppState>,
-    Caller(tenant, key_id): Caller,
+    Caller { tenant, key_id, .. }: Caller<Verify>,
     path: web::Path<(String, String)>,
     body: web::Json<AnswerBody>,
 ) -> Result<HttpResponse, ApiError> {
@@ -421,10 +421,10 @@ pub struct SendAgainView {
         (status = 404, description = "No such challenge, or no such active phone factor", body = Problem),
         (status = 409, body = Problem),
         (status = 429, body = Problem)),
-    security(("api_key" = [])))]
+    security(("api_key" = ["verify"])))]
 async fn send(
     state: web::Data<AppState>,
-    Caller(tenant, _): Caller,
+    Caller { tenant, .. }: Caller<Verify>,
     path: web::Path<(String, String)>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
@@ -470,10 +470,10 @@ pub struct ProofView {
 #[utoipa::path(post, path = "/v1/proofs/verify", tag = "login gate", request_body = VerifyBody,
     responses((status = 200, body = ProofView),
         (status = 403, description = "Malformed, forged, expired or revoked (`invalid_proof`)", body = Problem)),
-    security(("api_key" = [])))]
+    security(("api_key" = ["verify"])))]
 async fn verify_proof(
     state: web::Data<AppState>,
-    Caller(tenant, _): Caller,
+    Caller { tenant, .. }: Caller<Verify>,
     body: web::Json<VerifyBody>,
 ) -> Result<HttpResponse, ApiError> {
     let now: DateTime<Utc> = Utc::now();

@@ -3,8 +3,10 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod api_keys;
 pub mod auth;
 pub mod callbacks;
+pub mod client_addr;
 pub mod enrolment;
 pub mod gate;
 pub mod openapi;
@@ -35,6 +37,8 @@ pub struct AppState {
     pub amqp: Arc<lapin::Connection>,
     pub metrics: Option<PrometheusHandle>,
     pub keys: crate::api_keys::Authenticator,
+    /// Peers whose `X-Forwarded-For` is believed (`http.trusted_proxies`).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     pub receipts: callbacks::Receipts,
     /// Named in call scripts served to providers.
     pub app_name: String,
@@ -143,6 +147,7 @@ pub fn configure(max_body_bytes: usize) -> impl FnOnce(&mut web::ServiceConfig) 
         enrolment::routes(cfg);
         gate::routes(cfg);
         admin::routes(cfg);
+        api_keys::routes(cfg);
         ops::routes(cfg);
         callbacks::routes(cfg);
         voice_scripts::routes(cfg);

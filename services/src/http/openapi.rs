@@ -6,7 +6,7 @@ use actix_web::{HttpResponse, web};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{accounts, admin, enrolment, gate, ops, problem, verifications};
+use super::{accounts, admin, api_keys, enrolment, gate, ops, problem, verifications};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -26,7 +26,8 @@ use super::{accounts, admin, enrolment, gate, ops, problem, verifications};
         gate::login, gate::step_up, gate::get, gate::answer, gate::send, gate::verify_proof,
         admin::remove_factor, admin::set_default, admin::activate, admin::reset,
         admin::get_policy, admin::put_policy, admin::account_audit, admin::organisation_audit,
-        ops::healthz, ops::readyz, ops::metrics,
+        api_keys::list, api_keys::create, api_keys::rotate, api_keys::revoke,
+        ops::healthz, ops::readyz, ops::metrics, ops::queues,
     ),
     components(schemas(problem::Problem)),
     modifiers(&BearerKey),
@@ -36,18 +37,31 @@ use super::{accounts, admin, enrolment, gate, ops, problem, verifications};
         (name = "login gate", description = "May this user in? Challenges, answers and proofs"),
         (name = "organisations", description = "Two-factor policy and admin reset"),
         (name = "audit", description = "Who changed what, when"),
-        (name = "operations", description = "Health and metrics"),
+        (name = "api keys", description = "The tenant's API keys: list, create, rotate, revoke"),
+        (name = "operations", description = "Health, metrics and operator endpoints"),
     )
 )]
 pub struct ApiDoc;
 
-/// `Authorization: Bearer vk_<id>.<secret>` (see `verifyd keys create`).
+/// `Authorization: Bearer vk_<id>.<secret>` (see `verifyd keys create`). Each
+/// operation lists the one scope it needs as the requirement's role.
 struct BearerKey;
+
+const SCOPES: &str = "An API key, `vk_<id>.<secret>`. Each operation names the one scope the key \
+    must hold: `verify` (verifications, login, step-up, challenges, proofs), `enrol` (adding \
+    factors, backup and recovery codes, reading factors), `admin` (removing and changing factors, \
+    resets, policy, audit, API keys), `ops` (operator endpoints under `/v1/ops`). A key without it \
+    is answered `403 forbidden_scope` (`required_scope` names it); a key used from outside its \
+    `allowed_cidrs` is answered `403 forbidden_source`.";
 
 impl Modify for BearerKey {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let scheme = SecurityScheme::Http(
-            HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("vk_<id>.<secret>").build(),
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .bearer_format("vk_<id>.<secret>")
+                .description(Some(SCOPES))
+                .build(),
         );
         openapi.components.get_or_insert_with(Default::default).add_security_scheme("api_key", scheme);
     }

@@ -16,10 +16,16 @@ use verifyd_actors::store::challenges::ChallengeStatus;
 use verifyd_actors::throttle::{Scope, Throttled, retry_after_secs};
 use verifyd_actors::verification::VerificationError;
 
+use crate::api_keys::{KeyError, Scope as KeyScope};
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("missing or invalid API key")]
     Unauthenticated,
+    #[error("{}", forbidden_scope_detail(.scope, .granting))]
+    ForbiddenScope { scope: KeyScope, granting: bool },
+    #[error("{0}")]
+    ForbiddenSource(&'static str),
     #[error("{field}: {message}")]
     InvalidField { field: &'static str, message: String },
     #[error("malformed request body: {0}")]
@@ -76,6 +82,8 @@ impl ApiError {
     fn kind(&self) -> &'static str {
         match self {
             ApiError::Unauthenticated => "unauthenticated",
+            ApiError::ForbiddenScope { .. } => "forbidden_scope",
+            ApiError::ForbiddenSource(_) => "forbidden_source",
             ApiError::InvalidField { .. } => "invalid_field",
             ApiError::MalformedBody(_) => "malformed_body",
             ApiError::TooLarge(_) => "body_too_large",
@@ -99,6 +107,20 @@ impl ApiError {
             ApiError::Internal(_) => "internal",
             ApiError::Unavailable => "unavailable",
         }
+    }
+}
+
+fn forbidden_scope_detail(scope: &KeyScope, granting: &bool) -> String {
+    if *granting {
+        format!("this API key cannot grant the `{scope}` scope: it does not hold it")
+    } else {
+        format!("this API key lacks the `{scope}` scope this request needs")
+    }
+}
+
+impl From<KeyError> for ApiError {
+    fn from(e: KeyError) -> Self {
+        ApiError::internal(e)
     }
 }
 
@@ -168,7 +190,9 @@ impl ResponseError for ApiError {
             | ApiError::NoFactor
             | ApiError::LastFactorMandatory
             | ApiError::PolicyRefused(_) => StatusCode::CONFLICT,
-            ApiError::BadSignature(_) => StatusCode::FORBIDDEN,
+            ApiError::BadSignature(_) | ApiError::ForbiddenScope { .. } | ApiError::ForbiddenSource(_) => {
+                StatusCode::FORBIDDEN
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -190,6 +214,7 @@ impl ResponseError for ApiError {
             status: status.as_u16(),
             detail,
             field: None,
+            required_scope: None,
             attempts_left: None,
             retry_after: None,
             scope: None,
@@ -200,6 +225,7 @@ impl ResponseError for ApiError {
         response.insert_header((header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json")));
         match self {
             ApiError::InvalidField { field, .. } => body.field = Some(field),
+            ApiError::ForbiddenScope { scope, .. } => body.required_scope = Some(*scope),
             ApiError::NotPending(s) => body.verification_status = Some(s.as_str()),
             ApiError::ChallengeClosed(s) => body.challenge_status = Some(s.as_str()),
             ApiError::InvalidCode { attempts_left: Some(left) } => body.attempts_left = Some(*left),
@@ -236,6 +262,10 @@ pub struct Problem {
     /// The request field at fault (`invalid_field`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<&'static str>,
+    /// The scope the API key lacks (`forbidden_scope`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, example = "admin")]
+    pub required_scope: Option<KeyScope>,
     /// Wrong codes still allowed (`invalid_code`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attempts_left: Option<i32>,

@@ -12,7 +12,7 @@ use verifyd_actors::store::verifications::{self as store, Verification};
 use verifyd_actors::verification::{Check, Create, Request, Resend};
 use verifyd_providers::domain::{Channel, Code, CodeLength, Locale, PhoneNumber};
 
-use super::auth::Caller;
+use super::auth::{Caller, Verify};
 use super::problem::{ApiError, Problem};
 use super::{AppState, CodeBody, optional_body, path_id};
 
@@ -108,10 +108,10 @@ pub fn parse_request(request: VerificationRequest, fallback_key: Option<String>)
         (status = 409, description = "Idempotency key used for another phone or account", body = Problem),
         (status = 422, description = "A field does not parse (`invalid_field`)", body = Problem),
         (status = 429, description = "Throttled (`Retry-After`)", body = Problem)),
-    security(("api_key" = [])))]
+    security(("api_key" = ["verify"])))]
 async fn create(
     state: web::Data<AppState>,
-    Caller(tenant, _): Caller,
+    Caller { tenant, .. }: Caller<Verify>,
     req: actix_web::HttpRequest,
     body: web::Json<VerificationRequest>,
 ) -> Result<HttpResponse, ApiError> {
@@ -133,10 +133,10 @@ async fn create(
 #[utoipa::path(get, path = "/v1/verifications/{id}", tag = "verifications",
     params(("id" = Uuid, Path)),
     responses((status = 200, body = View), (status = 404, body = Problem)),
-    security(("api_key" = [])))]
+    security(("api_key" = ["verify"])))]
 async fn get(
     state: web::Data<AppState>,
-    Caller(tenant, _): Caller,
+    Caller { tenant, .. }: Caller<Verify>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path_id(&path)?;
@@ -152,10 +152,10 @@ async fn get(
         (status = 404, body = Problem),
         (status = 409, description = "Already approved, expired or out of attempts", body = Problem),
         (status = 422, description = "The code is not digits (`invalid_field`)", body = Problem)),
-    security(("api_key" = [])))]
+    security(("api_key" = ["verify"])))]
 async fn check(
     state: web::Data<AppState>,
-    Caller(tenant, _): Caller,
+    Caller { tenant, .. }: Caller<Verify>,
     path: web::Path<String>,
     body: web::Json<CodeBody>,
 ) -> Result<HttpResponse, ApiError> {
@@ -185,10 +185,10 @@ pub struct ResendBody {
         (status = 404, body = Problem),
         (status = 409, body = Problem),
         (status = 429, description = "Too soon or too many sends", body = Problem)),
-    security(("api_key" = [])))]
+    security(("api_key" = ["verify"])))]
 async fn resend(
     state: web::Data<AppState>,
-    Caller(tenant, _): Caller,
+    Caller { tenant, .. }: Caller<Verify>,
     path: web::Path<String>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {

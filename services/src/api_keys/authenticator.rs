@@ -1,0 +1,153 @@
+//! Checks presented keys. Live keys are remembered for `ttl` so a busy caller
+//! does not cost a database round trip per request. Only keys that exist are
+//! kept (memory is bounded by the number of keys, not by what callers send);
+//! the secret is still compared, in constant time, on every request, and a
+//! rotated key's expiry is checked on every request, so the grace ends on
+//! time. A revocation takes effect at once in the process that evicts the key
+//! (`evict`), and within `ttl` in the others.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::PgPool;
+use subtle::ConstantTimeEq;
+use verifyd_actors::ids::Tenant;
+use verifyd_actors::store::{CorruptRow, api_keys};
+
+use super::{AllowedSources, KeyError, Scopes, hash, split};
+
+/// A key that passed: what it may do and from where. Holds no secret.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    pub tenant: Tenant,
+    pub key_id: String,
+    pub scopes: Scopes,
+    pub sources: AllowedSources,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum KeyRejected {
+    #[error("malformed API key")]
+    Malformed,
+    #[error("unknown, expired or revoked API key")]
+    Unknown,
+}
+
+/// A live key as read from the database. No `Debug`: it holds the hash.
+struct Cached {
+    hash: Vec<u8>,
+    key: Authenticated,
+    expires_at: Option<DateTime<Utc>>,
+    loaded: Instant,
+    /// Whether this process recorded the key's use since it was loaded.
+    touched: bool,
+}
+
+enum Entry {
+    Live(Cached),
+    /// Evicted at: a load that started before must not put the key back.
+    Evicted(Instant),
+}
+
+pub struct Authenticator {
+    pool: PgPool,
+    ttl: Duration,
+    cache: Mutex<HashMap<String, Entry>>,
+}
+
+impl Authenticator {
+    pub fn new(pool: PgPool, ttl: Duration) -> Self {
+        Authenticator { pool, ttl, cache: Mutex::new(HashMap::new()) }
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Forget a key at once (after it was revoked or rotated here).
+    pub fn evict(&self, key_id: &str) {
+        let now = Instant::now();
+        let mut cache = self.cache();
+        cache.retain(|_, e| !matches!(e, Entry::Evicted(at) if now.duration_since(*at) > self.ttl));
+        cache.insert(key_id.to_owned(), Entry::Evicted(now));
+    }
+
+    pub async fn authenticate(&self, presented: &SecretString) -> Result<Result<Authenticated, KeyRejected>, KeyError> {
+        let Some((key_id, secret)) = split(presented.expose_secret()) else {
+            return Ok(Err(KeyRejected::Malformed));
+        };
+        let cached = match self.cache().get(key_id) {
+            Some(Entry::Live(c)) if c.loaded.elapsed() < self.ttl => {
+                Some((c.hash.clone(), c.key.clone(), c.expires_at, c.touched))
+            }
+            _ => None,
+        };
+        let (stored, key, expires_at, touched) = match cached {
+            Some(entry) => entry,
+            None => {
+                let started = Instant::now();
+                let Some(row) = api_keys::live(&self.pool, key_id).await? else {
+                    self.forget(key_id);
+                    return Ok(Err(KeyRejected::Unknown));
+                };
+                let key = authenticated(key_id, &row)?;
+                let mut cache = self.cache();
+                let evicted_since = matches!(cache.get(key_id), Some(Entry::Evicted(at)) if *at >= started);
+                if !evicted_since {
+                    let entry = Cached {
+                        hash: row.secret_hash.clone(),
+                        key: key.clone(),
+                        expires_at: row.expires_at,
+                        loaded: Instant::now(),
+                        touched: false,
+                    };
+                    cache.insert(key_id.to_owned(), Entry::Live(entry));
+                }
+                (row.secret_hash, key, row.expires_at, false)
+            }
+        };
+        if expires_at.is_some_and(|at| at <= Utc::now()) {
+            self.forget(key_id);
+            return Ok(Err(KeyRejected::Unknown));
+        }
+        if !bool::from(hash(secret).ct_eq(&stored)) {
+            return Ok(Err(KeyRejected::Unknown));
+        }
+        if !touched {
+            self.touch(key_id).await;
+        }
+        Ok(Ok(key))
+    }
+
+    /// Drops a live entry (an evicted mark stays).
+    fn forget(&self, key_id: &str) {
+        let mut cache = self.cache();
+        if matches!(cache.get(key_id), Some(Entry::Live(_))) {
+            cache.remove(key_id);
+        }
+    }
+
+    /// `last_used_at`, at most once per cache period per process: a failure
+    /// to record it does not refuse the request.
+    async fn touch(&self, key_id: &str) {
+        if let Some(Entry::Live(c)) = self.cache().get_mut(key_id) {
+            c.touched = true;
+        }
+        if let Err(error) = api_keys::touch(&self.pool, key_id).await {
+            tracing::warn!(key_id, %error, "could not record the API key's last use");
+        }
+    }
+}
+
+fn authenticated(key_id: &str, row: &api_keys::LiveKey) -> Result<Authenticated, KeyError> {
+    let corrupt = |reason: String| CorruptRow { table: "api_keys", id: key_id.to_owned(), reason };
+    Ok(Authenticated {
+        tenant: row.tenant(),
+        key_id: key_id.to_owned(),
+        scopes: Scopes::parse(&row.scopes).map_err(|e| corrupt(e.to_string()))?,
+        sources: AllowedSources::parse(&row.allowed_cidrs).map_err(|e| corrupt(e.to_string()))?,
+    })
+}
