@@ -27,6 +27,7 @@ use crate::contract::{DispatchJob, Event, EventKind};
 use crate::keys::CodeKeys;
 use crate::lifecycle::Status;
 use crate::outbox;
+use crate::pacing::{self, Slot};
 use crate::receipts;
 use crate::relay::{Kick, OutboxRelay};
 use crate::render::{self, Rendering};
@@ -301,6 +302,23 @@ impl Dispatcher {
                     retry_after: None,
                 });
                 continue;
+            }
+            if let Some(tps) = self.routes.tps(name) {
+                match pacing::reserve(&self.pool, name, tps, Utc::now()).await? {
+                    Slot::After(wait) if wait.is_zero() => {}
+                    Slot::After(wait) => tokio::time::sleep(wait).await,
+                    Slot::Full { frees_in } => {
+                        metrics::counter!("verifyd_provider_paced_total", "provider" => name.to_owned()).increment(1);
+                        reopens = Some(reopens.map_or(frees_in, |r| r.min(frees_in)));
+                        retryable.get_or_insert_with(|| ProviderError::Retryable {
+                            provider: name.to_owned(),
+                            reason: "provider at its configured rate (providers.tps)".to_owned(),
+                            provider_code: None,
+                            retry_after: None,
+                        });
+                        continue;
+                    }
+                }
             }
             attempted = true;
             let started = Instant::now();

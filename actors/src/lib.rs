@@ -16,6 +16,7 @@ pub mod ids;
 pub mod keys;
 pub mod lifecycle;
 pub mod outbox;
+pub mod pacing;
 pub mod policy;
 pub mod proof;
 pub mod receipts;

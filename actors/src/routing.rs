@@ -19,6 +19,10 @@ pub enum RouteError {
     Unsupported { provider: String, channel: Channel },
     #[error("the route for {channel} {prefix} lists no provider")]
     Empty { channel: Channel, prefix: String },
+    #[error("providers.tps names {0:?}, which no channel or route uses")]
+    UnknownPaced(String),
+    #[error("providers.tps for {0:?} must be at least 1")]
+    ZeroTps(String),
 }
 
 struct PrefixRoute {
@@ -34,6 +38,8 @@ pub struct Routes {
     by_prefix: Vec<PrefixRoute>,
     breakers: HashMap<String, Arc<Breaker>>,
     breaker_settings: BreakerSettings,
+    /// Messages per second, over all processes, for paced providers.
+    tps: HashMap<String, u32>,
 }
 
 impl Default for Routes {
@@ -44,7 +50,13 @@ impl Default for Routes {
 
 impl Routes {
     pub fn new(breaker_settings: BreakerSettings) -> Self {
-        Routes { defaults: HashMap::new(), by_prefix: Vec::new(), breakers: HashMap::new(), breaker_settings }
+        Routes {
+            defaults: HashMap::new(),
+            by_prefix: Vec::new(),
+            breakers: HashMap::new(),
+            breaker_settings,
+            tps: HashMap::new(),
+        }
     }
 
     fn register(&mut self, provider: &Arc<dyn Provider>, channel: Channel) -> Result<(), RouteError> {
@@ -101,6 +113,23 @@ impl Routes {
     /// The breaker of a provider this set routes to.
     pub fn breaker(&self, provider: &str) -> Option<&Arc<Breaker>> {
         self.breakers.get(provider)
+    }
+
+    /// Paces a provider used by some route at `tps` messages per second.
+    pub fn pace(&mut self, provider: &str, tps: u32) -> Result<(), RouteError> {
+        if !self.breakers.contains_key(provider) {
+            return Err(RouteError::UnknownPaced(provider.to_owned()));
+        }
+        if tps == 0 {
+            return Err(RouteError::ZeroTps(provider.to_owned()));
+        }
+        self.tps.insert(provider.to_owned(), tps);
+        Ok(())
+    }
+
+    /// The provider's pace, when it has one.
+    pub fn tps(&self, provider: &str) -> Option<u32> {
+        self.tps.get(provider).copied()
     }
 
     /// Whether any route or default list of `channel` has a provider.

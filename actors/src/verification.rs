@@ -432,7 +432,9 @@ async fn resend(deps: &Deps, mut msg: Resend) -> Result<Verification, Verificati
     // Refuse cheaply without a lock, then ask the throttle, then decide under the lock.
     let v = store::get(&issuer.pool, msg.tenant.id, msg.id).await?.ok_or(VerificationError::NotFound)?;
     lifecycle::resend(&v.state, &issuer.policy.resend, msg.now).map_err(|r| refused(r, &v, msg.now))?;
-    issuer.admit(&throttle::Send { tenant_id: msg.tenant.id, phone: &v.phone, account: &v.account_id, ip: None }).await?;
+    issuer
+        .admit(&throttle::Send { tenant_id: msg.tenant.id, phone: &v.phone, account: &v.account_id, ip: None })
+        .await?;
 
     let mut tx = issuer.pool.begin().await?;
     let v = issuer.resend_in_tx(&mut tx, msg.tenant.id, msg.id, msg.channel, msg.now).await?;

@@ -266,6 +266,10 @@ pub struct Providers {
     /// Ordered provider lists for destinations by E.164 prefix (the longest
     /// matching prefix of the channel wins).
     pub routes: Vec<RouteConfig>,
+    /// Messages per second a provider may be sent, over all processes
+    /// (`{ twilio = 30 }`); a send over it waits up to 1 s for its slot, else
+    /// the provider is skipped for that job like one whose circuit is open.
+    pub tps: std::collections::HashMap<String, u32>,
     /// When an SMS cannot be delivered (the receipt says undelivered or failed,
     /// or the provider says the number cannot receive SMS), send the same code
     /// once by voice call while the verification is pending.
@@ -298,6 +302,7 @@ impl Default for Providers {
             sms: vec!["console".into()],
             voice: vec!["console".into()],
             routes: Vec::new(),
+            tps: std::collections::HashMap::new(),
             fallback_to_voice: false,
             breaker: BreakerSettings::default(),
             twilio: None,

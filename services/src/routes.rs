@@ -85,6 +85,9 @@ pub fn build(config: &Config) -> Result<Routes, ConfigError> {
         let list = route.providers.iter().map(|name| registry.get(name)).collect::<Result<Vec<_>, _>>()?;
         routes.add_route(route.channel, &route.prefix, list)?;
     }
+    for (name, tps) in &providers.tps {
+        routes.pace(name, *tps)?;
+    }
     Ok(routes)
 }
 

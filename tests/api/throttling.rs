@@ -144,3 +144,32 @@ async fn a_throttled_amqp_request_gets_a_rejected_event_with_scope_and_retry_aft
     app.requests_drained().await;
     assert_eq!(app.twilio.sent_sms().await.len(), 1);
 }
+
+#[actix_rt::test]
+async fn a_paced_provider_never_gets_more_than_its_rate_and_every_code_still_goes_out() {
+    // 5 per second with a burst of 5: in any one-second span at most 10 arrive.
+    let app = spawn_app_with(|c| {
+        c.providers.tps.insert("twilio".into(), 5);
+    })
+    .await;
+    const N: usize = 25;
+    for n in 0..N {
+        let r = app.create_verification(&format!("paced-{n}"), &uk(500 + n), "sms").await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+    }
+    for n in 0..N {
+        assert!(app.twilio.wait_for_code(&uk(500 + n), Duration::from_secs(30)).await.is_some(), "code {n} sent");
+    }
+    let mut arrivals: Vec<_> = app.twilio.sent_sms().await.into_iter().map(|s| s.received_at).collect();
+    arrivals.sort();
+    assert_eq!(arrivals.len(), N, "each code once");
+    let busiest = arrivals
+        .iter()
+        .map(|&from| arrivals.iter().filter(|&&t| t >= from && t.duration_since(from) < Duration::from_secs(1)).count())
+        .max()
+        .unwrap();
+    assert!(busiest <= 10, "{busiest} messages reached the provider within one second");
+    let spread = arrivals[N - 1].duration_since(arrivals[0]);
+    // 25 messages at 5/s after a burst of 5 take at least 4 s.
+    assert!(spread >= Duration::from_millis(3_800), "all {N} within {spread:?}");
+}

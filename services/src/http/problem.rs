@@ -2,7 +2,6 @@
 //! (`application/problem+json`) with a stable machine-readable `type`.
 //! Messages never carry a code, a key or an internal error text.
 
-
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
