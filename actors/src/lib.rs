@@ -15,6 +15,7 @@ pub mod gate;
 pub mod ids;
 pub mod keys;
 pub mod lifecycle;
+pub mod lockout;
 pub mod outbox;
 pub mod pacing;
 pub mod policy;

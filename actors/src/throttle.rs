@@ -79,6 +79,8 @@ pub struct Limits {
     pub per_tenant: Limit,
     /// Code checks for one account, over all its verifications.
     pub checks_per_account: Limit,
+    /// Wrong codes in a row that lock an account's checks, with backoff.
+    pub lockout: crate::lockout::Lockout,
 }
 
 impl Default for Limits {
@@ -90,6 +92,7 @@ impl Default for Limits {
             per_country: Limit::new(1_000, 600),
             per_tenant: Limit::new(6_000, 600),
             checks_per_account: Limit::new(30, 3_600),
+            lockout: crate::lockout::Lockout::default(),
         }
     }
 }
@@ -105,6 +108,7 @@ impl Limits {
             per_country: off,
             per_tenant: off,
             checks_per_account: off,
+            lockout: crate::lockout::Lockout { after_wrong: 0, ..Default::default() },
         }
     }
 
@@ -116,7 +120,7 @@ impl Limits {
             Scope::Country => self.per_country,
             Scope::Tenant => self.per_tenant,
             Scope::Checks => self.checks_per_account,
-            Scope::Verification | Scope::WrongAnswers => return None,
+            Scope::Verification | Scope::WrongAnswers | Scope::Lockout => return None,
         };
         (!limit.is_off()).then_some(limit)
     }
@@ -150,6 +154,8 @@ pub enum Scope {
     Verification,
     /// Wrong answers one account gave to its login and step-up challenges.
     WrongAnswers,
+    /// Wrong verification codes in a row: the account's checks are locked out.
+    Lockout,
 }
 
 impl Scope {
@@ -163,6 +169,7 @@ impl Scope {
             Scope::Checks => "too many code checks for this account",
             Scope::Verification => "this verification cannot send again yet",
             Scope::WrongAnswers => "too many wrong answers for this account",
+            Scope::Lockout => "too many wrong codes in a row: this account's checks are locked for a while",
         }
     }
 
@@ -176,6 +183,7 @@ impl Scope {
             Scope::Checks => "checks",
             Scope::Verification => "verification",
             Scope::WrongAnswers => "wrong_answers",
+            Scope::Lockout => "lockout",
         }
     }
 }

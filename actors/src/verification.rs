@@ -18,6 +18,7 @@ use crate::contract::{DispatchJob, Event, EventKind};
 use crate::ids::{AccountId, ReplyTo, Tenant};
 use crate::keys::CodeKeys;
 use crate::lifecycle::{self, CheckOutcome, ResendPolicy, ResendRefusal, State, Status};
+use crate::lockout;
 use crate::outbox;
 use crate::relay::{Kick, OutboxRelay};
 use crate::shards::Shards;
@@ -311,6 +312,7 @@ impl Issuer {
             // Checks per account, over all its verifications; a refused check
             // rolls back and costs the verification no attempt.
             throttle::enforce_in_tx(&mut *tx, &self.limits.check_buckets(v.tenant_id, &v.account_id), now).await??;
+            lockout::guard(&mut *tx, &self.limits.lockout, v.tenant_id, &v.account_id, now).await??;
         }
         let matches = self.keys.matches(v.id, code, &v.code_mac);
         let outcome = lifecycle::check(&v.state, matches, now);
@@ -322,6 +324,13 @@ impl Issuer {
             CheckOutcome::Expired => (v.state.attempts, EventKind::Expired),
         };
         let status = outcome.status();
+        if matches!(
+            outcome,
+            CheckOutcome::Approved | CheckOutcome::Wrong { .. } | CheckOutcome::MaxAttemptsReached { .. }
+        ) {
+            let correct = outcome == CheckOutcome::Approved;
+            lockout::record(&mut *tx, &self.limits.lockout, v.tenant_id, &v.account_id, correct, now).await?;
+        }
         store::save_check(&mut *tx, v.id, status, attempts, now).await?;
         v.state.status = status;
         v.state.attempts = attempts;

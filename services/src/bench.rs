@@ -243,6 +243,7 @@ async fn run_verifyd(args: &Args, consumers: usize, mock_url: &str, received: &R
         per_country: unlimited,
         per_tenant: unlimited,
         checks_per_account: unlimited,
+        lockout: Default::default(),
     };
     let mut twilio = TwilioConfig::new("ACbench", "bench-token", "+15005550006");
     twilio.base_url = mock_url.to_owned();

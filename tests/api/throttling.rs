@@ -173,3 +173,47 @@ async fn a_paced_provider_never_gets_more_than_its_rate_and_every_code_still_goe
     // 25 messages at 5/s after a burst of 5 take at least 4 s.
     assert!(spread >= Duration::from_millis(3_800), "all {N} within {spread:?}");
 }
+
+#[actix_rt::test]
+async fn wrong_codes_in_a_row_lock_the_account_with_doubling_backoff_and_a_right_code_clears_it() {
+    let app = spawn_app_with(|c| {
+        c.throttle.lockout = verifyd_actors::lockout::Lockout { after_wrong: 3, base_secs: 2, max_secs: 60 };
+    })
+    .await;
+    let new = |n: usize| {
+        let app = &app;
+        async move {
+            let id =
+                app.create_verification("locked", &uk(600 + n), "sms").await.body["id"].as_str().unwrap().to_owned();
+            let code = app.code_sent_to(&uk(600 + n)).await;
+            let wrong: String = code.chars().map(|c| if c == '0' { '1' } else { '0' }).collect();
+            (id, code, wrong)
+        }
+    };
+    let (a, a_code, a_wrong) = new(0).await;
+    let (b, b_code, b_wrong) = new(1).await;
+    // Three wrong codes in a row, over two verifications.
+    assert_eq!(app.check(&a, &a_wrong).await.status, 200);
+    assert_eq!(app.check(&b, &b_wrong).await.status, 200);
+    assert_eq!(app.check(&a, &a_wrong).await.status, 200);
+    let locked = app.check(&b, &b_code).await;
+    assert_eq!(assert_throttled(&locked, "lockout"), 2);
+    // Even the right code waits; the refusal cost no attempt.
+    assert_eq!(app.get(&format!("/v1/verifications/{b}")).await.body["attempts"], 1);
+    actix_rt::time::sleep(Duration::from_millis(2_100)).await;
+    // Locked again at once: the second lockout lasts twice as long.
+    assert_eq!(app.check(&b, &b_wrong).await.status, 200);
+    assert_eq!(app.check(&b, &b_wrong).await.status, 200);
+    assert_eq!(app.check(&a, &a_wrong).await.status, 200);
+    assert_eq!(assert_throttled(&app.check(&a, &a_code).await, "lockout"), 4);
+    actix_rt::time::sleep(Duration::from_millis(4_100)).await;
+    // A right code clears the record: the next wrong one does not lock.
+    assert_eq!(app.check(&a, &a_code).await.body["status"], "approved");
+    let (c, c_code, c_wrong) = new(2).await;
+    assert_eq!(app.check(&c, &c_wrong).await.status, 200);
+    assert_eq!(app.check(&c, &c_code).await.body["status"], "approved");
+    // Another account was never affected.
+    let other = app.create_verification("not-locked", &uk(610), "sms").await.body["id"].as_str().unwrap().to_owned();
+    let theirs = app.code_sent_to(&uk(610)).await;
+    assert_eq!(app.check(&other, &theirs).await.body["status"], "approved");
+}
