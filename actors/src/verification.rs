@@ -12,6 +12,7 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 use verifyd_providers::domain::{Channel, Code, CodeLength, Locale, PhoneNumber};
 
+use crate::abuse::{Abuse, Refused, Sending};
 use crate::account_state::{AccountStateActor, PhoneVerified};
 use crate::contract::{DispatchJob, Event, EventKind};
 use crate::ids::{AccountId, ReplyTo, Tenant};
@@ -43,6 +44,7 @@ pub struct Issuer {
     pub limits: Limits,
     pub throttle: Shards<ThrottleActor>,
     pub relay: Addr<OutboxRelay>,
+    pub abuse: Arc<Abuse>,
 }
 
 pub struct Deps {
@@ -70,6 +72,8 @@ pub enum VerificationError {
     NotFound,
     #[error(transparent)]
     Throttled(#[from] Throttled),
+    #[error(transparent)]
+    Refused(#[from] Refused),
     #[error("verification is {0}")]
     NotPending(Status),
     #[error("the idempotency key was already used for another phone number or account")]
@@ -209,6 +213,8 @@ impl Issuer {
         drop(code);
         let expires_at = now + policy.ttl;
         throttle::enforce_in_tx(&mut *tx, &self.limits, tenant.id, &request.phone, &request.account_id, now).await??;
+        let (phone, channel) = (&request.phone, request.channel);
+        self.abuse.enforce_in_tx(&mut *tx, tenant.id, &tenant.name, phone, channel, Sending::New, now).await??;
         let inserted = store::insert(
             &mut *tx,
             &NewVerification {
@@ -280,6 +286,9 @@ impl Issuer {
         lifecycle::resend(&v.state, &self.policy.resend, now).map_err(|r| refused(r, &v, now))?;
         throttle::enforce_in_tx(&mut *tx, &self.limits, v.tenant_id, &v.phone, &v.account_id, now).await??;
         let channel = channel.unwrap_or(v.channel);
+        self.abuse
+            .enforce_in_tx(&mut *tx, v.tenant_id, &v.tenant_name, &v.phone, channel, Sending::Again, now)
+            .await??;
         store::save_resend(&mut *tx, v.id, channel, now).await?;
         store::log_send(&mut *tx, v.tenant_id, &v.phone, &v.account_id, now).await?;
         let job = DispatchJob { job_id: Uuid::new_v4(), verification_id: v.id, channel, retry: 0 };
@@ -313,6 +322,9 @@ impl Issuer {
         };
         let status = outcome.status();
         store::save_check(&mut *tx, v.id, status, attempts, now).await?;
+        if outcome == CheckOutcome::Approved {
+            self.abuse.record_approval_in_tx(&mut *tx, v.tenant_id, &v.phone, v.created_at).await?;
+        }
         v.state.status = status;
         v.state.attempts = attempts;
         if status != Status::Pending {
@@ -345,6 +357,7 @@ async fn create(deps: &Deps, mut msg: Create) -> Result<Created, VerificationErr
         }
     }
     let issuer = &deps.issuer;
+    issuer.abuse.precheck(msg.tenant.id, &msg.request.phone, msg.request.channel).await??;
     issuer.admit(&msg.tenant, &msg.request.phone, &msg.request.account_id).await?;
     let mut tx = issuer.pool.begin().await?;
     let Some(verification) =
@@ -416,6 +429,7 @@ async fn resend(deps: &Deps, mut msg: Resend) -> Result<Verification, Verificati
     // Refuse cheaply without a lock, then ask the throttle, then decide under the lock.
     let v = store::get(&issuer.pool, msg.tenant.id, msg.id).await?.ok_or(VerificationError::NotFound)?;
     lifecycle::resend(&v.state, &issuer.policy.resend, msg.now).map_err(|r| refused(r, &v, msg.now))?;
+    issuer.abuse.precheck(msg.tenant.id, &v.phone, msg.channel.unwrap_or(v.channel)).await??;
     issuer.admit(&msg.tenant, &v.phone, &v.account_id).await?;
 
     let mut tx = issuer.pool.begin().await?;
