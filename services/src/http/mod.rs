@@ -1,6 +1,7 @@
 //! The HTTP API. Handlers parse into domain types and talk to actors; every
 //! error leaves through `problem::ApiError`.
 
+pub mod abuse;
 pub mod accounts;
 pub mod admin;
 pub mod auth;
@@ -144,6 +145,7 @@ pub fn configure(max_body_bytes: usize) -> impl FnOnce(&mut web::ServiceConfig) 
         gate::routes(cfg);
         admin::routes(cfg);
         ops::routes(cfg);
+        abuse::routes(cfg);
         callbacks::routes(cfg);
         voice_scripts::routes(cfg);
         openapi::routes(cfg);

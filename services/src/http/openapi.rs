@@ -6,7 +6,7 @@ use actix_web::{HttpResponse, web};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{accounts, admin, enrolment, gate, ops, problem, verifications};
+use super::{abuse, accounts, admin, enrolment, gate, ops, problem, verifications};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -27,6 +27,7 @@ use super::{accounts, admin, enrolment, gate, ops, problem, verifications};
         admin::remove_factor, admin::set_default, admin::activate, admin::reset,
         admin::get_policy, admin::put_policy, admin::account_audit, admin::organisation_audit,
         ops::healthz, ops::readyz, ops::metrics,
+        abuse::get_geo_permissions, abuse::put_geo_permissions, abuse::blocked_prefixes, abuse::lift_block,
     ),
     components(schemas(problem::Problem)),
     modifiers(&BearerKey),
@@ -37,6 +38,7 @@ use super::{accounts, admin, enrolment, gate, ops, problem, verifications};
         (name = "organisations", description = "Two-factor policy and admin reset"),
         (name = "audit", description = "Who changed what, when"),
         (name = "operations", description = "Health and metrics"),
+        (name = "abuse", description = "Geo permissions and destination prefixes blocked as SMS pumping"),
     )
 )]
 pub struct ApiDoc;
