@@ -89,6 +89,8 @@ pub enum EventKind {
     AccountReset,
     #[serde(rename = "challenge.failed")]
     ChallengeFailed,
+    #[serde(rename = "abuse.prefix_blocked")]
+    PrefixBlocked,
 }
 
 impl EventKind {
@@ -112,6 +114,7 @@ impl EventKind {
             EventKind::PolicyChanged => "policy.changed",
             EventKind::AccountReset => "account.reset",
             EventKind::ChallengeFailed => "challenge.failed",
+            EventKind::PrefixBlocked => "abuse.prefix_blocked",
         }
     }
 }
@@ -125,6 +128,8 @@ pub struct Event {
     pub occurred_at: DateTime<Utc>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verification_id: Option<Uuid>,
+    /// Empty (and left out) for tenant-wide events such as `abuse.prefix_blocked`.
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub account_id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub to: Option<String>,

@@ -4,6 +4,7 @@
 //! Every actor holds only what it can recompute from PostgreSQL: any number of
 //! `serve` and `worker` processes may run side by side.
 
+pub mod abuse;
 pub mod account_state;
 pub mod amqp;
 pub mod breaker;

@@ -9,6 +9,7 @@ use lapin::options::ConfirmSelectOptions;
 use sqlx::PgPool;
 use verifyd_providers::domain::Channel;
 
+use crate::abuse::{Abuse, AbuseSettings};
 use crate::account_state::AccountStateActor;
 use crate::amqp::Topology;
 use crate::consumer::{self, ConsumerHealth, Consumers};
@@ -35,6 +36,7 @@ pub struct Settings {
     pub policy: Policy,
     pub gate: GateSettings,
     pub limits: Limits,
+    pub abuse: AbuseSettings,
     pub topology: Topology,
     /// Actor instances for the sharded actors (verification, account state, throttle).
     pub shards: usize,
@@ -66,6 +68,8 @@ pub struct Core {
     pub verification: Option<Shards<VerificationActor>>,
     pub account_state: Shards<AccountStateActor>,
     pub relay: Addr<OutboxRelay>,
+    /// Geo permissions and prefix blocks, for the HTTP settings endpoints.
+    pub abuse: Arc<Abuse>,
     /// Consumers of this process (dispatch here; the intake adds its own).
     pub health: Arc<ConsumerHealth>,
     _expiry: Option<Addr<ExpiryActor>>,
@@ -97,6 +101,7 @@ impl Core {
         // throttle instance keeps its account state whole without a thread per core.
         let throttle_shards = if role == Role::Serve { settings.shards } else { 1 };
         let throttle = Shards::start(throttle_shards, |i| ThrottleActor::new(limiters.clone(), i == 0));
+        let abuse = Arc::new(Abuse::new(pool.clone(), settings.abuse.clone()));
         let issuer = Arc::new(Issuer {
             pool: pool.clone(),
             keys: keys.clone(),
@@ -104,6 +109,7 @@ impl Core {
             limits: settings.limits,
             throttle,
             relay: relay.clone(),
+            abuse: abuse.clone(),
         });
         let reconcile = (role == Role::Serve).then_some(settings.reconcile_interval);
         let account_state = Shards::start(settings.shards, |i| {
@@ -157,6 +163,7 @@ impl Core {
             verification,
             account_state,
             relay,
+            abuse,
             health,
             _expiry: expiry,
             consumers,

@@ -13,6 +13,7 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 use verifyd_providers::domain::{Channel, Code, CodeLength, Locale, PhoneNumber};
 
+use crate::abuse::{Abuse, Refused, Sending};
 use crate::account_state::{AccountStateActor, PhoneVerified};
 use crate::contract::{DispatchJob, Event, EventKind};
 use crate::ids::{AccountId, ReplyTo, Tenant};
@@ -45,6 +46,7 @@ pub struct Issuer {
     pub limits: Limits,
     pub throttle: Shards<ThrottleActor>,
     pub relay: Addr<OutboxRelay>,
+    pub abuse: Arc<Abuse>,
 }
 
 pub struct Deps {
@@ -72,6 +74,8 @@ pub enum VerificationError {
     NotFound,
     #[error(transparent)]
     Throttled(#[from] Throttled),
+    #[error(transparent)]
+    Refused(#[from] Refused),
     #[error("verification is {0}")]
     NotPending(Status),
     #[error("the idempotency key was already used for another phone number or account")]
@@ -214,6 +218,8 @@ impl Issuer {
             ip: request.end_user_ip,
         };
         throttle::enforce_in_tx(&mut *tx, &self.limits.send_buckets(&send), now).await??;
+        let (phone, channel) = (&request.phone, request.channel);
+        self.abuse.enforce_in_tx(&mut *tx, tenant.id, &tenant.name, phone, channel, Sending::New, now).await??;
         let inserted = store::insert(
             &mut *tx,
             &NewVerification {
@@ -286,6 +292,9 @@ impl Issuer {
         let send = throttle::Send { tenant_id: v.tenant_id, phone: &v.phone, account: &v.account_id, ip: None };
         throttle::enforce_in_tx(&mut *tx, &self.limits.send_buckets(&send), now).await??;
         let channel = channel.unwrap_or(v.channel);
+        self.abuse
+            .enforce_in_tx(&mut *tx, v.tenant_id, &v.tenant_name, &v.phone, channel, Sending::Again, now)
+            .await??;
         store::save_resend(&mut *tx, v.id, channel, now).await?;
         store::log_send(&mut *tx, v.tenant_id, &v.phone, &v.account_id, now).await?;
         let job = DispatchJob { job_id: Uuid::new_v4(), verification_id: v.id, channel, retry: 0 };
@@ -332,6 +341,9 @@ impl Issuer {
             lockout::record(&mut *tx, &self.limits.lockout, v.tenant_id, &v.account_id, correct, now).await?;
         }
         store::save_check(&mut *tx, v.id, status, attempts, now).await?;
+        if outcome == CheckOutcome::Approved {
+            self.abuse.record_approval_in_tx(&mut *tx, v.tenant_id, &v.phone, v.created_at).await?;
+        }
         v.state.status = status;
         v.state.attempts = attempts;
         if status != Status::Pending {
@@ -364,6 +376,7 @@ async fn create(deps: &Deps, mut msg: Create) -> Result<Created, VerificationErr
         }
     }
     let issuer = &deps.issuer;
+    issuer.abuse.precheck(msg.tenant.id, &msg.request.phone, msg.request.channel).await??;
     let send = throttle::Send {
         tenant_id: msg.tenant.id,
         phone: &msg.request.phone,
@@ -441,6 +454,7 @@ async fn resend(deps: &Deps, mut msg: Resend) -> Result<Verification, Verificati
     // Refuse cheaply without a lock, then ask the throttle, then decide under the lock.
     let v = store::get(&issuer.pool, msg.tenant.id, msg.id).await?.ok_or(VerificationError::NotFound)?;
     lifecycle::resend(&v.state, &issuer.policy.resend, msg.now).map_err(|r| refused(r, &v, msg.now))?;
+    issuer.abuse.precheck(msg.tenant.id, &v.phone, msg.channel.unwrap_or(v.channel)).await??;
     issuer
         .admit(&throttle::Send { tenant_id: msg.tenant.id, phone: &v.phone, account: &v.account_id, ip: None })
         .await?;

@@ -78,6 +78,7 @@ pub fn settings(config: &Config) -> anyhow::Result<Settings> {
         },
         gate: config.gate,
         limits: config.throttle,
+        abuse: config.abuse.clone(),
         topology: Topology::new(config.amqp.prefix.clone(), config.retry_delays()),
         shards: config.runtime.shard_count(),
         dispatch_consumers: config.amqp.dispatch_consumers,

@@ -11,6 +11,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
+use verifyd_actors::abuse::AbuseSettings;
 use verifyd_actors::breaker::BreakerSettings;
 use verifyd_actors::gate::GateSettings;
 use verifyd_actors::routing::RouteError;
@@ -54,6 +55,9 @@ pub struct Config {
     pub providers: Providers,
     #[serde(default)]
     pub runtime: Runtime,
+    /// Geo permissions, number types, the SMS-pumping guard.
+    #[serde(default)]
+    pub abuse: AbuseSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -379,6 +383,7 @@ impl Config {
             gate: GateSettings::default(),
             providers: Providers::default(),
             runtime: Runtime::default(),
+            abuse: AbuseSettings::default(),
         }
     }
 
@@ -423,6 +428,7 @@ impl Config {
         if self.providers.fallback_to_voice && !routes.serves(Channel::Voice) {
             return Err(ConfigError::Invalid("providers.fallback_to_voice needs a voice provider"));
         }
+        self.abuse.validate().map_err(ConfigError::Invalid)?;
         Ok(())
     }
 
@@ -446,5 +452,22 @@ mod tests {
         }
         assert!(shown.contains("postgres://app:<redacted>@db:5432/verifyd"));
         assert!(!shown.contains(config.secrets.code_hmac_key.expose_secret()));
+    }
+
+    #[test]
+    fn the_dev_file_spells_out_the_abuse_defaults_and_bad_values_stop_the_start() {
+        let file = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../verifyd.dev.toml"));
+        let config = Config::load(Some(file)).expect("verifyd.dev.toml loads");
+        assert_eq!(config.abuse, AbuseSettings::default());
+
+        let mut config = Config::local("postgres://db/v", "amqp://mq/%2f", "p.");
+        config.abuse.pumping.min_conversion = 1.5;
+        assert!(matches!(config.validate(), Err(ConfigError::Invalid(m)) if m.contains("min_conversion")));
+        let bad_country: Result<AbuseSettings, _> =
+            Figment::from(Toml::string("[default_countries]\nsms = [\"UK\"]")).extract();
+        assert!(bad_country.is_err(), "UK is not an ISO 3166-1 code (GB is)");
+        let bad_type: Result<AbuseSettings, _> =
+            Figment::from(Toml::string("[refused_number_types]\nsms = [\"premium\"]")).extract();
+        assert!(bad_type.is_err());
     }
 }

@@ -3,7 +3,8 @@
 //! backend's broker user to its routing key with RabbitMQ topic permissions).
 //! Outcomes come back as events, and to `reply_to` with the `correlation_id`.
 //! A request that cannot be parsed goes to dead letters with the reason and a
-//! `verification.rejected` event; one refused by a throttle gets the event only.
+//! `verification.rejected` event; one refused by a throttle or an abuse
+//! defence gets the event only.
 
 use std::sync::Arc;
 
@@ -103,6 +104,18 @@ impl Intake {
                     "error": "throttled", "account_id": account_id, "scope": t.scope,
                     "retry_after": verifyd_actors::throttle::retry_after_secs(t.retry_after),
                 });
+                self.reject(channel, &tenant, reply.as_ref(), detail).await?;
+                Ok(())
+            }
+            Err(VerificationError::Refused(refused)) => {
+                // Valid but refused (geo, number type, a blocked prefix): the
+                // event only, with the names and fields HTTP answers with.
+                let mut detail = json!({ "reason": refused.to_string(), "account_id": account_id });
+                if let (Some(obj), Ok(serde_json::Value::Object(fields))) =
+                    (detail.as_object_mut(), serde_json::to_value(&refused))
+                {
+                    obj.extend(fields);
+                }
                 self.reject(channel, &tenant, reply.as_ref(), detail).await?;
                 Ok(())
             }

@@ -1,6 +1,7 @@
 //! Integration tests: the real verifyd against the real PostgreSQL and RabbitMQ,
 //! with only the SMS/voice provider (Twilio) mocked by wiremock.
 
+mod abuse;
 mod amqp_requests;
 mod api_keys;
 mod concurrency;

@@ -1,6 +1,7 @@
 //! The HTTP API. Handlers parse into domain types and talk to actors; every
 //! error leaves through `problem::ApiError`.
 
+pub mod abuse;
 pub mod accounts;
 pub mod admin;
 pub mod api_keys;
@@ -149,6 +150,7 @@ pub fn configure(max_body_bytes: usize) -> impl FnOnce(&mut web::ServiceConfig) 
         admin::routes(cfg);
         api_keys::routes(cfg);
         ops::routes(cfg);
+        abuse::routes(cfg);
         callbacks::routes(cfg);
         voice_scripts::routes(cfg);
         openapi::routes(cfg);

@@ -6,7 +6,7 @@ use actix_web::{HttpResponse, web};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{accounts, admin, api_keys, enrolment, gate, ops, problem, verifications};
+use super::{abuse, accounts, admin, api_keys, enrolment, gate, ops, problem, verifications};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -28,6 +28,7 @@ use super::{accounts, admin, api_keys, enrolment, gate, ops, problem, verificati
         admin::get_policy, admin::put_policy, admin::account_audit, admin::organisation_audit,
         api_keys::list, api_keys::create, api_keys::rotate, api_keys::revoke,
         ops::healthz, ops::readyz, ops::metrics, ops::queues,
+        abuse::get_geo_permissions, abuse::put_geo_permissions, abuse::blocked_prefixes, abuse::lift_block,
     ),
     components(schemas(problem::Problem)),
     modifiers(&BearerKey),
@@ -39,6 +40,7 @@ use super::{accounts, admin, api_keys, enrolment, gate, ops, problem, verificati
         (name = "audit", description = "Who changed what, when"),
         (name = "api keys", description = "The tenant's API keys: list, create, rotate, revoke"),
         (name = "operations", description = "Health, metrics and operator endpoints"),
+        (name = "abuse", description = "Geo permissions and destination prefixes blocked as SMS pumping"),
     )
 )]
 pub struct ApiDoc;

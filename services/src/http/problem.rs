@@ -5,8 +5,11 @@
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
+use verifyd_actors::abuse::Refused;
+use verifyd_actors::abuse::number_type::NumberType;
 use verifyd_actors::account_state::AccountError;
 use verifyd_actors::lifecycle::Status;
 use verifyd_actors::policy::PolicyRefusal;
@@ -41,6 +44,8 @@ pub enum ApiError {
     IdempotencyConflict,
     #[error(transparent)]
     Throttled(Throttled),
+    #[error(transparent)]
+    Refused(Refused),
     #[error("wrong or already used code")]
     InvalidCode { attempts_left: Option<i32> },
     #[error("too many wrong codes: the enrolment was abandoned; enrol again")]
@@ -91,6 +96,7 @@ impl ApiError {
             ApiError::NotPending(_) => "verification_not_pending",
             ApiError::IdempotencyConflict => "idempotency_conflict",
             ApiError::Throttled(_) => "throttled",
+            ApiError::Refused(r) => r.kind(),
             ApiError::InvalidCode { .. } => "invalid_code",
             ApiError::EnrolmentAbandoned => "enrolment_abandoned",
             ApiError::AlreadyActive => "factor_already_active",
@@ -128,6 +134,7 @@ impl From<VerificationError> for ApiError {
         match e {
             VerificationError::NotFound => ApiError::NotFound,
             VerificationError::Throttled(t) => ApiError::Throttled(t),
+            VerificationError::Refused(r) => ApiError::Refused(r),
             VerificationError::NotPending(s) => ApiError::NotPending(s),
             VerificationError::IdempotencyConflict => ApiError::IdempotencyConflict,
             VerificationError::Store(e) => ApiError::internal(e),
@@ -180,6 +187,10 @@ impl ResponseError for ApiError {
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::NotPending(_) | ApiError::IdempotencyConflict => StatusCode::CONFLICT,
             ApiError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
+            // A number the channel cannot serve: the request, not a permission, is at fault.
+            ApiError::Refused(Refused::NumberTypeNotAllowed { .. }) => StatusCode::UNPROCESSABLE_ENTITY,
+            // The tenant's settings or a fraud block forbid it; retrying the same will not help.
+            ApiError::Refused(_) => StatusCode::FORBIDDEN,
             ApiError::InvalidCode { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::EnrolmentAbandoned | ApiError::AlreadyActive => StatusCode::CONFLICT,
             ApiError::FreshPasswordRequired(_) | ApiError::StepUpRequired | ApiError::InvalidProof(_) => {
@@ -219,6 +230,11 @@ impl ResponseError for ApiError {
             scope: None,
             verification_status: None,
             challenge_status: None,
+            country: None,
+            channel: None,
+            number_type: None,
+            prefix: None,
+            blocked_until: None,
         };
         let mut response = HttpResponse::build(status);
         response.insert_header((header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json")));
@@ -233,6 +249,18 @@ impl ResponseError for ApiError {
                 body.retry_after = Some(secs);
                 body.scope = Some(t.scope);
                 response.insert_header((header::RETRY_AFTER, secs.to_string()));
+            }
+            ApiError::Refused(Refused::DestinationNotAllowed { country, channel }) => {
+                body.country = country.clone();
+                body.channel = Some(channel.as_str());
+            }
+            ApiError::Refused(Refused::NumberTypeNotAllowed { number_type, channel }) => {
+                body.number_type = Some(*number_type);
+                body.channel = Some(channel.as_str());
+            }
+            ApiError::Refused(Refused::DestinationPrefixBlocked { prefix, blocked_until }) => {
+                body.prefix = Some(prefix.as_str().to_owned());
+                body.blocked_until = Some(*blocked_until);
             }
             ApiError::Unauthenticated => {
                 response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
@@ -278,4 +306,20 @@ pub struct Problem {
     pub verification_status: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub challenge_status: Option<&'static str>,
+    /// The destination country refused (`destination_not_allowed`; absent for
+    /// numbers outside any country).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
+    /// `sms` or `voice` (`destination_not_allowed`, `number_type_not_allowed`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channel: Option<&'static str>,
+    /// The kind of number refused (`number_type_not_allowed`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub number_type: Option<NumberType>,
+    /// The blocked destination prefix (`destination_prefix_blocked`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// When the block runs out unless an operator lifts it first (`destination_prefix_blocked`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blocked_until: Option<DateTime<Utc>>,
 }
