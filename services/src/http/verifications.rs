@@ -13,6 +13,7 @@ use verifyd_actors::verification::{Check, Create, Request, Resend};
 use verifyd_providers::domain::{Channel, Code, CodeLength, Locale, PhoneNumber};
 
 use super::auth::Caller;
+use super::body::RawBody;
 use super::problem::{ApiError, Problem};
 use super::{AppState, CodeBody, optional_body, path_id};
 
@@ -185,7 +186,7 @@ async fn resend(
     state: web::Data<AppState>,
     Caller(tenant, _): Caller,
     path: web::Path<String>,
-    body: web::Bytes,
+    body: RawBody,
 ) -> Result<HttpResponse, ApiError> {
     let id = path_id(&path)?;
     // No body means "same channel".
