@@ -317,3 +317,19 @@ async fn an_account_holds_at_most_twenty_factors_so_its_list_stays_bounded() {
     // Another account is not affected.
     assert_eq!(app.post_json("/v1/accounts/other/factors/totp", &json!({})).await.status, 201);
 }
+
+/// Found by the vonage_callback fuzz target: an unsigned receipt whose
+/// `timestamp` overflows a system time panicked the worker answering it.
+#[actix_rt::test]
+async fn a_vonage_receipt_with_an_overflowing_timestamp_is_refused_not_a_crash() {
+    let vonage = VonageMock::start().await;
+    let mut vonage_config = vonage.config("key-1", "secret-1", "Acme");
+    vonage_config.signature_secret = Some(VONAGE_SECRET.to_owned().into());
+    let app = spawn_app_with(move |c| c.providers.vonage = Some(vonage_config)).await;
+    for timestamp in ["18446744073709551615", "17500175006320000000"] {
+        let query = format!("messageId=0A01&status=delivered&timestamp={timestamp}&sig=00");
+        let r = reply(app.client.get(app.url(&format!("/v1/callbacks/vonage?{query}")))).await;
+        assert_problem(&r, 403, "invalid_signature");
+    }
+    assert_eq!(vonage_receipt(&app, 10).await.status, 204, "still serving signed receipts");
+}
