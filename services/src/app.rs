@@ -20,6 +20,8 @@ use verifyd_providers::domain::CodeLength;
 
 use crate::api_keys::Authenticator;
 use crate::config::Config;
+use crate::http::body::BodyLimit;
+use crate::http::limits::RequestLimits;
 use crate::http::{self, AppState};
 use crate::intake::Intake;
 
@@ -126,7 +128,12 @@ pub async fn start(config: &Config, role: Role, metrics: Option<PrometheusHandle
     }
 
     let verification = core.verification.clone().context("serve role starts the verification actor")?;
-    let intake = Arc::new(Intake { pool: pool.clone(), verification, topology: topology.clone() });
+    let intake = Arc::new(Intake {
+        pool: pool.clone(),
+        verification,
+        topology: topology.clone(),
+        max_request_bytes: config.amqp.max_request_bytes,
+    });
     let intake = consumer::start(
         &amqp,
         &topology.requests_queue(),
@@ -164,10 +171,15 @@ pub async fn start(config: &Config, role: Role, metrics: Option<PrometheusHandle
         app_name: config.verification.app_name.clone(),
     });
     let max_body = config.http.max_body_bytes;
+    let limits =
+        RequestLimits { max_url_bytes: config.http.max_url_bytes, max_header_bytes: config.http.max_header_bytes };
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
             .app_data(web::PayloadConfig::default().limit(max_body))
+            .app_data(BodyLimit(max_body))
+            .app_data(limits)
+            .wrap(middleware::from_fn(http::limits::enforce))
             // Script links grant a code until they expire: keep them out of the log.
             .wrap(middleware::Logger::new("%a \"%r\" %s %b %Dms").exclude_regex("^/v1/voice-scripts/"))
             .configure(http::configure(max_body))

@@ -64,8 +64,12 @@ pub struct Config {
 #[serde(default)]
 pub struct Http {
     pub bind: String,
-    /// Largest request body accepted, in bytes.
+    /// Largest request body accepted, in bytes (JSON, forms, receipts).
     pub max_body_bytes: usize,
+    /// Longest URL (path and query) accepted, in bytes: longer is 414.
+    pub max_url_bytes: usize,
+    /// Largest header block accepted, in bytes: larger is 431.
+    pub max_header_bytes: usize,
     /// actix-web worker threads; 0 = one per core.
     pub workers: usize,
     /// How long a checked API key is remembered; a revocation takes effect within it.
@@ -83,6 +87,8 @@ impl Default for Http {
         Http {
             bind: "127.0.0.1:8080".into(),
             max_body_bytes: 16 * 1024,
+            max_url_bytes: 4 * 1024,
+            max_header_bytes: 8 * 1024,
             workers: 0,
             key_cache_secs: 5,
             trusted_proxies: Vec::new(),
@@ -126,6 +132,9 @@ pub struct Amqp {
     /// Reconnection tries (backoff 0.25 s doubling to 10 s, with jitter) after
     /// the broker goes away, before the process gives up on it.
     pub reconnect_attempts: usize,
+    /// Largest request message accepted on the requests queue, in bytes:
+    /// larger ones are dead-lettered unread, with the reason.
+    pub max_request_bytes: usize,
 }
 
 impl Default for Amqp {
@@ -138,6 +147,7 @@ impl Default for Amqp {
             request_consumers: 2,
             retry_delays_ms: vec![5_000, 30_000, 120_000],
             reconnect_attempts: 60,
+            max_request_bytes: 16 * 1024,
         }
     }
 }
@@ -174,6 +184,7 @@ impl std::fmt::Debug for Amqp {
             .field("request_consumers", &self.request_consumers)
             .field("retry_delays_ms", &self.retry_delays_ms)
             .field("reconnect_attempts", &self.reconnect_attempts)
+            .field("max_request_bytes", &self.max_request_bytes)
             .finish()
     }
 }
@@ -405,6 +416,13 @@ impl Config {
         }
         if self.amqp.retry_delays_ms.is_empty() || self.amqp.retry_delays_ms.contains(&0) {
             return Err(ConfigError::RetryDelays);
+        }
+        let http = &self.http;
+        if http.max_body_bytes < 1024 || self.amqp.max_request_bytes < 1024 {
+            return Err(ConfigError::Invalid("http.max_body_bytes and amqp.max_request_bytes must be at least 1024"));
+        }
+        if http.max_url_bytes < 256 || http.max_header_bytes < 1024 {
+            return Err(ConfigError::Invalid("http.max_url_bytes must be at least 256, http.max_header_bytes 1024"));
         }
         // Building the routes checks every provider name, section and route.
         let routes = crate::routes::build(self)?;

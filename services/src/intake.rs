@@ -20,7 +20,7 @@ use verifyd_actors::contract::VerificationRequest;
 use verifyd_actors::ids::{ReplyTo, Tenant};
 use verifyd_actors::shards::Shards;
 use verifyd_actors::store::tenants;
-use verifyd_actors::verification::{Create, VerificationActor, VerificationError};
+use verifyd_actors::verification::{Create, Request, VerificationActor, VerificationError};
 
 use crate::http::problem::ApiError;
 use crate::http::verifications::parse_request;
@@ -29,6 +29,8 @@ pub struct Intake {
     pub pool: PgPool,
     pub verification: Shards<VerificationActor>,
     pub topology: Topology,
+    /// `amqp.max_request_bytes`.
+    pub max_request_bytes: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +57,16 @@ impl DeliveryHandler for Intake {
     }
 }
 
+/// Reads a request message's body: the JSON `VerificationRequest`, parsed into
+/// domain types like the HTTP body. The error is the reason given to the
+/// sender and kept with the dead letter; it never quotes the JSON parser's
+/// internals (see `ApiError::malformed_json`).
+pub fn decode(body: &[u8], message_id: Option<String>) -> Result<Request, String> {
+    serde_json::from_slice::<VerificationRequest>(body)
+        .map_err(|e| format!("malformed request: {}", ApiError::malformed_json(&e)))
+        .and_then(|r| parse_request(r, message_id).map_err(|e| format!("invalid request: {e}")))
+}
+
 impl Intake {
     async fn process(&self, channel: &lapin::Channel, delivery: &Delivery) -> Result<(), IntakeError> {
         let tenant_name = delivery.routing_key.as_str();
@@ -78,12 +90,20 @@ impl Intake {
             self.reject(channel, &tenant, None, json!({ "reason": reason, "error": "invalid_request" })).await?;
             return Ok(dead_letter(channel, &self.topology.dead_letters(), delivery, &reason).await?);
         }
+        // Refused unread: a parser is not handed more than an HTTP body may hold.
+        if delivery.data.len() > self.max_request_bytes {
+            let reason = format!(
+                "request too large: {} bytes, the limit is {} (amqp.max_request_bytes)",
+                delivery.data.len(),
+                self.max_request_bytes
+            );
+            let detail = json!({ "reason": reason, "error": "request_too_large" });
+            self.reject(channel, &tenant, reply.as_ref(), detail).await?;
+            return Ok(dead_letter(channel, &self.topology.dead_letters(), delivery, &reason).await?);
+        }
         let message_id = delivery.properties.message_id().as_ref().map(|m| m.as_str().to_owned());
 
-        let parsed = serde_json::from_slice::<VerificationRequest>(&delivery.data)
-            .map_err(|e| format!("malformed request: {e}"))
-            .and_then(|r| parse_request(r, message_id).map_err(|e: ApiError| format!("invalid request: {e}")));
-        let request = match parsed {
+        let request = match decode(&delivery.data, message_id) {
             Ok(request) => request,
             Err(reason) => {
                 self.reject(channel, &tenant, reply.as_ref(), json!({ "reason": reason, "error": "invalid_request" }))

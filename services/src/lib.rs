@@ -5,6 +5,8 @@ pub mod api_keys;
 pub mod app;
 pub mod bench;
 pub mod config;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzz_targets;
 pub mod http;
 pub mod intake;
 pub mod routes;

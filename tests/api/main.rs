@@ -12,6 +12,7 @@ mod faults;
 mod gate;
 mod helpers;
 mod isolation;
+mod limits;
 mod openapi;
 mod processes;
 mod providers;

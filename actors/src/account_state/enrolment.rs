@@ -93,10 +93,15 @@ impl Handler<EnrolTotp> for AccountStateActor {
             let label = msg.label.as_deref().unwrap_or(msg.account_id.as_str());
             let enrolment = totp::enrolment(&secret, &msg.tenant.name, label)?;
             let sealed = issuer.keys.seal_bytes(id, &secret);
-            let mut conn = issuer.pool.acquire().await?;
+            let mut tx = issuer.pool.begin().await?;
+            factors::lock_account(&mut tx, msg.tenant.id, &msg.account_id).await?;
+            if factors::count(&mut tx, msg.tenant.id, &msg.account_id).await? >= factors::MAX_PER_ACCOUNT {
+                return Err(AccountError::TooManyFactors(factors::MAX_PER_ACCOUNT));
+            }
             let factor =
-                factors::insert_totp(&mut conn, id, msg.tenant.id, &msg.account_id, msg.label.as_deref(), &sealed)
+                factors::insert_totp(&mut tx, id, msg.tenant.id, &msg.account_id, msg.label.as_deref(), &sealed)
                     .await?;
+            tx.commit().await?;
             tracing::info!(tenant = %msg.tenant.name, factor_id = %id, "authenticator enrolment started");
             Ok((factor, enrolment))
         })

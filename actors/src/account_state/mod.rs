@@ -118,6 +118,8 @@ pub enum AccountError {
     Totp(#[from] totp::TotpError),
     #[error("the stored secret does not open with this key")]
     Sealed,
+    #[error("the account already has {0} factors, the most it may hold: remove one first")]
+    TooManyFactors(i64),
 }
 
 impl From<sqlx::Error> for AccountError {

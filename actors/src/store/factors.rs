@@ -187,6 +187,19 @@ pub async fn list(
     sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(tenant_id).bind(account_id.as_str()).fetch_all(conn).await
 }
 
+/// Factors one account may hold, any kind and state. Authenticator enrolments
+/// past it are refused, which bounds the factor list and a challenge's
+/// choices; phones are bounded by the verification throttles.
+pub const MAX_PER_ACCOUNT: i64 = 20;
+
+pub async fn count(conn: &mut PgConnection, tenant_id: Uuid, account_id: &AccountId) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT count(*) FROM factors WHERE tenant_id = $1 AND account_id = $2")
+        .bind(tenant_id)
+        .bind(account_id.as_str())
+        .fetch_one(conn)
+        .await
+}
+
 /// A pending authenticator-app factor with its sealed secret.
 pub async fn insert_totp(
     conn: &mut PgConnection,

@@ -79,7 +79,8 @@ pub fn verify_signed_callback(
     let sig = value(params, "sig").ok_or(CallbackError::MissingSignature)?;
     let timestamp = value(params, "timestamp").ok_or(CallbackError::MissingTimestamp)?;
     let seconds = timestamp.trim().parse::<u64>().map_err(|_| CallbackError::InvalidTimestamp)?;
-    let sent = UNIX_EPOCH + Duration::from_secs(seconds);
+    // Any u64 parses, but not every one is a time: adding it would panic.
+    let sent = UNIX_EPOCH.checked_add(Duration::from_secs(seconds)).ok_or(CallbackError::InvalidTimestamp)?;
     let skew = now.duration_since(sent).unwrap_or_else(|early| early.duration());
     if skew > tolerance {
         return Err(CallbackError::Stale);
@@ -187,4 +188,30 @@ pub fn parse_dlr(params: &[(String, String)]) -> Option<Dlr> {
         to: non_empty("msisdn"),
         client_ref: non_empty("client-ref"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the vonage_callback fuzz target: `timestamp` parsed as u64 was
+    /// added to the epoch unchecked, so an unsigned request with
+    /// `timestamp=18446744073709551615` panicked the HTTP worker.
+    #[test]
+    fn a_timestamp_past_what_a_system_time_holds_is_invalid_not_a_panic() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_750_000_000);
+        for timestamp in [u64::MAX.to_string(), "17500175006320000000".to_owned(), (u64::MAX / 2).to_string()] {
+            let params = vec![
+                ("messageId".to_owned(), "0A0000001234567B".to_owned()),
+                ("timestamp".to_owned(), timestamp.clone()),
+                ("sig".to_owned(), "00".to_owned()),
+            ];
+            let refused =
+                verify_signed_callback(&params, b"secret", SignatureMethod::HmacSha256, now, Duration::from_secs(300));
+            assert!(
+                matches!(refused, Err(CallbackError::InvalidTimestamp | CallbackError::Stale)),
+                "{timestamp}: {refused:?}"
+            );
+        }
+    }
 }

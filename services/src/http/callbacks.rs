@@ -11,9 +11,10 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use verifyd_actors::receipts::{self, Applied, Receipt, ReceiptStatus};
 use verifyd_actors::relay::Kick;
-use verifyd_providers::vonage::{DlrStatus, SignatureMethod, parse_dlr, verify_signed_callback};
+use verifyd_providers::vonage::{Dlr, DlrStatus, SignatureMethod, parse_dlr, verify_signed_callback};
 
 use super::AppState;
+use super::body::RawBody;
 use super::problem::ApiError;
 
 /// What the receipt endpoints need from configuration.
@@ -46,85 +47,87 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 /// Twilio's message and call status callbacks (form-encoded, signed).
-async fn twilio(
-    state: web::Data<AppState>,
-    request: HttpRequest,
-    form: web::Form<Vec<(String, String)>>,
-) -> Result<HttpResponse, ApiError> {
+async fn twilio(state: web::Data<AppState>, request: HttpRequest, body: RawBody) -> Result<HttpResponse, ApiError> {
     let Some(config) = &state.receipts.twilio else {
         return Err(ApiError::NotFound);
     };
     let signature = request.headers().get("X-Twilio-Signature").and_then(|v| v.to_str().ok()).unwrap_or_default();
-    let params = form.into_inner();
+    let params = form_params(&body, "not a Twilio status callback")?;
     if !verifyd_providers::twilio::verify_request(&config.auth_token, &config.url, &params, signature) {
         metrics::counter!("verifyd_receipts_refused_total", "provider" => "twilio").increment(1);
         return Err(ApiError::BadSignature("X-Twilio-Signature"));
     }
+    match twilio_receipt(&params) {
+        Some(receipt) => apply(&state, &receipt).await,
+        None => Ok(HttpResponse::NoContent().finish()),
+    }
+}
+
+/// The receipt a signed Twilio callback reports; `None` for one verifyd
+/// ignores (no message or call sid, a status it does not track).
+pub fn twilio_receipt(params: &[(String, String)]) -> Option<Receipt> {
     let get = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
-    let parsed = match (get("MessageSid"), get("MessageStatus"), get("CallSid"), get("CallStatus")) {
+    let (sid, status) = match (get("MessageSid"), get("MessageStatus"), get("CallSid"), get("CallStatus")) {
         (Some(sid), Some(status), _, _) => twilio_message_status(status).map(|s| (sid, s)),
         (_, _, Some(sid), Some(status)) => twilio_call_status(status).map(|s| (sid, s)),
         _ => None,
-    };
-    let Some((sid, status)) = parsed else {
-        return Ok(HttpResponse::NoContent().finish());
-    };
-    let receipt = Receipt {
+    }?;
+    Some(Receipt {
         provider: "twilio",
         message_id: sid.to_owned(),
         status,
         error_code: get("ErrorCode").filter(|c| !c.is_empty()).map(str::to_owned),
-    };
-    apply(&state, &receipt).await
+    })
 }
 
 /// Vonage's SMS delivery receipts (DLR): query parameters (GET), a form or a
 /// JSON object (POST), signed with `sig` and `timestamp` (Vonage's "signed
 /// webhooks"). Unsigned receipts are refused: anyone could post one.
-async fn vonage(state: web::Data<AppState>, request: HttpRequest, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+async fn vonage(state: web::Data<AppState>, request: HttpRequest, body: RawBody) -> Result<HttpResponse, ApiError> {
     let Some(config) = &state.receipts.vonage else {
         return Err(ApiError::NotFound);
     };
-    let params = vonage_params(&request, &body)?;
+    let content_type = request.headers().get("content-type").and_then(|v| v.to_str().ok());
+    let params = vonage_params(request.query_string(), content_type, &body)?;
     let now = std::time::SystemTime::now();
     let secret = config.signature_secret.expose_secret().as_bytes();
     if verify_signed_callback(&params, secret, config.method, now, VONAGE_TOLERANCE).is_err() {
         metrics::counter!("verifyd_receipts_refused_total", "provider" => "vonage").increment(1);
         return Err(ApiError::BadSignature("sig"));
     }
-    let Some(dlr) = parse_dlr(&params) else {
-        return Ok(HttpResponse::NoContent().finish());
-    };
+    match parse_dlr(&params).and_then(vonage_receipt) {
+        Some(receipt) => apply(&state, &receipt).await,
+        None => Ok(HttpResponse::NoContent().finish()),
+    }
+}
+
+/// The receipt a Vonage DLR reports; `None` for a status verifyd does not track.
+pub fn vonage_receipt(dlr: Dlr) -> Option<Receipt> {
     let status = match dlr.status {
         DlrStatus::Accepted | DlrStatus::Buffered => ReceiptStatus::Sent,
         DlrStatus::Delivered => ReceiptStatus::Delivered,
         DlrStatus::Expired => ReceiptStatus::Undelivered,
         DlrStatus::Failed | DlrStatus::Rejected => ReceiptStatus::Failed,
-        DlrStatus::Unknown | DlrStatus::Other(_) => return Ok(HttpResponse::NoContent().finish()),
+        DlrStatus::Unknown | DlrStatus::Other(_) => return None,
     };
-    let receipt = Receipt {
+    Some(Receipt {
         provider: "vonage",
         message_id: dlr.message_id,
         status,
         error_code: dlr.err_code.filter(|c| *c != 0).map(|c| c.to_string()),
-    };
-    apply(&state, &receipt).await
+    })
 }
 
-/// A receipt's parameters from the query string, a form or a flat JSON object.
-fn vonage_params(request: &HttpRequest, body: &[u8]) -> Result<Vec<(String, String)>, ApiError> {
-    let malformed = |_| ApiError::MalformedBody("not a Vonage delivery receipt".into());
-    // A form body is encoded like a query string.
-    let pairs = |text: &str| {
-        web::Query::<Vec<(String, String)>>::from_query(text).map(web::Query::into_inner).map_err(malformed)
-    };
+/// A receipt's parameters from the query string (no body), a form or a flat
+/// JSON object (by `content_type`).
+pub fn vonage_params(query: &str, content_type: Option<&str>, body: &[u8]) -> Result<Vec<(String, String)>, ApiError> {
+    const NOT_A_DLR: &str = "not a Vonage delivery receipt";
     if body.is_empty() {
-        return pairs(request.query_string());
+        return form_params(query.as_bytes(), NOT_A_DLR);
     }
-    let json = request.headers().get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("json"));
-    if json {
-        let object: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(body)
-            .map_err(|_| ApiError::MalformedBody("not a Vonage delivery receipt".into()))?;
+    if content_type.is_some_and(|v| v.contains("json")) {
+        let object: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(body).map_err(|_| ApiError::MalformedBody(NOT_A_DLR.into()))?;
         return Ok(object
             .into_iter()
             .map(|(k, v)| match v {
@@ -133,7 +136,15 @@ fn vonage_params(request: &HttpRequest, body: &[u8]) -> Result<Vec<(String, Stri
             })
             .collect());
     }
-    pairs(std::str::from_utf8(body).map_err(|_| ApiError::MalformedBody("not a Vonage delivery receipt".into()))?)
+    form_params(body, NOT_A_DLR)
+}
+
+/// Name/value pairs of a form body or a query string, in order, repeats kept
+/// (signatures cover every one).
+pub fn form_params(body: &[u8], what: &str) -> Result<Vec<(String, String)>, ApiError> {
+    let malformed = || ApiError::MalformedBody(what.to_owned());
+    let text = std::str::from_utf8(body).map_err(|_| malformed())?;
+    web::Query::<Vec<(String, String)>>::from_query(text).map(web::Query::into_inner).map_err(|_| malformed())
 }
 
 async fn apply(state: &AppState, receipt: &Receipt) -> Result<HttpResponse, ApiError> {

@@ -94,7 +94,9 @@ pub struct RecoveryCodeView {
 /// URI, a QR code and a key to type. The factor is `pending` until confirmed.
 #[utoipa::path(post, path = "/v1/accounts/{account_id}/factors/totp", tag = "factors",
     params(("account_id" = String, Path)), request_body = EnrolBody,
-    responses((status = 201, body = Enrolment), (status = 422, body = Problem)),
+    responses((status = 201, body = Enrolment),
+        (status = 409, description = "The account holds 20 factors already (`too_many_factors`)", body = Problem),
+        (status = 422, body = Problem)),
     security(("api_key" = ["enrol"])))]
 async fn enrol_totp(
     state: web::Data<AppState>,

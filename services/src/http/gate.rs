@@ -22,6 +22,7 @@ use verifyd_actors::throttle::Scope;
 use verifyd_providers::domain::{Channel, Locale, PhoneNumber};
 
 use super::auth::{Caller, Verify};
+use super::body::RawBody;
 use super::problem::{ApiError, Problem};
 use super::{AppState, ProofField, account_id, optional_body, organisation_id, path_id, typed, who};
 
@@ -246,7 +247,7 @@ async fn login(
     state: web::Data<AppState>,
     caller: Caller<Verify>,
     path: web::Path<String>,
-    body: web::Bytes,
+    body: RawBody,
 ) -> Result<HttpResponse, ApiError> {
     let account_id = account_id(&path)?;
     let body: OpenBody = optional_body(&body)?;
@@ -267,7 +268,7 @@ async fn step_up(
     state: web::Data<AppState>,
     caller: Caller<Verify>,
     path: web::Path<String>,
-    body: web::Bytes,
+    body: RawBody,
 ) -> Result<HttpResponse, ApiError> {
     let account_id = account_id(&path)?;
     let body: OpenBody = optional_body(&body)?;
@@ -426,7 +427,7 @@ async fn send(
     state: web::Data<AppState>,
     Caller { tenant, .. }: Caller<Verify>,
     path: web::Path<(String, String)>,
-    body: web::Bytes,
+    body: RawBody,
 ) -> Result<HttpResponse, ApiError> {
     let (raw_account, raw_id) = path.into_inner();
     let (account_id, challenge_id) = (account_id(&raw_account)?, path_id(&raw_id)?);

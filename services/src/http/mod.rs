@@ -6,10 +6,12 @@ pub mod accounts;
 pub mod admin;
 pub mod api_keys;
 pub mod auth;
+pub mod body;
 pub mod callbacks;
 pub mod client_addr;
 pub mod enrolment;
 pub mod gate;
+pub mod limits;
 pub mod openapi;
 pub mod ops;
 pub mod problem;
@@ -98,11 +100,11 @@ pub fn organisation_id(raw: &str) -> Result<&str, ApiError> {
 
 /// A body that may be absent (or only white space): the default is assumed;
 /// anything else must parse.
-pub fn optional_body<T: serde::de::DeserializeOwned + Default>(bytes: &web::Bytes) -> Result<T, ApiError> {
+pub fn optional_body<T: serde::de::DeserializeOwned + Default>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(bytes).map_err(|e| ApiError::MalformedBody(e.to_string()))
+    serde_json::from_slice(bytes).map_err(|e| ApiError::malformed_json(&e))
 }
 
 /// An id in a path: anything that is not one of ours names nothing.
@@ -132,12 +134,14 @@ pub struct ProofField(pub String);
 pub fn configure(max_body_bytes: usize) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
         let json = web::JsonConfig::default().limit(max_body_bytes).error_handler(move |err, _| {
-            use actix_web::error::JsonPayloadError as E;
+            use actix_web::error::{JsonPayloadError as E, PayloadError};
             match err {
-                E::Overflow { .. } | E::OverflowKnownLength { .. } => ApiError::TooLarge(max_body_bytes).into(),
+                E::Overflow { .. } | E::OverflowKnownLength { .. } | E::Payload(PayloadError::Overflow) => {
+                    ApiError::TooLarge(max_body_bytes).into()
+                }
                 E::ContentType => ApiError::UnsupportedMediaType.into(),
-                E::Deserialize(e) => ApiError::MalformedBody(e.to_string()).into(),
-                other => ApiError::MalformedBody(other.to_string()).into(),
+                E::Deserialize(e) => ApiError::malformed_json(&e).into(),
+                _ => ApiError::MalformedBody("the body could not be read".to_owned()).into(),
             }
         });
         let path = web::PathConfig::default().error_handler(|_, _| ApiError::NotFound.into());

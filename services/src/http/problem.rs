@@ -34,6 +34,10 @@ pub enum ApiError {
     MalformedBody(String),
     #[error("request body larger than {0} bytes")]
     TooLarge(usize),
+    #[error("request headers larger than {0} bytes in all")]
+    HeadersTooLarge(usize),
+    #[error("request URL longer than {0} bytes")]
+    UriTooLong(usize),
     #[error("Content-Type must be application/json")]
     UnsupportedMediaType,
     #[error("not found")]
@@ -66,6 +70,8 @@ pub enum ApiError {
     LastFactorMandatory,
     #[error(transparent)]
     PolicyRefused(PolicyRefusal),
+    #[error("the account already has {0} factors, the most it may hold: remove one first")]
+    TooManyFactors(i64),
     #[error("the request is not signed by the provider ({0})")]
     BadSignature(&'static str),
     #[error("internal error")]
@@ -83,6 +89,22 @@ impl ApiError {
         ApiError::Internal(error.to_string())
     }
 
+    /// A body that is not the JSON expected. serde's own text names Rust types
+    /// (`expected struct VerificationRequest`, `u8`) and quotes the values it
+    /// refused (which may be a code): the detail keeps only where and what
+    /// kind of mistake, the API's field names, and at most 64 characters of
+    /// any name the caller sent.
+    pub fn malformed_json(error: &serde_json::Error) -> Self {
+        use serde_json::error::Category;
+        let what = match error.classify() {
+            Category::Io => "the body could not be read".to_owned(),
+            Category::Syntax => "the body is not valid JSON".to_owned(),
+            Category::Eof => "the body ends before its JSON does".to_owned(),
+            Category::Data => json_data_error(&error.to_string()),
+        };
+        ApiError::MalformedBody(format!("{what} (line {}, column {})", error.line(), error.column()))
+    }
+
     fn kind(&self) -> &'static str {
         match self {
             ApiError::Unauthenticated => "unauthenticated",
@@ -91,6 +113,8 @@ impl ApiError {
             ApiError::InvalidField { .. } => "invalid_field",
             ApiError::MalformedBody(_) => "malformed_body",
             ApiError::TooLarge(_) => "body_too_large",
+            ApiError::HeadersTooLarge(_) => "headers_too_large",
+            ApiError::UriTooLong(_) => "uri_too_long",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::NotFound => "not_found",
             ApiError::NotPending(_) => "verification_not_pending",
@@ -108,6 +132,7 @@ impl ApiError {
             ApiError::LastFactorMandatory => "last_factor_mandatory",
             ApiError::PolicyRefused(PolicyRefusal::MandatoryIsFinal) => "policy_mandatory",
             ApiError::PolicyRefused(PolicyRefusal::SsoWithRequired) => "sso_with_required_policy",
+            ApiError::TooManyFactors(_) => "too_many_factors",
             ApiError::BadSignature(_) => "invalid_signature",
             ApiError::Internal(_) => "internal",
             ApiError::Unavailable => "unavailable",
@@ -158,6 +183,7 @@ impl From<AccountError> for ApiError {
             AccountError::Policy(p) => ApiError::PolicyRefused(p),
             AccountError::Verification(e) => e.into(),
             AccountError::Throttled(t) => ApiError::Throttled(t),
+            AccountError::TooManyFactors(n) => ApiError::TooManyFactors(n),
             other => ApiError::internal(other),
         }
     }
@@ -176,6 +202,61 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
+/// serde's message for a well-formed JSON document of the wrong shape,
+/// without its position, rewritten as `ApiError::malformed_json` describes.
+fn json_data_error(message: &str) -> String {
+    let message = message.rsplit_once(" at line ").map_or(message, |(m, _)| m);
+    for prefix in ["invalid type: ", "invalid value: "] {
+        if let Some(rest) = message.strip_prefix(prefix) {
+            let (found, expected) = rest.split_once(", expected ").unwrap_or((rest, "something else"));
+            // `string "1234567"`, `integer `7``: the kind, not the value.
+            let kind = found.split(['"', '`']).next().unwrap_or_default().trim();
+            return format!("{}{kind}, expected {}", prefix, plain_expectation(expected));
+        }
+    }
+    for prefix in ["unknown field ", "unknown variant ", "missing field ", "duplicate field "] {
+        if let Some(rest) = message.strip_prefix(prefix) {
+            // The name the caller sent between backticks, then serde's list of
+            // the API's own names (`expected one of `a`, `b``).
+            let (name, tail) = match rest.strip_prefix('`').and_then(|r| r.split_once('`')) {
+                Some((name, tail)) => (name, tail),
+                None => (rest, ""),
+            };
+            let tail: String = tail.chars().take(300).collect();
+            // The caller's name is shown only if it could be a field name:
+            // anything else would carry whatever the caller wrote.
+            let looks_like_a_name = !name.is_empty()
+                && name.len() <= 64
+                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            return if looks_like_a_name {
+                format!("{prefix}`{name}`{tail}")
+            } else {
+                format!("{}{tail}", prefix.trim_end())
+            };
+        }
+    }
+    if let Some((length, expected)) = message.strip_prefix("invalid length ").and_then(|r| r.split_once(", expected "))
+    {
+        return format!("invalid length {length}, expected {}", plain_expectation(expected));
+    }
+    // The messages of the parsers behind serde (uuid, date), bounded.
+    message.chars().take(200).collect()
+}
+
+/// What serde expected, in the API's words rather than Rust's.
+fn plain_expectation(expected: &str) -> &str {
+    match expected {
+        e if e.starts_with("struct ") || e.starts_with("a map") => "a JSON object",
+        e if e.starts_with("enum ") || e.starts_with("variant ") => "one of the documented values",
+        "u8" => "a whole number from 0 to 255",
+        "u16" | "u32" | "u64" | "u128" | "usize" => "a whole number of at least 0",
+        "i8" | "i16" | "i32" | "i64" | "i128" | "isize" => "a whole number",
+        "f32" | "f64" => "a number",
+        e if e.contains("::") => "another value",
+        e => e,
+    }
+}
+
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
@@ -183,6 +264,8 @@ impl ResponseError for ApiError {
             ApiError::InvalidField { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::MalformedBody(_) => StatusCode::BAD_REQUEST,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ApiError::UriTooLong(_) => StatusCode::URI_TOO_LONG,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::NotPending(_) | ApiError::IdempotencyConflict => StatusCode::CONFLICT,
@@ -199,6 +282,7 @@ impl ResponseError for ApiError {
             ApiError::ChallengeClosed(_)
             | ApiError::NoFactor
             | ApiError::LastFactorMandatory
+            | ApiError::TooManyFactors(_)
             | ApiError::PolicyRefused(_) => StatusCode::CONFLICT,
             ApiError::BadSignature(_) | ApiError::ForbiddenScope { .. } | ApiError::ForbiddenSource(_) => {
                 StatusCode::FORBIDDEN
@@ -322,4 +406,46 @@ pub struct Problem {
     /// When the block runs out unless an operator lifts it first (`destination_prefix_blocked`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub blocked_until: Option<DateTime<Utc>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn detail<T: serde::de::DeserializeOwned + std::fmt::Debug>(json: &str) -> String {
+        let error = serde_json::from_str::<T>(json).unwrap_err();
+        ApiError::malformed_json(&error).to_string()
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Body {
+        code: String,
+        #[serde(default)]
+        code_length: Option<u8>,
+    }
+
+    #[test]
+    fn json_errors_keep_the_mistake_and_drop_rust_names_and_values() {
+        let d = detail::<Body>(r#""7654321""#);
+        assert_eq!(d, "malformed request body: invalid type: string, expected a JSON object (line 1, column 9)");
+        let d = detail::<Body>(r#"{"code": 7654321}"#);
+        assert_eq!(d, "malformed request body: invalid type: integer, expected a string (line 1, column 16)");
+        let d = detail::<Body>(r#"{"code": "1", "code_length": 300}"#);
+        assert!(d.contains("invalid value: integer, expected a whole number from 0 to 255"), "{d}");
+        let d = detail::<Body>(r#"{"cod": "1"}"#);
+        assert!(d.contains("unknown field `cod`, expected `code` or `code_length`"), "{d}");
+        let d = detail::<Body>("{}");
+        assert!(d.contains("missing field `code`"), "{d}");
+        let d = detail::<Body>(&format!(r#"{{"{}": 1}}"#, "k".repeat(1000)));
+        assert!(d.starts_with("malformed request body: unknown field, expected `code`") && d.len() < 300, "{d}");
+        // Found by the amqp_request fuzz target: a name the caller made up is
+        // not repeated (it carried `::`, and could carry anything).
+        let d = detail::<Body>(r#"{"code_lengt?:: 6, ": 6}"#);
+        assert_eq!(d, "malformed request body: unknown field, expected `code` or `code_length` (line 1, column 20)");
+        assert!(detail::<Body>("{").contains("ends before its JSON does"));
+        assert!(detail::<Body>("{,}").contains("not valid JSON"));
+        assert!(detail::<Vec<Body>>("[1]").ends_with("integer, expected a JSON object (line 1, column 2)"));
+    }
 }

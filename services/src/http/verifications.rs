@@ -13,6 +13,7 @@ use verifyd_actors::verification::{Check, Create, Request, Resend};
 use verifyd_providers::domain::{Channel, Code, CodeLength, Locale, PhoneNumber};
 
 use super::auth::{Caller, Verify};
+use super::body::RawBody;
 use super::problem::{ApiError, Problem};
 use super::{AppState, CodeBody, optional_body, path_id};
 
@@ -190,7 +191,7 @@ async fn resend(
     state: web::Data<AppState>,
     Caller { tenant, .. }: Caller<Verify>,
     path: web::Path<String>,
-    body: web::Bytes,
+    body: RawBody,
 ) -> Result<HttpResponse, ApiError> {
     let id = path_id(&path)?;
     // No body means "same channel".
