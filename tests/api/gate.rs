@@ -495,6 +495,38 @@ async fn a_throttled_code_still_opens_the_challenge() {
     assert!(second.body["challenge"]["send_throttled"]["retry_after"].as_u64().unwrap() > 0);
 }
 
+/// A phone the tenant may no longer text (geo permissions changed after it was
+/// enrolled) does not fail the login: the challenge opens, says why no SMS
+/// went, and a voice call to the same phone, which is still allowed, answers it.
+#[actix_rt::test]
+async fn a_refused_destination_still_opens_the_challenge() {
+    let app = spawn_app().await;
+    let phone = "+14155550143";
+    let created = app.create_verification("lee", phone, "sms").await;
+    let code = app.code_sent_to(phone).await;
+    assert_eq!(app.check(created.body["id"].as_str().unwrap(), &code).await.body["status"], "approved");
+    let geo = app.put_json("/v1/settings/geo-permissions", &json!({ "sms": ["GB"] })).await;
+    assert_eq!(geo.status, 200, "{:?}", geo.body);
+
+    let r = login(&app, "lee", json!({})).await;
+    assert_eq!((r.status, r.body["decision"].as_str()), (200, Some("challenge")), "{:?}", r.body);
+    assert_eq!(r.body["challenge"]["sent"], Value::Null);
+    let refused = &r.body["challenge"]["send_refused"];
+    assert_eq!(refused["error"], "destination_not_allowed", "{:?}", r.body);
+    assert_eq!((refused["country"].as_str(), refused["channel"].as_str()), (Some("US"), Some("sms")));
+    assert!(!r.body.to_string().contains("5550143"), "the number is not echoed: {:?}", r.body);
+    assert_eq!(app.twilio.sent_sms().await.len(), 1, "only the enrolment SMS went out");
+
+    let challenge = challenge_id(&r);
+    let by_voice = app
+        .post_json(&format!("/v1/accounts/lee/challenges/{challenge}/send"), &json!({ "channel": "voice" }))
+        .await;
+    assert_eq!(by_voice.status, 200, "{:?}", by_voice.body);
+    let code = app.next_code_to(phone, 1).await;
+    let passed = answer(&app, "lee", &challenge, &code).await;
+    assert_eq!((passed.status, passed.body["answered_by"].as_str()), (200, Some("phone")), "{:?}", passed.body);
+}
+
 #[actix_rt::test]
 async fn two_serve_processes_give_the_same_gate_answers() {
     let mut app = spawn_app().await;

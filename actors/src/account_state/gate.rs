@@ -10,6 +10,7 @@ use verifyd_providers::domain::{Channel, Code, Locale, PhoneNumber};
 
 use super::enrolment::{BACKUP_CODE_DIGITS, redeem_code};
 use super::{AccountError, AccountStateActor, account_event, announce};
+use crate::abuse::Refused;
 use crate::contract::EventKind;
 use crate::gate::{self as rules, AnsweredBy, Decision, GateSettings, Purpose, Shape};
 use crate::ids::{AccountId, Tenant, Who};
@@ -69,6 +70,8 @@ pub struct ChallengeView {
     pub sent: Option<Sent>,
     /// The code could not be sent now: the limit that was hit.
     pub send_throttled: Option<Throttled>,
+    /// Set when the phone may not be sent a code at all (see [`Refused`]).
+    pub send_refused: Option<Refused>,
 }
 
 /// Where a code went.
@@ -178,6 +181,7 @@ impl Handler<OpenChallenge> for AccountStateActor {
                 expires_at: now + settings.challenge_ttl(),
             };
             let mut send_throttled = None;
+            let mut send_refused = None;
             let sent = if target.is_phone() {
                 match send_code(&mut tx, &issuer, tenant, account_id, target, msg.channel, &msg.locale, now).await {
                     Ok(sent) => {
@@ -190,6 +194,13 @@ impl Handler<OpenChallenge> for AccountStateActor {
                     // recovery code, or a send once the limit allows.
                     Err(AccountError::Verification(VerificationError::Throttled(t))) => {
                         send_throttled = Some(t);
+                        None
+                    }
+                    // No code to this phone at all (geo permissions, number
+                    // type, a pumping block): the login is not bricked either;
+                    // another factor, a backup or recovery code can answer.
+                    Err(AccountError::Verification(VerificationError::Refused(r))) => {
+                        send_refused = Some(r);
                         None
                     }
                     Err(other) => return Err(other),
@@ -215,6 +226,7 @@ impl Handler<OpenChallenge> for AccountStateActor {
                 recovery_code: recovery_left > 0,
                 sent,
                 send_throttled,
+                send_refused,
             })))
         })
     }

@@ -10,6 +10,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
+use verifyd_actors::abuse::Refused;
+use verifyd_actors::abuse::number_type::NumberType;
 use verifyd_actors::account_state::{AnswerChallenge, LoginOutcome, OpenChallenge, SendAgain, Sent};
 use verifyd_actors::gate::{AnsweredBy, Decision, Purpose};
 use verifyd_actors::ids::AccountId;
@@ -127,6 +129,56 @@ pub struct SendThrottled {
     retry_after: u64,
 }
 
+/// Why no code can be sent to the phone at all: the same `error` names and
+/// fields as the problem a verification would get (`destination_not_allowed`,
+/// `number_type_not_allowed`, `destination_prefix_blocked`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SendRefused {
+    #[schema(example = "destination_not_allowed")]
+    error: &'static str,
+    detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    country: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "sms")]
+    channel: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    number_type: Option<NumberType>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prefix: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    blocked_until: Option<DateTime<Utc>>,
+}
+
+impl From<&Refused> for SendRefused {
+    fn from(r: &Refused) -> Self {
+        let mut view = SendRefused {
+            error: r.kind(),
+            detail: r.to_string(),
+            country: None,
+            channel: None,
+            number_type: None,
+            prefix: None,
+            blocked_until: None,
+        };
+        match r {
+            Refused::DestinationNotAllowed { country, channel } => {
+                view.country = country.clone();
+                view.channel = Some(channel.as_str());
+            }
+            Refused::NumberTypeNotAllowed { number_type, channel } => {
+                view.number_type = Some(*number_type);
+                view.channel = Some(channel.as_str());
+            }
+            Refused::DestinationPrefixBlocked { prefix, blocked_until } => {
+                view.prefix = Some(prefix.as_str().to_owned());
+                view.blocked_until = Some(*blocked_until);
+            }
+        }
+        view
+    }
+}
+
 /// An open challenge as the backend shows it to the person.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ChallengeView {
@@ -146,6 +198,10 @@ pub struct ChallengeView {
     /// Set when a code should have gone out but a send limit was hit.
     #[serde(skip_serializing_if = "Option::is_none")]
     send_throttled: Option<SendThrottled>,
+    /// Set when the phone may not be sent a code at all (a setting or a fraud
+    /// block); another factor, a backup or the recovery code can still answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    send_refused: Option<SendRefused>,
 }
 
 impl From<&verifyd_actors::account_state::ChallengeView> for ChallengeView {
@@ -165,6 +221,7 @@ impl From<&verifyd_actors::account_state::ChallengeView> for ChallengeView {
                 scope: t.scope,
                 retry_after: verifyd_actors::throttle::retry_after_secs(t.retry_after),
             }),
+            send_refused: view.send_refused.as_ref().map(SendRefused::from),
         }
     }
 }
