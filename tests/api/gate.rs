@@ -518,10 +518,14 @@ async fn a_refused_destination_still_opens_the_challenge() {
     assert_eq!(app.twilio.sent_sms().await.len(), 1, "only the enrolment SMS went out");
 
     let challenge = challenge_id(&r);
-    let by_voice = app
-        .post_json(&format!("/v1/accounts/lee/challenges/{challenge}/send"), &json!({ "channel": "voice" }))
-        .await;
-    assert_eq!(by_voice.status, 200, "{:?}", by_voice.body);
+    let by_voice =
+        app.post_json(&format!("/v1/accounts/lee/challenges/{challenge}/send"), &json!({ "channel": "voice" })).await;
+    assert_eq!(
+        (by_voice.status, by_voice.body["sent"]["channel"].as_str()),
+        (202, Some("voice")),
+        "{:?}",
+        by_voice.body
+    );
     let code = app.next_code_to(phone, 1).await;
     let passed = answer(&app, "lee", &challenge, &code).await;
     assert_eq!((passed.status, passed.body["answered_by"].as_str()), (200, Some("phone")), "{:?}", passed.body);
