@@ -144,7 +144,7 @@ async fn keys(config: &Config, command: KeysCommand) -> anyhow::Result<()> {
             anyhow::ensure!(!scopes.is_empty(), "give at least one --scope");
             let sources = AllowedSources::parse(&cidr)?;
             let spec = KeySpec { label, scopes, sources };
-            let (tenant, issued) = api_keys::create(&pool, &tenant, &spec).await?;
+            let (tenant, issued) = api_keys::create(&pool, &tenant, &spec, &api_keys::console_operator()).await?;
             eprintln!("API key for tenant {:?} (shown once; store it now):", tenant.name);
             eprintln!("{}", api_keys::describe(&issued.info));
             println!("{}", issued.secret());
@@ -157,7 +157,7 @@ async fn keys(config: &Config, command: KeysCommand) -> anyhow::Result<()> {
         }
         KeysCommand::Rotate { key_id, grace } => {
             let grace = api_keys::parse_grace(&grace)?;
-            let rotated = api_keys::rotate_any(&pool, &key_id, grace)
+            let rotated = api_keys::rotate_any(&pool, &key_id, grace, &api_keys::console_operator())
                 .await?
                 .context("no live key (not revoked or expired) with that id")?;
             eprintln!("{}", api_keys::describe(&rotated.previous));
@@ -166,7 +166,7 @@ async fn keys(config: &Config, command: KeysCommand) -> anyhow::Result<()> {
             println!("{}", rotated.issued.secret());
         }
         KeysCommand::Revoke { key_id } => {
-            let revoked = api_keys::revoke_any(&pool, &key_id).await?.context("no key with that id")?;
+            let revoked = api_keys::revoke_any(&pool, &key_id, &api_keys::console_operator()).await?.context("no key with that id")?;
             eprintln!(
                 "revoked; running processes stop accepting it within http.key_cache_secs ({} s)",
                 config.http.key_cache_secs

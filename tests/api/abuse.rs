@@ -107,6 +107,24 @@ async fn a_tenant_list_allows_its_countries_per_channel_and_nothing_reaches_the_
     assert_eq!(reset.body, json!({ "sms": null, "voice": null, "default": { "sms": null, "voice": null } }));
     let now_allowed = app.create_verification("geo-4", US, "sms").await;
     assert_eq!(now_allowed.status, 201, "{:?}", now_allowed.body);
+
+    // Each accepted change is in the tenant's audit trail; the refused one is not.
+    let trail = app.get("/v1/audit").await.body["entries"].clone();
+    let changes: Vec<_> = trail
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "geo_permissions.changed")
+        .map(|e| (e["detail"].clone(), e["api_key_id"].clone()))
+        .collect();
+    let by = json!(app.api_key.split_once('.').unwrap().0);
+    assert_eq!(
+        changes,
+        vec![
+            (json!({ "sms": null, "voice": null }), by.clone()),
+            (json!({ "sms": ["GB"], "voice": ["GB", "US"] }), by),
+        ]
+    );
 }
 
 #[actix_rt::test]
@@ -325,6 +343,10 @@ async fn an_operator_lifts_a_block_and_only_new_sends_count_towards_the_next() {
     assert_eq!(lifted.body["lifted"]["prefix"], "+447400");
     assert!(lifted.body["lifted"]["lifted_at"].is_string());
     assert_eq!(app.get("/v1/abuse/blocked-prefixes").await.body["blocked"], json!([]));
+    let audited = app.get("/v1/audit").await.body["entries"][0].clone();
+    assert_eq!(audited["action"], "prefix_block.lifted", "{audited}");
+    assert_eq!((&audited["detail"]["prefix"], &audited["detail"]["sent"]), (&json!("+447400"), &json!(4)));
+    assert_eq!(audited["api_key_id"], json!(app.api_key.split_once('.').unwrap().0));
     let again = app.delete_json("/v1/abuse/blocked-prefixes/447400", &json!({})).await;
     assert_refused(&again, 404, "not_found");
     assert_refused(&app.delete_json("/v1/abuse/blocked-prefixes/44-7400", &json!({})).await, 422, "invalid_field");

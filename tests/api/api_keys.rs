@@ -282,9 +282,9 @@ async fn revocation_by_the_cli_takes_effect_within_the_cache_period() {
     let key = new_key(&app, &["verify"], &[]).await;
     assert_eq!(start_verification(&app, &key, "+14155550341", None).await.status, 201);
 
-    let revoked = verifyd::api_keys::revoke_any(&app.pool, key_id(&key)).await.unwrap().expect("the key exists");
+    let revoked = verifyd::api_keys::revoke_any(&app.pool, key_id(&key), &verifyd::api_keys::console_operator()).await.unwrap().expect("the key exists");
     assert!(revoked.revoked_at.is_some());
-    assert!(verifyd::api_keys::revoke_any(&app.pool, "vk_000000000000").await.unwrap().is_none());
+    assert!(verifyd::api_keys::revoke_any(&app.pool, "vk_000000000000", &verifyd::api_keys::console_operator()).await.unwrap().is_none());
     tokio::time::sleep(Duration::from_millis(1_300)).await;
     let refused = start_verification(&app, &key, "+14155550342", None).await;
     assert_eq!(refused.status, 401, "{}", refused.body);
@@ -414,4 +414,62 @@ async fn keys_from_before_the_migration_keep_every_scope() {
     assert!(unscoped.is_err());
     pool.close().await;
     sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {name} WITH (FORCE)"))).execute(&admin).await.unwrap();
+}
+
+/// Every change to a tenant's keys is in its audit trail (`GET /v1/audit`):
+/// which key or console operator made it, which key it touched, what that key
+/// may do, and never a secret. A repeated revocation adds nothing.
+#[actix_rt::test]
+async fn key_changes_are_audited_with_who_made_them_and_no_secret() {
+    let app = spawn_app().await;
+    let admin = new_key(&app, &["admin"], &[]).await;
+    let body = json!({ "scopes": ["verify"], "label": "checkout" });
+    let made = app.send(app.client.post(app.url("/v1/api-keys")).bearer_auth(&admin).json(&body)).await;
+    assert_eq!(made.status, 201, "{}", made.body);
+    let checkout = made.body["key"].as_str().unwrap().to_owned();
+    let rotate = format!("/v1/api-keys/{}/rotate", key_id(&checkout));
+    let rotated = app.send(app.client.post(app.url(&rotate)).bearer_auth(&admin).json(&json!({ "grace_secs": 60 }))).await;
+    assert_eq!(rotated.status, 201, "{}", rotated.body);
+    let successor = rotated.body["key"].as_str().unwrap().to_owned();
+    for _ in 0..2 {
+        let path = format!("/v1/api-keys/{}", key_id(&successor));
+        assert_eq!(call(&app, "DELETE", &path, &admin, None).await.status, 200);
+    }
+    let operator = verifyd::api_keys::console_operator();
+    verifyd::api_keys::revoke_any(&app.pool, key_id(&admin), &operator).await.unwrap().expect("the key exists");
+
+    let trail = app.get("/v1/audit").await;
+    assert_eq!(trail.status, 200, "{}", trail.body);
+    let entries = trail.body["entries"].as_array().unwrap();
+    let seen: Vec<(&str, &str, Option<&str>, &str)> = entries
+        .iter()
+        .map(|e| {
+            (e["action"].as_str().unwrap(), e["actor"].as_str().unwrap(), e["api_key_id"].as_str(), e["detail"]["key_id"].as_str().unwrap())
+        })
+        .collect();
+    let cli = operator.actor.as_str();
+    let app_key = key_id(&app.api_key);
+    assert_eq!(
+        seen,
+        vec![
+            ("api_key.revoked", cli, None, key_id(&admin)),
+            ("api_key.revoked", key_id(&admin), Some(key_id(&admin)), key_id(&successor)),
+            ("api_key.rotated", key_id(&admin), Some(key_id(&admin)), key_id(&checkout)),
+            ("api_key.created", key_id(&admin), Some(key_id(&admin)), key_id(&checkout)),
+            ("api_key.created", app_key, Some(app_key), key_id(&admin)),
+            ("api_key.created", cli, None, app_key),
+        ],
+        "newest first, one revocation each"
+    );
+    let rotation = &entries[2]["detail"];
+    assert_eq!(rotation["new_key_id"], key_id(&successor));
+    assert!(rotation["expires_at"].is_string(), "the old key's end is recorded: {rotation}");
+    assert_eq!((entries[3]["detail"]["label"].as_str(), &entries[3]["detail"]["scopes"]), (Some("checkout"), &json!(["verify"])));
+    let text = trail.body.to_string();
+    for key in [&admin, &checkout, &successor] {
+        let secret = key.split_once('.').unwrap().1;
+        assert!(!text.contains(secret), "a key's secret in the audit trail");
+    }
+    let forbidden = call(&app, "GET", "/v1/audit", &new_key(&app, &["ops"], &[]).await, None).await;
+    assert_eq!(forbidden.status, 403, "the trail needs the admin scope");
 }

@@ -107,7 +107,7 @@ pub async fn load(conn: &mut PgConnection, tenant_id: Uuid) -> Result<GeoPermiss
     Ok(GeoPermissions { sms: sms.map(Countries::from_stored), voice: voice.map(Countries::from_stored) })
 }
 
-pub async fn save(pool: &PgPool, tenant_id: Uuid, geo: &GeoPermissions) -> Result<(), sqlx::Error> {
+pub async fn save(conn: &mut PgConnection, tenant_id: Uuid, geo: &GeoPermissions) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO geo_permissions (tenant_id, sms, voice, updated_at) VALUES ($1, $2, $3, now())
          ON CONFLICT (tenant_id) DO UPDATE SET sms = EXCLUDED.sms, voice = EXCLUDED.voice, updated_at = now()",
@@ -115,7 +115,7 @@ pub async fn save(pool: &PgPool, tenant_id: Uuid, geo: &GeoPermissions) -> Resul
     .bind(tenant_id)
     .bind(geo.sms.as_ref().map(Countries::to_vec))
     .bind(geo.voice.as_ref().map(Countries::to_vec))
-    .execute(pool)
+    .execute(conn)
     .await?;
     Ok(())
 }

@@ -23,6 +23,8 @@ use uuid::Uuid;
 use verifyd_providers::domain::{Channel, PhoneNumber};
 
 use crate::contract::{Event, EventKind};
+use crate::ids::Who;
+use crate::store::audit::{self, Entry};
 use crate::outbox;
 use geo::{GeoCache, GeoPermissions};
 use number_type::NumberType;
@@ -285,8 +287,22 @@ impl Abuse {
         geo::load(&mut conn, tenant_id).await
     }
 
-    pub async fn set_geo_permissions(&self, tenant_id: Uuid, lists: GeoPermissions) -> Result<(), sqlx::Error> {
-        geo::save(&self.pool, tenant_id, &lists).await?;
+    /// Sets a tenant's lists, audited (`geo_permissions.changed`, with the new
+    /// lists) in the same transaction.
+    pub async fn set_geo_permissions(
+        &self,
+        tenant_id: Uuid,
+        lists: GeoPermissions,
+        who: &Who,
+    ) -> Result<(), sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        geo::save(&mut tx, tenant_id, &lists).await?;
+        let detail = serde_json::json!({
+            "sms": lists.sms.as_ref().map(geo::Countries::to_vec),
+            "voice": lists.voice.as_ref().map(geo::Countries::to_vec),
+        });
+        audit::record(&mut tx, tenant_entry(tenant_id, "geo_permissions.changed", who, detail, Utc::now())).await?;
+        tx.commit().await?;
         self.geo.put(tenant_id, lists);
         Ok(())
     }
@@ -297,12 +313,35 @@ impl Abuse {
 
     /// Lifts a block in force: sends to the prefix resume, and only what is
     /// sent from now on counts towards a new block.
+    /// Audited (`prefix_block.lifted`, with the block's figures).
     pub async fn lift(
         &self,
         tenant_id: Uuid,
         prefix: &Prefix,
         now: DateTime<Utc>,
+        who: &Who,
     ) -> Result<Option<Block>, sqlx::Error> {
-        pumping::lift(&self.pool, tenant_id, prefix, now).await
+        let mut tx = self.pool.begin().await?;
+        let lifted = pumping::lift(&mut tx, tenant_id, prefix, now).await?;
+        if let Some(b) = &lifted {
+            let detail = serde_json::json!({
+                "prefix": b.prefix, "country": b.country, "blocked_at": b.blocked_at,
+                "blocked_until": b.blocked_until, "sent": b.sent, "approved": b.approved,
+            });
+            audit::record(&mut tx, tenant_entry(tenant_id, "prefix_block.lifted", who, detail, now)).await?;
+        }
+        tx.commit().await?;
+        Ok(lifted)
     }
+}
+
+/// An audit entry about the tenant as a whole (no account, no organisation).
+fn tenant_entry<'a>(
+    tenant_id: Uuid,
+    action: &'a str,
+    who: &'a Who,
+    detail: serde_json::Value,
+    at: DateTime<Utc>,
+) -> Entry<'a> {
+    Entry { tenant_id, account_id: None, organisation_id: None, action, who, detail, at }
 }

@@ -326,12 +326,11 @@ pub async fn active_blocks(pool: &PgPool, tenant_id: Uuid, now: DateTime<Utc>) -
 /// Lifts a block in force and clears the prefix's counts; `None` when there
 /// is no block.
 pub async fn lift(
-    pool: &PgPool,
+    tx: &mut PgConnection,
     tenant_id: Uuid,
     prefix: &Prefix,
     now: DateTime<Utc>,
 ) -> Result<Option<Block>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
     let lifted: Option<Block> = sqlx::query_as(
         "UPDATE prefix_blocks SET lifted_at = $3
          WHERE tenant_id = $1 AND prefix = $2 AND lifted_at IS NULL AND blocked_until > $3
@@ -343,9 +342,8 @@ pub async fn lift(
     .fetch_optional(&mut *tx)
     .await?;
     if lifted.is_some() {
-        clear(&mut tx, tenant_id, prefix).await?;
+        clear(tx, tenant_id, prefix).await?;
     }
-    tx.commit().await?;
     Ok(lifted)
 }
 

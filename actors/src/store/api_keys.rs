@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::ids::Tenant;
@@ -52,7 +52,7 @@ impl LiveKey {
     }
 }
 
-pub async fn insert(pool: &PgPool, tenant: &Tenant, key: &NewKey<'_>) -> Result<KeyRow, sqlx::Error> {
+pub async fn insert(conn: &mut PgConnection, tenant: &Tenant, key: &NewKey<'_>) -> Result<KeyRow, sqlx::Error> {
     let sql = format!(
         "INSERT INTO api_keys (key_id, tenant_id, secret_hash, label, scopes, allowed_cidrs)
          VALUES ($1, $2, $3, $4, $5, $6) RETURNING {ROW}"
@@ -64,7 +64,7 @@ pub async fn insert(pool: &PgPool, tenant: &Tenant, key: &NewKey<'_>) -> Result<
         .bind(key.label)
         .bind(key.scopes)
         .bind(key.allowed_cidrs)
-        .fetch_one(pool)
+        .fetch_one(conn)
         .await
 }
 
@@ -105,27 +105,26 @@ pub async fn tenant_of(pool: &PgPool, key_id: &str) -> Result<Option<Tenant>, sq
 
 /// Revokes a tenant's key (a second revocation keeps the first time). `None`
 /// when the tenant has no such key.
-pub async fn revoke(pool: &PgPool, tenant_id: Uuid, key_id: &str) -> Result<Option<KeyRow>, sqlx::Error> {
+pub async fn revoke(conn: &mut PgConnection, tenant_id: Uuid, key_id: &str) -> Result<Option<KeyRow>, sqlx::Error> {
     let sql = format!(
         "UPDATE api_keys SET revoked_at = coalesce(revoked_at, now())
          WHERE tenant_id = $1 AND key_id = $2 RETURNING {ROW}"
     );
-    sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(tenant_id).bind(key_id).fetch_optional(pool).await
+    sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(tenant_id).bind(key_id).fetch_optional(conn).await
 }
 
-/// Rotation, in one transaction: a new key with the old one's label, scopes
+/// Rotation, in the caller's transaction: a new key with the old one's label, scopes
 /// and source networks, and the old key set to expire after `grace` (never
 /// later than it already would). `None` when the tenant has no such live key.
 /// Returns (old, new).
 pub async fn rotate(
-    pool: &PgPool,
+    tx: &mut PgConnection,
     tenant_id: Uuid,
     old_key_id: &str,
     new_key_id: &str,
     new_secret_hash: &[u8],
     grace: Duration,
 ) -> Result<Option<(KeyRow, KeyRow)>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
     let locked: Option<String> = sqlx::query_scalar(
         "SELECT key_id FROM api_keys
          WHERE tenant_id = $1 AND key_id = $2 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())
@@ -159,7 +158,6 @@ pub async fn rotate(
         .bind(grace.as_secs_f64())
         .fetch_one(&mut *tx)
         .await?;
-    tx.commit().await?;
     Ok(Some((old, new)))
 }
 

@@ -58,6 +58,9 @@ pub struct Record {
 pub enum Subject<'a> {
     Account(&'a str),
     Organisation(&'a str),
+    /// Changes to the tenant as a whole: API keys, geo permissions, lifted
+    /// prefix blocks (entries with neither an account nor an organisation).
+    Tenant,
 }
 
 /// Newest first, entries older than `before` (an id) when paging.
@@ -68,13 +71,14 @@ pub async fn list(
     before: Option<i64>,
     limit: i64,
 ) -> Result<Vec<Record>, sqlx::Error> {
-    let (column, value) = match subject {
-        Subject::Account(a) => ("account_id", a),
-        Subject::Organisation(o) => ("organisation_id", o),
+    let (filter, value) = match subject {
+        Subject::Account(a) => ("account_id = $2", Some(a)),
+        Subject::Organisation(o) => ("organisation_id = $2", Some(o)),
+        Subject::Tenant => ("account_id IS NULL AND organisation_id IS NULL AND $2::text IS NULL", None),
     };
     let sql = format!(
         "SELECT id, account_id, organisation_id, action, actor, api_key_id, detail, occurred_at FROM audit_log
-         WHERE tenant_id = $1 AND {column} = $2 AND id < $3 ORDER BY id DESC LIMIT $4"
+         WHERE tenant_id = $1 AND {filter} AND id < $3 ORDER BY id DESC LIMIT $4"
     );
     sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(tenant_id)

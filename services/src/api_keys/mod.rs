@@ -20,9 +20,10 @@ use rand::RngExt;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use utoipa::ToSchema;
-use verifyd_actors::ids::Tenant;
+use verifyd_actors::ids::{AccountId, Tenant, Who};
+use verifyd_actors::store::audit::{self, Entry};
 use verifyd_actors::store::{CorruptRow, api_keys, tenants};
 
 pub use authenticator::{Authenticated, Authenticator, KeyRejected};
@@ -135,14 +136,19 @@ pub struct IssuedKey {
 }
 
 /// Creates the tenant if needed and a new key for it (the `keys create` command).
-pub async fn create(pool: &PgPool, tenant_name: &str, spec: &KeySpec) -> Result<(Tenant, IssuedKey), KeyError> {
+pub async fn create(
+    pool: &PgPool,
+    tenant_name: &str,
+    spec: &KeySpec,
+    who: &Who,
+) -> Result<(Tenant, IssuedKey), KeyError> {
     let tenant = tenants::create(pool, tenant_name).await?;
-    let issued = issue(pool, &tenant, spec).await?;
+    let issued = issue(pool, &tenant, spec, who).await?;
     Ok((tenant, issued))
 }
 
-/// A new key for a tenant.
-pub async fn issue(pool: &PgPool, tenant: &Tenant, spec: &KeySpec) -> Result<IssuedKey, KeyError> {
+/// A new key for a tenant, audited (`api_key.created`) in the same transaction.
+pub async fn issue(pool: &PgPool, tenant: &Tenant, spec: &KeySpec, who: &Who) -> Result<IssuedKey, KeyError> {
     let (key_id, secret) = generate();
     let new = api_keys::NewKey {
         key_id: &key_id,
@@ -151,8 +157,53 @@ pub async fn issue(pool: &PgPool, tenant: &Tenant, spec: &KeySpec) -> Result<Iss
         scopes: &spec.scopes.names(),
         allowed_cidrs: &spec.sources.names(),
     };
-    let row = api_keys::insert(pool, tenant, &new).await?;
-    Ok(IssuedKey { info: row.try_into()?, key: SecretString::from(format!("{key_id}.{secret}")) })
+    let mut tx = pool.begin().await?;
+    let row = api_keys::insert(&mut tx, tenant, &new).await?;
+    let info = KeyInfo::try_from(row)?;
+    audited(&mut tx, tenant, who, "api_key.created", &info, None).await?;
+    tx.commit().await?;
+    Ok(IssuedKey { info, key: SecretString::from(format!("{key_id}.{secret}")) })
+}
+
+/// The audit entry of a key change: the key's id and what it may do, never
+/// its secret or hash.
+async fn audited(
+    conn: &mut PgConnection,
+    tenant: &Tenant,
+    who: &Who,
+    action: &str,
+    key: &KeyInfo,
+    replaced_by: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    let mut detail = serde_json::json!({
+        "key_id": key.key_id,
+        "label": key.label,
+        "scopes": key.scopes.names(),
+        "allowed_cidrs": key.allowed_cidrs,
+    });
+    if let Some(expires_at) = key.expires_at {
+        detail["expires_at"] = serde_json::json!(expires_at);
+    }
+    if let Some(new_key_id) = replaced_by {
+        detail["new_key_id"] = serde_json::json!(new_key_id);
+    }
+    let entry =
+        Entry { tenant_id: tenant.id, account_id: None, organisation_id: None, action, who, detail, at: Utc::now() };
+    audit::record(conn, entry).await
+}
+
+/// The database's clock as the transaction sees it (`now()` is its start).
+async fn now_in(conn: &mut PgConnection) -> Result<DateTime<Utc>, sqlx::Error> {
+    sqlx::query_scalar("SELECT now()").fetch_one(conn).await
+}
+
+/// Who acts when an operator runs `verifyd keys …` at a console: `cli`, or
+/// `cli:<user>` when `USER` names one. No API key.
+pub fn console_operator() -> Who {
+    let user = std::env::var("USER").ok().filter(|u| !u.is_empty());
+    let actor = user.and_then(|u| AccountId::parse(&format!("cli:{u}")).ok());
+    let actor = actor.or_else(|| AccountId::parse("cli").ok());
+    Who { actor: actor.unwrap_or_else(|| unreachable!("\"cli\" is an account id")), api_key_id: None }
 }
 
 /// A tenant's keys, oldest first.
@@ -179,18 +230,33 @@ pub async fn rotate(
     tenant: &Tenant,
     key_id: &str,
     grace: Duration,
+    who: &Who,
 ) -> Result<Option<Rotated>, KeyError> {
     let (new_id, secret) = generate();
-    let Some((old, new)) = api_keys::rotate(pool, tenant.id, key_id, &new_id, &hash(&secret), grace).await? else {
+    let mut tx = pool.begin().await?;
+    let Some((old, new)) = api_keys::rotate(&mut tx, tenant.id, key_id, &new_id, &hash(&secret), grace).await? else {
         return Ok(None);
     };
+    let previous = KeyInfo::try_from(old)?;
+    audited(&mut tx, tenant, who, "api_key.rotated", &previous, Some(&new_id)).await?;
+    tx.commit().await?;
     let issued = IssuedKey { info: new.try_into()?, key: SecretString::from(format!("{new_id}.{secret}")) };
-    Ok(Some(Rotated { previous: old.try_into()?, issued }))
+    Ok(Some(Rotated { previous, issued }))
 }
 
-/// Revokes a tenant's key: `None` if it has no such key.
-pub async fn revoke(pool: &PgPool, tenant: &Tenant, key_id: &str) -> Result<Option<KeyInfo>, KeyError> {
-    Ok(api_keys::revoke(pool, tenant.id, key_id).await?.map(KeyInfo::try_from).transpose()?)
+/// Revokes a tenant's key: `None` if it has no such key. Audited
+/// (`api_key.revoked`) unless the key was revoked already.
+pub async fn revoke(pool: &PgPool, tenant: &Tenant, key_id: &str, who: &Who) -> Result<Option<KeyInfo>, KeyError> {
+    let mut tx = pool.begin().await?;
+    let Some(row) = api_keys::revoke(&mut tx, tenant.id, key_id).await? else {
+        return Ok(None);
+    };
+    let info = KeyInfo::try_from(row)?;
+    if info.revoked_at.is_some_and(|at| at >= now_in(&mut tx).await?) {
+        audited(&mut tx, tenant, who, "api_key.revoked", &info, None).await?;
+    }
+    tx.commit().await?;
+    Ok(Some(info))
 }
 
 /// The tenant of a key, whichever it is: operator commands (`keys rotate`,
@@ -201,17 +267,22 @@ pub async fn tenant_of(pool: &PgPool, key_id: &str) -> Result<Option<Tenant>, Ke
 
 /// `keys revoke <key_id>`: revokes the key whatever its tenant. Other
 /// processes stop accepting it within `http.key_cache_secs`.
-pub async fn revoke_any(pool: &PgPool, key_id: &str) -> Result<Option<KeyInfo>, KeyError> {
+pub async fn revoke_any(pool: &PgPool, key_id: &str, who: &Who) -> Result<Option<KeyInfo>, KeyError> {
     match tenant_of(pool, key_id).await? {
-        Some(tenant) => revoke(pool, &tenant, key_id).await,
+        Some(tenant) => revoke(pool, &tenant, key_id, who).await,
         None => Ok(None),
     }
 }
 
 /// `keys rotate <key_id>`: rotates the key whatever its tenant.
-pub async fn rotate_any(pool: &PgPool, key_id: &str, grace: Duration) -> Result<Option<Rotated>, KeyError> {
+pub async fn rotate_any(
+    pool: &PgPool,
+    key_id: &str,
+    grace: Duration,
+    who: &Who,
+) -> Result<Option<Rotated>, KeyError> {
     match tenant_of(pool, key_id).await? {
-        Some(tenant) => rotate(pool, &tenant, key_id, grace).await,
+        Some(tenant) => rotate(pool, &tenant, key_id, grace, who).await,
         None => Ok(None),
     }
 }

@@ -78,7 +78,7 @@ async fn get_geo_permissions(
     security(("api_key" = ["admin"])))]
 async fn put_geo_permissions(
     state: web::Data<AppState>,
-    Caller { tenant, key_id, .. }: Caller<Admin>,
+    caller: Caller<Admin>,
     body: web::Json<GeoBody>,
 ) -> Result<HttpResponse, ApiError> {
     let GeoBody { sms, voice } = body.into_inner();
@@ -86,7 +86,8 @@ async fn put_geo_permissions(
         list.map(|l| Countries::parse(&l)).transpose().map_err(|e| ApiError::field(field, e))
     };
     let lists = GeoPermissions { sms: parse("sms", sms)?, voice: parse("voice", voice)? };
-    state.core.abuse.set_geo_permissions(tenant.id, lists.clone()).await?;
+    let (tenant, key_id) = (&caller.tenant, &caller.key_id);
+    state.core.abuse.set_geo_permissions(tenant.id, lists.clone(), &caller.as_actor()?).await?;
     tracing::info!(tenant = %tenant.name, api_key_id = %key_id, sms = ?lists.sms.as_ref().map(Countries::to_vec),
         voice = ?lists.voice.as_ref().map(Countries::to_vec), "geo permissions changed");
     Ok(HttpResponse::Ok().json(geo_view(&state, lists)))
@@ -158,11 +159,13 @@ async fn blocked_prefixes(
     security(("api_key" = ["ops"])))]
 async fn lift_block(
     state: web::Data<AppState>,
-    Caller { tenant, key_id, .. }: Caller<Ops>,
+    caller: Caller<Ops>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let prefix = Prefix::parse(&path).map_err(|e| ApiError::field("prefix", e))?;
-    let lifted = state.core.abuse.lift(tenant.id, &prefix, Utc::now()).await?.ok_or(ApiError::NotFound)?;
+    let (tenant, key_id) = (&caller.tenant, &caller.key_id);
+    let who = caller.as_actor()?;
+    let lifted = state.core.abuse.lift(tenant.id, &prefix, Utc::now(), &who).await?.ok_or(ApiError::NotFound)?;
     tracing::info!(tenant = %tenant.name, api_key_id = %key_id, %prefix, "destination prefix block lifted by an operator");
     Ok(HttpResponse::Ok().json(Lifted { lifted: lifted.into() }))
 }

@@ -2,7 +2,7 @@
 //! `DELETE /v1/accounts/{account_id}/factors/{factor_id}`,
 //! `PUT …/factors/{factor_id}/default`, `POST /v1/accounts/{account_id}/reset`,
 //! `GET|PUT /v1/organisations/{organisation_id}/policy`, and
-//! `GET /v1/accounts/{account_id}/audit`, `GET /v1/organisations/{organisation_id}/audit`.
+//! `GET /v1/audit`, `GET /v1/accounts/{account_id}/audit`, `GET /v1/organisations/{organisation_id}/audit`.
 
 use actix_web::{HttpResponse, web};
 use chrono::Utc;
@@ -30,6 +30,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::resource("/v1/accounts/{account_id}/factors/{factor_id}/activate").route(web::post().to(activate)),
         )
         .service(web::resource("/v1/accounts/{account_id}/reset").route(web::post().to(reset)))
+        .service(web::resource("/v1/audit").route(web::get().to(tenant_audit)))
         .service(web::resource("/v1/accounts/{account_id}/audit").route(web::get().to(account_audit)))
         .service(
             web::resource("/v1/organisations/{organisation_id}/policy")
@@ -379,6 +380,22 @@ async fn account_audit(
 ) -> Result<HttpResponse, ApiError> {
     let account_id = account_id(&path)?;
     audit_page(&state, tenant.id, audit::Subject::Account(account_id.as_str()), page.into_inner()).await
+}
+
+/// Changes to the tenant as a whole: API keys created, rotated and revoked
+/// (`api_key.*`), geo permissions set (`geo_permissions.changed`), prefix
+/// blocks lifted (`prefix_block.lifted`). `actor` is the calling API key, or
+/// `cli[:user]` for `verifyd keys` at a console.
+#[utoipa::path(get, path = "/v1/audit", tag = "audit",
+    params(Page),
+    responses((status = 200, body = AuditPage), (status = 422, body = Problem)),
+    security(("api_key" = ["admin"])))]
+async fn tenant_audit(
+    state: web::Data<AppState>,
+    Caller { tenant, .. }: Caller<Admin>,
+    page: web::Query<Page>,
+) -> Result<HttpResponse, ApiError> {
+    audit_page(&state, tenant.id, audit::Subject::Tenant, page.into_inner()).await
 }
 
 /// Policy changes of an organisation, and logins into it.

@@ -11,7 +11,7 @@ use std::pin::Pin;
 
 use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
 use secrecy::SecretString;
-use verifyd_actors::ids::Tenant;
+use verifyd_actors::ids::{AccountId, Tenant, Who};
 
 use super::problem::ApiError;
 use super::{AppState, client_addr};
@@ -52,6 +52,15 @@ pub struct Caller<S: RequiredScope> {
     pub scopes: Scopes,
     pub sources: AllowedSources,
     _scope: PhantomData<fn() -> S>,
+}
+
+impl<S: RequiredScope> Caller<S> {
+    /// The calling key as the actor of a tenant-wide change (keys, settings,
+    /// blocks): such calls act for the backend, not for a named person.
+    pub fn as_actor(&self) -> Result<Who, ApiError> {
+        let actor = AccountId::parse(&self.key_id).map_err(|_| ApiError::Unauthenticated)?;
+        Ok(Who { actor, api_key_id: Some(self.key_id.clone()) })
+    }
 }
 
 impl<S: RequiredScope> FromRequest for Caller<S> {

@@ -25,7 +25,7 @@ use super::{abuse, accounts, admin, api_keys, enrolment, gate, ops, problem, ver
         enrolment::backup_code_status, enrolment::generate_recovery_code,
         gate::login, gate::step_up, gate::get, gate::answer, gate::send, gate::verify_proof,
         admin::remove_factor, admin::set_default, admin::activate, admin::reset,
-        admin::get_policy, admin::put_policy, admin::account_audit, admin::organisation_audit,
+        admin::get_policy, admin::put_policy, admin::tenant_audit, admin::account_audit, admin::organisation_audit,
         api_keys::list, api_keys::create, api_keys::rotate, api_keys::revoke,
         ops::healthz, ops::readyz, ops::metrics, ops::queues,
         abuse::get_geo_permissions, abuse::put_geo_permissions, abuse::blocked_prefixes, abuse::lift_block,
