@@ -273,7 +273,8 @@ async fn run_verifyd(args: &Args, consumers: usize, mock_url: &str, received: &R
             scopes: crate::api_keys::Scopes::of(&[crate::api_keys::Scope::Verify]),
             sources: Default::default(),
         };
-        let (_, issued) = crate::api_keys::create(&running.core.pool, "bench", &spec, &crate::api_keys::console_operator()).await?;
+        let (_, issued) =
+            crate::api_keys::create(&running.core.pool, "bench", &spec, &crate::api_keys::console_operator()).await?;
         let key = issued.secret().to_owned();
         let client = reqwest::Client::new();
         let endpoint = format!("http://127.0.0.1:{port}/v1/verifications");

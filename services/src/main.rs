@@ -166,7 +166,9 @@ async fn keys(config: &Config, command: KeysCommand) -> anyhow::Result<()> {
             println!("{}", rotated.issued.secret());
         }
         KeysCommand::Revoke { key_id } => {
-            let revoked = api_keys::revoke_any(&pool, &key_id, &api_keys::console_operator()).await?.context("no key with that id")?;
+            let revoked = api_keys::revoke_any(&pool, &key_id, &api_keys::console_operator())
+                .await?
+                .context("no key with that id")?;
             eprintln!(
                 "revoked; running processes stop accepting it within http.key_cache_secs ({} s)",
                 config.http.key_cache_secs

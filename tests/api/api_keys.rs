@@ -282,9 +282,17 @@ async fn revocation_by_the_cli_takes_effect_within_the_cache_period() {
     let key = new_key(&app, &["verify"], &[]).await;
     assert_eq!(start_verification(&app, &key, "+14155550341", None).await.status, 201);
 
-    let revoked = verifyd::api_keys::revoke_any(&app.pool, key_id(&key), &verifyd::api_keys::console_operator()).await.unwrap().expect("the key exists");
+    let revoked = verifyd::api_keys::revoke_any(&app.pool, key_id(&key), &verifyd::api_keys::console_operator())
+        .await
+        .unwrap()
+        .expect("the key exists");
     assert!(revoked.revoked_at.is_some());
-    assert!(verifyd::api_keys::revoke_any(&app.pool, "vk_000000000000", &verifyd::api_keys::console_operator()).await.unwrap().is_none());
+    assert!(
+        verifyd::api_keys::revoke_any(&app.pool, "vk_000000000000", &verifyd::api_keys::console_operator())
+            .await
+            .unwrap()
+            .is_none()
+    );
     tokio::time::sleep(Duration::from_millis(1_300)).await;
     let refused = start_verification(&app, &key, "+14155550342", None).await;
     assert_eq!(refused.status, 401, "{}", refused.body);
@@ -422,13 +430,15 @@ async fn keys_from_before_the_migration_keep_every_scope() {
 #[actix_rt::test]
 async fn key_changes_are_audited_with_who_made_them_and_no_secret() {
     let app = spawn_app().await;
-    let admin = new_key(&app, &["admin"], &[]).await;
+    // A key grants and rotates only what it holds: this one can do both for `verify`.
+    let admin = new_key(&app, &["admin", "verify"], &[]).await;
     let body = json!({ "scopes": ["verify"], "label": "checkout" });
     let made = app.send(app.client.post(app.url("/v1/api-keys")).bearer_auth(&admin).json(&body)).await;
     assert_eq!(made.status, 201, "{}", made.body);
     let checkout = made.body["key"].as_str().unwrap().to_owned();
     let rotate = format!("/v1/api-keys/{}/rotate", key_id(&checkout));
-    let rotated = app.send(app.client.post(app.url(&rotate)).bearer_auth(&admin).json(&json!({ "grace_secs": 60 }))).await;
+    let rotated =
+        app.send(app.client.post(app.url(&rotate)).bearer_auth(&admin).json(&json!({ "grace_secs": 60 }))).await;
     assert_eq!(rotated.status, 201, "{}", rotated.body);
     let successor = rotated.body["key"].as_str().unwrap().to_owned();
     for _ in 0..2 {
@@ -444,7 +454,12 @@ async fn key_changes_are_audited_with_who_made_them_and_no_secret() {
     let seen: Vec<(&str, &str, Option<&str>, &str)> = entries
         .iter()
         .map(|e| {
-            (e["action"].as_str().unwrap(), e["actor"].as_str().unwrap(), e["api_key_id"].as_str(), e["detail"]["key_id"].as_str().unwrap())
+            (
+                e["action"].as_str().unwrap(),
+                e["actor"].as_str().unwrap(),
+                e["api_key_id"].as_str(),
+                e["detail"]["key_id"].as_str().unwrap(),
+            )
         })
         .collect();
     let cli = operator.actor.as_str();
@@ -464,7 +479,10 @@ async fn key_changes_are_audited_with_who_made_them_and_no_secret() {
     let rotation = &entries[2]["detail"];
     assert_eq!(rotation["new_key_id"], key_id(&successor));
     assert!(rotation["expires_at"].is_string(), "the old key's end is recorded: {rotation}");
-    assert_eq!((entries[3]["detail"]["label"].as_str(), &entries[3]["detail"]["scopes"]), (Some("checkout"), &json!(["verify"])));
+    assert_eq!(
+        (entries[3]["detail"]["label"].as_str(), &entries[3]["detail"]["scopes"]),
+        (Some("checkout"), &json!(["verify"]))
+    );
     let text = trail.body.to_string();
     for key in [&admin, &checkout, &successor] {
         let secret = key.split_once('.').unwrap().1;

@@ -140,7 +140,9 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     let tenant = format!("t{}", &id[..12]);
     // Every scope, from anywhere: what keys made before scopes existed have.
     let spec = verifyd::api_keys::KeySpec::unrestricted(Some("tests"));
-    let (_, key) = verifyd::api_keys::create(&pool, &tenant, &spec, &verifyd::api_keys::console_operator()).await.expect("api key");
+    let (_, key) = verifyd::api_keys::create(&pool, &tenant, &spec, &verifyd::api_keys::console_operator())
+        .await
+        .expect("api key");
     let topology = running.core.topology.clone();
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
@@ -361,7 +363,9 @@ impl TestApp {
     /// Another tenant with its own key, on the same service.
     pub async fn other_tenant(&self, name: &str) -> String {
         let spec = verifyd::api_keys::KeySpec::unrestricted(None);
-        let (_, key) = verifyd::api_keys::create(&self.pool, name, &spec, &verifyd::api_keys::console_operator()).await.expect("api key");
+        let (_, key) = verifyd::api_keys::create(&self.pool, name, &spec, &verifyd::api_keys::console_operator())
+            .await
+            .expect("api key");
         key.secret().to_owned()
     }
 

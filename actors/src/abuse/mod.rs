@@ -24,8 +24,8 @@ use verifyd_providers::domain::{Channel, PhoneNumber};
 
 use crate::contract::{Event, EventKind};
 use crate::ids::Who;
-use crate::store::audit::{self, Entry};
 use crate::outbox;
+use crate::store::audit::{self, Entry};
 use geo::{GeoCache, GeoPermissions};
 use number_type::NumberType;
 use pumping::{Block, Conversion, Prefix, PumpingSettings};

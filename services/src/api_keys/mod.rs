@@ -252,7 +252,8 @@ pub async fn revoke(pool: &PgPool, tenant: &Tenant, key_id: &str, who: &Who) -> 
         return Ok(None);
     };
     let info = KeyInfo::try_from(row)?;
-    if info.revoked_at.is_some_and(|at| at >= now_in(&mut tx).await?) {
+    let now = now_in(&mut tx).await?;
+    if info.revoked_at.is_some_and(|at| at >= now) {
         audited(&mut tx, tenant, who, "api_key.revoked", &info, None).await?;
     }
     tx.commit().await?;
@@ -275,12 +276,7 @@ pub async fn revoke_any(pool: &PgPool, key_id: &str, who: &Who) -> Result<Option
 }
 
 /// `keys rotate <key_id>`: rotates the key whatever its tenant.
-pub async fn rotate_any(
-    pool: &PgPool,
-    key_id: &str,
-    grace: Duration,
-    who: &Who,
-) -> Result<Option<Rotated>, KeyError> {
+pub async fn rotate_any(pool: &PgPool, key_id: &str, grace: Duration, who: &Who) -> Result<Option<Rotated>, KeyError> {
     match tenant_of(pool, key_id).await? {
         Some(tenant) => rotate(pool, &tenant, key_id, grace, who).await,
         None => Ok(None),

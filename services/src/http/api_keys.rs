@@ -159,7 +159,9 @@ async fn rotate(
             "the key to rotate is accepted from networks this API key is not: it cannot rotate it",
         ));
     }
-    let rotated = api_keys::rotate(&state.pool, &caller.tenant, key_id, grace, &caller.as_actor()?).await?.ok_or(ApiError::NotFound)?;
+    let rotated = api_keys::rotate(&state.pool, &caller.tenant, key_id, grace, &caller.as_actor()?)
+        .await?
+        .ok_or(ApiError::NotFound)?;
     state.keys.evict(key_id);
     tracing::info!(key_id, new_key_id = %rotated.issued.info.key_id, by = %caller.key_id, ?grace, "API key rotated");
     Ok(Issued::of(rotated.issued, Some(rotated.previous)).created())
@@ -184,7 +186,8 @@ async fn revoke(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let key_id = key_id(&path)?;
-    let revoked = api_keys::revoke(&state.pool, &caller.tenant, key_id, &caller.as_actor()?).await?.ok_or(ApiError::NotFound)?;
+    let revoked =
+        api_keys::revoke(&state.pool, &caller.tenant, key_id, &caller.as_actor()?).await?.ok_or(ApiError::NotFound)?;
     state.keys.evict(key_id);
     tracing::info!(key_id, by = %caller.key_id, "API key revoked");
     Ok(HttpResponse::Ok().json(Revoked { revoked }))
