@@ -355,6 +355,13 @@ pub(crate) fn lock_key(parts: &[&str]) -> i64 {
     i64::from_be_bytes(first)
 }
 
+/// Splits buckets into the ones a send has to itself (phone, account, IP) and
+/// the ones every send of a tenant shares (country, tenant): one row each,
+/// locked by every send until its commit, so they are taken last.
+pub fn split_shared(buckets: Vec<Bucket>) -> (Vec<Bucket>, Vec<Bucket>) {
+    buckets.into_iter().partition(|b| !matches!(b.scope, Scope::Country | Scope::Tenant))
+}
+
 /// The cross-process answer, inside the transaction that will record the send
 /// or the check: takes one cell from every bucket, or from none.
 pub async fn enforce_in_tx(

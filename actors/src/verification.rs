@@ -217,9 +217,13 @@ impl Issuer {
             account: &request.account_id,
             ip: request.end_user_ip,
         };
-        throttle::enforce_in_tx(&mut *tx, &self.limits.send_buckets(&send), now).await??;
-        let (phone, channel) = (&request.phone, request.channel);
-        self.abuse.enforce_in_tx(&mut *tx, tenant.id, &tenant.name, phone, channel, Sending::New, now).await??;
+        // The phone's, account's and IP's buckets first; the ones every send of
+        // the tenant shares (its country's, its own) and the pumping counts
+        // last: their rows stay locked until the commit, so they are taken as
+        // late as possible. An error after a write leaves the transaction to
+        // be rolled back.
+        let (own, shared) = throttle::split_shared(self.limits.send_buckets(&send));
+        throttle::enforce_in_tx(&mut *tx, &own, now).await??;
         let inserted = store::insert(
             &mut *tx,
             &NewVerification {
@@ -271,7 +275,10 @@ impl Issuer {
             .with("expires_at", expires_at.to_rfc3339());
         let mut rows = vec![outbox::dispatch_row(&job)];
         rows.extend(outbox::event_rows(&event, verification.reply.as_ref()));
-        outbox::put(tx, &rows).await?;
+        outbox::put(&mut *tx, &rows).await?;
+        let (phone, channel) = (&verification.phone, verification.channel);
+        self.abuse.enforce_in_tx(&mut *tx, tenant.id, &tenant.name, phone, channel, Sending::New, now).await??;
+        throttle::enforce_in_tx(&mut *tx, &shared, now).await??;
         metrics::counter!("verifyd_verifications_created_total", "channel" => verification.channel.as_str())
             .increment(1);
         Ok(Some(verification))
@@ -290,7 +297,8 @@ impl Issuer {
         let mut v = store::lock(&mut *tx, tenant_id, id).await?.ok_or(VerificationError::NotFound)?;
         lifecycle::resend(&v.state, &self.policy.resend, now).map_err(|r| refused(r, &v, now))?;
         let send = throttle::Send { tenant_id: v.tenant_id, phone: &v.phone, account: &v.account_id, ip: None };
-        throttle::enforce_in_tx(&mut *tx, &self.limits.send_buckets(&send), now).await??;
+        let (own, shared) = throttle::split_shared(self.limits.send_buckets(&send));
+        throttle::enforce_in_tx(&mut *tx, &own, now).await??;
         let channel = channel.unwrap_or(v.channel);
         self.abuse
             .enforce_in_tx(&mut *tx, v.tenant_id, &v.tenant_name, &v.phone, channel, Sending::Again, now)
@@ -298,7 +306,8 @@ impl Issuer {
         store::save_resend(&mut *tx, v.id, channel, now).await?;
         store::log_send(&mut *tx, v.tenant_id, &v.phone, &v.account_id, now).await?;
         let job = DispatchJob { job_id: Uuid::new_v4(), verification_id: v.id, channel, retry: 0 };
-        outbox::dispatch(tx, &job).await?;
+        outbox::dispatch(&mut *tx, &job).await?;
+        throttle::enforce_in_tx(&mut *tx, &shared, now).await??;
         v.channel = channel;
         v.state.sends += 1;
         v.state.last_sent_at = now;

@@ -495,6 +495,33 @@ async fn a_throttled_code_still_opens_the_challenge() {
     assert!(second.body["challenge"]["send_throttled"]["retry_after"].as_u64().unwrap() > 0);
 }
 
+/// The tenant's own limit refuses the login code only after the code's rows
+/// were written (shared buckets are taken last): the challenge still opens,
+/// and nothing of the refused send is left behind or sent.
+#[actix_rt::test]
+async fn a_tenant_limit_refusal_leaves_no_verification_behind() {
+    let app = crate::helpers::spawn_app_with(|c| c.throttle.per_tenant.count = 1).await;
+    let phone = "+14155550144";
+    let created = app.create_verification("max", phone, "sms").await;
+    let code = app.code_sent_to(phone).await;
+    assert_eq!(app.check(created.body["id"].as_str().unwrap(), &code).await.body["status"], "approved");
+
+    let r = login(&app, "max", json!({})).await;
+    assert_eq!((r.status, r.body["decision"].as_str()), (200, Some("challenge")), "{:?}", r.body);
+    assert_eq!(r.body["challenge"]["send_throttled"]["scope"], "tenant", "{:?}", r.body);
+    assert_eq!(r.body["challenge"]["sent"], Value::Null);
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM verifications WHERE account_id = 'max'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, 1, "only the enrolment's verification is stored");
+    let challenge = challenge_id(&r);
+    let read = app.get(&format!("/v1/accounts/max/challenges/{challenge}")).await;
+    assert_eq!(read.status, 200, "the challenge was committed: {:?}", read.body);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(app.twilio.sent_sms().await.len(), 1, "nothing went out for the refused code");
+}
+
 /// A phone the tenant may no longer text (geo permissions changed after it was
 /// enrolled) does not fail the login: the challenge opens, says why no SMS
 /// went, and a voice call to the same phone, which is still allowed, answers it.

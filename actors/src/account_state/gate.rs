@@ -399,10 +399,22 @@ async fn send_code(
         idempotency_key: None,
         end_user_ip: None,
     };
-    let v = issuer
-        .issue_in_tx(tx, tenant, request, None, now)
-        .await?
-        .ok_or_else(|| corrupt("a verification without idempotency key was not stored".into()))?;
+    // A savepoint: a refusal after the verification's rows were written (the
+    // abuse checks, the tenant's shared limits) undoes them and leaves the
+    // challenge's transaction usable.
+    let mut savepoint = sqlx::Connection::begin(&mut *tx).await?;
+    let issued = issuer.issue_in_tx(&mut savepoint, tenant, request, None, now).await;
+    let v = match issued {
+        Ok(Some(v)) => {
+            savepoint.commit().await?;
+            v
+        }
+        Ok(None) => return Err(corrupt("a verification without idempotency key was not stored".into())),
+        Err(e) => {
+            savepoint.rollback().await?;
+            return Err(e.into());
+        }
+    };
     Ok(Sent { factor_id: factor.id, verification_id: v.id, channel, to: v.phone.masked(), sends: v.state.sends })
 }
 
