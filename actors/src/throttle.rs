@@ -357,7 +357,8 @@ pub(crate) fn lock_key(parts: &[&str]) -> i64 {
 
 /// Splits buckets into the ones a send has to itself (phone, account, IP) and
 /// the ones every send of a tenant shares (country, tenant): one row each,
-/// locked by every send until its commit, so they are taken last.
+/// which a lock held until a create's commit would serialise every send of
+/// the tenant on. They are taken apart ([`take_alone`]) or last.
 pub fn split_shared(buckets: Vec<Bucket>) -> (Vec<Bucket>, Vec<Bucket>) {
     buckets.into_iter().partition(|b| !matches!(b.scope, Scope::Country | Scope::Tenant))
 }
@@ -389,6 +390,53 @@ pub async fn enforce_in_tx(
     };
     metrics::counter!("verifyd_throttled_total", "scope" => bucket.scope.as_str()).increment(1);
     Ok(Err(Throttled { scope: bucket.scope, retry_after: Duration::from_secs_f64(wait.max(0.0)) }))
+}
+
+/// Takes from `buckets` in a transaction of its own that commits without
+/// waiting for the WAL flush (`synchronous_commit = off`), so rows every send
+/// of a tenant shares are locked for one statement rather than for a create's
+/// whole transaction and its flush. A crash of PostgreSQL may forget the last
+/// fraction of a second of takes: the limit is then briefly looser, never
+/// stricter. Hand the cells back with [`give_back`] if the send does not
+/// happen.
+pub async fn take_alone(
+    pool: &sqlx::PgPool,
+    buckets: &[Bucket],
+    now: DateTime<Utc>,
+) -> Result<Result<(), Throttled>, sqlx::Error> {
+    if buckets.is_empty() {
+        return Ok(Ok(()));
+    }
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await?;
+    let taken = enforce_in_tx(&mut tx, buckets, now).await?;
+    tx.commit().await?;
+    Ok(taken)
+}
+
+/// Returns one cell to each bucket (the inverse of a take; a bucket never
+/// fills past full), rows locked in key order as the take locks them.
+pub async fn give_back(pool: &sqlx::PgPool, buckets: &[Bucket], now: DateTime<Utc>) -> Result<(), sqlx::Error> {
+    if buckets.is_empty() {
+        return Ok(());
+    }
+    let keys: Vec<Vec<u8>> = buckets.iter().map(|b| b.key.to_vec()).collect();
+    let emission: Vec<f64> = buckets.iter().map(|b| b.limit.emission().as_secs_f64()).collect();
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await?;
+    sqlx::query(
+        "WITH locked AS (SELECT key FROM throttle_buckets WHERE key = ANY($1) ORDER BY key FOR UPDATE)
+         UPDATE throttle_buckets b SET tat = greatest(b.tat - make_interval(secs => u.e), $3)
+         FROM unnest($1::bytea[], $2::float8[]) AS u(k, e), locked
+         WHERE b.key = u.k AND locked.key = u.k",
+    )
+    .bind(&keys)
+    .bind(&emission)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Deletes buckets that are full again (their row says nothing a missing row

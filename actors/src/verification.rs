@@ -182,7 +182,38 @@ pub fn stored_precision(t: DateTime<Utc>) -> DateTime<Utc> {
     t.trunc_subsecs(6)
 }
 
+/// Where a send's shared buckets (its country's, its tenant's) are taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SharedBuckets {
+    /// Already, before the transaction ([`Issuer::take_shared`]).
+    Taken,
+    /// Inside the transaction, last (a caller that holds a transaction open
+    /// already must not wait for a second connection).
+    InTx,
+}
+
 impl Issuer {
+    /// Takes the send's shared buckets in PostgreSQL before its transaction,
+    /// so their rows are not locked for all of it. `Ok(buckets)` to hand to
+    /// [`Issuer::give_back`] if the send does not happen.
+    pub async fn take_shared(
+        &self,
+        send: &throttle::Send<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<throttle::Bucket>, VerificationError> {
+        let (_, shared) = throttle::split_shared(self.limits.send_buckets(send));
+        throttle::take_alone(&self.pool, &shared, now).await??;
+        Ok(shared)
+    }
+
+    /// Hands back what [`Issuer::take_shared`] took for a send that did not
+    /// happen. Best effort: a failure only leaves the limit a cell stricter.
+    pub async fn give_back(&self, shared: &[throttle::Bucket], now: DateTime<Utc>) {
+        if let Err(e) = throttle::give_back(&self.pool, shared, now).await {
+            tracing::warn!(error = %e, "could not hand back a refused send's shared throttle cells");
+        }
+    }
+
     /// The in-process throttle's answer (no database round trip); the limits are
     /// enforced again, across processes, inside `issue_in_tx`.
     pub async fn admit(&self, send: &throttle::Send<'_>) -> Result<(), VerificationError> {
@@ -202,6 +233,7 @@ impl Issuer {
         request: Request,
         reply: Option<ReplyTo>,
         now: DateTime<Utc>,
+        shared_buckets: SharedBuckets,
     ) -> Result<Option<Verification>, VerificationError> {
         let policy = &self.policy;
         let id = Uuid::new_v4();
@@ -278,7 +310,9 @@ impl Issuer {
         outbox::put(&mut *tx, &rows).await?;
         let (phone, channel) = (&verification.phone, verification.channel);
         self.abuse.enforce_in_tx(&mut *tx, tenant.id, &tenant.name, phone, channel, Sending::New, now).await??;
-        throttle::enforce_in_tx(&mut *tx, &shared, now).await??;
+        if shared_buckets == SharedBuckets::InTx {
+            throttle::enforce_in_tx(&mut *tx, &shared, now).await??;
+        }
         metrics::counter!("verifyd_verifications_created_total", "channel" => verification.channel.as_str())
             .increment(1);
         Ok(Some(verification))
@@ -293,6 +327,7 @@ impl Issuer {
         id: Uuid,
         channel: Option<Channel>,
         now: DateTime<Utc>,
+        shared_buckets: SharedBuckets,
     ) -> Result<Verification, VerificationError> {
         let mut v = store::lock(&mut *tx, tenant_id, id).await?.ok_or(VerificationError::NotFound)?;
         lifecycle::resend(&v.state, &self.policy.resend, now).map_err(|r| refused(r, &v, now))?;
@@ -307,7 +342,9 @@ impl Issuer {
         store::log_send(&mut *tx, v.tenant_id, &v.phone, &v.account_id, now).await?;
         let job = DispatchJob { job_id: Uuid::new_v4(), verification_id: v.id, channel, retry: 0 };
         outbox::dispatch(&mut *tx, &job).await?;
-        throttle::enforce_in_tx(&mut *tx, &shared, now).await??;
+        if shared_buckets == SharedBuckets::InTx {
+            throttle::enforce_in_tx(&mut *tx, &shared, now).await??;
+        }
         v.channel = channel;
         v.state.sends += 1;
         v.state.last_sent_at = now;
@@ -393,19 +430,34 @@ async fn create(deps: &Deps, mut msg: Create) -> Result<Created, VerificationErr
         ip: msg.request.end_user_ip,
     };
     issuer.admit(&send).await?;
-    let mut tx = issuer.pool.begin().await?;
-    let Some(verification) =
-        issuer.issue_in_tx(&mut tx, &msg.tenant, msg.request.clone(), msg.reply.clone(), msg.now).await?
-    else {
-        // Lost a race on the idempotency key: answer with the winner.
-        tx.rollback().await?;
-        let mut conn = issuer.pool.acquire().await?;
-        let key = msg.request.idempotency_key.as_deref().unwrap_or_default();
-        let existing =
-            store::by_idempotency_key(&mut conn, msg.tenant.id, key).await?.ok_or(VerificationError::NotFound)?;
-        return replay(existing, &msg);
+    let shared = issuer.take_shared(&send, msg.now).await?;
+    let issued = async {
+        let mut tx = issuer.pool.begin().await?;
+        let issued = issuer
+            .issue_in_tx(&mut tx, &msg.tenant, msg.request.clone(), msg.reply.clone(), msg.now, SharedBuckets::Taken)
+            .await?;
+        if issued.is_some() {
+            tx.commit().await?;
+        }
+        Ok::<_, VerificationError>(issued)
+    }
+    .await;
+    let verification = match issued {
+        Ok(Some(verification)) => verification,
+        Ok(None) => {
+            // Lost a race on the idempotency key: answer with the winner.
+            issuer.give_back(&shared, msg.now).await;
+            let mut conn = issuer.pool.acquire().await?;
+            let key = msg.request.idempotency_key.as_deref().unwrap_or_default();
+            let existing =
+                store::by_idempotency_key(&mut conn, msg.tenant.id, key).await?.ok_or(VerificationError::NotFound)?;
+            return replay(existing, &msg);
+        }
+        Err(e) => {
+            issuer.give_back(&shared, msg.now).await;
+            return Err(e);
+        }
     };
-    tx.commit().await?;
     issuer.relay.do_send(Kick);
     tracing::info!(verification_id = %verification.id, tenant = %verification.tenant_name,
         to = %verification.phone.masked(), channel = %verification.channel, "verification created");
@@ -467,10 +519,26 @@ async fn resend(deps: &Deps, mut msg: Resend) -> Result<Verification, Verificati
     issuer
         .admit(&throttle::Send { tenant_id: msg.tenant.id, phone: &v.phone, account: &v.account_id, ip: None })
         .await?;
-
-    let mut tx = issuer.pool.begin().await?;
-    let v = issuer.resend_in_tx(&mut tx, msg.tenant.id, msg.id, msg.channel, msg.now).await?;
-    tx.commit().await?;
+    let shared = issuer
+        .take_shared(
+            &throttle::Send { tenant_id: v.tenant_id, phone: &v.phone, account: &v.account_id, ip: None },
+            msg.now,
+        )
+        .await?;
+    let resent = async {
+        let mut tx = issuer.pool.begin().await?;
+        let v = issuer.resend_in_tx(&mut tx, msg.tenant.id, msg.id, msg.channel, msg.now, SharedBuckets::Taken).await?;
+        tx.commit().await?;
+        Ok::<_, VerificationError>(v)
+    }
+    .await;
+    let v = match resent {
+        Ok(v) => v,
+        Err(e) => {
+            issuer.give_back(&shared, msg.now).await;
+            return Err(e);
+        }
+    };
     issuer.relay.do_send(Kick);
     let channel = v.channel;
     metrics::counter!("verifyd_resends_total", "channel" => channel.as_str()).increment(1);

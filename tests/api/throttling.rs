@@ -102,6 +102,28 @@ async fn country_and_tenant_limits_refuse_their_own_scope_only() {
     assert_eq!(theirs.status, 201, "{:?}", theirs.body);
 }
 
+/// The tenant's and country's cells are taken before a send's transaction; a
+/// send refused inside it hands them back, so the tenant's budget is spent
+/// only by codes that went out.
+#[actix_rt::test]
+async fn a_send_refused_in_its_transaction_hands_back_the_tenants_cells() {
+    let mut app = spawn_app_with(|c| {
+        c.throttle.per_phone = Limit::new(1, 600);
+        c.throttle.per_tenant = Limit::new(2, 600);
+    })
+    .await;
+    let other = app.start_another_serve().await;
+    let sms = |n: usize, phone: String| json!({ "account_id": format!("g-{n}"), "phone": phone, "channel": "sms" });
+    assert_eq!(create_at(&app, &app.address, sms(0, uk(400))).await.status, 201);
+    // The other process's own limiter has not seen this phone: the send gets
+    // to PostgreSQL, takes the tenant's cell, and the phone's limit refuses it.
+    assert_throttled(&create_at(&app, &other, sms(1, uk(400))).await, "phone");
+    assert_eq!(create_at(&app, &app.address, sms(2, uk(401))).await.status, 201, "the refused send's cell came back");
+    assert_throttled(&create_at(&app, &other, sms(3, uk(402))).await, "tenant");
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM verifications").fetch_one(&app.pool).await.unwrap();
+    assert_eq!(stored, 2);
+}
+
 #[actix_rt::test]
 async fn checks_per_account_span_its_verifications_and_a_refused_check_costs_no_attempt() {
     let app = spawn_app_with(|c| c.throttle.checks_per_account = Limit::new(3, 3_600)).await;

@@ -28,7 +28,7 @@ use crate::store::organisations;
 use crate::store::{CorruptRow, StoreError, verifications};
 use crate::throttle::{Scope, Throttled};
 use crate::totp;
-use crate::verification::{Issuer, Request, VerificationError, stored_precision};
+use crate::verification::{Issuer, Request, SharedBuckets, VerificationError, stored_precision};
 
 /// Digits of an authenticator code.
 const TOTP_DIGITS: usize = 6;
@@ -254,18 +254,20 @@ impl Handler<SendAgain> for AccountStateActor {
             .ok_or(AccountError::NotFound)?;
             let same_code = c.verification_id.filter(|_| c.sent_factor_id == Some(target.id));
             let sent = match same_code {
-                Some(vid) => match issuer.resend_in_tx(&mut tx, tenant.id, vid, msg.channel, now).await {
-                    Ok(v) => Some(Sent {
-                        factor_id: target.id,
-                        verification_id: v.id,
-                        channel: v.channel,
-                        to: v.phone.masked(),
-                        sends: v.state.sends,
-                    }),
-                    // Its code is spent (expired, too many tries): a new one follows.
-                    Err(VerificationError::NotPending(_)) => None,
-                    Err(other) => return Err(other.into()),
-                },
+                Some(vid) => {
+                    match issuer.resend_in_tx(&mut tx, tenant.id, vid, msg.channel, now, SharedBuckets::InTx).await {
+                        Ok(v) => Some(Sent {
+                            factor_id: target.id,
+                            verification_id: v.id,
+                            channel: v.channel,
+                            to: v.phone.masked(),
+                            sends: v.state.sends,
+                        }),
+                        // Its code is spent (expired, too many tries): a new one follows.
+                        Err(VerificationError::NotPending(_)) => None,
+                        Err(other) => return Err(other.into()),
+                    }
+                }
                 None => None,
             };
             let sent = match sent {
@@ -403,7 +405,7 @@ async fn send_code(
     // abuse checks, the tenant's shared limits) undoes them and leaves the
     // challenge's transaction usable.
     let mut savepoint = sqlx::Connection::begin(&mut *tx).await?;
-    let issued = issuer.issue_in_tx(&mut savepoint, tenant, request, None, now).await;
+    let issued = issuer.issue_in_tx(&mut savepoint, tenant, request, None, now, SharedBuckets::InTx).await;
     let v = match issued {
         Ok(Some(v)) => {
             savepoint.commit().await?;
