@@ -218,11 +218,19 @@ fn json_data_error(message: &str) -> String {
         if let Some(rest) = message.strip_prefix(prefix) {
             // The name the caller sent between backticks, then serde's list of
             // the API's own names (`expected one of `a`, `b``).
-            let (name, tail) = match rest.strip_prefix('`').and_then(|r| r.split_once('`')) {
-                Some((name, tail)) => (name, tail),
+            // The caller's name may hold backticks and commas itself, so the
+            // split is at serde's last `, expected ` (nothing after it comes
+            // from the caller), and the tail is shown only if it is made of
+            // names alone.
+            let (name, tail) = match rest.strip_prefix('`') {
+                Some(r) => match r.rfind("`, expected ").or_else(|| r.rfind("`, there are no fields")) {
+                    Some(i) => (&r[..i], &r[i + 1..]),
+                    None => (r.strip_suffix('`').unwrap_or(r), ""),
+                },
                 None => (rest, ""),
             };
-            let tail: String = tail.chars().take(300).collect();
+            let names_only = tail.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-`, ".contains(&b));
+            let tail: String = if names_only { tail.chars().take(300).collect() } else { String::new() };
             // The caller's name is shown only if it could be a field name:
             // anything else would carry whatever the caller wrote.
             let looks_like_a_name = !name.is_empty()
@@ -444,6 +452,10 @@ mod tests {
         // not repeated (it carried `::`, and could carry anything).
         let d = detail::<Body>(r#"{"code_lengt?:: 6, ": 6}"#);
         assert_eq!(d, "malformed request body: unknown field, expected `code` or `code_length` (line 1, column 20)");
+        // A name that holds serde's own punctuation does not shift the split.
+        let d = detail::<Body>(r#"{"`x;::`, y": 1}"#);
+        assert!(d.starts_with("malformed request body: unknown field, expected `code` or `code_length`"), "{d}");
+        assert!(!d.contains("::"), "{d}");
         assert!(detail::<Body>("{").contains("ends before its JSON does"));
         assert!(detail::<Body>("{,}").contains("not valid JSON"));
         assert!(detail::<Vec<Body>>("[1]").ends_with("integer, expected a JSON object (line 1, column 2)"));
