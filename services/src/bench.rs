@@ -203,7 +203,7 @@ async fn run_baseline(args: &Args, consumers: usize, mock_url: &str, received: &
             pool: pool.clone(),
         });
         let health = Arc::new(consumer::ConsumerHealth::default());
-        let _consumers = consumer::start(&conn, &queue, consumers, args.prefetch, handler, &health).await?;
+        let started_consumers = consumer::start(&conn, &queue, consumers, args.prefetch, handler, &health).await?;
 
         let mut started = HashMap::with_capacity(args.n);
         let mut pending = futures_util::stream::FuturesUnordered::new();
@@ -220,6 +220,8 @@ async fn run_baseline(args: &Args, consumers: usize, mock_url: &str, received: &
         }
         while pending.next().await.transpose()?.is_some() {}
         wait_for(received, args.n, Duration::from_secs(300)).await?;
+        // Cancelled before the queue goes, so its deletion is not a lost consumer.
+        started_consumers.cancel().await;
         let _ = ch.queue_delete(queue.as_str().into(), QueueDeleteOptions::default()).await;
         let _ = conn.close(200, "bench done".into()).await;
         pool.close().await;
@@ -298,6 +300,7 @@ async fn run_verifyd(args: &Args, consumers: usize, mock_url: &str, received: &R
             .collect::<Result<_, _>>()?;
         wait_for(received, args.n, Duration::from_secs(300)).await?;
         let figures = figures(&started, &received.take());
+        running.stop_consuming(Duration::from_secs(5)).await;
         running.core.pool.close().await;
         figures
     }
