@@ -49,6 +49,10 @@ pub struct Args {
     /// rows cost; the defaults keep them.
     #[arg(long)]
     pub without_shared_rows: bool,
+    /// Leave out only the pumping guard's prefix counts (one row per prefix
+    /// and minute that every send to the prefix updates).
+    #[arg(long)]
+    pub without_pumping: bool,
     #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
     pub database_url: String,
     #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
@@ -253,6 +257,9 @@ async fn run_verifyd(args: &Args, consumers: usize, mock_url: &str, received: &R
         checks_per_account: unlimited,
         lockout: Default::default(),
     };
+    if args.without_pumping {
+        config.abuse.pumping.enabled = false;
+    }
     if args.without_shared_rows {
         config.throttle.per_country = Limit::new(0, 1);
         config.throttle.per_tenant = Limit::new(0, 1);
