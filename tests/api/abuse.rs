@@ -343,7 +343,15 @@ async fn an_operator_lifts_a_block_and_only_new_sends_count_towards_the_next() {
     assert_eq!(lifted.body["lifted"]["prefix"], "+447400");
     assert!(lifted.body["lifted"]["lifted_at"].is_string());
     assert_eq!(app.get("/v1/abuse/blocked-prefixes").await.body["blocked"], json!([]));
-    let audited = app.get("/v1/audit").await.body["entries"][0].clone();
+    let trail = app.get("/v1/audit").await.body["entries"].clone();
+    let blocked = &trail[1];
+    assert_eq!(
+        (blocked["action"].as_str(), blocked["actor"].as_str()),
+        (Some("prefix_block.blocked"), Some("verifyd:pumping-guard")),
+        "{trail}"
+    );
+    assert_eq!((&blocked["detail"]["prefix"], &blocked["detail"]["sent"]), (&json!("+447400"), &json!(4)));
+    let audited = trail[0].clone();
     assert_eq!(audited["action"], "prefix_block.lifted", "{audited}");
     assert_eq!((&audited["detail"]["prefix"], &audited["detail"]["sent"]), (&json!("+447400"), &json!(4)));
     assert_eq!(audited["api_key_id"], json!(app.api_key.split_once('.').unwrap().0));

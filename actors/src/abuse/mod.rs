@@ -23,7 +23,7 @@ use uuid::Uuid;
 use verifyd_providers::domain::{Channel, PhoneNumber};
 
 use crate::contract::{Event, EventKind};
-use crate::ids::Who;
+use crate::ids::{AccountId, Who};
 use crate::outbox;
 use crate::store::audit::{self, Entry};
 use geo::{GeoCache, GeoPermissions};
@@ -207,7 +207,7 @@ impl Abuse {
             && let Some(block) =
                 pumping::block(&mut *tx, settings, tenant_id, &prefix, phone.country(), conversion, now).await?
         {
-            self.announce(tx, tenant_name, &block, conversion, now).await?;
+            self.announce(tx, tenant_id, tenant_name, &block, conversion, now).await?;
         }
         Ok(Ok(()))
     }
@@ -231,6 +231,7 @@ impl Abuse {
     async fn announce(
         &self,
         tx: &mut PgConnection,
+        tenant_id: Uuid,
         tenant_name: &str,
         block: &Block,
         conversion: Conversion,
@@ -255,7 +256,14 @@ impl Abuse {
         .with("conversion", (conversion.rate() * 1000.0).round() / 1000.0)
         .with("window_secs", self.settings.pumping.window_secs)
         .with("blocked_until", block.blocked_until.to_rfc3339());
-        outbox::event(tx, &event, None).await?;
+        outbox::event(&mut *tx, &event, None).await?;
+        // In the tenant's audit trail beside the lifts, so an operator reads
+        // both ends of a block in one place.
+        if let Ok(actor) = AccountId::parse(GUARD_ACTOR) {
+            let who = Who { actor, api_key_id: None };
+            let detail = serde_json::Value::Object(event.detail.clone());
+            audit::record(tx, tenant_entry(tenant_id, "prefix_block.blocked", &who, detail, now)).await?;
+        }
         metrics::counter!("verifyd_prefix_blocks_total").increment(1);
         tracing::warn!(tenant = %tenant_name, prefix = %block.prefix, country = block.country.as_deref().unwrap_or("-"),
             sent = conversion.sent, approved = conversion.approved, blocked_until = %block.blocked_until,
@@ -334,6 +342,9 @@ impl Abuse {
         Ok(lifted)
     }
 }
+
+/// The actor of the blocks the pumping guard decides.
+const GUARD_ACTOR: &str = "verifyd:pumping-guard";
 
 /// An audit entry about the tenant as a whole (no account, no organisation).
 fn tenant_entry<'a>(

@@ -384,7 +384,7 @@ async fn account_audit(
 
 /// Changes to the tenant as a whole: API keys created, rotated and revoked
 /// (`api_key.*`), geo permissions set (`geo_permissions.changed`), prefix
-/// blocks lifted (`prefix_block.lifted`). `actor` is the calling API key, or
+/// blocks set by the pumping guard and lifted (`prefix_block.blocked`, `.lifted`). `actor` is the calling API key, or
 /// `cli[:user]` for `verifyd keys` at a console.
 #[utoipa::path(get, path = "/v1/audit", tag = "audit",
     params(Page),
