@@ -96,7 +96,7 @@ impl Core {
             OutboxRelay::new(pool.clone(), amqp.clone(), relay_channel, settings.topology.clone(), settings.relay_poll)
                 .start();
 
-        let limiters = Arc::new(Limiters::new(settings.limits));
+        let limiters = Arc::new(Limiters::new(&settings.limits));
         // A worker issues no codes (it has no gate or verification API): one
         // throttle instance keeps its account state whole without a thread per core.
         let throttle_shards = if role == Role::Serve { settings.shards } else { 1 };
@@ -106,7 +106,7 @@ impl Core {
             pool: pool.clone(),
             keys: keys.clone(),
             policy: settings.policy.clone(),
-            limits: settings.limits,
+            limits: settings.limits.clone(),
             throttle,
             relay: relay.clone(),
             abuse: abuse.clone(),

@@ -11,7 +11,7 @@
 //! refusal names its scope and how long to wait (governor's `NotUntil`, or the
 //! same arithmetic in PostgreSQL).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -64,7 +64,7 @@ impl Limit {
 
 /// The configured limits (`[throttle]`). Defaults follow Twilio Verify's where
 /// it has one (5 sends per phone per 10 minutes).
-#[derive(Debug, Clone, Copy, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// Codes sent to one phone number (create and resend).
@@ -75,6 +75,10 @@ pub struct Limits {
     pub per_ip: Limit,
     /// Codes sent to one destination country, per tenant.
     pub per_country: Limit,
+    /// `per_country` for named destination countries (ISO 3166-1 alpha-2, in
+    /// capitals): more for a home market, less for a risky one; `count = 0`
+    /// lifts the limit there (geo permissions refuse a country outright).
+    pub per_country_overrides: BTreeMap<String, Limit>,
     /// Codes sent by one tenant in all.
     pub per_tenant: Limit,
     /// Code checks for one account, over all its verifications.
@@ -90,6 +94,7 @@ impl Default for Limits {
             per_account: Limit::new(10, 600),
             per_ip: Limit::new(20, 600),
             per_country: Limit::new(1_000, 600),
+            per_country_overrides: BTreeMap::new(),
             per_tenant: Limit::new(6_000, 600),
             checks_per_account: Limit::new(30, 3_600),
             lockout: crate::lockout::Lockout::default(),
@@ -106,6 +111,7 @@ impl Limits {
             per_account: off,
             per_ip: off,
             per_country: off,
+            per_country_overrides: BTreeMap::new(),
             per_tenant: off,
             checks_per_account: off,
             lockout: crate::lockout::Lockout { after_wrong: 0, ..Default::default() },
@@ -129,6 +135,7 @@ impl Limits {
     pub fn longest_window(&self) -> Duration {
         [self.per_phone, self.per_account, self.per_ip, self.per_country, self.per_tenant, self.checks_per_account]
             .iter()
+            .chain(self.per_country_overrides.values())
             .map(Limit::window)
             .max()
             .unwrap_or_default()
@@ -207,6 +214,23 @@ pub struct Bucket {
     scope: Scope,
     limit: Limit,
     key: [u8; 32],
+    lane: Lane,
+}
+
+/// Which in-process limiter holds a bucket: its scope's, or a country
+/// override's (governor gives one quota per keyed limiter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lane {
+    Scope,
+    Override(usize),
+}
+
+impl Bucket {
+    fn new(scope: Scope, limit: Limit, lane: Lane, parts: &[&str]) -> Self {
+        let mut all = vec![scope.as_str()];
+        all.extend_from_slice(parts);
+        Bucket { scope, limit, key: digest(&all), lane }
+    }
 }
 
 fn digest(parts: &[&str]) -> [u8; 32] {
@@ -240,7 +264,13 @@ impl Limits {
             (Scope::Country, Some(vec![&tenant, country])),
             (Scope::Tenant, Some(vec![&tenant])),
         ];
-        keyed.into_iter().filter_map(|(scope, parts)| self.bucket(scope, &parts?)).collect()
+        keyed
+            .into_iter()
+            .filter_map(|(scope, parts)| match scope {
+                Scope::Country => self.country_bucket(country, &parts?),
+                _ => self.bucket(scope, &parts?),
+            })
+            .collect()
     }
 
     /// The bucket one code check takes from.
@@ -250,9 +280,34 @@ impl Limits {
 
     fn bucket(&self, scope: Scope, parts: &[&str]) -> Option<Bucket> {
         let limit = self.of(scope)?;
-        let mut all = vec![scope.as_str()];
-        all.extend_from_slice(parts);
-        Some(Bucket { scope, limit, key: digest(&all) })
+        Some(Bucket::new(scope, limit, Lane::Scope, parts))
+    }
+
+    /// The country bucket: its override's limit (and in-process lane) if it has one.
+    fn country_bucket(&self, country: &str, parts: &[&str]) -> Option<Bucket> {
+        match self.per_country_overrides.iter().position(|(c, _)| c == country) {
+            Some(i) => {
+                let limit = self.per_country_overrides.values().nth(i).copied()?;
+                (!limit.is_off()).then(|| Bucket::new(Scope::Country, limit, Lane::Override(i), parts))
+            }
+            None => self.bucket(Scope::Country, parts),
+        }
+    }
+
+    /// Checks `per_country_overrides` names known countries, written in
+    /// capitals as phone numbers report them.
+    pub fn validate(&self) -> Result<(), String> {
+        for country in self.per_country_overrides.keys() {
+            let known = country.len() == 2
+                && country.bytes().all(|b| b.is_ascii_uppercase())
+                && phonenumber::metadata::DATABASE.by_id(country).is_some();
+            if !known {
+                return Err(format!(
+                    "throttle.per_country_overrides: {country:?} is not an ISO 3166-1 alpha-2 code in capitals"
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -260,21 +315,31 @@ impl Limits {
 /// by every throttle shard.
 pub struct Limiters {
     by_scope: HashMap<Scope, DefaultKeyedRateLimiter<[u8; 32]>>,
+    /// One per `per_country_overrides` entry, in its order (`Lane::Override`).
+    overrides: Vec<DefaultKeyedRateLimiter<[u8; 32]>>,
 }
 
 impl Limiters {
-    pub fn new(limits: Limits) -> Self {
+    pub fn new(limits: &Limits) -> Self {
         let scopes = [Scope::Phone, Scope::Account, Scope::Ip, Scope::Country, Scope::Tenant, Scope::Checks];
         let by_scope =
             scopes.into_iter().filter_map(|s| Some((s, RateLimiter::keyed(limits.of(s)?.quota())))).collect();
-        Limiters { by_scope }
+        let overrides = limits.per_country_overrides.values().map(|l| RateLimiter::keyed(l.quota())).collect();
+        Limiters { by_scope, overrides }
+    }
+
+    fn limiter(&self, bucket: &Bucket) -> Option<&DefaultKeyedRateLimiter<[u8; 32]>> {
+        match bucket.lane {
+            Lane::Scope => self.by_scope.get(&bucket.scope),
+            Lane::Override(i) => self.overrides.get(i),
+        }
     }
 
     /// Takes a cell from each bucket in turn; the first that is empty refuses.
     fn check(&self, buckets: &[Bucket]) -> Result<(), Throttled> {
         let now = DefaultClock::default().now();
         for bucket in buckets {
-            if let Some(limiter) = self.by_scope.get(&bucket.scope) {
+            if let Some(limiter) = self.limiter(bucket) {
                 limiter.check_key(&bucket.key).map_err(|not_until| Throttled {
                     scope: bucket.scope,
                     retry_after: not_until.wait_time_from(now),
@@ -286,7 +351,7 @@ impl Limiters {
 
     /// Drops keys whose limiter is back to full, so memory follows recent traffic.
     fn housekeeping(&self) {
-        for limiter in self.by_scope.values() {
+        for limiter in self.by_scope.values().chain(&self.overrides) {
             limiter.retain_recent();
             limiter.shrink_to_fit();
         }
@@ -294,7 +359,7 @@ impl Limiters {
 
     /// Keys held in memory, all scopes together.
     pub fn len(&self) -> usize {
-        self.by_scope.values().map(|l| l.len()).sum()
+        self.by_scope.values().chain(&self.overrides).map(|l| l.len()).sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -461,7 +526,7 @@ mod tests {
     #[test]
     fn governor_allows_the_burst_then_says_how_long_to_wait() {
         let limits = Limits { per_phone: Limit::new(3, 600), ..Limits::off() };
-        let l = Limiters::new(limits);
+        let l = Limiters::new(&limits);
         let tenant = Uuid::new_v4();
         let phone = PhoneNumber::parse("+14155552671").unwrap();
         let account = AccountId::parse("a").unwrap();
@@ -492,9 +557,33 @@ mod tests {
     }
 
     #[test]
+    fn a_country_override_has_its_own_quota_in_process_and_names_only_known_countries() {
+        let mut limits = Limits { per_country: Limit::new(2, 600), ..Limits::off() };
+        limits.per_country_overrides.insert("US".into(), Limit::new(4, 600));
+        limits.per_country_overrides.insert("CA".into(), Limit::new(0, 600));
+        assert_eq!(limits.validate(), Ok(()));
+        let l = Limiters::new(&limits);
+        let account = AccountId::parse("a").unwrap();
+        let taken = |phone: &str| {
+            let phone = PhoneNumber::parse(phone).unwrap();
+            let buckets = limits.send_buckets(&send(Uuid::nil(), &phone, &account));
+            (0..6).take_while(|_| l.check(&buckets).is_ok()).count()
+        };
+        assert_eq!(taken("+447911123456"), 2, "the default");
+        assert_eq!(taken("+14155552671"), 4, "the override");
+        assert_eq!(taken("+16135550123"), 6, "count 0 lifts the limit for that country");
+
+        for bad in ["us", "UK", "XX", "USA"] {
+            let mut limits = Limits::default();
+            limits.per_country_overrides.insert(bad.into(), Limit::new(1, 60));
+            assert!(limits.validate().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn memory_follows_recent_traffic() {
         let limits = Limits { per_phone: Limit::new(10, 1), ..Limits::off() };
-        let l = Limiters::new(limits);
+        let l = Limiters::new(&limits);
         let account = AccountId::parse("a").unwrap();
         for n in 0..100 {
             let phone = PhoneNumber::parse(&format!("+4479111{n:05}")).unwrap();

@@ -79,7 +79,7 @@ pub fn settings(config: &Config) -> anyhow::Result<Settings> {
             resend: ResendPolicy { max_sends: v.max_sends, interval: Duration::from_secs(v.resend_interval_secs) },
         },
         gate: config.gate,
-        limits: config.throttle,
+        limits: config.throttle.clone(),
         abuse: config.abuse.clone(),
         topology: Topology::new(config.amqp.prefix.clone(), config.retry_delays()),
         shards: config.runtime.shard_count(),

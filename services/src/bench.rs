@@ -255,7 +255,7 @@ async fn run_verifyd(args: &Args, consumers: usize, mock_url: &str, received: &R
         per_country: unlimited,
         per_tenant: unlimited,
         checks_per_account: unlimited,
-        lockout: Default::default(),
+        ..Limits::default()
     };
     if args.without_pumping {
         config.abuse.pumping.enabled = false;

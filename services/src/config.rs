@@ -225,6 +225,8 @@ pub enum ConfigError {
     RetryDelays,
     #[error("{0}")]
     Invalid(&'static str),
+    #[error("{0}")]
+    Throttle(String),
 }
 
 impl Secrets {
@@ -447,6 +449,7 @@ impl Config {
             return Err(ConfigError::Invalid("providers.fallback_to_voice needs a voice provider"));
         }
         self.abuse.validate().map_err(ConfigError::Invalid)?;
+        self.throttle.validate().map_err(ConfigError::Throttle)?;
         Ok(())
     }
 

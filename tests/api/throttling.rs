@@ -124,6 +124,32 @@ async fn a_send_refused_in_its_transaction_hands_back_the_tenants_cells() {
     assert_eq!(stored, 2);
 }
 
+/// A country named in `per_country_overrides` gets its own limit, in process
+/// and in PostgreSQL; every other country keeps `per_country`.
+#[actix_rt::test]
+async fn a_country_override_replaces_the_country_limit_there_only() {
+    let mut app = spawn_app_with(|c| {
+        c.throttle.per_country = Limit::new(2, 600);
+        c.throttle.per_country_overrides.insert("US".into(), Limit::new(4, 600));
+    })
+    .await;
+    let other = app.start_another_serve().await;
+    let sms = |n: usize, phone: String| json!({ "account_id": format!("o-{n}"), "phone": phone, "channel": "sms" });
+    for n in 0..2 {
+        assert_eq!(create_at(&app, &app.address, sms(n, uk(500 + n))).await.status, 201);
+    }
+    assert_throttled(&create_at(&app, &app.address, sms(2, uk(502))).await, "country");
+    // Four US sends, half through each process: the override holds across both.
+    for n in 0..4 {
+        let base = if n % 2 == 0 { app.address.clone() } else { other.clone() };
+        let us = format!("+1415555{:04}", 2700 + n);
+        assert_eq!(create_at(&app, &base, sms(10 + n, us)).await.status, 201, "US send {n}");
+    }
+    let refused = create_at(&app, &other, sms(20, "+14155552720".into())).await;
+    let secs = assert_throttled(&refused, "country");
+    assert!((149..=150).contains(&secs), "one US cell back every 150 s: {secs}");
+}
+
 #[actix_rt::test]
 async fn checks_per_account_span_its_verifications_and_a_refused_check_costs_no_attempt() {
     let app = spawn_app_with(|c| c.throttle.checks_per_account = Limit::new(3, 3_600)).await;
