@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{PG_ADMIN_URL, Reply, TestApp, captured_logs, spawn_app, spawn_app_with};
+use crate::helpers::{PG_ADMIN_URL, Reply, TestApp, captured_logs, concrete_path, spawn_app, spawn_app_with};
 
 const ALL: [&str; 4] = ["verify", "enrol", "admin", "ops"];
 
@@ -108,13 +108,7 @@ async fn every_documented_operation_needs_the_scope_it_documents() {
     let doc: Value = app.client.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
     let mut checked = std::collections::HashMap::new();
     for (path, operations) in doc["paths"].as_object().unwrap() {
-        let concrete = path
-            .replace("{account_id}", "ada")
-            .replace("{organisation_id}", "acme")
-            .replace("{id}", "00000000-0000-4000-8000-000000000000")
-            .replace("{factor_id}", "00000000-0000-4000-8000-000000000000")
-            .replace("{challenge_id}", "00000000-0000-4000-8000-000000000000")
-            .replace("{key_id}", "vk_000000000000");
+        let concrete = concrete_path(path);
         for (method, operation) in operations.as_object().unwrap() {
             let Some(security) = operation.get("security") else { continue };
             let roles = security[0]["api_key"].as_array().unwrap();

@@ -25,6 +25,18 @@ pub const PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 pub const TWILIO_SID: &str = "AC0123456789abcdef0123456789abcdef";
 pub const TWILIO_TOKEN: &str = "test-auth-token";
+
+/// A documented path (`/v1/accounts/{account_id}/…`) with every parameter
+/// filled by a well-formed value, for tests that call each documented route.
+pub fn concrete_path(path: &str) -> String {
+    const ID: &str = "00000000-0000-4000-8000-000000000000";
+    path.replace("{account_id}", "ada")
+        .replace("{organisation_id}", "acme")
+        .replace("{id}", ID)
+        .replace("{factor_id}", ID)
+        .replace("{challenge_id}", ID)
+        .replace("{key_id}", "vk_000000000000")
+}
 pub const TWILIO_FROM: &str = "+15005550006";
 
 /// Everything every verifyd in this test binary logged (debug level and up).

@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::helpers::spawn_app;
+use crate::helpers::{concrete_path, spawn_app};
 
 const REGENERATE: &str = "regenerate it: cargo run -p verifyd -- openapi > docs/openapi.json";
 
@@ -23,13 +23,7 @@ async fn every_documented_operation_is_routed() {
     let doc: Value = app.client.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
     let mut checked = 0;
     for (path, operations) in doc["paths"].as_object().unwrap() {
-        let concrete = path
-            .replace("{account_id}", "ada")
-            .replace("{organisation_id}", "acme")
-            .replace("{id}", "00000000-0000-4000-8000-000000000000")
-            .replace("{factor_id}", "00000000-0000-4000-8000-000000000000")
-            .replace("{challenge_id}", "00000000-0000-4000-8000-000000000000")
-            .replace("{key_id}", "vk_000000000000");
+        let concrete = concrete_path(path);
         for (method, operation) in operations.as_object().unwrap() {
             if operation.get("security").is_none() {
                 continue;
