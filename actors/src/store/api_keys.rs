@@ -103,14 +103,26 @@ pub async fn tenant_of(pool: &PgPool, key_id: &str) -> Result<Option<Tenant>, sq
     Ok(row.map(|(id, name)| Tenant { id, name }))
 }
 
-/// Revokes a tenant's key (a second revocation keeps the first time). `None`
-/// when the tenant has no such key.
-pub async fn revoke(conn: &mut PgConnection, tenant_id: Uuid, key_id: &str) -> Result<Option<KeyRow>, sqlx::Error> {
+/// Revokes a tenant's key. `None` when the tenant has no such key; with it,
+/// whether this call revoked it (a second revocation keeps the first time).
+pub async fn revoke(
+    conn: &mut PgConnection,
+    tenant_id: Uuid,
+    key_id: &str,
+) -> Result<Option<(KeyRow, bool)>, sqlx::Error> {
     let sql = format!(
-        "UPDATE api_keys SET revoked_at = coalesce(revoked_at, now())
-         WHERE tenant_id = $1 AND key_id = $2 RETURNING {ROW}"
+        "UPDATE api_keys SET revoked_at = now()
+         WHERE tenant_id = $1 AND key_id = $2 AND revoked_at IS NULL RETURNING {ROW}"
     );
-    sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(tenant_id).bind(key_id).fetch_optional(conn).await
+    let revoked: Option<KeyRow> =
+        sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(tenant_id).bind(key_id).fetch_optional(&mut *conn).await?;
+    if let Some(row) = revoked {
+        return Ok(Some((row, true)));
+    }
+    let sql = format!("SELECT {ROW} FROM api_keys WHERE tenant_id = $1 AND key_id = $2");
+    let existing: Option<KeyRow> =
+        sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(tenant_id).bind(key_id).fetch_optional(conn).await?;
+    Ok(existing.map(|row| (row, false)))
 }
 
 /// Rotation, in the caller's transaction: a new key with the old one's label, scopes

@@ -192,11 +192,6 @@ async fn audited(
     audit::record(conn, entry).await
 }
 
-/// The database's clock as the transaction sees it (`now()` is its start).
-async fn now_in(conn: &mut PgConnection) -> Result<DateTime<Utc>, sqlx::Error> {
-    sqlx::query_scalar("SELECT now()").fetch_one(conn).await
-}
-
 /// Who acts when an operator runs `verifyd keys …` at a console: `cli`, or
 /// `cli:<user>` when `USER` names one. No API key.
 pub fn console_operator() -> Who {
@@ -248,12 +243,11 @@ pub async fn rotate(
 /// (`api_key.revoked`) unless the key was revoked already.
 pub async fn revoke(pool: &PgPool, tenant: &Tenant, key_id: &str, who: &Who) -> Result<Option<KeyInfo>, KeyError> {
     let mut tx = pool.begin().await?;
-    let Some(row) = api_keys::revoke(&mut tx, tenant.id, key_id).await? else {
+    let Some((row, revoked_now)) = api_keys::revoke(&mut tx, tenant.id, key_id).await? else {
         return Ok(None);
     };
     let info = KeyInfo::try_from(row)?;
-    let now = now_in(&mut tx).await?;
-    if info.revoked_at.is_some_and(|at| at >= now) {
+    if revoked_now {
         audited(&mut tx, tenant, who, "api_key.revoked", &info, None).await?;
     }
     tx.commit().await?;
