@@ -11,7 +11,6 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 use verifyd_actors::abuse::Refused;
-use verifyd_actors::abuse::number_type::NumberType;
 use verifyd_actors::account_state::{AnswerChallenge, LoginOutcome, OpenChallenge, SendAgain, Sent};
 use verifyd_actors::gate::{AnsweredBy, Decision, Purpose};
 use verifyd_actors::ids::AccountId;
@@ -25,7 +24,7 @@ use verifyd_providers::domain::{Channel, Locale, PhoneNumber};
 
 use super::auth::{Caller, Verify};
 use super::body::RawBody;
-use super::problem::{ApiError, Problem};
+use super::problem::{ApiError, Problem, RefusalFields};
 use super::{AppState, ProofField, account_id, optional_body, organisation_id, path_id, typed, who};
 
 /// The organisation a login is for when the backend names none.
@@ -137,45 +136,13 @@ pub struct SendRefused {
     #[schema(example = "destination_not_allowed")]
     error: &'static str,
     detail: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    country: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(example = "sms")]
-    channel: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    number_type: Option<NumberType>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    prefix: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    blocked_until: Option<DateTime<Utc>>,
+    #[serde(flatten)]
+    fields: RefusalFields,
 }
 
 impl From<&Refused> for SendRefused {
     fn from(r: &Refused) -> Self {
-        let mut view = SendRefused {
-            error: r.kind(),
-            detail: r.to_string(),
-            country: None,
-            channel: None,
-            number_type: None,
-            prefix: None,
-            blocked_until: None,
-        };
-        match r {
-            Refused::DestinationNotAllowed { country, channel } => {
-                view.country = country.clone();
-                view.channel = Some(channel.as_str());
-            }
-            Refused::NumberTypeNotAllowed { number_type, channel } => {
-                view.number_type = Some(*number_type);
-                view.channel = Some(channel.as_str());
-            }
-            Refused::DestinationPrefixBlocked { prefix, blocked_until } => {
-                view.prefix = Some(prefix.as_str().to_owned());
-                view.blocked_until = Some(*blocked_until);
-            }
-        }
-        view
+        SendRefused { error: r.kind(), detail: r.to_string(), fields: RefusalFields::from(r) }
     }
 }
 

@@ -322,11 +322,7 @@ impl ResponseError for ApiError {
             scope: None,
             verification_status: None,
             challenge_status: None,
-            country: None,
-            channel: None,
-            number_type: None,
-            prefix: None,
-            blocked_until: None,
+            refusal: RefusalFields::default(),
         };
         let mut response = HttpResponse::build(status);
         response.insert_header((header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json")));
@@ -342,18 +338,7 @@ impl ResponseError for ApiError {
                 body.scope = Some(t.scope);
                 response.insert_header((header::RETRY_AFTER, secs.to_string()));
             }
-            ApiError::Refused(Refused::DestinationNotAllowed { country, channel }) => {
-                body.country = country.clone();
-                body.channel = Some(channel.as_str());
-            }
-            ApiError::Refused(Refused::NumberTypeNotAllowed { number_type, channel }) => {
-                body.number_type = Some(*number_type);
-                body.channel = Some(channel.as_str());
-            }
-            ApiError::Refused(Refused::DestinationPrefixBlocked { prefix, blocked_until }) => {
-                body.prefix = Some(prefix.as_str().to_owned());
-                body.blocked_until = Some(*blocked_until);
-            }
+            ApiError::Refused(r) => body.refusal = RefusalFields::from(r),
             ApiError::Unauthenticated => {
                 response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
             }
@@ -398,12 +383,21 @@ pub struct Problem {
     pub verification_status: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub challenge_status: Option<&'static str>,
+    #[serde(flatten)]
+    pub refusal: RefusalFields,
+}
+
+/// What a refusal by the abuse defences tells besides its name: the same
+/// fields in a problem document and in a challenge's `send_refused`.
+#[derive(Debug, Default, Serialize, ToSchema)]
+pub struct RefusalFields {
     /// The destination country refused (`destination_not_allowed`; absent for
     /// numbers outside any country).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub country: Option<String>,
     /// `sms` or `voice` (`destination_not_allowed`, `number_type_not_allowed`).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "sms")]
     pub channel: Option<&'static str>,
     /// The kind of number refused (`number_type_not_allowed`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -414,6 +408,24 @@ pub struct Problem {
     /// When the block runs out unless an operator lifts it first (`destination_prefix_blocked`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub blocked_until: Option<DateTime<Utc>>,
+}
+
+impl From<&Refused> for RefusalFields {
+    fn from(r: &Refused) -> Self {
+        match r {
+            Refused::DestinationNotAllowed { country, channel } => {
+                RefusalFields { country: country.clone(), channel: Some(channel.as_str()), ..Default::default() }
+            }
+            Refused::NumberTypeNotAllowed { number_type, channel } => {
+                RefusalFields { number_type: Some(*number_type), channel: Some(channel.as_str()), ..Default::default() }
+            }
+            Refused::DestinationPrefixBlocked { prefix, blocked_until } => RefusalFields {
+                prefix: Some(prefix.as_str().to_owned()),
+                blocked_until: Some(*blocked_until),
+                ..Default::default()
+            },
+        }
+    }
 }
 
 #[cfg(test)]
