@@ -285,10 +285,9 @@ impl Limits {
 
     /// The country bucket: its override's limit (and in-process lane) if it has one.
     fn country_bucket(&self, country: &str, parts: &[&str]) -> Option<Bucket> {
-        match self.per_country_overrides.iter().position(|(c, _)| c == country) {
-            Some(i) => {
-                let limit = self.per_country_overrides.values().nth(i).copied()?;
-                (!limit.is_off()).then(|| Bucket::new(Scope::Country, limit, Lane::Override(i), parts))
+        match self.per_country_overrides.iter().enumerate().find(|(_, (c, _))| c.as_str() == country) {
+            Some((i, (_, limit))) => {
+                (!limit.is_off()).then(|| Bucket::new(Scope::Country, *limit, Lane::Override(i), parts))
             }
             None => self.bucket(Scope::Country, parts),
         }
