@@ -23,15 +23,13 @@ pub struct ExpiryActor {
     pool: PgPool,
     relay: Addr<OutboxRelay>,
     interval: Duration,
-    /// How long send records are kept: the longest throttle window.
-    send_retention: Duration,
     sweeping: bool,
     last_prune: Option<std::time::Instant>,
 }
 
 impl ExpiryActor {
-    pub fn new(pool: PgPool, relay: Addr<OutboxRelay>, interval: Duration, send_retention: Duration) -> Self {
-        ExpiryActor { pool, relay, interval, send_retention, sweeping: false, last_prune: None }
+    pub fn new(pool: PgPool, relay: Addr<OutboxRelay>, interval: Duration) -> Self {
+        ExpiryActor { pool, relay, interval, sweeping: false, last_prune: None }
     }
 }
 
@@ -48,11 +46,11 @@ impl Actor for ExpiryActor {
             if due {
                 act.last_prune = Some(std::time::Instant::now());
             }
-            let (pool, relay, retention) = (act.pool.clone(), act.relay.clone(), act.send_retention);
+            let (pool, relay) = (act.pool.clone(), act.relay.clone());
             let work = async move {
                 let expired = sweep(&pool, &relay).await?;
                 if due {
-                    prune(&pool, retention).await?;
+                    prune(&pool).await?;
                 }
                 Ok::<_, StoreError>(expired)
             };
@@ -66,19 +64,12 @@ impl Actor for ExpiryActor {
     }
 }
 
-/// Deletes what no limit or duplicate check can need any more: send records
-/// older than the longest throttle window, and job claims older than a day (any
-/// copy of such a job finds its verification long expired and is skipped).
-/// A bounded batch per tick keeps each statement short.
-pub async fn prune(pool: &PgPool, send_retention: Duration) -> Result<(), StoreError> {
+/// Deletes what no duplicate check or limit can need any more: job claims
+/// older than a day (any copy of such a job finds its verification long
+/// expired and is skipped), old challenges, full throttle buckets. A bounded
+/// batch per tick keeps each statement short.
+pub async fn prune(pool: &PgPool) -> Result<(), StoreError> {
     let now = Utc::now();
-    let sends_before = now - chrono::Duration::from_std(send_retention).unwrap_or(chrono::Duration::days(1));
-    sqlx::query(
-        "DELETE FROM sends WHERE ctid IN (SELECT ctid FROM sends WHERE sent_at < $1 ORDER BY sent_at LIMIT 5000)",
-    )
-    .bind(sends_before)
-    .execute(pool)
-    .await?;
     sqlx::query(
         "DELETE FROM dispatch_claims WHERE job_id IN (
             SELECT job_id FROM dispatch_claims WHERE created_at < $1 LIMIT 5000)",

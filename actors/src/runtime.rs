@@ -150,8 +150,7 @@ impl Core {
             Role::Serve => {
                 let deps = Arc::new(verification::Deps { issuer, account_state: account_state.clone() });
                 let verification = Shards::start(settings.shards, |_| VerificationActor::new(deps.clone()));
-                let retention = settings.limits.longest_window();
-                let expiry = ExpiryActor::new(pool.clone(), relay.clone(), settings.expiry_interval, retention).start();
+                let expiry = ExpiryActor::new(pool.clone(), relay.clone(), settings.expiry_interval).start();
                 (Some(verification), Some(expiry))
             }
         };

@@ -339,7 +339,6 @@ impl Issuer {
             .enforce_in_tx(&mut *tx, v.tenant_id, &v.tenant_name, &v.phone, channel, Sending::Again, now)
             .await??;
         store::save_resend(&mut *tx, v.id, channel, now).await?;
-        store::log_send(&mut *tx, v.tenant_id, &v.phone, &v.account_id, now).await?;
         let job = DispatchJob { job_id: Uuid::new_v4(), verification_id: v.id, channel, retry: 0 };
         outbox::dispatch(&mut *tx, &job).await?;
         if shared_buckets == SharedBuckets::InTx {

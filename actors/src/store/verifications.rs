@@ -131,8 +131,8 @@ pub struct NewVerification<'a> {
     pub expires_at: DateTime<Utc>,
 }
 
-/// Inserts unless the tenant already used the idempotency key, and logs the send
-/// for the throttles in the same statement; returns whether a row was inserted.
+/// Inserts unless the tenant already used the idempotency key; returns whether
+/// a row was inserted.
 pub async fn insert(conn: &mut PgConnection, v: &NewVerification<'_>) -> Result<bool, sqlx::Error> {
     let inserted: i64 = sqlx::query_scalar(
         "WITH v AS (
@@ -141,9 +141,7 @@ pub async fn insert(conn: &mut PgConnection, v: &NewVerification<'_>) -> Result<
                 created_at, expires_at, last_sent_at)
             VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9, $10, $11, $12, $13, $14, $15, $14)
             ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
-            RETURNING tenant_id, phone, account_id, created_at
-         ), logged AS (
-            INSERT INTO sends (tenant_id, phone, account_id, sent_at) SELECT * FROM v
+            RETURNING id
          )
          SELECT count(*) FROM v",
     )
@@ -312,24 +310,6 @@ pub async fn unrecorded_approvals(
 
 pub async fn mark_factor_recorded(conn: &mut PgConnection, id: Uuid) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE verifications SET factor_recorded = true WHERE id = $1").bind(id).execute(conn).await?;
-    Ok(())
-}
-
-/// Records one code sent, for the cross-process throttles.
-pub async fn log_send(
-    conn: &mut PgConnection,
-    tenant_id: Uuid,
-    phone: &PhoneNumber,
-    account_id: &AccountId,
-    now: DateTime<Utc>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO sends (tenant_id, phone, account_id, sent_at) VALUES ($1, $2, $3, $4)")
-        .bind(tenant_id)
-        .bind(phone.e164())
-        .bind(account_id.as_str())
-        .bind(now)
-        .execute(conn)
-        .await?;
     Ok(())
 }
 
