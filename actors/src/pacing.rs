@@ -8,7 +8,6 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 
 /// The longest a dispatch consumer holds a job waiting for its slot.
@@ -23,13 +22,9 @@ pub enum Slot {
     Full { frees_in: Duration },
 }
 
+/// The same digest as a throttle bucket's key (scope, then parts).
 fn key(provider: &str) -> Vec<u8> {
-    let mut digest = Sha256::new();
-    for part in ["provider", provider] {
-        digest.update(part.as_bytes());
-        digest.update([0u8]);
-    }
-    digest.finalize().to_vec()
+    crate::throttle::digest(&["provider", provider]).to_vec()
 }
 
 /// Reserves one send to `provider`, paced at `tps` per second with a burst of `tps`.

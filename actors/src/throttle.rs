@@ -130,16 +130,6 @@ impl Limits {
         };
         (!limit.is_off()).then_some(limit)
     }
-
-    /// The longest window of any limit.
-    pub fn longest_window(&self) -> Duration {
-        [self.per_phone, self.per_account, self.per_ip, self.per_country, self.per_tenant, self.checks_per_account]
-            .iter()
-            .chain(self.per_country_overrides.values())
-            .map(Limit::window)
-            .max()
-            .unwrap_or_default()
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
@@ -233,7 +223,7 @@ impl Bucket {
     }
 }
 
-fn digest(parts: &[&str]) -> [u8; 32] {
+pub(crate) fn digest(parts: &[&str]) -> [u8; 32] {
     let mut digest = Sha256::new();
     for part in parts {
         digest.update(part.as_bytes());
@@ -297,10 +287,7 @@ impl Limits {
     /// capitals as phone numbers report them.
     pub fn validate(&self) -> Result<(), String> {
         for country in self.per_country_overrides.keys() {
-            let known = country.len() == 2
-                && country.bytes().all(|b| b.is_ascii_uppercase())
-                && phonenumber::metadata::DATABASE.by_id(country).is_some();
-            if !known {
+            if !crate::abuse::geo::is_known_country(country) {
                 return Err(format!(
                     "throttle.per_country_overrides: {country:?} is not an ISO 3166-1 alpha-2 code in capitals"
                 ));

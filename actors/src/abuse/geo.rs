@@ -24,6 +24,14 @@ pub struct CountryError(pub String);
 /// At most this many countries in one list (there are fewer than 250).
 const MAX_COUNTRIES: usize = 300;
 
+/// An ISO 3166-1 alpha-2 code, in capitals, that libphonenumber has a
+/// numbering plan for.
+pub fn is_known_country(code: &str) -> bool {
+    code.len() == 2
+        && code.bytes().all(|b| b.is_ascii_uppercase())
+        && phonenumber::metadata::DATABASE.by_id(code).is_some()
+}
+
 impl Countries {
     pub fn parse<S: AsRef<str>>(codes: &[S]) -> Result<Self, CountryError> {
         if codes.len() > MAX_COUNTRIES {
@@ -32,10 +40,7 @@ impl Countries {
         let mut set = BTreeSet::new();
         for raw in codes {
             let code = raw.as_ref().trim().to_ascii_uppercase();
-            let known = code.len() == 2
-                && code.bytes().all(|b| b.is_ascii_uppercase())
-                && phonenumber::metadata::DATABASE.by_id(&code).is_some();
-            if !known {
+            if !is_known_country(&code) {
                 return Err(CountryError(raw.as_ref().to_owned()));
             }
             set.insert(code);
