@@ -10,6 +10,7 @@ use std::time::Duration;
 use utoipa::ToSchema;
 
 use super::auth::{Admin, Caller};
+use super::body::RawBody;
 use super::problem::{ApiError, Problem};
 use super::{AppState, optional_body};
 use crate::api_keys::{self, AllowedSources, IssuedKey, KeyInfo, KeySpec, MAX_GRACE, Scopes};
@@ -142,7 +143,7 @@ async fn rotate(
     state: web::Data<AppState>,
     caller: Caller<Admin>,
     path: web::Path<String>,
-    body: web::Bytes,
+    body: RawBody,
 ) -> Result<HttpResponse, ApiError> {
     let key_id = key_id(&path)?;
     let body: RotateBody = optional_body(&body)?;

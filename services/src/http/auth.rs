@@ -75,11 +75,13 @@ impl<S: RequiredScope> FromRequest for Caller<S> {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(|v| SecretString::from(v.trim().to_owned()));
-        let client = state.as_ref().and_then(|s| client_addr::of(req, &s.trusted_proxies));
+        let req = req.clone();
         Box::pin(async move {
             let state = state.ok_or_else(|| ApiError::internal("application state missing"))?;
             let presented = presented.ok_or(ApiError::Unauthenticated)?;
             let key = state.keys.authenticate(&presented).await?.map_err(|_| ApiError::Unauthenticated)?;
+            // The client's address matters only to a key with source networks.
+            let client = (!key.sources.anywhere()).then(|| client_addr::of(&req, &state.trusted_proxies)).flatten();
             if !key.sources.allows(client) {
                 let client = client.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
                 tracing::warn!(key_id = %key.key_id, %client, "API key refused: used from outside its allowed networks");
