@@ -117,7 +117,7 @@ impl Authenticator {
             return Ok(Err(KeyRejected::Unknown));
         }
         if !touched {
-            self.touch(key_id);
+            self.touch(key_id).await;
         }
         Ok(Ok(key))
     }
@@ -130,19 +130,16 @@ impl Authenticator {
         }
     }
 
-    /// `last_used_at`, at most once per cache period per process, written
-    /// in the background: the request does not wait for it, and a failure to
-    /// record it does not refuse the request.
-    fn touch(&self, key_id: &str) {
+    /// `last_used_at`, at most once per cache period per process: a failure
+    /// to record it does not refuse the request. Awaited, so the request's own
+    /// use is visible to what it reads (a listing shows the key that asked).
+    async fn touch(&self, key_id: &str) {
         if let Some(Entry::Live(c)) = self.cache().get_mut(key_id) {
             c.touched = true;
         }
-        let (pool, key_id) = (self.pool.clone(), key_id.to_owned());
-        actix_web::rt::spawn(async move {
-            if let Err(error) = api_keys::touch(&pool, &key_id).await {
-                tracing::warn!(%key_id, %error, "could not record the API key's last use");
-            }
-        });
+        if let Err(error) = api_keys::touch(&self.pool, key_id).await {
+            tracing::warn!(key_id, %error, "could not record the API key's last use");
+        }
     }
 }
 
