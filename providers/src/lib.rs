@@ -18,4 +18,4 @@ pub mod vonage;
 pub mod webhook;
 mod xml;
 
-pub use provider::{PermanentKind, Provider, ProviderError, Sent, Sms, VoiceCall};
+pub use provider::{ErrorKind, PermanentKind, Provider, ProviderError, Sent, Sms, VoiceCall};

@@ -113,7 +113,104 @@ pub enum ProviderError {
     Permanent { provider: String, kind: PermanentKind, reason: String, provider_code: Option<i64> },
 }
 
+/// What kind of failure a provider error is, as operators count them: a
+/// closed list, so it can label metrics and fill dashboards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// No answer in time.
+    Timeout,
+    /// No connection (refused, DNS, TLS).
+    Unreachable,
+    /// The provider asked us to slow down (429, its own throttling codes).
+    Throttled,
+    /// Any other temporary failure (5xx, a retryable provider code).
+    Unavailable,
+    InvalidNumber,
+    RegionNotAllowed,
+    OptedOut,
+    ChannelNotSupported,
+    Configuration,
+    Rejected,
+}
+
+impl ErrorKind {
+    pub const ALL: [ErrorKind; 10] = [
+        ErrorKind::Timeout,
+        ErrorKind::Unreachable,
+        ErrorKind::Throttled,
+        ErrorKind::Unavailable,
+        ErrorKind::InvalidNumber,
+        ErrorKind::RegionNotAllowed,
+        ErrorKind::OptedOut,
+        ErrorKind::ChannelNotSupported,
+        ErrorKind::Configuration,
+        ErrorKind::Rejected,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Unreachable => "unreachable",
+            ErrorKind::Throttled => "throttled",
+            ErrorKind::Unavailable => "unavailable",
+            ErrorKind::InvalidNumber => "invalid_number",
+            ErrorKind::RegionNotAllowed => "region_not_allowed",
+            ErrorKind::OptedOut => "opted_out",
+            ErrorKind::ChannelNotSupported => "channel_not_supported",
+            ErrorKind::Configuration => "configuration",
+            ErrorKind::Rejected => "rejected",
+        }
+    }
+
+    pub fn parse(stored: &str) -> Option<ErrorKind> {
+        ErrorKind::ALL.into_iter().find(|k| k.as_str() == stored)
+    }
+
+    /// Its place in `ALL` (the order of stored per-kind counts).
+    pub fn index(self) -> usize {
+        ErrorKind::ALL.iter().position(|k| *k == self).unwrap_or_default()
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl ProviderError {
+    /// The kind of this failure. A retryable one is told apart by what every
+    /// client writes (`http::transport_error`: "request timed out", "could not
+    /// connect"; an HTTP 429 status or a `Retry-After`).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            ProviderError::Retryable { reason, retry_after, provider_code, .. } => {
+                if reason.starts_with("request timed out") {
+                    ErrorKind::Timeout
+                } else if reason.starts_with("could not connect") {
+                    ErrorKind::Unreachable
+                } else if retry_after.is_some()
+                    || reason.contains("429")
+                    || *provider_code == Some(429)
+                    || reason.contains("circuit open")
+                    || reason.contains("configured rate")
+                {
+                    ErrorKind::Throttled
+                } else {
+                    ErrorKind::Unavailable
+                }
+            }
+            ProviderError::Permanent { kind, .. } => match kind {
+                PermanentKind::InvalidNumber => ErrorKind::InvalidNumber,
+                PermanentKind::RegionNotAllowed => ErrorKind::RegionNotAllowed,
+                PermanentKind::OptedOut => ErrorKind::OptedOut,
+                PermanentKind::ChannelNotSupported => ErrorKind::ChannelNotSupported,
+                PermanentKind::Configuration => ErrorKind::Configuration,
+                PermanentKind::Rejected => ErrorKind::Rejected,
+            },
+        }
+    }
+
     pub fn is_retryable(&self) -> bool {
         matches!(self, ProviderError::Retryable { .. })
     }
@@ -145,4 +242,36 @@ pub trait Provider: Send + Sync + 'static {
     async fn send_sms(&self, sms: &Sms) -> Result<Sent, ProviderError>;
 
     async fn place_call(&self, call: &VoiceCall) -> Result<Sent, ProviderError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn retryable(reason: &str, retry_after: Option<Duration>) -> ProviderError {
+        ProviderError::Retryable { provider: "p".into(), reason: reason.into(), provider_code: None, retry_after }
+    }
+
+    #[test]
+    fn every_error_has_one_kind_from_a_closed_list() {
+        assert_eq!(retryable("request timed out: operation timed out", None).kind(), ErrorKind::Timeout);
+        assert_eq!(retryable("could not connect: tcp connect error", None).kind(), ErrorKind::Unreachable);
+        assert_eq!(retryable("HTTP 429 Too Many Requests, Twilio error 20429", None).kind(), ErrorKind::Throttled);
+        assert_eq!(
+            retryable("HTTP 503 Service Unavailable", Some(Duration::from_secs(3))).kind(),
+            ErrorKind::Throttled
+        );
+        assert_eq!(retryable("HTTP 503 Service Unavailable", None).kind(), ErrorKind::Unavailable);
+        let permanent = ProviderError::Permanent {
+            provider: "p".into(),
+            kind: PermanentKind::OptedOut,
+            reason: "stop".into(),
+            provider_code: Some(21610),
+        };
+        assert_eq!(permanent.kind(), ErrorKind::OptedOut);
+        for kind in ErrorKind::ALL {
+            assert_eq!(ErrorKind::parse(kind.as_str()), Some(kind));
+            assert_eq!(ErrorKind::ALL[kind.index()], kind);
+        }
+    }
 }
