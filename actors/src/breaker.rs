@@ -58,6 +58,36 @@ pub enum Admission {
     Skip,
 }
 
+/// A circuit as operators see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Circuit {
+    /// Sending; `failures` retryable failures in a row so far.
+    Closed { failures: u32 },
+    /// Skipped until a trial is let through in `reopens_in`.
+    Open { reopens_in: Duration },
+    /// One trial request decides (or its time came and none was sent yet).
+    HalfOpen,
+}
+
+impl Circuit {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Circuit::Closed { .. } => "closed",
+            Circuit::Open { .. } => "open",
+            Circuit::HalfOpen => "half_open",
+        }
+    }
+
+    /// The value of the `verifyd_provider_circuit_state` gauge.
+    pub fn gauge(self) -> f64 {
+        match self {
+            Circuit::Closed { .. } => 0.0,
+            Circuit::HalfOpen => 1.0,
+            Circuit::Open { .. } => 2.0,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Breaker {
     settings: BreakerSettings,
@@ -118,6 +148,16 @@ impl Breaker {
         }
     }
 
+    /// What the circuit is now, for operators.
+    pub fn circuit(&self, now: Instant) -> Circuit {
+        match *self.state() {
+            State::Closed { failures } => Circuit::Closed { failures },
+            State::Open { until } if now < until => Circuit::Open { reopens_in: until - now },
+            State::Open { .. } => Circuit::HalfOpen,
+            State::HalfOpen { .. } => Circuit::HalfOpen,
+        }
+    }
+
     pub fn is_open(&self, now: Instant) -> bool {
         match *self.state() {
             State::Closed { .. } => false,
@@ -150,9 +190,16 @@ mod tests {
         let t1 = t0 + Duration::from_secs(30);
         assert_eq!(b.admit(t1), Admission::Trial);
         assert_eq!(b.admit(t1), Admission::Skip);
+        assert_eq!(b.circuit(t1), Circuit::HalfOpen);
         b.succeeded();
         assert_eq!(b.admit(t1), Admission::Send);
         assert!(!b.is_open(t1));
+        assert_eq!(b.circuit(t1), Circuit::Closed { failures: 0 });
+        b.failed(t1);
+        assert_eq!(b.circuit(t1), Circuit::Closed { failures: 1 });
+        b.failed(t1);
+        b.failed(t1);
+        assert_eq!(b.circuit(t1 + Duration::from_secs(10)), Circuit::Open { reopens_in: Duration::from_secs(20) });
     }
 
     #[test]

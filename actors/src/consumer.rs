@@ -3,11 +3,13 @@
 //! handler publishes, and each delivery handled as its own future (so up to
 //! `prefetch` are in flight per consumer). Consumers run on their own arbiters.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix::prelude::*;
+use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
 use lapin::message::Delivery;
 use lapin::options::{
@@ -16,6 +18,7 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable};
 
 use crate::amqp::{PublishError, long_string, publish_confirmed};
+use crate::ops::reason::Reason;
 
 /// What to do with a delivery once handled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +46,19 @@ pub struct ConsumerHealth {
     lost: AtomicUsize,
     /// Deliveries being handled right now (not yet acked or requeued).
     in_flight: AtomicUsize,
+    /// Per queue: what this process took from it.
+    marks: Mutex<HashMap<String, Mark>>,
+}
+
+/// What one process took from one queue.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Mark {
+    /// Deliveries taken since the process started.
+    pub taken: u64,
+    /// The publication time (AMQP `timestamp`) of the newest message taken:
+    /// every message still waiting was published after it.
+    pub newest_published: Option<DateTime<Utc>>,
+    pub last_taken: Option<DateTime<Utc>>,
 }
 
 impl ConsumerHealth {
@@ -63,6 +79,30 @@ impl ConsumerHealth {
 
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// A delivery was taken from `queue`, published at `timestamp` (AMQP
+    /// seconds since the epoch, when the publisher set it).
+    fn took(&self, queue: &str, timestamp: Option<u64>, now: DateTime<Utc>) {
+        let published = timestamp.and_then(|t| DateTime::from_timestamp(i64::try_from(t).ok()?, 0));
+        let mut marks = self.marks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mark = match marks.get_mut(queue) {
+            Some(mark) => mark,
+            None => marks.entry(queue.to_owned()).or_default(),
+        };
+        mark.taken += 1;
+        mark.last_taken = Some(now);
+        if published > mark.newest_published {
+            mark.newest_published = published;
+        }
+    }
+
+    /// What this process took from each queue.
+    pub fn marks(&self) -> Vec<(String, Mark)> {
+        let marks = self.marks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut all: Vec<_> = marks.iter().map(|(q, m)| (q.clone(), m.clone())).collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
     }
 }
 
@@ -128,6 +168,7 @@ impl<H: DeliveryHandler> StreamHandler<Result<Delivery, lapin::Error>> for Queue
         };
         let (handler, channel, health) = (self.handler.clone(), self.channel.clone(), self.health.clone());
         health.in_flight.fetch_add(1, Ordering::Relaxed);
+        health.took(&self.queue, delivery.properties.timestamp().as_ref().copied(), Utc::now());
         ctx.spawn(
             async move {
                 let acker = delivery.acker.clone();
@@ -225,22 +266,40 @@ pub async fn start<H: DeliveryHandler>(
     Ok(started)
 }
 
-/// Moves a delivery to the dead-letter queue with the reason, keeping its body,
-/// its headers and where it came from.
+/// A message given up on: the letter's id (the keeper records it once under
+/// it), why in a word, and why in words.
+pub struct Letter<'a> {
+    pub id: uuid::Uuid,
+    pub kind: Reason,
+    pub reason: &'a str,
+}
+
+impl<'a> Letter<'a> {
+    pub fn new(kind: Reason, reason: &'a str) -> Self {
+        Letter { id: uuid::Uuid::new_v4(), kind, reason }
+    }
+}
+
+/// Moves a delivery to the dead-letter queue with the reason (in words and as a
+/// kind), keeping its body, its headers and where it came from.
 pub async fn dead_letter(
     channel: &lapin::Channel,
     dead_letters: &str,
     delivery: &Delivery,
-    reason: &str,
+    letter: &Letter<'_>,
 ) -> Result<(), PublishError> {
+    let (kind, reason) = (letter.kind, letter.reason);
     let mut headers = delivery.properties.headers().clone().unwrap_or_default();
+    headers.insert("x-verifyd-dead-letter-id".into(), long_string(&letter.id.to_string()));
     headers.insert("x-verifyd-reason".into(), long_string(reason));
+    headers.insert("x-verifyd-reason-kind".into(), long_string(kind.as_str()));
     headers.insert("x-verifyd-source-routing-key".into(), long_string(delivery.routing_key.as_str()));
     headers.insert("x-verifyd-source-exchange".into(), long_string(delivery.exchange.as_str()));
     headers.insert("x-verifyd-dead-lettered-at".into(), AMQPValue::LongString(chrono::Utc::now().to_rfc3339().into()));
     let props = delivery.properties.clone().with_headers(headers).with_delivery_mode(2);
     publish_confirmed(channel, "", dead_letters, &delivery.data, props).await?;
-    metrics::counter!("verifyd_dead_lettered_total").increment(1);
-    tracing::warn!(queue = %delivery.routing_key, reason, "message dead-lettered");
+    metrics::counter!("verifyd_dead_lettered_total", "reason" => kind.as_str()).increment(1);
+    tracing::warn!(queue = %delivery.routing_key, letter_id = %letter.id, reason_kind = kind.as_str(), reason,
+        "message dead-lettered");
     Ok(())
 }

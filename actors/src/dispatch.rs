@@ -12,20 +12,25 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
 use lapin::message::Delivery;
 use sqlx::PgPool;
+use uuid::Uuid;
 use verifyd_providers::domain::Channel;
-use verifyd_providers::{PermanentKind, Provider, ProviderError, Sent};
+use verifyd_providers::{ErrorKind, PermanentKind, Provider, ProviderError, Sent};
 
 use crate::account_state::{AccountStateActor, DeliveryReport};
 use crate::amqp::{Topology, json_properties, publish_confirmed};
 use crate::breaker::Admission;
-use crate::consumer::{DeliveryHandler, Disposition, dead_letter};
+use crate::consumer::{DeliveryHandler, Disposition, Letter, dead_letter};
 use crate::contract::{DispatchJob, Event, EventKind};
 use crate::keys::CodeKeys;
 use crate::lifecycle::Status;
+use crate::ops::catalog;
+use crate::ops::reason::Reason;
+use crate::ops::reporter::{ProcessReporter, ReportNow};
+use crate::ops::stats::Stats;
 use crate::outbox;
 use crate::pacing::{self, Slot};
 use crate::receipts;
@@ -34,13 +39,14 @@ use crate::render::{self, Rendering};
 use crate::routing::Routes;
 use crate::shards::Shards;
 use crate::store::attempts::{self, Attempt, Claim, Outcome};
+use crate::store::dead_letters::{self, NewLetter};
 use crate::store::verifications::{self, Verification};
 use crate::voice_script;
 
 pub struct Dispatcher {
     pub pool: PgPool,
     pub keys: Arc<CodeKeys>,
-    pub routes: Routes,
+    pub routes: Arc<Routes>,
     pub topology: Topology,
     pub app_name: String,
     pub account_state: Shards<AccountStateActor>,
@@ -53,6 +59,18 @@ pub struct Dispatcher {
     pub claim_lease: Duration,
     /// Where providers reach this deployment's HTTP API (`http.public_url`).
     pub public_url: Option<String>,
+    /// This process's delivery counts for the operations overview.
+    pub stats: Arc<Stats>,
+    /// Told when a circuit opens or closes, so every overview sees it at once.
+    pub reporter: Option<Addr<ProcessReporter>>,
+}
+
+/// A job given up on: recorded as a dead letter in the transaction of its
+/// final attempt, then moved to the dead-letter queue under the same id.
+struct GiveUp<'a> {
+    kind: Reason,
+    reason: &'a str,
+    error_kind: Option<ErrorKind>,
 }
 
 impl DeliveryHandler for Dispatcher {
@@ -98,11 +116,21 @@ enum Delivered {
 
 impl Dispatcher {
     async fn process(&self, amqp: &lapin::Channel, delivery: &Delivery) -> Result<(), DispatchError> {
+        // When the code was asked for: the relay stamps each job with its
+        // outbox row's time, and retries keep the stamp.
+        let requested_at =
+            delivery.properties.timestamp().and_then(|t| DateTime::from_timestamp(i64::try_from(t).ok()?, 0));
         let job: DispatchJob = match serde_json::from_slice(&delivery.data) {
             Ok(job) => job,
             Err(error) => {
                 let reason = format!("malformed dispatch job: {error}");
-                return Ok(dead_letter(amqp, &self.topology.dead_letters(), delivery, &reason).await?);
+                return Ok(dead_letter(
+                    amqp,
+                    &self.topology.dead_letters(),
+                    delivery,
+                    &Letter::new(Reason::Malformed, &reason),
+                )
+                .await?);
             }
         };
         // Two copies of one job (a relay republish after a lost confirm, a
@@ -112,20 +140,32 @@ impl Dispatcher {
             verifications::claim_for_dispatch(&self.pool, job.verification_id, job.job_id, self.claim_lease).await?;
         let Some(v) = v else {
             let reason = format!("verification {} does not exist", job.verification_id);
-            return Ok(dead_letter(amqp, &self.topology.dead_letters(), delivery, &reason).await?);
+            return Ok(dead_letter(
+                amqp,
+                &self.topology.dead_letters(),
+                delivery,
+                &Letter::new(Reason::UnknownVerification, &reason),
+            )
+            .await?);
         };
         if !acquired {
             let mut conn = self.pool.acquire().await?;
             match attempts::claim_state(&mut conn, job.job_id).await? {
                 Claim::Finished => {
-                    tracing::debug!(job_id = %job.job_id, "duplicate of a finished job; dropped");
+                    // A redelivery or a republished copy. A dead letter is sent
+                    // again with `verifyd dead-letters replay`, which re-arms it.
+                    tracing::info!(job_id = %job.job_id, verification_id = %job.verification_id,
+                        "copy of a job that already finished: dropped, not sent again \
+                         (to resend a dead letter, replay it: `verifyd dead-letters replay`)");
+                    metrics::counter!("verifyd_dispatch_duplicates_total", "channel" => job.channel.as_str())
+                        .increment(1);
                     return Ok(());
                 }
                 Claim::HeldElsewhere => {
                     // Look again after the first retry delay: by then the other copy
                     // has finished, or its holder died and the lease ran out.
                     tracing::debug!(job_id = %job.job_id, "job is being delivered elsewhere; deferred");
-                    return self.defer(amqp, &job, 0).await;
+                    return self.defer(amqp, &job, 0, delivery).await;
                 }
             }
         }
@@ -134,13 +174,14 @@ impl Dispatcher {
         if status != Status::Pending {
             // Never deliver a code that can no longer be used.
             let reason = format!("verification is {status}");
-            self.finish(&job, &v, Outcome::Skipped, None, None, Some(&reason), None, false).await?;
+            let done = Done { outcome: Outcome::Skipped, error: Some(&reason), requested_at, ..Done::default() };
+            self.finish(&job, &v, done, None).await?;
             return Ok(());
         }
         let Ok(code) = self.keys.open(v.id, &v.code_sealed) else {
             let reason = "sealed code does not open: was the encryption key changed?";
-            self.fail(&job, &v, None, reason).await?;
-            return Ok(dead_letter(amqp, &self.topology.dead_letters(), delivery, reason).await?);
+            let give_up = GiveUp { kind: Reason::SealedCode, reason, error_kind: None };
+            return self.give_up(amqp, delivery, &job, &v, give_up, requested_at).await;
         };
         let rendering = || Rendering {
             app_name: &self.app_name,
@@ -157,7 +198,7 @@ impl Dispatcher {
         let result = match job.channel {
             Channel::Sms => {
                 let sms = render::sms(rendering());
-                self.try_providers(&job, &v, |p| {
+                self.try_providers(&job, &v, requested_at, |p| {
                     let sms = sms.clone();
                     async move { p.send_sms(&sms).await }
                 })
@@ -165,7 +206,7 @@ impl Dispatcher {
             }
             Channel::Voice => {
                 let call = render::voice(rendering());
-                self.try_providers(&job, &v, |p| {
+                self.try_providers(&job, &v, requested_at, |p| {
                     let call = call.clone();
                     async move { p.place_call(&call).await }
                 })
@@ -177,8 +218,20 @@ impl Dispatcher {
         match result {
             Delivered::Sent(sent, latency) => {
                 let latency = i32::try_from(latency).unwrap_or(i32::MAX);
-                let (provider, id) = (Some(sent.provider.as_str()), Some(sent.message_id.as_str()));
-                self.finish(&job, &v, Outcome::Sent, provider, id, None, Some(latency), false).await?;
+                if let Some(asked) = requested_at {
+                    let waited = (Utc::now() - asked).to_std().unwrap_or_default();
+                    metrics::histogram!("verifyd_request_to_accepted_seconds", "channel" => job.channel.as_str())
+                        .record(waited.as_secs_f64());
+                }
+                let done = Done {
+                    outcome: Outcome::Sent,
+                    provider: Some(sent.provider.as_str()),
+                    message_id: Some(sent.message_id.as_str()),
+                    latency_ms: Some(latency),
+                    requested_at,
+                    ..Done::default()
+                };
+                self.finish(&job, &v, done, None).await?;
                 Ok(())
             }
             Delivered::Failed { error, provider } => {
@@ -186,17 +239,16 @@ impl Dispatcher {
                     matches!(error, ProviderError::Permanent { kind: PermanentKind::ChannelNotSupported, .. });
                 let fallback = self.fallback_to_voice && job.channel == Channel::Sms && landline;
                 let reason = error.to_string();
-                self.finish(
-                    &job,
-                    &v,
-                    Outcome::PermanentError,
-                    provider.as_deref(),
-                    None,
-                    Some(&reason),
-                    None,
+                let done = Done {
+                    outcome: Outcome::PermanentError,
+                    provider: provider.as_deref(),
+                    error: Some(&reason),
+                    error_kind: Some(error.kind()),
+                    requested_at,
                     fallback,
-                )
-                .await?;
+                    ..Done::default()
+                };
+                self.finish(&job, &v, done, None).await?;
                 Ok(())
             }
             Delivered::AllRetryable { retry_after, attempted: false, .. } => {
@@ -207,7 +259,7 @@ impl Dispatcher {
                 let level = self.level_for(0, retry_after).unwrap_or(last);
                 let mut conn = self.pool.acquire().await?;
                 attempts::release(&mut conn, job.job_id).await?;
-                self.defer(amqp, &job, level).await?;
+                self.defer(amqp, &job, level, delivery).await?;
                 metrics::counter!("verifyd_dispatch_deferred_total", "channel" => job.channel.as_str()).increment(1);
                 Ok(())
             }
@@ -220,16 +272,18 @@ impl Dispatcher {
                         let mut conn = self.pool.acquire().await?;
                         attempts::release(&mut conn, job.job_id).await?;
                         let next = DispatchJob { retry: u32::try_from(level + 1).unwrap_or(u32::MAX), ..job.clone() };
-                        self.defer(amqp, &next, level).await?;
+                        self.defer(amqp, &next, level, delivery).await?;
                         metrics::counter!("verifyd_dispatch_retries_total", "channel" => job.channel.as_str())
                             .increment(1);
-                        tracing::info!(job_id = %job.job_id, retry = next.retry, %error, "delivery will be retried");
+                        tracing::warn!(job_id = %job.job_id, verification_id = %v.id, to = %v.phone.masked(),
+                            retry = next.retry, kind = error.kind().as_str(), %error, "delivery will be retried");
                         Ok(())
                     }
                     None => {
                         let reason = format!("retries exhausted after {} tries: {error}", job.retry + 1);
-                        self.fail(&job, &v, None, &reason).await?;
-                        Ok(dead_letter(amqp, &self.topology.dead_letters(), delivery, &reason).await?)
+                        let give_up =
+                            GiveUp { kind: Reason::RetriesExhausted, reason: &reason, error_kind: Some(error.kind()) };
+                        self.give_up(amqp, delivery, &job, &v, give_up, requested_at).await
                     }
                 }
             }
@@ -246,11 +300,21 @@ impl Dispatcher {
     /// queue's delay with jitter: a random 50–100 % of it (per-message TTL; the
     /// queue's own TTL bounds it), so jobs that failed together do not all
     /// come back in the same instant.
-    async fn defer(&self, amqp: &lapin::Channel, job: &DispatchJob, level: usize) -> Result<(), DispatchError> {
+    async fn defer(
+        &self,
+        amqp: &lapin::Channel,
+        job: &DispatchJob,
+        level: usize,
+        delivery: &Delivery,
+    ) -> Result<(), DispatchError> {
         let body = serde_json::to_vec(job).unwrap_or_default();
         let queue = self.topology.retry_queue(job.channel, level);
         let delay = self.topology.retry_delays.get(level).copied().unwrap_or_default();
-        let properties = json_properties().with_expiration(jittered(delay).as_millis().to_string().into());
+        let mut properties = json_properties().with_expiration(jittered(delay).as_millis().to_string().into());
+        // The request time travels with the job through its retries.
+        if let Some(stamp) = delivery.properties.timestamp() {
+            properties = properties.with_timestamp(*stamp);
+        }
         publish_confirmed(amqp, "", &queue, &body, properties).await?;
         Ok(())
     }
@@ -269,6 +333,7 @@ impl Dispatcher {
         &self,
         job: &DispatchJob,
         v: &Verification,
+        requested_at: Option<DateTime<Utc>>,
         send: F,
     ) -> Result<Delivered, DispatchError>
     where
@@ -323,20 +388,32 @@ impl Dispatcher {
             attempted = true;
             let started = Instant::now();
             let result = send(provider.clone()).await;
-            let latency = i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX);
+            let elapsed = started.elapsed();
+            let latency = i32::try_from(elapsed.as_millis()).unwrap_or(i32::MAX);
             let error = match result {
                 Ok(sent) => {
-                    breaker.inspect(|b| b.succeeded());
-                    return Ok(Delivered::Sent(sent, started.elapsed().as_millis()));
+                    self.called(v, name, job.channel, Ok(()), elapsed);
+                    if breaker.is_some_and(|b| b.is_open(Instant::now())) {
+                        // A trial went through: the circuit closes.
+                        breaker.inspect(|b| b.succeeded());
+                        self.circuit_changed(name, "closed");
+                    } else {
+                        breaker.inspect(|b| b.succeeded());
+                    }
+                    return Ok(Delivered::Sent(sent, elapsed.as_millis()));
                 }
                 Err(error) => error,
             };
+            self.called(v, name, job.channel, Err(&error), elapsed);
+            tracing::warn!(provider = name, kind = error.kind().as_str(), to = %v.phone.masked(), job_id = %job.job_id,
+                channel = %job.channel, latency_ms = latency, %error, "provider call failed");
             let outcome = match &error {
                 ProviderError::Retryable { .. } => {
                     if breaker.is_some_and(|b| b.failed(Instant::now())) {
                         metrics::counter!("verifyd_provider_circuit_opened_total", "provider" => name.to_owned())
                             .increment(1);
                         tracing::warn!(provider = name, "circuit opened: provider skipped for a while");
+                        self.circuit_changed(name, "open");
                     }
                     Outcome::RetryableError
                 }
@@ -344,15 +421,11 @@ impl Dispatcher {
                     // The provider answered: it is up.
                     breaker.inspect(|b| b.succeeded());
                     if kind.is_about_the_number() {
-                        metrics::counter!("verifyd_provider_errors_total", "provider" => name.to_owned(), "kind" => "permanent")
-                            .increment(1);
                         return Ok(Delivered::Failed { error, provider: Some(name.to_owned()) });
                     }
                     Outcome::Refused
                 }
             };
-            metrics::counter!("verifyd_provider_errors_total", "provider" => name.to_owned(), "kind" => outcome.as_str())
-                .increment(1);
             let mut conn = self.pool.acquire().await?;
             let attempt = Attempt {
                 job_id: job.job_id,
@@ -363,7 +436,9 @@ impl Dispatcher {
                 provider_message_id: None,
                 outcome,
                 error: Some(&error.to_string()),
+                error_kind: Some(error.kind()),
                 latency_ms: Some(latency),
+                requested_at,
             };
             attempts::record(&mut conn, &attempt, &[]).await?;
             if outcome == Outcome::Refused {
@@ -393,31 +468,95 @@ impl Dispatcher {
         })
     }
 
-    async fn fail(
+    /// One provider call, counted for the overview and the metrics.
+    fn called(
         &self,
+        v: &Verification,
+        provider: &str,
+        channel: Channel,
+        result: Result<(), &ProviderError>,
+        took: Duration,
+    ) {
+        let kind = result.map_err(ProviderError::kind);
+        self.stats.record_call(Utc::now(), v.tenant_id, provider, channel, kind, took);
+        let outcome = match result {
+            Ok(()) => "accepted",
+            Err(ProviderError::Retryable { .. }) => "retryable_error",
+            Err(ProviderError::Permanent { kind, .. }) if kind.is_about_the_number() => "permanent_error",
+            Err(ProviderError::Permanent { .. }) => "refused",
+        };
+        metrics::histogram!("verifyd_provider_latency_seconds", "provider" => provider.to_owned(),
+            "channel" => channel.as_str(), "outcome" => outcome)
+        .record(took.as_secs_f64());
+        if let Err(kind) = kind {
+            metrics::counter!("verifyd_provider_errors_total", "provider" => provider.to_owned(), "kind" => kind.as_str())
+                .increment(1);
+        }
+    }
+
+    /// A circuit opened or closed: the gauge now, and every overview at the next report.
+    fn circuit_changed(&self, provider: &str, state: &'static str) {
+        let value = if state == "open" { 2.0 } else { 0.0 };
+        metrics::gauge!("verifyd_provider_circuit_state", "provider" => provider.to_owned()).set(value);
+        if let Some(reporter) = &self.reporter {
+            reporter.do_send(ReportNow);
+        }
+    }
+
+    /// Gives up on a job: its final attempt and its dead letter are recorded in
+    /// one transaction (with the `delivery_failed` event), then the message moves
+    /// to the dead-letter queue under the letter's id.
+    async fn give_up(
+        &self,
+        amqp: &lapin::Channel,
+        delivery: &Delivery,
         job: &DispatchJob,
         v: &Verification,
-        provider: Option<&str>,
-        reason: &str,
+        give_up: GiveUp<'_>,
+        requested_at: Option<DateTime<Utc>>,
     ) -> Result<(), DispatchError> {
-        self.finish(job, v, Outcome::PermanentError, provider, None, Some(reason), None, false).await
+        let letter_id = Uuid::new_v4();
+        let key = letter_id.to_string();
+        let queue = self.topology.dispatch_queue(job.channel);
+        let content_type = delivery.properties.content_type().as_ref().map(|c| c.as_str().to_owned());
+        let letter = NewLetter {
+            id: letter_id,
+            letter_key: &key,
+            tenant_id: Some(v.tenant_id),
+            verification_id: Some(v.id),
+            job_id: Some(job.job_id),
+            channel: Some(job.channel),
+            source_queue: &queue,
+            kind: give_up.kind,
+            reason: give_up.reason,
+            body: &delivery.data,
+            content_type: content_type.as_deref(),
+            dead_lettered_at: Utc::now(),
+        };
+        let done = Done {
+            outcome: Outcome::PermanentError,
+            error: Some(give_up.reason),
+            error_kind: give_up.error_kind,
+            requested_at,
+            ..Done::default()
+        };
+        self.finish(job, v, done, Some(&letter)).await?;
+        let letter = Letter { id: letter_id, kind: give_up.kind, reason: give_up.reason };
+        Ok(dead_letter(amqp, &self.topology.dead_letters(), delivery, &letter).await?)
     }
 
     /// Records the final attempt of a job and announces it atomically. With
     /// `fallback`, the same transaction also queues the code by voice (once per
-    /// verification, while it is pending) and the event says so.
-    #[allow(clippy::too_many_arguments)]
+    /// verification, while it is pending) and the event says so; with a
+    /// letter, the job's dead letter is recorded with it.
     async fn finish(
         &self,
         job: &DispatchJob,
         v: &Verification,
-        outcome: Outcome,
-        provider: Option<&str>,
-        message_id: Option<&str>,
-        error: Option<&str>,
-        latency_ms: Option<i32>,
-        fallback: bool,
+        done: Done<'_>,
+        letter: Option<&NewLetter<'_>>,
     ) -> Result<(), DispatchError> {
+        let Done { outcome, provider, message_id, error, error_kind, latency_ms, requested_at, fallback } = done;
         let now = Utc::now();
         let event = match outcome {
             Outcome::Sent => Some(
@@ -440,20 +579,25 @@ impl Dispatcher {
             provider_message_id: message_id,
             outcome,
             error,
+            error_kind,
             latency_ms,
+            requested_at,
         };
         let announce =
             |event: Option<&Event>| event.map(|e| outbox::event_rows(e, v.reply.as_ref())).unwrap_or_default();
         let mut conn = self.pool.acquire().await?;
-        let recorded = if fallback {
+        let recorded = if fallback || letter.is_some() {
             let mut tx = sqlx::Acquire::begin(&mut *conn).await?;
-            let fell_back = match verifications::lock(&mut tx, v.tenant_id, v.id).await? {
-                Some(locked) => receipts::fall_back_to_voice(&mut tx, &locked, now).await?,
-                None => false,
+            let fell_back = match (fallback, verifications::lock(&mut tx, v.tenant_id, v.id).await?) {
+                (true, Some(locked)) => receipts::fall_back_to_voice(&mut tx, &locked, now).await?,
+                _ => false,
             };
             let event = event.clone().map(|e| if fell_back { e.with("fallback", Channel::Voice.as_str()) } else { e });
             let recorded = attempts::record(&mut tx, &attempt, &announce(event.as_ref())).await?;
             if recorded {
+                if let Some(letter) = letter {
+                    dead_letters::insert(&mut tx, letter).await?;
+                }
                 tx.commit().await?;
             }
             recorded
@@ -475,11 +619,46 @@ impl Dispatcher {
                 delivered,
             });
         }
-        metrics::counter!("verifyd_dispatch_total", "channel" => job.channel.as_str(), "outcome" => outcome.as_str())
-            .increment(1);
-        tracing::info!(job_id = %job.job_id, verification_id = %v.id, to = %v.phone.masked(), channel = %job.channel,
-            outcome = outcome.as_str(), provider = provider.unwrap_or("-"), "dispatch finished");
+        let tenant = catalog::tenant_label(&v.tenant_name);
+        metrics::counter!("verifyd_dispatch_total", "tenant" => tenant, "channel" => job.channel.as_str(),
+            "outcome" => outcome.as_str())
+        .increment(1);
+        if outcome == Outcome::Sent {
+            tracing::info!(job_id = %job.job_id, verification_id = %v.id, to = %v.phone.masked(), channel = %job.channel,
+                outcome = outcome.as_str(), provider = provider.unwrap_or("-"), "dispatch finished");
+        } else {
+            tracing::warn!(job_id = %job.job_id, verification_id = %v.id, to = %v.phone.masked(), channel = %job.channel,
+                outcome = outcome.as_str(), provider = provider.unwrap_or("-"), kind = error_kind.map_or("-", ErrorKind::as_str),
+                reason = error.unwrap_or("-"), "dispatch finished without delivering");
+        }
         Ok(())
+    }
+}
+
+/// What a job's final attempt records.
+struct Done<'a> {
+    outcome: Outcome,
+    provider: Option<&'a str>,
+    message_id: Option<&'a str>,
+    error: Option<&'a str>,
+    error_kind: Option<ErrorKind>,
+    latency_ms: Option<i32>,
+    requested_at: Option<DateTime<Utc>>,
+    fallback: bool,
+}
+
+impl Default for Done<'_> {
+    fn default() -> Self {
+        Done {
+            outcome: Outcome::Skipped,
+            provider: None,
+            message_id: None,
+            error: None,
+            error_kind: None,
+            latency_ms: None,
+            requested_at: None,
+            fallback: false,
+        }
     }
 }
 

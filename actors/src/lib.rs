@@ -17,6 +17,7 @@ pub mod ids;
 pub mod keys;
 pub mod lifecycle;
 pub mod lockout;
+pub mod ops;
 pub mod outbox;
 pub mod pacing;
 pub mod policy;

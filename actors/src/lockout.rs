@@ -62,7 +62,8 @@ pub async fn guard(
     .flatten();
     Ok(match until {
         Some(until) => {
-            metrics::counter!("verifyd_throttled_total", "scope" => "lockout").increment(1);
+            metrics::counter!("verifyd_throttled_total", "scope" => crate::throttle::Scope::Lockout.as_str())
+                .increment(1);
             Err(Throttled { scope: Scope::Lockout, retry_after: (until - now).to_std().unwrap_or_default() })
         }
         None => Ok(()),

@@ -90,6 +90,7 @@ struct AttemptRow {
     tenant_id: Uuid,
     channel: String,
     receipt_status: Option<String>,
+    requested_at: Option<DateTime<Utc>>,
 }
 
 /// Applies a receipt. `fallback_to_voice`: whether an undelivered SMS is
@@ -102,7 +103,7 @@ pub async fn apply(
 ) -> Result<Applied, StoreError> {
     let mut tx = pool.begin().await?;
     let attempt: Option<AttemptRow> = sqlx::query_as(
-        "SELECT id, verification_id, tenant_id, channel, receipt_status FROM delivery_attempts
+        "SELECT id, verification_id, tenant_id, channel, receipt_status, requested_at FROM delivery_attempts
          WHERE provider = $1 AND provider_message_id = $2 AND outcome = 'sent'
          FOR UPDATE",
     )
@@ -155,6 +156,12 @@ pub async fn apply(
         }
     }
     tx.commit().await?;
+    if let (ReceiptStatus::Delivered, Some(asked)) = (receipt.status, attempt.requested_at) {
+        let took = (now - asked).to_std().unwrap_or_default();
+        metrics::histogram!("verifyd_request_to_delivered_seconds", "channel" => attempt.channel.clone(),
+            "provider" => receipt.provider)
+        .record(took.as_secs_f64());
+    }
     metrics::counter!("verifyd_receipts_total", "provider" => receipt.provider, "status" => receipt.status.as_str())
         .increment(1);
     if fell_back {

@@ -126,13 +126,14 @@ struct Row {
     routing_key: String,
     payload: serde_json::Value,
     correlation_id: Option<String>,
+    created_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// Publishes one batch; returns how many rows it took.
 pub async fn publish_batch(pool: &PgPool, channel: &lapin::Channel, topology: &Topology) -> Result<i64, RelayError> {
     let mut tx = pool.begin().await?;
     let rows: Vec<Row> = sqlx::query_as(
-        "SELECT id, target, routing_key, payload, correlation_id FROM outbox
+        "SELECT id, target, routing_key, payload, correlation_id, created_at FROM outbox
          ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
     )
     .bind(BATCH)
@@ -148,7 +149,10 @@ pub async fn publish_batch(pool: &PgPool, channel: &lapin::Channel, topology: &T
             t if t == Target::Dispatch.as_str() => (topology.dispatch_exchange(), row.routing_key.clone()),
             _ => (String::new(), row.routing_key.clone()),
         };
-        let mut props = json_properties();
+        // Stamped with the time of the change it announces: consumers learn how
+        // long a message waited, and dispatch how long a code took to go out.
+        let stamp = u64::try_from(row.created_at.timestamp()).unwrap_or_default();
+        let mut props = json_properties().with_timestamp(stamp);
         if let Some(correlation_id) = &row.correlation_id {
             props = props.with_correlation_id(ShortString::from(correlation_id.as_str()));
         }

@@ -132,6 +132,35 @@ impl Routes {
         self.tps.get(provider).copied()
     }
 
+    /// Every provider routed to, with its breaker, by name.
+    pub fn breakers(&self) -> impl Iterator<Item = (&str, &Arc<Breaker>)> {
+        let mut all: Vec<_> = self.breakers.iter().map(|(name, b)| (name.as_str(), b)).collect();
+        all.sort_by_key(|(name, _)| *name);
+        all.into_iter()
+    }
+
+    /// Every paced provider and its rate.
+    pub fn paced(&self) -> &HashMap<String, u32> {
+        &self.tps
+    }
+
+    /// The routing in words, for the start-up log: each channel's default list,
+    /// then each prefix route.
+    pub fn describe(&self) -> Vec<String> {
+        let names = |list: &[Arc<dyn Provider>]| list.iter().map(|p| p.name()).collect::<Vec<_>>().join(", ");
+        let mut lines = Vec::new();
+        for channel in verifyd_providers::domain::Channel::ALL {
+            match self.defaults.get(&channel) {
+                Some(list) if !list.is_empty() => lines.push(format!("{channel}: {}", names(list))),
+                _ => lines.push(format!("{channel}: no provider")),
+            }
+        }
+        for route in &self.by_prefix {
+            lines.push(format!("{} +{}: {}", route.channel, route.digits, names(&route.providers)));
+        }
+        lines
+    }
+
     /// Whether any route or default list of `channel` has a provider.
     pub fn serves(&self, channel: Channel) -> bool {
         self.defaults.get(&channel).is_some_and(|list| !list.is_empty())

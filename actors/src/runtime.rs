@@ -17,9 +17,13 @@ use crate::dispatch::Dispatcher;
 use crate::expiry::ExpiryActor;
 use crate::gate::GateSettings;
 use crate::keys::CodeKeys;
+use crate::ops::keeper::DeadLetterKeeper;
+use crate::ops::reporter::{self, ProcessReporter};
+use crate::ops::stats::Stats;
 use crate::relay::OutboxRelay;
 use crate::routing::Routes;
 use crate::shards::Shards;
+use crate::store::processes::Identity;
 use crate::throttle::{Limiters, Limits, ThrottleActor};
 use crate::verification::{self, Issuer, Policy, VerificationActor};
 
@@ -52,6 +56,11 @@ pub struct Settings {
     pub claim_lease: Duration,
     /// This deployment's public base URL, for links providers fetch.
     pub public_url: Option<String>,
+    /// How often the process reports its consumers and circuits, and writes its
+    /// delivery counts.
+    pub report_interval: Duration,
+    /// Consumers of the dead-letter queue (which record letters in PostgreSQL).
+    pub dead_letter_consumers: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +84,13 @@ pub struct Core {
     _expiry: Option<Addr<ExpiryActor>>,
     /// This process's delivery consumers.
     pub consumers: Consumers,
+    /// Providers, routes and their circuits.
+    pub routes: Arc<Routes>,
+    /// This process's delivery counts, written by the reporter.
+    pub stats: Arc<Stats>,
+    /// Writes this process's report; tell it `Stopping` on a graceful stop.
+    pub reporter: Addr<ProcessReporter>,
+    pub identity: Identity,
 }
 
 impl Core {
@@ -86,6 +102,30 @@ impl Core {
         keys: Arc<CodeKeys>,
         routes: Routes,
     ) -> Result<Core, StartError> {
+        let routes = Arc::new(routes);
+        let stats = Arc::new(Stats::default());
+        let health = Arc::new(ConsumerHealth::default());
+        let identity = Identity {
+            id: uuid::Uuid::new_v4(),
+            role: match role {
+                Role::Serve => "serve",
+                Role::Worker => "worker",
+            }
+            .to_owned(),
+            host: reporter::hostname(),
+            pid: i32::try_from(std::process::id()).unwrap_or_default(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            started_at: chrono::Utc::now(),
+        };
+        let reporter = ProcessReporter::new(
+            pool.clone(),
+            identity.clone(),
+            health.clone(),
+            routes.clone(),
+            stats.clone(),
+            settings.report_interval,
+        )
+        .start();
         let setup = amqp.create_channel().await?;
         settings.topology.declare(&setup).await?;
         let _ = setup.close(200, "declared".into()).await;
@@ -110,6 +150,7 @@ impl Core {
             throttle,
             relay: relay.clone(),
             abuse: abuse.clone(),
+            stats: stats.clone(),
         });
         let reconcile = (role == Role::Serve).then_some(settings.reconcile_interval);
         let account_state = Shards::start(settings.shards, |i| {
@@ -119,7 +160,7 @@ impl Core {
         let dispatcher = Arc::new(Dispatcher {
             pool: pool.clone(),
             keys: keys.clone(),
-            routes,
+            routes: routes.clone(),
             topology: settings.topology.clone(),
             app_name: settings.policy.app_name.clone(),
             account_state: account_state.clone(),
@@ -127,9 +168,16 @@ impl Core {
             fallback_to_voice: settings.fallback_to_voice,
             claim_lease: settings.claim_lease,
             public_url: settings.public_url.clone(),
+            stats: stats.clone(),
+            reporter: Some(reporter.clone()),
         });
-        let health = Arc::new(ConsumerHealth::default());
         let mut consumers = Consumers::default();
+        let keeper = Arc::new(DeadLetterKeeper { pool: pool.clone(), topology: settings.topology.clone() });
+        let letters = settings.topology.dead_letters();
+        consumers.extend(
+            consumer::start(&amqp, &letters, settings.dead_letter_consumers, settings.prefetch, keeper, &health)
+                .await?,
+        );
         for channel in Channel::ALL {
             let queue = settings.topology.dispatch_queue(channel);
             consumers.extend(
@@ -166,6 +214,10 @@ impl Core {
             health,
             _expiry: expiry,
             consumers,
+            routes,
+            stats,
+            reporter,
+            identity,
         })
     }
 }

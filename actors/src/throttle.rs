@@ -156,6 +156,18 @@ pub enum Scope {
 }
 
 impl Scope {
+    pub const ALL: [Scope; 9] = [
+        Scope::Phone,
+        Scope::Account,
+        Scope::Ip,
+        Scope::Country,
+        Scope::Tenant,
+        Scope::Checks,
+        Scope::Verification,
+        Scope::WrongAnswers,
+        Scope::Lockout,
+    ];
+
     pub fn describe(self) -> &'static str {
         match self {
             Scope::Phone => "too many codes sent to this phone number",
@@ -170,7 +182,8 @@ impl Scope {
         }
     }
 
-    fn as_str(self) -> &'static str {
+    /// The name in problem documents, events and the `scope` metric label.
+    pub fn as_str(self) -> &'static str {
         match self {
             Scope::Phone => "phone",
             Scope::Account => "account",

@@ -20,6 +20,8 @@ use crate::ids::{AccountId, ReplyTo, Tenant};
 use crate::keys::CodeKeys;
 use crate::lifecycle::{self, CheckOutcome, ResendPolicy, ResendRefusal, State, Status};
 use crate::lockout;
+use crate::ops::catalog;
+use crate::ops::stats::Stats;
 use crate::outbox;
 use crate::relay::{Kick, OutboxRelay};
 use crate::shards::Shards;
@@ -47,6 +49,8 @@ pub struct Issuer {
     pub throttle: Shards<ThrottleActor>,
     pub relay: Addr<OutboxRelay>,
     pub abuse: Arc<Abuse>,
+    /// Conversion counts for the operations overview.
+    pub stats: Arc<Stats>,
 }
 
 pub struct Deps {
@@ -313,8 +317,10 @@ impl Issuer {
         if shared_buckets == SharedBuckets::InTx {
             throttle::enforce_in_tx(&mut *tx, &shared, now).await??;
         }
-        metrics::counter!("verifyd_verifications_created_total", "channel" => verification.channel.as_str())
+        let (tenant, channel) = (catalog::tenant_label(&tenant.name), verification.channel);
+        metrics::counter!("verifyd_verifications_created_total", "tenant" => tenant, "channel" => channel.as_str())
             .increment(1);
+        self.stats.record_started(now, verification.tenant_id, channel, verification.phone.country());
         Ok(Some(verification))
     }
 
@@ -388,6 +394,10 @@ impl Issuer {
         store::save_check(&mut *tx, v.id, status, attempts, now).await?;
         if outcome == CheckOutcome::Approved {
             self.abuse.record_approval_in_tx(&mut *tx, v.tenant_id, &v.phone, v.created_at).await?;
+            let tenant = catalog::tenant_label(&v.tenant_name);
+            metrics::counter!("verifyd_verifications_approved_total", "tenant" => tenant, "channel" => v.channel.as_str())
+                .increment(1);
+            self.stats.record_approved(now, v.tenant_id, v.channel, v.phone.country());
         }
         v.state.status = status;
         v.state.attempts = attempts;
@@ -497,6 +507,9 @@ async fn check(deps: &Deps, mut msg: Check) -> Result<Checked, VerificationError
 }
 
 fn refused(refusal: ResendRefusal, v: &Verification, now: DateTime<Utc>) -> VerificationError {
+    if !matches!(refusal, ResendRefusal::NotPending(_)) {
+        metrics::counter!("verifyd_throttled_total", "scope" => Scope::Verification.as_str()).increment(1);
+    }
     match refusal {
         ResendRefusal::NotPending(status) => VerificationError::NotPending(status),
         ResendRefusal::TooSoon { retry_after } => Throttled { scope: Scope::Verification, retry_after }.into(),

@@ -9,11 +9,12 @@ use std::time::Duration;
 use actix_web::{App, HttpServer, middleware, web};
 use anyhow::Context as _;
 use metrics_exporter_prometheus::PrometheusHandle;
-use sqlx::migrate::MigrateDatabase;
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::PgPool;
 use verifyd_actors::amqp::Topology;
 use verifyd_actors::consumer::{self, Consumers};
 use verifyd_actors::lifecycle::ResendPolicy;
+use verifyd_actors::ops::catalog;
+use verifyd_actors::ops::reporter::Stopping;
 use verifyd_actors::runtime::{Core, Role, Settings};
 use verifyd_actors::verification::Policy;
 use verifyd_providers::domain::CodeLength;
@@ -22,31 +23,23 @@ use crate::api_keys::Authenticator;
 use crate::config::Config;
 use crate::http::body::BodyLimit;
 use crate::http::limits::RequestLimits;
+use crate::http::probes::Probes;
 use crate::http::{self, AppState};
 use crate::intake::Intake;
 
-/// Connects to PostgreSQL, creating the database if it does not exist, and
-/// migrates when `migrate` is set.
+/// Connects to PostgreSQL (each attempt logged with its cause), creating the
+/// database if it does not exist, and migrates when `migrate` is set.
 pub async fn database(config: &Config, migrate: bool) -> anyhow::Result<PgPool> {
-    let url = &config.database.url;
-    if !sqlx::Postgres::database_exists(url)
-        .await
-        .context("PostgreSQL is not reachable at database.url; start it (e.g. pg_ctlcluster <version> main start)")?
-    {
-        sqlx::Postgres::create_database(url).await.context("creating the database")?;
-    }
-    let pool = PgPoolOptions::new()
-        .max_connections(config.database.max_connections)
-        .acquire_timeout(Duration::from_secs(10))
-        .connect(url)
-        .await
-        .context("connecting to PostgreSQL")?;
+    let db = &config.database;
+    let pool = crate::connect::postgres(&db.url, db.max_connections, db.connect_attempts, true).await?;
     if migrate {
         verifyd_actors::MIGRATOR.run(&pool).await.context("running migrations")?;
     }
     Ok(pool)
 }
 
+/// Connects to RabbitMQ (each attempt logged with its cause); the connection
+/// then recovers in place after later outages.
 pub async fn rabbitmq(config: &Config) -> anyhow::Result<lapin::Connection> {
     // Recover in place when the broker goes away (restart, network cut, a
     // forced close): reconnect with exponential backoff and jitter, then
@@ -63,9 +56,7 @@ pub async fn rabbitmq(config: &Config) -> anyhow::Result<lapin::Connection> {
                 .with_jitter()
                 .with_max_times(config.amqp.reconnect_attempts)
         });
-    lapin::Connection::connect(&config.amqp.url, props)
-        .await
-        .context("RabbitMQ is not reachable at amqp.url; start it (e.g. rabbitmq-server -detached)")
+    Ok(crate::connect::rabbitmq(&config.amqp.url, config.amqp.connect_attempts, props).await?)
 }
 
 pub fn settings(config: &Config) -> anyhow::Result<Settings> {
@@ -91,6 +82,8 @@ pub fn settings(config: &Config) -> anyhow::Result<Settings> {
         fallback_to_voice: config.providers.fallback_to_voice,
         claim_lease: Duration::from_millis(config.runtime.claim_lease_ms),
         public_url: config.http.public_url.clone(),
+        report_interval: Duration::from_millis(config.runtime.report_interval_ms),
+        dead_letter_consumers: config.amqp.dead_letter_consumers,
     })
 }
 
@@ -110,8 +103,28 @@ impl Running {
     pub async fn stop_consuming(&self, grace: Duration) -> usize {
         self.intake.cancel().await;
         self.core.consumers.cancel().await;
-        self.core.health.wait_idle(grace).await
+        let left = self.core.health.wait_idle(grace).await;
+        // A last report (and the last delivery counts); the overview then
+        // shows this process stopped rather than stale.
+        let _ = self.core.reporter.send(Stopping).await;
+        left
     }
+}
+
+/// Describes every metric and registers every series at zero.
+async fn install_metrics(config: &Config, role: Role, core: &Core) {
+    let limit = config.metrics.tenant_label_limit;
+    let names: Vec<String> = sqlx::query_scalar("SELECT name FROM tenants ORDER BY created_at, name LIMIT $1")
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&core.pool)
+        .await
+        .unwrap_or_default();
+    let known = catalog::Known {
+        providers: core.routes.breakers().map(|(name, _)| name.to_owned()).collect(),
+        queues: core.topology.queues(),
+        role: if role == Role::Serve { "serve" } else { "worker" },
+    };
+    catalog::install(known, &names, limit);
 }
 
 pub async fn start(config: &Config, role: Role, metrics: Option<PrometheusHandle>) -> anyhow::Result<Running> {
@@ -120,11 +133,38 @@ pub async fn start(config: &Config, role: Role, metrics: Option<PrometheusHandle
     let keys = Arc::new(config.secrets.code_keys()?);
     let settings = settings(config)?;
     let topology = settings.topology.clone();
-    let core =
-        Arc::new(Core::start(role, settings, pool.clone(), amqp.clone(), keys, crate::routes::build(config)?).await?);
+    let routes = crate::routes::build(config)?;
+    let core = Arc::new(Core::start(role, settings, pool.clone(), amqp.clone(), keys, routes).await?);
+    if metrics.is_some() {
+        install_metrics(config, role, &core).await;
+    }
+    let probes = web::Data::new(Probes::new(
+        pool.clone(),
+        amqp.clone(),
+        core.health.clone(),
+        topology.clone(),
+        core.routes.clone(),
+        metrics,
+    ));
 
     if role == Role::Worker {
-        return Ok(Running { port: None, server: None, core, amqp, intake: Consumers::default() });
+        let bind = config.metrics.worker_bind.trim();
+        if bind.is_empty() {
+            crate::startup::announce(config, role, &core.routes, None);
+            return Ok(Running { port: None, server: None, core, amqp, intake: Consumers::default() });
+        }
+        // A worker answers probes and scrapes only.
+        let listener = TcpListener::bind(bind).with_context(|| format!("binding metrics.worker_bind {bind}"))?;
+        let port = listener.local_addr()?.port();
+        let server = HttpServer::new(move || App::new().app_data(probes.clone()).configure(http::probes::routes))
+            .listen(listener)?
+            .workers(1)
+            .shutdown_timeout(5)
+            .disable_signals()
+            .run();
+        let address = format!("{}:{port}", bind.rsplit_once(':').map_or(bind, |(host, _)| host));
+        crate::startup::announce(config, role, &core.routes, Some(&address));
+        return Ok(Running { port: Some(port), server: Some(server), core, amqp, intake: Consumers::default() });
     }
 
     let verification = core.verification.clone().context("serve role starts the verification actor")?;
@@ -164,11 +204,13 @@ pub async fn start(config: &Config, role: Role, metrics: Option<PrometheusHandle
         pool,
         core: core.clone(),
         amqp: amqp.clone(),
-        metrics,
         keys,
         trusted_proxies: config.http.trusted_proxies.clone(),
         receipts,
         app_name: config.verification.app_name.clone(),
+        console: config.console.clone(),
+        public_url: config.http.public_url.clone(),
+        report_interval_ms: config.runtime.report_interval_ms,
     });
     let max_body = config.http.max_body_bytes;
     let limits =
@@ -176,12 +218,19 @@ pub async fn start(config: &Config, role: Role, metrics: Option<PrometheusHandle
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
+            .app_data(probes.clone())
             .app_data(web::PayloadConfig::default().limit(max_body))
             .app_data(BodyLimit(max_body))
             .app_data(limits)
             .wrap(middleware::from_fn(http::limits::enforce))
-            // Script links grant a code until they expire: keep them out of the log.
-            .wrap(middleware::Logger::new("%a \"%r\" %s %b %Dms").exclude_regex("^/v1/voice-scripts/"))
+            // Script links grant a code until they expire: keep them out of the
+            // log. Only the path is logged, never a query string (where a
+            // caller might put a key by mistake).
+            .wrap(
+                middleware::Logger::new("%a \"%{METHOD}xi %U\" %s %b %Dms")
+                    .custom_request_replace("METHOD", |req| req.method().to_string())
+                    .exclude_regex("^/v1/voice-scripts/"),
+            )
             .configure(http::configure(max_body))
     })
     .listen(listener)?
@@ -189,6 +238,8 @@ pub async fn start(config: &Config, role: Role, metrics: Option<PrometheusHandle
     if config.http.workers > 0 {
         server = server.workers(config.http.workers);
     }
+    let address = format!("{}:{port}", config.http.bind.rsplit_once(':').map_or(config.http.bind.as_str(), |(h, _)| h));
+    crate::startup::announce(config, role, &core.routes, Some(&address));
     tracing::info!(port, "verifyd serving HTTP");
     Ok(Running { port: Some(port), server: Some(server.run()), core, amqp, intake })
 }

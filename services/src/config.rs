@@ -58,6 +58,44 @@ pub struct Config {
     /// Geo permissions, number types, the SMS-pumping guard.
     #[serde(default)]
     pub abuse: AbuseSettings,
+    /// The metrics endpoint of workers, and the `tenant` label's bound.
+    #[serde(default)]
+    pub metrics: Metrics,
+    /// The operator console at `/ops`.
+    #[serde(default)]
+    pub console: Console,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Metrics {
+    /// Where a `worker` serves `/metrics`, `/healthz` and `/readyz` (`serve`
+    /// serves them on `http.bind`); empty: nowhere.
+    pub worker_bind: String,
+    /// Tenants named in the `tenant` label (the first this process sees);
+    /// the others are counted as `other`.
+    pub tenant_label_limit: usize,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics { worker_bind: "127.0.0.1:9091".into(), tenant_label_limit: 50 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Console {
+    /// Serve the console page at `/ops` (the `/v1/ops` API stays either way).
+    pub enabled: bool,
+    /// How long a console sign-in lasts.
+    pub session_ttl_secs: u64,
+}
+
+impl Default for Console {
+    fn default() -> Self {
+        Console { enabled: true, session_ttl_secs: 8 * 3600 }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -103,6 +141,9 @@ pub struct Database {
     pub url: String,
     pub max_connections: u32,
     pub migrate_on_start: bool,
+    /// Connection tries at start (backoff 0.5 s doubling to 5 s), each logged
+    /// with its cause, before the process gives up with one clear line.
+    pub connect_attempts: u32,
 }
 
 impl Default for Database {
@@ -111,6 +152,7 @@ impl Default for Database {
             url: "postgres://postgres@127.0.0.1:5432/verifyd".into(),
             max_connections: 20,
             migrate_on_start: true,
+            connect_attempts: 10,
         }
     }
 }
@@ -135,6 +177,12 @@ pub struct Amqp {
     /// Largest request message accepted on the requests queue, in bytes:
     /// larger ones are dead-lettered unread, with the reason.
     pub max_request_bytes: usize,
+    /// Connection tries at start (backoff 0.5 s doubling to 5 s), each logged
+    /// with its cause, before the process gives up with one clear line.
+    pub connect_attempts: u32,
+    /// Consumers of the dead-letter queue per process (they record letters in
+    /// PostgreSQL for operators).
+    pub dead_letter_consumers: usize,
 }
 
 impl Default for Amqp {
@@ -148,6 +196,8 @@ impl Default for Amqp {
             retry_delays_ms: vec![5_000, 30_000, 120_000],
             reconnect_attempts: 60,
             max_request_bytes: 16 * 1024,
+            connect_attempts: 10,
+            dead_letter_consumers: 1,
         }
     }
 }
@@ -170,6 +220,7 @@ impl std::fmt::Debug for Database {
             .field("url", &redact_url(&self.url))
             .field("max_connections", &self.max_connections)
             .field("migrate_on_start", &self.migrate_on_start)
+            .field("connect_attempts", &self.connect_attempts)
             .finish()
     }
 }
@@ -185,6 +236,8 @@ impl std::fmt::Debug for Amqp {
             .field("retry_delays_ms", &self.retry_delays_ms)
             .field("reconnect_attempts", &self.reconnect_attempts)
             .field("max_request_bytes", &self.max_request_bytes)
+            .field("connect_attempts", &self.connect_attempts)
+            .field("dead_letter_consumers", &self.dead_letter_consumers)
             .finish()
     }
 }
@@ -348,6 +401,9 @@ pub struct Runtime {
     /// On SIGTERM, how long a process waits for the delivery jobs and requests
     /// in hand to finish before it exits (the rest return to their queue).
     pub shutdown_grace_ms: u64,
+    /// How often each process reports its consumers and circuits and writes
+    /// its delivery counts (the operations overview is this fresh).
+    pub report_interval_ms: u64,
 }
 
 impl Default for Runtime {
@@ -359,6 +415,7 @@ impl Default for Runtime {
             reconcile_interval_ms: 30_000,
             claim_lease_ms: 120_000,
             shutdown_grace_ms: 20_000,
+            report_interval_ms: 5_000,
         }
     }
 }
@@ -397,6 +454,8 @@ impl Config {
             providers: Providers::default(),
             runtime: Runtime::default(),
             abuse: AbuseSettings::default(),
+            metrics: Metrics::default(),
+            console: Console::default(),
         }
     }
 
@@ -413,6 +472,12 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.secrets.code_keys()?;
+        if self.mode == Mode::Production && crate::startup::uses_dev_secrets(self) {
+            return Err(ConfigError::Invalid(
+                "production mode refuses the development secrets committed in verifyd.dev.toml: set \
+                 VERIFYD_SECRETS__CODE_HMAC_KEY and VERIFYD_SECRETS__ENCRYPTION_KEY from a secret store",
+            ));
+        }
         if !(4..=10).contains(&self.verification.code_length) {
             return Err(ConfigError::CodeLength);
         }
@@ -422,6 +487,12 @@ impl Config {
         let http = &self.http;
         if http.max_body_bytes < 1024 || self.amqp.max_request_bytes < 1024 {
             return Err(ConfigError::Invalid("http.max_body_bytes and amqp.max_request_bytes must be at least 1024"));
+        }
+        if self.amqp.connect_attempts == 0 || self.database.connect_attempts == 0 {
+            return Err(ConfigError::Invalid("amqp.connect_attempts and database.connect_attempts must be at least 1"));
+        }
+        if self.runtime.report_interval_ms < 100 {
+            return Err(ConfigError::Invalid("runtime.report_interval_ms must be at least 100"));
         }
         if http.max_url_bytes < 256 || http.max_header_bytes < 1024 {
             return Err(ConfigError::Invalid("http.max_url_bytes must be at least 256, http.max_header_bytes 1024"));

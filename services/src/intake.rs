@@ -15,9 +15,10 @@ use serde_json::json;
 use sqlx::PgPool;
 use uuid::Uuid;
 use verifyd_actors::amqp::{PublishError, Topology, json_properties, publish_confirmed};
-use verifyd_actors::consumer::{DeliveryHandler, Disposition, dead_letter};
+use verifyd_actors::consumer::{DeliveryHandler, Disposition, Letter, dead_letter};
 use verifyd_actors::contract::VerificationRequest;
 use verifyd_actors::ids::{ReplyTo, Tenant};
+use verifyd_actors::ops::reason::Reason;
 use verifyd_actors::shards::Shards;
 use verifyd_actors::store::tenants;
 use verifyd_actors::verification::{Create, Request, VerificationActor, VerificationError};
@@ -72,7 +73,13 @@ impl Intake {
         let tenant_name = delivery.routing_key.as_str();
         let Some(tenant) = tenants::by_name(&self.pool, tenant_name).await? else {
             let reason = format!("unknown tenant {tenant_name:?} (the routing key must be the tenant name)");
-            return Ok(dead_letter(channel, &self.topology.dead_letters(), delivery, &reason).await?);
+            return Ok(dead_letter(
+                channel,
+                &self.topology.dead_letters(),
+                delivery,
+                &Letter::new(Reason::UnknownTenant, &reason),
+            )
+            .await?);
         };
         let reply = delivery.properties.reply_to().as_ref().map(|q| ReplyTo {
             queue: q.as_str().to_owned(),
@@ -88,7 +95,13 @@ impl Intake {
                 self.topology.prefix, tenant.name
             );
             self.reject(channel, &tenant, None, json!({ "reason": reason, "error": "invalid_request" })).await?;
-            return Ok(dead_letter(channel, &self.topology.dead_letters(), delivery, &reason).await?);
+            return Ok(dead_letter(
+                channel,
+                &self.topology.dead_letters(),
+                delivery,
+                &Letter::new(Reason::InvalidRequest, &reason),
+            )
+            .await?);
         }
         // Refused unread: a parser is not handed more than an HTTP body may hold.
         if delivery.data.len() > self.max_request_bytes {
@@ -99,7 +112,13 @@ impl Intake {
             );
             let detail = json!({ "reason": reason, "error": "request_too_large" });
             self.reject(channel, &tenant, reply.as_ref(), detail).await?;
-            return Ok(dead_letter(channel, &self.topology.dead_letters(), delivery, &reason).await?);
+            return Ok(dead_letter(
+                channel,
+                &self.topology.dead_letters(),
+                delivery,
+                &Letter::new(Reason::TooLarge, &reason),
+            )
+            .await?);
         }
         let message_id = delivery.properties.message_id().as_ref().map(|m| m.as_str().to_owned());
 
@@ -108,7 +127,10 @@ impl Intake {
             Err(reason) => {
                 self.reject(channel, &tenant, reply.as_ref(), json!({ "reason": reason, "error": "invalid_request" }))
                     .await?;
-                return Ok(dead_letter(channel, &self.topology.dead_letters(), delivery, &reason).await?);
+                let kind = Reason::from_text(&reason);
+                return Ok(
+                    dead_letter(channel, &self.topology.dead_letters(), delivery, &Letter::new(kind, &reason)).await?
+                );
             }
         };
         let account_id = request.account_id.as_str().to_owned();
@@ -148,7 +170,13 @@ impl Intake {
                     json!({ "reason": reason, "error": "idempotency_conflict" }),
                 )
                 .await?;
-                Ok(dead_letter(channel, &self.topology.dead_letters(), delivery, &reason).await?)
+                Ok(dead_letter(
+                    channel,
+                    &self.topology.dead_letters(),
+                    delivery,
+                    &Letter::new(Reason::IdempotencyConflict, &reason),
+                )
+                .await?)
             }
             Err(other) => Err(IntakeError::Verification(other)),
         }

@@ -5,9 +5,12 @@ pub mod api_keys;
 pub mod app;
 pub mod bench;
 pub mod config;
+pub mod connect;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzz_targets;
 pub mod http;
 pub mod intake;
+pub mod ops;
 pub mod routes;
+pub mod startup;
 pub mod telemetry;

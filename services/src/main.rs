@@ -1,11 +1,12 @@
-//! `verifyd`: serve | worker | migrate | keys create/list/rotate/revoke | queues | bench | openapi.
+//! `verifyd`: serve | worker | migrate | keys create/list/rotate/revoke | queues | overview |
+//! dead-letters list/show/replay/discard | bench | openapi.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use verifyd::api_keys::{AllowedSources, KeySpec, Scopes};
+use verifyd::api_keys::{AllowedSources, KeySpec, Scopes, operator};
 use verifyd::config::Config;
 use verifyd::{api_keys, app, bench, telemetry};
 use verifyd_actors::runtime::Role;
@@ -35,8 +36,20 @@ enum Command {
     /// API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
-    /// Depth and consumer count of every verifyd queue (dispatch, retry, dead letters, requests).
-    Queues,
+    /// Depth, consumers and oldest waiting age of every verifyd queue.
+    Queues {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Health across every process: queues, dead letters, providers (success,
+    /// latency, errors, circuits, pacing), conversion, blocks, processes.
+    Overview {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Dead letters: list, show, replay, discard (as the deployment's operator).
+    #[command(subcommand, name = "dead-letters")]
+    DeadLetters(verifyd::ops::cli::DeadLetters),
     /// Load test: push verifications through the real path against a local mock
     /// provider and compare with a bare baseline.
     Bench(bench::Args),
@@ -46,11 +59,16 @@ enum Command {
 
 #[derive(Subcommand)]
 enum KeysCommand {
-    /// Create an API key for a tenant (created if new); the key is printed once.
+    /// Create an API key for a tenant (created if new), or with --operator a
+    /// deployment operator key (no tenant; operator endpoints and console only).
+    /// The key is printed once.
     Create {
         /// Tenant name: lowercase letters, digits and '-', up to 63 characters.
+        #[arg(long, required_unless_present = "operator", conflicts_with = "operator")]
+        tenant: Option<String>,
+        /// A deployment operator key instead of a tenant's.
         #[arg(long)]
-        tenant: String,
+        operator: bool,
         #[arg(long)]
         label: Option<String>,
         /// What the key may call: verify, enrol, admin, ops (comma-separated or repeated).
@@ -61,10 +79,12 @@ enum KeysCommand {
         #[arg(long, value_delimiter = ',')]
         cidr: Vec<String>,
     },
-    /// List a tenant's keys (never their secrets).
+    /// List a tenant's keys, or with --operator the operator keys (never their secrets).
     List {
+        #[arg(long, required_unless_present = "operator", conflicts_with = "operator")]
+        tenant: Option<String>,
         #[arg(long)]
-        tenant: String,
+        operator: bool,
     },
     /// Issue a new key with the same tenant, label, scopes and networks; the
     /// old one keeps working for the grace period. The new key is printed once.
@@ -135,7 +155,15 @@ fn valid_tenant_name(name: &str) -> bool {
 async fn keys(config: &Config, command: KeysCommand) -> anyhow::Result<()> {
     let pool = app::database(config, true).await?;
     match command {
-        KeysCommand::Create { tenant, label, scope, cidr } => {
+        KeysCommand::Create { operator: true, label, cidr, .. } => {
+            let sources = AllowedSources::parse(&cidr)?;
+            let issued = operator::create(&pool, label.as_deref(), &sources, &api_keys::console_operator()).await?;
+            eprintln!("Deployment operator key (shown once; store it now):");
+            eprintln!("{}", operator::describe(&issued.info));
+            println!("{}", issued.secret());
+        }
+        KeysCommand::Create { tenant, label, scope, cidr, .. } => {
+            let tenant = tenant.context("give --tenant (or --operator)")?;
             anyhow::ensure!(
                 valid_tenant_name(&tenant),
                 "tenant name must be lowercase letters, digits and '-' (max 63)"
@@ -149,11 +177,27 @@ async fn keys(config: &Config, command: KeysCommand) -> anyhow::Result<()> {
             eprintln!("{}", api_keys::describe(&issued.info));
             println!("{}", issued.secret());
         }
-        KeysCommand::List { tenant } => {
+        KeysCommand::List { operator: true, .. } => {
+            for key in operator::list(&pool).await? {
+                println!("{}", operator::describe(&key));
+            }
+        }
+        KeysCommand::List { tenant, .. } => {
+            let tenant = tenant.context("give --tenant (or --operator)")?;
             let tenant = tenants::by_name(&pool, &tenant).await?.context("no tenant of that name")?;
             for key in api_keys::list(&pool, &tenant).await? {
                 println!("{}", api_keys::describe(&key));
             }
+        }
+        KeysCommand::Rotate { key_id, grace } if key_id.starts_with(operator::PREFIX) => {
+            let grace = api_keys::parse_grace(&grace)?;
+            let rotated = operator::rotate(&pool, &key_id, grace, &api_keys::console_operator())
+                .await?
+                .context("no live operator key (not revoked or expired) with that id")?;
+            eprintln!("{}", operator::describe(&rotated.previous));
+            eprintln!("New operator key (shown once; store it now):");
+            eprintln!("{}", operator::describe(&rotated.issued.info));
+            println!("{}", rotated.issued.secret());
         }
         KeysCommand::Rotate { key_id, grace } => {
             let grace = api_keys::parse_grace(&grace)?;
@@ -165,6 +209,16 @@ async fn keys(config: &Config, command: KeysCommand) -> anyhow::Result<()> {
             eprintln!("{}", api_keys::describe(&rotated.issued.info));
             println!("{}", rotated.issued.secret());
         }
+        KeysCommand::Revoke { key_id } if key_id.starts_with(operator::PREFIX) => {
+            let revoked = operator::revoke(&pool, &key_id, &api_keys::console_operator())
+                .await?
+                .context("no operator key with that id")?;
+            eprintln!(
+                "revoked; running processes stop accepting it within http.key_cache_secs ({} s), and its console sessions end",
+                config.http.key_cache_secs
+            );
+            println!("{}", operator::describe(&revoked));
+        }
         KeysCommand::Revoke { key_id } => {
             let revoked = api_keys::revoke_any(&pool, &key_id, &api_keys::console_operator())
                 .await?
@@ -175,6 +229,43 @@ async fn keys(config: &Config, command: KeysCommand) -> anyhow::Result<()> {
             );
             println!("{}", api_keys::describe(&revoked));
         }
+    }
+    Ok(())
+}
+
+/// `verifyd queues`: depth, consumers and the oldest waiting age per queue.
+async fn queues(config: &Config, json: bool) -> anyhow::Result<()> {
+    let amqp = app::rabbitmq(config).await?;
+    let pool = app::database(config, false).await?;
+    let settings = app::settings(config)?;
+    let marks = verifyd_actors::store::processes::marks(&pool).await?;
+    let now = chrono::Utc::now();
+    let mut rows = Vec::new();
+    for (queue, messages, consumers) in settings.topology.depths(&amqp).await? {
+        let oldest = match (messages, marks.iter().find(|(q, _)| *q == queue)) {
+            (0, _) => Some(0.0),
+            (_, Some((_, at))) => Some((now - *at).num_milliseconds().max(0) as f64 / 1000.0),
+            (_, None) => None,
+        };
+        rows.push(serde_json::json!({
+            "queue": queue, "messages": messages, "consumers": consumers, "oldest_age_secs": oldest,
+        }));
+    }
+    let _ = amqp.close(200, "done".into()).await;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "queues": rows }))?);
+        return Ok(());
+    }
+    println!("{:<48} {:>10} {:>10} {:>12}", "queue", "messages", "consumers", "oldest (s)");
+    for row in rows {
+        let oldest = row["oldest_age_secs"].as_f64().map_or_else(|| "?".to_owned(), |s| format!("{s:.0}"));
+        println!(
+            "{:<48} {:>10} {:>10} {:>12}",
+            row["queue"].as_str().unwrap_or_default(),
+            row["messages"],
+            row["consumers"],
+            oldest
+        );
     }
     Ok(())
 }
@@ -208,16 +299,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Worker => {
-            let running = app::start(&config, Role::Worker, telemetry::init_metrics()).await?;
+            let mut running = app::start(&config, Role::Worker, telemetry::init_metrics()).await?;
+            // Probes and scrapes (metrics.worker_bind), stopped with the worker.
+            let probes = running.server.take().map(|server| {
+                let handle = server.handle();
+                actix_rt::spawn(server);
+                handle
+            });
             tracing::info!("verifyd worker consuming delivery queues");
-            tokio::select! {
+            let outcome = tokio::select! {
                 signal = shutdown_signal() => {
                     signal?;
                     stop_consuming(&running, &config).await;
                     Ok(())
                 }
-                () = delivery_lost(&running) => anyhow::bail!("lost a delivery consumer or the RabbitMQ connection; exiting so the supervisor restarts this worker"),
+                () = delivery_lost(&running) => Err(anyhow::anyhow!("lost a delivery consumer or the RabbitMQ connection; exiting so the supervisor restarts this worker")),
+            };
+            if let Some(handle) = probes {
+                handle.stop(true).await;
             }
+            outcome
         }
         Command::Migrate => {
             app::database(&config, true).await?;
@@ -225,15 +326,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Keys(command) => keys(&config, command).await,
-        Command::Queues => {
-            let amqp = app::rabbitmq(&config).await?;
-            let settings = app::settings(&config)?;
-            println!("{:<48} {:>10} {:>10}", "queue", "messages", "consumers");
-            for (queue, messages, consumers) in settings.topology.depths(&amqp).await? {
-                println!("{queue:<48} {messages:>10} {consumers:>10}");
-            }
-            Ok(())
-        }
+        Command::Queues { json } => queues(&config, json).await,
+        Command::Overview { json } => verifyd::ops::cli::overview(&config, json).await,
+        Command::DeadLetters(command) => verifyd::ops::cli::run(&config, command).await,
         Command::Bench(_) | Command::Openapi => unreachable!("handled above"),
     }
 }

@@ -49,25 +49,32 @@ async fn a_published_request_is_delivered_and_its_outcomes_reach_reply_to() {
 #[actix_rt::test]
 async fn malformed_requests_go_to_dead_letters_with_the_reason() {
     let app = spawn_app().await;
-    let mut dead = app.dead_letters().await;
+    let operator = app.operator_key().await;
     let mut rejected = app.capture_events(&format!("{}.verification.rejected", app.tenant)).await;
 
     app.publish_request(&app.tenant, b"{not json", BasicProperties::default()).await;
-    let letter = dead.next(Duration::from_secs(10)).await.expect("dead letter");
-    assert_eq!(letter.body, b"{not json");
-    let reason = letter.header("x-verifyd-reason").expect("reason header");
+    let letter = app.wait_for_dead_letter(&operator, |l| l["reason_kind"] == "malformed").await;
+    assert_eq!(letter["body"]["text"], "{not json");
+    assert_eq!(letter["tenant"], app.tenant.as_str(), "the routing key named the tenant");
+    assert_eq!(letter["source_queue"], app.topology.requests_queue().as_str());
+    let reason = letter["reason"].as_str().unwrap();
     assert!(reason.starts_with("malformed request:"), "{reason}");
+    assert_eq!(letter["replayable"], false, "{letter}");
     assert_eq!(rejected.next(Duration::from_secs(10)).await.expect("event").json()["error"], "invalid_request");
 
     let bad_phone = json!({ "account_id": "u", "phone": "555-0100", "channel": "sms" }).to_string();
     app.publish_request(&app.tenant, bad_phone.as_bytes(), BasicProperties::default()).await;
-    let letter = dead.next(Duration::from_secs(10)).await.expect("dead letter");
-    let reason = letter.header("x-verifyd-reason").unwrap();
+    let letter = app.wait_for_dead_letter(&operator, |l| l["reason_kind"] == "invalid_request").await;
+    let reason = letter["reason"].as_str().unwrap();
     assert!(reason.contains("phone"), "{reason}");
 
     app.publish_request("no-such-tenant", b"{}", BasicProperties::default()).await;
-    let letter = dead.next(Duration::from_secs(10)).await.expect("dead letter");
-    assert!(letter.header("x-verifyd-reason").unwrap().contains("unknown tenant"));
+    let letter = app.wait_for_dead_letter(&operator, |l| l["reason_kind"] == "unknown_tenant").await;
+    assert!(letter["reason"].as_str().unwrap().contains("unknown tenant"));
+    assert!(letter.get("tenant").is_none(), "no tenant owns it: {letter}");
+    // A letter of no tenant is the deployment operator's alone.
+    let tenant_view = app.dead_letters_as(&app.api_key).await;
+    assert_eq!(tenant_view.len(), 2, "the tenant's ops key sees its own two letters: {tenant_view:?}");
 
     let count: i64 = sqlx::query_scalar("SELECT count(*) FROM verifications").fetch_one(&app.pool).await.unwrap();
     assert_eq!(count, 0);
@@ -77,13 +84,12 @@ async fn malformed_requests_go_to_dead_letters_with_the_reason() {
 #[actix_rt::test]
 async fn a_reply_to_naming_someone_elses_queue_is_refused() {
     let app = spawn_app().await;
-    let mut dead = app.dead_letters().await;
     let body = json!({ "account_id": "u", "phone": PHONE, "channel": "sms" }).to_string();
     let props = BasicProperties::default().with_reply_to("billing-events".into()).with_message_id("m-2".into());
     app.publish_request(&app.tenant, body.as_bytes(), props).await;
 
-    let letter = dead.next(Duration::from_secs(10)).await.expect("dead letter");
-    let reason = letter.header("x-verifyd-reason").unwrap();
+    let letter = app.wait_for_dead_letter(&app.api_key, |l| l["reason_kind"] == "invalid_request").await;
+    let reason = letter["reason"].as_str().unwrap();
     assert!(reason.starts_with("reply_to must be"), "{reason}");
     let count: i64 = sqlx::query_scalar("SELECT count(*) FROM verifications").fetch_one(&app.pool).await.unwrap();
     assert_eq!(count, 0);

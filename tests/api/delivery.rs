@@ -51,16 +51,17 @@ async fn twilio_outages_are_retried_through_the_delay_queues() {
 #[actix_rt::test]
 async fn when_retries_run_out_the_job_is_dead_lettered_with_its_reason() {
     let app = spawn_app().await;
-    let mut dead = app.dead_letters().await;
     let mut events = app.capture_events(&format!("{}.verification.delivery_failed", app.tenant)).await;
     app.twilio.fail_next(429, 20429, 3).await;
     let created = app.create_verification("u", "+14155552679", "sms").await;
     let id = created.body["id"].as_str().unwrap();
 
-    let letter = dead.next(Duration::from_secs(15)).await.expect("dead letter");
-    let reason = letter.header("x-verifyd-reason").unwrap();
+    let letter = app.wait_for_dead_letter(&app.api_key, |l| l["verification_id"] == id).await;
+    let reason = letter["reason"].as_str().unwrap();
     assert!(reason.starts_with("retries exhausted after 3 tries"), "{reason}");
-    assert_eq!(letter.json()["verification_id"], id);
+    assert_eq!(letter["reason_kind"], "retries_exhausted");
+    let body: serde_json::Value = serde_json::from_str(letter["body"]["text"].as_str().unwrap()).unwrap();
+    assert_eq!(body["verification_id"], id, "the job as it was queued");
     let failed = events.wait_for_event("verification.delivery_failed", Duration::from_secs(10)).await;
     assert_eq!(failed["verification_id"], id);
     assert!(app.twilio.sent_sms().await.is_empty());
@@ -108,7 +109,7 @@ async fn a_job_left_in_the_outbox_by_a_dead_process_is_still_delivered() {
 #[actix_rt::test]
 async fn a_malformed_dispatch_job_is_dead_lettered_with_its_parse_error() {
     let app = spawn_app().await;
-    let mut dead = app.dead_letters().await;
+    let operator = app.operator_key().await;
     let ch = app.amqp.create_channel().await.unwrap();
     ch.confirm_select(Default::default()).await.unwrap();
     let garbage = br#"{"verification_id": "not-a-uuid"}"#;
@@ -124,11 +125,12 @@ async fn a_malformed_dispatch_job_is_dead_lettered_with_its_parse_error() {
     .await
     .unwrap();
 
-    let letter = dead.next(Duration::from_secs(10)).await.expect("dead letter");
-    assert_eq!(letter.body, garbage);
-    let reason = letter.header("x-verifyd-reason").unwrap();
+    let letter = app.wait_for_dead_letter(&operator, |l| l["reason_kind"] == "malformed").await;
+    assert_eq!(letter["body"]["text"].as_str().unwrap().as_bytes(), garbage);
+    let reason = letter["reason"].as_str().unwrap();
     assert!(reason.starts_with("malformed dispatch job:"), "{reason}");
-    assert_eq!(letter.header("x-verifyd-source-routing-key").as_deref(), Some("sms"));
+    assert_eq!(letter["source_queue"], app.topology.dispatch_queue(verifyd_providers::domain::Channel::Sms).as_str());
+    assert_eq!((letter["replayable"].as_bool(), letter.get("tenant")), (Some(false), None), "{letter}");
     assert!(app.twilio.sent_sms().await.is_empty());
 }
 

@@ -126,6 +126,9 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
         // held by a killed process is taken over within the test.
         claim_lease_ms: 6_000,
         shutdown_grace_ms: 5_000,
+        // Reports (circuits, consumers, delivery counts) every 300 ms, so the
+        // overview catches up within a test.
+        report_interval_ms: 300,
     };
     tweak(&mut config);
     config.validate().expect("test configuration is valid");
@@ -254,18 +257,16 @@ impl TestApp {
             .unwrap_or_else(|| panic!("no code reached Twilio for {phone} within 10 s"))
     }
 
-    /// Starts the real `verifyd worker` binary as another process, configured the
-    /// way compose does it (environment variables only), against this app's
-    /// database, queues and mocked Twilio. Returns the file its output goes to,
-    /// once its consumers are attached to the dispatch queues.
-    pub async fn start_worker_process(&mut self) -> std::path::PathBuf {
-        let log = std::env::temp_dir().join(format!("{}worker.log", self.topology.prefix));
-        let out = std::fs::File::create(&log).expect("worker log file");
-        let err = out.try_clone().expect("worker log file");
+    /// The real `verifyd` binary with `args`, configured the way compose does
+    /// it (environment variables only), against this app's database, queues
+    /// and mocked Twilio.
+    pub fn verifyd_command(&self, args: &[&str]) -> std::process::Command {
         let quoted = |s: &str| format!("\"{s}\"");
         let twilio = self.config.providers.twilio.as_ref().expect("twilio configured");
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_verifyd"))
-            .arg("worker")
+        let breaker = self.config.providers.breaker;
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_verifyd"));
+        command
+            .args(args)
             .env_clear()
             .env("RUST_LOG", "debug,hyper=info,hyper_util=info,h2=info,rustls=info")
             .env("VERIFYD_DATABASE__URL", &self.config.database.url)
@@ -275,6 +276,9 @@ impl TestApp {
             .env("VERIFYD_AMQP__DISPATCH_CONSUMERS", "2")
             .env("VERIFYD_AMQP__RETRY_DELAYS_MS", format!("{:?}", self.config.amqp.retry_delays_ms))
             .env("VERIFYD_RUNTIME__CLAIM_LEASE_MS", self.config.runtime.claim_lease_ms.to_string())
+            .env("VERIFYD_RUNTIME__REPORT_INTERVAL_MS", self.config.runtime.report_interval_ms.to_string())
+            .env("VERIFYD_PROVIDERS__BREAKER__FAILURES_TO_OPEN", breaker.failures_to_open.to_string())
+            .env("VERIFYD_PROVIDERS__BREAKER__OPEN_FOR_MS", breaker.open_for.as_millis().to_string())
             .env("VERIFYD_SECRETS__CODE_HMAC_KEY", quoted(self.config.secrets.code_hmac_key.expose_secret()))
             .env("VERIFYD_SECRETS__ENCRYPTION_KEY", quoted(self.config.secrets.encryption_key.expose_secret()))
             .env("VERIFYD_VERIFICATION__APP_NAME", "Acme")
@@ -285,10 +289,27 @@ impl TestApp {
             .env("VERIFYD_PROVIDERS__TWILIO__FROM", quoted(&twilio.from))
             .env("VERIFYD_PROVIDERS__TWILIO__BASE_URL", quoted(&twilio.base_url))
             .env("VERIFYD_PROVIDERS__TWILIO__TIMEOUT_MS", twilio.timeout.as_millis().to_string())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .expect("verifyd worker starts");
+            // Workers serve their metrics on a free port, so parallel tests never collide.
+            .env("VERIFYD_METRICS__WORKER_BIND", "127.0.0.1:0")
+            .env("VERIFYD_HTTP__BIND", "127.0.0.1:0");
+        command
+    }
+
+    /// Runs a `verifyd` command (the CLI) to its end against this deployment.
+    pub fn run_cli(&self, args: &[&str]) -> std::process::Output {
+        let mut command = self.verifyd_command(args);
+        command.env("RUST_LOG", "warn").env("USER", "ops-tester");
+        command.output().expect("verifyd runs")
+    }
+
+    /// Starts the real `verifyd worker` binary as another process (see
+    /// `verifyd_command`). Returns the file its output goes to, once its
+    /// consumers are attached to the dispatch queues.
+    pub async fn start_worker_process(&mut self) -> std::path::PathBuf {
+        let log = std::env::temp_dir().join(format!("{}worker-{}.log", self.topology.prefix, self.children.len()));
+        let out = std::fs::File::create(&log).expect("worker log file");
+        let err = out.try_clone().expect("worker log file");
+        let child = self.verifyd_command(&["worker"]).stdout(out).stderr(err).spawn().expect("verifyd worker starts");
         self.children.push(child);
 
         let ch = self.amqp.create_channel().await.expect("channel");
@@ -465,10 +486,41 @@ impl TestApp {
         Capture::consume(ch, name).await
     }
 
-    /// Consumes the dead-letter queue (the app does not consume it).
-    pub async fn dead_letters(&self) -> Capture {
-        let ch = self.amqp.create_channel().await.expect("channel");
-        Capture::consume(ch, self.topology.dead_letters()).await
+    /// A deployment operator key, made as `verifyd keys create --operator` makes one.
+    pub async fn operator_key(&self) -> String {
+        let sources = verifyd::api_keys::AllowedSources::default();
+        let who = verifyd::api_keys::console_operator();
+        let issued =
+            verifyd::api_keys::operator::create(&self.pool, Some("tests"), &sources, &who).await.expect("operator key");
+        issued.secret().to_owned()
+    }
+
+    /// The dead letters `key` sees (every status), newest first, as an
+    /// operator lists them.
+    pub async fn dead_letters_as(&self, key: &str) -> Vec<Value> {
+        let page = self.get_as(key, "/v1/ops/dead-letters?status=all&limit=200").await;
+        assert_eq!(page.status, 200, "{:?}", page.body);
+        page.body["dead_letters"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Waits (10 s) for a dead letter `key` can see that `matches`, and
+    /// returns it opened (`GET /v1/ops/dead-letters/{id}`).
+    pub async fn wait_for_dead_letter(&self, key: &str, matches: impl Fn(&Value) -> bool) -> Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(found) = self.dead_letters_as(key).await.into_iter().find(|l| matches(l)) {
+                let id = found["id"].as_str().expect("letter id");
+                let opened = self.get_as(key, &format!("/v1/ops/dead-letters/{id}")).await;
+                assert_eq!(opened.status, 200, "{:?}", opened.body);
+                return opened.body;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no such dead letter within 10 s: {:?}",
+                self.dead_letters_as(key).await
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Publishes a raw request as a backend would.
@@ -510,9 +562,6 @@ impl Message {
     }
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
-    }
-    pub fn header(&self, name: &str) -> Option<String> {
-        verifyd_actors::amqp::header_str(&self.properties, name)
     }
     fn event(&self) -> Option<String> {
         serde_json::from_slice::<Value>(&self.body).ok()?.get("event")?.as_str().map(str::to_owned)

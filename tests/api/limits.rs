@@ -134,7 +134,6 @@ async fn each_kind_of_body_over_the_limit_is_a_413_problem_and_under_it_is_read(
 #[actix_rt::test]
 async fn an_amqp_request_over_the_limit_is_dead_lettered_unread_with_the_reason() {
     let app = spawn_app_with(|c| c.amqp.max_request_bytes = 2048).await;
-    let mut dead = app.dead_letters().await;
     let mut rejected = app.capture_events(&format!("{}.verification.rejected", app.tenant)).await;
     let (reply_to, mut replies) = app.reply_queue().await;
     let request = json!({ "account_id": "amqp-big", "phone": PHONE, "channel": "sms" }).to_string();
@@ -143,9 +142,9 @@ async fn an_amqp_request_over_the_limit_is_dead_lettered_unread_with_the_reason(
     let big = format!("{request}{}", " ".repeat(4096));
     let props = BasicProperties::default().with_reply_to(reply_to.as_str().into()).with_correlation_id("c-1".into());
     app.publish_request(&app.tenant, big.as_bytes(), props).await;
-    let letter = dead.next(Duration::from_secs(10)).await.expect("dead letter");
-    assert_eq!(letter.body.len(), big.len(), "the message is kept as it came");
-    let reason = letter.header("x-verifyd-reason").expect("reason");
+    let letter = app.wait_for_dead_letter(&app.api_key, |l| l["reason_kind"] == "too_large").await;
+    assert_eq!(letter["body"]["bytes"], big.len(), "the message is kept as it came");
+    let reason = letter["reason"].as_str().expect("reason");
     assert!(reason.contains("request too large") && reason.contains("2048"), "{reason}");
     let event = rejected.next(Duration::from_secs(10)).await.expect("rejected event").json();
     assert_eq!(event["error"], "request_too_large");

@@ -345,7 +345,7 @@ pub(super) async fn guard_failures(
         return Ok(());
     }
     let retry_after = oldest.map(|t| (t + window - now).to_std().unwrap_or_default()).unwrap_or_default();
-    metrics::counter!("verifyd_throttled_total", "scope" => "WrongAnswers").increment(1);
+    metrics::counter!("verifyd_throttled_total", "scope" => crate::throttle::Scope::WrongAnswers.as_str()).increment(1);
     Err(Throttled { scope: Scope::WrongAnswers, retry_after: retry_after.max(std::time::Duration::from_secs(1)) }
         .into())
 }

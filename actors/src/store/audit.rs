@@ -88,3 +88,66 @@ pub async fn list(
         .fetch_all(pool)
         .await
 }
+
+/// An operator's action (on a dead letter, an operator key): audited like the
+/// rest, with the tenant whose data it touched, or none.
+pub async fn record_operation(
+    conn: &mut PgConnection,
+    tenant_id: Option<Uuid>,
+    action: &str,
+    who: &Who,
+    detail: serde_json::Value,
+    at: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO audit_log (tenant_id, action, actor, api_key_id, detail, occurred_at)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(tenant_id)
+    .bind(action)
+    .bind(who.actor.as_str())
+    .bind(who.api_key_id.as_deref())
+    .bind(&detail)
+    .bind(at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// An operator action as operators read it back.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct Operation {
+    pub id: i64,
+    /// The tenant whose data the action touched; absent for none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    pub action: String,
+    pub actor: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_key_id: Option<String>,
+    #[schema(value_type = Object)]
+    pub detail: serde_json::Value,
+    pub occurred_at: DateTime<Utc>,
+}
+
+/// Operator actions (`dead_letter.*`, `operator_key.*`), newest first; a
+/// tenant's view holds those on its own data only.
+pub async fn operations(
+    pool: &PgPool,
+    tenant_id: Option<Uuid>,
+    before: Option<i64>,
+    limit: i64,
+) -> Result<Vec<Operation>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT a.id, t.name AS tenant, a.action, a.actor, a.api_key_id, a.detail, a.occurred_at
+         FROM audit_log a LEFT JOIN tenants t ON t.id = a.tenant_id
+         WHERE (a.action LIKE 'dead_letter.%' OR a.action LIKE 'operator_key.%')
+           AND ($1::uuid IS NULL OR a.tenant_id = $1) AND a.id < $2
+         ORDER BY a.id DESC LIMIT $3",
+    )
+    .bind(tenant_id)
+    .bind(before.unwrap_or(i64::MAX))
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}

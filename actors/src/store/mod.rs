@@ -7,8 +7,12 @@ pub mod attempts;
 pub mod audit;
 pub mod backup_codes;
 pub mod challenges;
+pub mod dead_letters;
 pub mod factors;
+pub mod operator_keys;
 pub mod organisations;
+pub mod processes;
+pub mod sessions;
 pub mod tenants;
 pub mod verifications;
 

@@ -15,9 +15,36 @@ use secrecy::{ExposeSecret, SecretString};
 use sqlx::PgPool;
 use subtle::ConstantTimeEq;
 use verifyd_actors::ids::Tenant;
-use verifyd_actors::store::{CorruptRow, api_keys};
+use verifyd_actors::store::{CorruptRow, api_keys, operator_keys};
 
 use super::{AllowedSources, KeyError, Scopes, hash, split};
+
+/// Who a key speaks for: a tenant, with scopes, or the deployment's operators.
+#[derive(Debug, Clone)]
+pub enum Principal {
+    Tenant(Authenticated),
+    /// A deployment operator key: only the operator endpoints and the console.
+    Operator {
+        key_id: String,
+        sources: AllowedSources,
+    },
+}
+
+impl Principal {
+    pub fn key_id(&self) -> &str {
+        match self {
+            Principal::Tenant(k) => &k.key_id,
+            Principal::Operator { key_id, .. } => key_id,
+        }
+    }
+
+    pub fn sources(&self) -> &AllowedSources {
+        match self {
+            Principal::Tenant(k) => &k.sources,
+            Principal::Operator { sources, .. } => sources,
+        }
+    }
+}
 
 /// A key that passed: what it may do and from where. Holds no secret.
 #[derive(Debug, Clone)]
@@ -39,7 +66,7 @@ pub enum KeyRejected {
 /// A live key as read from the database. No `Debug`: it holds the hash.
 struct Cached {
     hash: Vec<u8>,
-    key: Authenticated,
+    key: Principal,
     expires_at: Option<DateTime<Utc>>,
     loaded: Instant,
     /// Whether this process recorded the key's use since it was loaded.
@@ -75,10 +102,31 @@ impl Authenticator {
         cache.insert(key_id.to_owned(), Entry::Evicted(now));
     }
 
-    pub async fn authenticate(&self, presented: &SecretString) -> Result<Result<Authenticated, KeyRejected>, KeyError> {
+    pub async fn authenticate(&self, presented: &SecretString) -> Result<Result<Principal, KeyRejected>, KeyError> {
         let Some((key_id, secret)) = split(presented.expose_secret()) else {
             return Ok(Err(KeyRejected::Malformed));
         };
+        let Some((stored, key, touched)) = self.live(key_id).await? else {
+            return Ok(Err(KeyRejected::Unknown));
+        };
+        if !bool::from(hash(secret).ct_eq(&stored)) {
+            return Ok(Err(KeyRejected::Unknown));
+        }
+        if !touched {
+            self.touch(key_id).await;
+        }
+        Ok(Ok(key))
+    }
+
+    /// A key that is still live, without its secret: what a console session
+    /// checks on every request (the key that signed in may have been revoked).
+    pub async fn still_live(&self, key_id: &str) -> Result<Option<Principal>, KeyError> {
+        Ok(self.live(key_id).await?.map(|(_, key, _)| key))
+    }
+
+    /// The cached (or freshly read) hash and principal of a live key, and
+    /// whether its use was recorded since it was loaded.
+    async fn live(&self, key_id: &str) -> Result<Option<(Vec<u8>, Principal, bool)>, KeyError> {
         let cached = match self.cache().get(key_id) {
             Some(Entry::Live(c)) if c.loaded.elapsed() < self.ttl => {
                 Some((c.hash.clone(), c.key.clone(), c.expires_at, c.touched))
@@ -89,37 +137,48 @@ impl Authenticator {
             Some(entry) => entry,
             None => {
                 let started = Instant::now();
-                let Some(row) = api_keys::live(&self.pool, key_id).await? else {
+                let Some((hash, key, expires_at)) = self.load(key_id).await? else {
                     self.forget(key_id);
-                    return Ok(Err(KeyRejected::Unknown));
+                    return Ok(None);
                 };
-                let key = authenticated(key_id, &row)?;
                 let mut cache = self.cache();
                 let evicted_since = matches!(cache.get(key_id), Some(Entry::Evicted(at)) if *at >= started);
                 if !evicted_since {
                     let entry = Cached {
-                        hash: row.secret_hash.clone(),
+                        hash: hash.clone(),
                         key: key.clone(),
-                        expires_at: row.expires_at,
+                        expires_at,
                         loaded: Instant::now(),
                         touched: false,
                     };
                     cache.insert(key_id.to_owned(), Entry::Live(entry));
                 }
-                (row.secret_hash, key, row.expires_at, false)
+                (hash, key, expires_at, false)
             }
         };
         if expires_at.is_some_and(|at| at <= Utc::now()) {
             self.forget(key_id);
-            return Ok(Err(KeyRejected::Unknown));
+            return Ok(None);
         }
-        if !bool::from(hash(secret).ct_eq(&stored)) {
-            return Ok(Err(KeyRejected::Unknown));
+        Ok(Some((stored, key, touched)))
+    }
+
+    /// A live key from its table: `vo_` keys are the deployment's operators'.
+    async fn load(&self, key_id: &str) -> Result<Option<(Vec<u8>, Principal, Option<DateTime<Utc>>)>, KeyError> {
+        if key_id.starts_with(super::operator::PREFIX) {
+            let Some(row) = operator_keys::live(&self.pool, key_id).await? else {
+                return Ok(None);
+            };
+            let corrupt = |reason: String| CorruptRow { table: "operator_keys", id: key_id.to_owned(), reason };
+            let sources = AllowedSources::parse(&row.allowed_cidrs).map_err(|e| corrupt(e.to_string()))?;
+            let key = Principal::Operator { key_id: key_id.to_owned(), sources };
+            return Ok(Some((row.secret_hash, key, row.expires_at)));
         }
-        if !touched {
-            self.touch(key_id).await;
-        }
-        Ok(Ok(key))
+        let Some(row) = api_keys::live(&self.pool, key_id).await? else {
+            return Ok(None);
+        };
+        let key = Principal::Tenant(authenticated(key_id, &row)?);
+        Ok(Some((row.secret_hash, key, row.expires_at)))
     }
 
     /// Drops a live entry (an evicted mark stays).
@@ -137,7 +196,12 @@ impl Authenticator {
         if let Some(Entry::Live(c)) = self.cache().get_mut(key_id) {
             c.touched = true;
         }
-        if let Err(error) = api_keys::touch(&self.pool, key_id).await {
+        let touched = if key_id.starts_with(super::operator::PREFIX) {
+            operator_keys::touch(&self.pool, key_id).await
+        } else {
+            api_keys::touch(&self.pool, key_id).await
+        };
+        if let Err(error) = touched {
             tracing::warn!(key_id, %error, "could not record the API key's last use");
         }
     }

@@ -9,6 +9,7 @@
 //! grace period; revocation ends a key at once.
 
 mod authenticator;
+pub mod operator;
 mod scopes;
 mod sources;
 
@@ -26,7 +27,7 @@ use verifyd_actors::ids::{AccountId, Tenant, Who};
 use verifyd_actors::store::audit::{self, Entry};
 use verifyd_actors::store::{CorruptRow, api_keys, tenants};
 
-pub use authenticator::{Authenticated, Authenticator, KeyRejected};
+pub use authenticator::{Authenticated, Authenticator, KeyRejected, Principal};
 pub use scopes::{Scope, Scopes, UnknownScope};
 pub use sources::{AllowedSources, BadCidr, canonical};
 
@@ -39,10 +40,12 @@ fn hash(secret: &str) -> Vec<u8> {
     Sha256::digest(secret.as_bytes()).to_vec()
 }
 
-/// `vk_<12 hex>` and the secret, if the presented key has the right shape.
+/// `vk_<12 hex>` (a tenant's) or `vo_<12 hex>` (an operator's) and the
+/// secret, if the presented key has the right shape.
 fn split(presented: &str) -> Option<(&str, &str)> {
     let (key_id, secret) = presented.split_once('.')?;
-    (valid_key_id(key_id) && !secret.is_empty() && secret.len() <= 64).then_some((key_id, secret))
+    let id_ok = valid_key_id(key_id) || operator::valid_key_id(key_id);
+    (id_ok && !secret.is_empty() && secret.len() <= 64).then_some((key_id, secret))
 }
 
 /// `vk_` and 12 lowercase hex digits.
@@ -52,11 +55,18 @@ pub fn valid_key_id(key_id: &str) -> bool {
         && key_id[3..].bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
-/// A new key's id and secret.
+/// A new tenant key's id and secret.
 fn generate() -> (String, String) {
+    generate_with("vk_")
+}
+
+fn generate_with(prefix: &str) -> (String, String) {
     let id_bytes: [u8; 6] = rand::rng().random();
     let secret_bytes: [u8; 32] = rand::rng().random();
-    (format!("vk_{}", hex::encode(id_bytes)), base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret_bytes))
+    (
+        format!("{prefix}{}", hex::encode(id_bytes)),
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret_bytes),
+    )
 }
 
 #[derive(Debug, thiserror::Error)]

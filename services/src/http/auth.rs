@@ -10,12 +10,11 @@ use std::marker::PhantomData;
 use std::pin::Pin;
 
 use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
-use secrecy::SecretString;
 use verifyd_actors::ids::{AccountId, Tenant, Who};
 
 use super::problem::ApiError;
 use super::{AppState, client_addr};
-use crate::api_keys::{AllowedSources, Scope, Scopes};
+use crate::api_keys::{AllowedSources, Principal, Scope, Scopes};
 
 /// The scope a route needs, as a type.
 pub trait RequiredScope {
@@ -69,17 +68,18 @@ impl<S: RequiredScope> FromRequest for Caller<S> {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let state = req.app_data::<web::Data<AppState>>().cloned();
-        let presented = req
-            .headers()
-            .get(actix_web::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(|v| SecretString::from(v.trim().to_owned()));
+        let presented = super::operator::bearer(req);
         let req = req.clone();
         Box::pin(async move {
             let state = state.ok_or_else(|| ApiError::internal("application state missing"))?;
             let presented = presented.ok_or(ApiError::Unauthenticated)?;
-            let key = state.keys.authenticate(&presented).await?.map_err(|_| ApiError::Unauthenticated)?;
+            let key = match state.keys.authenticate(&presented).await?.map_err(|_| ApiError::Unauthenticated)? {
+                Principal::Tenant(key) => key,
+                // A deployment operator key reaches only the operator endpoints.
+                Principal::Operator { .. } => {
+                    return Err(ApiError::ForbiddenScope { scope: S::SCOPE, granting: false });
+                }
+            };
             // The client's address matters only to a key with source networks.
             let client = (!key.sources.anywhere()).then(|| client_addr::of(&req, &state.trusted_proxies)).flatten();
             if !key.sources.allows(client) {

@@ -9,11 +9,14 @@ pub mod auth;
 pub mod body;
 pub mod callbacks;
 pub mod client_addr;
+pub mod console;
 pub mod enrolment;
 pub mod gate;
 pub mod limits;
 pub mod openapi;
+pub mod operator;
 pub mod ops;
+pub mod probes;
 pub mod problem;
 pub mod verifications;
 pub mod voice_scripts;
@@ -22,7 +25,6 @@ use std::sync::Arc;
 
 use actix::Addr;
 use actix_web::web;
-use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Deserialize;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -38,13 +40,18 @@ pub struct AppState {
     pub pool: PgPool,
     pub core: Arc<Core>,
     pub amqp: Arc<lapin::Connection>,
-    pub metrics: Option<PrometheusHandle>,
     pub keys: crate::api_keys::Authenticator,
     /// Peers whose `X-Forwarded-For` is believed (`http.trusted_proxies`).
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub receipts: callbacks::Receipts,
     /// Named in call scripts served to providers.
     pub app_name: String,
+    /// The operator console's settings.
+    pub console: crate::config::Console,
+    /// `http.public_url`: the console's cookie is `Secure` behind HTTPS.
+    pub public_url: Option<String>,
+    /// `runtime.report_interval_ms`: the overview's idea of a stale process.
+    pub report_interval_ms: u64,
 }
 
 impl AppState {
@@ -154,6 +161,8 @@ pub fn configure(max_body_bytes: usize) -> impl FnOnce(&mut web::ServiceConfig) 
         admin::routes(cfg);
         api_keys::routes(cfg);
         ops::routes(cfg);
+        probes::routes(cfg);
+        console::routes(cfg);
         abuse::routes(cfg);
         callbacks::routes(cfg);
         voice_scripts::routes(cfg);

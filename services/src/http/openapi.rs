@@ -6,7 +6,7 @@ use actix_web::{HttpResponse, web};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{abuse, accounts, admin, api_keys, enrolment, gate, ops, problem, verifications};
+use super::{abuse, accounts, admin, api_keys, enrolment, gate, ops, probes, problem, verifications};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -27,7 +27,10 @@ use super::{abuse, accounts, admin, api_keys, enrolment, gate, ops, problem, ver
         admin::remove_factor, admin::set_default, admin::activate, admin::reset,
         admin::get_policy, admin::put_policy, admin::tenant_audit, admin::account_audit, admin::organisation_audit,
         api_keys::list, api_keys::create, api_keys::rotate, api_keys::revoke,
-        ops::healthz, ops::readyz, ops::metrics, ops::queues,
+        probes::healthz, probes::readyz, probes::metrics, ops::queues, ops::overview,
+        ops::dead_letters::list, ops::dead_letters::show, ops::dead_letters::replay, ops::dead_letters::discard,
+        ops::dead_letters::replay_matching, ops::dead_letters::discard_matching,
+        ops::deliveries::deliveries, ops::deliveries::operations,
         abuse::get_geo_permissions, abuse::put_geo_permissions, abuse::blocked_prefixes, abuse::lift_block,
     ),
     components(schemas(problem::Problem)),

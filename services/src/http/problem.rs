@@ -12,6 +12,7 @@ use verifyd_actors::abuse::Refused;
 use verifyd_actors::abuse::number_type::NumberType;
 use verifyd_actors::account_state::AccountError;
 use verifyd_actors::lifecycle::Status;
+use verifyd_actors::ops::letters::LetterError;
 use verifyd_actors::policy::PolicyRefusal;
 use verifyd_actors::proof::ProofError;
 use verifyd_actors::store::challenges::ChallengeStatus;
@@ -74,6 +75,12 @@ pub enum ApiError {
     TooManyFactors(i64),
     #[error("the request is not signed by the provider ({0})")]
     BadSignature(&'static str),
+    #[error("{0}")]
+    Csrf(&'static str),
+    #[error("the dead letter was {status} already ({} by {by})", .at.to_rfc3339())]
+    LetterResolved { status: &'static str, at: DateTime<Utc>, by: String },
+    #[error("this dead letter cannot be replayed: {0}")]
+    NotReplayable(&'static str),
     #[error("internal error")]
     Internal(String),
     #[error("service unavailable")]
@@ -134,6 +141,9 @@ impl ApiError {
             ApiError::PolicyRefused(PolicyRefusal::SsoWithRequired) => "sso_with_required_policy",
             ApiError::TooManyFactors(_) => "too_many_factors",
             ApiError::BadSignature(_) => "invalid_signature",
+            ApiError::Csrf(_) => "csrf_failed",
+            ApiError::LetterResolved { .. } => "dead_letter_resolved",
+            ApiError::NotReplayable(_) => "dead_letter_not_replayable",
             ApiError::Internal(_) => "internal",
             ApiError::Unavailable => "unavailable",
         }
@@ -165,6 +175,24 @@ impl From<VerificationError> for ApiError {
             VerificationError::Store(e) => ApiError::internal(e),
             VerificationError::Mailbox(e) => e.into(),
         }
+    }
+}
+
+impl From<LetterError> for ApiError {
+    fn from(e: LetterError) -> Self {
+        match e {
+            LetterError::NotFound => ApiError::NotFound,
+            LetterError::Resolved { status, at, by } => ApiError::LetterResolved { status: status.as_str(), at, by },
+            LetterError::NotReplayable(why) => ApiError::NotReplayable(why),
+            LetterError::VerificationEnded(status) => ApiError::NotPending(status),
+            LetterError::Store(e) => ApiError::internal(e),
+        }
+    }
+}
+
+impl From<verifyd_actors::store::StoreError> for ApiError {
+    fn from(e: verifyd_actors::store::StoreError) -> Self {
+        ApiError::internal(e)
     }
 }
 
@@ -292,9 +320,11 @@ impl ResponseError for ApiError {
             | ApiError::LastFactorMandatory
             | ApiError::TooManyFactors(_)
             | ApiError::PolicyRefused(_) => StatusCode::CONFLICT,
-            ApiError::BadSignature(_) | ApiError::ForbiddenScope { .. } | ApiError::ForbiddenSource(_) => {
-                StatusCode::FORBIDDEN
-            }
+            ApiError::BadSignature(_)
+            | ApiError::ForbiddenScope { .. }
+            | ApiError::ForbiddenSource(_)
+            | ApiError::Csrf(_) => StatusCode::FORBIDDEN,
+            ApiError::LetterResolved { .. } | ApiError::NotReplayable(_) => StatusCode::CONFLICT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -322,6 +352,7 @@ impl ResponseError for ApiError {
             scope: None,
             verification_status: None,
             challenge_status: None,
+            dead_letter_status: None,
             refusal: RefusalFields::default(),
         };
         let mut response = HttpResponse::build(status);
@@ -331,6 +362,7 @@ impl ResponseError for ApiError {
             ApiError::ForbiddenScope { scope, .. } => body.required_scope = Some(*scope),
             ApiError::NotPending(s) => body.verification_status = Some(s.as_str()),
             ApiError::ChallengeClosed(s) => body.challenge_status = Some(s.as_str()),
+            ApiError::LetterResolved { status, .. } => body.dead_letter_status = Some(status),
             ApiError::InvalidCode { attempts_left: Some(left) } => body.attempts_left = Some(*left),
             ApiError::Throttled(t) => {
                 let secs = retry_after_secs(t.retry_after);
@@ -383,6 +415,9 @@ pub struct Problem {
     pub verification_status: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub challenge_status: Option<&'static str>,
+    /// What became of the dead letter (`dead_letter_resolved`): `replayed` or `discarded`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dead_letter_status: Option<&'static str>,
     #[serde(flatten)]
     pub refusal: RefusalFields,
 }

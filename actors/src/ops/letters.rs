@@ -1,0 +1,226 @@
+//! What an operator does with a dead letter: open it (the letter, its
+//! verification, every delivery attempt), replay it (its job re-armed under a
+//! new id through the outbox, so the message really goes out again, once), or
+//! discard it with a reason. Each action is one transaction that locks the
+//! letter, so a replay and a discard of one letter, or two replays, take turns
+//! and the second is refused; each is audited with the acting key.
+//!
+//! ```text
+//!   dead ──replay──▶ replayed      (a new job on the dispatch queue)
+//!     └───discard──▶ discarded     (with the operator's reason)
+//! ```
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::View;
+use crate::contract::DispatchJob;
+use crate::ids::Who;
+use crate::lifecycle::Status as VerificationStatus;
+use crate::outbox;
+use crate::store::attempts::{self, Recorded};
+use crate::store::dead_letters::{self, Filter, Letter, Status};
+use crate::store::{StoreError, audit, verifications};
+
+/// The most letters one filtered replay or discard acts on.
+pub const MAX_BATCH: i64 = 500;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LetterError {
+    #[error("dead letter not found")]
+    NotFound,
+    #[error("the dead letter was {} already ({} by {})", .status.as_str(), .at.to_rfc3339(), .by)]
+    Resolved { status: Status, at: DateTime<Utc>, by: String },
+    #[error("this dead letter cannot be replayed: {0}")]
+    NotReplayable(&'static str),
+    #[error("the verification is {0}: its code can no longer be used, so it is not sent again")]
+    VerificationEnded(VerificationStatus),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for LetterError {
+    fn from(e: sqlx::Error) -> Self {
+        LetterError::Store(StoreError::Db(e))
+    }
+}
+
+/// Why a letter cannot be replayed, when it cannot (whatever its verification).
+pub fn unreplayable(letter: &Letter) -> Option<&'static str> {
+    match (letter.verification_id, letter.job_id) {
+        (Some(_), Some(_)) => None,
+        _ if letter.source_queue.ends_with("requests") => {
+            Some("a request is not replayed: the backend sends it again (with its idempotency key, that is safe)")
+        }
+        _ => Some("the message is not a dispatch job verifyd can read"),
+    }
+}
+
+/// A replayed letter.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Replayed {
+    pub id: Uuid,
+    pub verification_id: Uuid,
+    /// The job that now carries the delivery.
+    pub job_id: Uuid,
+}
+
+/// Re-arms a letter's job: a new dispatch job (new id, first try) for the same
+/// verification and channel, queued through the outbox in the transaction that
+/// marks the letter replayed. The verification must still be pending and
+/// within its deadline. Kick the relay afterwards to publish at once.
+pub async fn replay(
+    pool: &PgPool,
+    view: &View,
+    id: Uuid,
+    who: &Who,
+    now: DateTime<Utc>,
+) -> Result<Replayed, LetterError> {
+    let mut tx = pool.begin().await?;
+    let letter = dead_letters::lock(&mut tx, view, id).await?.ok_or(LetterError::NotFound)?;
+    still_dead(&letter)?;
+    if let Some(why) = unreplayable(&letter) {
+        return Err(LetterError::NotReplayable(why));
+    }
+    let (Some(verification_id), Some(old_job), Some(tenant_id)) =
+        (letter.verification_id, letter.job_id, letter.tenant_id)
+    else {
+        return Err(LetterError::NotReplayable("its verification no longer exists"));
+    };
+    let v = verifications::lock(&mut tx, tenant_id, verification_id)
+        .await?
+        .ok_or(LetterError::NotReplayable("its verification no longer exists"))?;
+    let status = v.state.effective_status(now);
+    if status != VerificationStatus::Pending {
+        return Err(LetterError::VerificationEnded(status));
+    }
+    let channel = letter.channel.unwrap_or(v.channel);
+    let job = DispatchJob { job_id: Uuid::new_v4(), verification_id, channel, retry: 0 };
+    outbox::dispatch(&mut tx, &job).await?;
+    dead_letters::resolve(&mut tx, id, Status::Replayed, who.actor.as_str(), None, Some(job.job_id), now).await?;
+    let detail = serde_json::json!({
+        "dead_letter_id": id, "verification_id": verification_id, "job_id": old_job,
+        "new_job_id": job.job_id, "channel": channel.as_str(), "reason_kind": letter.kind.as_str(),
+    });
+    audit::record_operation(&mut tx, Some(tenant_id), "dead_letter.replayed", who, detail, now).await?;
+    tx.commit().await?;
+    metrics::counter!("verifyd_dead_letter_actions_total", "action" => "replayed").increment(1);
+    tracing::info!(letter_id = %id, %verification_id, job_id = %job.job_id, actor = who.actor.as_str(),
+        "dead letter replayed");
+    Ok(Replayed { id, verification_id, job_id: job.job_id })
+}
+
+/// Puts a letter aside for good, with the operator's reason.
+pub async fn discard(
+    pool: &PgPool,
+    view: &View,
+    id: Uuid,
+    who: &Who,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<Letter, LetterError> {
+    let mut tx = pool.begin().await?;
+    let mut letter = dead_letters::lock(&mut tx, view, id).await?.ok_or(LetterError::NotFound)?;
+    still_dead(&letter)?;
+    dead_letters::resolve(&mut tx, id, Status::Discarded, who.actor.as_str(), Some(reason), None, now).await?;
+    let detail = serde_json::json!({
+        "dead_letter_id": id, "verification_id": letter.verification_id, "job_id": letter.job_id,
+        "reason_kind": letter.kind.as_str(), "reason": reason,
+    });
+    audit::record_operation(&mut tx, letter.tenant_id, "dead_letter.discarded", who, detail, now).await?;
+    tx.commit().await?;
+    metrics::counter!("verifyd_dead_letter_actions_total", "action" => "discarded").increment(1);
+    tracing::info!(letter_id = %id, actor = who.actor.as_str(), "dead letter discarded");
+    letter.status = Status::Discarded;
+    letter.resolved_at = Some(now);
+    letter.resolved_by = Some(who.actor.as_str().to_owned());
+    letter.resolution = Some(reason.to_owned());
+    Ok(letter)
+}
+
+fn still_dead(letter: &Letter) -> Result<(), LetterError> {
+    match (letter.status, letter.resolved_at) {
+        (Status::Dead, _) => Ok(()),
+        (status, at) => Err(LetterError::Resolved {
+            status,
+            at: at.unwrap_or(letter.dead_lettered_at),
+            by: letter.resolved_by.clone().unwrap_or_default(),
+        }),
+    }
+}
+
+/// The letters a filtered action takes: waiting ones only, oldest first.
+pub async fn matching(pool: &PgPool, view: &View, filter: &Filter, limit: i64) -> Result<Vec<Letter>, StoreError> {
+    let filter = Filter { status: Some(Status::Dead), ..filter.clone() };
+    let mut letters = dead_letters::list(pool, view, &filter, None, limit.clamp(1, MAX_BATCH)).await?;
+    letters.reverse();
+    Ok(letters)
+}
+
+/// A letter opened: the letter, where its verification stands, and every
+/// attempt at delivering it (those of the replayed job included).
+#[derive(Debug, Clone)]
+pub struct Opened {
+    pub letter: Letter,
+    pub verification: Option<VerificationState>,
+    pub attempts: Vec<Recorded>,
+    /// Why it cannot be replayed now, if it cannot.
+    pub not_replayable: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct VerificationState {
+    /// `pending`, `approved`, `expired`, `max_attempts_reached` (as of now).
+    pub status: String,
+    pub expires_at: DateTime<Utc>,
+    /// The destination, masked.
+    pub to: String,
+    pub channel: String,
+    pub account_id: String,
+}
+
+impl Opened {
+    /// The first and last failed attempt of the letter's own job.
+    pub fn failures(&self) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
+        let mine = self
+            .attempts
+            .iter()
+            .filter(|a| Some(a.job_id) == self.letter.job_id && a.outcome != "sent" && a.outcome != "skipped");
+        let times: Vec<DateTime<Utc>> = mine.map(|a| a.at).collect();
+        (times.iter().min().copied(), times.iter().max().copied())
+    }
+}
+
+pub async fn open(pool: &PgPool, view: &View, id: Uuid, now: DateTime<Utc>) -> Result<Option<Opened>, LetterError> {
+    let Some(letter) = dead_letters::get(pool, view, id).await? else {
+        return Ok(None);
+    };
+    let (verification, attempts) = match (letter.verification_id, letter.tenant_id) {
+        (Some(vid), Some(tenant_id)) => {
+            let v = verifications::get(pool, tenant_id, vid).await?;
+            let state = v.map(|v| VerificationState {
+                status: v.state.effective_status(now).as_str().to_owned(),
+                expires_at: v.state.expires_at,
+                to: v.phone.masked(),
+                channel: v.channel.as_str().to_owned(),
+                account_id: v.account_id.as_str().to_owned(),
+            });
+            (state, attempts::history(pool, view, vid).await?)
+        }
+        _ => (None, Vec::new()),
+    };
+    let not_replayable = if letter.status != Status::Dead {
+        Some(format!("it was {} already", letter.status.as_str()))
+    } else if let Some(why) = unreplayable(&letter) {
+        Some(why.to_owned())
+    } else {
+        match &verification {
+            None => Some("its verification no longer exists".to_owned()),
+            Some(v) if v.status != "pending" => Some(format!("its verification is {}", v.status)),
+            Some(_) => None,
+        }
+    };
+    Ok(Some(Opened { letter, verification, attempts, not_replayable }))
+}

@@ -1,0 +1,277 @@
+//! Dead letters as operators handle them: list (filtered, paged), open, replay
+//! one or a filtered set, discard one or a filtered set with a reason. Lists
+//! read the `dead_letters` table, never the queue. Every action is audited
+//! with the acting key; a tenant's key sees and acts on its own letters only.
+
+use actix_web::{HttpResponse, web};
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+use verifyd_actors::ops::letters::{self, LetterError, MAX_BATCH, Replayed};
+use verifyd_actors::relay::Kick;
+use verifyd_actors::store::dead_letters;
+
+use crate::http::body::RawBody;
+use crate::http::operator::Operator;
+use crate::http::problem::{ApiError, Problem};
+use crate::http::{AppState, path_id};
+use crate::ops::{BadFilter, FilterArgs, LetterDetail, LetterView};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/v1/ops/dead-letters").route(web::get().to(list)))
+        .service(web::resource("/v1/ops/dead-letters/replay").route(web::post().to(replay_matching)))
+        .service(web::resource("/v1/ops/dead-letters/discard").route(web::post().to(discard_matching)))
+        .service(web::resource("/v1/ops/dead-letters/{id}").route(web::get().to(show)))
+        .service(web::resource("/v1/ops/dead-letters/{id}/replay").route(web::post().to(replay)))
+        .service(web::resource("/v1/ops/dead-letters/{id}/discard").route(web::post().to(discard)));
+}
+
+impl From<BadFilter> for ApiError {
+    fn from(e: BadFilter) -> Self {
+        ApiError::InvalidField { field: e.field, message: e.message }
+    }
+}
+
+/// The filter's fields, then paging (serde's `flatten` does not mix with
+/// refusing unknown fields, so they are spelled out).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    tenant: Option<String>,
+    channel: Option<String>,
+    reason: Option<String>,
+    status: Option<String>,
+    older_than: Option<String>,
+    newer_than: Option<String>,
+    after: Option<Uuid>,
+    limit: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LetterPage {
+    /// Newest first.
+    dead_letters: Vec<LetterView>,
+    /// Pass as `after` for the next page; null on the last.
+    next_after: Option<Uuid>,
+}
+
+/// Dead letters, newest first: waiting ones by default (`status=all` for
+/// every one), filtered by tenant, channel, reason and age.
+#[utoipa::path(get, path = "/v1/ops/dead-letters", tag = "operations",
+    params(FilterArgs, ("after" = Option<Uuid>, Query, description = "The previous page's `next_after`"),
+        ("limit" = Option<i64>, Query, description = "1 to 200; 50 by default")),
+    responses((status = 200, body = LetterPage), (status = 422, description = "A bad filter (`field` names it)", body = Problem)),
+    security(("api_key" = ["ops"])))]
+async fn list(
+    state: web::Data<AppState>,
+    op: Operator,
+    query: web::Query<ListParams>,
+) -> Result<HttpResponse, ApiError> {
+    let ListParams { tenant, channel, reason, status, older_than, newer_than, after, limit } = query.into_inner();
+    let filter = FilterArgs { tenant, channel, reason, status, older_than, newer_than };
+    let limit = limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(ApiError::field("limit", "must be 1 to 200"));
+    }
+    let filter = filter.parse(&state.pool, &op.view, Utc::now()).await?;
+    let letters = dead_letters::list(&state.pool, &op.view, &filter, after, limit).await?;
+    let next_after = (letters.len() as i64 == limit).then(|| letters.last().map(|l| l.id)).flatten();
+    let dead_letters = letters.iter().map(LetterView::from).collect();
+    Ok(HttpResponse::Ok().json(LetterPage { dead_letters, next_after }))
+}
+
+/// One dead letter: why, where its verification stands, every delivery
+/// attempt with provider, error kind and time, the first and last failure,
+/// whether it can be replayed, and its message (numbers masked).
+#[utoipa::path(get, path = "/v1/ops/dead-letters/{id}", tag = "operations",
+    params(("id" = Uuid, Path)),
+    responses((status = 200, body = LetterDetail), (status = 404, description = "No such letter for this key", body = Problem)),
+    security(("api_key" = ["ops"])))]
+async fn show(state: web::Data<AppState>, op: Operator, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let id = path_id(&path)?;
+    let opened = letters::open(&state.pool, &op.view, id, Utc::now()).await?.ok_or(ApiError::NotFound)?;
+    Ok(HttpResponse::Ok().json(LetterDetail::from(opened)))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReplayAnswer {
+    replayed: Replayed,
+}
+
+/// Sends a dead letter again: its job is re-armed under a new id and goes
+/// through the dispatch queue once more (a second replay is refused). A
+/// verification that ended or expired is refused with why.
+#[utoipa::path(post, path = "/v1/ops/dead-letters/{id}/replay", tag = "operations",
+    params(("id" = Uuid, Path)),
+    responses((status = 200, body = ReplayAnswer),
+        (status = 404, body = Problem),
+        (status = 409, description = "`dead_letter_resolved` (replayed or discarded already), `dead_letter_not_replayable`, or `verification_not_pending` (`verification_status` says how it ended)", body = Problem)),
+    security(("api_key" = ["ops"])))]
+async fn replay(state: web::Data<AppState>, op: Operator, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let id = path_id(&path)?;
+    let replayed = letters::replay(&state.pool, &op.view, id, &op.who()?, Utc::now()).await?;
+    state.core.relay.do_send(Kick);
+    Ok(HttpResponse::Ok().json(ReplayAnswer { replayed }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DiscardBody {
+    /// Why it is put aside (1–500 characters), kept with the letter and audited.
+    reason: String,
+}
+
+fn discard_reason(raw: &str) -> Result<&str, ApiError> {
+    let reason = raw.trim();
+    if reason.is_empty() || reason.chars().count() > 500 || reason.chars().any(|c| c.is_control() && c != '\n') {
+        return Err(ApiError::field("reason", "must be 1 to 500 printable characters"));
+    }
+    Ok(reason)
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DiscardAnswer {
+    discarded: LetterView,
+}
+
+/// Puts a dead letter aside for good, with a reason.
+#[utoipa::path(post, path = "/v1/ops/dead-letters/{id}/discard", tag = "operations",
+    params(("id" = Uuid, Path)), request_body = DiscardBody,
+    responses((status = 200, body = DiscardAnswer), (status = 404, body = Problem),
+        (status = 409, description = "`dead_letter_resolved`", body = Problem),
+        (status = 422, description = "`reason` missing or too long", body = Problem)),
+    security(("api_key" = ["ops"])))]
+async fn discard(
+    state: web::Data<AppState>,
+    op: Operator,
+    path: web::Path<String>,
+    body: RawBody,
+) -> Result<HttpResponse, ApiError> {
+    let id = path_id(&path)?;
+    let body: DiscardBody = serde_json::from_slice(&body).map_err(|e| ApiError::malformed_json(&e))?;
+    let reason = discard_reason(&body.reason)?;
+    let letter = letters::discard(&state.pool, &op.view, id, &op.who()?, reason, Utc::now()).await?;
+    Ok(HttpResponse::Ok().json(DiscardAnswer { discarded: LetterView::from(&letter) }))
+}
+
+/// Which waiting letters to act on: every field narrows, none is all.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchBody {
+    /// A tenant's name (deployment operators only).
+    #[serde(default)]
+    tenant: Option<String>,
+    /// `sms` or `voice`.
+    #[serde(default)]
+    channel: Option<String>,
+    /// A reason kind (`retries_exhausted`, …).
+    #[serde(default)]
+    reason: Option<String>,
+    /// Dead-lettered at least this long ago (`90`, `30s`, `15m`, `2h`, `7d`).
+    #[serde(default)]
+    older_than: Option<String>,
+    /// Dead-lettered less than this long ago.
+    #[serde(default)]
+    newer_than: Option<String>,
+    /// At most this many letters, oldest first (1 to 500; 100 by default).
+    #[serde(default)]
+    limit: Option<i64>,
+    /// For a discard: why (1–500 characters).
+    #[serde(default)]
+    discard_reason: Option<String>,
+}
+
+/// One letter a batch could not act on, and why.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Refusal {
+    id: Uuid,
+    /// The problem's `error` (`verification_not_pending`, `dead_letter_not_replayable`, …).
+    error: String,
+    detail: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchAnswer {
+    /// Replayed (or discarded) letters.
+    done: Vec<Uuid>,
+    refused: Vec<Refusal>,
+}
+
+fn refusal(id: Uuid, error: LetterError) -> Result<Refusal, ApiError> {
+    let api = ApiError::from(error);
+    let name = match &api {
+        ApiError::Internal(_) => return Err(api),
+        ApiError::NotPending(_) => "verification_not_pending",
+        ApiError::LetterResolved { .. } => "dead_letter_resolved",
+        ApiError::NotReplayable(_) => "dead_letter_not_replayable",
+        ApiError::NotFound => "not_found",
+        _ => "refused",
+    };
+    Ok(Refusal { id, error: name.to_owned(), detail: api.to_string() })
+}
+
+async fn batch(
+    state: &AppState,
+    op: &Operator,
+    body: &[u8],
+) -> Result<(Vec<dead_letters::Letter>, BatchBody), ApiError> {
+    let body: BatchBody = crate::http::optional_body(body)?;
+    let limit = body.limit.unwrap_or(100);
+    if !(1..=MAX_BATCH).contains(&limit) {
+        return Err(ApiError::field("limit", "must be 1 to 500"));
+    }
+    let args = FilterArgs {
+        tenant: body.tenant.clone(),
+        channel: body.channel.clone(),
+        reason: body.reason.clone(),
+        status: None,
+        older_than: body.older_than.clone(),
+        newer_than: body.newer_than.clone(),
+    };
+    let filter = args.parse(&state.pool, &op.view, Utc::now()).await?;
+    Ok((letters::matching(&state.pool, &op.view, &filter, limit).await?, body))
+}
+
+/// Replays every waiting letter the filter matches (oldest first, up to
+/// `limit`); letters whose verification ended are refused one by one, with why.
+#[utoipa::path(post, path = "/v1/ops/dead-letters/replay", tag = "operations",
+    request_body = BatchBody,
+    responses((status = 200, body = BatchAnswer), (status = 422, body = Problem)),
+    security(("api_key" = ["ops"])))]
+async fn replay_matching(state: web::Data<AppState>, op: Operator, body: RawBody) -> Result<HttpResponse, ApiError> {
+    let (matching, _) = batch(&state, &op, &body).await?;
+    let who = op.who()?;
+    let (mut done, mut refused) = (Vec::new(), Vec::new());
+    for letter in matching {
+        match letters::replay(&state.pool, &op.view, letter.id, &who, Utc::now()).await {
+            Ok(r) => done.push(r.id),
+            Err(e) => refused.push(refusal(letter.id, e)?),
+        }
+    }
+    if !done.is_empty() {
+        state.core.relay.do_send(Kick);
+    }
+    Ok(HttpResponse::Ok().json(BatchAnswer { done, refused }))
+}
+
+/// Discards every waiting letter the filter matches (oldest first, up to
+/// `limit`), with `discard_reason`.
+#[utoipa::path(post, path = "/v1/ops/dead-letters/discard", tag = "operations",
+    request_body = BatchBody,
+    responses((status = 200, body = BatchAnswer), (status = 422, body = Problem)),
+    security(("api_key" = ["ops"])))]
+async fn discard_matching(state: web::Data<AppState>, op: Operator, body: RawBody) -> Result<HttpResponse, ApiError> {
+    let (matching, body) = batch(&state, &op, &body).await?;
+    let reason = discard_reason(body.discard_reason.as_deref().unwrap_or_default())
+        .map_err(|_| ApiError::field("discard_reason", "must be 1 to 500 printable characters"))?;
+    let who = op.who()?;
+    let (mut done, mut refused) = (Vec::new(), Vec::new());
+    for letter in matching {
+        match letters::discard(&state.pool, &op.view, letter.id, &who, reason, Utc::now()).await {
+            Ok(l) => done.push(l.id),
+            Err(e) => refused.push(refusal(letter.id, e)?),
+        }
+    }
+    Ok(HttpResponse::Ok().json(BatchAnswer { done, refused }))
+}

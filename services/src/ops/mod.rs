@@ -1,0 +1,311 @@
+//! Operator work shared by the HTTP endpoints (`/v1/ops/…`), the console and
+//! the CLI (`verifyd dead-letters …`, `verifyd overview`): dead-letter filters
+//! parsed from what an operator writes, and the JSON shapes all three show.
+
+pub mod cli;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use base64::Engine;
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+use utoipa::ToSchema;
+use uuid::Uuid;
+use verifyd_actors::amqp::Topology;
+use verifyd_actors::ops::View;
+use verifyd_actors::ops::letters::{Opened, VerificationState};
+use verifyd_actors::ops::overview::{self, Inputs, Overview, OverviewError};
+use verifyd_actors::ops::reason::Reason;
+use verifyd_actors::routing::Routes;
+use verifyd_actors::store::attempts::Recorded;
+use verifyd_actors::store::dead_letters::{Filter, Letter, Status};
+use verifyd_actors::store::tenants;
+use verifyd_providers::domain::Channel;
+
+/// A filter as an operator writes it (query string, JSON body, CLI flags).
+#[derive(Debug, Clone, Default, Deserialize, ToSchema, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct FilterArgs {
+    /// A tenant's name (deployment operators only; a tenant's key sees its own).
+    #[serde(default)]
+    pub tenant: Option<String>,
+    /// `sms` or `voice`.
+    #[serde(default)]
+    pub channel: Option<String>,
+    /// A reason kind: `retries_exhausted`, `malformed`, `unknown_verification`,
+    /// `sealed_code`, `unknown_tenant`, `invalid_request`, `too_large`,
+    /// `idempotency_conflict`, `other`.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// `dead` (the default: waiting for an operator), `replayed`, `discarded` or `all`.
+    #[serde(default)]
+    pub status: Option<String>,
+    /// Dead-lettered at least this long ago: `90`, `30s`, `15m`, `2h`, `7d`.
+    #[serde(default)]
+    pub older_than: Option<String>,
+    /// Dead-lettered less than this long ago.
+    #[serde(default)]
+    pub newer_than: Option<String>,
+}
+
+/// What is wrong with a filter, naming the field.
+#[derive(Debug, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct BadFilter {
+    pub field: &'static str,
+    pub message: String,
+}
+
+fn bad(field: &'static str, message: impl Into<String>) -> BadFilter {
+    BadFilter { field, message: message.into() }
+}
+
+/// `90`, `30s`, `15m`, `2h`, `7d`: an age.
+pub fn parse_age(input: &str) -> Option<Duration> {
+    let input = input.trim();
+    let (digits, per) = match input.char_indices().last()? {
+        (i, 's') => (&input[..i], 1),
+        (i, 'm') => (&input[..i], 60),
+        (i, 'h') => (&input[..i], 3600),
+        (i, 'd') => (&input[..i], 86_400),
+        _ => (input, 1),
+    };
+    let n: u64 = digits.parse().ok()?;
+    n.checked_mul(per).filter(|s| *s <= 366 * 86_400).map(Duration::from_secs)
+}
+
+impl FilterArgs {
+    pub async fn parse(&self, pool: &PgPool, view: &View, now: DateTime<Utc>) -> Result<Filter, BadFilter> {
+        let tenant_id = match (&self.tenant, view) {
+            (None, _) => None,
+            (Some(name), View::Tenant(own)) if *name == own.name => Some(own.id),
+            (Some(_), View::Tenant(_)) => return Err(bad("tenant", "a tenant's key sees its own tenant only")),
+            (Some(name), View::Deployment) => Some(
+                tenants::by_name(pool, name)
+                    .await
+                    .map_err(|e| bad("tenant", e.to_string()))?
+                    .ok_or_else(|| bad("tenant", "no tenant of that name"))?
+                    .id,
+            ),
+        };
+        let channel = match self.channel.as_deref() {
+            None => None,
+            Some(c) => Some(c.parse::<Channel>().map_err(|_| bad("channel", "must be sms or voice"))?),
+        };
+        let reason = match self.reason.as_deref() {
+            None => None,
+            Some(r) => {
+                Some(Reason::parse(r).ok_or_else(|| bad("reason", "not a reason kind (see the documentation)"))?)
+            }
+        };
+        let status = match self.status.as_deref() {
+            None => Some(Status::Dead),
+            Some("all") => None,
+            Some(s) => Some(Status::parse(s).ok_or_else(|| bad("status", "must be dead, replayed, discarded or all"))?),
+        };
+        let age = |field: &'static str, raw: &Option<String>| -> Result<Option<DateTime<Utc>>, BadFilter> {
+            match raw {
+                None => Ok(None),
+                Some(raw) => {
+                    let age = parse_age(raw).ok_or_else(|| bad(field, "an age such as 90, 30s, 15m, 2h or 7d"))?;
+                    Ok(Some(now - TimeDelta::from_std(age).unwrap_or_default()))
+                }
+            }
+        };
+        Ok(Filter {
+            tenant_id,
+            channel,
+            reason,
+            status,
+            dead_before: age("older_than", &self.older_than)?,
+            dead_after: age("newer_than", &self.newer_than)?,
+        })
+    }
+}
+
+/// A dead letter in a listing.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LetterView {
+    pub id: Uuid,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verification_id: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    /// The queue it was taken from.
+    pub source_queue: String,
+    /// Why, in a word (`retries_exhausted`, `malformed`, …).
+    pub reason_kind: Reason,
+    /// Why, in words.
+    pub reason: String,
+    pub dead_lettered_at: DateTime<Utc>,
+    pub status: Status,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolved_at: Option<DateTime<Utc>>,
+    /// The key (or `cli:<user>`) that replayed or discarded it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolved_by: Option<String>,
+    /// The reason given for a discard.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolution: Option<String>,
+    /// The job a replay queued.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replay_job_id: Option<Uuid>,
+}
+
+impl From<&Letter> for LetterView {
+    fn from(l: &Letter) -> Self {
+        LetterView {
+            id: l.id,
+            tenant: l.tenant.clone(),
+            verification_id: l.verification_id,
+            job_id: l.job_id,
+            channel: l.channel.map(|c| c.as_str().to_owned()),
+            source_queue: l.source_queue.clone(),
+            reason_kind: l.kind,
+            reason: l.reason.clone(),
+            dead_lettered_at: l.dead_lettered_at,
+            status: l.status,
+            resolved_at: l.resolved_at,
+            resolved_by: l.resolved_by.clone(),
+            resolution: l.resolution.clone(),
+            replay_job_id: l.replay_job_id,
+        }
+    }
+}
+
+/// The message a letter holds, as far as it can be shown: text (numbers in
+/// E.164 masked) or base64, at most 4 KiB of it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Body {
+    pub bytes: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base64: Option<String>,
+    pub truncated: bool,
+}
+
+const SHOWN: usize = 4096;
+
+/// `+` and 7 or more digits: every digit but the last two hidden, as
+/// `PhoneNumber::masked` writes numbers in logs.
+fn mask_numbers(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let chars: Vec<char> = text.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i] == '+' {
+            let digits: String = chars[i + 1..].iter().take_while(|c| c.is_ascii_digit()).collect();
+            if digits.len() >= 7 {
+                let n = digits.len();
+                out.push('+');
+                out.push_str(&"*".repeat(n - 2));
+                out.push_str(&digits[n - 2..]);
+                i += 1 + n;
+                continue;
+            }
+        }
+        out.push(chars[i]);
+        i += 1;
+    }
+    out
+}
+
+impl Body {
+    pub fn of(letter: &Letter) -> Body {
+        let shown = &letter.body[..letter.body.len().min(SHOWN)];
+        let (text, base64) = match std::str::from_utf8(shown) {
+            Ok(text) => (Some(mask_numbers(text)), None),
+            Err(_) => (None, Some(base64::engine::general_purpose::STANDARD.encode(shown))),
+        };
+        Body {
+            bytes: letter.body.len(),
+            content_type: letter.content_type.clone(),
+            text,
+            base64,
+            truncated: letter.body.len() > SHOWN,
+        }
+    }
+}
+
+/// A dead letter opened.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LetterDetail {
+    #[serde(flatten)]
+    pub letter: LetterView,
+    /// Where its verification stands now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verification: Option<VerificationState>,
+    /// Every delivery attempt of its verification, oldest first (a replay's too).
+    pub attempts: Vec<Recorded>,
+    /// The first and last failed attempt of its own job.
+    pub first_failure_at: Option<DateTime<Utc>>,
+    pub last_failure_at: Option<DateTime<Utc>>,
+    pub replayable: bool,
+    /// Why it cannot be replayed now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_replayable: Option<String>,
+    pub body: Body,
+}
+
+impl From<Opened> for LetterDetail {
+    fn from(o: Opened) -> Self {
+        let (first, last) = o.failures();
+        LetterDetail {
+            letter: LetterView::from(&o.letter),
+            body: Body::of(&o.letter),
+            verification: o.verification,
+            attempts: o.attempts,
+            first_failure_at: first,
+            last_failure_at: last,
+            replayable: o.not_replayable.is_none(),
+            not_replayable: o.not_replayable,
+        }
+    }
+}
+
+/// The overview of a view, as HTTP and the CLI give it.
+pub async fn overview(
+    pool: &PgPool,
+    amqp: Option<&lapin::Connection>,
+    topology: &Topology,
+    routes: &Routes,
+    report_interval: Duration,
+    view: &View,
+) -> Result<Overview, OverviewError> {
+    let providers = routes.breakers().map(|(name, _)| name.to_owned()).collect();
+    let paced: HashMap<String, u32> = routes.paced().clone();
+    overview::build(Inputs { pool, amqp, topology, view, providers, paced, report_interval, now: Utc::now() }).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_read_like_an_operator_writes_them() {
+        assert_eq!(parse_age("90"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_age("15m"), Some(Duration::from_secs(900)));
+        assert_eq!(parse_age("2h"), Some(Duration::from_secs(7200)));
+        assert_eq!(parse_age("7d"), Some(Duration::from_secs(7 * 86_400)));
+        assert_eq!(parse_age("1w"), None);
+        assert_eq!(parse_age("-5m"), None);
+        assert_eq!(parse_age(""), None);
+    }
+
+    #[test]
+    fn numbers_in_shown_bodies_are_masked() {
+        let body = r#"{"account_id":"a","phone":"+14155552671","channel":"sms"}"#;
+        assert_eq!(mask_numbers(body), r#"{"account_id":"a","phone":"+*********71","channel":"sms"}"#);
+        assert_eq!(mask_numbers("+44 7911"), "+44 7911", "short runs stay");
+    }
+}
