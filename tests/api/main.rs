@@ -14,6 +14,7 @@ mod gate;
 mod helpers;
 mod isolation;
 mod limits;
+mod metrics;
 mod openapi;
 mod operations;
 mod processes;

@@ -55,8 +55,10 @@ struct BearerKey;
 const SCOPES: &str = "An API key, `vk_<id>.<secret>`. Each operation names the one scope the key \
     must hold: `verify` (verifications, login, step-up, challenges, proofs), `enrol` (adding \
     factors, backup and recovery codes, reading factors), `admin` (removing and changing factors, \
-    resets, policy, audit, API keys), `ops` (operator endpoints under `/v1/ops`). A key without it \
-    is answered `403 forbidden_scope` (`required_scope` names it); a key used from outside its \
+    resets, policy, audit, API keys), `ops` (operator endpoints under `/v1/ops`, cut down to the \
+    key's tenant). A deployment operator key, `vo_<id>.<secret>` (`verifyd keys create --operator`), \
+    reaches the operator endpoints for every tenant and nothing else. A key without the scope is \
+    answered `403 forbidden_scope` (`required_scope` names it); a key used from outside its \
     `allowed_cidrs` is answered `403 forbidden_source`.";
 
 impl Modify for BearerKey {
