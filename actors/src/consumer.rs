@@ -274,9 +274,24 @@ pub struct Letter<'a> {
     pub reason: &'a str,
 }
 
+/// The namespace of letter ids derived from their message.
+const LETTERS: uuid::Uuid = uuid::Uuid::from_u128(0x7665_7269_6679_642d_6c65_7474_6572_7300);
+
 impl<'a> Letter<'a> {
-    pub fn new(kind: Reason, reason: &'a str) -> Self {
-        Letter { id: uuid::Uuid::new_v4(), kind, reason }
+    /// The letter of a delivery. Its id is derived from what the message is
+    /// (where it came from, its `message_id`, its body) and why it is given up
+    /// on, so a copy redelivered after a lost ack and dead-lettered again is
+    /// recorded once.
+    pub fn of(delivery: &Delivery, kind: Reason, reason: &'a str) -> Self {
+        use sha2::{Digest, Sha256};
+        let message_id = delivery.properties.message_id().as_ref().map(|m| m.as_str().to_owned()).unwrap_or_default();
+        let mut name = Vec::with_capacity(128);
+        for part in [delivery.exchange.as_str(), delivery.routing_key.as_str(), kind.as_str(), message_id.as_str()] {
+            name.extend_from_slice(part.as_bytes());
+            name.push(0);
+        }
+        name.extend_from_slice(&Sha256::digest(&delivery.data));
+        Letter { id: uuid::Uuid::new_v5(&LETTERS, &name), kind, reason }
     }
 }
 

@@ -128,7 +128,7 @@ impl Dispatcher {
                     amqp,
                     &self.topology.dead_letters(),
                     delivery,
-                    &Letter::new(Reason::Malformed, &reason),
+                    &Letter::of(delivery, Reason::Malformed, &reason),
                 )
                 .await?);
             }
@@ -144,7 +144,7 @@ impl Dispatcher {
                 amqp,
                 &self.topology.dead_letters(),
                 delivery,
-                &Letter::new(Reason::UnknownVerification, &reason),
+                &Letter::of(delivery, Reason::UnknownVerification, &reason),
             )
             .await?);
         };
@@ -515,7 +515,8 @@ impl Dispatcher {
         give_up: GiveUp<'_>,
         requested_at: Option<DateTime<Utc>>,
     ) -> Result<(), DispatchError> {
-        let letter_id = Uuid::new_v4();
+        // One job has one letter: the same id however often it is given up on.
+        let letter_id = Uuid::new_v5(&job.job_id, give_up.kind.as_str().as_bytes());
         let key = letter_id.to_string();
         let queue = self.topology.dispatch_queue(job.channel);
         let content_type = delivery.properties.content_type().as_ref().map(|c| c.as_str().to_owned());
@@ -540,7 +541,11 @@ impl Dispatcher {
             requested_at,
             ..Done::default()
         };
-        self.finish(job, v, done, Some(&letter)).await?;
+        if !self.finish(job, v, done, Some(&letter)).await? {
+            // Another copy of this job reached its final outcome first (a
+            // redelivery, a taken-over claim): it is not a dead letter.
+            return Ok(());
+        }
         let letter = Letter { id: letter_id, kind: give_up.kind, reason: give_up.reason };
         Ok(dead_letter(amqp, &self.topology.dead_letters(), delivery, &letter).await?)
     }
@@ -548,14 +553,15 @@ impl Dispatcher {
     /// Records the final attempt of a job and announces it atomically. With
     /// `fallback`, the same transaction also queues the code by voice (once per
     /// verification, while it is pending) and the event says so; with a
-    /// letter, the job's dead letter is recorded with it.
+    /// letter, the job's dead letter is recorded with it. Returns whether this
+    /// copy recorded the job's outcome (false: another copy did first).
     async fn finish(
         &self,
         job: &DispatchJob,
         v: &Verification,
         done: Done<'_>,
         letter: Option<&NewLetter<'_>>,
-    ) -> Result<(), DispatchError> {
+    ) -> Result<bool, DispatchError> {
         let Done { outcome, provider, message_id, error, error_kind, latency_ms, requested_at, fallback } = done;
         let now = Utc::now();
         let event = match outcome {
@@ -606,7 +612,7 @@ impl Dispatcher {
         };
         if !recorded {
             // A redelivered copy of this job finished first.
-            return Ok(());
+            return Ok(false);
         }
         if event.is_some() {
             self.relay.do_send(Kick);
@@ -631,7 +637,7 @@ impl Dispatcher {
                 outcome = outcome.as_str(), provider = provider.unwrap_or("-"), kind = error_kind.map_or("-", ErrorKind::as_str),
                 reason = error.unwrap_or("-"), "dispatch finished without delivering");
         }
-        Ok(())
+        Ok(true)
     }
 }
 

@@ -145,6 +145,7 @@ pub async fn start(config: &Config, role: Role, metrics: Option<PrometheusHandle
         topology.clone(),
         core.routes.clone(),
         metrics,
+        config.metrics.token.clone(),
     ));
 
     if role == Role::Worker {

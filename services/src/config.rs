@@ -66,7 +66,7 @@ pub struct Config {
     pub console: Console,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(default)]
 pub struct Metrics {
     /// Where a `worker` serves `/metrics`, `/healthz` and `/readyz` (`serve`
@@ -75,11 +75,25 @@ pub struct Metrics {
     /// Tenants named in the `tenant` label (the first this process sees);
     /// the others are counted as `other`.
     pub tenant_label_limit: usize,
+    /// When set, `/metrics` answers only `Authorization: Bearer <token>` (set
+    /// it when `http.bind` is reachable by more than your Prometheus: the
+    /// metrics name tenants and their volumes).
+    pub token: Option<SecretString>,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
-        Metrics { worker_bind: "127.0.0.1:9091".into(), tenant_label_limit: 50 }
+        Metrics { worker_bind: "127.0.0.1:9091".into(), tenant_label_limit: 50, token: None }
+    }
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics")
+            .field("worker_bind", &self.worker_bind)
+            .field("tenant_label_limit", &self.tenant_label_limit)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
     }
 }
 
@@ -490,6 +504,9 @@ impl Config {
         }
         if self.amqp.connect_attempts == 0 || self.database.connect_attempts == 0 {
             return Err(ConfigError::Invalid("amqp.connect_attempts and database.connect_attempts must be at least 1"));
+        }
+        if !(60..=30 * 86_400).contains(&self.console.session_ttl_secs) {
+            return Err(ConfigError::Invalid("console.session_ttl_secs must be 60 to 2592000 (30 days)"));
         }
         if self.runtime.report_interval_ms < 100 {
             return Err(ConfigError::Invalid("runtime.report_interval_ms must be at least 100"));

@@ -75,8 +75,9 @@ pub fn address(url: &str) -> String {
     host.split(['/', '?']).next().unwrap_or(host).to_owned()
 }
 
+/// 0.5 s, 1 s, 2 s, 4 s, then 5 s between attempts.
 fn backoff(attempt: u32) -> Duration {
-    Duration::from_millis(500u64.saturating_mul(1 << attempt.min(4).saturating_sub(1))).min(Duration::from_secs(5))
+    Duration::from_millis(500u64.saturating_mul(1 << attempt.clamp(1, 5).saturating_sub(1))).min(Duration::from_secs(5))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -266,6 +267,7 @@ mod tests {
         assert!(Cause::Refused.to_string().contains("connection refused"));
         assert_eq!(backoff(1), Duration::from_millis(500));
         assert_eq!(backoff(2), Duration::from_secs(1));
-        assert_eq!(backoff(9), Duration::from_secs(4));
+        assert_eq!(backoff(4), Duration::from_secs(4));
+        assert_eq!(backoff(9), Duration::from_secs(5));
     }
 }

@@ -77,7 +77,7 @@ impl Intake {
                 channel,
                 &self.topology.dead_letters(),
                 delivery,
-                &Letter::new(Reason::UnknownTenant, &reason),
+                &Letter::of(delivery, Reason::UnknownTenant, &reason),
             )
             .await?);
         };
@@ -99,7 +99,7 @@ impl Intake {
                 channel,
                 &self.topology.dead_letters(),
                 delivery,
-                &Letter::new(Reason::InvalidRequest, &reason),
+                &Letter::of(delivery, Reason::InvalidRequest, &reason),
             )
             .await?);
         }
@@ -116,7 +116,7 @@ impl Intake {
                 channel,
                 &self.topology.dead_letters(),
                 delivery,
-                &Letter::new(Reason::TooLarge, &reason),
+                &Letter::of(delivery, Reason::TooLarge, &reason),
             )
             .await?);
         }
@@ -128,9 +128,13 @@ impl Intake {
                 self.reject(channel, &tenant, reply.as_ref(), json!({ "reason": reason, "error": "invalid_request" }))
                     .await?;
                 let kind = Reason::from_text(&reason);
-                return Ok(
-                    dead_letter(channel, &self.topology.dead_letters(), delivery, &Letter::new(kind, &reason)).await?
-                );
+                return Ok(dead_letter(
+                    channel,
+                    &self.topology.dead_letters(),
+                    delivery,
+                    &Letter::of(delivery, kind, &reason),
+                )
+                .await?);
             }
         };
         let account_id = request.account_id.as_str().to_owned();
@@ -174,7 +178,7 @@ impl Intake {
                     channel,
                     &self.topology.dead_letters(),
                     delivery,
-                    &Letter::new(Reason::IdempotencyConflict, &reason),
+                    &Letter::of(delivery, Reason::IdempotencyConflict, &reason),
                 )
                 .await?)
             }

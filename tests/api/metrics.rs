@@ -74,10 +74,17 @@ impl Drop for Process {
 /// Starts `verifyd <role>` and returns it with the port it listens on (read
 /// from its start-up log).
 async fn start(app: &TestApp, role: &str) -> (Process, u16) {
+    start_with(app, role, &[]).await
+}
+
+async fn start_with(app: &TestApp, role: &str, env: &[(&str, &str)]) -> (Process, u16) {
     let log = std::env::temp_dir().join(format!("{}{role}-metrics.log", app.topology.prefix));
     let file = std::fs::File::create(&log).unwrap();
-    let child = app
-        .verifyd_command(&[role])
+    let mut command = app.verifyd_command(&[role]);
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let child = command
         .env("RUST_LOG", "info")
         .stdout(std::process::Stdio::null())
         .stderr(file)
@@ -102,7 +109,15 @@ async fn start(app: &TestApp, role: &str) -> (Process, u16) {
 }
 
 async fn scrape(app: &TestApp, port: u16) -> Exposition {
-    let response = app.client.get(format!("http://127.0.0.1:{port}/metrics")).send().await.expect("scrape");
+    scrape_with(app, port, None).await
+}
+
+async fn scrape_with(app: &TestApp, port: u16, token: Option<&str>) -> Exposition {
+    let mut request = app.client.get(format!("http://127.0.0.1:{port}/metrics"));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.expect("scrape");
     assert_eq!(response.status(), 200);
     assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
     parse(&response.text().await.unwrap())
@@ -265,8 +280,13 @@ async fn worker_value(app: &TestApp, port: u16, labels: &[(&str, &str)]) -> f64 
 #[actix_rt::test]
 async fn the_shipped_alerts_and_dashboard_name_only_metrics_and_labels_that_exist() {
     let app = spawn_app().await;
-    let (_serve, port) = start(&app, "serve").await;
-    let exposed = scrape(&app, port).await;
+    // With metrics.token set, a scrape needs it.
+    let (_serve, port) = start_with(&app, "serve", &[("VERIFYD_METRICS__TOKEN", "\"scrape-token-1\"")]).await;
+    let refused = app.client.get(format!("http://127.0.0.1:{port}/metrics")).send().await.unwrap();
+    assert_eq!(refused.status(), 401);
+    let wrong = app.client.get(format!("http://127.0.0.1:{port}/metrics")).bearer_auth("nope").send().await.unwrap();
+    assert_eq!(wrong.status(), 401);
+    let exposed = scrape_with(&app, port, Some("scrape-token-1")).await;
     let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/ops");
 
     let rules: serde_yaml_ng::Value =

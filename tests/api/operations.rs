@@ -243,6 +243,8 @@ async fn a_tenant_ops_key_sees_and_acts_on_its_own_letters_only() {
     let batch = app.post_json_as(&other, "/v1/ops/dead-letters/replay", &json!({})).await;
     assert!(batch.body["done"].as_array().unwrap().is_empty());
     assert!(app.dead_letters_as(&other).await.is_empty());
+    let paged = app.get_as(&other, &format!("/v1/ops/dead-letters?status=all&after={id}")).await;
+    assert!(paged.body["dead_letters"].as_array().unwrap().is_empty(), "another tenant's id is no cursor");
     let named = app.get_as(&other, &format!("/v1/ops/dead-letters?tenant={}", app.tenant)).await;
     assert_eq!((named.status, named.body["field"].as_str()), (422, Some("tenant")));
     let overview = app.get_as(&other, "/v1/ops/overview").await;
@@ -403,4 +405,77 @@ async fn the_cli_lists_shows_replays_and_discards_dead_letters_as_the_operator()
     let queues = app.run_cli(&["queues", "--json"]);
     let queues: Value = serde_json::from_slice(&queues.stdout).unwrap();
     assert!(queues["queues"].as_array().unwrap().iter().all(|q| q["oldest_age_secs"].is_number()), "{queues}");
+}
+
+#[actix_rt::test]
+async fn a_letter_dead_lettered_by_an_earlier_version_is_recorded_once_and_replayable() {
+    use lapin::types::{AMQPValue, FieldTable};
+
+    let app = spawn_app().await;
+    let operator = app.operator_key().await;
+    // A verification whose job an earlier verifyd gave up on: its letter has a
+    // reason in words only, no id and no kind.
+    let phone = "+14155552689";
+    let created = app.create_verification("legacy", phone, "sms").await;
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    app.code_sent_to(phone).await;
+    let job = json!({ "job_id": uuid::Uuid::new_v4(), "verification_id": id, "channel": "sms", "retry": 2 });
+    let mut headers = FieldTable::default();
+    let text = |s: &str| AMQPValue::LongString(s.into());
+    headers
+        .insert("x-verifyd-reason".into(), text("retries exhausted after 3 tries: twilio is temporarily unavailable"));
+    headers.insert("x-verifyd-source-routing-key".into(), text("sms"));
+    headers.insert("x-verifyd-source-exchange".into(), text(&app.topology.dispatch_exchange()));
+    headers.insert("x-verifyd-dead-lettered-at".into(), text("2026-12-01T10:00:00+00:00"));
+    let ch = app.amqp.create_channel().await.unwrap();
+    ch.confirm_select(Default::default()).await.unwrap();
+    for _ in 0..2 {
+        // The same letter twice, as a redelivery would bring it.
+        let props = lapin::BasicProperties::default().with_headers(headers.clone());
+        ch.basic_publish(
+            "".into(),
+            app.topology.dead_letters().as_str().into(),
+            Default::default(),
+            job.to_string().as_bytes(),
+            props,
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    }
+
+    let letter = app.wait_for_dead_letter(&operator, |l| l["verification_id"] == id.as_str()).await;
+    assert_eq!(letter["reason_kind"], "retries_exhausted", "classified from its words");
+    assert_eq!(letter["tenant"], app.tenant.as_str());
+    assert_eq!(letter["dead_lettered_at"], "2026-12-01T10:00:00Z");
+    assert_eq!(letter["replayable"], true);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(app.dead_letters_as(&operator).await.len(), 1, "recorded once");
+    let _ = &letter;
+
+    // A letter from another sender, with what PostgreSQL cannot store (NUL) in
+    // its headers: recorded all the same, not requeued for ever.
+    let mut odd = FieldTable::default();
+    odd.insert("x-verifyd-reason".into(), text("bad\0reason"));
+    let props = lapin::BasicProperties::default().with_headers(odd).with_content_type("text/\0plain".into());
+    ch.basic_publish("".into(), app.topology.dead_letters().as_str().into(), Default::default(), b"\0\xff", props)
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let other = app.wait_for_dead_letter(&operator, |l| l["reason_kind"] == "other").await;
+    assert_eq!(other["reason"], "bad\u{fffd}reason");
+    assert_eq!(other["source_queue"], "unknown");
+    assert_eq!(other["body"]["bytes"], 2);
+
+    let replayed = app
+        .post_json_as(&operator, &format!("/v1/ops/dead-letters/{}/replay", letter["id"].as_str().unwrap()), &json!({}))
+        .await;
+    assert_eq!(replayed.status, 200, "{:?}", replayed.body);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sms_to(&app, phone).await < 2 {
+        assert!(Instant::now() < deadline, "the replay did not send");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

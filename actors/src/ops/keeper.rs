@@ -52,19 +52,26 @@ pub struct Headers {
     pub dead_lettered_at: Option<DateTime<Utc>>,
 }
 
+/// Text from a message, fit for a PostgreSQL text column: no NUL (which
+/// PostgreSQL refuses), at most `max` characters.
+fn text(raw: &str, max: usize) -> String {
+    raw.chars().map(|c| if c == '\0' { '\u{fffd}' } else { c }).take(max).collect()
+}
+
 impl Headers {
     pub fn of(props: &lapin::BasicProperties) -> Headers {
-        let reason = header_str(props, "x-verifyd-reason").unwrap_or_else(|| "no reason recorded".to_owned());
-        let kind = header_str(props, "x-verifyd-reason-kind")
+        let header = |name: &str| header_str(props, name).map(|v| text(&v, 2000));
+        let reason = header("x-verifyd-reason").unwrap_or_else(|| "no reason recorded".to_owned());
+        let kind = header("x-verifyd-reason-kind")
             .and_then(|k| Reason::parse(&k))
             .unwrap_or_else(|| Reason::from_text(&reason));
         Headers {
-            id: header_str(props, "x-verifyd-dead-letter-id"),
+            id: header("x-verifyd-dead-letter-id").map(|id| text(&id, 100)),
             kind,
             reason,
-            source_routing_key: header_str(props, "x-verifyd-source-routing-key"),
-            source_exchange: header_str(props, "x-verifyd-source-exchange"),
-            dead_lettered_at: header_str(props, "x-verifyd-dead-lettered-at")
+            source_routing_key: header("x-verifyd-source-routing-key").map(|k| text(&k, 255)),
+            source_exchange: header("x-verifyd-source-exchange").map(|k| text(&k, 255)),
+            dead_lettered_at: header("x-verifyd-dead-lettered-at")
                 .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
                 .map(|t| t.to_utc()),
         }
@@ -118,7 +125,7 @@ impl DeadLetterKeeper {
         } else {
             format!("{exchange} ({routing_key})")
         };
-        let content_type = delivery.properties.content_type().as_ref().map(|c| c.as_str().to_owned());
+        let content_type = delivery.properties.content_type().as_ref().map(|c| text(c.as_str(), 255));
         let letter = NewLetter {
             id: Uuid::new_v4(),
             letter_key: &key,
@@ -134,7 +141,19 @@ impl DeadLetterKeeper {
             dead_lettered_at: headers.dead_lettered_at.unwrap_or_else(Utc::now),
         };
         let mut conn = self.pool.acquire().await?;
-        if dead_letters::insert(&mut conn, &letter).await? {
+        let recorded = match dead_letters::insert(&mut conn, &letter).await {
+            // Data PostgreSQL refuses (a tenant deleted meanwhile, a value it
+            // cannot store) would be refused on every redelivery: record what
+            // can be, rather than requeue it forever.
+            Err(sqlx::Error::Database(db)) if db.code().is_some_and(|c| c.starts_with("22") || c.starts_with("23")) => {
+                tracing::error!(letter_id = %letter.id, code = db.code().as_deref().unwrap_or("-"),
+                    "dead letter could not be recorded as it is; recording it without its tenant and job");
+                let bare = NewLetter { tenant_id: None, verification_id: None, job_id: None, channel: None, ..letter };
+                dead_letters::insert(&mut conn, &bare).await?
+            }
+            other => other?,
+        };
+        if recorded {
             tracing::warn!(letter_id = %letter.id, queue = %source_queue, reason_kind = headers.kind.as_str(),
                 "dead letter recorded: see `verifyd dead-letters list`");
         }

@@ -154,9 +154,7 @@ fn still_dead(letter: &Letter) -> Result<(), LetterError> {
 /// The letters a filtered action takes: waiting ones only, oldest first.
 pub async fn matching(pool: &PgPool, view: &View, filter: &Filter, limit: i64) -> Result<Vec<Letter>, StoreError> {
     let filter = Filter { status: Some(Status::Dead), ..filter.clone() };
-    let mut letters = dead_letters::list(pool, view, &filter, None, limit.clamp(1, MAX_BATCH)).await?;
-    letters.reverse();
-    Ok(letters)
+    dead_letters::page(pool, view, &filter, None, limit.clamp(1, MAX_BATCH), dead_letters::Order::OldestFirst).await
 }
 
 /// A letter opened: the letter, where its verification stands, and every

@@ -178,7 +178,14 @@ pub struct Filter {
     pub dead_after: Option<DateTime<Utc>>,
 }
 
-/// One page, newest first; `after` is the last id of the previous page.
+/// Which end of the list comes first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    NewestFirst,
+    OldestFirst,
+}
+
+/// One page; `after` is the last id of the previous page (one the view may see).
 pub async fn list(
     pool: &PgPool,
     view: &View,
@@ -186,6 +193,21 @@ pub async fn list(
     after: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<Letter>, StoreError> {
+    page(pool, view, filter, after, limit, Order::NewestFirst).await
+}
+
+pub async fn page(
+    pool: &PgPool,
+    view: &View,
+    filter: &Filter,
+    after: Option<Uuid>,
+    limit: i64,
+    order: Order,
+) -> Result<Vec<Letter>, StoreError> {
+    let (cmp, dir) = match order {
+        Order::NewestFirst => ("<", "DESC"),
+        Order::OldestFirst => (">", "ASC"),
+    };
     let sql = format!(
         "SELECT {COLUMNS} {FROM}
          WHERE ($1::uuid IS NULL OR d.tenant_id = $1)
@@ -195,9 +217,10 @@ pub async fn list(
            AND ($5::text IS NULL OR d.status = $5)
            AND ($6::timestamptz IS NULL OR d.dead_lettered_at <= $6)
            AND ($7::timestamptz IS NULL OR d.dead_lettered_at > $7)
-           AND ($8::uuid IS NULL OR (d.dead_lettered_at, d.id) <
-                (SELECT c.dead_lettered_at, c.id FROM dead_letters c WHERE c.id = $8))
-         ORDER BY d.dead_lettered_at DESC, d.id DESC LIMIT $9"
+           AND ($8::uuid IS NULL OR (d.dead_lettered_at, d.id) {cmp}
+                (SELECT c.dead_lettered_at, c.id FROM dead_letters c
+                 WHERE c.id = $8 AND ($1::uuid IS NULL OR c.tenant_id = $1)))
+         ORDER BY d.dead_lettered_at {dir}, d.id {dir} LIMIT $9"
     );
     let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(view.tenant_id())

@@ -17,7 +17,7 @@ use verifyd_actors::store::sessions;
 
 use super::AppState;
 use super::body::RawBody;
-use super::operator::{COOKIE, CSRF_HEADER, csrf_token, same_origin, session_token, token_hash, view_of};
+use super::operator::{CSRF_HEADER, cookie_name, csrf_token, same_origin, secure, session_token, token_hash, view_of};
 use super::problem::ApiError;
 
 const PAGE: &str = include_str!("console/index.html");
@@ -98,13 +98,25 @@ struct SessionInfo {
     expires_at: DateTime<Utc>,
 }
 
-fn secure(req: &HttpRequest, state: &AppState) -> bool {
-    req.connection_info().scheme() == "https" || state.public_url.as_deref().is_some_and(|u| u.starts_with("https://"))
+fn cookie(token: &str, max_age: i64, secure: bool) -> String {
+    let name = cookie_name(secure);
+    let secure = if secure { "; Secure" } else { "" };
+    format!("{name}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}")
 }
 
-fn cookie(token: &str, max_age: i64, secure: bool) -> String {
-    let secure = if secure { "; Secure" } else { "" };
-    format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}")
+/// The key's source networks allow this client.
+fn from_allowed_source(
+    req: &HttpRequest,
+    state: &AppState,
+    principal: &crate::api_keys::Principal,
+) -> Result<(), ApiError> {
+    let sources = principal.sources();
+    let client = (!sources.anywhere()).then(|| super::client_addr::of(req, &state.trusted_proxies)).flatten();
+    if sources.allows(client) {
+        Ok(())
+    } else {
+        Err(ApiError::ForbiddenSource("this API key is not accepted from this address"))
+    }
 }
 
 /// Signs in with an operator key (or a tenant's key with the `ops` scope).
@@ -118,11 +130,7 @@ async fn sign_in(req: HttpRequest, state: web::Data<AppState>, body: RawBody) ->
     let body: SignIn =
         serde_json::from_slice(&body).map_err(|_| ApiError::MalformedBody("expected {\"key\": \"…\"}".into()))?;
     let principal = state.keys.authenticate(&body.key).await?.map_err(|_| ApiError::Unauthenticated)?;
-    let sources = principal.sources().clone();
-    let client = (!sources.anywhere()).then(|| super::client_addr::of(&req, &state.trusted_proxies)).flatten();
-    if !sources.allows(client) {
-        return Err(ApiError::ForbiddenSource("this API key is not accepted from this address"));
-    }
+    from_allowed_source(&req, &state, &principal)?;
     let (view, key_id) = view_of(principal)?;
     let bytes: [u8; 32] = rand::rng().random();
     let token = hex::encode(bytes);
@@ -138,17 +146,21 @@ async fn sign_in(req: HttpRequest, state: web::Data<AppState>, body: RawBody) ->
         expires_at,
     };
     Ok(HttpResponse::Ok()
-        .insert_header((header::SET_COOKIE, cookie(&token, ttl, secure(&req, &state))))
+        .insert_header((header::SET_COOKIE, cookie(&token, ttl, secure(&req, state.public_url.as_deref()))))
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(info))
 }
 
 /// The signed-in session, with its CSRF token: `401` when there is none.
 async fn session(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let token = session_token(&req).ok_or(ApiError::Unauthenticated)?;
+    if !state.console.enabled {
+        return Err(ApiError::NotFound);
+    }
+    let token = session_token(&req, state.public_url.as_deref()).ok_or(ApiError::Unauthenticated)?;
     let (key_id, expires_at) =
         sessions::live(&state.pool, &token_hash(&token), Utc::now()).await?.ok_or(ApiError::Unauthenticated)?;
     let principal = state.keys.still_live(&key_id).await?.ok_or(ApiError::Unauthenticated)?;
+    from_allowed_source(&req, &state, &principal)?;
     let (view, key_id) = view_of(principal)?;
     let info = SessionInfo {
         view: view.tenant_name().map_or_else(|| "deployment".to_owned(), str::to_owned),
@@ -161,12 +173,14 @@ async fn session(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRes
 
 /// Signs out: the session ends here and in every process.
 async fn sign_out(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let token = session_token(&req).ok_or(ApiError::Unauthenticated)?;
+    let token = session_token(&req, state.public_url.as_deref()).ok_or(ApiError::Unauthenticated)?;
     let sent = req.headers().get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default();
     let expected = csrf_token(&state.core.keys, &token);
     if !same_origin(&req) || !bool::from(sent.as_bytes().ct_eq(expected.as_bytes())) {
         return Err(ApiError::Csrf("missing or wrong X-CSRF-Token: reload the console"));
     }
     sessions::delete(&state.pool, &token_hash(&token)).await?;
-    Ok(HttpResponse::NoContent().insert_header((header::SET_COOKIE, cookie("", 0, secure(&req, &state)))).finish())
+    Ok(HttpResponse::NoContent()
+        .insert_header((header::SET_COOKIE, cookie("", 0, secure(&req, state.public_url.as_deref()))))
+        .finish())
 }

@@ -29,8 +29,22 @@ use super::problem::ApiError;
 use super::{AppState, client_addr};
 use crate::api_keys::{Principal, Scope};
 
-/// The console's session cookie.
+/// The console's session cookie over plain HTTP (development).
 pub const COOKIE: &str = "verifyd_console";
+/// Over HTTPS: the `__Host-` prefix makes the browser refuse it from any other
+/// host (a sibling subdomain cannot plant one) and insist on `Secure`, `Path=/`.
+pub const SECURE_COOKIE: &str = "__Host-verifyd_console";
+
+/// Whether the console runs behind HTTPS: this request's scheme (as a trusted
+/// proxy forwards it) or the configured public URL.
+pub fn secure(req: &HttpRequest, public_url: Option<&str>) -> bool {
+    req.connection_info().scheme() == "https" || public_url.is_some_and(|u| u.starts_with("https://"))
+}
+
+/// The cookie's name for this request.
+pub fn cookie_name(secure: bool) -> &'static str {
+    if secure { SECURE_COOKIE } else { COOKIE }
+}
 /// The header that proves a console request comes from the console page.
 pub const CSRF_HEADER: &str = "x-csrf-token";
 /// Binds CSRF tokens to their session under the server's MAC key.
@@ -84,14 +98,16 @@ pub fn bearer(req: &HttpRequest) -> Option<SecretString> {
     scheme.eq_ignore_ascii_case("bearer").then(|| SecretString::from(key.trim().to_owned()))
 }
 
-/// The session token in the request's `Cookie` header, if any.
-pub fn session_token(req: &HttpRequest) -> Option<String> {
+/// The session token in the request's `Cookie` header, if any: over HTTPS
+/// only the `__Host-` cookie counts.
+pub fn session_token(req: &HttpRequest, public_url: Option<&str>) -> Option<String> {
+    let name = cookie_name(secure(req, public_url));
     req.headers()
         .get_all(actix_web::http::header::COOKIE)
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
+        .find(|(cookie, _)| *cookie == name)
         .map(|(_, value)| value.trim().to_owned())
         .filter(|t| {
             !t.is_empty() && t.len() <= 128 && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
@@ -146,7 +162,7 @@ impl FromRequest for Operator {
                 let (view, key_id) = view_of(principal)?;
                 return Ok(Operator { view, key_id, via: Via::Key });
             }
-            let token = session_token(&req).ok_or(ApiError::Unauthenticated)?;
+            let token = session_token(&req, state.public_url.as_deref()).ok_or(ApiError::Unauthenticated)?;
             let (key_id, _) =
                 sessions::live(&state.pool, &token_hash(&token), Utc::now()).await?.ok_or(ApiError::Unauthenticated)?;
             let principal = state.keys.still_live(&key_id).await?.ok_or(ApiError::Unauthenticated)?;

@@ -10,11 +10,13 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
 use metrics_exporter_prometheus::PrometheusHandle;
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use sqlx::PgPool;
+use subtle::ConstantTimeEq;
 use verifyd_actors::amqp::Topology;
 use verifyd_actors::consumer::ConsumerHealth;
 use verifyd_actors::ops::View;
@@ -30,6 +32,8 @@ pub struct Probes {
     pub topology: Topology,
     pub routes: Arc<Routes>,
     pub metrics: Option<PrometheusHandle>,
+    /// `metrics.token`: the bearer token `/metrics` asks for, when set.
+    pub token: Option<SecretString>,
     refreshed: Mutex<Option<Instant>>,
 }
 
@@ -41,8 +45,9 @@ impl Probes {
         topology: Topology,
         routes: Arc<Routes>,
         metrics: Option<PrometheusHandle>,
+        token: Option<SecretString>,
     ) -> Probes {
-        Probes { pool, amqp, health, topology, routes, metrics, refreshed: Mutex::new(None) }
+        Probes { pool, amqp, health, topology, routes, metrics, token, refreshed: Mutex::new(None) }
     }
 }
 
@@ -83,10 +88,18 @@ pub async fn readyz(probes: web::Data<Probes>) -> HttpResponse {
 /// Prometheus metrics (text exposition format): every metric with `# HELP`,
 /// every series from the start.
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, body = String, content_type = "text/plain")))]
-pub async fn metrics(probes: web::Data<Probes>) -> HttpResponse {
+pub async fn metrics(req: HttpRequest, probes: web::Data<Probes>) -> HttpResponse {
     let Some(handle) = &probes.metrics else {
         return HttpResponse::NotFound().finish();
     };
+    if let Some(token) = &probes.token {
+        let presented = super::operator::bearer(&req);
+        let matches =
+            presented.is_some_and(|p| bool::from(p.expose_secret().as_bytes().ct_eq(token.expose_secret().as_bytes())));
+        if !matches {
+            return HttpResponse::Unauthorized().insert_header(("WWW-Authenticate", "Bearer")).finish();
+        }
+    }
     let due = {
         let mut last = probes.refreshed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let due = last.is_none_or(|at| at.elapsed() >= Duration::from_secs(2));
@@ -116,12 +129,13 @@ async fn refresh(p: &Probes) {
                 if queue.ends_with(" (missing)") {
                     continue;
                 }
+                // NaN while unknown (messages wait, none was ever taken).
                 let oldest = match messages {
                     0 => 0.0,
                     _ => marks
                         .iter()
                         .find(|(q, _)| *q == queue)
-                        .map_or(0.0, |(_, at)| (now - *at).num_milliseconds().max(0) as f64 / 1000.0),
+                        .map_or(f64::NAN, |(_, at)| (now - *at).num_milliseconds().max(0) as f64 / 1000.0),
                 };
                 metrics::gauge!("verifyd_queue_messages", "queue" => queue.clone()).set(f64::from(messages));
                 metrics::gauge!("verifyd_queue_consumers", "queue" => queue.clone()).set(f64::from(consumers));

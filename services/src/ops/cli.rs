@@ -192,9 +192,7 @@ fn print_detail(d: &LetterDetail) {
             short(a.error.as_deref().unwrap_or(""), 70)
         );
     }
-    if let Some(text) = &d.body.text {
-        println!("message          {}", short(text, 300));
-    }
+    println!("message          {}", short(&d.body.text, 300));
 }
 
 /// What a refused action says, one line.

@@ -7,7 +7,6 @@ pub mod cli;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use base64::Engine;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
@@ -59,8 +58,27 @@ pub struct BadFilter {
     pub message: String,
 }
 
+/// A filter that could not be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum FilterError {
+    #[error(transparent)]
+    Bad(#[from] BadFilter),
+    #[error("database: {0}")]
+    Store(#[from] sqlx::Error),
+}
+
 fn bad(field: &'static str, message: impl Into<String>) -> BadFilter {
     BadFilter { field, message: message.into() }
+}
+
+/// Tenant names are lowercase letters, digits and '-' (as `keys create` makes them).
+fn tenant_name(name: &str) -> Result<&str, BadFilter> {
+    let b = name.as_bytes();
+    let ok = !b.is_empty()
+        && b.len() <= 63
+        && b[0] != b'-'
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-');
+    ok.then_some(name).ok_or_else(|| bad("tenant", "not a tenant name (lowercase letters, digits and '-')"))
 }
 
 /// `90`, `30s`, `15m`, `2h`, `7d`: an age.
@@ -78,15 +96,14 @@ pub fn parse_age(input: &str) -> Option<Duration> {
 }
 
 impl FilterArgs {
-    pub async fn parse(&self, pool: &PgPool, view: &View, now: DateTime<Utc>) -> Result<Filter, BadFilter> {
+    pub async fn parse(&self, pool: &PgPool, view: &View, now: DateTime<Utc>) -> Result<Filter, FilterError> {
         let tenant_id = match (&self.tenant, view) {
             (None, _) => None,
             (Some(name), View::Tenant(own)) if *name == own.name => Some(own.id),
-            (Some(_), View::Tenant(_)) => return Err(bad("tenant", "a tenant's key sees its own tenant only")),
+            (Some(_), View::Tenant(_)) => return Err(bad("tenant", "a tenant's key sees its own tenant only").into()),
             (Some(name), View::Deployment) => Some(
-                tenants::by_name(pool, name)
-                    .await
-                    .map_err(|e| bad("tenant", e.to_string()))?
+                tenants::by_name(pool, tenant_name(name)?)
+                    .await?
                     .ok_or_else(|| bad("tenant", "no tenant of that name"))?
                     .id,
             ),
@@ -180,17 +197,14 @@ impl From<&Letter> for LetterView {
     }
 }
 
-/// The message a letter holds, as far as it can be shown: text (numbers in
-/// E.164 masked) or base64, at most 4 KiB of it.
+/// The message a letter holds, as far as it can be shown: its first 4 KiB as
+/// text (bytes that are not UTF-8 replaced, numbers in E.164 masked).
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Body {
     pub bytes: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub content_type: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub text: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub base64: Option<String>,
+    pub text: String,
     pub truncated: bool,
 }
 
@@ -223,15 +237,10 @@ fn mask_numbers(text: &str) -> String {
 impl Body {
     pub fn of(letter: &Letter) -> Body {
         let shown = &letter.body[..letter.body.len().min(SHOWN)];
-        let (text, base64) = match std::str::from_utf8(shown) {
-            Ok(text) => (Some(mask_numbers(text)), None),
-            Err(_) => (None, Some(base64::engine::general_purpose::STANDARD.encode(shown))),
-        };
         Body {
             bytes: letter.body.len(),
             content_type: letter.content_type.clone(),
-            text,
-            base64,
+            text: mask_numbers(&String::from_utf8_lossy(shown)),
             truncated: letter.body.len() > SHOWN,
         }
     }

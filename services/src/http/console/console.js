@@ -374,7 +374,7 @@
       el("td", { class: "num", text: a.latency_ms === null || a.latency_ms === undefined ? "–" : a.latency_ms + " ms" }),
       el("td", { class: "wrap", text: a.error || "" }),
     )));
-    $("letter-body").textContent = d.body.text !== undefined ? d.body.text : "(binary, " + d.body.bytes + " bytes)";
+    $("letter-body").textContent = d.body.text + (d.body.truncated ? "\n… (" + d.body.bytes + " bytes in all)" : "");
     $("dialog-replay").disabled = !d.replayable;
     $("dialog-discard").disabled = d.status !== "dead";
     $("discard-reason").value = "";

@@ -16,7 +16,7 @@ use crate::http::body::RawBody;
 use crate::http::operator::Operator;
 use crate::http::problem::{ApiError, Problem};
 use crate::http::{AppState, path_id};
-use crate::ops::{BadFilter, FilterArgs, LetterDetail, LetterView};
+use crate::ops::{BadFilter, FilterArgs, FilterError, LetterDetail, LetterView};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/v1/ops/dead-letters").route(web::get().to(list)))
@@ -27,9 +27,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/v1/ops/dead-letters/{id}/discard").route(web::post().to(discard)));
 }
 
-impl From<BadFilter> for ApiError {
-    fn from(e: BadFilter) -> Self {
-        ApiError::InvalidField { field: e.field, message: e.message }
+impl From<FilterError> for ApiError {
+    fn from(e: FilterError) -> Self {
+        match e {
+            FilterError::Bad(BadFilter { field, message }) => ApiError::InvalidField { field, message },
+            FilterError::Store(e) => ApiError::internal(e),
+        }
     }
 }
 
@@ -198,17 +201,27 @@ pub struct BatchAnswer {
     refused: Vec<Refusal>,
 }
 
-fn refusal(id: Uuid, error: LetterError) -> Result<Refusal, ApiError> {
+/// One letter a batch action could not take, and why. An internal error is
+/// logged and reported for that letter; the batch goes on, so what was done
+/// is still said.
+fn refusal(id: Uuid, error: LetterError) -> Refusal {
     let api = ApiError::from(error);
     let name = match &api {
-        ApiError::Internal(_) => return Err(api),
+        ApiError::Internal(cause) => {
+            tracing::error!(letter_id = %id, %cause, "batch action on a dead letter failed");
+            return Refusal {
+                id,
+                error: "internal".into(),
+                detail: "an internal error occurred; it has been logged".into(),
+            };
+        }
         ApiError::NotPending(_) => "verification_not_pending",
         ApiError::LetterResolved { .. } => "dead_letter_resolved",
         ApiError::NotReplayable(_) => "dead_letter_not_replayable",
         ApiError::NotFound => "not_found",
         _ => "refused",
     };
-    Ok(Refusal { id, error: name.to_owned(), detail: api.to_string() })
+    Refusal { id, error: name.to_owned(), detail: api.to_string() }
 }
 
 async fn batch(
@@ -246,7 +259,7 @@ async fn replay_matching(state: web::Data<AppState>, op: Operator, body: RawBody
     for letter in matching {
         match letters::replay(&state.pool, &op.view, letter.id, &who, Utc::now()).await {
             Ok(r) => done.push(r.id),
-            Err(e) => refused.push(refusal(letter.id, e)?),
+            Err(e) => refused.push(refusal(letter.id, e)),
         }
     }
     if !done.is_empty() {
@@ -270,7 +283,7 @@ async fn discard_matching(state: web::Data<AppState>, op: Operator, body: RawBod
     for letter in matching {
         match letters::discard(&state.pool, &op.view, letter.id, &who, reason, Utc::now()).await {
             Ok(l) => done.push(l.id),
-            Err(e) => refused.push(refusal(letter.id, e)?),
+            Err(e) => refused.push(refusal(letter.id, e)),
         }
     }
     Ok(HttpResponse::Ok().json(BatchAnswer { done, refused }))
