@@ -86,6 +86,14 @@ impl PumpingSettings {
         chrono::Duration::seconds(i64::try_from(self.grace_secs).unwrap_or(0))
     }
 
+    /// The latest minute bucket whose sends are all older than the grace
+    /// period. A bucket is labelled with its first second but holds a minute
+    /// of sends, so it is judged only once its last second is `grace` old
+    /// (with no grace, every bucket, this one included).
+    pub fn judged_until(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        if self.grace_secs == 0 { now } else { now - self.grace() - chrono::Duration::minutes(1) }
+    }
+
     fn block(&self) -> chrono::Duration {
         chrono::Duration::seconds(i64::try_from(self.block_secs).unwrap_or(i64::MAX / 1_000))
     }
@@ -211,8 +219,8 @@ pub async fn active_block(
 }
 
 /// Counts one verification sent now, and answers the conversion of the judged
-/// part of the window: sends older than the grace period (this one included
-/// only when the grace period is 0).
+/// part of the window: minutes whose sends are all older than the grace period
+/// (this one included only when the grace period is 0).
 pub async fn record_send(
     conn: &mut PgConnection,
     settings: &PumpingSettings,
@@ -238,7 +246,7 @@ pub async fn record_send(
     .bind(prefix.as_str())
     .bind(minute(now))
     .bind(minute(now - settings.window()))
-    .bind(now - settings.grace())
+    .bind(settings.judged_until(now))
     .fetch_one(conn)
     .await?;
     Ok(Conversion { sent, approved })
@@ -438,6 +446,18 @@ mod tests {
         assert!(!lifted.is_active(now));
         let standing = block(Utc.with_ymd_and_hms(2026, 11, 23, 13, 0, 0).unwrap(), None);
         assert!(standing.is_active(now));
+    }
+
+    #[test]
+    fn a_minute_is_judged_only_once_all_its_sends_are_past_the_grace() {
+        let s = PumpingSettings { grace_secs: 60, ..PumpingSettings::default() };
+        // Just after a minute turns, the minute before holds sends a second old.
+        let now = Utc.with_ymd_and_hms(2026, 12, 2, 7, 33, 0).unwrap() + chrono::Duration::milliseconds(100);
+        let previous = Utc.with_ymd_and_hms(2026, 12, 2, 7, 32, 0).unwrap();
+        assert!(previous > s.judged_until(now), "not judged yet");
+        assert!(previous <= s.judged_until(now + chrono::Duration::seconds(60)), "judged a minute later");
+        let none = PumpingSettings { grace_secs: 0, ..PumpingSettings::default() };
+        assert_eq!(none.judged_until(now), now);
     }
 
     #[test]
