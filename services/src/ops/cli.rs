@@ -359,7 +359,8 @@ fn print_overview(o: &Overview) {
     for q in &o.queues {
         println!("  {:<44} {:>8} {:>9} {:>8}", q.queue, q.messages, q.consumers, secs(q.oldest_age_secs));
     }
-    println!("  {:<44} {:>8} {:>9} {:>8}", "(outbox)", o.outbox.rows, "-", secs(o.outbox.oldest_age_secs));
+    let outbox_age = if o.outbox.rows == 0 { Some(0.0) } else { o.outbox.oldest_age_secs };
+    println!("  {:<44} {:>8} {:>9} {:>8}", "(outbox)", o.outbox.rows, "-", secs(outbox_age));
     println!("\ndead letters waiting: {}", o.dead_letters.waiting);
     for (reason, n) in &o.dead_letters.by_reason {
         println!("  {reason:<24} {n}");
