@@ -238,34 +238,16 @@ async fn queues(config: &Config, json: bool) -> anyhow::Result<()> {
     let amqp = app::rabbitmq(config).await?;
     let pool = app::database(config, false).await?;
     let settings = app::settings(config)?;
-    let marks = verifyd_actors::store::processes::marks(&pool).await?;
-    let now = chrono::Utc::now();
-    let mut rows = Vec::new();
-    for (queue, messages, consumers) in settings.topology.depths(&amqp).await? {
-        let oldest = match (messages, marks.iter().find(|(q, _)| *q == queue)) {
-            (0, _) => Some(0.0),
-            (_, Some((_, at))) => Some((now - *at).num_milliseconds().max(0) as f64 / 1000.0),
-            (_, None) => None,
-        };
-        rows.push(serde_json::json!({
-            "queue": queue, "messages": messages, "consumers": consumers, "oldest_age_secs": oldest,
-        }));
-    }
+    let queues = verifyd_actors::ops::overview::queues(&pool, &amqp, &settings.topology, chrono::Utc::now()).await?;
     let _ = amqp.close(200, "done".into()).await;
     if json {
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "queues": rows }))?);
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "queues": queues }))?);
         return Ok(());
     }
     println!("{:<48} {:>10} {:>10} {:>12}", "queue", "messages", "consumers", "oldest (s)");
-    for row in rows {
-        let oldest = row["oldest_age_secs"].as_f64().map_or_else(|| "?".to_owned(), |s| format!("{s:.0}"));
-        println!(
-            "{:<48} {:>10} {:>10} {:>12}",
-            row["queue"].as_str().unwrap_or_default(),
-            row["messages"],
-            row["consumers"],
-            oldest
-        );
+    for q in queues {
+        let oldest = q.oldest_age_secs.map_or_else(|| "?".to_owned(), |s| format!("{s:.0}"));
+        println!("{:<48} {:>10} {:>10} {:>12}", q.queue, q.messages, q.consumers, oldest);
     }
     Ok(())
 }

@@ -157,21 +157,38 @@ impl From<sqlx::Error> for OverviewError {
     }
 }
 
-pub async fn build(i: Inputs<'_>) -> Result<Overview, OverviewError> {
-    let (pool, view, now) = (i.pool, i.view, i.now);
+/// Every queue of the deployment: depth and consumers from the broker (passive
+/// declares), the oldest waiting age from the consumers' marks. What the
+/// overview, `verifyd queues`, `/v1/ops/queues` and the gauges show.
+pub async fn queues(
+    pool: &PgPool,
+    amqp: &lapin::Connection,
+    topology: &Topology,
+    now: DateTime<Utc>,
+) -> Result<Vec<QueueHealth>, OverviewError> {
     let marks: HashMap<String, DateTime<Utc>> = processes::marks(pool).await?.into_iter().collect();
-    let mut queues = Vec::new();
-    if let Some(amqp) = i.amqp {
-        for (queue, messages, consumers) in i.topology.depths(amqp).await? {
+    Ok(topology
+        .depths(amqp)
+        .await?
+        .into_iter()
+        .map(|(queue, messages, consumers)| {
             let missing = queue.ends_with(" (missing)");
             let oldest_age_secs = match (messages, marks.get(&queue)) {
                 (0, _) => Some(0.0),
                 (_, Some(mark)) => Some(age(now, *mark)),
                 (_, None) => None,
             };
-            queues.push(QueueHealth { queue, messages, consumers, oldest_age_secs, missing });
-        }
-    }
+            QueueHealth { queue, messages, consumers, oldest_age_secs, missing }
+        })
+        .collect())
+}
+
+pub async fn build(i: Inputs<'_>) -> Result<Overview, OverviewError> {
+    let (pool, view, now) = (i.pool, i.view, i.now);
+    let queues = match i.amqp {
+        Some(amqp) => queues(pool, amqp, i.topology, now).await?,
+        None => Vec::new(),
+    };
     let (rows, oldest): (i64, Option<DateTime<Utc>>) =
         sqlx::query_as("SELECT count(*), min(created_at) FROM outbox").fetch_one(pool).await?;
     let outbox = OutboxHealth { rows, oldest_age_secs: oldest.map(|t| age(now, t)) };

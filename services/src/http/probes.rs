@@ -22,7 +22,7 @@ use verifyd_actors::consumer::ConsumerHealth;
 use verifyd_actors::ops::View;
 use verifyd_actors::ops::reason::Reason;
 use verifyd_actors::routing::Routes;
-use verifyd_actors::store::{dead_letters, processes};
+use verifyd_actors::store::dead_letters;
 
 /// What the probes read.
 pub struct Probes {
@@ -122,24 +122,14 @@ async fn refresh(p: &Probes) {
     // This process's circuits.
     verifyd_actors::ops::reporter::snapshot(&p.health, &p.routes, Utc::now());
     let now = Utc::now();
-    let marks = processes::marks(&p.pool).await.unwrap_or_default();
-    match p.topology.depths(&p.amqp).await {
-        Ok(depths) => {
-            for (queue, messages, consumers) in depths {
-                if queue.ends_with(" (missing)") {
-                    continue;
-                }
+    match verifyd_actors::ops::overview::queues(&p.pool, &p.amqp, &p.topology, now).await {
+        Ok(queues) => {
+            for q in queues.into_iter().filter(|q| !q.missing) {
                 // NaN while unknown (messages wait, none was ever taken).
-                let oldest = match messages {
-                    0 => 0.0,
-                    _ => marks
-                        .iter()
-                        .find(|(q, _)| *q == queue)
-                        .map_or(f64::NAN, |(_, at)| (now - *at).num_milliseconds().max(0) as f64 / 1000.0),
-                };
-                metrics::gauge!("verifyd_queue_messages", "queue" => queue.clone()).set(f64::from(messages));
-                metrics::gauge!("verifyd_queue_consumers", "queue" => queue.clone()).set(f64::from(consumers));
-                metrics::gauge!("verifyd_queue_oldest_age_seconds", "queue" => queue).set(oldest);
+                let oldest = q.oldest_age_secs.unwrap_or(f64::NAN);
+                metrics::gauge!("verifyd_queue_messages", "queue" => q.queue.clone()).set(f64::from(q.messages));
+                metrics::gauge!("verifyd_queue_consumers", "queue" => q.queue.clone()).set(f64::from(q.consumers));
+                metrics::gauge!("verifyd_queue_oldest_age_seconds", "queue" => q.queue).set(oldest);
             }
         }
         Err(error) => tracing::warn!(%error, "metrics: queue depths unavailable"),

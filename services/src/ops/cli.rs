@@ -231,33 +231,14 @@ pub async fn run(config: &Config, command: DeadLetters) -> anyhow::Result<()> {
         DeadLetters::Replay { id, filter, limit, json } => {
             let who = console_operator();
             let targets = targets(&pool, &view, id, &filter, limit, now).await?;
-            let (mut done, mut failed) = (Vec::new(), Vec::new());
-            for target in targets {
-                match letters::replay(&pool, &view, target, &who, Utc::now()).await {
-                    Ok(r) => done.push(r),
-                    Err(LetterError::Store(e)) => return Err(e.into()),
-                    Err(e) => failed.push((target, e)),
-                }
+            let outcome = each(targets, |target| letters::replay(&pool, &view, target, &who, Utc::now())).await?;
+            outcome.report(json, "replayed", |r| {
+                format!("replayed {} (verification {}, new job {})", r.id, r.verification_id, r.job_id)
+            })?;
+            if !outcome.done.is_empty() && !json {
+                eprintln!("queued in the outbox: a running verifyd publishes it within runtime.relay_poll_ms");
             }
-            if json {
-                let refused: Vec<_> =
-                    failed.iter().map(|(id, e)| serde_json::json!({ "id": id, "detail": e.to_string() })).collect();
-                print_json(&serde_json::json!({ "replayed": done, "refused": refused }))?;
-            } else {
-                for r in &done {
-                    println!("replayed {} (verification {}, new job {})", r.id, r.verification_id, r.job_id);
-                }
-                for (id, e) in &failed {
-                    eprintln!("not replayed: {}", refused(*id, e));
-                }
-                if !done.is_empty() {
-                    eprintln!("queued in the outbox: a running verifyd publishes it within runtime.relay_poll_ms");
-                }
-            }
-            if done.is_empty() && !failed.is_empty() {
-                bail!("nothing was replayed");
-            }
-            Ok(())
+            outcome.ok("replayed")
         }
         DeadLetters::Discard { id, because, filter, limit, json } => {
             let because = because.trim();
@@ -267,31 +248,62 @@ pub async fn run(config: &Config, command: DeadLetters) -> anyhow::Result<()> {
             );
             let who = console_operator();
             let targets = targets(&pool, &view, id, &filter, limit, now).await?;
-            let (mut done, mut failed) = (Vec::new(), Vec::new());
-            for target in targets {
-                match letters::discard(&pool, &view, target, &who, because, Utc::now()).await {
-                    Ok(l) => done.push(LetterView::from(&l)),
-                    Err(LetterError::Store(e)) => return Err(e.into()),
-                    Err(e) => failed.push((target, e)),
-                }
-            }
-            if json {
-                let refused: Vec<_> =
-                    failed.iter().map(|(id, e)| serde_json::json!({ "id": id, "detail": e.to_string() })).collect();
-                print_json(&serde_json::json!({ "discarded": done, "refused": refused }))?;
-            } else {
-                for l in &done {
-                    println!("discarded {}", l.id);
-                }
-                for (id, e) in &failed {
-                    eprintln!("not discarded: {}", refused(*id, e));
-                }
-            }
-            if done.is_empty() && !failed.is_empty() {
-                bail!("nothing was discarded");
-            }
-            Ok(())
+            let (pool, view, who) = (&pool, &view, &who);
+            let outcome = each(targets, |target| async move {
+                letters::discard(pool, view, target, who, because, Utc::now()).await.map(|l| LetterView::from(&l))
+            })
+            .await?;
+            outcome.report(json, "discarded", |l| format!("discarded {}", l.id))?;
+            outcome.ok("discarded")
         }
+    }
+}
+
+/// What an action on several letters did: each letter on its own.
+struct Outcome<T> {
+    done: Vec<T>,
+    refused: Vec<(Uuid, LetterError)>,
+}
+
+/// Acts on each letter in turn; a refusal is that letter's, a database error stops all.
+async fn each<T, F, Fut>(targets: Vec<Uuid>, mut act: F) -> anyhow::Result<Outcome<T>>
+where
+    F: FnMut(Uuid) -> Fut,
+    Fut: std::future::Future<Output = Result<T, LetterError>>,
+{
+    let mut outcome = Outcome { done: Vec::new(), refused: Vec::new() };
+    for target in targets {
+        match act(target).await {
+            Ok(done) => outcome.done.push(done),
+            Err(LetterError::Store(e)) => return Err(e.into()),
+            Err(e) => outcome.refused.push((target, e)),
+        }
+    }
+    Ok(outcome)
+}
+
+impl<T: serde::Serialize> Outcome<T> {
+    fn report(&self, json: bool, verb: &str, line: impl Fn(&T) -> String) -> anyhow::Result<()> {
+        if json {
+            let refused: Vec<_> =
+                self.refused.iter().map(|(id, e)| serde_json::json!({ "id": id, "detail": e.to_string() })).collect();
+            return print_json(&serde_json::json!({ verb: self.done, "refused": refused }));
+        }
+        for done in &self.done {
+            println!("{}", line(done));
+        }
+        for (id, e) in &self.refused {
+            eprintln!("not {verb}: {}", refused(*id, e));
+        }
+        Ok(())
+    }
+
+    /// Fails when nothing was done and something was refused.
+    fn ok(&self, verb: &str) -> anyhow::Result<()> {
+        if self.done.is_empty() && !self.refused.is_empty() {
+            bail!("nothing was {verb}");
+        }
+        Ok(())
     }
 }
 

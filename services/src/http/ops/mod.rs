@@ -11,8 +11,7 @@ use actix_web::{HttpResponse, web};
 use chrono::Utc;
 use serde::Serialize;
 use utoipa::ToSchema;
-use verifyd_actors::ops::overview::Overview;
-use verifyd_actors::store::processes;
+use verifyd_actors::ops::overview::{self, Overview, QueueHealth};
 
 use super::AppState;
 use super::operator::Operator;
@@ -26,42 +25,22 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct QueueDepth {
-    queue: String,
-    /// Messages ready for delivery.
-    messages: u32,
-    consumers: u32,
-    /// At most how long the oldest waiting message has waited (0 when none
-    /// waits; null when no consumer has taken a timestamped message yet).
-    oldest_age_secs: Option<f64>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
 pub struct Queues {
-    queues: Vec<QueueDepth>,
+    queues: Vec<QueueHealth>,
 }
 
 /// Depth, consumers and oldest waiting age of every verifyd queue of the
 /// deployment (what `verifyd queues` prints). It shows the whole deployment,
-/// whichever key asks.
+/// whichever key asks. `oldest_age_secs` is at most how long the oldest
+/// waiting message has waited (0 when none waits; null when no consumer has
+/// taken a timestamped message yet).
 #[utoipa::path(get, path = "/v1/ops/queues", tag = "operations",
     responses((status = 200, body = Queues), (status = 403, description = "`forbidden_scope`", body = Problem)),
     security(("api_key" = ["ops"])))]
 async fn queues(state: web::Data<AppState>, _: Operator) -> Result<HttpResponse, ApiError> {
-    let depths = state.core.topology.depths(&state.amqp).await.map_err(ApiError::internal)?;
-    let marks = processes::marks(&state.pool).await?;
-    let now = Utc::now();
-    let queues = depths
-        .into_iter()
-        .map(|(queue, messages, consumers)| {
-            let oldest_age_secs = match (messages, marks.iter().find(|(q, _)| *q == queue)) {
-                (0, _) => Some(0.0),
-                (_, Some((_, at))) => Some((now - *at).num_milliseconds().max(0) as f64 / 1000.0),
-                (_, None) => None,
-            };
-            QueueDepth { queue, messages, consumers, oldest_age_secs }
-        })
-        .collect();
+    let queues = overview::queues(&state.pool, &state.amqp, &state.core.topology, Utc::now())
+        .await
+        .map_err(ApiError::internal)?;
     Ok(HttpResponse::Ok().json(Queues { queues }))
 }
 
