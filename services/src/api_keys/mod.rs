@@ -315,19 +315,28 @@ pub fn parse_grace(input: &str) -> Result<Duration, BadGrace> {
 
 /// A key as the CLI prints it; the secret is printed separately, once.
 pub fn describe(key: &KeyInfo) -> String {
-    let when =
-        |t: Option<DateTime<Utc>>| t.map_or_else(|| "-".to_owned(), |t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string());
-    let cidrs = if key.allowed_cidrs.is_empty() { "anywhere".to_owned() } else { key.allowed_cidrs.join(",") };
     format!(
-        "{}  scopes={}  from={}  label={}  created={}  expires={}  revoked={}  last_used={}",
+        "{}  scopes={}  {}",
         key.key_id,
         key.scopes,
-        cidrs,
-        key.label.as_deref().unwrap_or("-"),
-        when(Some(key.created_at)),
-        when(key.expires_at),
-        when(key.revoked_at),
-        when(key.last_used_at),
+        standing(
+            key.label.as_deref(),
+            &key.allowed_cidrs,
+            [Some(key.created_at), key.expires_at, key.revoked_at, key.last_used_at,]
+        )
+    )
+}
+
+/// Where a key may be used from, its label and its life (created, expires,
+/// revoked, last used), as the CLI prints every kind of key.
+pub(crate) fn standing(label: Option<&str>, cidrs: &[String], times: [Option<DateTime<Utc>>; 4]) -> String {
+    let when =
+        |t: Option<DateTime<Utc>>| t.map_or_else(|| "-".to_owned(), |t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string());
+    let from = if cidrs.is_empty() { "anywhere".to_owned() } else { cidrs.join(",") };
+    let [created, expires, revoked, last_used] = times.map(when);
+    format!(
+        "from={from}  label={}  created={created}  expires={expires}  revoked={revoked}  last_used={last_used}",
+        label.unwrap_or("-")
     )
 }
 

@@ -141,19 +141,8 @@ pub async fn revoke(pool: &PgPool, key_id: &str, who: &Who) -> Result<Option<Ope
 
 /// A key as the CLI prints it; the secret is printed separately, once.
 pub fn describe(key: &OperatorKeyInfo) -> String {
-    let when =
-        |t: Option<DateTime<Utc>>| t.map_or_else(|| "-".to_owned(), |t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string());
-    let cidrs = if key.allowed_cidrs.is_empty() { "anywhere".to_owned() } else { key.allowed_cidrs.join(",") };
-    format!(
-        "{}  operator  from={}  label={}  created={}  expires={}  revoked={}  last_used={}",
-        key.key_id,
-        cidrs,
-        key.label.as_deref().unwrap_or("-"),
-        when(Some(key.created_at)),
-        when(key.expires_at),
-        when(key.revoked_at),
-        when(key.last_used_at),
-    )
+    let times = [Some(key.created_at), key.expires_at, key.revoked_at, key.last_used_at];
+    format!("{}  operator  {}", key.key_id, super::standing(key.label.as_deref(), &key.allowed_cidrs, times))
 }
 
 #[cfg(test)]
