@@ -296,10 +296,12 @@ impl TestApp {
     }
 
     /// Runs a `verifyd` command (the CLI) to its end against this deployment.
-    pub fn run_cli(&self, args: &[&str]) -> std::process::Output {
+    /// Off the test's thread: the app under test runs on that thread, and a
+    /// blocked thread would stall its reporter and make it look hung.
+    pub async fn run_cli(&self, args: &[&str]) -> std::process::Output {
         let mut command = self.verifyd_command(args);
         command.env("RUST_LOG", "warn").env("USER", "ops-tester");
-        command.output().expect("verifyd runs")
+        tokio::task::spawn_blocking(move || command.output()).await.expect("verifyd joins").expect("verifyd runs")
     }
 
     /// Starts the real `verifyd worker` binary as another process (see

@@ -230,7 +230,7 @@ async fn every_metric_is_described_and_present_from_the_start_in_serve_and_worke
     assert_eq!(worker.value("verifyd_dead_letters", &[("reason", "retries_exhausted")]), Some(0.0));
 
     // Counted as it happens: a verification, its delivery, a refused resend.
-    let created = app.run_cli(&["keys", "create", "--tenant", &app.tenant, "--scope", "verify"]);
+    let created = app.run_cli(&["keys", "create", "--tenant", &app.tenant, "--scope", "verify"]).await;
     let key = String::from_utf8(created.stdout).unwrap().trim().to_owned();
     let url = |path: &str| format!("http://127.0.0.1:{port}{path}");
     let body = json!({ "account_id": "m", "phone": "+14155552698", "channel": "sms" });

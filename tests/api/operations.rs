@@ -348,26 +348,26 @@ async fn the_cli_lists_shows_replays_and_discards_dead_letters_as_the_operator()
     let (verification_id, letter) = dead_lettered(&app, &operator, phone).await;
     let id = letter["id"].as_str().unwrap();
 
-    let listed = app.run_cli(&["dead-letters", "list", "--json"]);
+    let listed = app.run_cli(&["dead-letters", "list", "--json"]).await;
     assert!(listed.status.success(), "{}", String::from_utf8_lossy(&listed.stderr));
     let listed: Value = serde_json::from_slice(&listed.stdout).unwrap();
     assert_eq!(listed["dead_letters"][0]["id"], id);
-    let human = app.run_cli(&["dead-letters", "list", "--reason", "retries_exhausted"]);
+    let human = app.run_cli(&["dead-letters", "list", "--reason", "retries_exhausted"]).await;
     assert!(String::from_utf8_lossy(&human.stdout).contains(id));
-    let shown = app.run_cli(&["dead-letters", "show", id, "--json"]);
+    let shown = app.run_cli(&["dead-letters", "show", id, "--json"]).await;
     let shown: Value = serde_json::from_slice(&shown.stdout).unwrap();
     assert_eq!(shown["attempts"].as_array().unwrap().len(), 4);
-    let missing = app.run_cli(&["dead-letters", "show", "00000000-0000-4000-8000-000000000000"]);
+    let missing = app.run_cli(&["dead-letters", "show", "00000000-0000-4000-8000-000000000000"]).await;
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no dead letter with that id"));
 
-    let replayed = app.run_cli(&["dead-letters", "replay", id]);
+    let replayed = app.run_cli(&["dead-letters", "replay", id]).await;
     assert!(replayed.status.success(), "{}", String::from_utf8_lossy(&replayed.stderr));
     assert!(String::from_utf8_lossy(&replayed.stdout).contains(&format!("replayed {id}")));
     // The running serve's relay publishes what the CLI queued.
     let code = app.code_sent_to(phone).await;
     assert_eq!(app.check(&verification_id, &code).await.body["status"], "approved");
-    let twice = app.run_cli(&["dead-letters", "replay", id]);
+    let twice = app.run_cli(&["dead-letters", "replay", id]).await;
     assert!(!twice.status.success(), "a second replay is refused");
     assert!(
         String::from_utf8_lossy(&twice.stderr).contains("replayed already"),
@@ -377,15 +377,17 @@ async fn the_cli_lists_shows_replays_and_discards_dead_letters_as_the_operator()
 
     let (_, other) = dead_lettered(&app, &operator, "+14155552697").await;
     let other_id = other["id"].as_str().unwrap();
-    let discarded = app.run_cli(&[
-        "dead-letters",
-        "discard",
-        "--reason",
-        "retries_exhausted",
-        "--because",
-        "number ported away",
-        "--json",
-    ]);
+    let discarded = app
+        .run_cli(&[
+            "dead-letters",
+            "discard",
+            "--reason",
+            "retries_exhausted",
+            "--because",
+            "number ported away",
+            "--json",
+        ])
+        .await;
     assert!(discarded.status.success(), "{}", String::from_utf8_lossy(&discarded.stderr));
     let discarded: Value = serde_json::from_slice(&discarded.stdout).unwrap();
     assert_eq!(discarded["discarded"][0]["id"], other_id);
@@ -397,12 +399,12 @@ async fn the_cli_lists_shows_replays_and_discards_dead_letters_as_the_operator()
         audit.body["entries"].as_array().unwrap().iter().filter_map(|e| e["action"].as_str()).collect();
     assert_eq!(actions, ["dead_letter.discarded", "dead_letter.replayed", "operator_key.created"]);
 
-    let overview = app.run_cli(&["overview", "--json"]);
+    let overview = app.run_cli(&["overview", "--json"]).await;
     assert!(overview.status.success(), "{}", String::from_utf8_lossy(&overview.stderr));
     let overview: Value = serde_json::from_slice(&overview.stdout).unwrap();
     assert_eq!(overview["view"], "deployment");
     assert!(overview["processes"].as_array().unwrap().iter().any(|p| p["role"] == "serve" && p["state"] == "running"));
-    let queues = app.run_cli(&["queues", "--json"]);
+    let queues = app.run_cli(&["queues", "--json"]).await;
     let queues: Value = serde_json::from_slice(&queues.stdout).unwrap();
     assert!(queues["queues"].as_array().unwrap().iter().all(|q| q["oldest_age_secs"].is_number()), "{queues}");
 }
