@@ -12,6 +12,7 @@ use std::pin::Pin;
 use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
 use verifyd_actors::ids::{AccountId, Tenant, Who};
 
+use super::credentials::{self, Presented};
 use super::problem::ApiError;
 use super::{AppState, client_addr};
 use crate::api_keys::{AllowedSources, Principal, Scope, Scopes};
@@ -68,17 +69,18 @@ impl<S: RequiredScope> FromRequest for Caller<S> {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let state = req.app_data::<web::Data<AppState>>().cloned();
-        let presented = super::operator::bearer(req);
         let req = req.clone();
         Box::pin(async move {
             let state = state.ok_or_else(|| ApiError::internal("application state missing"))?;
-            let presented = presented.ok_or(ApiError::Unauthenticated)?;
-            let key = match state.keys.authenticate(&presented).await?.map_err(|_| ApiError::Unauthenticated)? {
-                Principal::Tenant(key) => key,
+            // Only a key in the `Authorization` header; a console session
+            // reaches the operator endpoints alone.
+            let key = match credentials::of(&req, &state).await? {
+                Some(Presented::Key(Principal::Tenant(key))) => key,
                 // A deployment operator key reaches only the operator endpoints.
-                Principal::Operator { .. } => {
+                Some(Presented::Key(Principal::Operator { .. })) => {
                     return Err(ApiError::ForbiddenScope { scope: S::SCOPE, granting: false });
                 }
+                Some(Presented::Session { .. }) | None => return Err(ApiError::Unauthenticated),
             };
             // The client's address matters only to a key with source networks.
             let client = (!key.sources.anywhere()).then(|| client_addr::of(&req, &state.trusted_proxies)).flatten();

@@ -15,7 +15,6 @@ use std::pin::Pin;
 
 use actix_web::http::Method;
 use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
-use chrono::Utc;
 use secrecy::SecretString;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -23,8 +22,8 @@ use uuid::Uuid;
 use verifyd_actors::ids::{AccountId, Who};
 use verifyd_actors::keys::CodeKeys;
 use verifyd_actors::ops::View;
-use verifyd_actors::store::sessions;
 
+use super::credentials::{self, Presented};
 use super::problem::ApiError;
 use super::{AppState, client_addr};
 use crate::api_keys::{Principal, Scope};
@@ -156,16 +155,15 @@ impl FromRequest for Operator {
         let req = req.clone();
         Box::pin(async move {
             let state = state.ok_or_else(|| ApiError::internal("application state missing"))?;
-            if let Some(presented) = bearer(&req) {
-                let principal = state.keys.authenticate(&presented).await?.map_err(|_| ApiError::Unauthenticated)?;
-                source_allowed(&req, &state, &principal)?;
-                let (view, key_id) = view_of(principal)?;
-                return Ok(Operator { view, key_id, via: Via::Key });
-            }
-            let token = session_token(&req, state.public_url.as_deref()).ok_or(ApiError::Unauthenticated)?;
-            let (key_id, _) =
-                sessions::live(&state.pool, &token_hash(&token), Utc::now()).await?.ok_or(ApiError::Unauthenticated)?;
-            let principal = state.keys.still_live(&key_id).await?.ok_or(ApiError::Unauthenticated)?;
+            let (principal, token) = match credentials::of(&req, &state).await? {
+                Some(Presented::Key(principal)) => {
+                    source_allowed(&req, &state, &principal)?;
+                    let (view, key_id) = view_of(principal)?;
+                    return Ok(Operator { view, key_id, via: Via::Key });
+                }
+                Some(Presented::Session { principal, token }) => (principal, token),
+                None => return Err(ApiError::Unauthenticated),
+            };
             source_allowed(&req, &state, &principal)?;
             if !matches!(*req.method(), Method::GET | Method::HEAD) {
                 if !same_origin(&req) {
