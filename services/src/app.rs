@@ -157,12 +157,18 @@ pub async fn start(config: &Config, role: Role, metrics: Option<PrometheusHandle
         // A worker answers probes and scrapes only.
         let listener = TcpListener::bind(bind).with_context(|| format!("binding metrics.worker_bind {bind}"))?;
         let port = listener.local_addr()?.port();
-        let server = HttpServer::new(move || App::new().app_data(probes.clone()).configure(http::probes::routes))
-            .listen(listener)?
-            .workers(1)
-            .shutdown_timeout(5)
-            .disable_signals()
-            .run();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(probes.clone())
+                .configure(http::probes::routes)
+                .wrap(middleware::from_fn(http::fallback::problems_for_bare_refusals))
+                .default_service(web::to(http::fallback::not_routed))
+        })
+        .listen(listener)?
+        .workers(1)
+        .shutdown_timeout(5)
+        .disable_signals()
+        .run();
         let address = format!("{}:{port}", bind.rsplit_once(':').map_or(bind, |(host, _)| host));
         crate::startup::announce(config, role, &core.routes, Some(&address));
         return Ok(Running { port: Some(port), server: Some(server), core, amqp, intake: Consumers::default() });
@@ -223,6 +229,8 @@ pub async fn start(config: &Config, role: Role, metrics: Option<PrometheusHandle
             .app_data(web::PayloadConfig::default().limit(max_body))
             .app_data(BodyLimit(max_body))
             .app_data(limits)
+            .wrap(middleware::from_fn(http::credentials::authenticate_first))
+            .wrap(middleware::from_fn(http::fallback::problems_for_bare_refusals))
             .wrap(middleware::from_fn(http::limits::enforce))
             // Script links grant a code until they expire: keep them out of the
             // log. Only the path is logged, never a query string (where a
@@ -232,7 +240,8 @@ pub async fn start(config: &Config, role: Role, metrics: Option<PrometheusHandle
                     .custom_request_replace("METHOD", |req| req.method().to_string())
                     .exclude_regex("^/v1/voice-scripts/"),
             )
-            .configure(http::configure(max_body))
+            .configure(http::configure)
+            .default_service(web::to(http::fallback::not_routed))
     })
     .listen(listener)?
     .shutdown_timeout(10);

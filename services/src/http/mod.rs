@@ -10,8 +10,11 @@ pub mod body;
 pub mod callbacks;
 pub mod client_addr;
 pub mod console;
+pub mod credentials;
 pub mod enrolment;
+pub mod fallback;
 pub mod gate;
+pub mod json;
 pub mod limits;
 pub mod openapi;
 pub mod operator;
@@ -88,7 +91,7 @@ impl CodeBody {
 pub fn typed(code: &serde_json::Value) -> Result<&str, ApiError> {
     match code {
         serde_json::Value::String(code) => Ok(code.as_str()),
-        _ => Err(ApiError::field("code", "must be a string")),
+        _ => Err(ApiError::MalformedBody("`code` must be a string: a code is typed, and may start with 0".to_owned())),
     }
 }
 
@@ -99,7 +102,7 @@ pub fn account_id(raw: &str) -> Result<AccountId, ApiError> {
 
 /// An organisation id: 1 to 128 printable characters.
 pub fn organisation_id(raw: &str) -> Result<&str, ApiError> {
-    if raw.is_empty() || raw.len() > 128 || raw.chars().any(char::is_control) {
+    if raw.is_empty() || raw.chars().count() > 128 || raw.chars().any(char::is_control) {
         return Err(ApiError::field("organisation_id", "must be 1 to 128 printable characters"));
     }
     Ok(raw)
@@ -111,7 +114,7 @@ pub fn optional_body<T: serde::de::DeserializeOwned + Default>(bytes: &[u8]) -> 
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(bytes).map_err(|e| ApiError::malformed_json(&e))
+    json::parse(bytes)
 }
 
 /// An id in a path: anything that is not one of ours names nothing.
@@ -138,22 +141,13 @@ pub fn who(actor: Option<String>, account: Option<&AccountId>, key_id: String) -
 #[schema(value_type = String, example = "vp1.eyJ0ZW5hbnRfaWQiOi….Xk3…")]
 pub struct ProofField(pub String);
 
-pub fn configure(max_body_bytes: usize) -> impl FnOnce(&mut web::ServiceConfig) {
-    move |cfg| {
-        let json = web::JsonConfig::default().limit(max_body_bytes).error_handler(move |err, _| {
-            use actix_web::error::{JsonPayloadError as E, PayloadError};
-            match err {
-                E::Overflow { .. } | E::OverflowKnownLength { .. } | E::Payload(PayloadError::Overflow) => {
-                    ApiError::TooLarge(max_body_bytes).into()
-                }
-                E::ContentType => ApiError::UnsupportedMediaType.into(),
-                E::Deserialize(e) => ApiError::malformed_json(&e).into(),
-                _ => ApiError::MalformedBody("the body could not be read".to_owned()).into(),
-            }
-        });
+/// Every route. JSON bodies are read by `json::Json`, bounded by the app's
+/// `PayloadConfig` (`http.max_body_bytes`).
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    {
         let path = web::PathConfig::default().error_handler(|_, _| ApiError::NotFound.into());
         let query = web::QueryConfig::default().error_handler(|e, _| ApiError::field("query", e).into());
-        cfg.app_data(json).app_data(path).app_data(query);
+        cfg.app_data(path).app_data(query);
         verifications::routes(cfg);
         accounts::routes(cfg);
         enrolment::routes(cfg);

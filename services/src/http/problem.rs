@@ -43,6 +43,8 @@ pub enum ApiError {
     UnsupportedMediaType,
     #[error("not found")]
     NotFound,
+    #[error("{0} is not allowed here: see the Allow header")]
+    MethodNotAllowed(String),
     #[error("verification is {0}")]
     NotPending(Status),
     #[error("the idempotency key was already used for another phone number or account")]
@@ -124,6 +126,7 @@ impl ApiError {
             ApiError::UriTooLong(_) => "uri_too_long",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::NotFound => "not_found",
+            ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::NotPending(_) => "verification_not_pending",
             ApiError::IdempotencyConflict => "idempotency_conflict",
             ApiError::Throttled(_) => "throttled",
@@ -304,6 +307,7 @@ impl ResponseError for ApiError {
             ApiError::UriTooLong(_) => StatusCode::URI_TOO_LONG,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotPending(_) | ApiError::IdempotencyConflict => StatusCode::CONFLICT,
             ApiError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
             // A number the channel cannot serve: the request, not a permission, is at fault.
