@@ -27,19 +27,19 @@ pub struct DispatchJob {
 #[serde(deny_unknown_fields)]
 pub struct VerificationRequest {
     /// The backend's own id for its user (1–128 printable characters).
-    #[schema(example = "user-42")]
+    #[schema(example = "user-42", min_length = 1, max_length = 128, pattern = r"^[^\u0000-\u001f\u007f-\u009f]+$")]
     pub account_id: String,
     /// E.164, or a number with its country code.
     #[schema(example = "+14155552671")]
     pub phone: String,
-    /// `sms` or `voice`.
-    #[schema(example = "sms")]
+    #[schema(value_type = verifyd_providers::domain::Channel, example = "sms")]
     pub channel: String,
     /// `en`, `es`, `fr`, `de`, `pt` or `ja` (and regional forms); `en` by default.
     #[serde(default)]
     pub locale: Option<String>,
     /// 4 to 10 digits; 7 by default.
     #[serde(default)]
+    #[schema(minimum = 4, maximum = 10)]
     pub code_length: Option<u8>,
     /// Defaults to the AMQP `message_id`, so a redelivered request creates nothing new.
     #[serde(default)]

@@ -16,7 +16,7 @@ pub struct AccountIdError;
 
 impl AccountId {
     pub fn parse(input: &str) -> Result<Self, AccountIdError> {
-        if input.is_empty() || input.len() > 128 || input.chars().any(char::is_control) {
+        if input.is_empty() || input.chars().count() > 128 || input.chars().any(char::is_control) {
             return Err(AccountIdError);
         }
         Ok(AccountId(input.to_owned()))

@@ -134,6 +134,7 @@ impl Limits {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = ThrottleScope)]
 pub enum Scope {
     /// Codes sent to one phone number.
     Phone,

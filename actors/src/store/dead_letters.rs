@@ -60,6 +60,7 @@ pub async fn insert(conn: &mut PgConnection, l: &NewLetter<'_>) -> Result<bool, 
 /// Where a letter stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = LetterStatus)]
 pub enum Status {
     /// Waiting for an operator.
     Dead,

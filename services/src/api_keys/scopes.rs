@@ -16,6 +16,7 @@ use utoipa::ToSchema;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
+#[schema(as = KeyScope)]
 pub enum Scope {
     Verify,
     Enrol,

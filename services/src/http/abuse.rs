@@ -11,6 +11,7 @@ use verifyd_actors::abuse::pumping::{Block, Prefix};
 
 use super::AppState;
 use super::auth::{Admin, Caller, Ops};
+use super::json::Json;
 use super::problem::{ApiError, Problem};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -79,7 +80,7 @@ async fn get_geo_permissions(
 async fn put_geo_permissions(
     state: web::Data<AppState>,
     caller: Caller<Admin>,
-    body: web::Json<GeoBody>,
+    body: Json<GeoBody>,
 ) -> Result<HttpResponse, ApiError> {
     let GeoBody { sms, voice } = body.into_inner();
     let parse = |field: &'static str, list: Option<Vec<String>>| {

@@ -18,6 +18,7 @@ use verifyd_actors::store::factors::Factor;
 use verifyd_actors::store::organisations;
 
 use super::auth::{Admin, Caller};
+use super::json::Json;
 use super::problem::{ApiError, Problem};
 use super::{AppState, ProofField, account_id, organisation_id, path_id, typed, who};
 
@@ -84,7 +85,7 @@ async fn remove_factor(
     state: web::Data<AppState>,
     Caller { tenant, key_id, .. }: Caller<Admin>,
     path: web::Path<(String, String)>,
-    body: web::Json<RemoveBody>,
+    body: Json<RemoveBody>,
 ) -> Result<HttpResponse, ApiError> {
     let (raw_account, raw_factor) = path.into_inner();
     let (account_id, factor_id) = (account_id(&raw_account)?, path_id(&raw_factor)?);
@@ -119,7 +120,10 @@ async fn remove_factor(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StepUpBody {
-    step_up: ProofField,
+    /// Left out, the answer is `403 step_up_required`, as for every other
+    /// restricted action.
+    #[serde(default)]
+    step_up: Option<ProofField>,
     #[serde(default)]
     actor: Option<String>,
 }
@@ -133,7 +137,7 @@ async fn set_default(
     state: web::Data<AppState>,
     Caller { tenant, key_id, .. }: Caller<Admin>,
     path: web::Path<(String, String)>,
-    body: web::Json<StepUpBody>,
+    body: Json<StepUpBody>,
 ) -> Result<HttpResponse, ApiError> {
     let (raw_account, raw_factor) = path.into_inner();
     let (account_id, factor_id) = (account_id(&raw_account)?, path_id(&raw_factor)?);
@@ -142,7 +146,7 @@ async fn set_default(
         tenant: tenant.clone(),
         account_id: account_id.clone(),
         factor_id,
-        proof: body.step_up.0,
+        proof: body.step_up.ok_or(ApiError::StepUpRequired)?.0,
         who: who(body.actor, Some(&account_id), key_id)?,
         now: Utc::now(),
     };
@@ -161,7 +165,7 @@ async fn activate(
     state: web::Data<AppState>,
     Caller { tenant, key_id, .. }: Caller<Admin>,
     path: web::Path<(String, String)>,
-    body: web::Json<ActivateBody>,
+    body: Json<ActivateBody>,
 ) -> Result<HttpResponse, ApiError> {
     let (raw_account, raw_factor) = path.into_inner();
     let (account_id, factor_id) = (account_id(&raw_account)?, path_id(&raw_factor)?);
@@ -216,7 +220,7 @@ async fn reset(
     state: web::Data<AppState>,
     Caller { tenant, key_id, .. }: Caller<Admin>,
     path: web::Path<String>,
-    body: web::Json<ResetBody>,
+    body: Json<ResetBody>,
 ) -> Result<HttpResponse, ApiError> {
     let account_id = account_id(&path)?;
     let body = body.into_inner();
@@ -268,8 +272,7 @@ async fn get_policy(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyBody {
-    /// `optional`, `required` or `mandatory`.
-    #[schema(example = "required")]
+    #[schema(value_type = TwoFactorPolicy, example = "required")]
     policy: String,
     #[serde(default)]
     sso_enabled: Option<bool>,
@@ -304,7 +307,7 @@ async fn put_policy(
     state: web::Data<AppState>,
     Caller { tenant, key_id, .. }: Caller<Admin>,
     path: web::Path<String>,
-    body: web::Json<PolicyBody>,
+    body: Json<PolicyBody>,
 ) -> Result<HttpResponse, ApiError> {
     let org = organisation_id(&path)?.to_owned();
     let body = body.into_inner();
@@ -340,6 +343,7 @@ pub struct Page {
     before: Option<i64>,
     /// 1 to 500; 50 by default.
     #[serde(default)]
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
 }
 

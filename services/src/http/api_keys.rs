@@ -11,6 +11,7 @@ use utoipa::ToSchema;
 
 use super::auth::{Admin, Caller};
 use super::body::RawBody;
+use super::json::Json;
 use super::problem::{ApiError, Problem};
 use super::{AppState, optional_body};
 use crate::api_keys::{self, AllowedSources, IssuedKey, KeyInfo, KeySpec, MAX_GRACE, Scopes};
@@ -31,7 +32,7 @@ pub struct KeyList {
 
 /// The tenant's API keys, revoked and expired ones included. Never a secret
 /// or its hash.
-#[utoipa::path(get, path = "/v1/api-keys", tag = "api keys",
+#[utoipa::path(get, operation_id = "list_api_keys", path = "/v1/api-keys", tag = "api keys",
     responses((status = 200, body = KeyList), (status = 403, description = "`forbidden_scope`", body = Problem)),
     security(("api_key" = ["admin"])))]
 async fn list(state: web::Data<AppState>, Caller { tenant, .. }: Caller<Admin>) -> Result<HttpResponse, ApiError> {
@@ -48,6 +49,7 @@ pub struct NewKeyBody {
     label: Option<String>,
     /// At least one of `verify`, `enrol`, `admin`, `ops`; only scopes the calling key holds.
     #[schema(example = json!(["verify"]))]
+    #[schema(value_type = Vec<crate::api_keys::Scope>, min_items = 1)]
     scopes: Vec<String>,
     /// Networks (`10.0.0.0/8`) or addresses the key is accepted from; empty or
     /// absent: anywhere. Must lie within the calling key's own networks.
@@ -80,7 +82,7 @@ impl Issued {
 }
 
 /// Create a key for the caller's tenant.
-#[utoipa::path(post, path = "/v1/api-keys", tag = "api keys", request_body = NewKeyBody,
+#[utoipa::path(post, operation_id = "create_api_key", path = "/v1/api-keys", tag = "api keys", request_body = NewKeyBody,
     responses((status = 201, description = "The key, shown once", body = Issued),
         (status = 403, description = "`forbidden_scope`: the calling key lacks `admin`, or a scope it would grant", body = Problem),
         (status = 422, description = "`invalid_field`: `label`, `scopes` or `allowed_cidrs`", body = Problem)),
@@ -88,7 +90,7 @@ impl Issued {
 async fn create(
     state: web::Data<AppState>,
     caller: Caller<Admin>,
-    body: web::Json<NewKeyBody>,
+    body: Json<NewKeyBody>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     if let Some(l) = &body.label

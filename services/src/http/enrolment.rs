@@ -15,6 +15,7 @@ use verifyd_actors::store::factors::Factor;
 use verifyd_providers::domain::Code;
 
 use super::auth::{Caller, Enrol};
+use super::json::Json;
 use super::problem::{ApiError, Problem};
 use super::{AppState, ProofField, account_id, path_id, typed, who};
 
@@ -60,10 +61,12 @@ pub struct Enrolment {
 #[derive(Serialize, ToSchema)]
 pub struct ConfirmedView {
     factor: Factor,
+    /// The step-up proof, as a challenge's answer gives it (`proof`): pass
+    /// it as `step_up` to a restricted action.
     #[serde(skip_serializing_if = "Option::is_none")]
-    step_up: Option<String>,
+    proof: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    step_up_expires_at: Option<DateTime<Utc>>,
+    proof_expires_at: Option<DateTime<Utc>>,
 }
 
 /// A new set of backup codes: shown this once only.
@@ -102,7 +105,7 @@ async fn enrol_totp(
     state: web::Data<AppState>,
     Caller { tenant, .. }: Caller<Enrol>,
     path: web::Path<String>,
-    body: web::Json<EnrolBody>,
+    body: Json<EnrolBody>,
 ) -> Result<HttpResponse, ApiError> {
     let account_id = account_id(&path)?;
     let label = body.into_inner().label;
@@ -149,7 +152,7 @@ async fn confirm(
     state: web::Data<AppState>,
     Caller { tenant, key_id, .. }: Caller<Enrol>,
     path: web::Path<(String, String)>,
-    body: web::Json<ConfirmBody>,
+    body: Json<ConfirmBody>,
 ) -> Result<HttpResponse, ApiError> {
     let (raw_account, raw_factor) = path.into_inner();
     let account_id = account_id(&raw_account)?;
@@ -163,8 +166,8 @@ async fn confirm(
     let confirmed = shard.send(msg).await??;
     // The account's first factor: the code just typed is a fresh second factor,
     // and its proof a step-up (for backup codes right after enrolment, say).
-    let (step_up, step_up_expires_at) = confirmed.proof.map_or((None, None), |(p, at)| (Some(p), Some(at)));
-    let view = ConfirmedView { factor: confirmed.factor, step_up, step_up_expires_at };
+    let (proof, proof_expires_at) = confirmed.proof.map_or((None, None), |(p, at)| (Some(p), Some(at)));
+    let view = ConfirmedView { factor: confirmed.factor, proof, proof_expires_at };
     Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(view))
 }
 
@@ -214,7 +217,7 @@ async fn generate_backup_codes(
     Caller { tenant, key_id, .. }: Caller<Enrol>,
     req: HttpRequest,
     path: web::Path<String>,
-    body: web::Json<GenerateBody>,
+    body: Json<GenerateBody>,
 ) -> Result<HttpResponse, ApiError> {
     let account_id = account_id(&path)?;
     let now = Utc::now();
@@ -274,7 +277,7 @@ async fn generate_recovery_code(
     state: web::Data<AppState>,
     Caller { tenant, key_id, .. }: Caller<Enrol>,
     path: web::Path<String>,
-    body: web::Json<GenerateBody>,
+    body: Json<GenerateBody>,
 ) -> Result<HttpResponse, ApiError> {
     let account_id = account_id(&path)?;
     let now = Utc::now();

@@ -24,6 +24,7 @@ use verifyd_providers::domain::{Channel, Locale, PhoneNumber};
 
 use super::auth::{Caller, Verify};
 use super::body::RawBody;
+use super::json::Json;
 use super::problem::{ApiError, Problem, RefusalFields};
 use super::{AppState, ProofField, account_id, optional_body, organisation_id, path_id, typed, who};
 
@@ -52,6 +53,7 @@ pub struct OpenBody {
     factor_id: Option<Uuid>,
     /// For a phone factor: `sms` or `voice`, whatever the factor's own kind.
     #[serde(default)]
+    #[schema(value_type = Option<verifyd_providers::domain::Channel>)]
     channel: Option<String>,
     /// Language of the SMS or call: `en`, `es`, `fr`, `de`, `pt`, `ja`.
     #[serde(default)]
@@ -314,7 +316,7 @@ pub struct ChallengeState {
     expires_at: DateTime<Utc>,
 }
 
-#[utoipa::path(get, path = "/v1/accounts/{account_id}/challenges/{challenge_id}", tag = "login gate",
+#[utoipa::path(get, operation_id = "get_challenge", path = "/v1/accounts/{account_id}/challenges/{challenge_id}", tag = "login gate",
     params(("account_id" = String, Path), ("challenge_id" = Uuid, Path)),
     responses((status = 200, body = ChallengeState), (status = 404, body = Problem)),
     security(("api_key" = ["verify"])))]
@@ -389,7 +391,7 @@ async fn answer(
     state: web::Data<AppState>,
     Caller { tenant, key_id, .. }: Caller<Verify>,
     path: web::Path<(String, String)>,
-    body: web::Json<AnswerBody>,
+    body: Json<AnswerBody>,
 ) -> Result<HttpResponse, ApiError> {
     let (raw_account, raw_id) = path.into_inner();
     let (account_id, challenge_id) = (account_id(&raw_account)?, path_id(&raw_id)?);
@@ -428,6 +430,7 @@ pub struct SendBody {
     factor_id: Option<Uuid>,
     /// `sms` or `voice`.
     #[serde(default)]
+    #[schema(value_type = Option<verifyd_providers::domain::Channel>)]
     channel: Option<String>,
     #[serde(default)]
     locale: Option<String>,
@@ -499,7 +502,7 @@ pub struct ProofView {
 async fn verify_proof(
     state: web::Data<AppState>,
     Caller { tenant, .. }: Caller<Verify>,
-    body: web::Json<VerifyBody>,
+    body: Json<VerifyBody>,
 ) -> Result<HttpResponse, ApiError> {
     let now: DateTime<Utc> = Utc::now();
     let claims = proof::verify(&state.core.keys, &body.proof.0, now).map_err(ApiError::InvalidProof)?;

@@ -14,6 +14,7 @@ use verifyd_providers::domain::{Channel, Code, CodeLength, Locale, PhoneNumber};
 
 use super::auth::{Caller, Verify};
 use super::body::RawBody;
+use super::json::Json;
 use super::problem::{ApiError, Problem};
 use super::{AppState, CodeBody, optional_body, path_id};
 
@@ -29,14 +30,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 #[schema(as = Verification)]
 pub struct View {
     pub id: Uuid,
-    /// `pending`, `approved`, `expired` or `max_attempts_reached`.
-    #[schema(value_type = String, example = "pending")]
     pub status: Status,
     pub account_id: String,
     /// E.164.
     pub to: String,
-    /// `sms` or `voice`.
-    #[schema(value_type = String, example = "sms")]
     pub channel: Channel,
     pub locale: String,
     pub attempts: i32,
@@ -75,7 +72,7 @@ pub fn parse_request(request: VerificationRequest, fallback_key: Option<String>)
     let VerificationRequest { account_id, phone, channel, locale, code_length, idempotency_key, end_user_ip } = request;
     let idempotency_key = idempotency_key.or(fallback_key);
     if let Some(key) = &idempotency_key
-        && (key.is_empty() || key.len() > 255)
+        && (key.is_empty() || key.chars().count() > 255)
     {
         return Err(ApiError::field("idempotency_key", "must be 1 to 255 characters"));
     }
@@ -100,7 +97,7 @@ pub fn parse_request(request: VerificationRequest, fallback_key: Option<String>)
 }
 
 /// Start a verification: a code goes to the phone by SMS or voice call.
-#[utoipa::path(post, path = "/v1/verifications", tag = "verifications",
+#[utoipa::path(post, operation_id = "create_verification", path = "/v1/verifications", tag = "verifications",
     request_body = VerificationRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "Same key, same verification (one message sent)")),
     responses(
@@ -114,7 +111,7 @@ async fn create(
     state: web::Data<AppState>,
     Caller { tenant, .. }: Caller<Verify>,
     req: actix_web::HttpRequest,
-    body: web::Json<VerificationRequest>,
+    body: Json<VerificationRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let header_key = req
         .headers()
@@ -131,7 +128,7 @@ async fn create(
 }
 
 /// Read a verification.
-#[utoipa::path(get, path = "/v1/verifications/{id}", tag = "verifications",
+#[utoipa::path(get, operation_id = "get_verification", path = "/v1/verifications/{id}", tag = "verifications",
     params(("id" = Uuid, Path)),
     responses((status = 200, body = View), (status = 404, body = Problem)),
     security(("api_key" = ["verify"])))]
@@ -158,7 +155,7 @@ async fn check(
     state: web::Data<AppState>,
     Caller { tenant, .. }: Caller<Verify>,
     path: web::Path<String>,
-    body: web::Json<CodeBody>,
+    body: Json<CodeBody>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path_id(&path)?;
     let code = Code::parse(body.typed()?).map_err(|e| ApiError::field("code", e))?;
@@ -176,6 +173,7 @@ async fn check(
 pub struct ResendBody {
     /// `sms` or `voice`; the verification's channel when absent.
     #[serde(default)]
+    #[schema(value_type = Option<verifyd_providers::domain::Channel>)]
     pub channel: Option<String>,
 }
 

@@ -6,6 +6,8 @@ use actix_web::{HttpResponse, web};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
+mod conform;
+
 use super::{abuse, accounts, admin, api_keys, enrolment, gate, ops, probes, problem, verifications};
 
 #[derive(OpenApi)]
@@ -74,11 +76,20 @@ impl Modify for BearerKey {
     }
 }
 
-/// The document as served and as committed in `docs/openapi.json`.
+/// The document as served and as committed in `docs/openapi.json`: the
+/// handlers' annotations, with what the layers in front of them answer
+/// (`conform`).
 pub fn document() -> String {
-    let mut json = ApiDoc::openapi().to_pretty_json().unwrap_or_default();
-    json.push('\n');
-    json
+    static DOCUMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DOCUMENT
+        .get_or_init(|| {
+            let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+            conform::conform(&mut doc);
+            let mut json = serde_json::to_string_pretty(&doc).unwrap_or_default();
+            json.push('\n');
+            json
+        })
+        .clone()
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {

@@ -13,6 +13,7 @@ use verifyd_actors::relay::Kick;
 use verifyd_actors::store::dead_letters;
 
 use crate::http::body::RawBody;
+use crate::http::json::Json;
 use crate::http::operator::Operator;
 use crate::http::problem::{ApiError, Problem};
 use crate::http::{AppState, path_id};
@@ -61,7 +62,7 @@ pub struct LetterPage {
 
 /// Dead letters, newest first: waiting ones by default (`status=all` for
 /// every one), filtered by tenant, channel, reason and age.
-#[utoipa::path(get, path = "/v1/ops/dead-letters", tag = "operations",
+#[utoipa::path(get, operation_id = "list_dead_letters", path = "/v1/ops/dead-letters", tag = "operations",
     params(FilterArgs, ("after" = Option<Uuid>, Query, description = "The previous page's `next_after`"),
         ("limit" = Option<i64>, Query, description = "1 to 200; 50 by default")),
     responses((status = 200, body = LetterPage), (status = 422, description = "A bad filter (`field` names it)", body = Problem)),
@@ -122,6 +123,11 @@ async fn replay(state: web::Data<AppState>, op: Operator, path: web::Path<String
 #[serde(deny_unknown_fields)]
 pub struct DiscardBody {
     /// Why it is put aside (1–500 characters), kept with the letter and audited.
+    #[schema(
+        min_length = 1,
+        max_length = 500,
+        pattern = r"^[^\u0000-\u0009\u000b-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u0009\u000b-\u001f\u007f-\u009f]*$"
+    )]
     reason: String,
 }
 
@@ -167,9 +173,11 @@ pub struct BatchBody {
     tenant: Option<String>,
     /// `sms` or `voice`.
     #[serde(default)]
+    #[schema(value_type = Option<verifyd_providers::domain::Channel>)]
     channel: Option<String>,
     /// A reason kind (`retries_exhausted`, …).
     #[serde(default)]
+    #[schema(value_type = Option<verifyd_actors::ops::reason::Reason>)]
     reason: Option<String>,
     /// Dead-lettered at least this long ago (`90`, `30s`, `15m`, `2h`, `7d`).
     #[serde(default)]
@@ -179,9 +187,15 @@ pub struct BatchBody {
     newer_than: Option<String>,
     /// At most this many letters, oldest first (1 to 500; 100 by default).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 500)]
     limit: Option<i64>,
     /// For a discard: why (1–500 characters).
     #[serde(default)]
+    #[schema(
+        min_length = 1,
+        max_length = 500,
+        pattern = r"^[^\u0000-\u0009\u000b-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u0009\u000b-\u001f\u007f-\u009f]*$"
+    )]
     discard_reason: Option<String>,
 }
 
@@ -227,9 +241,8 @@ fn refusal(id: Uuid, error: LetterError) -> Refusal {
 async fn batch(
     state: &AppState,
     op: &Operator,
-    body: &[u8],
+    body: BatchBody,
 ) -> Result<(Vec<dead_letters::Letter>, BatchBody), ApiError> {
-    let body: BatchBody = crate::http::optional_body(body)?;
     let limit = body.limit.unwrap_or(100);
     if !(1..=MAX_BATCH).contains(&limit) {
         return Err(ApiError::field("limit", "must be 1 to 500"));
@@ -248,12 +261,17 @@ async fn batch(
 
 /// Replays every waiting letter the filter matches (oldest first, up to
 /// `limit`); letters whose verification ended are refused one by one, with why.
+/// The body is required: `{}` (every waiting letter) is said, never implied.
 #[utoipa::path(post, path = "/v1/ops/dead-letters/replay", tag = "operations",
     request_body = BatchBody,
     responses((status = 200, body = BatchAnswer), (status = 422, body = Problem)),
     security(("api_key" = ["ops"])))]
-async fn replay_matching(state: web::Data<AppState>, op: Operator, body: RawBody) -> Result<HttpResponse, ApiError> {
-    let (matching, _) = batch(&state, &op, &body).await?;
+async fn replay_matching(
+    state: web::Data<AppState>,
+    op: Operator,
+    body: Json<BatchBody>,
+) -> Result<HttpResponse, ApiError> {
+    let (matching, _) = batch(&state, &op, body.into_inner()).await?;
     let who = op.who()?;
     let (mut done, mut refused) = (Vec::new(), Vec::new());
     for letter in matching {
@@ -274,8 +292,12 @@ async fn replay_matching(state: web::Data<AppState>, op: Operator, body: RawBody
     request_body = BatchBody,
     responses((status = 200, body = BatchAnswer), (status = 422, body = Problem)),
     security(("api_key" = ["ops"])))]
-async fn discard_matching(state: web::Data<AppState>, op: Operator, body: RawBody) -> Result<HttpResponse, ApiError> {
-    let (matching, body) = batch(&state, &op, &body).await?;
+async fn discard_matching(
+    state: web::Data<AppState>,
+    op: Operator,
+    body: Json<BatchBody>,
+) -> Result<HttpResponse, ApiError> {
+    let (matching, body) = batch(&state, &op, body.into_inner()).await?;
     let reason = discard_reason(body.discard_reason.as_deref().unwrap_or_default())
         .map_err(|_| ApiError::field("discard_reason", "must be 1 to 500 printable characters"))?;
     let who = op.who()?;

@@ -25,6 +25,7 @@ pub struct DeliveryParams {
     /// failed attempts, newest first.
     verification_id: Option<Uuid>,
     /// 1 to 200 (failures only); 50 by default.
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<i64>,
 }
 
