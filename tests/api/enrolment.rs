@@ -22,7 +22,7 @@ async fn first_factor(app: &TestApp, account: &str) -> String {
     let id = enrolled.body["factor"]["id"].as_str().unwrap().to_owned();
     let path = format!("/v1/accounts/{account}/factors/{id}/confirm");
     let confirmed = app.post_json(&path, &json!({ "code": authenticator_code(&uri) })).await;
-    confirmed.body["step_up"].as_str().expect("the first factor gives a proof").to_owned()
+    confirmed.body["proof"].as_str().expect("the first factor gives a proof").to_owned()
 }
 
 async fn db_dump(app: &TestApp) -> String {

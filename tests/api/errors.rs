@@ -89,8 +89,8 @@ async fn a_code_sent_as_a_number_is_refused_without_being_echoed() {
     let created = app.create_verification("u", "+14155552682", "sms").await;
     let id = created.body["id"].as_str().unwrap();
     let r = app.post_json(&format!("/v1/verifications/{id}/check"), &json!({ "code": 7654321 })).await;
-    assert_eq!(r.status, 422);
-    assert_eq!(r.body["field"], "code");
+    assert_eq!((r.status, r.body["error"].as_str()), (400, Some("malformed_body")));
+    assert!(r.body["detail"].as_str().unwrap().contains("`code` must be a string"));
     assert!(!r.body.to_string().contains("7654321"), "the typed code came back: {}", r.body);
 }
 
@@ -119,4 +119,66 @@ async fn an_idempotency_key_reused_for_another_phone_is_409() {
     let r = app.post_json("/v1/verifications", &other).await;
     assert_eq!(r.status, 409, "{:?}", r.body);
     assert_eq!(r.body["error"], "idempotency_conflict");
+}
+
+/// A body is a JSON object: serde would fill a struct from an array by
+/// position, so `["acct", "+1…", "sms"]` created a verification and
+/// `[null, null]` emptied the geo permissions.
+#[actix_rt::test]
+async fn a_json_array_is_no_body_and_changes_nothing() {
+    let app = spawn_app().await;
+    let r = app.post_raw("/v1/verifications", "application/json", r#"["acct","+14156901375","sms"]"#).await;
+    assert_eq!((r.status, r.body["error"].as_str()), (400, Some("malformed_body")), "{:?}", r.body);
+    assert_eq!(r.body["detail"], "malformed request body: the body must be a JSON object, not an array");
+    let none: i64 = sqlx::query_scalar("SELECT count(*) FROM verifications").fetch_one(&app.pool).await.unwrap();
+    assert_eq!(none, 0, "no verification from an array");
+
+    let set = app.put_json("/v1/settings/geo-permissions", &json!({ "sms": ["GB"] })).await;
+    assert_eq!(set.status, 200, "{:?}", set.body);
+    let r = app.put_json("/v1/settings/geo-permissions", &json!([null, null])).await;
+    assert_eq!((r.status, r.body["error"].as_str()), (400, Some("malformed_body")));
+    assert_eq!(app.get("/v1/settings/geo-permissions").await.body["sms"], json!(["GB"]), "the lists are kept");
+
+    let enrolled = app.post_json("/v1/accounts/ada/factors/totp", &json!({})).await;
+    let factor = enrolled.body["factor"]["id"].as_str().unwrap().to_owned();
+    let r = app.post_json(&format!("/v1/accounts/ada/factors/{factor}/confirm"), &json!(["966891"])).await;
+    assert_eq!((r.status, r.body["error"].as_str()), (400, Some("malformed_body")));
+    let factors = app.get("/v1/accounts/ada/factors").await.body["factors"].clone();
+    assert_eq!(factors[0]["status"], "pending", "{factors}");
+}
+
+/// PostgreSQL refuses NUL in text: a NUL anywhere in a body is refused at
+/// the edge, naming where, instead of a 500 from the store.
+#[actix_rt::test]
+async fn a_nul_in_any_text_is_400_naming_the_field_never_500() {
+    let app = spawn_app().await;
+    let reset =
+        app.post_json("/v1/accounts/ada/reset", &json!({ "actor": "admin-1", "reason": "lost\u{0}phone" })).await;
+    assert_eq!((reset.status, reset.body["error"].as_str()), (400, Some("malformed_body")), "{:?}", reset.body);
+    assert!(reset.body["detail"].as_str().unwrap().contains("`reason` holds a NUL"), "{:?}", reset.body);
+    let body = json!({ "account_id": "u", "phone": "+14155552671", "channel": "sms", "idempotency_key": "k\u{0}" });
+    let r = app.post_json("/v1/verifications", &body).await;
+    assert_eq!((r.status, r.body["error"].as_str()), (400, Some("malformed_body")), "{:?}", r.body);
+    assert!(r.body["detail"].as_str().unwrap().contains("`idempotency_key`"));
+    let r = app.post_json("/v1/api-keys", &json!({ "scopes": ["verify"], "label": "a\u{0}" })).await;
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    assert!(app.twilio.sent_sms().await.is_empty());
+}
+
+/// A value of the wrong JSON type is a malformed body, whichever field it is:
+/// a phone or a code sent as a number alike, and the number is not quoted.
+#[actix_rt::test]
+async fn a_number_where_text_belongs_is_400_for_phone_and_code_alike() {
+    let app = spawn_app().await;
+    let phone = app
+        .post_json("/v1/verifications", &json!({ "account_id": "u", "phone": 14155552671_u64, "channel": "sms" }))
+        .await;
+    assert_eq!((phone.status, phone.body["error"].as_str()), (400, Some("malformed_body")));
+    let created = app.create_verification("u", "+14155552671", "sms").await;
+    let id = created.body["id"].as_str().unwrap();
+    let code = app.post_json(&format!("/v1/verifications/{id}/check"), &json!({ "code": 1234567 })).await;
+    assert_eq!((code.status, code.body["error"].as_str()), (400, Some("malformed_body")), "{:?}", code.body);
+    assert!(!code.body["detail"].as_str().unwrap().contains("1234567"));
+    let attempts = app.get(&format!("/v1/verifications/{id}")).await.body["attempts"].clone();
+    assert_eq!(attempts, 0, "a malformed check is no attempt");
 }

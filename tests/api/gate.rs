@@ -47,7 +47,7 @@ async fn enrol_another_authenticator(
     }
     let confirmed = app.post_json(&path, &body).await;
     assert_eq!(confirmed.status, 200, "{:?}", confirmed.body);
-    let proof = confirmed.body["step_up"].as_str().map(str::to_owned);
+    let proof = confirmed.body["proof"].as_str().map(str::to_owned);
     (uri, factor_id, proof)
 }
 
@@ -416,7 +416,12 @@ async fn the_default_factor_changes_only_with_a_step_up() {
     let forged = format!("{}x", &proof[..proof.len() - 1]);
     let refused = app.put_json(&path, &json!({ "step_up": forged })).await;
     assert_eq!((refused.status, refused.body["error"].as_str()), (403, Some("invalid_proof")));
-    assert_eq!(app.put_json(&path, &json!({})).await.status, 400, "the proof is required");
+    let bare = app.put_json(&path, &json!({})).await;
+    assert_eq!(
+        (bare.status, bare.body["error"].as_str()),
+        (403, Some("step_up_required")),
+        "as every other restricted action answers without a proof"
+    );
     let changed = app.put_json(&path, &json!({ "step_up": proof })).await;
     assert_eq!((changed.status, changed.body["factor"]["default"].as_bool()), (200, Some(true)), "{:?}", changed.body);
     assert_eq!(defaults().await, (false, true));
