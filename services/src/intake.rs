@@ -23,7 +23,6 @@ use verifyd_actors::shards::Shards;
 use verifyd_actors::store::tenants;
 use verifyd_actors::verification::{Create, Request, VerificationActor, VerificationError};
 
-use crate::http::problem::ApiError;
 use crate::http::verifications::parse_request;
 
 pub struct Intake {
@@ -63,8 +62,8 @@ impl DeliveryHandler for Intake {
 /// sender and kept with the dead letter; it never quotes the JSON parser's
 /// internals (see `ApiError::malformed_json`).
 pub fn decode(body: &[u8], message_id: Option<String>) -> Result<Request, String> {
-    serde_json::from_slice::<VerificationRequest>(body)
-        .map_err(|e| format!("malformed request: {}", ApiError::malformed_json(&e)))
+    crate::http::json::parse::<VerificationRequest>(body)
+        .map_err(|e| format!("malformed request: {e}"))
         .and_then(|r| parse_request(r, message_id).map_err(|e| format!("invalid request: {e}")))
 }
 

@@ -62,6 +62,14 @@ async fn malformed_requests_go_to_dead_letters_with_the_reason() {
     assert_eq!(letter["replayable"], false, "{letter}");
     assert_eq!(rejected.next(Duration::from_secs(10)).await.expect("event").json()["error"], "invalid_request");
 
+    // An array is no request, even one that fits the fields by position.
+    app.publish_request(&app.tenant, br#"["acct","+14156901375","sms"]"#, BasicProperties::default()).await;
+    let array = |l: &serde_json::Value| l["reason"].as_str().is_some_and(|r| r.contains("not an array"));
+    let letter = app.wait_for_dead_letter(&operator, array).await;
+    assert_eq!(letter["body"]["text"], r#"["acct","+*********75","sms"]"#, "kept, its number masked");
+    assert_eq!(letter["reason_kind"], "malformed");
+    assert_eq!(rejected.next(Duration::from_secs(10)).await.expect("event").json()["error"], "invalid_request");
+
     let bad_phone = json!({ "account_id": "u", "phone": "555-0100", "channel": "sms" }).to_string();
     app.publish_request(&app.tenant, bad_phone.as_bytes(), BasicProperties::default()).await;
     let letter = app.wait_for_dead_letter(&operator, |l| l["reason_kind"] == "invalid_request").await;
@@ -74,7 +82,7 @@ async fn malformed_requests_go_to_dead_letters_with_the_reason() {
     assert!(letter.get("tenant").is_none(), "no tenant owns it: {letter}");
     // A letter of no tenant is the deployment operator's alone.
     let tenant_view = app.dead_letters_as(&app.api_key).await;
-    assert_eq!(tenant_view.len(), 2, "the tenant's ops key sees its own two letters: {tenant_view:?}");
+    assert_eq!(tenant_view.len(), 3, "the tenant's ops key sees its own three letters: {tenant_view:?}");
 
     let count: i64 = sqlx::query_scalar("SELECT count(*) FROM verifications").fetch_one(&app.pool).await.unwrap();
     assert_eq!(count, 0);
