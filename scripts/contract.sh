@@ -31,7 +31,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
 
-VERIFYD_BIN=${VERIFYD_BIN:-target/debug/verifyd}
+VERIFYD_BIN=${VERIFYD_BIN:-${CARGO_TARGET_DIR:-target}/debug/verifyd}
 VENV=${CONTRACT_VENV:-target/contract-venv}
 REPORT_DIR=${CONTRACT_REPORT_DIR:-target/contract-report}
 PYTHON=${CONTRACT_PYTHON:-python3}
