@@ -308,7 +308,7 @@ impl Issuer {
         let job = DispatchJob { job_id: Uuid::new_v4(), verification_id: id, channel: verification.channel, retry: 0 };
         let event = Event::for_verification(EventKind::Created, &verification, now)
             .status(Status::Pending.as_str())
-            .with("expires_at", expires_at.to_rfc3339());
+            .with("expires_at", crate::timestamp::format(expires_at));
         let mut rows = vec![outbox::dispatch_row(&job)];
         rows.extend(outbox::event_rows(&event, verification.reply.as_ref()));
         outbox::put(&mut *tx, &rows).await?;
@@ -424,20 +424,18 @@ fn replay(existing: Verification, msg: &Create) -> Result<Created, VerificationE
 
 async fn create(deps: &Deps, mut msg: Create) -> Result<Created, VerificationError> {
     msg.now = stored_precision(msg.now);
-    if let Some(key) = &msg.request.idempotency_key {
-        let mut conn = deps.issuer.pool.acquire().await?;
-        if let Some(existing) = store::by_idempotency_key(&mut conn, msg.tenant.id, key).await? {
-            return replay(existing, &msg);
-        }
+    match msg.request.idempotency_key.clone() {
+        Some(key) => create_once(deps, msg, &key).await,
+        None => create_new(deps, msg).await,
     }
+}
+
+/// A request without an idempotency key: the shared buckets are taken before
+/// the transaction, so their rows stay locked only briefly.
+async fn create_new(deps: &Deps, msg: Create) -> Result<Created, VerificationError> {
     let issuer = &deps.issuer;
     issuer.abuse.precheck(msg.tenant.id, &msg.request.phone, msg.request.channel).await??;
-    let send = throttle::Send {
-        tenant_id: msg.tenant.id,
-        phone: &msg.request.phone,
-        account: &msg.request.account_id,
-        ip: msg.request.end_user_ip,
-    };
+    let send = send_of(&msg);
     issuer.admit(&send).await?;
     let shared = issuer.take_shared(&send, msg.now).await?;
     let issued = async {
@@ -451,26 +449,66 @@ async fn create(deps: &Deps, mut msg: Create) -> Result<Created, VerificationErr
         Ok::<_, VerificationError>(issued)
     }
     .await;
-    let verification = match issued {
-        Ok(Some(verification)) => verification,
+    match issued {
+        Ok(Some(verification)) => Ok(announce(deps, verification)),
+        // Without a key there is no unique row to lose a race on.
         Ok(None) => {
-            // Lost a race on the idempotency key: answer with the winner.
             issuer.give_back(&shared, msg.now).await;
-            let mut conn = issuer.pool.acquire().await?;
-            let key = msg.request.idempotency_key.as_deref().unwrap_or_default();
-            let existing =
-                store::by_idempotency_key(&mut conn, msg.tenant.id, key).await?.ok_or(VerificationError::NotFound)?;
-            return replay(existing, &msg);
+            Err(VerificationError::NotFound)
         }
         Err(e) => {
             issuer.give_back(&shared, msg.now).await;
-            return Err(e);
+            Err(e)
         }
-    };
-    issuer.relay.do_send(Kick);
+    }
+}
+
+/// A request with an idempotency key. The key is locked for the tenant before
+/// any limit is spent, so requests that race on one key wait for the first
+/// and answer with its verification: they neither send again nor take the
+/// phone's send budget (which refused some of them `429` before). The whole
+/// send is one transaction on one connection, so a waiter holding a pooled
+/// connection can never starve the request it waits for.
+async fn create_once(deps: &Deps, msg: Create, key: &str) -> Result<Created, VerificationError> {
+    let issuer = &deps.issuer;
+    {
+        let mut conn = issuer.pool.acquire().await?;
+        if let Some(existing) = store::by_idempotency_key(&mut conn, msg.tenant.id, key).await? {
+            return replay(existing, &msg);
+        }
+    }
+    issuer.abuse.precheck(msg.tenant.id, &msg.request.phone, msg.request.channel).await??;
+    let mut tx = issuer.pool.begin().await?;
+    store::lock_idempotency_key(&mut tx, msg.tenant.id, key).await?;
+    if let Some(existing) = store::by_idempotency_key(&mut tx, msg.tenant.id, key).await? {
+        tx.rollback().await?;
+        return replay(existing, &msg);
+    }
+    issuer.admit(&send_of(&msg)).await?;
+    let issued = issuer
+        .issue_in_tx(&mut tx, &msg.tenant, msg.request.clone(), msg.reply.clone(), msg.now, SharedBuckets::InTx)
+        .await?;
+    // Under the key's lock nobody else can have inserted it.
+    let verification = issued.ok_or(VerificationError::IdempotencyConflict)?;
+    tx.commit().await?;
+    Ok(announce(deps, verification))
+}
+
+fn send_of(msg: &Create) -> throttle::Send<'_> {
+    throttle::Send {
+        tenant_id: msg.tenant.id,
+        phone: &msg.request.phone,
+        account: &msg.request.account_id,
+        ip: msg.request.end_user_ip,
+    }
+}
+
+/// After the commit: wake the relay and log the new verification.
+fn announce(deps: &Deps, verification: Verification) -> Created {
+    deps.issuer.relay.do_send(Kick);
     tracing::info!(verification_id = %verification.id, tenant = %verification.tenant_name,
         to = %verification.phone.masked(), channel = %verification.channel, "verification created");
-    Ok(Created { verification, replayed: false })
+    Created { verification, replayed: false }
 }
 
 async fn check(deps: &Deps, mut msg: Check) -> Result<Checked, VerificationError> {

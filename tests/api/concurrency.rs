@@ -69,3 +69,34 @@ async fn two_serve_processes_share_one_per_phone_limit() {
     let sent: i64 = sqlx::query_scalar("SELECT count(*) FROM verifications").fetch_one(&app.pool).await.unwrap();
     assert_eq!(sent, 5);
 }
+
+#[actix_rt::test]
+async fn a_hundred_parallel_creates_with_one_key_over_two_processes_all_get_the_one_verification() {
+    let mut app = spawn_app().await;
+    let second = app.start_another_serve().await;
+    let body = json!({ "account_id": "user-race", "phone": PHONE, "channel": "sms", "idempotency_key": "pay-42" });
+    let create_on = |base: String| {
+        let (client, key, body) = (app.client.clone(), app.api_key.clone(), body.clone());
+        async move {
+            let r = client.post(format!("{base}/v1/verifications")).bearer_auth(key).json(&body).send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let bases = [app.address.clone(), second];
+    let replies = join_all((0..100).map(|n| create_on(bases[n % 2].clone()))).await;
+
+    let statuses: Vec<u16> = replies.iter().map(|(s, _)| *s).collect();
+    assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 1, "one request creates: {statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 99, "the others replay it: {statuses:?}");
+    let ids: std::collections::BTreeSet<&str> = replies.iter().filter_map(|(_, b)| b["id"].as_str()).collect();
+    assert_eq!(ids.len(), 1, "one verification id in every answer");
+    app.code_sent_to(PHONE).await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(app.twilio.sent_sms().await.len(), 1, "one SMS");
+    // The replays spent none of the phone's budget: four more codes may go out.
+    for n in 0..4 {
+        let other = json!({ "account_id": format!("next-{n}"), "phone": PHONE, "channel": "sms" });
+        assert_eq!(app.post_json("/v1/verifications", &other).await.status, 201, "send {n} after the race");
+    }
+}

@@ -174,6 +174,14 @@ pub async fn by_idempotency_key(
     convert(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(tenant_id).bind(key).fetch_optional(conn).await?)
 }
 
+/// Serialises the requests that carry one idempotency key for one tenant,
+/// across processes, until the caller's transaction ends.
+pub async fn lock_idempotency_key(conn: &mut PgConnection, tenant_id: Uuid, key: &str) -> Result<(), StoreError> {
+    let lock = crate::throttle::lock_key(&["idempotency", &tenant_id.to_string(), key]);
+    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(lock).execute(conn).await?;
+    Ok(())
+}
+
 /// Reads one verification of one tenant; another tenant's id reads as absent.
 pub async fn get(pool: &PgPool, tenant_id: Uuid, id: Uuid) -> Result<Option<Verification>, StoreError> {
     let sql = format!("SELECT {COLUMNS} {FROM} WHERE v.id = $1 AND v.tenant_id = $2");
