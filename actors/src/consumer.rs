@@ -310,7 +310,10 @@ pub async fn dead_letter(
     headers.insert("x-verifyd-reason-kind".into(), long_string(kind.as_str()));
     headers.insert("x-verifyd-source-routing-key".into(), long_string(delivery.routing_key.as_str()));
     headers.insert("x-verifyd-source-exchange".into(), long_string(delivery.exchange.as_str()));
-    headers.insert("x-verifyd-dead-lettered-at".into(), AMQPValue::LongString(chrono::Utc::now().to_rfc3339().into()));
+    headers.insert(
+        "x-verifyd-dead-lettered-at".into(),
+        AMQPValue::LongString(crate::timestamp::format(chrono::Utc::now()).into()),
+    );
     let props = delivery.properties.clone().with_headers(headers).with_delivery_mode(2);
     publish_confirmed(channel, "", dead_letters, &delivery.data, props).await?;
     metrics::counter!("verifyd_dead_lettered_total", "reason" => kind.as_str()).increment(1);

@@ -125,6 +125,7 @@ pub struct Event {
     pub event_id: Uuid,
     pub event: EventKind,
     pub tenant: String,
+    #[serde(with = "crate::timestamp")]
     pub occurred_at: DateTime<Utc>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verification_id: Option<Uuid>,

@@ -31,6 +31,7 @@ pub mod runtime;
 pub mod shards;
 pub mod store;
 pub mod throttle;
+pub mod timestamp;
 pub mod totp;
 pub mod verification;
 pub mod voice_script;

@@ -203,7 +203,7 @@ impl Intake {
             "event_id": Uuid::new_v4(),
             "event": "verification.rejected",
             "tenant": tenant.name,
-            "occurred_at": Utc::now(),
+            "occurred_at": verifyd_actors::timestamp::format(Utc::now()),
         });
         if let (Some(obj), serde_json::Value::Object(extra)) = (event.as_object_mut(), detail) {
             obj.extend(extra);

@@ -10,6 +10,7 @@ mod delivery;
 mod enrolment;
 mod errors;
 mod faults;
+mod formats;
 mod gate;
 mod helpers;
 mod isolation;

@@ -94,10 +94,15 @@ pub enum Refused {
     #[error("{channel} codes are not sent to {number_type} numbers")]
     NumberTypeNotAllowed { number_type: NumberType, channel: Channel },
     #[error(
-        "codes to {prefix} are blocked until {blocked_until}: too few of the codes sent there were entered \
-         (suspected SMS pumping)"
+        "codes to {prefix} are blocked until {}: too few of the codes sent there were entered \
+         (suspected SMS pumping)",
+        crate::timestamp::format(*.blocked_until)
     )]
-    DestinationPrefixBlocked { prefix: Prefix, blocked_until: DateTime<Utc> },
+    DestinationPrefixBlocked {
+        prefix: Prefix,
+        #[serde(with = "crate::timestamp")]
+        blocked_until: DateTime<Utc>,
+    },
 }
 
 impl Refused {
@@ -255,7 +260,7 @@ impl Abuse {
         .with("approved", conversion.approved)
         .with("conversion", (conversion.rate() * 1000.0).round() / 1000.0)
         .with("window_secs", self.settings.pumping.window_secs)
-        .with("blocked_until", block.blocked_until.to_rfc3339());
+        .with("blocked_until", crate::timestamp::format(block.blocked_until));
         outbox::event(&mut *tx, &event, None).await?;
         // In the tenant's audit trail beside the lifts, so an operator reads
         // both ends of a block in one place.
@@ -333,8 +338,8 @@ impl Abuse {
         let lifted = pumping::lift(&mut tx, tenant_id, prefix, now).await?;
         if let Some(b) = &lifted {
             let detail = serde_json::json!({
-                "prefix": b.prefix, "country": b.country, "blocked_at": b.blocked_at,
-                "blocked_until": b.blocked_until, "sent": b.sent, "approved": b.approved,
+                "prefix": b.prefix, "country": b.country, "blocked_at": crate::timestamp::format(b.blocked_at),
+                "blocked_until": crate::timestamp::format(b.blocked_until), "sent": b.sent, "approved": b.approved,
             });
             audit::record(&mut tx, tenant_entry(tenant_id, "prefix_block.lifted", who, detail, now)).await?;
         }

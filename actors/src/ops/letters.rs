@@ -31,7 +31,7 @@ pub const MAX_BATCH: i64 = 500;
 pub enum LetterError {
     #[error("dead letter not found")]
     NotFound,
-    #[error("the dead letter was {} already ({} by {})", .status.as_str(), .at.to_rfc3339(), .by)]
+    #[error("the dead letter was {} already ({} by {})", .status.as_str(), crate::timestamp::format(*.at), .by)]
     Resolved { status: Status, at: DateTime<Utc>, by: String },
     #[error("this dead letter cannot be replayed: {0}")]
     NotReplayable(&'static str),
@@ -172,6 +172,7 @@ pub struct Opened {
 pub struct VerificationState {
     /// `pending`, `approved`, `expired`, `max_attempts_reached` (as of now).
     pub status: String,
+    #[serde(with = "crate::timestamp")]
     pub expires_at: DateTime<Utc>,
     /// The destination, masked.
     pub to: String,

@@ -38,6 +38,7 @@ pub struct Inputs<'a> {
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Overview {
+    #[serde(with = "crate::timestamp")]
     pub generated_at: DateTime<Utc>,
     /// `deployment`, or the tenant an `ops` key of a tenant sees.
     pub view: String,
@@ -78,6 +79,7 @@ pub struct LettersHealth {
     pub waiting: i64,
     #[schema(value_type = Object)]
     pub by_reason: BTreeMap<String, i64>,
+    #[serde(with = "crate::timestamp::option")]
     pub oldest_at: Option<DateTime<Utc>>,
 }
 
@@ -100,6 +102,7 @@ pub struct ProcessCircuit {
     pub role: String,
     /// `closed`, `open` or `half_open`.
     pub state: String,
+    #[serde(with = "crate::timestamp::option")]
     pub open_until: Option<DateTime<Utc>>,
     pub failures: u32,
 }
@@ -119,7 +122,9 @@ pub struct BlockedPrefix {
     pub tenant: String,
     pub prefix: String,
     pub country: Option<String>,
+    #[serde(with = "crate::timestamp")]
     pub blocked_at: DateTime<Utc>,
+    #[serde(with = "crate::timestamp")]
     pub blocked_until: DateTime<Utc>,
     pub sent: i32,
     pub approved: i32,
@@ -132,7 +137,9 @@ pub struct ProcessHealth {
     pub host: String,
     pub pid: i32,
     pub version: String,
+    #[serde(with = "crate::timestamp")]
     pub started_at: DateTime<Utc>,
+    #[serde(with = "crate::timestamp")]
     pub seen_at: DateTime<Utc>,
     /// `running`, `stale` (no report for three intervals: hung or killed) or `stopped`.
     pub state: String,

@@ -156,6 +156,7 @@ pub struct Recorded {
     pub provider_message_id: Option<String>,
     /// What the provider's delivery receipt said last.
     pub receipt_status: Option<String>,
+    #[serde(with = "crate::timestamp")]
     pub at: DateTime<Utc>,
     /// The destination, masked (`+4479******56`).
     #[sqlx(skip)]

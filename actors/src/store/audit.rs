@@ -51,6 +51,7 @@ pub struct Record {
     pub api_key_id: Option<String>,
     #[schema(value_type = Object)]
     pub detail: serde_json::Value,
+    #[serde(with = "crate::timestamp")]
     pub occurred_at: DateTime<Utc>,
 }
 
@@ -127,6 +128,7 @@ pub struct Operation {
     pub api_key_id: Option<String>,
     #[schema(value_type = Object)]
     pub detail: serde_json::Value,
+    #[serde(with = "crate::timestamp")]
     pub occurred_at: DateTime<Utc>,
 }
 

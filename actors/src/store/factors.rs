@@ -19,6 +19,7 @@ pub struct Factor {
     pub label: Option<String>,
     pub status: String,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(with = "crate::timestamp::option")]
     pub verified_at: Option<DateTime<Utc>>,
     /// Where a login challenge sends its code unless told otherwise.
     #[serde(rename = "default")]

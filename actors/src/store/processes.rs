@@ -17,6 +17,7 @@ pub struct Identity {
     pub host: String,
     pub pid: i32,
     pub version: String,
+    #[serde(with = "crate::timestamp")]
     pub started_at: DateTime<Utc>,
 }
 
@@ -43,7 +44,9 @@ pub struct Consumers {
 pub struct Taken {
     pub queue: String,
     pub taken: u64,
+    #[serde(with = "crate::timestamp::option", default)]
     pub newest_published: Option<DateTime<Utc>>,
+    #[serde(with = "crate::timestamp::option", default)]
     pub last_taken: Option<DateTime<Utc>>,
 }
 
@@ -54,6 +57,7 @@ pub struct CircuitReport {
     pub state: String,
     /// When an open circuit lets a trial through.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(with = "crate::timestamp::option", default)]
     pub open_until: Option<DateTime<Utc>>,
     /// Retryable failures in a row (closed circuits).
     pub failures: u32,

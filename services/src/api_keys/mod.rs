@@ -104,11 +104,15 @@ pub struct KeyInfo {
     /// Source networks the key is accepted from; empty: anywhere.
     #[schema(value_type = Vec<String>, example = json!(["10.0.0.0/8"]))]
     pub allowed_cidrs: Vec<String>,
+    #[serde(with = "verifyd_actors::timestamp")]
     pub created_at: DateTime<Utc>,
     /// Set by a rotation: the key is refused after it.
+    #[serde(with = "verifyd_actors::timestamp::option")]
     pub expires_at: Option<DateTime<Utc>>,
+    #[serde(with = "verifyd_actors::timestamp::option")]
     pub revoked_at: Option<DateTime<Utc>>,
     /// To within `http.key_cache_secs`.
+    #[serde(with = "verifyd_actors::timestamp::option")]
     pub last_used_at: Option<DateTime<Utc>>,
 }
 
@@ -192,7 +196,7 @@ async fn audited(
         "allowed_cidrs": key.allowed_cidrs,
     });
     if let Some(expires_at) = key.expires_at {
-        detail["expires_at"] = serde_json::json!(expires_at);
+        detail["expires_at"] = serde_json::json!(verifyd_actors::timestamp::format(expires_at));
     }
     if let Some(new_key_id) = replaced_by {
         detail["new_key_id"] = serde_json::json!(new_key_id);

@@ -31,9 +31,13 @@ pub struct OperatorKeyInfo {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
     pub allowed_cidrs: Vec<String>,
+    #[serde(with = "verifyd_actors::timestamp")]
     pub created_at: DateTime<Utc>,
+    #[serde(with = "verifyd_actors::timestamp::option")]
     pub expires_at: Option<DateTime<Utc>>,
+    #[serde(with = "verifyd_actors::timestamp::option")]
     pub revoked_at: Option<DateTime<Utc>>,
+    #[serde(with = "verifyd_actors::timestamp::option")]
     pub last_used_at: Option<DateTime<Utc>>,
 }
 
@@ -72,7 +76,7 @@ fn detail(key: &OperatorKeyInfo, new_key_id: Option<&str>) -> serde_json::Value 
     let mut detail =
         serde_json::json!({ "key_id": key.key_id, "label": key.label, "allowed_cidrs": key.allowed_cidrs });
     if let Some(expires_at) = key.expires_at {
-        detail["expires_at"] = serde_json::json!(expires_at);
+        detail["expires_at"] = serde_json::json!(verifyd_actors::timestamp::format(expires_at));
     }
     if let Some(new_key_id) = new_key_id {
         detail["new_key_id"] = serde_json::json!(new_key_id);

@@ -101,10 +101,13 @@ pub struct BlockView {
     prefix: String,
     /// ISO 3166-1 alpha-2, when the numbering plan tells it.
     country: Option<String>,
+    #[serde(with = "verifyd_actors::timestamp")]
     blocked_at: DateTime<Utc>,
     /// It runs out then, unless lifted first.
+    #[serde(with = "verifyd_actors::timestamp")]
     blocked_until: DateTime<Utc>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(with = "verifyd_actors::timestamp::option")]
     lifted_at: Option<DateTime<Utc>>,
     /// Verifications sent to the prefix in the window when it was blocked …
     sent: i32,

@@ -95,6 +95,7 @@ struct SessionInfo {
     /// `deployment`, or the tenant's name.
     view: String,
     csrf_token: String,
+    #[serde(with = "verifyd_actors::timestamp")]
     expires_at: DateTime<Utc>,
 }
 

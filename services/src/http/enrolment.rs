@@ -66,6 +66,7 @@ pub struct ConfirmedView {
     #[serde(skip_serializing_if = "Option::is_none")]
     proof: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(with = "verifyd_actors::timestamp::option")]
     proof_expires_at: Option<DateTime<Utc>>,
 }
 
@@ -75,6 +76,7 @@ pub struct BackupCodes {
     #[schema(example = json!(["40285163", "79911824"]))]
     codes: Vec<String>,
     remaining: usize,
+    #[serde(with = "verifyd_actors::timestamp")]
     generated_at: DateTime<Utc>,
 }
 
@@ -82,6 +84,7 @@ pub struct BackupCodes {
 pub struct BackupCodeStatus {
     /// Unused codes of the current set.
     remaining: i64,
+    #[serde(with = "verifyd_actors::timestamp::option")]
     generated_at: Option<DateTime<Utc>>,
 }
 
@@ -90,6 +93,7 @@ pub struct BackupCodeStatus {
 pub struct RecoveryCodeView {
     #[schema(example = "7K2M-Q9XD-3HPA-TW5E")]
     recovery_code: String,
+    #[serde(with = "verifyd_actors::timestamp")]
     generated_at: DateTime<Utc>,
 }
 

@@ -79,7 +79,7 @@ pub enum ApiError {
     BadSignature(&'static str),
     #[error("{0}")]
     Csrf(&'static str),
-    #[error("the dead letter was {status} already ({} by {by})", .at.to_rfc3339())]
+    #[error("the dead letter was {status} already ({} by {by})", verifyd_actors::timestamp::format(*.at))]
     LetterResolved { status: &'static str, at: DateTime<Utc>, by: String },
     #[error("this dead letter cannot be replayed: {0}")]
     NotReplayable(&'static str),
@@ -446,6 +446,7 @@ pub struct RefusalFields {
     pub prefix: Option<String>,
     /// When the block runs out unless an operator lifts it first (`destination_prefix_blocked`).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(with = "verifyd_actors::timestamp::option")]
     pub blocked_until: Option<DateTime<Utc>>,
 }
 

@@ -40,9 +40,12 @@ pub struct View {
     pub attempts_left: i32,
     pub max_attempts: i32,
     pub sends: i32,
+    #[serde(with = "verifyd_actors::timestamp")]
     pub created_at: DateTime<Utc>,
+    #[serde(with = "verifyd_actors::timestamp")]
     pub expires_at: DateTime<Utc>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(with = "verifyd_actors::timestamp::option")]
     pub completed_at: Option<DateTime<Utc>>,
 }
 

@@ -161,9 +161,11 @@ pub struct LetterView {
     pub reason_kind: Reason,
     /// Why, in words.
     pub reason: String,
+    #[serde(with = "verifyd_actors::timestamp")]
     pub dead_lettered_at: DateTime<Utc>,
     pub status: Status,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(with = "verifyd_actors::timestamp::option")]
     pub resolved_at: Option<DateTime<Utc>>,
     /// The key (or `cli:<user>`) that replayed or discarded it.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -257,7 +259,9 @@ pub struct LetterDetail {
     /// Every delivery attempt of its verification, oldest first (a replay's too).
     pub attempts: Vec<Recorded>,
     /// The first and last failed attempt of its own job.
+    #[serde(with = "verifyd_actors::timestamp::option")]
     pub first_failure_at: Option<DateTime<Utc>>,
+    #[serde(with = "verifyd_actors::timestamp::option")]
     pub last_failure_at: Option<DateTime<Utc>>,
     pub replayable: bool,
     /// Why it cannot be replayed now.
