@@ -39,11 +39,20 @@ pub async fn authenticate_first(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
-    if let Some(state) = req.app_data::<web::Data<AppState>>().cloned() {
+    if let Some(state) = req.app_data::<web::Data<AppState>>().cloned()
+        && takes_credentials(req.path())
+    {
         let settled = settle(req.request(), &state).await;
         req.extensions_mut().insert(Settled(settled));
     }
     next.call(req).await
+}
+
+/// Routes that never read credentials (the probes, the console's page and
+/// assets): no session lookup in PostgreSQL for each of them. Anything else
+/// settles first; a route left out here still settles in `of`.
+fn takes_credentials(path: &str) -> bool {
+    !(path.starts_with("/ops/assets/") || matches!(path, "/" | "/ops" | "/ops/" | "/healthz" | "/readyz"))
 }
 
 /// The request's credentials: as the middleware settled them, or (for an app
