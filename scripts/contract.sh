@@ -254,7 +254,8 @@ fuzz() {
     protected="$(cut -d. -f1 "$WORK/tenant.key"),$(cut -d. -f1 "$WORK/operator.key")"
     ( cd "$dir" && CONTRACT_PROTECTED_KEY_IDS="$protected" SCHEMATHESIS_HOOKS="$ROOT/scripts/contract/hooks.py" \
         timeout --signal=INT --kill-after=30 "$limit" \
-        "$VENV/bin/schemathesis" run "$BASE_URL/openapi.json" \
+        "$VENV/bin/schemathesis" --config-file "$ROOT/scripts/contract/schemathesis.toml" \
+        run "$BASE_URL/openapi.json" \
         --header "Authorization: Bearer $(cat "$keyfile")" \
         --checks all \
         --max-examples "$MAX_EXAMPLES" \

@@ -59,13 +59,16 @@ async fn a_tenant_list_allows_its_countries_per_channel_and_nothing_reaches_the_
     assert_eq!(initial.status, 200);
     assert_eq!(initial.body, json!({ "sms": null, "voice": null, "default": { "sms": null, "voice": null } }));
 
-    let set = app.put_json("/v1/settings/geo-permissions", &json!({ "sms": ["gb"], "voice": ["GB", "US"] })).await;
+    let set = app.put_json("/v1/settings/geo-permissions", &json!({ "sms": ["GB"], "voice": ["GB", "US"] })).await;
     assert_eq!(set.status, 200, "{:?}", set.body);
     assert_eq!(set.body["sms"], json!(["GB"]));
     assert_eq!(set.body["voice"], json!(["GB", "US"]));
-    let bad = app.put_json("/v1/settings/geo-permissions", &json!({ "sms": ["UK"] })).await;
-    assert_refused(&bad, 422, "invalid_field");
-    assert_eq!(bad.body["field"], "sms");
+    // Exactly the ISO 3166-1 codes the document lists: not `UK`, not `gb`.
+    for refused in ["UK", "gb", " GB"] {
+        let bad = app.put_json("/v1/settings/geo-permissions", &json!({ "sms": [refused] })).await;
+        assert_refused(&bad, 422, "invalid_field");
+        assert_eq!(bad.body["field"], "sms");
+    }
     assert_eq!(
         app.get("/v1/settings/geo-permissions").await.body["sms"],
         json!(["GB"]),

@@ -39,11 +39,11 @@ impl Countries {
         }
         let mut set = BTreeSet::new();
         for raw in codes {
-            let code = raw.as_ref().trim().to_ascii_uppercase();
-            if !is_known_country(&code) {
+            let code = raw.as_ref();
+            if !is_known_country(code) {
                 return Err(CountryError(raw.as_ref().to_owned()));
             }
-            set.insert(code);
+            set.insert(code.to_owned());
         }
         Ok(Countries(set))
     }
@@ -178,10 +178,10 @@ mod tests {
     }
 
     #[test]
-    fn country_codes_are_normalised_and_checked_against_the_plan() {
-        let c = Countries::parse(&["gb", " FR", "GB"]).unwrap();
+    fn country_codes_are_exact_and_checked_against_the_plan() {
+        let c = Countries::parse(&["GB", "FR", "GB"]).unwrap();
         assert_eq!(c.to_vec(), vec!["FR".to_owned(), "GB".to_owned()]);
-        for bad in ["UK", "XX", "GBR", "", "001", "g1"] {
+        for bad in ["UK", "XX", "GBR", "", "001", "g1", "gb", " FR"] {
             assert!(Countries::parse(&[bad]).is_err(), "{bad:?}");
         }
         assert!(Countries::parse::<&str>(&[]).unwrap().to_vec().is_empty());

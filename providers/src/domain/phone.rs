@@ -22,8 +22,7 @@ pub enum PhoneParseError {
 
 impl PhoneNumber {
     pub fn parse(input: &str) -> Result<Self, PhoneParseError> {
-        let trimmed = input.trim();
-        let digits = trimmed.strip_prefix('+').ok_or(PhoneParseError::NotE164)?;
+        let digits = input.strip_prefix('+').ok_or(PhoneParseError::NotE164)?;
         if digits.is_empty()
             || digits.len() > 15
             || !digits.bytes().all(|b| b.is_ascii_digit())
@@ -31,7 +30,7 @@ impl PhoneNumber {
         {
             return Err(PhoneParseError::NotE164);
         }
-        let parsed = phonenumber::parse(None, trimmed).map_err(|_| PhoneParseError::Invalid)?;
+        let parsed = phonenumber::parse(None, input).map_err(|_| PhoneParseError::Invalid)?;
         if !phonenumber::is_valid(&parsed) {
             return Err(PhoneParseError::Invalid);
         }
@@ -119,7 +118,7 @@ mod tests {
         assert_eq!(n.e164(), "+14155552671");
         assert_eq!(n.digits(), "14155552671");
         assert_eq!(n.country(), Some("US"));
-        let uk = PhoneNumber::parse(" +447400123456 ").unwrap();
+        let uk = PhoneNumber::parse("+447400123456").unwrap();
         assert_eq!(uk.e164(), "+447400123456");
         assert_eq!(uk.country(), Some("GB"));
     }
@@ -135,6 +134,8 @@ mod tests {
             "+0123456",
             "+1415555267100000",
             "tel:+14155552671",
+            " +447400123456",
+            "+447400123456 ",
         ] {
             assert_eq!(PhoneNumber::parse(bad), Err(PhoneParseError::NotE164), "{bad:?}");
         }

@@ -124,6 +124,7 @@ async fn create(
 pub struct RotateBody {
     /// Seconds the old key stays valid (default 86400, at most 30 days; 0 ends it now).
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 2_592_000)]
     grace_secs: Option<u64>,
 }
 

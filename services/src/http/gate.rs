@@ -60,6 +60,29 @@ pub struct OpenBody {
     locale: Option<String>,
 }
 
+/// A step-up challenge's body: a login's without `organisation_id` (a step-up
+/// is for the account, not an organisation, so the field is unknown here).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StepUpOpenBody {
+    /// Send the code to this factor rather than the default one.
+    #[serde(default)]
+    factor_id: Option<Uuid>,
+    /// For a phone factor: `sms` or `voice`, whatever the factor's own kind.
+    #[serde(default)]
+    #[schema(value_type = Option<verifyd_providers::domain::Channel>)]
+    channel: Option<String>,
+    /// Language of the SMS or call: `en`, `es`, `fr`, `de`, `pt`, `ja`.
+    #[serde(default)]
+    locale: Option<String>,
+}
+
+impl From<StepUpOpenBody> for OpenBody {
+    fn from(b: StepUpOpenBody) -> Self {
+        OpenBody { organisation_id: None, factor_id: b.factor_id, channel: b.channel, locale: b.locale }
+    }
+}
+
 fn organisation(raw: Option<String>) -> Result<String, ApiError> {
     let org = raw.unwrap_or_else(|| DEFAULT_ORGANISATION.to_owned());
     organisation_id(&org)?;
@@ -154,6 +177,7 @@ pub struct ChallengeView {
     id: Uuid,
     purpose: Purpose,
     status: ChallengeStatus,
+    #[serde(with = "verifyd_actors::timestamp")]
     expires_at: DateTime<Utc>,
     attempts_left: i32,
     /// The active factors that can answer.
@@ -282,9 +306,9 @@ async fn login(
 
 /// A challenge before a restricted action (changing or deleting a factor, new
 /// backup or recovery codes, turning policy off). Its proof is the `step_up`
-/// those requests take. `organisation_id` does not apply.
+/// those requests take.
 #[utoipa::path(post, path = "/v1/accounts/{account_id}/step-up", tag = "login gate",
-    params(("account_id" = String, Path)), request_body(content = Option<OpenBody>),
+    params(("account_id" = String, Path)), request_body(content = Option<StepUpOpenBody>),
     responses((status = 200, body = GateAnswer),
         (status = 404, description = "`factor_id` is not an active factor of the account", body = Problem),
         (status = 409, description = "The account has no active factor (`no_active_factor`)", body = Problem),
@@ -297,11 +321,8 @@ async fn step_up(
     body: RawBody,
 ) -> Result<HttpResponse, ApiError> {
     let account_id = account_id(&path)?;
-    let body: OpenBody = optional_body(&body)?;
-    if body.organisation_id.is_some() {
-        return Err(ApiError::field("organisation_id", "a step-up is for the account, not an organisation"));
-    }
-    open(&state, caller, account_id, Purpose::StepUp, body).await
+    let body: StepUpOpenBody = optional_body(&body)?;
+    open(&state, caller, account_id, Purpose::StepUp, body.into()).await
 }
 
 /// A challenge as it stands.
@@ -312,7 +333,9 @@ pub struct ChallengeState {
     status: ChallengeStatus,
     organisation_id: String,
     attempts_left: i32,
+    #[serde(with = "verifyd_actors::timestamp")]
     created_at: DateTime<Utc>,
+    #[serde(with = "verifyd_actors::timestamp")]
     expires_at: DateTime<Utc>,
 }
 
@@ -371,6 +394,7 @@ pub struct PassedView {
     /// Signed and short-lived: keep it with the session; restricted actions
     /// take it as `step_up` while it is fresh.
     proof: String,
+    #[serde(with = "verifyd_actors::timestamp")]
     proof_expires_at: DateTime<Utc>,
     /// After a backup code: how many are left.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -489,7 +513,9 @@ pub struct ProofView {
     answered_by: AnsweredBy,
     #[serde(skip_serializing_if = "Option::is_none")]
     factor_id: Option<Uuid>,
+    #[serde(with = "verifyd_actors::timestamp")]
     issued_at: DateTime<Utc>,
+    #[serde(with = "verifyd_actors::timestamp")]
     expires_at: DateTime<Utc>,
 }
 

@@ -26,10 +26,13 @@ const METHODS: [&str; 5] = ["get", "put", "post", "delete", "patch"];
 /// The document, with the rules above applied to every operation.
 pub fn conform(doc: &mut Value) {
     if let Some(schemas) = doc.pointer_mut("/components/schemas").and_then(Value::as_object_mut) {
-        for schema in schemas.values_mut() {
-            named_properties(schema);
+        for (name, schema) in schemas.iter_mut() {
+            named_properties(name, schema);
             no_nul(schema);
         }
+    }
+    if let Some(remove) = doc.pointer_mut("/components/schemas/RemoveBody") {
+        *remove = remove_body(remove);
     }
     let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
         return;
@@ -64,25 +67,99 @@ fn account_id() -> Value {
     json!({ "type": "string", "minLength": 1, "maxLength": 128, "pattern": ACCOUNT_ID_PATTERN })
 }
 
-/// Body members that hold an `AccountId`, by the API's names for one.
-fn named_properties(schema: &mut Value) {
+/// The rule of a body member that holds a domain value, by the API's name
+/// for it (and, for `code`, the body it is in): what the edge's parser takes.
+fn rule(schema: &str, property: &str) -> Option<Value> {
+    Some(match (schema, property) {
+        (_, "account_id" | "organisation_id" | "actor") => account_id(),
+        // `Locale::parse`: `en` or `pt-BR`, any case.
+        (_, "locale") => json!({ "type": "string", "pattern": "^[A-Za-z]{2}(-[A-Za-z]{2})?$" }),
+        // `PhoneNumber::parse`: E.164, then the numbering plan decides.
+        ("VerificationRequest", "phone") => json!({ "type": "string", "pattern": "^\\+[1-9][0-9]{0,14}$" }),
+        // `Code::parse`: 4 to 10 digits, spaces and dashes ignored.
+        ("CodeBody", "code") => json!({ "type": "string", "pattern": "^[ -]*([0-9][ -]*){4,10}$" }),
+        // `Countries::parse`: the ISO 3166-1 alpha-2 codes the numbering plan knows.
+        ("GeoBody", "sms" | "voice") => json!({ "type": "array", "maxItems": 300, "items": country_code() }),
+        _ => return None,
+    })
+}
+
+fn country_code() -> Value {
+    let codes: Vec<String> = (b'A'..=b'Z')
+        .flat_map(|a| (b'A'..=b'Z').map(move |b| String::from_utf8_lossy(&[a, b]).into_owned()))
+        .filter(|code| verifyd_actors::abuse::geo::is_known_country(code))
+        .collect();
+    json!({ "type": "string", "enum": codes })
+}
+
+/// Body members that hold a domain value get its rule; what the annotation
+/// said of it (a description, an example, nullability) stays.
+fn named_properties(name: &str, schema: &mut Value) {
     let Some(properties) = schema.get_mut("properties").and_then(Value::as_object_mut) else {
         return;
     };
-    for (name, property) in properties.iter_mut() {
-        if !matches!(name.as_str(), "account_id" | "organisation_id" | "actor") || property.get("pattern").is_some() {
+    for (member, property) in properties.iter_mut() {
+        let Some(rule) = rule(name, member) else { continue };
+        if property.get("pattern").is_some() || property.get("enum").is_some() {
             continue;
         }
         let nullable = property["type"].as_array().is_some_and(|t| t.contains(&json!("null")));
-        let described = property.get("description").cloned();
-        *property = account_id();
+        let kept: Vec<(String, Value)> = ["description", "example"]
+            .into_iter()
+            .filter_map(|k| property.get(k).map(|v| (k.to_owned(), v.clone())))
+            .collect();
+        *property = rule;
         if nullable {
-            property["type"] = json!(["string", "null"]);
+            let kind = property["type"].clone();
+            property["type"] = json!([kind, "null"]);
         }
-        if let Some(described) = described {
-            property["description"] = described;
+        for (k, v) in kept {
+            property[k] = v;
         }
     }
+}
+
+/// Deleting a factor takes a proof, or a challenge and its code, or (for a
+/// factor still pending) neither: three shapes, which the handler tells
+/// apart; a member that does not belong to the shape is absent or `null`.
+fn remove_body(derived: &Value) -> Value {
+    let member = |name: &str| derived.pointer(&format!("/properties/{name}")).cloned().unwrap_or(json!({}));
+    let absent = json!({ "type": "null" });
+    let shape = |title: &str, required: &[&str], present: &[&str]| {
+        let mut properties = Map::new();
+        for name in ["step_up", "challenge_id", "code"] {
+            let schema = if present.contains(&name) { non_null(member(name)) } else { absent.clone() };
+            properties.insert(name.to_owned(), schema);
+        }
+        properties.insert("actor".to_owned(), member("actor"));
+        json!({ "title": title, "type": "object", "additionalProperties": false,
+                "required": required, "properties": properties })
+    };
+    json!({
+        "description": derived.get("description").cloned().unwrap_or(Value::Null),
+        "oneOf": [
+            shape("WithProof", &["step_up"], &["step_up"]),
+            shape("WithCode", &["challenge_id", "code"], &["challenge_id", "code"]),
+            shape("Pending", &[], &[]),
+        ],
+    })
+}
+
+/// The schema without its `null` alternative.
+fn non_null(schema: Value) -> Value {
+    if let Some(types) = schema.get("type").and_then(Value::as_array) {
+        let kept: Vec<Value> = types.iter().filter(|t| *t != "null").cloned().collect();
+        let mut schema = schema.clone();
+        schema["type"] = if kept.len() == 1 { kept[0].clone() } else { Value::Array(kept) };
+        return schema;
+    }
+    if let Some(options) = schema.get("oneOf").and_then(Value::as_array) {
+        let kept: Vec<Value> = options.iter().filter(|o| o.get("type") != Some(&json!("null"))).cloned().collect();
+        if kept.len() == 1 {
+            return kept[0].clone();
+        }
+    }
+    schema
 }
 
 /// No text anywhere holds a NUL (`json::parse` refuses it): a string schema
