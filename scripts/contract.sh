@@ -38,8 +38,7 @@ PYTHON=${CONTRACT_PYTHON:-python3}
 # schemathesis: test cases per operation and phase, the seed, and a time cap
 # for each of its two runs (together under 8 minutes).
 MAX_EXAMPLES=${CONTRACT_MAX_EXAMPLES:-100}
-# `--no-fuzz`: steps 1 to 4 only (what CI runs until the fuzzer reports zero
-# failures; see docs/decisions.md, 91).
+# `--no-fuzz`: steps 1 to 4 only (CI runs all five; docs/decisions.md, 91).
 FUZZ=1
 [ "${1:-}" = --no-fuzz ] && FUZZ=0
 SEED=${CONTRACT_SEED:-20261202}

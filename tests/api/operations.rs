@@ -246,7 +246,7 @@ async fn a_tenant_ops_key_sees_and_acts_on_its_own_letters_only() {
     let paged = app.get_as(&other, &format!("/v1/ops/dead-letters?status=all&after={id}")).await;
     assert!(paged.body["dead_letters"].as_array().unwrap().is_empty(), "another tenant's id is no cursor");
     let named = app.get_as(&other, &format!("/v1/ops/dead-letters?tenant={}", app.tenant)).await;
-    assert_eq!((named.status, named.body["field"].as_str()), (422, Some("tenant")));
+    assert_eq!(named.status, 404, "another tenant's name reads as no tenant: {:?}", named.body);
     let overview = app.get_as(&other, "/v1/ops/overview").await;
     assert_eq!(overview.body["view"], format!("other-{}", &app.tenant[1..9]).as_str());
     assert_eq!(overview.body["dead_letters"]["waiting"], 0);
@@ -450,7 +450,7 @@ async fn a_letter_dead_lettered_by_an_earlier_version_is_recorded_once_and_repla
     let letter = app.wait_for_dead_letter(&operator, |l| l["verification_id"] == id.as_str()).await;
     assert_eq!(letter["reason_kind"], "retries_exhausted", "classified from its words");
     assert_eq!(letter["tenant"], app.tenant.as_str());
-    assert_eq!(letter["dead_lettered_at"], "2026-12-01T10:00:00Z");
+    assert_eq!(letter["dead_lettered_at"], "2026-12-01T10:00:00.000000Z");
     assert_eq!(letter["replayable"], true);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(app.dead_letters_as(&operator).await.len(), 1, "recorded once");

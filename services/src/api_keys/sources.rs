@@ -19,7 +19,7 @@ impl AllowedSources {
     pub fn parse<S: AsRef<str>>(items: &[S]) -> Result<AllowedSources, BadCidr> {
         let mut nets: Vec<IpNet> = Vec::with_capacity(items.len());
         for item in items {
-            let raw = item.as_ref().trim();
+            let raw = item.as_ref();
             let net = raw
                 .parse::<IpNet>()
                 .map(|n| n.trunc())
@@ -93,10 +93,11 @@ mod tests {
 
     #[test]
     fn parsing_normalises_and_refuses_garbage() {
-        let parsed = AllowedSources::parse(&["10.1.2.3/8", " 10.0.0.0/8", "::1"]).unwrap();
+        let parsed = AllowedSources::parse(&["10.1.2.3/8", "10.0.0.0/8", "::1"]).unwrap();
         assert_eq!(parsed.names(), ["10.0.0.0/8", "::1/128"]);
         assert_eq!(AllowedSources::parse(&["10.0.0.0/33"]), Err(BadCidr("10.0.0.0/33".into())));
         assert_eq!(AllowedSources::parse(&["example.com"]), Err(BadCidr("example.com".into())));
+        assert_eq!(AllowedSources::parse(&[" 10.0.0.0/8"]), Err(BadCidr(" 10.0.0.0/8".into())), "as the document says");
     }
 
     #[test]

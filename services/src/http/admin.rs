@@ -197,7 +197,9 @@ pub struct ActivateBody {
 pub struct ResetBody {
     /// The admin who resets the user.
     actor: String,
+    /// Why, for the audit trail (at most 500 characters).
     #[serde(default)]
+    #[schema(max_length = 500)]
     reason: Option<String>,
 }
 
@@ -224,7 +226,7 @@ async fn reset(
 ) -> Result<HttpResponse, ApiError> {
     let account_id = account_id(&path)?;
     let body = body.into_inner();
-    if body.reason.as_ref().is_some_and(|r| r.len() > 500) {
+    if body.reason.as_ref().is_some_and(|r| r.chars().count() > 500) {
         return Err(ApiError::field("reason", "must be at most 500 characters"));
     }
     let msg = ResetAccount {

@@ -46,6 +46,7 @@ async fn list(state: web::Data<AppState>, Caller { tenant, .. }: Caller<Admin>) 
 pub struct NewKeyBody {
     /// What the key is for (1–100 printable characters).
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 100, pattern = r"^[^\u0000-\u001f\u007f-\u009f]+$")]
     label: Option<String>,
     /// At least one of `verify`, `enrol`, `admin`, `ops`; only scopes the calling key holds.
     #[schema(example = json!(["verify"]))]

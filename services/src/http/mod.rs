@@ -141,12 +141,26 @@ pub fn who(actor: Option<String>, account: Option<&AccountId>, key_id: String) -
 #[schema(value_type = String, example = "vp1.eyJ0ZW5hbnRfaWQiOi….Xk3…")]
 pub struct ProofField(pub String);
 
+/// A query string the operation cannot read. serde's message quotes what
+/// was sent (an unknown parameter's name, a value): only what the operation
+/// expects is kept.
+fn query_problem(e: &actix_web::error::QueryPayloadError) -> ApiError {
+    let text = e.to_string();
+    let expected = text.find("expected").map(|i| text[i..].trim_end_matches('.').to_owned());
+    let message = match (text.contains("unknown field"), expected) {
+        (true, Some(expected)) => format!("an unknown parameter; {expected}"),
+        (_, Some(expected)) => format!("a parameter that cannot be read; {expected}"),
+        (_, None) => "a parameter that cannot be read".to_owned(),
+    };
+    ApiError::field("query", message)
+}
+
 /// Every route. JSON bodies are read by `json::Json`, bounded by the app's
 /// `PayloadConfig` (`http.max_body_bytes`).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     {
         let path = web::PathConfig::default().error_handler(|_, _| ApiError::NotFound.into());
-        let query = web::QueryConfig::default().error_handler(|e, _| ApiError::field("query", e).into());
+        let query = web::QueryConfig::default().error_handler(|e, _| query_problem(&e).into());
         cfg.app_data(path).app_data(query);
         verifications::routes(cfg);
         accounts::routes(cfg);

@@ -30,23 +30,35 @@ use verifyd_providers::domain::Channel;
 pub struct FilterArgs {
     /// A tenant's name (deployment operators only; a tenant's key sees its own).
     #[serde(default)]
+    #[param(pattern = "^[a-z0-9][a-z0-9-]{0,62}$")]
+    #[schema(pattern = "^[a-z0-9][a-z0-9-]{0,62}$")]
     pub tenant: Option<String>,
     /// `sms` or `voice`.
     #[serde(default)]
+    #[param(value_type = Option<Channel>)]
+    #[schema(value_type = Option<Channel>)]
     pub channel: Option<String>,
     /// A reason kind: `retries_exhausted`, `malformed`, `unknown_verification`,
     /// `sealed_code`, `unknown_tenant`, `invalid_request`, `too_large`,
     /// `idempotency_conflict`, `other`.
     #[serde(default)]
+    #[param(value_type = Option<Reason>)]
+    #[schema(value_type = Option<Reason>)]
     pub reason: Option<String>,
     /// `dead` (the default: waiting for an operator), `replayed`, `discarded` or `all`.
     #[serde(default)]
+    #[param(value_type = Option<String>, pattern = "^(dead|replayed|discarded|all)$")]
+    #[schema(value_type = Option<String>, pattern = "^(dead|replayed|discarded|all)$")]
     pub status: Option<String>,
     /// Dead-lettered at least this long ago: `90`, `30s`, `15m`, `2h`, `7d`.
     #[serde(default)]
+    #[param(pattern = "^[0-9]{1,12}[smhd]?$")]
+    #[schema(pattern = "^[0-9]{1,12}[smhd]?$")]
     pub older_than: Option<String>,
     /// Dead-lettered less than this long ago.
     #[serde(default)]
+    #[param(pattern = "^[0-9]{1,12}[smhd]?$")]
+    #[schema(pattern = "^[0-9]{1,12}[smhd]?$")]
     pub newer_than: Option<String>,
 }
 
@@ -63,6 +75,10 @@ pub struct BadFilter {
 pub enum FilterError {
     #[error(transparent)]
     Bad(#[from] BadFilter),
+    /// No tenant of that name the caller may see (a tenant's key sees its own
+    /// only): the same answer whether the name exists or not.
+    #[error("no tenant of that name")]
+    UnknownTenant,
     #[error("database: {0}")]
     Store(#[from] sqlx::Error),
 }
@@ -83,16 +99,19 @@ fn tenant_name(name: &str) -> Result<&str, BadFilter> {
 
 /// `90`, `30s`, `15m`, `2h`, `7d`: an age.
 pub fn parse_age(input: &str) -> Option<Duration> {
-    let input = input.trim();
-    let (digits, per) = match input.char_indices().last()? {
-        (i, 's') => (&input[..i], 1),
-        (i, 'm') => (&input[..i], 60),
-        (i, 'h') => (&input[..i], 3600),
-        (i, 'd') => (&input[..i], 86_400),
+    let (digits, per) = match input.as_bytes().last()? {
+        b's' => (&input[..input.len() - 1], 1),
+        b'm' => (&input[..input.len() - 1], 60),
+        b'h' => (&input[..input.len() - 1], 3600),
+        b'd' => (&input[..input.len() - 1], 86_400),
         _ => (input, 1),
     };
+    // 1 to 12 digits and nothing else (`u64::from_str` would take a `+`).
+    if digits.is_empty() || digits.len() > 12 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
     let n: u64 = digits.parse().ok()?;
-    n.checked_mul(per).filter(|s| *s <= 366 * 86_400).map(Duration::from_secs)
+    n.checked_mul(per).map(Duration::from_secs)
 }
 
 impl FilterArgs {
@@ -100,13 +119,10 @@ impl FilterArgs {
         let tenant_id = match (&self.tenant, view) {
             (None, _) => None,
             (Some(name), View::Tenant(own)) if *name == own.name => Some(own.id),
-            (Some(_), View::Tenant(_)) => return Err(bad("tenant", "a tenant's key sees its own tenant only").into()),
-            (Some(name), View::Deployment) => Some(
-                tenants::by_name(pool, tenant_name(name)?)
-                    .await?
-                    .ok_or_else(|| bad("tenant", "no tenant of that name"))?
-                    .id,
-            ),
+            (Some(_), View::Tenant(_)) => return Err(FilterError::UnknownTenant),
+            (Some(name), View::Deployment) => {
+                Some(tenants::by_name(pool, tenant_name(name)?).await?.ok_or(FilterError::UnknownTenant)?.id)
+            }
         };
         let channel = match self.channel.as_deref() {
             None => None,
@@ -128,7 +144,9 @@ impl FilterArgs {
                 None => Ok(None),
                 Some(raw) => {
                     let age = parse_age(raw).ok_or_else(|| bad(field, "an age such as 90, 30s, 15m, 2h or 7d"))?;
-                    Ok(Some(now - TimeDelta::from_std(age).unwrap_or_default()))
+                    // No letter is older than 1970 (and PostgreSQL's calendar ends).
+                    let since = TimeDelta::from_std(age).ok().and_then(|age| now.checked_sub_signed(age));
+                    Ok(Some(since.map_or(DateTime::UNIX_EPOCH, |t| t.max(DateTime::UNIX_EPOCH))))
                 }
             }
         };
@@ -313,6 +331,10 @@ mod tests {
         assert_eq!(parse_age("1w"), None);
         assert_eq!(parse_age("-5m"), None);
         assert_eq!(parse_age(""), None);
+        assert_eq!(parse_age("+5m"), None);
+        assert_eq!(parse_age(" 5m"), None);
+        assert_eq!(parse_age("1234567890123"), None, "at most 12 digits, as the document says");
+        assert_eq!(parse_age("999999999999d"), Some(Duration::from_secs(999_999_999_999 * 86_400)));
     }
 
     #[test]

@@ -78,11 +78,39 @@ fn rule(schema: &str, property: &str) -> Option<Value> {
         ("VerificationRequest", "phone") => json!({ "type": "string", "pattern": "^\\+[1-9][0-9]{0,14}$" }),
         // `Code::parse`: 4 to 10 digits, spaces and dashes ignored.
         ("CodeBody", "code") => json!({ "type": "string", "pattern": "^[ -]*([0-9][ -]*){4,10}$" }),
+        // `AllowedSources::parse`: an IPv4 or IPv6 network or address.
+        ("NewKeyBody", "allowed_cidrs") => {
+            json!({ "type": "array", "maxItems": 64, "items": { "type": "string", "pattern": CIDR_PATTERN } })
+        }
         // `Countries::parse`: the ISO 3166-1 alpha-2 codes the numbering plan knows.
         ("GeoBody", "sms" | "voice") => json!({ "type": "array", "maxItems": 300, "items": country_code() }),
         _ => return None,
     })
 }
+
+/// An address or a network as `ipnet` and `std::net` read them: IPv4
+/// (no leading zeros) with an optional `/0`–`/32`, IPv6 in hex
+/// groups, compressed or not, with an optional `/0`–`/128` (the forms with a
+/// trailing IPv4 are read too, but not listed).
+const CIDR_PATTERN: &str = concat!(
+    "^(",
+    "((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\\.){3}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])",
+    "(/(3[0-2]|[12]?[0-9]))?",
+    "|",
+    "(",
+    "([0-9a-fA-F]{1,4}:){7}[0-9a-fA-F]{1,4}",
+    "|([0-9a-fA-F]{1,4}:){1,7}:",
+    "|([0-9a-fA-F]{1,4}:){1,6}:[0-9a-fA-F]{1,4}",
+    "|([0-9a-fA-F]{1,4}:){1,5}(:[0-9a-fA-F]{1,4}){1,2}",
+    "|([0-9a-fA-F]{1,4}:){1,4}(:[0-9a-fA-F]{1,4}){1,3}",
+    "|([0-9a-fA-F]{1,4}:){1,3}(:[0-9a-fA-F]{1,4}){1,4}",
+    "|([0-9a-fA-F]{1,4}:){1,2}(:[0-9a-fA-F]{1,4}){1,5}",
+    "|[0-9a-fA-F]{1,4}:(:[0-9a-fA-F]{1,4}){1,6}",
+    "|:((:[0-9a-fA-F]{1,4}){1,7}|:)",
+    ")",
+    "(/(12[0-8]|1[01][0-9]|[1-9]?[0-9]))?",
+    ")$"
+);
 
 fn country_code() -> Value {
     let codes: Vec<String> = (b'A'..=b'Z')

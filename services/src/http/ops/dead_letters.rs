@@ -32,6 +32,7 @@ impl From<FilterError> for ApiError {
     fn from(e: FilterError) -> Self {
         match e {
             FilterError::Bad(BadFilter { field, message }) => ApiError::InvalidField { field, message },
+            FilterError::UnknownTenant => ApiError::NotFound,
             FilterError::Store(e) => ApiError::internal(e),
         }
     }
@@ -64,8 +65,8 @@ pub struct LetterPage {
 /// every one), filtered by tenant, channel, reason and age.
 #[utoipa::path(get, operation_id = "list_dead_letters", path = "/v1/ops/dead-letters", tag = "operations",
     params(FilterArgs, ("after" = Option<Uuid>, Query, description = "The previous page's `next_after`"),
-        ("limit" = Option<i64>, Query, description = "1 to 200; 50 by default")),
-    responses((status = 200, body = LetterPage), (status = 422, description = "A bad filter (`field` names it)", body = Problem)),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 200, description = "1 to 200; 50 by default")),
+    responses((status = 200, body = LetterPage), (status = 404, description = "`tenant` names no tenant the key may see", body = Problem), (status = 422, description = "A bad filter (`field` names it)", body = Problem)),
     security(("api_key" = ["ops"])))]
 async fn list(
     state: web::Data<AppState>,
@@ -170,6 +171,7 @@ async fn discard(
 pub struct BatchBody {
     /// A tenant's name (deployment operators only).
     #[serde(default)]
+    #[schema(pattern = "^[a-z0-9][a-z0-9-]{0,62}$")]
     tenant: Option<String>,
     /// `sms` or `voice`.
     #[serde(default)]
@@ -181,22 +183,60 @@ pub struct BatchBody {
     reason: Option<String>,
     /// Dead-lettered at least this long ago (`90`, `30s`, `15m`, `2h`, `7d`).
     #[serde(default)]
+    #[schema(pattern = "^[0-9]{1,12}[smhd]?$")]
     older_than: Option<String>,
     /// Dead-lettered less than this long ago.
     #[serde(default)]
+    #[schema(pattern = "^[0-9]{1,12}[smhd]?$")]
     newer_than: Option<String>,
     /// At most this many letters, oldest first (1 to 500; 100 by default).
     #[serde(default)]
     #[schema(minimum = 1, maximum = 500)]
     limit: Option<i64>,
-    /// For a discard: why (1–500 characters).
+}
+
+/// Which waiting letters to discard, and why: every filter narrows, none is all.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DiscardBatchBody {
+    /// A tenant's name (deployment operators only).
     #[serde(default)]
+    #[schema(pattern = "^[a-z0-9][a-z0-9-]{0,62}$")]
+    tenant: Option<String>,
+    /// `sms` or `voice`.
+    #[serde(default)]
+    #[schema(value_type = Option<verifyd_providers::domain::Channel>)]
+    channel: Option<String>,
+    /// A reason kind (`retries_exhausted`, …).
+    #[serde(default)]
+    #[schema(value_type = Option<verifyd_actors::ops::reason::Reason>)]
+    reason: Option<String>,
+    /// Dead-lettered at least this long ago (`90`, `30s`, `15m`, `2h`, `7d`).
+    #[serde(default)]
+    #[schema(pattern = "^[0-9]{1,12}[smhd]?$")]
+    older_than: Option<String>,
+    /// Dead-lettered less than this long ago.
+    #[serde(default)]
+    #[schema(pattern = "^[0-9]{1,12}[smhd]?$")]
+    newer_than: Option<String>,
+    /// At most this many letters, oldest first (1 to 500; 100 by default).
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 500)]
+    limit: Option<i64>,
+    /// Why (1–500 characters), kept with each letter and audited.
     #[schema(
         min_length = 1,
         max_length = 500,
         pattern = r"^[^\u0000-\u0009\u000b-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u0009\u000b-\u001f\u007f-\u009f]*$"
     )]
-    discard_reason: Option<String>,
+    discard_reason: String,
+}
+
+impl DiscardBatchBody {
+    fn split(self) -> (BatchBody, String) {
+        let DiscardBatchBody { tenant, channel, reason, older_than, newer_than, limit, discard_reason } = self;
+        (BatchBody { tenant, channel, reason, older_than, newer_than, limit }, discard_reason)
+    }
 }
 
 /// One letter a batch could not act on, and why.
@@ -238,11 +278,7 @@ fn refusal(id: Uuid, error: LetterError) -> Refusal {
     Refusal { id, error: name.to_owned(), detail: api.to_string() }
 }
 
-async fn batch(
-    state: &AppState,
-    op: &Operator,
-    body: BatchBody,
-) -> Result<(Vec<dead_letters::Letter>, BatchBody), ApiError> {
+async fn batch(state: &AppState, op: &Operator, body: BatchBody) -> Result<Vec<dead_letters::Letter>, ApiError> {
     let limit = body.limit.unwrap_or(100);
     if !(1..=MAX_BATCH).contains(&limit) {
         return Err(ApiError::field("limit", "must be 1 to 500"));
@@ -256,7 +292,7 @@ async fn batch(
         newer_than: body.newer_than.clone(),
     };
     let filter = args.parse(&state.pool, &op.view, Utc::now()).await?;
-    Ok((letters::matching(&state.pool, &op.view, &filter, limit).await?, body))
+    Ok(letters::matching(&state.pool, &op.view, &filter, limit).await?)
 }
 
 /// Replays every waiting letter the filter matches (oldest first, up to
@@ -264,14 +300,14 @@ async fn batch(
 /// The body is required: `{}` (every waiting letter) is said, never implied.
 #[utoipa::path(post, path = "/v1/ops/dead-letters/replay", tag = "operations",
     request_body = BatchBody,
-    responses((status = 200, body = BatchAnswer), (status = 422, body = Problem)),
+    responses((status = 200, body = BatchAnswer), (status = 404, description = "`tenant` names no tenant the key may see", body = Problem), (status = 422, body = Problem)),
     security(("api_key" = ["ops"])))]
 async fn replay_matching(
     state: web::Data<AppState>,
     op: Operator,
     body: Json<BatchBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let (matching, _) = batch(&state, &op, body.into_inner()).await?;
+    let matching = batch(&state, &op, body.into_inner()).await?;
     let who = op.who()?;
     let (mut done, mut refused) = (Vec::new(), Vec::new());
     for letter in matching {
@@ -289,17 +325,18 @@ async fn replay_matching(
 /// Discards every waiting letter the filter matches (oldest first, up to
 /// `limit`), with `discard_reason`.
 #[utoipa::path(post, path = "/v1/ops/dead-letters/discard", tag = "operations",
-    request_body = BatchBody,
-    responses((status = 200, body = BatchAnswer), (status = 422, body = Problem)),
+    request_body = DiscardBatchBody,
+    responses((status = 200, body = BatchAnswer), (status = 404, description = "`tenant` names no tenant the key may see", body = Problem), (status = 422, body = Problem)),
     security(("api_key" = ["ops"])))]
 async fn discard_matching(
     state: web::Data<AppState>,
     op: Operator,
-    body: Json<BatchBody>,
+    body: Json<DiscardBatchBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let (matching, body) = batch(&state, &op, body.into_inner()).await?;
-    let reason = discard_reason(body.discard_reason.as_deref().unwrap_or_default())
+    let (filter, discard) = body.into_inner().split();
+    let reason = discard_reason(&discard)
         .map_err(|_| ApiError::field("discard_reason", "must be 1 to 500 printable characters"))?;
+    let matching = batch(&state, &op, filter).await?;
     let who = op.who()?;
     let (mut done, mut refused) = (Vec::new(), Vec::new());
     for letter in matching {

@@ -63,6 +63,7 @@ pub struct AuditParams {
     /// Entries older than this id (the previous page's `next_before`).
     before: Option<i64>,
     /// 1 to 500; 50 by default.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
 }
 
