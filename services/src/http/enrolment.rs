@@ -114,7 +114,7 @@ async fn enrol_totp(
     let account_id = account_id(&path)?;
     let label = body.into_inner().label;
     if let Some(l) = &label
-        && (l.is_empty() || l.len() > 128 || l.chars().any(char::is_control))
+        && (l.is_empty() || l.chars().count() > 128 || l.chars().any(char::is_control))
     {
         return Err(ApiError::field("label", "must be 1 to 128 printable characters"));
     }

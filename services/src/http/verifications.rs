@@ -93,7 +93,7 @@ pub fn parse_request(request: VerificationRequest, fallback_key: Option<String>)
         idempotency_key,
         end_user_ip: end_user_ip
             .as_deref()
-            .map(|ip| ip.trim().parse::<std::net::IpAddr>())
+            .map(|ip| ip.parse::<std::net::IpAddr>())
             .transpose()
             .map_err(|_| ApiError::field("end_user_ip", "must be an IPv4 or IPv6 address"))?,
     })

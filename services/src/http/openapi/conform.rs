@@ -46,8 +46,13 @@ pub fn conform(doc: &mut Value) {
     }
 }
 
-/// Path parameters that name a domain value, and its rule.
-fn path_parameter(parameter: &mut Value) {
+/// Parameters that name a domain value (in a path, the idempotency header), and its rule.
+fn parameter_rule(parameter: &mut Value) {
+    if parameter["in"] == "header" && parameter["name"] == "Idempotency-Key" {
+        // Visible ASCII (what a header carries as text), 1 to 255 characters.
+        parameter["schema"] = json!({ "type": "string", "pattern": "^[!-~]([ -~]{0,253}[!-~])?$" });
+        return;
+    }
     if parameter["in"] != "path" {
         return;
     }
@@ -80,7 +85,15 @@ fn rule(schema: &str, property: &str) -> Option<Value> {
         ("CodeBody", "code") => json!({ "type": "string", "pattern": "^[ -]*([0-9][ -]*){4,10}$" }),
         // `AllowedSources::parse`: an IPv4 or IPv6 network or address.
         ("NewKeyBody", "allowed_cidrs") => {
-            json!({ "type": "array", "maxItems": 64, "items": { "type": "string", "pattern": CIDR_PATTERN } })
+            json!({ "type": "array", "maxItems": 64, "items": { "type": "string", "pattern": ip_pattern(true) } })
+        }
+        // The end user's address: `IpAddr`.
+        ("VerificationRequest", "end_user_ip") => json!({ "type": "string", "pattern": ip_pattern(false) }),
+        ("VerificationRequest", "idempotency_key") => {
+            json!({ "type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[^\\u0000]*$" })
+        }
+        ("EnrolBody", "label") => {
+            json!({ "type": "string", "minLength": 1, "maxLength": 128, "pattern": ACCOUNT_ID_PATTERN })
         }
         // `Countries::parse`: the ISO 3166-1 alpha-2 codes the numbering plan knows.
         ("GeoBody", "sms" | "voice") => json!({ "type": "array", "maxItems": 300, "items": country_code() }),
@@ -88,29 +101,29 @@ fn rule(schema: &str, property: &str) -> Option<Value> {
     })
 }
 
-/// An address or a network as `ipnet` and `std::net` read them: IPv4
-/// (no leading zeros) with an optional `/0`–`/32`, IPv6 in hex
-/// groups, compressed or not, with an optional `/0`–`/128` (the forms with a
+/// An address (or with `network`, also a network) as `std::net` and `ipnet`
+/// read them: IPv4 without leading zeros, optionally `/0`–`/32`; IPv6 in hex
+/// groups, compressed or not, optionally `/0`–`/128` (the forms with a
 /// trailing IPv4 are read too, but not listed).
-const CIDR_PATTERN: &str = concat!(
-    "^(",
-    "((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\\.){3}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])",
-    "(/(3[0-2]|[12]?[0-9]))?",
-    "|",
-    "(",
-    "([0-9a-fA-F]{1,4}:){7}[0-9a-fA-F]{1,4}",
-    "|([0-9a-fA-F]{1,4}:){1,7}:",
-    "|([0-9a-fA-F]{1,4}:){1,6}:[0-9a-fA-F]{1,4}",
-    "|([0-9a-fA-F]{1,4}:){1,5}(:[0-9a-fA-F]{1,4}){1,2}",
-    "|([0-9a-fA-F]{1,4}:){1,4}(:[0-9a-fA-F]{1,4}){1,3}",
-    "|([0-9a-fA-F]{1,4}:){1,3}(:[0-9a-fA-F]{1,4}){1,4}",
-    "|([0-9a-fA-F]{1,4}:){1,2}(:[0-9a-fA-F]{1,4}){1,5}",
-    "|[0-9a-fA-F]{1,4}:(:[0-9a-fA-F]{1,4}){1,6}",
-    "|:((:[0-9a-fA-F]{1,4}){1,7}|:)",
-    ")",
-    "(/(12[0-8]|1[01][0-9]|[1-9]?[0-9]))?",
-    ")$"
-);
+fn ip_pattern(network: bool) -> String {
+    const OCTET: &str = "(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])";
+    const G: &str = "[0-9a-fA-F]{1,4}";
+    let v4 = format!("({OCTET}\\.){{3}}{OCTET}");
+    let v6 = [
+        format!("({G}:){{7}}{G}"),
+        format!("({G}:){{1,7}}:"),
+        format!("({G}:){{1,6}}:{G}"),
+        format!("({G}:){{1,5}}(:{G}){{1,2}}"),
+        format!("({G}:){{1,4}}(:{G}){{1,3}}"),
+        format!("({G}:){{1,3}}(:{G}){{1,4}}"),
+        format!("({G}:){{1,2}}(:{G}){{1,5}}"),
+        format!("{G}:(:{G}){{1,6}}"),
+        format!(":((:{G}){{1,7}}|:)"),
+    ]
+    .join("|");
+    let (p4, p6) = if network { ("(/(3[0-2]|[12]?[0-9]))?", "(/(12[0-8]|1[01][0-9]|[1-9]?[0-9]))?") } else { ("", "") };
+    format!("^({v4}{p4}|({v6}){p6})$")
+}
 
 fn country_code() -> Value {
     let codes: Vec<String> = (b'A'..=b'Z')
@@ -214,7 +227,7 @@ const ACCOUNT_ID_PATTERN: &str = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$";
 
 fn operation(op: &mut Map<String, Value>) {
     if let Some(parameters) = op.get_mut("parameters").and_then(Value::as_array_mut) {
-        parameters.iter_mut().for_each(path_parameter);
+        parameters.iter_mut().for_each(parameter_rule);
         parameters.iter_mut().for_each(no_nul);
     }
     let secured = op.get("security").and_then(Value::as_array).is_some_and(|s| !s.is_empty());
