@@ -23,5 +23,6 @@ mod routing;
 mod secrecy;
 mod soak;
 mod startup;
+mod strict_config;
 mod throttling;
 mod verification_flow;
