@@ -1,9 +1,16 @@
 //! Configuration that refuses what it does not know, through the real binary
 //! as an operator starts it: a misspelt key in the file or a misspelt
 //! `VERIFYD_*` variable stops the start, naming the key, where it came from
-//! and the key it is closest to, and never the value (values may be secrets).
+//! and the key it is closest to, and never the value (values may be secrets);
+//! a retry delay changed under queues declared with the old one stops the
+//! start naming the queue, the argument, both values, the setting and the fix.
 
 use std::process::Output;
+use std::time::Duration;
+
+use lapin::options::QueueDeclareOptions;
+use lapin::types::FieldTable;
+use verifyd_providers::domain::Channel;
 
 use crate::helpers::{TestApp, spawn_app};
 
@@ -136,4 +143,65 @@ async fn a_misspelt_variable_stops_the_start_naming_it_and_the_right_one_never_t
     assert!(String::from_utf8_lossy(&output.stdout).contains("migrations applied"));
     let misspelt = run(&app, &["migrate"], &[("VERIFYD_CONFG", "verifyd.toml".into())]).await;
     assert!(stderr(&misspelt).contains("did you mean VERIFYD_CONFIG?"), "{}", stderr(&misspelt));
+}
+
+#[actix_rt::test]
+async fn a_changed_retry_delay_names_the_queue_the_argument_both_values_the_setting_and_the_fix() {
+    // The test deployment declared its retry queues with delays [200, 400].
+    let app = spawn_app().await;
+    assert_eq!(app.config.amqp.retry_delays_ms, vec![200, 400]);
+    let changed = [("VERIFYD_AMQP__RETRY_DELAYS_MS", "[300, 400]".to_owned())];
+    let output = run(&app, &["worker"], &changed).await;
+    let log = stderr(&output);
+    assert!(!output.status.success(), "the worker refuses to start:\n{log}");
+    let prefix = &app.topology.prefix;
+    for channel in ["sms", "voice"] {
+        let queue = format!("{prefix}dispatch.{channel}.retry.1");
+        for expected in [
+            format!("queue '{queue}' exists with x-message-ttl = 200, this configuration declares 300"),
+            "set by amqp.retry_delays_ms (delay 1 of [300, 400], in ms)".to_owned(),
+            format!("rabbitmqctl delete_queue {queue}"),
+        ] {
+            assert!(log.contains(&expected), "{expected:?} missing from:\n{log}");
+        }
+    }
+    assert!(log.contains("406 PRECONDITION_FAILED") && log.contains("let the queue drain"), "{log}");
+    assert!(!log.contains(&format!("{prefix}dispatch.sms.retry.2'")), "the unchanged delay is not named:\n{log}");
+
+    // The fix as written (the queues are empty here): `rabbitmqctl
+    // delete_queue`, then the next start declares them with the new delay.
+    for channel in Channel::ALL {
+        let queue = app.topology.retry_queue(channel, 0);
+        let deleted = std::process::Command::new("rabbitmqctl")
+            .args(["-q", "delete_queue", &queue])
+            .output()
+            .expect("rabbitmqctl runs (RabbitMQ's CLI must be on PATH)");
+        assert!(deleted.status.success(), "{queue}: {}", String::from_utf8_lossy(&deleted.stderr));
+    }
+    let mut command = app.verifyd_command(&["worker"]);
+    command.env(changed[0].0, &changed[0].1).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    let mut worker = command.spawn().expect("verifyd worker starts");
+    let sms = app.topology.dispatch_queue(Channel::Sms);
+    let mut consumers = 0;
+    for _ in 0..200 {
+        let ch = app.amqp.create_channel().await.expect("channel");
+        let passive = QueueDeclareOptions { passive: true, ..Default::default() };
+        consumers = ch
+            .queue_declare(sms.as_str().into(), passive, FieldTable::default())
+            .await
+            .map_or(0, |q| q.consumer_count());
+        // The app's own two consumers, then the worker's two.
+        if consumers >= 4 || worker.try_wait().ok().flatten().is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let exited = worker.try_wait().ok().flatten();
+    let _ = worker.kill();
+    let _ = worker.wait();
+    assert!(
+        exited.is_none() && consumers >= 4,
+        "with the queues re-declared the worker starts ({exited:?}, {consumers})"
+    );
+    // The app's teardown deletes every queue of its prefix, these included.
 }
