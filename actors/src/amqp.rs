@@ -105,44 +105,148 @@ impl Topology {
     }
 
     /// Declares everything (idempotent; every process does it on start).
-    pub async fn declare(&self, ch: &AmqpChannel) -> Result<(), lapin::Error> {
+    ///
+    /// A queue or exchange that already exists with other arguments (a retry
+    /// queue declared under another `x-message-ttl`, a classic queue where
+    /// verifyd declares a quorum one) is refused by RabbitMQ with 406
+    /// PRECONDITION_FAILED, which closes the channel. Each refusal is read
+    /// (which argument, what the broker holds, what was declared) and the rest
+    /// is still checked on a fresh channel, so one start names every queue to
+    /// fix, not only the first.
+    pub async fn declare(&self, conn: &lapin::Connection) -> Result<(), DeclareError> {
+        let mut ch = conn.create_channel().await?;
+        let mut refused = Vec::new();
         let durable = ExchangeDeclareOptions { durable: true, ..Default::default() };
-        for exchange in [self.requests_exchange(), self.events_exchange()] {
-            ch.exchange_declare(exchange.into(), ExchangeKind::Topic, durable, FieldTable::default()).await?;
+        for (exchange, kind) in [
+            (self.requests_exchange(), ExchangeKind::Topic),
+            (self.events_exchange(), ExchangeKind::Topic),
+            (self.dispatch_exchange(), ExchangeKind::Direct),
+        ] {
+            let declared = ch.exchange_declare(exchange.as_str().into(), kind, durable, FieldTable::default()).await;
+            settle(conn, &mut ch, declared, &mut refused).await?;
         }
-        ch.exchange_declare(self.dispatch_exchange().into(), ExchangeKind::Direct, durable, FieldTable::default())
-            .await?;
-        declare_queue(ch, &self.requests_queue(), quorum()).await?;
-        ch.queue_bind(
-            self.requests_queue().into(),
-            self.requests_exchange().into(),
-            "#".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
-        declare_queue(ch, &self.dead_letters(), quorum()).await?;
+        let declared = declare_queue(&ch, &self.requests_queue(), quorum()).await;
+        if settle(conn, &mut ch, declared, &mut refused).await? {
+            bind(&ch, &self.requests_queue(), &self.requests_exchange(), "#").await?;
+        }
+        let declared = declare_queue(&ch, &self.dead_letters(), quorum()).await;
+        settle(conn, &mut ch, declared, &mut refused).await?;
         for channel in Channel::ALL {
-            declare_queue(ch, &self.dispatch_queue(channel), quorum()).await?;
-            ch.queue_bind(
-                self.dispatch_queue(channel).into(),
-                self.dispatch_exchange().into(),
-                channel.as_str().into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
+            let declared = declare_queue(&ch, &self.dispatch_queue(channel), quorum()).await;
+            if settle(conn, &mut ch, declared, &mut refused).await? {
+                bind(&ch, &self.dispatch_queue(channel), &self.dispatch_exchange(), channel.as_str()).await?;
+            }
             for (level, delay) in self.retry_delays.iter().enumerate() {
                 let mut args = quorum();
                 let ttl = u32::try_from(delay.as_millis()).unwrap_or(u32::MAX);
                 args.insert("x-message-ttl".into(), AMQPValue::LongUInt(ttl));
                 args.insert("x-dead-letter-exchange".into(), long_string(&self.dispatch_exchange()));
                 args.insert("x-dead-letter-routing-key".into(), long_string(channel.as_str()));
-                declare_queue(ch, &self.retry_queue(channel, level), args).await?;
+                let declared = declare_queue(&ch, &self.retry_queue(channel, level), args).await;
+                settle(conn, &mut ch, declared, &mut refused).await?;
             }
         }
-        Ok(())
+        let _ = ch.close(200, "declared".into()).await;
+        if refused.is_empty() { Ok(()) } else { Err(DeclareError::Inequivalent(refused)) }
     }
+
+    /// The retry level (0 for `….retry.1`) of one of this topology's retry queues.
+    pub fn retry_level_of(&self, queue: &str) -> Option<usize> {
+        Channel::ALL
+            .into_iter()
+            .flat_map(|channel| (0..self.retry_delays.len()).map(move |level| (channel, level)))
+            .find(|(channel, level)| self.retry_queue(*channel, *level) == queue)
+            .map(|(_, level)| level)
+    }
+}
+
+/// What became of one declaration: `Ok(true)` declared, `Ok(false)` refused
+/// for inequivalent arguments (recorded in `refused`; `ch` is replaced by a
+/// fresh channel, the broker having closed it), `Err` anything else.
+async fn settle(
+    conn: &lapin::Connection,
+    ch: &mut AmqpChannel,
+    declared: Result<(), lapin::Error>,
+    refused: &mut Vec<Inequivalent>,
+) -> Result<bool, DeclareError> {
+    let error = match declared {
+        Ok(()) => return Ok(true),
+        Err(error) => error,
+    };
+    let lapin::ErrorKind::ProtocolError(amqp) = error.kind() else { return Err(error.into()) };
+    if amqp.get_id() != 406 {
+        return Err(error.into());
+    }
+    let text = amqp.get_message().as_str();
+    let Some(inequivalent) = Inequivalent::parse(text) else {
+        return Err(DeclareError::Refused(text.to_owned()));
+    };
+    refused.push(inequivalent);
+    *ch = conn.create_channel().await?;
+    Ok(false)
+}
+
+/// A queue or exchange that exists with another argument than verifyd
+/// declares, read from RabbitMQ's 406 reply: "PRECONDITION_FAILED -
+/// inequivalent arg 'x-message-ttl' for queue 'verifyd.dispatch.sms.retry.1'
+/// in vhost '/': received the value '2000' of type 'signedint' but current is
+/// the value '1000' of type 'signedint'".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inequivalent {
+    /// `queue` or `exchange`.
+    pub kind: String,
+    pub name: String,
+    pub vhost: String,
+    pub argument: String,
+    /// What the broker holds.
+    pub existing: String,
+    /// What this process declared.
+    pub wanted: String,
+}
+
+impl Inequivalent {
+    pub fn parse(text: &str) -> Option<Inequivalent> {
+        let rest = &text[text.find("inequivalent arg '")? + "inequivalent arg '".len()..];
+        let (argument, rest) = rest.split_once("' for ")?;
+        let (kind, rest) = rest.split_once(" '")?;
+        let (name, rest) = rest.split_once("' in vhost '")?;
+        let (vhost, rest) = rest.split_once("': received ")?;
+        let (wanted, existing) = rest.split_once(" but current is ")?;
+        // "the value '2000' of type 'signedint'", or "'true'", or "none".
+        let value = |v: &str| {
+            let v = v.trim().trim_start_matches("the value ");
+            let v = v.split(" of type '").next().unwrap_or(v);
+            v.trim_matches('\'').to_owned()
+        };
+        Some(Inequivalent {
+            kind: kind.to_owned(),
+            name: name.to_owned(),
+            vhost: vhost.to_owned(),
+            argument: argument.to_owned(),
+            existing: value(existing),
+            wanted: value(wanted),
+        })
+    }
+}
+
+impl std::fmt::Display for Inequivalent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} '{}' (vhost '{}') exists with {} = {} but is declared with {}",
+            self.kind, self.name, self.vhost, self.argument, self.existing, self.wanted
+        )
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeclareError {
+    #[error("{0}")]
+    Amqp(#[from] lapin::Error),
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Inequivalent(Vec<Inequivalent>),
+    #[error("the broker refused a declaration: {0}")]
+    Refused(String),
 }
 
 pub fn long_string(s: &str) -> AMQPValue {
@@ -155,10 +259,13 @@ fn quorum() -> FieldTable {
     args
 }
 
+async fn bind(ch: &AmqpChannel, queue: &str, exchange: &str, key: &str) -> Result<(), lapin::Error> {
+    ch.queue_bind(queue.into(), exchange.into(), key.into(), QueueBindOptions::default(), FieldTable::default()).await
+}
+
 async fn declare_queue(ch: &AmqpChannel, name: &str, args: FieldTable) -> Result<(), lapin::Error> {
     let opts = QueueDeclareOptions { durable: true, ..Default::default() };
-    ch.queue_declare(name.into(), opts, args).await?;
-    Ok(())
+    ch.queue_declare(name.into(), opts, args).await.map(drop)
 }
 
 /// Reads a string header (LongString or ShortString) of a delivery.
@@ -213,5 +320,32 @@ mod tests {
         assert_eq!(t.retry_level(2), None);
         assert!(t.queues().iter().all(|q| q.starts_with("x.")));
         assert_eq!(t.queues().len(), 2 + 2 * 3);
+        assert_eq!(t.retry_level_of("x.dispatch.voice.retry.2"), Some(1));
+        assert_eq!(t.retry_level_of("x.dispatch.voice.retry.3"), None);
+        assert_eq!(t.retry_level_of("x.dispatch.sms"), None);
+    }
+
+    #[test]
+    fn refusals_for_inequivalent_arguments_are_read() {
+        let text = "PRECONDITION_FAILED - inequivalent arg 'x-message-ttl' for queue 'verifyd.dispatch.sms.retry.1' \
+                    in vhost '/': received the value '2000' of type 'signedint' but current is the value '1000' of \
+                    type 'signedint'";
+        let read = Inequivalent::parse(text).expect("read");
+        assert_eq!(
+            read,
+            Inequivalent {
+                kind: "queue".into(),
+                name: "verifyd.dispatch.sms.retry.1".into(),
+                vhost: "/".into(),
+                argument: "x-message-ttl".into(),
+                existing: "1000".into(),
+                wanted: "2000".into(),
+            }
+        );
+        let durable = "PRECONDITION_FAILED - inequivalent arg 'durable' for queue 'q' in vhost 'prod': received \
+                       'true' but current is 'false'";
+        let read = Inequivalent::parse(durable).expect("read");
+        assert_eq!((read.vhost.as_str(), read.existing.as_str(), read.wanted.as_str()), ("prod", "false", "true"));
+        assert_eq!(Inequivalent::parse("PRECONDITION_FAILED - unknown delivery tag 1"), None);
     }
 }

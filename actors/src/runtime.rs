@@ -67,6 +67,8 @@ pub struct Settings {
 pub enum StartError {
     #[error("RabbitMQ: {0}")]
     Amqp(#[from] lapin::Error),
+    #[error("RabbitMQ: {0}")]
+    Topology(#[from] crate::amqp::DeclareError),
 }
 
 /// The running actors of a process; drop it only when the process stops.
@@ -126,9 +128,7 @@ impl Core {
             settings.report_interval,
         )
         .start();
-        let setup = amqp.create_channel().await?;
-        settings.topology.declare(&setup).await?;
-        let _ = setup.close(200, "declared".into()).await;
+        settings.topology.declare(&amqp).await?;
 
         let relay_channel = amqp.create_channel().await?;
         relay_channel.confirm_select(ConfirmSelectOptions::default()).await?;

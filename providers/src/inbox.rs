@@ -41,6 +41,7 @@ const POLL_EVERY: Duration = Duration::from_millis(20);
 /// Settings of the dev inbox (`path` defaults to `verifyd-inbox.jsonl`, in the
 /// working directory).
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct InboxConfig {
     #[serde(default = "default_path")]
     pub path: PathBuf,

@@ -59,6 +59,7 @@ const MAX_ERROR_CHARS: usize = 200;
 /// (milliseconds, default 10 000); `base_url` defaults to `https://api.plivo.com`
 /// and `status_callback` to none.
 #[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PlivoConfig {
     pub auth_id: String,
     pub auth_token: SecretString,

@@ -54,6 +54,7 @@ const MAX_TEXT_CHARS: usize = 200;
 /// `application_key` and `application_secret` (a Voice app of the dashboard);
 /// without them the provider serves SMS only.
 #[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SinchConfig {
     pub service_plan_id: String,
     /// The SMS API token of the service plan.

@@ -48,6 +48,7 @@ const MAX_ERROR_CHARS: usize = 200;
 /// In configuration files the timeout is the integer field `timeout_ms`
 /// (milliseconds, default 10 000); `base_url` defaults to `https://api.telnyx.com`.
 #[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TelnyxConfig {
     pub api_key: SecretString,
     /// Sender and caller id: a Telnyx number in `+E.164` (or, for SMS, an

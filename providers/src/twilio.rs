@@ -34,6 +34,7 @@ const MAX_MESSAGE_CHARS: usize = 200;
 /// (milliseconds, default 10 000); `base_url` defaults to `https://api.twilio.com`
 /// and `status_callback` to none.
 #[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TwilioConfig {
     pub account_sid: String,
     pub auth_token: SecretString,

@@ -44,6 +44,7 @@ const MAX_TEXT_CHARS: usize = 1600;
 /// signed delivery receipts need `signature_secret` and the
 /// `signature_method` chosen in the dashboard.
 #[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct VonageConfig {
     pub api_key: String,
     pub api_secret: SecretString,

@@ -108,6 +108,7 @@ type HmacSha256 = Hmac<Sha256>;
 /// Settings of the webhook provider (`timeout_ms` in milliseconds, default
 /// 10 000; `channels` both by default; `headers` none by default).
 #[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
     /// Where each message is POSTed. Use `https`: the body holds the code.
     pub url: String,

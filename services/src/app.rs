@@ -134,7 +134,10 @@ pub async fn start(config: &Config, role: Role, metrics: Option<PrometheusHandle
     let settings = settings(config)?;
     let topology = settings.topology.clone();
     let routes = crate::routes::build(config)?;
-    let core = Arc::new(Core::start(role, settings, pool.clone(), amqp.clone(), keys, routes).await?);
+    let core = Core::start(role, settings, pool.clone(), amqp.clone(), keys, routes)
+        .await
+        .map_err(|error| crate::startup::explain_start(config, &topology, error))?;
+    let core = Arc::new(core);
     if metrics.is_some() {
         install_metrics(config, role, &core).await;
     }

@@ -1,14 +1,18 @@
 //! Configuration: defaults, then the TOML file given with `--config`, then
 //! `VERIFYD_*` environment variables (`__` separates levels:
 //! `VERIFYD_DATABASE__URL`). Secrets have no default: the service refuses to start
-//! without them.
+//! without them. An unknown key in the file or an unknown `VERIFYD_*` variable
+//! stops the start too (see `strict`): a misspelt key would otherwise be
+//! ignored and its default used without a word.
+
+pub mod strict;
 
 use std::path::Path;
 use std::time::Duration;
 
 use base64::Engine;
 use figment::Figment;
-use figment::providers::{Env, Format, Toml};
+use figment::providers::{Format, Toml};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use verifyd_actors::abuse::AbuseSettings;
@@ -34,6 +38,7 @@ pub enum Mode {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Config {
     #[serde(default)]
     pub mode: Mode,
@@ -67,7 +72,7 @@ pub struct Config {
 }
 
 #[derive(Clone, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct Metrics {
     /// Where a `worker` serves `/metrics`, `/healthz` and `/readyz` (`serve`
     /// serves them on `http.bind`); empty: nowhere.
@@ -98,7 +103,7 @@ impl std::fmt::Debug for Metrics {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct Console {
     /// Serve the console page at `/ops` (the `/v1/ops` API stays either way).
     pub enabled: bool,
@@ -113,7 +118,7 @@ impl Default for Console {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct Http {
     pub bind: String,
     /// Largest request body accepted, in bytes (JSON, forms, receipts).
@@ -150,7 +155,7 @@ impl Default for Http {
 }
 
 #[derive(Clone, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct Database {
     pub url: String,
     pub max_connections: u32,
@@ -172,7 +177,7 @@ impl Default for Database {
 }
 
 #[derive(Clone, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct Amqp {
     pub url: String,
     /// Put before every queue and exchange name.
@@ -257,6 +262,7 @@ impl std::fmt::Debug for Amqp {
 }
 
 #[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Secrets {
     /// Base64 of 32 random bytes: the HMAC key codes are stored under.
     pub code_hmac_key: SecretString,
@@ -272,8 +278,9 @@ impl std::fmt::Debug for Secrets {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// Never the value of a setting: values may be secrets.
     #[error("configuration: {0}")]
-    Load(#[from] Box<figment::Error>),
+    Load(String),
     #[error("secrets.{0} must be base64 of exactly 32 bytes")]
     Key(&'static str),
     #[error("provider {0:?} is listed but not configured (add a [providers.{0}] section)")]
@@ -315,7 +322,7 @@ impl Secrets {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct Verification {
     /// Names the service in SMS texts and calls.
     pub app_name: String,
@@ -341,7 +348,7 @@ impl Default for Verification {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct Providers {
     /// Provider names tried in order for SMS to destinations no route matches.
     pub sms: Vec<String>,
@@ -401,7 +408,7 @@ impl Default for Providers {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct Runtime {
     /// Instances of each sharded actor; 0 = one per core.
     pub shards: usize,
@@ -474,12 +481,25 @@ impl Config {
     }
 
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        Self::load_from(file, std::env::vars_os())
+    }
+
+    /// `load` with the environment given: defaults, then `file`, then the
+    /// `VERIFYD_*` variables of `vars`. Unknown keys and variables are refused
+    /// by name (with the key they are closest to); no value is ever shown.
+    pub fn load_from(
+        file: Option<&Path>,
+        vars: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+    ) -> Result<Config, ConfigError> {
+        let vars = strict::env_vars(vars).map_err(|refused| ConfigError::Load(refused.join("; ")))?;
+        strict::refuse_unknown_variables::<Config>(&vars).map_err(|refused| ConfigError::Load(refused.join("; ")))?;
         let mut figment = Figment::new();
         if let Some(file) = file {
             figment = figment.merge(Toml::file_exact(file));
         }
-        figment = figment.merge(Env::prefixed("VERIFYD_").split("__"));
-        let config: Config = figment.extract().map_err(Box::new)?;
+        figment = figment.merge(strict::EnvSource(&vars));
+        let config: Config =
+            figment.extract().map_err(|error| ConfigError::Load(strict::explain(error, &figment, file, &vars)))?;
         config.validate()?;
         Ok(config)
     }
@@ -561,6 +581,100 @@ mod tests {
         }
         assert!(shown.contains("postgres://app:<redacted>@db:5432/verifyd"));
         assert!(!shown.contains(config.secrets.code_hmac_key.expose_secret()));
+    }
+
+    fn env(list: &[(&str, &str)]) -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
+        list.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect()
+    }
+
+    fn dev_file() -> &'static Path {
+        Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../verifyd.dev.toml"))
+    }
+
+    fn refusal(result: Result<Config, ConfigError>) -> String {
+        match result {
+            Err(ConfigError::Load(message)) => message,
+            other => panic!("refused at load, not {other:?}"),
+        }
+    }
+
+    #[test]
+    fn unknown_keys_and_variables_are_refused_by_name_with_the_closest_key_and_no_value() {
+        let secret = "hunter2-not-to-be-shown";
+        let shown = refusal(Config::load_from(
+            Some(dev_file()),
+            env(&[("VERIFYD_DATABSE__URL", secret), ("VERIFYD_AMQP__PREFIXX", secret), ("VERIFYD_LOG_JSON", "1")]),
+        ));
+        assert!(shown.contains("`databse.url` from environment variable VERIFYD_DATABSE__URL: did you mean `database.url` (VERIFYD_DATABASE__URL)?"), "{shown}");
+        assert!(shown.contains("did you mean `amqp.prefix` (VERIFYD_AMQP__PREFIX)?"), "{shown}");
+        let shown = refusal(Config::load_from(
+            Some(dev_file()),
+            env(&[("VERIFYD_THROTTLE__PER_PHONE__WINDOW_SEC", "1"), ("VERIFYD_PROVIDERS__BREAKER__OPEN_FOR", "1")]),
+        ));
+        assert!(shown.contains("did you mean `throttle.per_phone.window_secs`"), "{shown}");
+        assert!(shown.contains("did you mean `providers.breaker.open_for_ms`"), "{shown}");
+
+        let file = std::env::temp_dir().join(format!("verifyd-strict-{}.toml", uuid::Uuid::new_v4()));
+        std::fs::write(
+            &file,
+            format!("[providers.webhook]\nurl = \"https://gw\"\nsecret = \"{secret}\"\nheaderz = {{}}\n"),
+        )
+        .unwrap();
+        let shown = refusal(Config::load_from(Some(&file), env(&[])));
+        assert!(shown.contains(&format!("unknown configuration key `providers.webhook.headerz` in {}: did you mean `providers.webhook.headers`?", file.display())), "{shown}");
+        std::fs::write(&file, format!("[secrets]\ncode_hmac_key = 7\nencryption_key = [\"{secret}\"]\n")).unwrap();
+        let shown = refusal(Config::load_from(Some(&file), env(&[])));
+        assert!(
+            shown.contains("`secrets.code_hmac_key` in") && shown.contains("found an integer (value not shown)"),
+            "{shown}"
+        );
+        std::fs::write(&file, "[abuse.default_countries]\nsms = [\"UK\"]\n").unwrap();
+        let shown = refusal(Config::load_from(Some(&file), env(&[])));
+        assert!(
+            shown.contains("`abuse.default_countries.sms`") && !shown.contains("UK"),
+            "free text has the value blanked: {shown}"
+        );
+        let _ = std::fs::remove_file(&file);
+        assert!(!shown.contains(secret));
+    }
+
+    /// Every `VERIFYD_*` name the repository sets or documents (compose, the
+    /// Dockerfile, CI, scripts, docs, the test suite) is one verifyd accepts.
+    #[test]
+    fn every_variable_the_repository_sets_or_documents_is_accepted() {
+        let root = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
+        let mut files =
+            vec![root.join("README.md"), root.join("compose.yaml"), root.join("Dockerfile"), root.join(".ci/run")];
+        for dir in ["scripts", "scripts/contract", "docs", "tests/api"] {
+            for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+                let path = entry.unwrap().path();
+                // That file's variables are misspelt on purpose.
+                if path.is_file() && !path.ends_with("strict_config.rs") {
+                    files.push(path);
+                }
+            }
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for file in &files {
+            let text = std::fs::read_to_string(file).unwrap_or_default();
+            for (at, _) in text.match_indices(strict::PREFIX) {
+                let name: String = text[at..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+                // `VERIFYD_<SECTION>__<KEY>`, `VERIFYD_PROVIDERS__TWILIO__…`: not names.
+                if !name.ends_with('_') {
+                    names.insert((name, file.clone()));
+                }
+            }
+        }
+        assert!(names.len() > 20, "the scan finds the variables: {names:?}");
+        for (name, file) in names {
+            // The docs' examples of refused variables.
+            if ["VERIFYD_DATABSE__URL", "VERIFYD_DATABASE____URL"].contains(&name.as_str()) {
+                continue;
+            }
+            let vars = strict::env_vars(env(&[(&name, "1")])).unwrap_or_else(|e| panic!("{name} in {file:?}: {e:?}"));
+            let checked = strict::refuse_unknown_variables::<Config>(&vars);
+            assert!(checked.is_ok(), "{name} in {file:?} would be refused: {checked:?}");
+        }
     }
 
     #[test]

@@ -24,5 +24,6 @@ mod routing;
 mod secrecy;
 mod soak;
 mod startup;
+mod strict_config;
 mod throttling;
 mod verification_flow;
