@@ -368,7 +368,9 @@ impl Issuer {
         now: DateTime<Utc>,
     ) -> Result<Checked, VerificationError> {
         let mut v = store::lock(&mut *tx, tenant_id, id).await?.ok_or(VerificationError::NotFound)?;
-        if v.state.status == Status::Pending {
+        // Past its deadline a verification is expired whether or not the sweep
+        // has written it: such a check is not throttled either way.
+        if v.state.effective_status(now) == Status::Pending {
             // Checks per account, over all its verifications; a refused check
             // rolls back and costs the verification no attempt.
             throttle::enforce_in_tx(&mut *tx, &self.limits.check_buckets(v.tenant_id, &v.account_id), now).await??;

@@ -218,6 +218,68 @@ async fn an_unchecked_verification_expires_on_its_own() {
     assert_eq!(late.body["verification_status"], "expired");
 }
 
+/// The answer to a check made past the deadline, and the `verification.expired`
+/// events of the tenant, once the outbox is quiet.
+async fn late_check(app: &crate::helpers::TestApp, account: &str, swept: bool) -> (u16, serde_json::Value, usize) {
+    let mut events = app.capture_events(&format!("{}.verification.expired", app.tenant)).await;
+    let created = app.create_verification(account, PHONE, "sms").await;
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let code = app.code_sent_to(PHONE).await;
+    if swept {
+        events.wait_for_event("verification.expired", Duration::from_secs(10)).await;
+    } else {
+        // Two seconds of TTL, and a little more; nothing has expired it.
+        tokio::time::sleep(Duration::from_millis(2_300)).await;
+        let status: String = sqlx::query_scalar("SELECT status FROM verifications WHERE id = $1::uuid")
+            .bind(&id)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+        assert_eq!(status, "pending", "no sweep has run");
+    }
+    let late = app.check(&id, &code).await;
+    let stored: String = sqlx::query_scalar("SELECT status FROM verifications WHERE id = $1::uuid")
+        .bind(&id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, "expired", "the deadline is recorded either way");
+    assert_eq!(app.get(&format!("/v1/verifications/{id}")).await.body["status"], "expired");
+    let expired = events.drain(Duration::from_millis(1_000)).await.len();
+    (late.status, late.body, expired)
+}
+
+/// Past its deadline a right code is refused with `409 verification_not_pending`
+/// (`expired`), whether the check is the first to see the deadline or the
+/// expiry sweep wrote it already: a terminal answer does not depend on timing.
+#[actix_rt::test]
+async fn a_check_after_the_deadline_is_409_expired_whether_or_not_the_sweep_ran() {
+    // No sweep during this test: the check itself meets the deadline.
+    let unswept = spawn_app_with(|c| {
+        c.verification.ttl_secs = 2;
+        c.runtime.expiry_interval_ms = 3_600_000;
+    })
+    .await;
+    let (status, before_sweep, events) = late_check(&unswept, "user-late-1", false).await;
+    assert_eq!(status, 409, "{before_sweep:?}");
+    assert_eq!(events, 1, "the check announces the expiry, once");
+
+    // The sweep runs every 200 ms: it has expired the verification first.
+    let swept = spawn_app_with(|c| c.verification.ttl_secs = 2).await;
+    let (status, after_sweep, events) = late_check(&swept, "user-late-2", true).await;
+    assert_eq!(status, 409, "{after_sweep:?}");
+    assert_eq!(events, 1, "the sweep announced the expiry, once");
+
+    for body in [&before_sweep, &after_sweep] {
+        assert_eq!(body["error"], "verification_not_pending");
+        assert_eq!(body["verification_status"], "expired");
+        let detail = body["detail"].as_str().unwrap();
+        assert!(detail.contains("expired"), "{detail}");
+    }
+    assert_eq!(before_sweep["detail"], after_sweep["detail"]);
+}
+
 #[actix_rt::test]
 async fn the_same_idempotency_key_gives_the_same_verification_and_one_sms() {
     let app = spawn_app().await;

@@ -45,7 +45,7 @@ pub enum ApiError {
     NotFound,
     #[error("{0} is not allowed here: see the Allow header")]
     MethodNotAllowed(String),
-    #[error("verification is {0}")]
+    #[error("{}", not_pending_detail(.0))]
     NotPending(Status),
     #[error("the idempotency key was already used for another phone number or account")]
     IdempotencyConflict,
@@ -150,6 +150,16 @@ impl ApiError {
             ApiError::Internal(_) => "internal",
             ApiError::Unavailable => "unavailable",
         }
+    }
+}
+
+/// Why a verification takes no more codes (or sends), in words.
+fn not_pending_detail(status: &Status) -> &'static str {
+    match status {
+        Status::Expired => "the verification has expired: its code can no longer be used; start a new verification",
+        Status::Approved => "the verification is approved already: its code cannot be used again",
+        Status::MaxAttemptsReached => "the verification ended after too many wrong codes; start a new verification",
+        Status::Pending => "the verification is still pending",
     }
 }
 

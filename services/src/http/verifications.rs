@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 use verifyd_actors::contract::VerificationRequest;
 use verifyd_actors::ids::AccountId;
-use verifyd_actors::lifecycle::{CheckOutcome, Status};
+use verifyd_actors::lifecycle::Status;
 use verifyd_actors::store::verifications::{self as store, Verification};
 use verifyd_actors::verification::{Check, Create, Request, Resend};
 use verifyd_providers::domain::{Channel, Code, CodeLength, Locale, PhoneNumber};
@@ -142,13 +142,22 @@ async fn get(
     Ok(HttpResponse::Ok().json(View::of(&v, Utc::now())))
 }
 
-/// Check what the person typed: the answer's `status` is `approved`, still
-/// `pending` (wrong code, `attempts_left`), `expired` or `max_attempts_reached`.
+/// Check what the person typed.
+///
+/// The answer's `status` is `approved`, still `pending` (wrong code,
+/// `attempts_left`) or `max_attempts_reached` (this was the last wrong code
+/// allowed). A verification that has ended answers `409
+/// verification_not_pending` with its `verification_status`: already approved,
+/// out of attempts, or `expired` — from the deadline on, whether or not the
+/// expiry sweep has run yet.
 #[utoipa::path(post, path = "/v1/verifications/{id}/check", tag = "verifications",
     params(("id" = Uuid, Path)), request_body = CodeBody,
-    responses((status = 200, body = View),
+    responses((status = 200, description = "Checked: `approved`, `pending` (wrong code) or `max_attempts_reached`",
+            body = View),
         (status = 404, body = Problem),
-        (status = 409, description = "Already approved, expired or out of attempts", body = Problem),
+        (status = 409, description = "The verification has ended (`verification_not_pending`): \
+            `verification_status` is `approved`, `max_attempts_reached` or `expired` (the deadline passed)",
+            body = Problem),
         (status = 422, description = "The code is not digits (`invalid_field`)", body = Problem)),
     security(("api_key" = ["verify"])))]
 async fn check(
@@ -162,7 +171,8 @@ async fn check(
     let now = Utc::now();
     let shard = state.verification()?.pick(&id);
     let checked = shard.send(Check { tenant, id, code, now }).await??;
-    if let CheckOutcome::NotPending(status) = checked.outcome {
+    // Expired by this check or earlier by the sweep: the same answer.
+    if let Some(status) = checked.outcome.ended() {
         return Err(ApiError::NotPending(status));
     }
     Ok(HttpResponse::Ok().json(View::of(&checked.verification, now)))
