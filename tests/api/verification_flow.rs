@@ -145,7 +145,7 @@ async fn resend_sends_the_same_code_and_keeps_the_deadline() {
 
     let by_voice = app.post_json(&format!("/v1/verifications/{id}/resend"), &json!({ "channel": "voice" })).await;
     assert_eq!(by_voice.status, 202);
-    assert_eq!(by_voice.body["channel"], "voice");
+    assert_eq!(by_voice.body["channel"], "sms", "the verification keeps its channel");
     for _ in 0..100 {
         if !app.twilio.placed_calls().await.is_empty() {
             break;
@@ -157,6 +157,66 @@ async fn resend_sends_the_same_code_and_keeps_the_deadline() {
     assert!(calls[0].twiml.contains(&spaced));
 
     assert_eq!(app.check(&id, &first).await.body["status"], "approved");
+}
+
+/// A resend by voice calls this once; the verification stays an SMS
+/// verification (reads, events, the stored row), and the factor its approval
+/// makes is an SMS factor.
+#[actix_rt::test]
+async fn a_resend_by_voice_changes_that_send_only_not_the_verification_or_its_factor() {
+    let app = spawn_app().await;
+    let mut jobs = app.tap_dispatch().await;
+    let mut events = app.capture_events(&format!("{}.#", app.tenant)).await;
+    let created = app.create_verification("user-rv", PHONE, "sms").await;
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let code = app.code_sent_to(PHONE).await;
+
+    let by_voice = app.post_json(&format!("/v1/verifications/{id}/resend"), &json!({ "channel": "voice" })).await;
+    assert_eq!(by_voice.status, 202, "{:?}", by_voice.body);
+    assert_eq!((by_voice.body["channel"].as_str(), by_voice.body["sends"].as_i64()), (Some("sms"), Some(2)));
+    // This send goes by voice: its job, its call, its attempt.
+    let code_by_voice = app.next_code_to(PHONE, 1).await;
+    assert_eq!(code_by_voice, code, "the same code, spoken");
+    let calls = app.twilio.placed_calls().await;
+    assert_eq!((calls.len(), app.twilio.sent_sms().await.len()), (1, 1));
+    let routed: Vec<String> =
+        jobs.drain(Duration::from_millis(500)).await.iter().map(|m| m.routing_key.clone()).collect();
+    assert_eq!(routed, ["sms", "voice"]);
+    let mut delivered = Vec::new();
+    for _ in 0..50 {
+        let all = events.drain(Duration::from_millis(200)).await;
+        delivered = all.iter().map(|m| m.json()).filter(|e| e["event"] == "verification.delivered").collect();
+        if delivered.len() == 2 {
+            break;
+        }
+    }
+    let channels: Vec<&str> = delivered.iter().map(|e| e["channel"].as_str().unwrap()).collect();
+    assert_eq!(channels, ["sms", "voice"], "each delivery names its own channel");
+
+    // The verification is still by SMS, read or stored.
+    assert_eq!(app.get(&format!("/v1/verifications/{id}")).await.body["channel"], "sms");
+    let stored: String = sqlx::query_scalar("SELECT channel FROM verifications WHERE id = $1::uuid")
+        .bind(&id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, "sms");
+    let attempts: Vec<String> = sqlx::query_scalar("SELECT channel FROM delivery_attempts ORDER BY created_at")
+        .fetch_all(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(attempts, ["sms", "voice"]);
+
+    // Approved, it becomes an SMS factor; its events say sms.
+    let checked = app.check(&id, &code).await;
+    assert_eq!((checked.body["status"].as_str(), checked.body["channel"].as_str()), (Some("approved"), Some("sms")));
+    let factors = app.get("/v1/accounts/user-rv/factors").await.body["factors"].clone();
+    assert_eq!(factors.as_array().unwrap().len(), 1, "{factors:?}");
+    assert_eq!((factors[0]["kind"].as_str(), factors[0]["phone"].as_str()), (Some("sms"), Some(PHONE)));
+    let approved = events.wait_for_event("verification.approved", Duration::from_secs(10)).await;
+    assert_eq!(approved["channel"], "sms");
+    assert_eq!(events.wait_for_event("factor.added", Duration::from_secs(10)).await["factor_kind"], "sms");
 }
 
 #[actix_rt::test]

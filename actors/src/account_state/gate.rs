@@ -256,12 +256,12 @@ impl Handler<SendAgain> for AccountStateActor {
             let sent = match same_code {
                 Some(vid) => {
                     match issuer.resend_in_tx(&mut tx, tenant.id, vid, msg.channel, now, SharedBuckets::InTx).await {
-                        Ok(v) => Some(Sent {
+                        Ok(resent) => Some(Sent {
                             factor_id: target.id,
-                            verification_id: v.id,
-                            channel: v.channel,
-                            to: v.phone.masked(),
-                            sends: v.state.sends,
+                            verification_id: resent.verification.id,
+                            channel: resent.channel,
+                            to: resent.verification.phone.masked(),
+                            sends: resent.verification.state.sends,
                         }),
                         // Its code is spent (expired, too many tries): a new one follows.
                         Err(VerificationError::NotPending(_)) => None,

@@ -181,13 +181,16 @@ async fn check(
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResendBody {
-    /// `sms` or `voice`; the verification's channel when absent.
+    /// `sms` or `voice`, for this send only; the verification's channel when absent.
     #[serde(default)]
     #[schema(value_type = Option<verifyd_providers::domain::Channel>)]
     pub channel: Option<String>,
 }
 
 /// Send the same code again, optionally by the other channel.
+///
+/// The channel asked for applies to this send only: the verification keeps
+/// its own (`channel` in the answer), and so does the factor an approval makes.
 #[utoipa::path(post, path = "/v1/verifications/{id}/resend", tag = "verifications",
     params(("id" = Uuid, Path)), request_body(content = Option<ResendBody>),
     responses((status = 202, body = View),
@@ -207,6 +210,6 @@ async fn resend(
     let channel = body.channel.map(|c| c.parse::<Channel>()).transpose().map_err(|e| ApiError::field("channel", e))?;
     let now = Utc::now();
     let shard = state.verification()?.pick(&id);
-    let v = shard.send(Resend { tenant, id, channel, now }).await??;
-    Ok(HttpResponse::Accepted().json(View::of(&v, now)))
+    let resent = shard.send(Resend { tenant, id, channel, now }).await??;
+    Ok(HttpResponse::Accepted().json(View::of(&resent.verification, now)))
 }
