@@ -118,6 +118,9 @@ pub struct Request {
     pub idempotency_key: Option<String>,
     /// The end user's address as the backend saw it, for the per-IP limit.
     pub end_user_ip: Option<IpAddr>,
+    /// The API key the request came with (HTTP); `None` over AMQP, where the
+    /// broker authenticates the backend. Audited with the factor an approval makes.
+    pub api_key_id: Option<String>,
 }
 
 #[derive(Debug)]
@@ -284,6 +287,7 @@ impl Issuer {
                 max_attempts: policy.max_attempts,
                 idempotency_key: request.idempotency_key.as_deref(),
                 reply: reply.as_ref(),
+                api_key_id: request.api_key_id.as_deref(),
                 now,
                 expires_at,
             },
@@ -313,6 +317,7 @@ impl Issuer {
             reply,
             created_at: now,
             completed_at: None,
+            api_key_id: request.api_key_id,
         };
         let job = DispatchJob { job_id: Uuid::new_v4(), verification_id: id, channel: verification.channel, retry: 0 };
         let event = Event::for_verification(EventKind::Created, &verification, now)

@@ -48,6 +48,8 @@ pub struct OpenChallenge {
     /// Call instead of text (or the other way round) a phone factor.
     pub channel: Option<Channel>,
     pub locale: Locale,
+    /// The API key the backend asked with, recorded on the code's verification.
+    pub api_key_id: Option<String>,
     pub now: DateTime<Utc>,
 }
 
@@ -96,6 +98,8 @@ pub struct SendAgain {
     pub factor_id: Option<Uuid>,
     pub channel: Option<Channel>,
     pub locale: Locale,
+    /// The API key the backend asked with, recorded on a new code's verification.
+    pub api_key_id: Option<String>,
     pub now: DateTime<Utc>,
 }
 
@@ -183,7 +187,9 @@ impl Handler<OpenChallenge> for AccountStateActor {
             let mut send_throttled = None;
             let mut send_refused = None;
             let sent = if target.is_phone() {
-                match send_code(&mut tx, &issuer, tenant, account_id, target, msg.channel, &msg.locale, now).await {
+                let key = msg.api_key_id.clone();
+                match send_code(&mut tx, &issuer, tenant, account_id, target, msg.channel, &msg.locale, key, now).await
+                {
                     Ok(sent) => {
                         challenge.verification_id = Some(sent.verification_id);
                         challenge.sent_factor_id = Some(target.id);
@@ -273,8 +279,10 @@ impl Handler<SendAgain> for AccountStateActor {
             let sent = match sent {
                 Some(sent) => sent,
                 None => {
+                    let key = msg.api_key_id.clone();
                     let sent =
-                        send_code(&mut tx, &issuer, tenant, account_id, target, msg.channel, &msg.locale, now).await?;
+                        send_code(&mut tx, &issuer, tenant, account_id, target, msg.channel, &msg.locale, key, now)
+                            .await?;
                     challenges::set_sent(&mut tx, c.id, sent.verification_id, target.id).await?;
                     sent
                 }
@@ -380,6 +388,7 @@ async fn send_code(
     factor: &Factor,
     channel: Option<Channel>,
     locale: &Locale,
+    api_key_id: Option<String>,
     now: DateTime<Utc>,
 ) -> Result<Sent, AccountError> {
     let corrupt = |reason: String| {
@@ -400,6 +409,7 @@ async fn send_code(
         code_length: None,
         idempotency_key: None,
         end_user_ip: None,
+        api_key_id,
     };
     // A savepoint: a refusal after the verification's rows were written (the
     // abuse checks, the tenant's shared limits) undoes them and leaves the

@@ -210,10 +210,12 @@ async fn record_phone(
     verifications::mark_factor_recorded(&mut tx, v.id).await?;
     if added && factor.is_active() {
         factors::ensure_default(&mut tx, v.tenant_id, &v.account_id).await?;
-        let event = Event::for_verification(EventKind::FactorAdded, v, now)
-            .with("factor_id", factor.id.to_string())
-            .with("factor_kind", factor.kind.clone());
-        let who = Who { actor: v.account_id.clone(), api_key_id: None };
+        // An account event like any other factor.added: no verification id,
+        // number or channel (those are the verification's events').
+        let tenant = Tenant { id: v.tenant_id, name: v.tenant_name.clone() };
+        let event = factor_event(EventKind::FactorAdded, &tenant, &v.account_id, &factor, now);
+        // The person enrolled, through the key that asked for the code.
+        let who = Who { actor: v.account_id.clone(), api_key_id: v.api_key_id.clone() };
         announce(&mut tx, v.tenant_id, &event, None, &who).await?;
     }
     tx.commit().await?;
@@ -274,6 +276,11 @@ async fn announce(
     organisation_id: Option<&str>,
     who: &Who,
 ) -> Result<(), sqlx::Error> {
+    debug_assert!(
+        event.verification_id.is_none() && event.to.is_none() && event.channel.is_none(),
+        "an account event carries account fields only: {:?}",
+        event.event
+    );
     outbox::event(&mut *tx, event, None).await?;
     let entry = Entry {
         tenant_id,

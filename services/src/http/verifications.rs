@@ -93,6 +93,7 @@ pub fn parse_request(request: VerificationRequest, fallback_key: Option<String>)
             .map(|ip| ip.trim().parse::<std::net::IpAddr>())
             .transpose()
             .map_err(|_| ApiError::field("end_user_ip", "must be an IPv4 or IPv6 address"))?,
+        api_key_id: None,
     })
 }
 
@@ -109,7 +110,7 @@ pub fn parse_request(request: VerificationRequest, fallback_key: Option<String>)
     security(("api_key" = ["verify"])))]
 async fn create(
     state: web::Data<AppState>,
-    Caller { tenant, .. }: Caller<Verify>,
+    Caller { tenant, key_id, .. }: Caller<Verify>,
     req: actix_web::HttpRequest,
     body: Json<VerificationRequest>,
 ) -> Result<HttpResponse, ApiError> {
@@ -118,7 +119,8 @@ async fn create(
         .get("Idempotency-Key")
         .map(|v| v.to_str().map(str::to_owned).map_err(|_| ApiError::field("idempotency_key", "header is not text")))
         .transpose()?;
-    let parsed = parse_request(body.into_inner(), header_key)?;
+    let mut parsed = parse_request(body.into_inner(), header_key)?;
+    parsed.api_key_id = Some(key_id);
     let now = Utc::now();
     let shard = state.verification()?.pick(&(tenant.id, parsed.account_id.as_str().to_owned()));
     let created = shard.send(Create { tenant, request: parsed, reply: None, now }).await??;
