@@ -440,8 +440,11 @@ pub(super) struct Answer {
 /// Tries the typed answer against what the account has, in the caller's
 /// transaction: the code sent to a phone, each authenticator app (a time step
 /// once accepted is refused again), an unused backup code, the recovery code.
-/// With `only` set, only that factor may answer. Single use holds under
-/// concurrency: each candidate is decided under its row lock.
+/// With `only` set, only that factor may answer: another factor's code is not
+/// even tried (its time step stays unused), and the answer is refused as a
+/// wrong one, counting an attempt and saying nothing of where it was valid.
+/// Single use holds under concurrency: each candidate is decided under its
+/// row lock.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn check_answer(
     tx: &mut PgConnection,

@@ -53,7 +53,9 @@ pub enum ApiError {
     Throttled(Throttled),
     #[error(transparent)]
     Refused(Refused),
-    #[error("wrong or already used code")]
+    /// One answer for every refused code, whatever the reason: a code right
+    /// for another factor (or a used TOTP step) reads as a wrong one.
+    #[error("the code is not accepted: it is wrong, used already, or not from the factor that must answer")]
     InvalidCode { attempts_left: Option<i32> },
     #[error("too many wrong codes: the enrolment was abandoned; enrol again")]
     EnrolmentAbandoned,
