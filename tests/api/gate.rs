@@ -638,3 +638,42 @@ async fn a_right_code_of_another_factor_is_refused_as_a_wrong_one_and_spends_not
     let c = c.as_array().unwrap().iter().find(|f| f["id"] == id_c.as_str()).unwrap().clone();
     assert_eq!(c["status"], "pending");
 }
+
+/// A login code asked for by voice for an SMS factor proves that factor: even
+/// checked through the verification API it adds no voice factor, and no
+/// factor.added (the channel asked for applies to that send only).
+#[actix_rt::test]
+async fn a_challenge_code_sent_by_voice_never_becomes_a_voice_factor() {
+    let app = spawn_app().await;
+    let mut events = app.capture_events(&format!("{}.factor.*", app.tenant)).await;
+    let phone = "+14155550161";
+    let created = app.create_verification("vic", phone, "sms").await;
+    let code = app.code_sent_to(phone).await;
+    assert_eq!(app.check(created.body["id"].as_str().unwrap(), &code).await.body["status"], "approved");
+    events.wait_for_event("factor.added", WAIT).await;
+
+    let r = login(&app, "vic", json!({ "channel": "voice" })).await;
+    challenge_id(&r);
+    assert_eq!(r.body["challenge"]["sent"]["channel"], "voice");
+    let vid = r.body["challenge"]["sent"]["verification_id"].as_str().unwrap().to_owned();
+    let code = app.next_code_to(phone, 1).await;
+    let checked = app.check(&vid, &code).await;
+    assert_eq!(checked.body["status"], "approved", "{:?}", checked.body);
+    // Past the reconcile pass too (every second in tests).
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let factors = app.get("/v1/accounts/vic/factors").await.body["factors"].clone();
+    let kinds: Vec<(&str, &str)> = factors
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["kind"].as_str().unwrap(), f["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(kinds, [("sms", "active")]);
+    let published = events.drain(Duration::from_millis(300)).await;
+    assert_eq!(
+        published.len(),
+        1,
+        "the enrolment's factor.added only: {:?}",
+        published.iter().map(|m| m.text()).collect::<Vec<_>>()
+    );
+}

@@ -418,6 +418,9 @@ async fn send_code(
     let issued = issuer.issue_in_tx(&mut savepoint, tenant, request, None, now, SharedBuckets::InTx).await;
     let v = match issued {
         Ok(Some(v)) => {
+            // A challenge's code proves a factor the account has: its approval
+            // records none, however it is checked (see `record_phone`).
+            verifications::mark_factor_recorded(&mut savepoint, v.id).await?;
             savepoint.commit().await?;
             v
         }

@@ -311,6 +311,19 @@ pub async fn unrecorded_approvals(
     Ok(readable(rows))
 }
 
+/// Takes the recording of an approval's factor: true once, for the first
+/// caller; false when it was recorded already, or was never to be (a
+/// challenge's code, an approval an admin reset overtook).
+pub async fn claim_factor_recording(conn: &mut PgConnection, id: Uuid) -> Result<bool, sqlx::Error> {
+    let claimed: Option<bool> = sqlx::query_scalar(
+        "UPDATE verifications SET factor_recorded = true WHERE id = $1 AND NOT factor_recorded RETURNING true",
+    )
+    .bind(id)
+    .fetch_optional(conn)
+    .await?;
+    Ok(claimed.is_some())
+}
+
 pub async fn mark_factor_recorded(conn: &mut PgConnection, id: Uuid) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE verifications SET factor_recorded = true WHERE id = $1").bind(id).execute(conn).await?;
     Ok(())
