@@ -677,3 +677,22 @@ async fn a_challenge_code_sent_by_voice_never_becomes_a_voice_factor() {
         published.iter().map(|m| m.text()).collect::<Vec<_>>()
     );
 }
+
+/// An admin reset tells the user how many of their factors went: the active
+/// ones, not an authenticator enrolment never confirmed (never announced).
+#[actix_rt::test]
+async fn a_reset_counts_the_factors_the_user_had_not_pending_enrolments() {
+    let app = spawn_app().await;
+    let mut events = app.capture_events(&format!("{}.account.reset", app.tenant)).await;
+    enrol_authenticator(&app, "rhea").await;
+    let pending = app.post_json("/v1/accounts/rhea/factors/totp", &json!({})).await;
+    assert_eq!(pending.status, 201, "{:?}", pending.body);
+    assert_eq!(app.get("/v1/accounts/rhea/factors").await.body["factors"].as_array().unwrap().len(), 2);
+
+    let reset = app.post_json("/v1/accounts/rhea/reset", &json!({ "actor": "admin-1" })).await;
+    assert_eq!(reset.status, 200, "{:?}", reset.body);
+    assert_eq!(reset.body["factors_removed"], 1);
+    assert_eq!(app.get("/v1/accounts/rhea/factors").await.body["factors"], json!([]), "the pending one went too");
+    let event = events.wait_for_event("account.reset", WAIT).await;
+    assert_eq!(event["factors_removed"], 1);
+}
