@@ -9,7 +9,9 @@
 //!                                                 next check, or by the expiry sweep)
 //! ```
 //!
-//! Every state but `pending` is terminal. A resend keeps the code and the deadline:
+//! Every state but `pending` is terminal, and a verification past its deadline
+//! is expired from that instant: whether the sweep has written it yet changes
+//! no answer (`State::effective_status`, `CheckOutcome::ended`). A resend keeps the code and the deadline:
 //! resending never extends the time a code can be guessed, nor the attempts.
 
 use std::fmt;
@@ -104,6 +106,17 @@ pub enum CheckOutcome {
 }
 
 impl CheckOutcome {
+    /// The status of a verification the check could not decide because it had
+    /// ended: already terminal, or past its deadline (expired by this check,
+    /// or earlier by the sweep: the caller answers the same either way).
+    pub fn ended(self) -> Option<Status> {
+        match self {
+            CheckOutcome::NotPending(s) => Some(s),
+            CheckOutcome::Expired => Some(Status::Expired),
+            _ => None,
+        }
+    }
+
     /// The status after the check.
     pub fn status(self) -> Status {
         match self {

@@ -118,6 +118,9 @@ pub struct Request {
     pub idempotency_key: Option<String>,
     /// The end user's address as the backend saw it, for the per-IP limit.
     pub end_user_ip: Option<IpAddr>,
+    /// The API key the request came with (HTTP); `None` over AMQP, where the
+    /// broker authenticates the backend. Audited with the factor an approval makes.
+    pub api_key_id: Option<String>,
 }
 
 #[derive(Debug)]
@@ -143,14 +146,23 @@ pub struct Checked {
     pub outcome: CheckOutcome,
 }
 
-/// Send the same code again, optionally by another channel.
+/// Send the same code again, optionally by another channel (for this send only).
 #[derive(Debug, Message)]
-#[rtype(result = "Result<Verification, VerificationError>")]
+#[rtype(result = "Result<Resent, VerificationError>")]
 pub struct Resend {
     pub tenant: Tenant,
     pub id: Uuid,
     pub channel: Option<Channel>,
     pub now: DateTime<Utc>,
+}
+
+/// A send of the same code again.
+#[derive(Debug)]
+pub struct Resent {
+    /// The verification, its own channel unchanged.
+    pub verification: Verification,
+    /// The channel this send goes by: the one asked for, else the verification's.
+    pub channel: Channel,
 }
 
 impl Handler<Create> for VerificationActor {
@@ -172,7 +184,7 @@ impl Handler<Check> for VerificationActor {
 }
 
 impl Handler<Resend> for VerificationActor {
-    type Result = ResponseFuture<Result<Verification, VerificationError>>;
+    type Result = ResponseFuture<Result<Resent, VerificationError>>;
 
     fn handle(&mut self, msg: Resend, _: &mut Self::Context) -> Self::Result {
         let deps = self.deps.clone();
@@ -275,6 +287,7 @@ impl Issuer {
                 max_attempts: policy.max_attempts,
                 idempotency_key: request.idempotency_key.as_deref(),
                 reply: reply.as_ref(),
+                api_key_id: request.api_key_id.as_deref(),
                 now,
                 expires_at,
             },
@@ -304,6 +317,7 @@ impl Issuer {
             reply,
             created_at: now,
             completed_at: None,
+            api_key_id: request.api_key_id,
         };
         let job = DispatchJob { job_id: Uuid::new_v4(), verification_id: id, channel: verification.channel, retry: 0 };
         let event = Event::for_verification(EventKind::Created, &verification, now)
@@ -324,8 +338,10 @@ impl Issuer {
         Ok(Some(verification))
     }
 
-    /// Inside the caller's transaction: send the same code again (optionally by
-    /// another channel) if the resend rules and the send limits allow it.
+    /// Inside the caller's transaction: send the same code again if the resend
+    /// rules and the send limits allow it. Another `channel` applies to this
+    /// send only: the verification keeps its own, and so does the factor an
+    /// approval makes of it.
     pub async fn resend_in_tx(
         &self,
         tx: &mut PgConnection,
@@ -334,7 +350,7 @@ impl Issuer {
         channel: Option<Channel>,
         now: DateTime<Utc>,
         shared_buckets: SharedBuckets,
-    ) -> Result<Verification, VerificationError> {
+    ) -> Result<Resent, VerificationError> {
         let mut v = store::lock(&mut *tx, tenant_id, id).await?.ok_or(VerificationError::NotFound)?;
         lifecycle::resend(&v.state, &self.policy.resend, now).map_err(|r| refused(r, &v, now))?;
         let send = throttle::Send { tenant_id: v.tenant_id, phone: &v.phone, account: &v.account_id, ip: None };
@@ -344,16 +360,15 @@ impl Issuer {
         self.abuse
             .enforce_in_tx(&mut *tx, v.tenant_id, &v.tenant_name, &v.phone, channel, Sending::Again, now)
             .await??;
-        store::save_resend(&mut *tx, v.id, channel, now).await?;
+        store::save_resend(&mut *tx, v.id, now).await?;
         let job = DispatchJob { job_id: Uuid::new_v4(), verification_id: v.id, channel, retry: 0 };
         outbox::dispatch(&mut *tx, &job).await?;
         if shared_buckets == SharedBuckets::InTx {
             throttle::enforce_in_tx(&mut *tx, &shared, now).await??;
         }
-        v.channel = channel;
         v.state.sends += 1;
         v.state.last_sent_at = now;
-        Ok(v)
+        Ok(Resent { verification: v, channel })
     }
 
     /// Inside the caller's transaction: compare a typed code with a
@@ -368,7 +383,9 @@ impl Issuer {
         now: DateTime<Utc>,
     ) -> Result<Checked, VerificationError> {
         let mut v = store::lock(&mut *tx, tenant_id, id).await?.ok_or(VerificationError::NotFound)?;
-        if v.state.status == Status::Pending {
+        // Past its deadline a verification is expired whether or not the sweep
+        // has written it: such a check is not throttled either way.
+        if v.state.effective_status(now) == Status::Pending {
             // Checks per account, over all its verifications; a refused check
             // rolls back and costs the verification no attempt.
             throttle::enforce_in_tx(&mut *tx, &self.limits.check_buckets(v.tenant_id, &v.account_id), now).await??;
@@ -559,7 +576,7 @@ fn refused(refusal: ResendRefusal, v: &Verification, now: DateTime<Utc>) -> Veri
     }
 }
 
-async fn resend(deps: &Deps, mut msg: Resend) -> Result<Verification, VerificationError> {
+async fn resend(deps: &Deps, mut msg: Resend) -> Result<Resent, VerificationError> {
     msg.now = stored_precision(msg.now);
     let issuer = &deps.issuer;
     // Refuse cheaply without a lock, then ask the throttle, then decide under the lock.
@@ -582,16 +599,16 @@ async fn resend(deps: &Deps, mut msg: Resend) -> Result<Verification, Verificati
         Ok::<_, VerificationError>(v)
     }
     .await;
-    let v = match resent {
-        Ok(v) => v,
+    let resent = match resent {
+        Ok(resent) => resent,
         Err(e) => {
             issuer.give_back(&shared, msg.now).await;
             return Err(e);
         }
     };
     issuer.relay.do_send(Kick);
-    let channel = v.channel;
+    let (v, channel) = (&resent.verification, resent.channel);
     metrics::counter!("verifyd_resends_total", "channel" => channel.as_str()).increment(1);
     tracing::info!(verification_id = %v.id, tenant = %v.tenant_name, channel = %channel, "verification resent");
-    Ok(v)
+    Ok(resent)
 }

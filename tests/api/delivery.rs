@@ -240,3 +240,45 @@ async fn an_sms_goes_out_through_vonage_when_it_is_the_configured_provider() {
     };
     assert_eq!(attempt, ("vonage".to_owned(), Some("0A00000012345678".to_owned())));
 }
+
+/// The SMS texts the mocked Twilio received, once `count` arrived.
+async fn sms_bodies(app: &crate::helpers::TestApp, count: usize) -> Vec<String> {
+    for _ in 0..200 {
+        let sms = app.twilio.sent_sms().await;
+        if sms.len() >= count {
+            return sms.into_iter().map(|s| s.body).collect();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("fewer than {count} SMS reached Twilio within 10 s");
+}
+
+/// The time left is "1 minute", "2 minutes", and in seconds below a minute,
+/// in every language: read from what the provider received.
+#[actix_rt::test]
+async fn the_sms_says_1_minute_2_minutes_or_seconds_in_its_language() {
+    let one_minute = crate::helpers::spawn_app_with(|c| c.verification.ttl_secs = 60).await;
+    let en = one_minute.create_verification("u-en", "+14155552681", "sms").await;
+    assert_eq!(en.status, 201, "{:?}", en.body);
+    let es = serde_json::json!({ "account_id": "u-es", "phone": "+14155552682", "channel": "sms", "locale": "es" });
+    assert_eq!(one_minute.post_json("/v1/verifications", &es).await.status, 201);
+    let de = serde_json::json!({ "account_id": "u-de", "phone": "+14155552683", "channel": "sms", "locale": "de" });
+    assert_eq!(one_minute.post_json("/v1/verifications", &de).await.status, 201);
+    let bodies = sms_bodies(&one_minute, 3).await;
+    assert!(bodies.iter().any(|b| b.ends_with("It expires in 1 minute.")), "{bodies:?}");
+    assert!(bodies.iter().any(|b| b.ends_with("Caduca en 1 minuto.")), "{bodies:?}");
+    assert!(bodies.iter().any(|b| b.ends_with("Er läuft in 1 Minute ab.")), "{bodies:?}");
+
+    let two_minutes = crate::helpers::spawn_app_with(|c| c.verification.ttl_secs = 120).await;
+    assert_eq!(two_minutes.create_verification("u", "+14155552684", "sms").await.status, 201);
+    let bodies = sms_bodies(&two_minutes, 1).await;
+    assert!(bodies[0].ends_with("It expires in 2 minutes."), "{bodies:?}");
+
+    let seconds = crate::helpers::spawn_app_with(|c| c.verification.ttl_secs = 30).await;
+    let fr = serde_json::json!({ "account_id": "u-fr", "phone": "+14155552685", "channel": "sms", "locale": "fr" });
+    assert_eq!(seconds.post_json("/v1/verifications", &fr).await.status, 201);
+    assert_eq!(seconds.create_verification("u", "+14155552686", "sms").await.status, 201);
+    let bodies = sms_bodies(&seconds, 2).await;
+    assert!(bodies.iter().any(|b| b.ends_with("It expires in 30 seconds.")), "{bodies:?}");
+    assert!(bodies.iter().any(|b| b.ends_with("Il expire dans 30 secondes.")), "{bodies:?}");
+}

@@ -167,3 +167,78 @@ async fn a_recovery_code_is_shown_once_in_groups_and_never_stored() {
     assert!(!db_dump(&app).await.contains(&code.replace('-', "")), "a recovery code in the database");
     events.wait_for_event("recovery_code.generated", Duration::from_secs(10)).await;
 }
+
+/// The fields of an event, sorted, without the ones every event has.
+fn field_names(event: &serde_json::Value) -> Vec<String> {
+    let mut names: Vec<String> = event.as_object().unwrap().keys().cloned().collect();
+    names.retain(|k| !["event_id", "occurred_at"].contains(&k.as_str()));
+    names.sort();
+    names
+}
+
+/// A phone enrolled by verification is announced like an authenticator: an
+/// account event without the verification's id, number or channel, audited
+/// with the API key that asked for the code.
+#[actix_rt::test]
+async fn a_phone_factor_added_by_verification_is_an_account_event_audited_with_its_key() {
+    let app = spawn_app().await;
+    let mut events = app.capture_events(&format!("{}.factor.added", app.tenant)).await;
+    let phone = "+14155550177";
+    let created = app.create_verification("pia", phone, "sms").await;
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    let code = app.code_sent_to(phone).await;
+    let checked = app.check(created.body["id"].as_str().unwrap(), &code).await;
+    assert_eq!(checked.body["status"], "approved");
+    let by_phone = events.wait_for_event("factor.added", Duration::from_secs(10)).await;
+    first_factor(&app, "tom").await;
+    let all = events.drain(Duration::from_millis(1_500)).await;
+    let by_app = all.iter().map(|m| m.json()).find(|e| e["account_id"] == "tom").expect("tom's factor.added");
+
+    for absent in ["verification_id", "to", "channel", "status"] {
+        assert!(by_phone.get(absent).is_none(), "{absent} in {by_phone}");
+    }
+    assert!(!by_phone.to_string().contains(phone), "the number in an account event: {by_phone}");
+    assert_eq!((by_phone["factor_kind"].as_str(), by_phone["account_id"].as_str()), (Some("sms"), Some("pia")));
+    assert_eq!(field_names(&by_phone), field_names(&by_app), "{by_phone} vs {by_app}");
+
+    let audit = app.get("/v1/accounts/pia/audit").await;
+    let entry = audit.body["entries"].as_array().unwrap().iter().find(|e| e["action"] == "factor.added").unwrap();
+    assert_eq!(entry["actor"], "pia");
+    let key_id = entry["api_key_id"].as_str().expect("the audit names the API key");
+    assert!(key_id.starts_with("vk_") && app.api_key.starts_with(&format!("{key_id}.")), "{key_id}");
+    assert!(!entry["detail"].to_string().contains(phone), "{entry}");
+    let tom = app.get("/v1/accounts/tom/audit").await;
+    let tom_entry = tom.body["entries"].as_array().unwrap().iter().find(|e| e["action"] == "factor.added").unwrap();
+    assert_eq!(entry["api_key_id"], tom_entry["api_key_id"], "the same key as the authenticator's");
+}
+
+/// An authenticator never confirmed was never announced: deleting it
+/// announces nothing either; deleting an active one does.
+#[actix_rt::test]
+async fn deleting_an_authenticator_never_confirmed_publishes_no_factor_removed() {
+    let app = spawn_app().await;
+    let mut events = app.capture_events(&format!("{}.factor.*", app.tenant)).await;
+    let enrolled = app.post_json("/v1/accounts/una/factors/totp", &json!({})).await;
+    assert_eq!(enrolled.status, 201, "{:?}", enrolled.body);
+    let pending = enrolled.body["factor"]["id"].as_str().unwrap().to_owned();
+    let removed = app.delete_json(&format!("/v1/accounts/una/factors/{pending}"), &json!({})).await;
+    assert_eq!(removed.status, 200, "{:?}", removed.body);
+    assert_eq!(app.get("/v1/accounts/una/factors").await.body["factors"], json!([]));
+    let published: Vec<String> = events
+        .drain(Duration::from_millis(1_500))
+        .await
+        .iter()
+        .map(|m| m.json()["event"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert!(published.is_empty(), "nothing about a factor never added: {published:?}");
+    let audit = app.get("/v1/accounts/una/audit").await;
+    assert_eq!(audit.body["entries"], json!([]), "{:?}", audit.body);
+
+    // Confirmed, then deleted: both announced.
+    let proof = first_factor(&app, "una").await;
+    let active = app.get("/v1/accounts/una/factors").await.body["factors"][0]["id"].as_str().unwrap().to_owned();
+    let removed = app.delete_json(&format!("/v1/accounts/una/factors/{active}"), &json!({ "step_up": proof })).await;
+    assert_eq!(removed.status, 200, "{:?}", removed.body);
+    let event = events.wait_for_event("factor.removed", Duration::from_secs(10)).await;
+    assert_eq!(event["factor_id"], active.as_str());
+}

@@ -591,3 +591,108 @@ async fn two_serve_processes_give_the_same_gate_answers() {
         .await;
     assert_eq!(replay.status, 422, "the time step was used in the other process");
 }
+
+/// A code right for another factor than the one that must answer is refused
+/// exactly as a wrong code: the same 422, an attempt counted, nothing said of
+/// where it was valid, and nothing spent (that factor's step still answers).
+#[actix_rt::test]
+async fn a_right_code_of_another_factor_is_refused_as_a_wrong_one_and_spends_nothing() {
+    let app = spawn_app().await;
+    let (uri_a, id_a, proof) = enrol_authenticator(&app, "otto").await;
+    let (uri_b, id_b, _) = enrol_another_authenticator(&app, "otto", Some(&proof)).await;
+
+    let r = app.post_json("/v1/accounts/otto/step-up", &json!({ "factor_id": id_a })).await;
+    let challenge = challenge_id(&r);
+    let path = format!("/v1/accounts/otto/challenges/{challenge}/answer");
+    // The code is right, for B; only A may answer.
+    let code_b = authenticator_code(&uri_b, 1);
+    let other = app.post_json(&path, &json!({ "code": code_b, "factor_id": id_a })).await;
+    assert_eq!((other.status, other.body["attempts_left"].as_i64()), (422, Some(4)), "{:?}", other.body);
+    let code_a = authenticator_code(&uri_a, 1);
+    let wrong = if code_a == "000000" || code_b == "000000" { "999999" } else { "000000" };
+    let plain = app.post_json(&path, &json!({ "code": wrong, "factor_id": id_a })).await;
+    assert_eq!((plain.status, plain.body["attempts_left"].as_i64()), (422, Some(3)), "{:?}", plain.body);
+    for field in ["type", "error", "title", "status", "detail"] {
+        assert_eq!(other.body[field], plain.body[field], "{field}: {:?} vs {:?}", other.body, plain.body);
+    }
+    assert_eq!(other.body["error"], "invalid_code");
+    assert!(!other.body.to_string().contains(&id_b), "the other factor is not named: {:?}", other.body);
+
+    // B's step was not spent: B answers with it.
+    let passed = app.post_json(&path, &json!({ "code": code_b, "factor_id": id_b })).await;
+    assert_eq!(passed.status, 200, "{:?}", passed.body);
+    assert_eq!(
+        (passed.body["answered_by"].as_str(), passed.body["factor_id"].as_str()),
+        (Some("totp"), Some(id_b.as_str()))
+    );
+
+    // Confirming a new authenticator with an active one's right code: the same refusal.
+    let step_up = passed.body["proof"].as_str().unwrap().to_owned();
+    let enrolled = app.post_json("/v1/accounts/otto/factors/totp", &json!({})).await;
+    let id_c = enrolled.body["factor"]["id"].as_str().unwrap().to_owned();
+    let confirm = format!("/v1/accounts/otto/factors/{id_c}/confirm");
+    let r = app.post_json(&confirm, &json!({ "code": authenticator_code(&uri_a, 0), "step_up": step_up })).await;
+    assert_eq!((r.status, r.body["attempts_left"].as_i64()), (422, Some(4)), "{:?}", r.body);
+    assert_eq!(r.body["detail"], plain.body["detail"]);
+    let c = app.get("/v1/accounts/otto/factors").await.body["factors"].clone();
+    let c = c.as_array().unwrap().iter().find(|f| f["id"] == id_c.as_str()).unwrap().clone();
+    assert_eq!(c["status"], "pending");
+}
+
+/// A login code asked for by voice for an SMS factor proves that factor: even
+/// checked through the verification API it adds no voice factor, and no
+/// factor.added (the channel asked for applies to that send only).
+#[actix_rt::test]
+async fn a_challenge_code_sent_by_voice_never_becomes_a_voice_factor() {
+    let app = spawn_app().await;
+    let mut events = app.capture_events(&format!("{}.factor.*", app.tenant)).await;
+    let phone = "+14155550161";
+    let created = app.create_verification("vic", phone, "sms").await;
+    let code = app.code_sent_to(phone).await;
+    assert_eq!(app.check(created.body["id"].as_str().unwrap(), &code).await.body["status"], "approved");
+    events.wait_for_event("factor.added", WAIT).await;
+
+    let r = login(&app, "vic", json!({ "channel": "voice" })).await;
+    challenge_id(&r);
+    assert_eq!(r.body["challenge"]["sent"]["channel"], "voice");
+    let vid = r.body["challenge"]["sent"]["verification_id"].as_str().unwrap().to_owned();
+    let code = app.next_code_to(phone, 1).await;
+    let checked = app.check(&vid, &code).await;
+    assert_eq!(checked.body["status"], "approved", "{:?}", checked.body);
+    // Past the reconcile pass too (every second in tests).
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let factors = app.get("/v1/accounts/vic/factors").await.body["factors"].clone();
+    let kinds: Vec<(&str, &str)> = factors
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["kind"].as_str().unwrap(), f["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(kinds, [("sms", "active")]);
+    let published = events.drain(Duration::from_millis(300)).await;
+    assert_eq!(
+        published.len(),
+        1,
+        "the enrolment's factor.added only: {:?}",
+        published.iter().map(|m| m.text()).collect::<Vec<_>>()
+    );
+}
+
+/// An admin reset tells the user how many of their factors went: the active
+/// ones, not an authenticator enrolment never confirmed (never announced).
+#[actix_rt::test]
+async fn a_reset_counts_the_factors_the_user_had_not_pending_enrolments() {
+    let app = spawn_app().await;
+    let mut events = app.capture_events(&format!("{}.account.reset", app.tenant)).await;
+    enrol_authenticator(&app, "rhea").await;
+    let pending = app.post_json("/v1/accounts/rhea/factors/totp", &json!({})).await;
+    assert_eq!(pending.status, 201, "{:?}", pending.body);
+    assert_eq!(app.get("/v1/accounts/rhea/factors").await.body["factors"].as_array().unwrap().len(), 2);
+
+    let reset = app.post_json("/v1/accounts/rhea/reset", &json!({ "actor": "admin-1" })).await;
+    assert_eq!(reset.status, 200, "{:?}", reset.body);
+    assert_eq!(reset.body["factors_removed"], 1);
+    assert_eq!(app.get("/v1/accounts/rhea/factors").await.body["factors"], json!([]), "the pending one went too");
+    let event = events.wait_for_event("account.reset", WAIT).await;
+    assert_eq!(event["factors_removed"], 1);
+}

@@ -145,7 +145,7 @@ async fn resend_sends_the_same_code_and_keeps_the_deadline() {
 
     let by_voice = app.post_json(&format!("/v1/verifications/{id}/resend"), &json!({ "channel": "voice" })).await;
     assert_eq!(by_voice.status, 202);
-    assert_eq!(by_voice.body["channel"], "voice");
+    assert_eq!(by_voice.body["channel"], "sms", "the verification keeps its channel");
     for _ in 0..100 {
         if !app.twilio.placed_calls().await.is_empty() {
             break;
@@ -157,6 +157,66 @@ async fn resend_sends_the_same_code_and_keeps_the_deadline() {
     assert!(calls[0].twiml.contains(&spaced));
 
     assert_eq!(app.check(&id, &first).await.body["status"], "approved");
+}
+
+/// A resend by voice calls this once; the verification stays an SMS
+/// verification (reads, events, the stored row), and the factor its approval
+/// makes is an SMS factor.
+#[actix_rt::test]
+async fn a_resend_by_voice_changes_that_send_only_not_the_verification_or_its_factor() {
+    let app = spawn_app().await;
+    let mut jobs = app.tap_dispatch().await;
+    let mut events = app.capture_events(&format!("{}.#", app.tenant)).await;
+    let created = app.create_verification("user-rv", PHONE, "sms").await;
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let code = app.code_sent_to(PHONE).await;
+
+    let by_voice = app.post_json(&format!("/v1/verifications/{id}/resend"), &json!({ "channel": "voice" })).await;
+    assert_eq!(by_voice.status, 202, "{:?}", by_voice.body);
+    assert_eq!((by_voice.body["channel"].as_str(), by_voice.body["sends"].as_i64()), (Some("sms"), Some(2)));
+    // This send goes by voice: its job, its call, its attempt.
+    let code_by_voice = app.next_code_to(PHONE, 1).await;
+    assert_eq!(code_by_voice, code, "the same code, spoken");
+    let calls = app.twilio.placed_calls().await;
+    assert_eq!((calls.len(), app.twilio.sent_sms().await.len()), (1, 1));
+    let routed: Vec<String> =
+        jobs.drain(Duration::from_millis(500)).await.iter().map(|m| m.routing_key.clone()).collect();
+    assert_eq!(routed, ["sms", "voice"]);
+    let mut delivered = Vec::new();
+    for _ in 0..50 {
+        let all = events.drain(Duration::from_millis(200)).await;
+        delivered = all.iter().map(|m| m.json()).filter(|e| e["event"] == "verification.delivered").collect();
+        if delivered.len() == 2 {
+            break;
+        }
+    }
+    let channels: Vec<&str> = delivered.iter().map(|e| e["channel"].as_str().unwrap()).collect();
+    assert_eq!(channels, ["sms", "voice"], "each delivery names its own channel");
+
+    // The verification is still by SMS, read or stored.
+    assert_eq!(app.get(&format!("/v1/verifications/{id}")).await.body["channel"], "sms");
+    let stored: String = sqlx::query_scalar("SELECT channel FROM verifications WHERE id = $1::uuid")
+        .bind(&id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, "sms");
+    let attempts: Vec<String> = sqlx::query_scalar("SELECT channel FROM delivery_attempts ORDER BY created_at")
+        .fetch_all(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(attempts, ["sms", "voice"]);
+
+    // Approved, it becomes an SMS factor; its events say sms.
+    let checked = app.check(&id, &code).await;
+    assert_eq!((checked.body["status"].as_str(), checked.body["channel"].as_str()), (Some("approved"), Some("sms")));
+    let factors = app.get("/v1/accounts/user-rv/factors").await.body["factors"].clone();
+    assert_eq!(factors.as_array().unwrap().len(), 1, "{factors:?}");
+    assert_eq!((factors[0]["kind"].as_str(), factors[0]["phone"].as_str()), (Some("sms"), Some(PHONE)));
+    let approved = events.wait_for_event("verification.approved", Duration::from_secs(10)).await;
+    assert_eq!(approved["channel"], "sms");
+    assert_eq!(events.wait_for_event("factor.added", Duration::from_secs(10)).await["factor_kind"], "sms");
 }
 
 #[actix_rt::test]
@@ -216,6 +276,68 @@ async fn an_unchecked_verification_expires_on_its_own() {
     let late = app.check(&id, &code).await;
     assert_eq!(late.status, 409);
     assert_eq!(late.body["verification_status"], "expired");
+}
+
+/// The answer to a check made past the deadline, and the `verification.expired`
+/// events of the tenant, once the outbox is quiet.
+async fn late_check(app: &crate::helpers::TestApp, account: &str, swept: bool) -> (u16, serde_json::Value, usize) {
+    let mut events = app.capture_events(&format!("{}.verification.expired", app.tenant)).await;
+    let created = app.create_verification(account, PHONE, "sms").await;
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let code = app.code_sent_to(PHONE).await;
+    if swept {
+        events.wait_for_event("verification.expired", Duration::from_secs(10)).await;
+    } else {
+        // Two seconds of TTL, and a little more; nothing has expired it.
+        tokio::time::sleep(Duration::from_millis(2_300)).await;
+        let status: String = sqlx::query_scalar("SELECT status FROM verifications WHERE id = $1::uuid")
+            .bind(&id)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+        assert_eq!(status, "pending", "no sweep has run");
+    }
+    let late = app.check(&id, &code).await;
+    let stored: String = sqlx::query_scalar("SELECT status FROM verifications WHERE id = $1::uuid")
+        .bind(&id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, "expired", "the deadline is recorded either way");
+    assert_eq!(app.get(&format!("/v1/verifications/{id}")).await.body["status"], "expired");
+    let expired = events.drain(Duration::from_millis(1_000)).await.len();
+    (late.status, late.body, expired)
+}
+
+/// Past its deadline a right code is refused with `409 verification_not_pending`
+/// (`expired`), whether the check is the first to see the deadline or the
+/// expiry sweep wrote it already: a terminal answer does not depend on timing.
+#[actix_rt::test]
+async fn a_check_after_the_deadline_is_409_expired_whether_or_not_the_sweep_ran() {
+    // No sweep during this test: the check itself meets the deadline.
+    let unswept = spawn_app_with(|c| {
+        c.verification.ttl_secs = 2;
+        c.runtime.expiry_interval_ms = 3_600_000;
+    })
+    .await;
+    let (status, before_sweep, events) = late_check(&unswept, "user-late-1", false).await;
+    assert_eq!(status, 409, "{before_sweep:?}");
+    assert_eq!(events, 1, "the check announces the expiry, once");
+
+    // The sweep runs every 200 ms: it has expired the verification first.
+    let swept = spawn_app_with(|c| c.verification.ttl_secs = 2).await;
+    let (status, after_sweep, events) = late_check(&swept, "user-late-2", true).await;
+    assert_eq!(status, 409, "{after_sweep:?}");
+    assert_eq!(events, 1, "the sweep announced the expiry, once");
+
+    for body in [&before_sweep, &after_sweep] {
+        assert_eq!(body["error"], "verification_not_pending");
+        assert_eq!(body["verification_status"], "expired");
+        let detail = body["detail"].as_str().unwrap();
+        assert!(detail.contains("expired"), "{detail}");
+    }
+    assert_eq!(before_sweep["detail"], after_sweep["detail"]);
 }
 
 #[actix_rt::test]

@@ -147,14 +147,20 @@ impl Handler<RemoveFactor> for AccountStateActor {
                 return Err(AccountError::LastFactorMandatory);
             }
             factors::delete(&mut tx, factor.id).await?;
-            let new_default = factors::ensure_default(&mut tx, tenant.id, account_id).await?;
-            let event = factor_event(EventKind::FactorRemoved, tenant, account_id, &factor, now)
-                .with("factors_left", all.iter().filter(|f| f.is_active() && f.id != factor.id).count());
-            announce(&mut tx, tenant.id, &event, None, &msg.who).await?;
-            if let Some(new) = new_default.and_then(|id| all.iter().find(|f| f.id == id)) {
-                let event = factor_event(EventKind::DefaultFactorChanged, tenant, account_id, new, now)
-                    .with("because", "the default factor was removed");
+            // Only an active factor was announced (factor.added): a pending one
+            // (an authenticator never confirmed, a phone never activated) goes
+            // without a word, as an abandoned enrolment does, and it cannot
+            // have been the default.
+            if factor.is_active() {
+                let new_default = factors::ensure_default(&mut tx, tenant.id, account_id).await?;
+                let event = factor_event(EventKind::FactorRemoved, tenant, account_id, &factor, now)
+                    .with("factors_left", all.iter().filter(|f| f.is_active() && f.id != factor.id).count());
                 announce(&mut tx, tenant.id, &event, None, &msg.who).await?;
+                if let Some(new) = new_default.and_then(|id| all.iter().find(|f| f.id == id)) {
+                    let event = factor_event(EventKind::DefaultFactorChanged, tenant, account_id, new, now)
+                        .with("because", "the default factor was removed");
+                    announce(&mut tx, tenant.id, &event, None, &msg.who).await?;
+                }
             }
             tx.commit().await?;
             issuer.relay.do_send(Kick);

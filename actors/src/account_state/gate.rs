@@ -48,6 +48,8 @@ pub struct OpenChallenge {
     /// Call instead of text (or the other way round) a phone factor.
     pub channel: Option<Channel>,
     pub locale: Locale,
+    /// The API key the backend asked with, recorded on the code's verification.
+    pub api_key_id: Option<String>,
     pub now: DateTime<Utc>,
 }
 
@@ -96,6 +98,8 @@ pub struct SendAgain {
     pub factor_id: Option<Uuid>,
     pub channel: Option<Channel>,
     pub locale: Locale,
+    /// The API key the backend asked with, recorded on a new code's verification.
+    pub api_key_id: Option<String>,
     pub now: DateTime<Utc>,
 }
 
@@ -183,7 +187,9 @@ impl Handler<OpenChallenge> for AccountStateActor {
             let mut send_throttled = None;
             let mut send_refused = None;
             let sent = if target.is_phone() {
-                match send_code(&mut tx, &issuer, tenant, account_id, target, msg.channel, &msg.locale, now).await {
+                let key = msg.api_key_id.clone();
+                match send_code(&mut tx, &issuer, tenant, account_id, target, msg.channel, &msg.locale, key, now).await
+                {
                     Ok(sent) => {
                         challenge.verification_id = Some(sent.verification_id);
                         challenge.sent_factor_id = Some(target.id);
@@ -256,12 +262,12 @@ impl Handler<SendAgain> for AccountStateActor {
             let sent = match same_code {
                 Some(vid) => {
                     match issuer.resend_in_tx(&mut tx, tenant.id, vid, msg.channel, now, SharedBuckets::InTx).await {
-                        Ok(v) => Some(Sent {
+                        Ok(resent) => Some(Sent {
                             factor_id: target.id,
-                            verification_id: v.id,
-                            channel: v.channel,
-                            to: v.phone.masked(),
-                            sends: v.state.sends,
+                            verification_id: resent.verification.id,
+                            channel: resent.channel,
+                            to: resent.verification.phone.masked(),
+                            sends: resent.verification.state.sends,
                         }),
                         // Its code is spent (expired, too many tries): a new one follows.
                         Err(VerificationError::NotPending(_)) => None,
@@ -273,8 +279,10 @@ impl Handler<SendAgain> for AccountStateActor {
             let sent = match sent {
                 Some(sent) => sent,
                 None => {
+                    let key = msg.api_key_id.clone();
                     let sent =
-                        send_code(&mut tx, &issuer, tenant, account_id, target, msg.channel, &msg.locale, now).await?;
+                        send_code(&mut tx, &issuer, tenant, account_id, target, msg.channel, &msg.locale, key, now)
+                            .await?;
                     challenges::set_sent(&mut tx, c.id, sent.verification_id, target.id).await?;
                     sent
                 }
@@ -380,6 +388,7 @@ async fn send_code(
     factor: &Factor,
     channel: Option<Channel>,
     locale: &Locale,
+    api_key_id: Option<String>,
     now: DateTime<Utc>,
 ) -> Result<Sent, AccountError> {
     let corrupt = |reason: String| {
@@ -400,6 +409,7 @@ async fn send_code(
         code_length: None,
         idempotency_key: None,
         end_user_ip: None,
+        api_key_id,
     };
     // A savepoint: a refusal after the verification's rows were written (the
     // abuse checks, the tenant's shared limits) undoes them and leaves the
@@ -408,6 +418,9 @@ async fn send_code(
     let issued = issuer.issue_in_tx(&mut savepoint, tenant, request, None, now, SharedBuckets::InTx).await;
     let v = match issued {
         Ok(Some(v)) => {
+            // A challenge's code proves a factor the account has: its approval
+            // records none, however it is checked (see `record_phone`).
+            verifications::mark_factor_recorded(&mut savepoint, v.id).await?;
             savepoint.commit().await?;
             v
         }
@@ -430,8 +443,11 @@ pub(super) struct Answer {
 /// Tries the typed answer against what the account has, in the caller's
 /// transaction: the code sent to a phone, each authenticator app (a time step
 /// once accepted is refused again), an unused backup code, the recovery code.
-/// With `only` set, only that factor may answer. Single use holds under
-/// concurrency: each candidate is decided under its row lock.
+/// With `only` set, only that factor may answer: another factor's code is not
+/// even tried (its time step stays unused), and the answer is refused as a
+/// wrong one, counting an attempt and saying nothing of where it was valid.
+/// Single use holds under concurrency: each candidate is decided under its
+/// row lock.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn check_answer(
     tx: &mut PgConnection,

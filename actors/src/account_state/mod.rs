@@ -128,9 +128,10 @@ impl From<sqlx::Error> for AccountError {
     }
 }
 
-/// A phone verification was approved: the phone becomes an active factor.
+/// A phone verification was approved: the phone becomes an active factor
+/// (`None`: it was recorded already, or its code was a challenge's).
 #[derive(Debug, Message)]
-#[rtype(result = "Result<Factor, StoreError>")]
+#[rtype(result = "Result<Option<Factor>, StoreError>")]
 pub struct PhoneVerified {
     pub verification: Verification,
     pub now: DateTime<Utc>,
@@ -155,7 +156,7 @@ pub struct ListFactors {
 }
 
 impl Handler<PhoneVerified> for AccountStateActor {
-    type Result = ResponseFuture<Result<Factor, StoreError>>;
+    type Result = ResponseFuture<Result<Option<Factor>, StoreError>>;
 
     fn handle(&mut self, msg: PhoneVerified, _: &mut Self::Context) -> Self::Result {
         let issuer = self.issuer.clone();
@@ -191,10 +192,19 @@ async fn record_phone(
     relay: &Addr<OutboxRelay>,
     v: &Verification,
     now: DateTime<Utc>,
-) -> Result<Factor, StoreError> {
+) -> Result<Option<Factor>, StoreError> {
     let verified_at = v.completed_at.unwrap_or(now);
     let mut tx = pool.begin().await?;
     factors::lock_account(&mut tx, v.tenant_id, &v.account_id).await?;
+    // Once per approval, and never for a code that was not to make a factor:
+    // a challenge's (it proves a factor the account has, by whichever
+    // channel that send took; checked through the verification API it must
+    // not add a factor of that channel, nor bring back a deleted one), or one
+    // an admin reset overtook.
+    if !verifications::claim_factor_recording(&mut tx, v.id).await? {
+        tx.commit().await?;
+        return Ok(None);
+    }
     // The first factor is active at once. Next to an active factor, a new
     // phone waits for a step-up (`ActivateFactor`): whoever can verify a phone
     // must not thereby get past the factor the account already has.
@@ -207,13 +217,14 @@ async fn record_phone(
             (factor, added) = (active, true);
         }
     }
-    verifications::mark_factor_recorded(&mut tx, v.id).await?;
     if added && factor.is_active() {
         factors::ensure_default(&mut tx, v.tenant_id, &v.account_id).await?;
-        let event = Event::for_verification(EventKind::FactorAdded, v, now)
-            .with("factor_id", factor.id.to_string())
-            .with("factor_kind", factor.kind.clone());
-        let who = Who { actor: v.account_id.clone(), api_key_id: None };
+        // An account event like any other factor.added: no verification id,
+        // number or channel (those are the verification's events').
+        let tenant = Tenant { id: v.tenant_id, name: v.tenant_name.clone() };
+        let event = factor_event(EventKind::FactorAdded, &tenant, &v.account_id, &factor, now);
+        // The person enrolled, through the key that asked for the code.
+        let who = Who { actor: v.account_id.clone(), api_key_id: v.api_key_id.clone() };
         announce(&mut tx, v.tenant_id, &event, None, &who).await?;
     }
     tx.commit().await?;
@@ -221,7 +232,7 @@ async fn record_phone(
         relay.do_send(Kick);
         tracing::info!(tenant = %v.tenant_name, factor_id = %factor.id, kind = %factor.kind, "factor added");
     }
-    Ok(factor)
+    Ok(Some(factor))
 }
 
 async fn reconcile(pool: &PgPool, relay: &Addr<OutboxRelay>) -> Result<(), StoreError> {
@@ -274,6 +285,11 @@ async fn announce(
     organisation_id: Option<&str>,
     who: &Who,
 ) -> Result<(), sqlx::Error> {
+    debug_assert!(
+        event.verification_id.is_none() && event.to.is_none() && event.channel.is_none(),
+        "an account event carries account fields only: {:?}",
+        event.event
+    );
     outbox::event(&mut *tx, event, None).await?;
     let entry = Entry {
         tenant_id,

@@ -127,14 +127,18 @@ pub async fn get(
         .await
 }
 
-/// Removes every factor of the account; returns how many.
+/// Removes every factor of the account, pending ones too; returns how many of
+/// them were active (the ones the user was told of by `factor.added`).
 pub async fn delete_all(conn: &mut PgConnection, tenant_id: Uuid, account_id: &AccountId) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query("DELETE FROM factors WHERE tenant_id = $1 AND account_id = $2")
-        .bind(tenant_id)
-        .bind(account_id.as_str())
-        .execute(conn)
-        .await?;
-    Ok(done.rows_affected())
+    let active: i64 = sqlx::query_scalar(
+        "WITH gone AS (DELETE FROM factors WHERE tenant_id = $1 AND account_id = $2 RETURNING status)
+         SELECT count(*) FILTER (WHERE status = 'active') FROM gone",
+    )
+    .bind(tenant_id)
+    .bind(account_id.as_str())
+    .fetch_one(conn)
+    .await?;
+    Ok(u64::try_from(active).unwrap_or_default())
 }
 
 /// Adds a phone factor (`active`, or `pending` until a step-up activates it);

@@ -30,6 +30,7 @@ struct Row {
     expires_at: DateTime<Utc>,
     last_sent_at: DateTime<Utc>,
     completed_at: Option<DateTime<Utc>>,
+    api_key_id: Option<String>,
 }
 
 /// A verification as the domain sees it. The code is present only as its MAC and
@@ -49,6 +50,8 @@ pub struct Verification {
     pub reply: Option<ReplyTo>,
     pub created_at: DateTime<Utc>,
     pub completed_at: Option<DateTime<Utc>>,
+    /// The API key that asked for it; `None` for an AMQP request.
+    pub api_key_id: Option<String>,
 }
 
 impl std::fmt::Debug for Verification {
@@ -89,13 +92,14 @@ impl TryFrom<Row> for Verification {
             code_sealed: r.code_sealed,
             created_at: r.created_at,
             completed_at: r.completed_at,
+            api_key_id: r.api_key_id,
         })
     }
 }
 
 const COLUMNS: &str = "v.id, v.tenant_id, t.name AS tenant_name, v.account_id, v.phone, v.channel,
         v.locale, v.status, v.code_mac, v.code_sealed, v.attempts, v.max_attempts, v.sends,
-        v.reply_to, v.correlation_id, v.created_at, v.expires_at, v.last_sent_at, v.completed_at";
+        v.reply_to, v.correlation_id, v.created_at, v.expires_at, v.last_sent_at, v.completed_at, v.api_key_id";
 const FROM: &str = "FROM verifications v JOIN tenants t ON t.id = v.tenant_id";
 
 /// The rows of a batch that convert; one corrupt row is logged and skipped
@@ -127,6 +131,7 @@ pub struct NewVerification<'a> {
     pub max_attempts: i32,
     pub idempotency_key: Option<&'a str>,
     pub reply: Option<&'a ReplyTo>,
+    pub api_key_id: Option<&'a str>,
     pub now: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
 }
@@ -138,8 +143,8 @@ pub async fn insert(conn: &mut PgConnection, v: &NewVerification<'_>) -> Result<
         "WITH v AS (
             INSERT INTO verifications (id, tenant_id, account_id, phone, channel, locale, status, code_mac,
                 code_sealed, code_length, max_attempts, idempotency_key, reply_to, correlation_id,
-                created_at, expires_at, last_sent_at)
-            VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9, $10, $11, $12, $13, $14, $15, $14)
+                created_at, expires_at, last_sent_at, api_key_id)
+            VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9, $10, $11, $12, $13, $14, $15, $14, $16)
             ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
             RETURNING id
          )
@@ -160,6 +165,7 @@ pub async fn insert(conn: &mut PgConnection, v: &NewVerification<'_>) -> Result<
     .bind(v.reply.and_then(|r| r.correlation_id.as_deref()))
     .bind(v.now)
     .bind(v.expires_at)
+    .bind(v.api_key_id)
     .fetch_one(conn)
     .await?;
     Ok(inserted == 1)
@@ -260,16 +266,13 @@ pub async fn save_check(
     Ok(())
 }
 
-pub async fn save_resend(
-    conn: &mut PgConnection,
-    id: Uuid,
-    channel: Channel,
-    now: DateTime<Utc>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE verifications SET sends = sends + 1, last_sent_at = $2, channel = $3 WHERE id = $1")
+/// Counts one more send. The channel is the verification's own whatever this
+/// send goes by: a call asked for once changes neither the verification nor
+/// the factor its approval makes.
+pub async fn save_resend(conn: &mut PgConnection, id: Uuid, now: DateTime<Utc>) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE verifications SET sends = sends + 1, last_sent_at = $2 WHERE id = $1")
         .bind(id)
         .bind(now)
-        .bind(channel.as_str())
         .execute(conn)
         .await?;
     Ok(())
@@ -314,6 +317,19 @@ pub async fn unrecorded_approvals(
     );
     let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(before).bind(limit).fetch_all(pool).await?;
     Ok(readable(rows))
+}
+
+/// Takes the recording of an approval's factor: true once, for the first
+/// caller; false when it was recorded already, or was never to be (a
+/// challenge's code, an approval an admin reset overtook).
+pub async fn claim_factor_recording(conn: &mut PgConnection, id: Uuid) -> Result<bool, sqlx::Error> {
+    let claimed: Option<bool> = sqlx::query_scalar(
+        "UPDATE verifications SET factor_recorded = true WHERE id = $1 AND NOT factor_recorded RETURNING true",
+    )
+    .bind(id)
+    .fetch_optional(conn)
+    .await?;
+    Ok(claimed.is_some())
 }
 
 pub async fn mark_factor_recorded(conn: &mut PgConnection, id: Uuid) -> Result<(), sqlx::Error> {

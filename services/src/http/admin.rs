@@ -206,6 +206,8 @@ pub struct ResetBody {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ResetView {
     account_id: String,
+    /// Active factors removed; pending enrolments go too, uncounted (the user
+    /// was never told of them).
     factors_removed: u64,
     /// Unused backup and recovery codes that stopped working.
     codes_invalidated: u64,

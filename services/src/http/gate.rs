@@ -244,7 +244,7 @@ async fn open(
     purpose: Purpose,
     body: OpenBody,
 ) -> Result<HttpResponse, ApiError> {
-    let Caller { tenant, .. } = caller;
+    let Caller { tenant, key_id, .. } = caller;
     let msg = OpenChallenge {
         tenant: tenant.clone(),
         account_id: account_id.clone(),
@@ -253,6 +253,7 @@ async fn open(
         send_to: body.factor_id,
         channel: channel(body.channel.as_deref())?,
         locale: locale(body.locale.as_deref())?,
+        api_key_id: Some(key_id),
         now: Utc::now(),
     };
     let organisation_id = (purpose == Purpose::Login).then(|| msg.organisation_id.clone());
@@ -476,7 +477,7 @@ pub struct SendAgainView {
     security(("api_key" = ["verify"])))]
 async fn send(
     state: web::Data<AppState>,
-    Caller { tenant, .. }: Caller<Verify>,
+    Caller { tenant, key_id, .. }: Caller<Verify>,
     path: web::Path<(String, String)>,
     body: RawBody,
 ) -> Result<HttpResponse, ApiError> {
@@ -490,6 +491,7 @@ async fn send(
         factor_id: body.factor_id,
         channel: channel(body.channel.as_deref())?,
         locale: locale(body.locale.as_deref())?,
+        api_key_id: Some(key_id),
         now: Utc::now(),
     };
     let sent = state.account_state(&tenant, &account_id).send(msg).await??;

@@ -45,7 +45,7 @@ pub enum ApiError {
     NotFound,
     #[error("{0} is not allowed here: see the Allow header")]
     MethodNotAllowed(String),
-    #[error("verification is {0}")]
+    #[error("{}", not_pending_detail(.0))]
     NotPending(Status),
     #[error("the idempotency key was already used for another phone number or account")]
     IdempotencyConflict,
@@ -53,7 +53,9 @@ pub enum ApiError {
     Throttled(Throttled),
     #[error(transparent)]
     Refused(Refused),
-    #[error("wrong or already used code")]
+    /// One answer for every refused code, whatever the reason: a code right
+    /// for another factor (or a used TOTP step) reads as a wrong one.
+    #[error("the code is not accepted: it is wrong, used already, or not from the factor that must answer")]
     InvalidCode { attempts_left: Option<i32> },
     #[error("too many wrong codes: the enrolment was abandoned; enrol again")]
     EnrolmentAbandoned,
@@ -150,6 +152,16 @@ impl ApiError {
             ApiError::Internal(_) => "internal",
             ApiError::Unavailable => "unavailable",
         }
+    }
+}
+
+/// Why a verification takes no more codes (or sends), in words.
+fn not_pending_detail(status: &Status) -> &'static str {
+    match status {
+        Status::Expired => "the verification has expired: its code can no longer be used; start a new verification",
+        Status::Approved => "the verification is approved already: its code cannot be used again",
+        Status::MaxAttemptsReached => "the verification ended after too many wrong codes; start a new verification",
+        Status::Pending => "the verification is still pending",
     }
 }
 

@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 use verifyd_actors::contract::VerificationRequest;
 use verifyd_actors::ids::AccountId;
-use verifyd_actors::lifecycle::{CheckOutcome, Status};
+use verifyd_actors::lifecycle::Status;
 use verifyd_actors::store::verifications::{self as store, Verification};
 use verifyd_actors::verification::{Check, Create, Request, Resend};
 use verifyd_providers::domain::{Channel, Code, CodeLength, Locale, PhoneNumber};
@@ -96,6 +96,7 @@ pub fn parse_request(request: VerificationRequest, fallback_key: Option<String>)
             .map(|ip| ip.parse::<std::net::IpAddr>())
             .transpose()
             .map_err(|_| ApiError::field("end_user_ip", "must be an IPv4 or IPv6 address"))?,
+        api_key_id: None,
     })
 }
 
@@ -112,7 +113,7 @@ pub fn parse_request(request: VerificationRequest, fallback_key: Option<String>)
     security(("api_key" = ["verify"])))]
 async fn create(
     state: web::Data<AppState>,
-    Caller { tenant, .. }: Caller<Verify>,
+    Caller { tenant, key_id, .. }: Caller<Verify>,
     req: actix_web::HttpRequest,
     body: Json<VerificationRequest>,
 ) -> Result<HttpResponse, ApiError> {
@@ -121,7 +122,8 @@ async fn create(
         .get("Idempotency-Key")
         .map(|v| v.to_str().map(str::to_owned).map_err(|_| ApiError::field("idempotency_key", "header is not text")))
         .transpose()?;
-    let parsed = parse_request(body.into_inner(), header_key)?;
+    let mut parsed = parse_request(body.into_inner(), header_key)?;
+    parsed.api_key_id = Some(key_id);
     let now = Utc::now();
     let shard = state.verification()?.pick(&(tenant.id, parsed.account_id.as_str().to_owned()));
     let created = shard.send(Create { tenant, request: parsed, reply: None, now }).await??;
@@ -145,13 +147,22 @@ async fn get(
     Ok(HttpResponse::Ok().json(View::of(&v, Utc::now())))
 }
 
-/// Check what the person typed: the answer's `status` is `approved`, still
-/// `pending` (wrong code, `attempts_left`), `expired` or `max_attempts_reached`.
+/// Check what the person typed.
+///
+/// The answer's `status` is `approved`, still `pending` (wrong code,
+/// `attempts_left`) or `max_attempts_reached` (this was the last wrong code
+/// allowed). A verification that has ended answers `409
+/// verification_not_pending` with its `verification_status`: already approved,
+/// out of attempts, or `expired` — from the deadline on, whether or not the
+/// expiry sweep has run yet.
 #[utoipa::path(post, path = "/v1/verifications/{id}/check", tag = "verifications",
     params(("id" = Uuid, Path)), request_body = CodeBody,
-    responses((status = 200, body = View),
+    responses((status = 200, description = "Checked: `approved`, `pending` (wrong code) or `max_attempts_reached`",
+            body = View),
         (status = 404, body = Problem),
-        (status = 409, description = "Already approved, expired or out of attempts", body = Problem),
+        (status = 409, description = "The verification has ended (`verification_not_pending`): \
+            `verification_status` is `approved`, `max_attempts_reached` or `expired` (the deadline passed)",
+            body = Problem),
         (status = 422, description = "The code is not digits (`invalid_field`)", body = Problem)),
     security(("api_key" = ["verify"])))]
 async fn check(
@@ -165,7 +176,8 @@ async fn check(
     let now = Utc::now();
     let shard = state.verification()?.pick(&id);
     let checked = shard.send(Check { tenant, id, code, now }).await??;
-    if let CheckOutcome::NotPending(status) = checked.outcome {
+    // Expired by this check or earlier by the sweep: the same answer.
+    if let Some(status) = checked.outcome.ended() {
         return Err(ApiError::NotPending(status));
     }
     Ok(HttpResponse::Ok().json(View::of(&checked.verification, now)))
@@ -174,13 +186,16 @@ async fn check(
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResendBody {
-    /// `sms` or `voice`; the verification's channel when absent.
+    /// `sms` or `voice`, for this send only; the verification's channel when absent.
     #[serde(default)]
     #[schema(value_type = Option<verifyd_providers::domain::Channel>)]
     pub channel: Option<String>,
 }
 
 /// Send the same code again, optionally by the other channel.
+///
+/// The channel asked for applies to this send only: the verification keeps
+/// its own (`channel` in the answer), and so does the factor an approval makes.
 #[utoipa::path(post, path = "/v1/verifications/{id}/resend", tag = "verifications",
     params(("id" = Uuid, Path)), request_body(content = Option<ResendBody>),
     responses((status = 202, body = View),
@@ -200,6 +215,6 @@ async fn resend(
     let channel = body.channel.map(|c| c.parse::<Channel>()).transpose().map_err(|e| ApiError::field("channel", e))?;
     let now = Utc::now();
     let shard = state.verification()?.pick(&id);
-    let v = shard.send(Resend { tenant, id, channel, now }).await??;
-    Ok(HttpResponse::Accepted().json(View::of(&v, now)))
+    let resent = shard.send(Resend { tenant, id, channel, now }).await??;
+    Ok(HttpResponse::Accepted().json(View::of(&resent.verification, now)))
 }
