@@ -66,3 +66,35 @@ async fn codes_never_appear_in_the_database_queues_or_logs() {
     assert!(!logs.contains(&app.api_key), "API key found in the logs");
     assert!(!logs.contains("+14155552675"), "full phone number in the logs (must be masked)");
 }
+
+#[actix_rt::test]
+async fn a_key_or_code_in_a_query_string_never_reaches_the_access_log() {
+    let app = spawn_app().await;
+    let created = app.create_verification("query-leak", "+14155552677", "sms").await;
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let code = app.code_sent_to("+14155552677").await;
+    // A backend that puts secrets where they do not belong: refused, and not kept.
+    let marker = format!("leak-{}", &app.tenant[1..9]);
+    let url = app.url(&format!("/v1/verifications/{id}?api_key={}&code={code}&m={marker}", app.api_key));
+    let refused = app.send(app.client.get(url)).await;
+    assert_eq!(refused.status, 401, "a key in the query string is no credential");
+    let listed = app.get(&format!("/v1/verifications/{id}?code={code}&m={marker}")).await;
+    assert!(listed.status == 200 || listed.status == 422, "{:?}", listed.body);
+
+    let logs = captured_logs();
+    assert!(logs.contains(&format!("GET /v1/verifications/{id}")), "the access log saw both requests");
+    assert!(!logs.contains(&marker), "the query string is not logged");
+    assert!(!logs.contains(&app.api_key), "API key found in the logs");
+    assert!(!logs.contains(&format!("code={code}")), "code found in the logs");
+}
+
+#[actix_rt::test]
+async fn the_bearer_scheme_is_case_insensitive() {
+    let app = spawn_app().await;
+    for scheme in ["bearer", "BEARER", "Bearer"] {
+        let request =
+            app.client.get(app.url("/v1/api-keys")).header("Authorization", format!("{scheme} {}", app.api_key));
+        let reply = app.send(request).await;
+        assert_ne!(reply.status, 401, "{scheme}: {:?}", reply.body);
+    }
+}
