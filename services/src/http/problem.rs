@@ -113,7 +113,12 @@ impl ApiError {
             Category::Eof => "the body ends before its JSON does".to_owned(),
             Category::Data => json_data_error(&error.to_string()),
         };
-        ApiError::MalformedBody(format!("{what} (line {}, column {})", error.line(), error.column()))
+        // A body read into a JSON value first and then into its type has no
+        // position (line 0): only a syntax error has one worth saying.
+        match error.line() {
+            0 => ApiError::MalformedBody(what),
+            line => ApiError::MalformedBody(format!("{what} (line {line}, column {})", error.column())),
+        }
     }
 
     fn kind(&self) -> &'static str {
