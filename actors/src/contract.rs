@@ -67,6 +67,8 @@ pub enum EventKind {
     MaxAttemptsReached,
     #[serde(rename = "verification.expired")]
     Expired,
+    #[serde(rename = "verification.canceled")]
+    Canceled,
     #[serde(rename = "verification.rejected")]
     Rejected,
     #[serde(rename = "factor.added")]
@@ -103,6 +105,7 @@ impl EventKind {
             EventKind::CheckFailed => "verification.check_failed",
             EventKind::MaxAttemptsReached => "verification.max_attempts_reached",
             EventKind::Expired => "verification.expired",
+            EventKind::Canceled => "verification.canceled",
             EventKind::Rejected => "verification.rejected",
             EventKind::FactorAdded => "factor.added",
             EventKind::BackupCodesGenerated => "backup_codes.generated",

@@ -29,6 +29,8 @@ pub enum Status {
     Approved,
     Expired,
     MaxAttemptsReached,
+    /// The backend called it off: its code can no longer be used.
+    Canceled,
 }
 
 impl Status {
@@ -38,6 +40,7 @@ impl Status {
             Status::Approved => "approved",
             Status::Expired => "expired",
             Status::MaxAttemptsReached => "max_attempts_reached",
+            Status::Canceled => "canceled",
         }
     }
 }
@@ -60,6 +63,7 @@ impl FromStr for Status {
             "approved" => Ok(Status::Approved),
             "expired" => Ok(Status::Expired),
             "max_attempts_reached" => Ok(Status::MaxAttemptsReached),
+            "canceled" => Ok(Status::Canceled),
             other => Err(UnknownStatus(other.to_owned())),
         }
     }

@@ -165,6 +165,25 @@ pub struct Resent {
     pub channel: Channel,
 }
 
+/// Call a pending verification off: its code can no longer be used, and
+/// dispatch drops its queued deliveries when it reaches them.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Verification, VerificationError>")]
+pub struct Cancel {
+    pub tenant: Tenant,
+    pub id: Uuid,
+    pub now: DateTime<Utc>,
+}
+
+impl Handler<Cancel> for VerificationActor {
+    type Result = ResponseFuture<Result<Verification, VerificationError>>;
+
+    fn handle(&mut self, msg: Cancel, _: &mut Self::Context) -> Self::Result {
+        let deps = self.deps.clone();
+        Box::pin(async move { cancel(&deps, msg).await })
+    }
+}
+
 impl Handler<Create> for VerificationActor {
     type Result = ResponseFuture<Result<Created, VerificationError>>;
 
@@ -526,6 +545,30 @@ fn announce(deps: &Deps, verification: Verification) -> Created {
     tracing::info!(verification_id = %verification.id, tenant = %verification.tenant_name,
         to = %verification.phone.masked(), channel = %verification.channel, "verification created");
     Created { verification, replayed: false }
+}
+
+async fn cancel(deps: &Deps, mut msg: Cancel) -> Result<Verification, VerificationError> {
+    msg.now = stored_precision(msg.now);
+    let issuer = &deps.issuer;
+    let mut tx = issuer.pool.begin().await?;
+    let mut v = store::lock(&mut tx, msg.tenant.id, msg.id).await?.ok_or(VerificationError::NotFound)?;
+    // Judged by the deadline, as a check is: past it, the answer is `expired`.
+    let status = v.state.effective_status(msg.now);
+    if status != Status::Pending {
+        tx.rollback().await?;
+        return Err(VerificationError::NotPending(status));
+    }
+    store::save_check(&mut tx, v.id, Status::Canceled, v.state.attempts, msg.now).await?;
+    v.state.status = Status::Canceled;
+    v.completed_at = Some(msg.now);
+    let event = Event::for_verification(EventKind::Canceled, &v, msg.now)
+        .status(Status::Canceled.as_str())
+        .with("attempts_left", v.state.attempts_left());
+    outbox::event(&mut tx, &event, v.reply.as_ref()).await?;
+    tx.commit().await?;
+    issuer.relay.do_send(Kick);
+    tracing::info!(verification_id = %v.id, tenant = %v.tenant_name, "verification canceled");
+    Ok(v)
 }
 
 async fn check(deps: &Deps, mut msg: Check) -> Result<Checked, VerificationError> {

@@ -354,3 +354,48 @@ async fn the_same_idempotency_key_gives_the_same_verification_and_one_sms() {
     assert_eq!(jobs.drain(Duration::from_millis(500)).await.len(), 1, "one delivery job");
     assert_eq!(app.twilio.sent_sms().await.len(), 1);
 }
+
+#[actix_rt::test]
+async fn a_canceled_verification_sends_nothing_still_queued_and_refuses_its_code() {
+    // No dispatch in this process: the job waits in RabbitMQ until a worker starts.
+    let mut app = spawn_app_with(|c| c.amqp.dispatch_consumers = 0).await;
+    let mut events = app.capture_events(&format!("{}.verification.*", app.tenant)).await;
+    let created = app.create_verification("user-cancel", PHONE, "sms").await;
+    assert_eq!(created.status, 201);
+    let id = created.body["id"].as_str().unwrap().to_owned();
+
+    let canceled = app.post_json(&format!("/v1/verifications/{id}/cancel"), &json!({})).await;
+    assert_eq!((canceled.status, canceled.body["status"].as_str()), (200, Some("canceled")), "{:?}", canceled.body);
+    assert_eq!(app.get(&format!("/v1/verifications/{id}")).await.body["status"], "canceled");
+    let event = events.wait_for_event("verification.canceled", Duration::from_secs(10)).await;
+    assert_eq!((event["verification_id"].as_str(), event["status"].as_str()), (Some(id.as_str()), Some("canceled")));
+
+    // The queued job reaches a worker and is dropped: nothing goes to Twilio.
+    app.start_worker_process().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let skipped: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM delivery_attempts WHERE verification_id = $1::uuid AND outcome = 'skipped'",
+        )
+        .bind(&id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+        if skipped == 1 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the worker never took the canceled job");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(app.twilio.sent_sms().await.is_empty(), "no code for a canceled verification");
+
+    // Its code is refused like an ended verification's, and so are a resend and a second cancel.
+    for path in ["check", "resend", "cancel"] {
+        let body = if path == "check" { json!({ "code": "1234567" }) } else { json!({}) };
+        let refused = app.post_json(&format!("/v1/verifications/{id}/{path}"), &body).await;
+        assert_eq!(refused.status, 409, "{path}: {:?}", refused.body);
+        assert_eq!(refused.body["verification_status"], "canceled", "{path}");
+    }
+    let unknown = app.post_json(&format!("/v1/verifications/{}/cancel", uuid::Uuid::new_v4()), &json!({})).await;
+    assert_eq!(unknown.status, 404);
+}

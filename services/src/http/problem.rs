@@ -166,6 +166,7 @@ fn not_pending_detail(status: &Status) -> &'static str {
         Status::Expired => "the verification has expired: its code can no longer be used; start a new verification",
         Status::Approved => "the verification is approved already: its code cannot be used again",
         Status::MaxAttemptsReached => "the verification ended after too many wrong codes; start a new verification",
+        Status::Canceled => "the verification was canceled: its code can no longer be used; start a new verification",
         Status::Pending => "the verification is still pending",
     }
 }

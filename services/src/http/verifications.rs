@@ -9,7 +9,7 @@ use verifyd_actors::contract::VerificationRequest;
 use verifyd_actors::ids::AccountId;
 use verifyd_actors::lifecycle::Status;
 use verifyd_actors::store::verifications::{self as store, Verification};
-use verifyd_actors::verification::{Check, Create, Request, Resend};
+use verifyd_actors::verification::{Cancel, Check, Create, Request, Resend};
 use verifyd_providers::domain::{Channel, Code, CodeLength, Locale, PhoneNumber};
 
 use super::auth::{Caller, Verify};
@@ -22,7 +22,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/v1/verifications").route(web::post().to(create)))
         .service(web::resource("/v1/verifications/{id}").route(web::get().to(get)))
         .service(web::resource("/v1/verifications/{id}/check").route(web::post().to(check)))
-        .service(web::resource("/v1/verifications/{id}/resend").route(web::post().to(resend)));
+        .service(web::resource("/v1/verifications/{id}/resend").route(web::post().to(resend)))
+        .service(web::resource("/v1/verifications/{id}/cancel").route(web::post().to(cancel)));
 }
 
 /// What a backend reads about a verification. Never the code.
@@ -217,4 +218,25 @@ async fn resend(
     let shard = state.verification()?.pick(&id);
     let resent = shard.send(Resend { tenant, id, channel, now }).await??;
     Ok(HttpResponse::Accepted().json(View::of(&resent.verification, now)))
+}
+
+/// Call a pending verification off (the person chose another way, or left):
+/// it ends `canceled`, its code is refused from now on, and deliveries still
+/// queued are dropped, not sent. `verification.canceled` is published.
+#[utoipa::path(post, path = "/v1/verifications/{id}/cancel", tag = "verifications",
+    params(("id" = Uuid, Path)),
+    responses((status = 200, description = "Canceled", body = View),
+        (status = 404, body = Problem),
+        (status = 409, description = "Approved, expired, out of attempts or canceled already (`verification_status`)", body = Problem)),
+    security(("api_key" = ["verify"])))]
+async fn cancel(
+    state: web::Data<AppState>,
+    Caller { tenant, .. }: Caller<Verify>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path_id(&path)?;
+    let now = Utc::now();
+    let shard = state.verification()?.pick(&id);
+    let canceled = shard.send(Cancel { tenant, id, now }).await??;
+    Ok(HttpResponse::Ok().json(View::of(&canceled, now)))
 }

@@ -22,6 +22,7 @@ use super::{abuse, accounts, admin, api_keys, enrolment, gate, ops, probes, prob
     ),
     paths(
         verifications::create, verifications::get, verifications::check, verifications::resend,
+        verifications::cancel,
         accounts::factors,
         enrolment::enrol_totp, enrolment::confirm, enrolment::generate_backup_codes,
         enrolment::backup_code_status, enrolment::generate_recovery_code,
