@@ -142,6 +142,13 @@ impl Topology {
                 args.insert("x-message-ttl".into(), AMQPValue::LongUInt(ttl));
                 args.insert("x-dead-letter-exchange".into(), long_string(&self.dispatch_exchange()));
                 args.insert("x-dead-letter-routing-key".into(), long_string(channel.as_str()));
+                // A job moves back from its retry queue by dead-lettering. A
+                // quorum queue dead-letters at most once by default: a job that
+                // expired while RabbitMQ restarted could be lost. At least once
+                // (RabbitMQ ≥ 3.10) needs `reject-publish` overflow; no length
+                // limit is set, so nothing is ever refused for it.
+                args.insert("x-dead-letter-strategy".into(), long_string("at-least-once"));
+                args.insert("x-overflow".into(), long_string("reject-publish"));
                 let declared = declare_queue(&ch, &self.retry_queue(channel, level), args).await;
                 settle(conn, &mut ch, declared, &mut refused).await?;
             }
