@@ -10,25 +10,11 @@ use crate::helpers::{TestApp, spawn_app};
 
 const PHONE: &str = "+14155552691";
 
-/// True for `2026-12-02T15:32:19.123456Z` and nothing else.
+/// True for `2026-12-02T15:32:19.123456Z` and nothing else: the text is
+/// what `verifyd_actors::timestamp` writes for the moment it reads as.
 fn is_canonical(s: &str) -> bool {
-    let b = s.as_bytes();
-    let digits = |range: std::ops::Range<usize>| range.clone().all(|i| b[i].is_ascii_digit());
-    b.len() == 27
-        && digits(0..4)
-        && b[4] == b'-'
-        && digits(5..7)
-        && b[7] == b'-'
-        && digits(8..10)
-        && b[10] == b'T'
-        && digits(11..13)
-        && b[13] == b':'
-        && digits(14..16)
-        && b[16] == b':'
-        && digits(17..19)
-        && b[19] == b'.'
-        && digits(20..26)
-        && b[26] == b'Z'
+    chrono::DateTime::parse_from_rfc3339(s)
+        .is_ok_and(|t| verifyd_actors::timestamp::format(t.with_timezone(&chrono::Utc)) == s)
 }
 
 /// Every string in `value` that starts like a date, with where it was found.
