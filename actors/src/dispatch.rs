@@ -592,13 +592,30 @@ impl Dispatcher {
         let announce =
             |event: Option<&Event>| event.map(|e| outbox::event_rows(e, v.reply.as_ref())).unwrap_or_default();
         let mut conn = self.pool.acquire().await?;
-        let recorded = if fallback || letter.is_some() {
+        let failed = outcome == Outcome::PermanentError;
+        let recorded = if fallback || letter.is_some() || failed {
             let mut tx = sqlx::Acquire::begin(&mut *conn).await?;
-            let fell_back = match (fallback, verifications::lock(&mut tx, v.tenant_id, v.id).await?) {
-                (true, Some(locked)) => receipts::fall_back_to_voice(&mut tx, &locked, now).await?,
+            let locked = verifications::lock(&mut tx, v.tenant_id, v.id).await?;
+            let fell_back = match (fallback, &locked) {
+                (true, Some(locked)) => receipts::fall_back_to_voice(&mut tx, locked, now).await?,
                 _ => false,
             };
+            // This job was the verification's last hope unless a fallback or a
+            // newer send (a resend) is on its way: then it ends `failed`.
+            let ended = failed
+                && !fell_back
+                && locked.is_some()
+                && verifications::fail_delivery(&mut tx, v.id, job.job_id, now).await?;
+            let status_after = match (ended, &locked) {
+                (true, _) => Some(Status::Failed),
+                (false, Some(locked)) => Some(locked.state.effective_status(now)),
+                (false, None) => None,
+            };
             let event = event.clone().map(|e| if fell_back { e.with("fallback", Channel::Voice.as_str()) } else { e });
+            let event = event.map(|e| match status_after {
+                Some(status) if failed => e.status(status.as_str()),
+                _ => e,
+            });
             let recorded = attempts::record(&mut tx, &attempt, &announce(event.as_ref())).await?;
             if recorded {
                 if let Some(letter) = letter {

@@ -10,6 +10,7 @@ pub mod amqp;
 pub mod breaker;
 pub mod consumer;
 pub mod contract;
+pub mod delivery_status;
 pub mod dispatch;
 pub mod expiry;
 pub mod gate;

@@ -5,8 +5,11 @@
 //!   pending ─────────────────────────────────────▶ approved
 //!      │  check(wrong code) → attempts += 1; stays pending while attempts < max
 //!      ├────────────────────────────────────────▶ max_attempts_reached  (the max-th wrong try)
-//!      └────────────────────────────────────────▶ expired               (deadline passed: on the
-//!                                                 next check, or by the expiry sweep)
+//!      ├────────────────────────────────────────▶ expired               (deadline passed: on the
+//!      │                                          next check, or by the expiry sweep)
+//!      ├────────────────────────────────────────▶ canceled              (the backend called it off)
+//!      └────────────────────────────────────────▶ failed                (its latest delivery failed for
+//!                                                 good; a dead-letter replay may reopen it)
 //! ```
 //!
 //! Every state but `pending` is terminal, and a verification past its deadline
@@ -31,6 +34,11 @@ pub enum Status {
     MaxAttemptsReached,
     /// The backend called it off: its code can no longer be used.
     Canceled,
+    /// Its latest delivery failed for good (a provider refused the number, the
+    /// carrier reported it undelivered, or verifyd gave up and dead-lettered
+    /// it): the code never reached the person. Start a new verification, by
+    /// the other channel or to another number.
+    Failed,
 }
 
 impl Status {
@@ -41,6 +49,7 @@ impl Status {
             Status::Expired => "expired",
             Status::MaxAttemptsReached => "max_attempts_reached",
             Status::Canceled => "canceled",
+            Status::Failed => "failed",
         }
     }
 }
@@ -64,6 +73,7 @@ impl FromStr for Status {
             "expired" => Ok(Status::Expired),
             "max_attempts_reached" => Ok(Status::MaxAttemptsReached),
             "canceled" => Ok(Status::Canceled),
+            "failed" => Ok(Status::Failed),
             other => Err(UnknownStatus(other.to_owned())),
         }
     }

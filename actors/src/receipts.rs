@@ -4,7 +4,8 @@
 //! sent it forward (queued → sent → delivered | undelivered | failed; a receipt
 //! arriving late or twice never moves it back). When it says the SMS will not
 //! arrive, `verification.delivery_failed` is announced, and with fallback on,
-//! the same code goes out once by voice while the verification is pending.
+//! the same code goes out once by voice while the verification is pending;
+//! without one, a failure of the verification's latest send ends it `failed`.
 //! Everything a receipt changes is written in one transaction with its outbox
 //! rows, so a crash loses nothing and a replayed receipt changes nothing.
 
@@ -86,6 +87,7 @@ pub enum Applied {
 #[derive(sqlx::FromRow)]
 struct AttemptRow {
     id: Uuid,
+    job_id: Uuid,
     verification_id: Uuid,
     tenant_id: Uuid,
     channel: String,
@@ -103,7 +105,7 @@ pub async fn apply(
 ) -> Result<Applied, StoreError> {
     let mut tx = pool.begin().await?;
     let attempt: Option<AttemptRow> = sqlx::query_as(
-        "SELECT id, verification_id, tenant_id, channel, receipt_status, requested_at FROM delivery_attempts
+        "SELECT id, job_id, verification_id, tenant_id, channel, receipt_status, requested_at FROM delivery_attempts
          WHERE provider = $1 AND provider_message_id = $2 AND outcome = 'sent'
          FOR UPDATE",
     )
@@ -152,6 +154,10 @@ pub async fn apply(
                     event = event.with("fallback", Channel::Voice.as_str());
                 }
             }
+            // The latest send failing for good ends the verification; an
+            // earlier one's receipt does not (a resend is on its way).
+            let ended = !fell_back && verifications::fail_delivery(&mut tx, v.id, attempt.job_id, now).await?;
+            event = event.status(if ended { Status::Failed.as_str() } else { Status::Pending.as_str() });
             outbox::put(&mut tx, &outbox::event_rows(&event, v.reply.as_ref())).await?;
         }
     }
@@ -191,6 +197,7 @@ pub async fn fall_back_to_voice(
     .unwrap_or(false);
     if first {
         let job = DispatchJob { job_id: Uuid::new_v4(), verification_id: v.id, channel: Channel::Voice, retry: 0 };
+        verifications::arm_delivery(&mut *conn, v.id, &job, false).await?;
         outbox::put(conn, &[outbox::dispatch_row(&job)]).await?;
         tracing::info!(verification_id = %v.id, to = %v.phone.masked(), "SMS undeliverable: the code goes out by voice");
     }

@@ -144,6 +144,9 @@ pub struct Check {
 pub struct Checked {
     pub verification: Verification,
     pub outcome: CheckOutcome,
+    /// A step-up proof and its expiry, when this approval made the phone the
+    /// account's first factor (see `account_state::PhoneRecorded`).
+    pub proof: Option<(String, DateTime<Utc>)>,
 }
 
 /// Send the same code again, optionally by another channel (for this send only).
@@ -272,6 +275,7 @@ impl Issuer {
     ) -> Result<Option<Verification>, VerificationError> {
         let policy = &self.policy;
         let id = Uuid::new_v4();
+        let job_id = Uuid::new_v4();
         let code_length = request.code_length.unwrap_or(policy.code_length);
         let code = Code::generate(code_length);
         let code_mac = self.keys.mac(id, &code);
@@ -307,6 +311,7 @@ impl Issuer {
                 idempotency_key: request.idempotency_key.as_deref(),
                 reply: reply.as_ref(),
                 api_key_id: request.api_key_id.as_deref(),
+                delivery_job_id: job_id,
                 now,
                 expires_at,
             },
@@ -337,8 +342,9 @@ impl Issuer {
             created_at: now,
             completed_at: None,
             api_key_id: request.api_key_id,
+            delivery_job_id: Some(job_id),
         };
-        let job = DispatchJob { job_id: Uuid::new_v4(), verification_id: id, channel: verification.channel, retry: 0 };
+        let job = DispatchJob { job_id, verification_id: id, channel: verification.channel, retry: 0 };
         let event = Event::for_verification(EventKind::Created, &verification, now)
             .status(Status::Pending.as_str())
             .with("expires_at", crate::timestamp::format(expires_at));
@@ -379,14 +385,15 @@ impl Issuer {
         self.abuse
             .enforce_in_tx(&mut *tx, v.tenant_id, &v.tenant_name, &v.phone, channel, Sending::Again, now)
             .await??;
-        store::save_resend(&mut *tx, v.id, now).await?;
         let job = DispatchJob { job_id: Uuid::new_v4(), verification_id: v.id, channel, retry: 0 };
+        store::save_resend(&mut *tx, v.id, &job, now).await?;
         outbox::dispatch(&mut *tx, &job).await?;
         if shared_buckets == SharedBuckets::InTx {
             throttle::enforce_in_tx(&mut *tx, &shared, now).await??;
         }
         v.state.sends += 1;
         v.state.last_sent_at = now;
+        v.delivery_job_id = Some(job.job_id);
         Ok(Resent { verification: v, channel })
     }
 
@@ -413,7 +420,7 @@ impl Issuer {
         let matches = self.keys.matches(v.id, code, &v.code_mac);
         let outcome = lifecycle::check(&v.state, matches, now);
         let (attempts, event) = match outcome {
-            CheckOutcome::NotPending(_) => return Ok(Checked { verification: v, outcome }),
+            CheckOutcome::NotPending(_) => return Ok(Checked { verification: v, outcome, proof: None }),
             CheckOutcome::Approved => (v.state.attempts, EventKind::Approved),
             CheckOutcome::Wrong { attempts } => (attempts, EventKind::CheckFailed),
             CheckOutcome::MaxAttemptsReached { attempts } => (attempts, EventKind::MaxAttemptsReached),
@@ -445,7 +452,7 @@ impl Issuer {
             .with("attempts_left", v.state.attempts_left());
         outbox::event(tx, &event, v.reply.as_ref()).await?;
         metrics::counter!("verifyd_checks_total", "outcome" => status.as_str()).increment(1);
-        Ok(Checked { verification: v, outcome })
+        Ok(Checked { verification: v, outcome, proof: None })
     }
 }
 
@@ -583,7 +590,7 @@ async fn check(deps: &Deps, mut msg: Check) -> Result<Checked, VerificationError
     }
     tx.commit().await?;
     issuer.relay.do_send(Kick);
-    let Checked { verification: v, outcome } = checked;
+    let Checked { verification: v, outcome, .. } = checked;
     tracing::info!(verification_id = %v.id, tenant = %v.tenant_name, status = %v.state.status, "verification checked");
 
     if outcome == CheckOutcome::Approved {
@@ -592,7 +599,7 @@ async fn check(deps: &Deps, mut msg: Check) -> Result<Checked, VerificationError
         // die first, account state's reconcile pass records it later.
         let shard = deps.account_state.pick(&(v.tenant_id, v.account_id.as_str()));
         match shard.send(PhoneVerified { verification: v.clone(), now: msg.now }).await {
-            Ok(Ok(_)) => {}
+            Ok(Ok(recorded)) => return Ok(Checked { verification: v, outcome, proof: recorded.proof }),
             Ok(Err(error)) => {
                 tracing::warn!(verification_id = %v.id, %error, "factor not recorded yet; reconcile will")
             }
@@ -601,7 +608,7 @@ async fn check(deps: &Deps, mut msg: Check) -> Result<Checked, VerificationError
             }
         }
     }
-    Ok(Checked { verification: v, outcome })
+    Ok(Checked { verification: v, outcome, proof: None })
 }
 
 fn refused(refusal: ResendRefusal, v: &Verification, now: DateTime<Utc>) -> VerificationError {

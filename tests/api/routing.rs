@@ -10,8 +10,8 @@ use verifyd_providers::testkit::VonageMock;
 use crate::helpers::{TWILIO_TOKEN, TestApp, spawn_app_with};
 
 const UK: &str = "+447911123456";
-const US: &str = "+14155552671";
-const RECEIPT_URL: &str = "https://verifyd.example.com/v1/callbacks/twilio";
+pub(crate) const US: &str = "+14155552671";
+pub(crate) const RECEIPT_URL: &str = "https://verifyd.example.com/v1/callbacks/twilio";
 
 /// The test kit's Vonage (its real SMS API shape), accepting every message.
 async fn vonage() -> VonageMock {
@@ -39,7 +39,7 @@ async fn twilio_then_vonage(vonage: &VonageMock, tweak: impl FnOnce(&mut verifyd
 }
 
 /// Waits until `query` (a count) reaches `n`.
-async fn wait_for_count(app: &TestApp, query: &str, n: i64) {
+pub(crate) async fn wait_for_count(app: &TestApp, query: &str, n: i64) {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let count: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(query)).fetch_one(&app.pool).await.unwrap();
@@ -185,7 +185,7 @@ async fn an_invalid_number_is_not_tried_on_another_provider() {
 }
 
 /// Twilio's status callback for `sid`, signed as Twilio signs it.
-async fn post_receipt(app: &TestApp, params: &[(&str, &str)], signature: Option<&str>) -> u16 {
+pub(crate) async fn post_receipt(app: &TestApp, params: &[(&str, &str)], signature: Option<&str>) -> u16 {
     let params: Vec<(String, String)> = params.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
     let signed = verifyd_providers::twilio::request_signature(TWILIO_TOKEN, RECEIPT_URL, &params);
     let response = app
@@ -199,7 +199,7 @@ async fn post_receipt(app: &TestApp, params: &[(&str, &str)], signature: Option<
     response.status().as_u16()
 }
 
-fn with_receipts(c: &mut verifyd::config::Config, fallback: bool) {
+pub(crate) fn with_receipts(c: &mut verifyd::config::Config, fallback: bool) {
     if let Some(twilio) = c.providers.twilio.as_mut() {
         twilio.status_callback = Some(RECEIPT_URL.to_owned());
     }

@@ -22,7 +22,8 @@ use crate::lifecycle::Status as VerificationStatus;
 use crate::outbox;
 use crate::store::attempts::{self, Recorded};
 use crate::store::dead_letters::{self, Filter, Letter, Status};
-use crate::store::{StoreError, audit, verifications};
+use crate::store::verifications::{self, Verification};
+use crate::store::{StoreError, audit};
 
 /// The most letters one filtered replay or discard acts on.
 pub const MAX_BATCH: i64 = 500;
@@ -55,6 +56,23 @@ pub fn unreplayable(letter: &Letter) -> Option<&'static str> {
             Some("a request is not replayed: the backend sends it again (with its idempotency key, that is safe)")
         }
         _ => Some("the message is not a dispatch job verifyd can read"),
+    }
+}
+
+/// Whether a letter's job may go out again for its verification `v`: while
+/// it is pending, and when giving up on this very job ended it `failed`,
+/// which the replay reopens (`Ok(true)`; its code and deadline unchanged)
+/// before that deadline.
+/// Any other end stands (`Err` with it).
+fn may_send(v: &Verification, job_id: Uuid, now: DateTime<Utc>) -> Result<bool, VerificationStatus> {
+    match v.state.effective_status(now) {
+        VerificationStatus::Pending => Ok(false),
+        // Past its deadline its code is of no use any more: expired, as a check would say.
+        VerificationStatus::Failed if v.delivery_job_id == Some(job_id) && now >= v.state.expires_at => {
+            Err(VerificationStatus::Expired)
+        }
+        VerificationStatus::Failed if v.delivery_job_id == Some(job_id) => Ok(true),
+        ended => Err(ended),
     }
 }
 
@@ -92,12 +110,10 @@ pub async fn replay(
     let v = verifications::lock(&mut tx, tenant_id, verification_id)
         .await?
         .ok_or(LetterError::NotReplayable("its verification no longer exists"))?;
-    let status = v.state.effective_status(now);
-    if status != VerificationStatus::Pending {
-        return Err(LetterError::VerificationEnded(status));
-    }
+    let reopens = may_send(&v, old_job, now).map_err(LetterError::VerificationEnded)?;
     let channel = letter.channel.unwrap_or(v.channel);
     let job = DispatchJob { job_id: Uuid::new_v4(), verification_id, channel, retry: 0 };
+    verifications::arm_delivery(&mut tx, verification_id, &job, reopens).await?;
     outbox::dispatch(&mut tx, &job).await?;
     dead_letters::resolve(&mut tx, id, Status::Replayed, who.actor.as_str(), None, Some(job.job_id), now).await?;
     let detail = serde_json::json!({
@@ -170,7 +186,8 @@ pub struct Opened {
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct VerificationState {
-    /// `pending`, `approved`, `expired`, `max_attempts_reached` (as of now).
+    /// `pending`, `approved`, `expired`, `max_attempts_reached`, `canceled`
+    /// or `failed` (as of now; a replay reopens a verification its letter failed).
     pub status: String,
     #[serde(with = "crate::timestamp")]
     pub expires_at: DateTime<Utc>,
@@ -196,17 +213,9 @@ pub async fn open(pool: &PgPool, view: &View, id: Uuid, now: DateTime<Utc>) -> R
     let Some(letter) = dead_letters::get(pool, view, id).await? else {
         return Ok(None);
     };
-    let (verification, attempts) = match (letter.verification_id, letter.tenant_id) {
+    let (v, attempts) = match (letter.verification_id, letter.tenant_id) {
         (Some(vid), Some(tenant_id)) => {
-            let v = verifications::get(pool, tenant_id, vid).await?;
-            let state = v.map(|v| VerificationState {
-                status: v.state.effective_status(now).as_str().to_owned(),
-                expires_at: v.state.expires_at,
-                to: v.phone.masked(),
-                channel: v.channel.as_str().to_owned(),
-                account_id: v.account_id.as_str().to_owned(),
-            });
-            (state, attempts::history(pool, view, vid).await?)
+            (verifications::get(pool, tenant_id, vid).await?, attempts::history(pool, view, vid).await?)
         }
         _ => (None, Vec::new()),
     };
@@ -215,11 +224,19 @@ pub async fn open(pool: &PgPool, view: &View, id: Uuid, now: DateTime<Utc>) -> R
     } else if let Some(why) = unreplayable(&letter) {
         Some(why.to_owned())
     } else {
-        match &verification {
-            None => Some("its verification no longer exists".to_owned()),
-            Some(v) if v.status != "pending" => Some(format!("its verification is {}", v.status)),
-            Some(_) => None,
+        match (&v, letter.job_id) {
+            (Some(v), Some(job_id)) => {
+                may_send(v, job_id, now).err().map(|ended| format!("its verification is {ended}"))
+            }
+            _ => Some("its verification no longer exists".to_owned()),
         }
     };
+    let verification = v.map(|v| VerificationState {
+        status: v.state.effective_status(now).as_str().to_owned(),
+        expires_at: v.state.expires_at,
+        to: v.phone.masked(),
+        channel: v.channel.as_str().to_owned(),
+        account_id: v.account_id.as_str().to_owned(),
+    });
     Ok(Some(Opened { letter, verification, attempts, not_replayable }))
 }

@@ -31,6 +31,7 @@ struct Row {
     last_sent_at: DateTime<Utc>,
     completed_at: Option<DateTime<Utc>>,
     api_key_id: Option<String>,
+    delivery_job_id: Option<Uuid>,
 }
 
 /// A verification as the domain sees it. The code is present only as its MAC and
@@ -52,6 +53,10 @@ pub struct Verification {
     pub completed_at: Option<DateTime<Utc>>,
     /// The API key that asked for it; `None` for an AMQP request.
     pub api_key_id: Option<String>,
+    /// The delivery job queued last (by the create, a resend, a voice
+    /// fallback or a replay): only its permanent failure ends the verification.
+    /// `None` for rows written before verifyd recorded it.
+    pub delivery_job_id: Option<Uuid>,
 }
 
 impl std::fmt::Debug for Verification {
@@ -93,13 +98,15 @@ impl TryFrom<Row> for Verification {
             created_at: r.created_at,
             completed_at: r.completed_at,
             api_key_id: r.api_key_id,
+            delivery_job_id: r.delivery_job_id,
         })
     }
 }
 
 const COLUMNS: &str = "v.id, v.tenant_id, t.name AS tenant_name, v.account_id, v.phone, v.channel,
         v.locale, v.status, v.code_mac, v.code_sealed, v.attempts, v.max_attempts, v.sends,
-        v.reply_to, v.correlation_id, v.created_at, v.expires_at, v.last_sent_at, v.completed_at, v.api_key_id";
+        v.reply_to, v.correlation_id, v.created_at, v.expires_at, v.last_sent_at, v.completed_at, v.api_key_id,
+        v.delivery_job_id";
 const FROM: &str = "FROM verifications v JOIN tenants t ON t.id = v.tenant_id";
 
 /// The rows of a batch that convert; one corrupt row is logged and skipped
@@ -132,6 +139,8 @@ pub struct NewVerification<'a> {
     pub idempotency_key: Option<&'a str>,
     pub reply: Option<&'a ReplyTo>,
     pub api_key_id: Option<&'a str>,
+    /// The job that sends the first code.
+    pub delivery_job_id: Uuid,
     pub now: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
 }
@@ -143,8 +152,8 @@ pub async fn insert(conn: &mut PgConnection, v: &NewVerification<'_>) -> Result<
         "WITH v AS (
             INSERT INTO verifications (id, tenant_id, account_id, phone, channel, locale, status, code_mac,
                 code_sealed, code_length, max_attempts, idempotency_key, reply_to, correlation_id,
-                created_at, expires_at, last_sent_at, api_key_id)
-            VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9, $10, $11, $12, $13, $14, $15, $14, $16)
+                created_at, expires_at, last_sent_at, api_key_id, delivery_job_id, delivery_channel)
+            VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9, $10, $11, $12, $13, $14, $15, $14, $16, $17, $5)
             ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
             RETURNING id
          )
@@ -166,6 +175,7 @@ pub async fn insert(conn: &mut PgConnection, v: &NewVerification<'_>) -> Result<
     .bind(v.now)
     .bind(v.expires_at)
     .bind(v.api_key_id)
+    .bind(v.delivery_job_id)
     .fetch_one(conn)
     .await?;
     Ok(inserted == 1)
@@ -269,13 +279,71 @@ pub async fn save_check(
 /// Counts one more send. The channel is the verification's own whatever this
 /// send goes by: a call asked for once changes neither the verification nor
 /// the factor its approval makes.
-pub async fn save_resend(conn: &mut PgConnection, id: Uuid, now: DateTime<Utc>) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE verifications SET sends = sends + 1, last_sent_at = $2 WHERE id = $1")
-        .bind(id)
-        .bind(now)
-        .execute(conn)
-        .await?;
+/// `job` is the send's job, which becomes the verification's latest.
+pub async fn save_resend(
+    conn: &mut PgConnection,
+    id: Uuid,
+    job: &crate::contract::DispatchJob,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE verifications SET sends = sends + 1, last_sent_at = $2, delivery_job_id = $3, delivery_channel = $4
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(now)
+    .bind(job.job_id)
+    .bind(job.channel.as_str())
+    .execute(conn)
+    .await?;
     Ok(())
+}
+
+/// Makes `job` the verification's latest delivery job (a fallback or a
+/// replay queued it), reopening a verification that its previous job's
+/// failure had ended, while its deadline has not passed.
+pub async fn arm_delivery(
+    conn: &mut PgConnection,
+    id: Uuid,
+    job: &crate::contract::DispatchJob,
+    reopen: bool,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE verifications SET delivery_job_id = $2, delivery_channel = $3,
+            status = CASE WHEN $4 AND status = 'failed' THEN 'pending' ELSE status END,
+            completed_at = CASE WHEN $4 AND status = 'failed' THEN NULL ELSE completed_at END
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(job.job_id)
+    .bind(job.channel.as_str())
+    .bind(reopen)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Ends a pending verification whose latest job (`job_id`) failed for good.
+/// Returns whether it did (false: a newer job was queued meanwhile, or the
+/// verification had ended already).
+pub async fn fail_delivery(
+    conn: &mut PgConnection,
+    id: Uuid,
+    job_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
+    let ended: Option<bool> = sqlx::query_scalar(
+        "UPDATE verifications SET status = 'failed', completed_at = $3
+         WHERE id = $1 AND status = 'pending' AND expires_at > $3
+           AND (delivery_job_id = $2 OR delivery_job_id IS NULL)
+         RETURNING true",
+    )
+    .bind(id)
+    .bind(job_id)
+    .bind(now)
+    .fetch_optional(conn)
+    .await?;
+    Ok(ended.unwrap_or(false))
 }
 
 /// Moves up to `limit` pending verifications past their deadline to `expired`,

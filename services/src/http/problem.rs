@@ -167,6 +167,10 @@ fn not_pending_detail(status: &Status) -> &'static str {
         Status::Approved => "the verification is approved already: its code cannot be used again",
         Status::MaxAttemptsReached => "the verification ended after too many wrong codes; start a new verification",
         Status::Canceled => "the verification was canceled: its code can no longer be used; start a new verification",
+        Status::Failed => {
+            "the code could not be delivered (see `delivery` on the verification): start a new verification, \
+             by the other channel or to another number"
+        }
         Status::Pending => "the verification is still pending",
     }
 }

@@ -6,8 +6,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 use verifyd_actors::contract::VerificationRequest;
+use verifyd_actors::delivery_status::{self, Delivery};
 use verifyd_actors::ids::AccountId;
 use verifyd_actors::lifecycle::Status;
+use verifyd_actors::store::attempts;
 use verifyd_actors::store::verifications::{self as store, Verification};
 use verifyd_actors::verification::{Cancel, Check, Create, Request, Resend};
 use verifyd_providers::domain::{Channel, Code, CodeLength, Locale, PhoneNumber};
@@ -23,11 +25,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/v1/verifications/{id}").route(web::get().to(get)))
         .service(web::resource("/v1/verifications/{id}/check").route(web::post().to(check)))
         .service(web::resource("/v1/verifications/{id}/resend").route(web::post().to(resend)))
-        .service(web::resource("/v1/verifications/{id}/cancel").route(web::post().to(cancel)));
+        .service(web::resource("/v1/verifications/{id}/cancel").route(web::post().to(cancel)))
+        .service(web::resource("/v1/verifications/{id}/attempts").route(web::get().to(attempts)));
 }
 
 /// What a backend reads about a verification. Never the code.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Serialize, ToSchema)]
 #[schema(as = Verification)]
 pub struct View {
     pub id: Uuid,
@@ -48,11 +51,25 @@ pub struct View {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[serde(with = "verifyd_actors::timestamp::option")]
     pub completed_at: Option<DateTime<Utc>>,
+    /// Where the latest send stands. When it failed for good, the
+    /// verification is `failed` (unless a fallback or a resend is on its way).
+    pub delivery: Delivery,
+    /// Only in the answer to the check that approved the account's first
+    /// factor: a step-up proof, as confirming a first authenticator gives,
+    /// so the recovery code can be shown right away (pass it as `step_up`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proof: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(with = "verifyd_actors::timestamp::option")]
+    pub proof_expires_at: Option<DateTime<Utc>>,
 }
 
 impl View {
-    pub fn of(v: &Verification, now: DateTime<Utc>) -> Self {
+    pub fn of(v: &Verification, delivery: Delivery, now: DateTime<Utc>) -> Self {
         View {
+            delivery,
+            proof: None,
+            proof_expires_at: None,
             id: v.id,
             status: v.state.effective_status(now),
             account_id: v.account_id.as_str().to_owned(),
@@ -128,7 +145,11 @@ async fn create(
     let now = Utc::now();
     let shard = state.verification()?.pick(&(tenant.id, parsed.account_id.as_str().to_owned()));
     let created = shard.send(Create { tenant, request: parsed, reply: None, now }).await??;
-    let view = View::of(&created.verification, now);
+    let view = if created.replayed {
+        read(&state, &created.verification, now).await?
+    } else {
+        View::of(&created.verification, Delivery::queued(created.verification.channel), now)
+    };
     let mut response = if created.replayed { HttpResponse::Ok() } else { HttpResponse::Created() };
     Ok(response.insert_header(("Location", format!("/v1/verifications/{}", view.id))).json(view))
 }
@@ -145,7 +166,16 @@ async fn get(
 ) -> Result<HttpResponse, ApiError> {
     let id = path_id(&path)?;
     let v = store::get(&state.pool, tenant.id, id).await.map_err(ApiError::internal)?.ok_or(ApiError::NotFound)?;
-    Ok(HttpResponse::Ok().json(View::of(&v, Utc::now())))
+    Ok(HttpResponse::Ok().json(read(&state, &v, Utc::now()).await?))
+}
+
+/// A verification with its latest delivery read from the store.
+async fn read(state: &AppState, v: &Verification, now: DateTime<Utc>) -> Result<View, ApiError> {
+    let delivery = delivery_status::latest(&state.pool, v.id)
+        .await
+        .map_err(ApiError::internal)?
+        .unwrap_or_else(|| Delivery::queued(v.channel));
+    Ok(View::of(v, delivery, now))
 }
 
 /// Check what the person typed.
@@ -181,7 +211,11 @@ async fn check(
     if let Some(status) = checked.outcome.ended() {
         return Err(ApiError::NotPending(status));
     }
-    Ok(HttpResponse::Ok().json(View::of(&checked.verification, now)))
+    let mut view = read(&state, &checked.verification, now).await?;
+    if let Some((proof, expires_at)) = checked.proof {
+        (view.proof, view.proof_expires_at) = (Some(proof), Some(expires_at));
+    }
+    Ok(HttpResponse::Ok().json(view))
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -217,7 +251,8 @@ async fn resend(
     let now = Utc::now();
     let shard = state.verification()?.pick(&id);
     let resent = shard.send(Resend { tenant, id, channel, now }).await??;
-    Ok(HttpResponse::Accepted().json(View::of(&resent.verification, now)))
+    let view = View::of(&resent.verification, Delivery::queued(resent.channel), now);
+    Ok(HttpResponse::Accepted().json(view))
 }
 
 /// Call a pending verification off (the person chose another way, or left):
@@ -238,5 +273,64 @@ async fn cancel(
     let now = Utc::now();
     let shard = state.verification()?.pick(&id);
     let canceled = shard.send(Cancel { tenant, id, now }).await??;
-    Ok(HttpResponse::Ok().json(View::of(&canceled, now)))
+    Ok(HttpResponse::Ok().json(read(&state, &canceled, now).await?))
+}
+
+/// One hand-off of a verification's code to a provider, as its backend reads
+/// it: never the message, never a provider's free text.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = DeliveryAttempt)]
+pub struct AttemptView {
+    pub job_id: Uuid,
+    pub channel: Channel,
+    pub provider: Option<String>,
+    /// `sent`, `retryable_error` (tried again later), `permanent_error`,
+    /// `refused` (this provider only: the next one was tried) or `skipped`.
+    pub outcome: String,
+    /// The error kind, as in `delivery.reason`.
+    pub reason: Option<String>,
+    /// What the provider's receipt said last: `queued`, `sent`, `delivered`,
+    /// `undelivered` or `failed`.
+    pub receipt_status: Option<String>,
+    pub latency_ms: Option<i32>,
+    #[serde(with = "verifyd_actors::timestamp")]
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AttemptList {
+    /// Oldest first.
+    pub attempts: Vec<AttemptView>,
+}
+
+/// Every attempt at delivering a verification's code, oldest first: each
+/// provider tried, retries, receipts. `delivery` on the verification sums
+/// up the latest.
+#[utoipa::path(get, operation_id = "list_delivery_attempts", path = "/v1/verifications/{id}/attempts",
+    tag = "verifications", params(("id" = Uuid, Path)),
+    responses((status = 200, body = AttemptList), (status = 404, body = Problem)),
+    security(("api_key" = ["verify"])))]
+async fn attempts(
+    state: web::Data<AppState>,
+    Caller { tenant, .. }: Caller<Verify>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path_id(&path)?;
+    store::get(&state.pool, tenant.id, id).await.map_err(ApiError::internal)?.ok_or(ApiError::NotFound)?;
+    let view = verifyd_actors::ops::View::Tenant(tenant);
+    let recorded = attempts::history(&state.pool, &view, id).await.map_err(ApiError::internal)?;
+    let attempts = recorded
+        .into_iter()
+        .map(|a| AttemptView {
+            job_id: a.job_id,
+            channel: a.channel.parse().unwrap_or(Channel::Sms),
+            provider: a.provider,
+            outcome: a.outcome,
+            reason: a.error_kind,
+            receipt_status: a.receipt_status,
+            latency_ms: a.latency_ms,
+            at: a.at,
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(AttemptList { attempts }))
 }

@@ -22,7 +22,7 @@ use super::{abuse, accounts, admin, api_keys, enrolment, gate, ops, probes, prob
     ),
     paths(
         verifications::create, verifications::get, verifications::check, verifications::resend,
-        verifications::cancel,
+        verifications::cancel, verifications::attempts,
         accounts::factors,
         enrolment::enrol_totp, enrolment::confirm, enrolment::generate_backup_codes,
         enrolment::backup_code_status, enrolment::generate_recovery_code,
@@ -56,9 +56,9 @@ pub struct ApiDoc;
 struct BearerKey;
 
 const SCOPES: &str = "An API key, `vk_<id>.<secret>`. Each operation names the one scope the key \
-    must hold: `verify` (verifications, login, step-up, challenges, proofs), `enrol` (adding \
-    factors, backup and recovery codes, reading factors), `admin` (removing and changing factors, \
-    resets, policy, audit, API keys), `ops` (operator endpoints under `/v1/ops`, cut down to the \
+    must hold: `verify` (verifications, login, step-up, challenges, proofs), `enrol` (a user's \
+    own factors with that user's step-up: adding, removing, the default, backup and recovery \
+    codes, reading factors), `admin` (resets, policy, audit, API keys), `ops` (operator endpoints under `/v1/ops`, cut down to the \
     key's tenant). A deployment operator key, `vo_<id>.<secret>` (`verifyd keys create --operator`), \
     reaches the operator endpoints for every tenant and nothing else. A key without the scope is \
     answered `403 forbidden_scope` (`required_scope` names it); a key used from outside its \
