@@ -128,7 +128,7 @@ async fn backup_codes_need_a_fresh_password_check_and_are_shown_once() {
         assert!(!dump.contains(code.as_str()), "a backup code in the database");
     }
 
-    // The download: a header line and one code per line. It is a new set.
+    // The download: a header line, a blank line, one code per line. It is a new set.
     let response = app
         .client
         .post(app.url("/v1/accounts/cy/backup-codes"))
@@ -143,8 +143,8 @@ async fn backup_codes_need_a_fresh_password_check_and_are_shown_once() {
     let text = response.text().await.unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert!(lines[0].starts_with("Backup codes for cy"), "{text}");
-    assert_eq!(lines.len(), 11);
-    assert!(lines[1..].iter().all(|l| !codes.contains(&l.to_string())), "a new set");
+    assert_eq!((lines.len(), lines[1]), (12, ""), "{text}");
+    assert!(lines[2..].iter().all(|l| !codes.contains(&l.to_string())), "a new set");
 
     let generated_event = events.wait_for_event("backup_codes.generated", Duration::from_secs(10)).await;
     assert_eq!(generated_event["remaining"], 10);

@@ -14,7 +14,9 @@ mod admin;
 mod enrolment;
 mod gate;
 
-pub use admin::{ActivateFactor, RemovalAuthority, RemoveFactor, Reset, ResetAccount, SetDefaultFactor, SetPolicy};
+pub use admin::{
+    ActivateFactor, RemovalAuthority, RemoveFactor, Reset, ResetAccount, ResetAuthority, SetDefaultFactor, SetPolicy,
+};
 pub use enrolment::{ConfirmTotp, Confirmed, EnrolTotp, GenerateBackupCodes, GenerateRecoveryCode};
 pub use gate::{AnswerChallenge, ChallengeView, LoginOutcome, OpenChallenge, Passed, SendAgain, Sent};
 
@@ -28,7 +30,7 @@ use uuid::Uuid;
 use verifyd_providers::domain::Channel;
 
 use crate::contract::{Event, EventKind};
-use crate::gate::GateSettings;
+use crate::gate::{AnsweredBy, GateSettings};
 use crate::ids::{AccountId, Tenant, Who};
 use crate::keys::CodeKeys;
 use crate::outbox;
@@ -128,13 +130,24 @@ impl From<sqlx::Error> for AccountError {
     }
 }
 
-/// A phone verification was approved: the phone becomes an active factor
-/// (`None`: it was recorded already, or its code was a challenge's).
+/// A phone verification was approved: the phone becomes an active factor.
 #[derive(Debug, Message)]
-#[rtype(result = "Result<Option<Factor>, StoreError>")]
+#[rtype(result = "Result<PhoneRecorded, AccountError>")]
 pub struct PhoneVerified {
     pub verification: Verification,
     pub now: DateTime<Utc>,
+}
+
+/// What an approval changed on the account.
+#[derive(Debug, Default)]
+pub struct PhoneRecorded {
+    /// The phone factor (`None`: recorded already, or the code was a challenge's).
+    pub factor: Option<Factor>,
+    /// When the phone is the account's first factor, the code just typed is
+    /// a fresh second factor as a first authenticator's confirmation is: a
+    /// step-up proof (and when it expires), so the backend can show the
+    /// recovery code right away, without sending another code.
+    pub proof: Option<(String, DateTime<Utc>)>,
 }
 
 /// What dispatch learnt about a delivery.
@@ -156,11 +169,14 @@ pub struct ListFactors {
 }
 
 impl Handler<PhoneVerified> for AccountStateActor {
-    type Result = ResponseFuture<Result<Option<Factor>, StoreError>>;
+    type Result = ResponseFuture<Result<PhoneRecorded, AccountError>>;
 
     fn handle(&mut self, msg: PhoneVerified, _: &mut Self::Context) -> Self::Result {
-        let issuer = self.issuer.clone();
-        Box::pin(async move { record_phone(&issuer.pool, &issuer.relay, &msg.verification, msg.now).await })
+        let (issuer, settings) = (self.issuer.clone(), self.gate);
+        Box::pin(async move {
+            let proofs = Some((&*issuer.keys, &settings));
+            record_phone(&issuer.pool, &issuer.relay, &msg.verification, proofs, msg.now).await
+        })
     }
 }
 
@@ -187,12 +203,16 @@ impl Handler<ListFactors> for AccountStateActor {
     }
 }
 
+/// Records an approved phone as a factor. With `proofs` (the check that
+/// approved it is waiting for the answer), a first factor also mints the
+/// step-up proof of `PhoneRecorded`; the reconcile pass has no one to give one to.
 async fn record_phone(
     pool: &PgPool,
     relay: &Addr<OutboxRelay>,
     v: &Verification,
+    proofs: Option<(&CodeKeys, &GateSettings)>,
     now: DateTime<Utc>,
-) -> Result<Option<Factor>, StoreError> {
+) -> Result<PhoneRecorded, AccountError> {
     let verified_at = v.completed_at.unwrap_or(now);
     let mut tx = pool.begin().await?;
     factors::lock_account(&mut tx, v.tenant_id, &v.account_id).await?;
@@ -203,7 +223,7 @@ async fn record_phone(
     // an admin reset overtook.
     if !verifications::claim_factor_recording(&mut tx, v.id).await? {
         tx.commit().await?;
-        return Ok(None);
+        return Ok(PhoneRecorded::default());
     }
     // The first factor is active at once. Next to an active factor, a new
     // phone waits for a step-up (`ActivateFactor`): whoever can verify a phone
@@ -217,6 +237,7 @@ async fn record_phone(
             (factor, added) = (active, true);
         }
     }
+    let mut proof = None;
     if added && factor.is_active() {
         factors::ensure_default(&mut tx, v.tenant_id, &v.account_id).await?;
         // An account event like any other factor.added: no verification id,
@@ -226,13 +247,28 @@ async fn record_phone(
         // The person enrolled, through the key that asked for the code.
         let who = Who { actor: v.account_id.clone(), api_key_id: v.api_key_id.clone() };
         announce(&mut tx, v.tenant_id, &event, None, &who).await?;
+        if let (true, Some((keys, settings))) = (first, proofs) {
+            let by = AnsweredBy::Phone;
+            let (token, claims) = gate::passed_without_challenge(
+                &mut tx,
+                keys,
+                settings,
+                &tenant,
+                &v.account_id,
+                by,
+                Some(factor.id),
+                now,
+            )
+            .await?;
+            proof = Some((token, claims.expires()));
+        }
     }
     tx.commit().await?;
     if added && factor.is_active() {
         relay.do_send(Kick);
         tracing::info!(tenant = %v.tenant_name, factor_id = %factor.id, kind = %factor.kind, "factor added");
     }
-    Ok(Some(factor))
+    Ok(PhoneRecorded { factor: Some(factor), proof })
 }
 
 async fn reconcile(pool: &PgPool, relay: &Addr<OutboxRelay>) -> Result<(), StoreError> {
@@ -240,7 +276,7 @@ async fn reconcile(pool: &PgPool, relay: &Addr<OutboxRelay>) -> Result<(), Store
     let stale = verifications::unrecorded_approvals(pool, now - TimeDelta::seconds(10), 100).await?;
     for v in stale {
         // One failure does not hold up the others; the next pass retries it.
-        if let Err(error) = record_phone(pool, relay, &v, now).await {
+        if let Err(error) = record_phone(pool, relay, &v, None, now).await {
             tracing::warn!(verification_id = %v.id, %error, "factor not recorded; next pass retries");
         }
     }

@@ -15,6 +15,7 @@ use verifyd_actors::store::factors::Factor;
 use verifyd_providers::domain::Code;
 
 use super::auth::{Caller, Enrol};
+use super::download::{Download, prefers_text};
 use super::json::Json;
 use super::problem::{ApiError, Problem};
 use super::{AppState, ProofField, account_id, path_id, typed, who};
@@ -78,6 +79,9 @@ pub struct BackupCodes {
     remaining: usize,
     #[serde(with = "verifyd_actors::timestamp")]
     generated_at: DateTime<Utc>,
+    /// The same codes as a file to save: offer it for download from this
+    /// answer (asking again would make a new set and kill these).
+    download: Download,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -95,6 +99,8 @@ pub struct RecoveryCodeView {
     recovery_code: String,
     #[serde(with = "verifyd_actors::timestamp")]
     generated_at: DateTime<Utc>,
+    /// The same code as a file to save (asking again would replace it).
+    download: Download,
 }
 
 /// Start an authenticator-app enrolment: a 160-bit secret as an `otpauth://`
@@ -206,11 +212,13 @@ impl GenerateBody {
 
 /// A new set of 10 backup codes of 8 digits (the old set dies). Needs a
 /// password check made within 5 minutes, and a step-up once the account has
-/// an active factor. `Accept: text/plain` gives the downloadable file.
+/// an active factor. `Accept: text/plain` gives the downloadable file; the
+/// JSON answer holds it too (`download`), so a page offers it without asking
+/// again (which would make a new set).
 #[utoipa::path(post, path = "/v1/accounts/{account_id}/backup-codes", tag = "factors",
     params(("account_id" = String, Path)), request_body = GenerateBody,
     responses((status = 201, body = BackupCodes, content_type = "application/json"),
-        (status = 201, description = "The file: a header line, then one code per line", body = String,
+        (status = 201, description = "The file: a header line, a blank line, then one code per line", body = String,
             content_type = "text/plain"),
         (status = 403, description = "`fresh_password_check_required`, `step_up_required`, `invalid_proof`",
             body = Problem),
@@ -229,28 +237,15 @@ async fn generate_backup_codes(
     let shard = state.account_state(&tenant, &account_id);
     let codes = shard.send(GenerateBackupCodes { tenant, account_id: account_id.clone(), proof, who, now }).await??;
     let codes: Vec<&str> = codes.iter().map(Code::expose).collect();
-    let wants_text =
-        req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("text/plain"));
+    let advice = "Each code works once, in place of your second factor; keep them somewhere safe.";
+    let download = Download::of("backup-codes.txt", "Backup codes", account_id.as_str(), advice, now, &codes);
     let mut response = HttpResponse::Created();
     response.insert_header((header::CACHE_CONTROL, "no-store"));
-    if wants_text {
-        // The downloadable file: a header line, then one code per line.
-        let mut text = format!(
-            "Backup codes for {} (generated {}). Each code works once; keep them somewhere safe.\n",
-            account_id.as_str(),
-            now.format("%Y-%m-%d %H:%M UTC")
-        );
-        for code in &codes {
-            text.push_str(code);
-            text.push('\n');
-        }
-        return Ok(response
-            .content_type("text/plain; charset=utf-8")
-            .insert_header((header::CONTENT_DISPOSITION, "attachment; filename=\"backup-codes.txt\""))
-            .body(text));
+    if prefers_text(&req) {
+        return Ok(download.respond(response));
     }
     let codes: Vec<String> = codes.iter().map(|c| (*c).to_owned()).collect();
-    Ok(response.json(BackupCodes { remaining: codes.len(), codes, generated_at: now }))
+    Ok(response.json(BackupCodes { remaining: codes.len(), codes, generated_at: now, download }))
 }
 
 /// How many backup codes are left.
@@ -272,14 +267,20 @@ async fn backup_code_status(
 
 /// A new recovery code (the old one dies), with the same authority as backup
 /// codes. It answers a login challenge in place of any factor, once.
+/// `Accept: text/plain` gives the downloadable file; the JSON answer holds it
+/// too (`download`).
 #[utoipa::path(post, path = "/v1/accounts/{account_id}/recovery-code", tag = "factors",
     params(("account_id" = String, Path)), request_body = GenerateBody,
-    responses((status = 201, body = RecoveryCodeView), (status = 403, body = Problem),
+    responses((status = 201, body = RecoveryCodeView, content_type = "application/json"),
+        (status = 201, description = "The file: a header line, a blank line, then the code", body = String,
+            content_type = "text/plain"),
+        (status = 403, body = Problem),
         (status = 409, description = "`no_active_factor`", body = Problem)),
     security(("api_key" = ["enrol"])))]
 async fn generate_recovery_code(
     state: web::Data<AppState>,
     Caller { tenant, key_id, .. }: Caller<Enrol>,
+    req: HttpRequest,
     path: web::Path<String>,
     body: Json<GenerateBody>,
 ) -> Result<HttpResponse, ApiError> {
@@ -287,8 +288,15 @@ async fn generate_recovery_code(
     let now = Utc::now();
     let (proof, who) = body.into_inner().authority(&account_id, key_id, now)?;
     let shard = state.account_state(&tenant, &account_id);
+    let account = account_id.as_str().to_owned();
     let code = shard.send(GenerateRecoveryCode { tenant, account_id, proof, who, now }).await??;
-    Ok(HttpResponse::Created()
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(RecoveryCodeView { recovery_code: code.grouped(), generated_at: now }))
+    let recovery_code = code.grouped();
+    let advice = "It signs you in once if you lose every factor; keep it somewhere safe.";
+    let download = Download::of("recovery-code.txt", "Recovery code", &account, advice, now, &[&recovery_code]);
+    let mut response = HttpResponse::Created();
+    response.insert_header((header::CACHE_CONTROL, "no-store"));
+    if prefers_text(&req) {
+        return Ok(download.respond(response));
+    }
+    Ok(response.json(RecoveryCodeView { recovery_code, generated_at: now, download }))
 }
