@@ -230,7 +230,8 @@ async fn seed_b_totp_with_backup_codes_required_policy_and_admin_reset() {
     assert_eq!(factors.as_array().unwrap().len(), 1, "a policy change leaves factors alone");
 
     // Admin reset: factors and codes gone, earlier proofs dead, enrolment required.
-    let reset = app.post_json("/v1/accounts/tess/reset", &json!({ "actor": "admin-1" })).await;
+    let reset =
+        app.post_json("/v1/accounts/tess/reset", &json!({ "actor": "admin-1", "attestation": "ID checked" })).await;
     assert_eq!(reset.status, 200, "{:?}", reset.body);
     assert_eq!((reset.body["factors_removed"].as_i64(), reset.body["codes_invalidated"].as_i64()), (Some(1), Some(9)));
     let event = events.wait_for_event("account.reset", WAIT).await;
@@ -689,7 +690,8 @@ async fn a_reset_counts_the_factors_the_user_had_not_pending_enrolments() {
     assert_eq!(pending.status, 201, "{:?}", pending.body);
     assert_eq!(app.get("/v1/accounts/rhea/factors").await.body["factors"].as_array().unwrap().len(), 2);
 
-    let reset = app.post_json("/v1/accounts/rhea/reset", &json!({ "actor": "admin-1" })).await;
+    let reset =
+        app.post_json("/v1/accounts/rhea/reset", &json!({ "actor": "admin-1", "attestation": "ID checked" })).await;
     assert_eq!(reset.status, 200, "{:?}", reset.body);
     assert_eq!(reset.body["factors_removed"], 1);
     assert_eq!(app.get("/v1/accounts/rhea/factors").await.body["factors"], json!([]), "the pending one went too");

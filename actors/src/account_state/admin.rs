@@ -90,8 +90,32 @@ pub struct ResetAccount {
     pub account_id: AccountId,
     /// Why, as the admin put it (audited, and in the event).
     pub reason: Option<String>,
+    /// What makes `who.actor` accountable for it.
+    pub authority: ResetAuthority,
     pub who: Who,
     pub now: DateTime<Utc>,
+}
+
+/// How the admin who resets a user stands behind it: the service checks the
+/// first; the second is on record, with the key that sent it.
+#[derive(Debug, Clone)]
+pub enum ResetAuthority {
+    /// A step-up proof of the admin's own account (`who.actor`): they just
+    /// passed their own second factor.
+    StepUp(String),
+    /// The admin's statement of how the user's identity was checked
+    /// (e.g. "ID checked on a video call, ticket 4411"), for an admin
+    /// without an account of their own in this tenant.
+    Attestation(String),
+}
+
+impl ResetAuthority {
+    fn kind(&self) -> &'static str {
+        match self {
+            ResetAuthority::StepUp(_) => "step_up",
+            ResetAuthority::Attestation(_) => "attestation",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -264,6 +288,9 @@ impl Handler<ResetAccount> for AccountStateActor {
             let now = stored_precision(msg.now);
             let (tenant, account_id) = (&msg.tenant, &msg.account_id);
             let mut tx = issuer.pool.begin().await?;
+            if let ResetAuthority::StepUp(proof) = &msg.authority {
+                require_step_up(&mut tx, &issuer.keys, tenant, &msg.who.actor, Some(proof), now).await?;
+            }
             factors::lock_account(&mut tx, tenant.id, account_id).await?;
             challenges::delete_for_account(&mut tx, tenant.id, account_id).await?;
             let factors_removed = factors::delete_all(&mut tx, tenant.id, account_id).await?;
@@ -281,9 +308,13 @@ impl Handler<ResetAccount> for AccountStateActor {
             let mut event = account_event(EventKind::AccountReset, tenant, account_id, now)
                 .with("factors_removed", factors_removed)
                 .with("codes_invalidated", codes_invalidated)
-                .with("by", msg.who.actor.as_str());
+                .with("by", msg.who.actor.as_str())
+                .with("authority", msg.authority.kind());
             if let Some(reason) = &msg.reason {
                 event = event.with("reason", reason.clone());
+            }
+            if let ResetAuthority::Attestation(statement) = &msg.authority {
+                event = event.with("attestation", statement.clone());
             }
             announce(&mut tx, tenant.id, &event, None, &msg.who).await?;
             tx.commit().await?;

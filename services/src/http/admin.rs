@@ -1,8 +1,10 @@
-//! Changes that need authority, and the audit trail:
-//! `DELETE /v1/accounts/{account_id}/factors/{factor_id}`,
-//! `PUT …/factors/{factor_id}/default`, `POST /v1/accounts/{account_id}/reset`,
-//! `GET|PUT /v1/organisations/{organisation_id}/policy`, and
-//! `GET /v1/audit`, `GET /v1/accounts/{account_id}/audit`, `GET /v1/organisations/{organisation_id}/audit`.
+//! Changes that need authority, and the audit trail. A user's own factor
+//! changes (`DELETE /v1/accounts/{account_id}/factors/{factor_id}`,
+//! `PUT …/factors/{factor_id}/default`, `POST …/activate`) take that user's
+//! step-up and the `enrol` scope; an admin's (`POST /v1/accounts/{account_id}/reset`,
+//! `GET|PUT /v1/organisations/{organisation_id}/policy`) and the audit trail
+//! (`GET /v1/audit`, `GET /v1/accounts/{account_id}/audit`,
+//! `GET /v1/organisations/{organisation_id}/audit`) take the `admin` scope.
 
 use actix_web::{HttpResponse, web};
 use chrono::Utc;
@@ -10,14 +12,14 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 use verifyd_actors::account_state::{
-    ActivateFactor, RemovalAuthority, RemoveFactor, ResetAccount, SetDefaultFactor, SetPolicy,
+    ActivateFactor, RemovalAuthority, RemoveFactor, ResetAccount, ResetAuthority, SetDefaultFactor, SetPolicy,
 };
 use verifyd_actors::policy::TwoFactorPolicy;
 use verifyd_actors::store::audit::{self, Record};
 use verifyd_actors::store::factors::Factor;
 use verifyd_actors::store::organisations;
 
-use super::auth::{Admin, Caller};
+use super::auth::{Admin, Caller, Enrol};
 use super::json::Json;
 use super::problem::{ApiError, Problem};
 use super::{AppState, ProofField, account_id, organisation_id, path_id, typed, who};
@@ -80,10 +82,10 @@ pub struct FactorBody {
         (status = 409, description = "`last_factor_mandatory`, `challenge_closed`", body = Problem),
         (status = 422, description = "Wrong code (`attempts_left`) or neither authority given", body = Problem),
         (status = 429, description = "Too many wrong answers lately (`wrong_answers`)", body = Problem)),
-    security(("api_key" = ["admin"])))]
+    security(("api_key" = ["enrol"])))]
 async fn remove_factor(
     state: web::Data<AppState>,
-    Caller { tenant, key_id, .. }: Caller<Admin>,
+    Caller { tenant, key_id, .. }: Caller<Enrol>,
     path: web::Path<(String, String)>,
     body: Json<RemoveBody>,
 ) -> Result<HttpResponse, ApiError> {
@@ -132,10 +134,10 @@ pub struct StepUpBody {
 #[utoipa::path(put, path = "/v1/accounts/{account_id}/factors/{factor_id}/default", tag = "factors",
     params(("account_id" = String, Path), ("factor_id" = Uuid, Path)), request_body = StepUpBody,
     responses((status = 200, body = FactorBody), (status = 403, body = Problem), (status = 404, body = Problem)),
-    security(("api_key" = ["admin"])))]
+    security(("api_key" = ["enrol"])))]
 async fn set_default(
     state: web::Data<AppState>,
-    Caller { tenant, key_id, .. }: Caller<Admin>,
+    Caller { tenant, key_id, .. }: Caller<Enrol>,
     path: web::Path<(String, String)>,
     body: Json<StepUpBody>,
 ) -> Result<HttpResponse, ApiError> {
@@ -160,10 +162,10 @@ async fn set_default(
     params(("account_id" = String, Path), ("factor_id" = Uuid, Path)), request_body = ActivateBody,
     responses((status = 200, body = FactorBody), (status = 403, body = Problem),
         (status = 404, description = "No such pending phone factor", body = Problem)),
-    security(("api_key" = ["admin"])))]
+    security(("api_key" = ["enrol"])))]
 async fn activate(
     state: web::Data<AppState>,
-    Caller { tenant, key_id, .. }: Caller<Admin>,
+    Caller { tenant, key_id, .. }: Caller<Enrol>,
     path: web::Path<(String, String)>,
     body: Json<ActivateBody>,
 ) -> Result<HttpResponse, ApiError> {
@@ -192,11 +194,24 @@ pub struct ActivateBody {
     actor: Option<String>,
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+/// A reset names the admin who does it and how they stand behind it: their
+/// own step-up proof (checked), or their attestation (recorded as theirs).
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResetBody {
-    /// The admin who resets the user.
+    /// The admin who resets the user: their account id in this tenant.
     actor: String,
+    /// A step-up proof of `actor`'s own account, from a challenge they
+    /// passed just now (`POST /v1/accounts/{actor}/step-up`).
+    #[serde(default)]
+    step_up: Option<ProofField>,
+    /// Instead of `step_up`, for an admin without a second factor here: how
+    /// the user's identity was checked (e.g. "ID checked on a video call,
+    /// ticket 4411"), 1 to 500 characters, kept in the audit trail and the
+    /// `account.reset` event with the key that sent it.
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 500)]
+    attestation: Option<String>,
     /// Why, for the audit trail (at most 500 characters).
     #[serde(default)]
     #[schema(max_length = 500)]
@@ -215,10 +230,15 @@ pub struct ResetView {
 
 /// Admin reset: every factor, backup code and the recovery code of the user
 /// go, and so do earlier proofs. The next login answers `enrolment_required`
-/// where policy requires two-factor, `open` elsewhere.
+/// where policy requires two-factor, `open` elsewhere. The acting admin
+/// (`actor`) gives either their own step-up proof or an attestation; without
+/// either the answer is `403 step_up_required`.
 #[utoipa::path(post, path = "/v1/accounts/{account_id}/reset", tag = "organisations",
     params(("account_id" = String, Path)), request_body = ResetBody,
-    responses((status = 200, body = ResetView), (status = 422, body = Problem)),
+    responses((status = 200, body = ResetView),
+        (status = 403, description = "Neither `step_up` nor `attestation` (`step_up_required`), or a proof that \
+            is not `actor`'s (`invalid_proof`)", body = Problem),
+        (status = 422, body = Problem)),
     security(("api_key" = ["admin"])))]
 async fn reset(
     state: web::Data<AppState>,
@@ -231,11 +251,27 @@ async fn reset(
     if body.reason.as_ref().is_some_and(|r| r.chars().count() > 500) {
         return Err(ApiError::field("reason", "must be at most 500 characters"));
     }
+    let who = who(Some(body.actor), None, key_id)?;
+    let authority = match (body.step_up, body.attestation) {
+        (Some(proof), None) => ResetAuthority::StepUp(proof.0),
+        (None, Some(statement)) => {
+            let blank = |c: char| c.is_whitespace() || c.is_control();
+            if statement.chars().all(blank) || statement.chars().count() > 500 {
+                return Err(ApiError::field("attestation", "must be 1 to 500 characters"));
+            }
+            ResetAuthority::Attestation(statement)
+        }
+        (None, None) => return Err(ApiError::StepUpRequired),
+        (Some(_), Some(_)) => {
+            return Err(ApiError::field("attestation", "give either step_up or attestation, not both"));
+        }
+    };
     let msg = ResetAccount {
         tenant: tenant.clone(),
         account_id: account_id.clone(),
         reason: body.reason,
-        who: who(Some(body.actor), None, key_id)?,
+        authority,
+        who,
         now: Utc::now(),
     };
     let reset = state.account_state(&tenant, &account_id).send(msg).await??;

@@ -22,6 +22,9 @@ use serde_json::{Map, Value, json};
 const PROBLEM_REF: &str = "#/components/schemas/Problem";
 const PROBLEM_TYPE: &str = "application/problem+json";
 const METHODS: [&str; 5] = ["get", "put", "post", "delete", "patch"];
+/// What Rust's `char::is_control` or `char::is_whitespace` holds, as a
+/// regular-expression class body.
+const BLANK: &str = "\\u0000-\\u0020\\u007f-\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000";
 
 /// The document, with the rules above applied to every operation.
 pub fn conform(doc: &mut Value) {
@@ -33,6 +36,9 @@ pub fn conform(doc: &mut Value) {
     }
     if let Some(remove) = doc.pointer_mut("/components/schemas/RemoveBody") {
         *remove = remove_body(remove);
+    }
+    if let Some(reset) = doc.pointer_mut("/components/schemas/ResetBody") {
+        *reset = reset_body(reset);
     }
     let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
         return;
@@ -92,6 +98,9 @@ fn rule(schema: &str, property: &str) -> Option<Value> {
         ("VerificationRequest", "idempotency_key") => {
             json!({ "type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[^\\u0000]*$" })
         }
+        // Some character that is neither a control nor white space (`admin::reset`).
+        ("ResetBody", "attestation") => json!({ "type": "string", "minLength": 1, "maxLength": 500,
+            "pattern": format!("^[^\\u0000]*[^{BLANK}][^\\u0000]*$") }),
         ("EnrolBody", "label") => {
             json!({ "type": "string", "minLength": 1, "maxLength": 128, "pattern": ACCOUNT_ID_PATTERN })
         }
@@ -182,6 +191,28 @@ fn remove_body(derived: &Value) -> Value {
             shape("WithProof", &["step_up"], &["step_up"]),
             shape("WithCode", &["challenge_id", "code"], &["challenge_id", "code"]),
             shape("Pending", &[], &[]),
+        ],
+    })
+}
+
+/// A reset takes the admin's proof or their attestation: two shapes.
+fn reset_body(derived: &Value) -> Value {
+    let member = |name: &str| derived.pointer(&format!("/properties/{name}")).cloned().unwrap_or(json!({}));
+    let shape = |title: &str, present: &str, absent: &str| {
+        let mut properties = Map::new();
+        for name in ["actor", "reason"] {
+            properties.insert(name.to_owned(), member(name));
+        }
+        properties.insert(present.to_owned(), non_null(member(present)));
+        properties.insert(absent.to_owned(), json!({ "type": "null" }));
+        json!({ "title": title, "type": "object", "additionalProperties": false,
+                "required": ["actor", present], "properties": properties })
+    };
+    json!({
+        "description": derived.get("description").cloned().unwrap_or(Value::Null),
+        "oneOf": [
+            shape("ResetWithProof", "step_up", "attestation"),
+            shape("ResetWithAttestation", "attestation", "step_up"),
         ],
     })
 }
