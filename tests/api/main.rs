@@ -16,6 +16,7 @@ mod helpers;
 mod isolation;
 mod limits;
 mod metrics;
+mod mock_provider;
 mod openapi;
 mod operations;
 mod processes;
