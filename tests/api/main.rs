@@ -7,6 +7,7 @@ mod api_keys;
 mod concurrency;
 mod console;
 mod delivery;
+mod dev_messages;
 mod enrolment;
 mod errors;
 mod faults;
