@@ -27,5 +27,7 @@ mod secrecy;
 mod soak;
 mod startup;
 mod strict_config;
+mod testkit_example;
 mod throttling;
+mod try_it;
 mod verification_flow;
