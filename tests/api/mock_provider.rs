@@ -119,18 +119,36 @@ async fn verifyd_sends_to_a_mock_provider_process_and_its_http_api_gives_the_cod
     assert!(bad.body["detail"].as_str().unwrap().contains("unknown failure"), "{:?}", bad.body);
 }
 
+/// Each provider offered answers its own API and lists what it accepted.
 #[actix_rt::test]
-async fn a_vonage_mock_provider_speaks_vonage() {
-    let mock = start_mock_provider("vonage");
+async fn vonage_telnyx_and_sinch_mock_providers_speak_their_apis() {
     let client = reqwest::Client::new();
-    let form =
-        [("api_key", "k"), ("api_secret", "s"), ("from", "Acme"), ("to", "447700900123"), ("text", "Code 4820193")];
-    let sent: Value =
-        client.post(format!("{}/sms/json", mock.url)).form(&form).send().await.unwrap().json().await.unwrap();
-    assert_eq!(sent["messages"][0]["status"], "0");
-    let listed: Value = client.get(format!("{}/_mock/messages", mock.url)).send().await.unwrap().json().await.unwrap();
-    assert_eq!(listed["messages"][0]["code"], "4820193");
-    assert_eq!(listed["messages"][0]["to"], "447700900123");
+    for provider in ["vonage", "telnyx", "sinch"] {
+        let mock = start_mock_provider(provider);
+        let request = match provider {
+            "vonage" => client.post(format!("{}/sms/json", mock.url)).form(&[
+                ("api_key", "k"),
+                ("api_secret", "s"),
+                ("from", "Acme"),
+                ("to", "447700900123"),
+                ("text", "Your code is 4820193"),
+            ]),
+            "telnyx" => client
+                .post(format!("{}/v2/messages", mock.url))
+                .bearer_auth("KEY0123")
+                .json(&json!({"from": "+15005550006", "to": "+447700900123", "text": "Your code is 4820193"})),
+            _ => client
+                .post(format!("{}/xms/v1/plan42/batches", mock.url))
+                .bearer_auth("token")
+                .json(&json!({"from": "+15005550006", "to": ["447700900123"], "body": "Your code is 4820193"})),
+        };
+        let sent = request.send().await.unwrap();
+        assert!(sent.status().is_success(), "{provider}: {}", sent.status());
+        let listed: Value =
+            client.get(format!("{}/_mock/messages", mock.url)).send().await.unwrap().json().await.unwrap();
+        assert_eq!(listed["provider"], provider);
+        assert_eq!(listed["messages"][0]["code"], "4820193", "{provider}: {listed}");
+    }
 }
 
 #[test]
