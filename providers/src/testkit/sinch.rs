@@ -200,6 +200,9 @@ fn sms_text_for(code: &str) -> &'static str {
         "blocked_account" => "The account is blocked",
         "illegal_number_type" => "Illegal phone number type of MSISDN for the region",
         "missing_callback_url" => "A delivery report was requested but no callback URL is set",
+        "internal_error" => "Internal error",
+        "too_many_requests" => "Too many requests",
+        "unauthorized" => "Unauthorized",
         _ => "Failure injected by SinchMock",
     }
 }
