@@ -41,6 +41,8 @@ RUN --mount=type=cache,id=verifyd-cargo-registry,target=/usr/local/cargo/registr
 ############################ runtime ############################
 FROM debian:bookworm-slim AS runtime
 
+# /var/lib/verifyd: owned by verifyd, so a volume mounted there is writable
+#   (compose.dev.yaml keeps the development inbox file in it).
 # ca-certificates: system trust roots for TLS to Twilio (and to a TLS database
 #   or broker) when rustls is set up with the platform/native roots.
 # curl: used by the compose healthcheck of `serve` (GET /readyz). There is
@@ -54,7 +56,8 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --system --gid 10001 verifyd \
     && useradd --system --uid 10001 --gid verifyd --no-create-home \
-        --home-dir /nonexistent --shell /usr/sbin/nologin verifyd
+        --home-dir /nonexistent --shell /usr/sbin/nologin verifyd \
+    && install -d -o 10001 -g 10001 -m 0700 /var/lib/verifyd
 
 COPY --from=builder /out/verifyd /usr/local/bin/verifyd
 

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use verifyd_providers::domain::{Code, Locale, PhoneNumber};
-use verifyd_providers::testkit::{TwilioMock, error_body};
+use verifyd_providers::testkit::{Channel, Failure, TwilioMock, twilio_error_body};
 use verifyd_providers::twilio::Twilio;
 use verifyd_providers::{PermanentKind, Provider, ProviderError, Sms, VoiceCall};
 
@@ -59,12 +59,12 @@ async fn mock_captures_what_twilio_would_deliver_and_reads_the_code_back() {
     assert_eq!(mock.wait_for_code(TO, Duration::from_millis(100)).await.as_deref(), Some("0571"));
 
     // Failures injected for the next request only, then back to normal.
-    mock.fail_next(503, 20500, 1).await;
+    mock.fail_next(1, Failure::Unavailable).await;
     assert!(twilio.send_sms(&sms("1111")).await.unwrap_err().is_retryable());
-    mock.fail_next(400, 21211, 1).await;
+    mock.fail_next(1, Failure::InvalidNumber).await;
     let error = twilio.send_sms(&sms("2222")).await.unwrap_err();
     assert!(matches!(error, ProviderError::Permanent { kind: PermanentKind::InvalidNumber, .. }));
-    mock.throttle_next(Duration::from_secs(3), 1).await;
+    mock.fail_next(1, Failure::Throttled { retry_after: Duration::from_secs(3) }).await;
     match twilio.send_sms(&sms("3333")).await.unwrap_err() {
         ProviderError::Retryable { retry_after, .. } => {
             assert_eq!(retry_after, Some(Duration::from_secs(3)))
@@ -74,6 +74,20 @@ async fn mock_captures_what_twilio_would_deliver_and_reads_the_code_back() {
     twilio.send_sms(&sms("4444")).await.unwrap();
     assert_eq!(mock.sent_sms().await.len(), 2, "refused messages are not captured");
     assert_eq!(mock.code_sent_to(TO).await.as_deref(), Some("4444"));
+
+    // The same, whatever the provider: every message with its code.
+    let sent = mock.sent().await;
+    assert_eq!(
+        sent.iter().map(|m| (m.channel, m.code())).collect::<Vec<_>>(),
+        [
+            (Channel::Sms, Some("4820193".to_owned())),
+            (Channel::Voice, Some("0571".to_owned())),
+            (Channel::Sms, Some("4444".to_owned())),
+        ]
+    );
+    assert!(sent.iter().all(|m| m.provider == "twilio" && m.is_to(TO)));
+    mock.clear().await;
+    assert!(mock.sent().await.is_empty());
 }
 
 #[tokio::test]
@@ -98,11 +112,11 @@ async fn wait_for_code_sees_a_code_sent_concurrently_and_gives_up_in_time() {
 async fn mock_refuses_what_twilio_refuses() {
     let mock = TwilioMock::start().await;
     let client = reqwest::Client::new();
-    let url = format!("{}/2010-04-01/Accounts/{SID}/Messages.json", mock.base_url());
+    let url = format!("{}/2010-04-01/Accounts/{SID}/Messages.json", mock.uri());
 
     let response = client.post(&url).form(&[("To", TO), ("From", FROM), ("Body", "hi")]).send().await.unwrap();
     assert_eq!(response.status(), 401);
-    assert_eq!(response.json::<serde_json::Value>().await.unwrap(), error_body(20003, "Authenticate", 401));
+    assert_eq!(response.json::<serde_json::Value>().await.unwrap(), twilio_error_body(20003, "Authenticate", 401));
 
     let refusals = [
         (vec![("From", FROM), ("Body", "hi")], 21604),
@@ -118,9 +132,64 @@ async fn mock_refuses_what_twilio_refuses() {
         assert_eq!(body["code"], code, "{form:?}");
     }
 
-    let calls = format!("{}/2010-04-01/Accounts/{SID}/Calls.json", mock.base_url());
+    let calls = format!("{}/2010-04-01/Accounts/{SID}/Calls.json", mock.uri());
     let response =
         client.post(&calls).basic_auth(SID, Some("token")).form(&[("To", TO), ("From", FROM)]).send().await.unwrap();
     assert_eq!(response.status(), 400);
     assert!(mock.sent_sms().await.is_empty() && mock.placed_calls().await.is_empty());
+}
+
+#[tokio::test]
+async fn the_control_api_lists_codes_forgets_them_and_arms_failures() {
+    let mock = TwilioMock::start().await;
+    mock.mount_control_api().await;
+    let twilio = Twilio::new(mock.config(SID, "token", FROM)).unwrap();
+    let http = reqwest::Client::new();
+    let messages = format!("{}/_mock/messages", mock.uri());
+
+    twilio.send_sms(&sms("5550123")).await.unwrap();
+    twilio.place_call(&call("0571")).await.unwrap();
+    let listed: serde_json::Value = http.get(&messages).send().await.unwrap().json().await.unwrap();
+    assert_eq!(listed["provider"], "twilio");
+    let codes: Vec<&str> = listed["messages"].as_array().unwrap().iter().map(|m| m["code"].as_str().unwrap()).collect();
+    assert_eq!(codes, ["5550123", "0571"]);
+    assert_eq!(listed["messages"][1]["channel"], "voice");
+    let filtered: serde_json::Value =
+        http.get(format!("{messages}?to=%2B14155550000")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(filtered["messages"], serde_json::json!([]));
+
+    assert_eq!(http.delete(&messages).send().await.unwrap().status(), 204);
+    assert!(mock.sent().await.is_empty());
+
+    let arm = serde_json::json!({"count": 2, "failure": "code", "status": 400, "code": 21610});
+    let armed = http.post(format!("{}/_mock/fail-next", mock.uri())).json(&arm).send().await.unwrap();
+    assert_eq!(armed.status(), 204);
+    for _ in 0..2 {
+        let error = twilio.send_sms(&sms("1111")).await.unwrap_err();
+        assert!(matches!(error, ProviderError::Permanent { kind: PermanentKind::OptedOut, .. }), "{error}");
+    }
+    twilio.send_sms(&sms("2222")).await.unwrap();
+    let throttle = serde_json::json!({"failure": "throttled", "retry_after_secs": 7});
+    http.post(format!("{}/_mock/fail-next", mock.uri())).json(&throttle).send().await.unwrap();
+    assert_eq!(twilio.send_sms(&sms("3333")).await.unwrap_err().retry_after(), Some(Duration::from_secs(7)));
+
+    let refused = http.post(format!("{}/_mock/fail-next", mock.uri())).body("{").send().await.unwrap();
+    assert_eq!(refused.status(), 400);
+}
+
+#[tokio::test]
+async fn an_outage_and_latency_apply_to_every_send_for_a_while() {
+    let mock = TwilioMock::start().await;
+    let twilio = Twilio::new(mock.config(SID, "token", FROM)).unwrap();
+    // A first request sets the client up (TLS roots, connection): not timed.
+    twilio.send_sms(&sms("1000")).await.unwrap();
+    mock.fail_for(Duration::from_millis(800), Failure::Unavailable);
+    assert!(twilio.send_sms(&sms("1111")).await.unwrap_err().is_retryable());
+    assert!(twilio.place_call(&call("2222")).await.unwrap_err().is_retryable());
+    tokio::time::sleep(Duration::from_millis(850)).await;
+    mock.set_latency(Duration::from_millis(200));
+    let started = std::time::Instant::now();
+    twilio.send_sms(&sms("3333")).await.unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(200));
+    assert_eq!(mock.deliveries_to(TO).await, 2);
 }

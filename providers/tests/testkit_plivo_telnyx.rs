@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use verifyd_providers::domain::{Code, Locale, PhoneNumber};
 use verifyd_providers::plivo::Plivo;
 use verifyd_providers::telnyx::Telnyx;
-use verifyd_providers::testkit::{PlivoMock, TelnyxMock, plivo_error_body, telnyx_error_body};
+use verifyd_providers::testkit::{Failure, PlivoMock, TelnyxMock, plivo_error_body, telnyx_error_body};
 use verifyd_providers::{PermanentKind, Provider, ProviderError, Sms, VoiceCall};
 
 const AUTH_ID: &str = "MAODUZYTQ0Y2FMYJBLOW";
@@ -107,12 +107,12 @@ async fn plivo_mock_injects_failures_then_recovers() {
     let mock = PlivoMock::start().await;
     let plivo = Plivo::new(mock.config(AUTH_ID, "token", FROM)).unwrap();
 
-    mock.fail_next(500, "internal error", 1).await;
+    mock.fail_next(1, Failure::Unavailable).await;
     assert!(plivo.send_sms(&sms("1111")).await.unwrap_err().is_retryable());
-    mock.fail_next(400, "'14155552671' is not a valid phone number.", 1).await;
+    mock.fail_next(1, Failure::code(400, "'14155552671' is not a valid phone number.")).await;
     let error = plivo.send_sms(&sms("2222")).await.unwrap_err();
     assert_eq!(permanent_kind(&error), PermanentKind::InvalidNumber);
-    mock.throttle_next(Duration::from_secs(3), 1).await;
+    mock.fail_next(1, Failure::Throttled { retry_after: Duration::from_secs(3) }).await;
     assert_eq!(plivo.send_sms(&sms("3333")).await.unwrap_err().retry_after(), Some(Duration::from_secs(3)));
 
     plivo.send_sms(&sms("4444")).await.unwrap();
@@ -124,7 +124,7 @@ async fn plivo_mock_injects_failures_then_recovers() {
 async fn plivo_mock_refuses_what_plivo_refuses() {
     let mock = PlivoMock::start().await;
     let client = reqwest::Client::new();
-    let message = format!("{}/v1/Account/{AUTH_ID}/Message/", mock.base_url());
+    let message = format!("{}/v1/Account/{AUTH_ID}/Message/", mock.uri());
     let valid = json!({ "src": "15005550006", "dst": "14155552671", "text": "hi" });
 
     let response = client.post(&message).json(&valid).send().await.unwrap();
@@ -160,7 +160,7 @@ async fn plivo_mock_refuses_what_plivo_refuses() {
         .unwrap();
     assert_eq!(invalid.json::<Value>().await.unwrap()["error"], "'1111' is not a valid phone number.");
 
-    let calls = format!("{}/v1/Account/{AUTH_ID}/Call/", mock.base_url());
+    let calls = format!("{}/v1/Account/{AUTH_ID}/Call/", mock.uri());
     let no_answer_url = json!({ "from": "15005550006", "to": "14155552671" });
     let response = client.post(&calls).basic_auth(AUTH_ID, Some("t")).json(&no_answer_url).send().await.unwrap();
     assert_eq!(response.status(), 400);
@@ -197,13 +197,13 @@ async fn telnyx_mock_injects_failures_then_recovers() {
     let mock = TelnyxMock::start().await;
     let telnyx = Telnyx::new(mock.config(API_KEY, FROM)).unwrap();
 
-    mock.fail_next(500, "10007", 1).await;
+    mock.fail_next(1, Failure::code(500, "10007")).await;
     assert!(telnyx.send_sms(&sms("1111")).await.unwrap_err().is_retryable());
-    mock.fail_next(403, "40300", 1).await;
+    mock.fail_next(1, Failure::code(403, "40300")).await;
     let error = telnyx.send_sms(&sms("2222")).await.unwrap_err();
     assert_eq!(permanent_kind(&error), PermanentKind::OptedOut);
     assert_eq!(error.provider_code(), Some(40300));
-    mock.throttle_next(Duration::from_secs(3), 1).await;
+    mock.fail_next(1, Failure::Throttled { retry_after: Duration::from_secs(3) }).await;
     assert_eq!(telnyx.place_call(&call("3333")).await.unwrap_err().retry_after(), Some(Duration::from_secs(3)));
 
     telnyx.send_sms(&sms("4444")).await.unwrap();
@@ -216,7 +216,7 @@ async fn telnyx_mock_injects_failures_then_recovers() {
 async fn telnyx_mock_refuses_what_telnyx_refuses() {
     let mock = TelnyxMock::start().await;
     let client = reqwest::Client::new();
-    let messages = format!("{}/v2/messages", mock.base_url());
+    let messages = format!("{}/v2/messages", mock.uri());
 
     let response = client.post(&messages).json(&json!({ "from": FROM, "to": TO, "text": "hi" })).send().await.unwrap();
     assert_eq!(response.status(), 401);
@@ -236,7 +236,7 @@ async fn telnyx_mock_refuses_what_telnyx_refuses() {
         assert_eq!(response.json::<Value>().await.unwrap()["errors"][0]["code"], code, "{body}");
     }
 
-    let calls = format!("{}/v2/texml/calls/1494404757140276705", mock.base_url());
+    let calls = format!("{}/v2/texml/calls/1494404757140276705", mock.uri());
     let lower_case = json!({ "from": FROM, "to": TO, "Texml": "<Response/>" });
     let response = client.post(&calls).bearer_auth(API_KEY).json(&lower_case).send().await.unwrap();
     assert_eq!(response.status(), 422, "TeXML parameter names are case-sensitive");

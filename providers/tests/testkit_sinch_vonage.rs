@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use verifyd_providers::domain::{Code, Locale, PhoneNumber};
 use verifyd_providers::sinch::{Sinch, SinchConfig};
 use verifyd_providers::testkit::{
-    SINCH_MOCK_APPLICATION_KEY, SinchMock, VONAGE_MOCK_APPLICATION_ID, VonageMock, sms_refusal,
+    Failure, SINCH_MOCK_APPLICATION_KEY, SinchMock, VONAGE_MOCK_APPLICATION_ID, VonageMock, vonage_sms_refusal,
 };
 use verifyd_providers::vonage::{SignatureMethod, Vonage, VonageConfig, parse_dlr, verify_signed_callback};
 use verifyd_providers::{PermanentKind, Provider, ProviderError, Sms, VoiceCall};
@@ -77,14 +77,15 @@ async fn sinch_mock_injects_documented_failures_then_recovers() {
     let mock = SinchMock::start().await;
     let sinch = Sinch::new(mock.config("plan42", "token", "+46700000000")).unwrap();
 
-    mock.fail_next_sms(403, "illegal_number_type", 1).await;
+    mock.fail_next(1, Failure::code(403, "illegal_number_type")).await;
     let error = sinch.send_sms(&sms(TO, "1111")).await.unwrap_err();
     assert_eq!(kind(&error), Some(PermanentKind::ChannelNotSupported));
-    mock.fail_next_sms(503, "internal", 1).await;
+    mock.fail_next(1, Failure::Unavailable).await;
     assert!(sinch.send_sms(&sms(TO, "2222")).await.unwrap_err().is_retryable());
-    mock.fail_next_call(400, 40005, 1).await;
+    mock.fail_next(1, Failure::code(400, "40005")).await;
     assert_eq!(kind(&sinch.place_call(&call(TO, "3333")).await.unwrap_err()), Some(PermanentKind::InvalidNumber));
-    mock.throttle_next(Duration::from_secs(2), 1).await;
+    // Counted together: the next SMS and the next call.
+    mock.fail_next(2, Failure::Throttled { retry_after: Duration::from_secs(2) }).await;
     assert_eq!(sinch.send_sms(&sms(TO, "4444")).await.unwrap_err().retry_after(), Some(Duration::from_secs(2)));
     assert_eq!(sinch.place_call(&call(TO, "5555")).await.unwrap_err().retry_after(), Some(Duration::from_secs(2)));
 
@@ -155,19 +156,19 @@ async fn vonage_mock_injects_failures_then_recovers() {
     let mock = VonageMock::start().await;
     let vonage = Vonage::new(mock.config("abcd1234", "s3cr3t", "447700900001")).unwrap();
 
-    mock.fail_next_sms("3", 1).await;
+    mock.fail_next(1, Failure::InvalidNumber).await;
     assert_eq!(kind(&vonage.send_sms(&sms(UK, "1111")).await.unwrap_err()), Some(PermanentKind::InvalidNumber));
-    mock.fail_next_sms("1", 1).await;
+    mock.fail_next(1, Failure::code(200, "1")).await;
     assert!(vonage.send_sms(&sms(UK, "2222")).await.unwrap_err().is_retryable());
-    mock.fail_next_call(402, 1).await;
+    mock.fail_next(1, Failure::code(402, "low-balance")).await;
     assert_eq!(kind(&vonage.place_call(&call(UK, "3333")).await.unwrap_err()), Some(PermanentKind::Configuration));
-    mock.throttle_next(Duration::from_secs(5), 1).await;
+    mock.fail_next(2, Failure::Throttled { retry_after: Duration::from_secs(5) }).await;
     assert_eq!(vonage.place_call(&call(UK, "4444")).await.unwrap_err().retry_after(), Some(Duration::from_secs(5)));
     assert!(vonage.send_sms(&sms(UK, "5555")).await.unwrap_err().is_retryable());
 
     vonage.send_sms(&sms(UK, "6666")).await.unwrap();
     assert_eq!(mock.code_sent_to(UK).await.as_deref(), Some("6666"));
-    assert_eq!(sms_refusal("7", "Number barred.")["messages"][0]["status"], "7");
+    assert_eq!(vonage_sms_refusal("7", "Number barred.")["messages"][0]["status"], "7");
 }
 
 #[tokio::test]

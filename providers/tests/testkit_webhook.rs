@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
 use verifyd_providers::domain::{Code, Locale, PhoneNumber};
-use verifyd_providers::testkit::{WEBHOOK_PATH, WebhookReceiverMock, webhook_error_body};
+use verifyd_providers::testkit::{Failure, WEBHOOK_PATH, WebhookReceiverMock, webhook_error_body};
 use verifyd_providers::webhook::{Webhook, WebhookConfig, sign};
 use verifyd_providers::{PermanentKind, Provider, ProviderError, Sms, VoiceCall};
 
@@ -71,15 +71,15 @@ async fn injected_failures_map_like_documented_then_stop() {
     let mock = WebhookReceiverMock::start(SECRET).await;
     let webhook = Webhook::new(mock.config()).unwrap();
 
-    mock.fail_next(503, "rejected", 1).await;
+    mock.fail_next(1, Failure::code(503, "rejected")).await;
     assert!(webhook.send_sms(&sms("1111")).await.unwrap_err().is_retryable());
-    mock.fail_next(400, "invalid_number", 1).await;
+    mock.fail_next(1, Failure::InvalidNumber).await;
     assert_eq!(kind(&webhook.send_sms(&sms("2222")).await.unwrap_err()), Some(PermanentKind::InvalidNumber));
-    mock.fail_next(400, "opted_out", 2).await;
+    mock.fail_next(2, Failure::code(400, "opted_out")).await;
     for _ in 0..2 {
         assert_eq!(kind(&webhook.send_sms(&sms("3333")).await.unwrap_err()), Some(PermanentKind::OptedOut));
     }
-    mock.throttle_next(Duration::from_secs(3), 1).await;
+    mock.fail_next(1, Failure::Throttled { retry_after: Duration::from_secs(3) }).await;
     assert_eq!(webhook.send_sms(&sms("4444")).await.unwrap_err().retry_after(), Some(Duration::from_secs(3)));
 
     webhook.send_sms(&sms("5555")).await.unwrap();
@@ -100,7 +100,7 @@ async fn a_client_with_another_secret_is_refused_as_a_configuration_error() {
 async fn forged_stale_or_unsigned_requests_get_401_with_the_documented_body() {
     let mock = WebhookReceiverMock::start(SECRET).await;
     let client = reqwest::Client::new();
-    let url = format!("{}{WEBHOOK_PATH}", mock.base_url());
+    let url = format!("{}{WEBHOOK_PATH}", mock.uri());
     let body = serde_json::to_vec(&json!({
         "id": "att_9", "channel": "sms", "to": TO, "text": "Your code is 1234",
         "valid_for_secs": 600, "sent_at": "2026-03-02T10:00:00Z",

@@ -222,6 +222,17 @@ pub async fn start(config: &Config, role: Role, metrics: Option<PrometheusHandle
         public_url: config.http.public_url.clone(),
         report_interval_ms: config.runtime.report_interval_ms,
     });
+    // `GET /v1/dev/messages`: development mode with the inbox provider only;
+    // never mounted in production (http/dev.rs).
+    let dev_inbox = match (config.mode, &config.providers.inbox) {
+        (crate::config::Mode::Development, Some(inbox)) => {
+            Some(web::Data::new(http::dev::DevInbox(inbox.path.clone())))
+        }
+        _ => None,
+    };
+    if dev_inbox.is_some() {
+        tracing::warn!("development mode: GET /v1/dev/messages lists every code the inbox provider wrote");
+    }
     let max_body = config.http.max_body_bytes;
     let limits =
         RequestLimits { max_url_bytes: config.http.max_url_bytes, max_header_bytes: config.http.max_header_bytes };
@@ -244,6 +255,12 @@ pub async fn start(config: &Config, role: Role, metrics: Option<PrometheusHandle
                     .exclude_regex("^/v1/voice-scripts/"),
             )
             .configure(http::configure)
+            .configure(|cfg| {
+                if let Some(inbox) = &dev_inbox {
+                    cfg.app_data(inbox.clone());
+                    http::dev::routes(cfg);
+                }
+            })
             .default_service(web::to(http::fallback::not_routed))
     })
     .listen(listener)?

@@ -643,8 +643,15 @@ mod tests {
     #[test]
     fn every_variable_the_repository_sets_or_documents_is_accepted() {
         let root = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
-        let mut files =
-            vec![root.join("README.md"), root.join("compose.yaml"), root.join("Dockerfile"), root.join(".ci/run")];
+        let mut files = vec![
+            root.join("README.md"),
+            root.join("compose.yaml"),
+            root.join("compose.dev.yaml"),
+            root.join("Dockerfile"),
+            root.join(".ci/run"),
+            // What `verifyd mock-provider` tells to set.
+            root.join("services/src/mock_provider.rs"),
+        ];
         for dir in ["scripts", "scripts/contract", "docs", "tests/api"] {
             for entry in std::fs::read_dir(root.join(dir)).unwrap() {
                 let path = entry.unwrap().path();

@@ -10,6 +10,7 @@ pub mod connect;
 pub mod fuzz_targets;
 pub mod http;
 pub mod intake;
+pub mod mock_provider;
 pub mod ops;
 pub mod routes;
 pub mod startup;

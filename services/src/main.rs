@@ -55,6 +55,11 @@ enum Command {
     Bench(bench::Args),
     /// Print the OpenAPI document of the HTTP API (what `GET /openapi.json` serves).
     Openapi,
+    /// For tests in any language: a stand-in for a provider's API (the test
+    /// kit's mock) with `GET /_mock/messages` to read the codes it received.
+    /// Reads no configuration; refused with VERIFYD_MODE=production.
+    #[command(name = "mock-provider")]
+    MockProvider(verifyd::mock_provider::Args),
 }
 
 #[derive(Subcommand)]
@@ -260,6 +265,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         print!("{}", verifyd::http::openapi::document());
         return Ok(());
     }
+    if let Command::MockProvider(args) = cli.command {
+        return verifyd::mock_provider::run(args).await;
+    }
     let config = Config::load(cli.config.as_deref())?;
     match cli.command {
         Command::Serve => {
@@ -311,6 +319,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Queues { json } => queues(&config, json).await,
         Command::Overview { json } => verifyd::ops::cli::overview(&config, json).await,
         Command::DeadLetters(command) => verifyd::ops::cli::run(&config, command).await,
-        Command::Bench(_) | Command::Openapi => unreachable!("handled above"),
+        Command::Bench(_) | Command::Openapi | Command::MockProvider(_) => unreachable!("handled above"),
     }
 }

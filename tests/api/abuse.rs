@@ -288,7 +288,7 @@ async fn a_pumping_attack_on_one_prefix_blocks_it_once_across_processes() {
     // The provider got exactly the accepted sends to the prefix.
     app.code_sent_to(OTHER_GB).await;
     let to_prefix =
-        |sms: &[verifyd_providers::testkit::CapturedSms]| sms.iter().filter(|s| s.to.starts_with("+447400")).count();
+        |sms: &[verifyd_providers::testkit::TwilioSms]| sms.iter().filter(|s| s.to.starts_with("+447400")).count();
     for _ in 0..100 {
         if to_prefix(&app.twilio.sent_sms().await) >= accepted {
             break;

@@ -10,6 +10,7 @@
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use verifyd_providers::testkit::Failure;
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
@@ -158,7 +159,7 @@ async fn an_operator_signs_in_watches_a_dead_letter_arrive_replays_it_and_the_sm
     assert_eq!(view, "whole deployment");
 
     // A delivery fails through every retry while the operator watches.
-    app.twilio.fail_next(503, 20500, 3).await;
+    app.twilio.fail_next(3, Failure::code(503, "20500")).await;
     let phone = "+14155552695";
     let created = app.create_verification("console-user", phone, "sms").await;
     let verification_id = created.body["id"].as_str().unwrap().to_owned();

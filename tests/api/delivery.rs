@@ -2,6 +2,7 @@
 //! on what cannot, records every attempt and tells the backend.
 
 use std::time::Duration;
+use verifyd_providers::testkit::Failure;
 
 use crate::helpers::spawn_app;
 
@@ -9,7 +10,7 @@ use crate::helpers::spawn_app;
 async fn an_invalid_number_at_twilio_fails_once_without_retry_and_is_announced() {
     let app = spawn_app().await;
     let mut events = app.capture_events(&format!("{}.verification.delivery_failed", app.tenant)).await;
-    app.twilio.fail_next(400, 21211, 1).await;
+    app.twilio.fail_next(1, Failure::InvalidNumber).await;
     let created = app.create_verification("u", "+14155552677", "sms").await;
     let id = created.body["id"].as_str().unwrap();
 
@@ -28,7 +29,7 @@ async fn an_invalid_number_at_twilio_fails_once_without_retry_and_is_announced()
 #[actix_rt::test]
 async fn twilio_outages_are_retried_through_the_delay_queues() {
     let app = spawn_app().await;
-    app.twilio.fail_next(503, 20500, 2).await;
+    app.twilio.fail_next(2, Failure::code(503, "20500")).await;
     let created = app.create_verification("u", "+14155552678", "sms").await;
     let id = created.body["id"].as_str().unwrap();
     let code = app.code_sent_to("+14155552678").await;
@@ -52,7 +53,7 @@ async fn twilio_outages_are_retried_through_the_delay_queues() {
 async fn when_retries_run_out_the_job_is_dead_lettered_with_its_reason() {
     let app = spawn_app().await;
     let mut events = app.capture_events(&format!("{}.verification.delivery_failed", app.tenant)).await;
-    app.twilio.fail_next(429, 20429, 3).await;
+    app.twilio.fail_next(3, Failure::code(429, "20429")).await;
     let created = app.create_verification("u", "+14155552679", "sms").await;
     let id = created.body["id"].as_str().unwrap();
 

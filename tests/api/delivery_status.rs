@@ -7,6 +7,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use verifyd_providers::testkit::Failure;
 
 use crate::helpers::{TestApp, spawn_app, spawn_app_with};
 use crate::routing::{US, post_receipt, wait_for_count, with_receipts};
@@ -77,7 +78,7 @@ async fn an_invalid_number_ends_the_verification_failed_and_its_code_is_refused(
     let app = spawn_app().await;
     let mut events = app.capture_events(&format!("{}.verification.delivery_failed", app.tenant)).await;
     // 21211: "The 'To' number is not a valid phone number."
-    app.twilio.fail_next(400, 21211, 1).await;
+    app.twilio.fail_next(1, Failure::InvalidNumber).await;
     let id = app.create_verification("uma", "+14155552677", "sms").await.body["id"].as_str().unwrap().to_owned();
 
     let failed = events.wait_for_event("verification.delivery_failed", Duration::from_secs(10)).await;
@@ -138,7 +139,7 @@ async fn a_dead_lettered_send_fails_the_verification_until_an_operator_replays_i
     let app = spawn_app().await;
     let operator = app.operator_key().await;
     let phone = "+14155552679";
-    app.twilio.fail_next(429, 20429, 3).await;
+    app.twilio.fail_next(3, Failure::code(429, "20429")).await;
     let id = app.create_verification("uma", phone, "sms").await.body["id"].as_str().unwrap().to_owned();
     let letter = app.wait_for_dead_letter(&operator, |l| l["verification_id"] == id.as_str()).await;
 

@@ -64,7 +64,7 @@ async fn duplicates(app: &TestApp, count: usize) -> usize {
 /// every copy but the last must have reached the provider at most `in_flight`
 /// before some kill.
 fn unexplained_duplicates(
-    sent: &[verifyd_providers::testkit::CapturedSms],
+    sent: &[verifyd_providers::testkit::TwilioSms],
     kills: &[Instant],
     in_flight: Duration,
 ) -> Vec<String> {

@@ -5,6 +5,7 @@
 //! is audited with the acting key. The overview shows what every process knows.
 
 use std::time::{Duration, Instant};
+use verifyd_providers::testkit::Failure;
 
 use serde_json::{Value, json};
 
@@ -13,7 +14,7 @@ use crate::helpers::{TestApp, spawn_app, spawn_app_with};
 /// Makes Twilio fail `tries` times with a 503, creates a verification, and
 /// returns it with its dead letter (as `key` opens it).
 async fn dead_lettered(app: &TestApp, key: &str, phone: &str) -> (String, Value) {
-    app.twilio.fail_next(503, 20500, 3).await;
+    app.twilio.fail_next(3, Failure::code(503, "20500")).await;
     let created = app.create_verification("ops-user", phone, "sms").await;
     assert_eq!(created.status, 201, "{:?}", created.body);
     let id = created.body["id"].as_str().unwrap().to_owned();
@@ -285,7 +286,7 @@ async fn the_overview_shows_a_providers_circuit_opening_in_two_processes() {
     let operator = app.operator_key().await;
     app.start_worker_process().await;
     // Twilio is down for good.
-    app.twilio.fail_next(503, 20500, 10_000).await;
+    app.twilio.fail_next(10_000, Failure::code(503, "20500")).await;
     for n in 0..12 {
         let created = app.create_verification(&format!("c{n}"), &format!("+1415555{:04}", 2700 + n), "sms").await;
         assert_eq!(created.status, 201);

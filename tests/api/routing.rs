@@ -3,6 +3,7 @@
 //! RabbitMQ, the dispatch consumer, the providers' APIs (wiremock), PostgreSQL.
 
 use std::time::{Duration, Instant};
+use verifyd_providers::testkit::Failure;
 
 use serde_json::Value;
 use verifyd_providers::testkit::VonageMock;
@@ -107,7 +108,7 @@ async fn uk_numbers_go_through_vonage_by_their_route_and_the_others_through_twil
 async fn when_twilio_fails_the_sms_fails_over_to_vonage_and_each_attempt_is_recorded() {
     let vonage = vonage().await;
     let app = twilio_then_vonage(&vonage, |_| {}).await;
-    app.twilio.fail_next(503, 20500, 1).await;
+    app.twilio.fail_next(1, Failure::code(503, "20500")).await;
 
     let v = id(&app.create_verification("uma", UK, "sms").await);
     wait_for_count(&app, "SELECT count(*) FROM delivery_attempts WHERE outcome = 'sent'", 1).await;
@@ -134,7 +135,7 @@ async fn repeated_failures_open_twilio_s_circuit_and_later_messages_skip_it() {
     })
     .await;
     // Twilio is down for good.
-    app.twilio.fail_next(500, 20500, 1_000).await;
+    app.twilio.fail_next(1_000, Failure::Unavailable).await;
 
     for (n, phone) in
         ["+447911123451", "+447911123452", "+447911123453", "+447911123454", "+447911123455"].iter().enumerate()
@@ -159,7 +160,7 @@ async fn a_provider_without_permission_for_the_region_hands_the_message_to_the_n
     let vonage = vonage().await;
     let app = twilio_then_vonage(&vonage, |_| {}).await;
     // 21408: "Permission to send an SMS has not been enabled for the region".
-    app.twilio.fail_next(400, 21408, 1).await;
+    app.twilio.fail_next(1, Failure::code(400, "21408")).await;
 
     let v = id(&app.create_verification("uma", UK, "sms").await);
     wait_for_count(&app, "SELECT count(*) FROM delivery_attempts WHERE outcome = 'sent'", 1).await;
@@ -175,7 +176,7 @@ async fn an_invalid_number_is_not_tried_on_another_provider() {
     let app = twilio_then_vonage(&vonage, |_| {}).await;
     let mut events = app.capture_events("#").await;
     // 21211: "The 'To' number is not a valid phone number."
-    app.twilio.fail_next(400, 21211, 1).await;
+    app.twilio.fail_next(1, Failure::InvalidNumber).await;
 
     let v = id(&app.create_verification("uma", UK, "sms").await);
     let failed = events.wait_for_event("verification.delivery_failed", Duration::from_secs(15)).await;
@@ -283,7 +284,7 @@ async fn a_landline_gets_the_code_by_voice_when_fallback_is_on_and_a_failure_whe
         let app = spawn_app_with(|c| with_receipts(c, fallback)).await;
         let mut events = app.capture_events("#").await;
         // 21614: "'To' number is not a valid mobile number" (a landline).
-        app.twilio.fail_next(400, 21614, 1).await;
+        app.twilio.fail_next(1, Failure::code(400, "21614")).await;
         let v = id(&app.create_verification("uma", US, "sms").await);
         let failed: Value = events.wait_for_event("verification.delivery_failed", Duration::from_secs(15)).await;
         if fallback {
@@ -308,7 +309,7 @@ async fn jobs_wait_for_an_open_circuit_without_spending_retries_and_go_out_when_
         c.amqp.retry_delays_ms = vec![300, 3_000];
     })
     .await;
-    app.twilio.fail_next(500, 20500, 2).await;
+    app.twilio.fail_next(2, Failure::Unavailable).await;
     let first = id(&app.create_verification("user-0", "+447911123450", "sms").await);
     // Its two tries (first try and one retry) fail and open the circuit.
     wait_for_count(&app, "SELECT count(*) FROM delivery_attempts WHERE outcome = 'retryable_error'", 2).await;

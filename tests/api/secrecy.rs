@@ -2,6 +2,7 @@
 //! queue message or log line.
 
 use std::time::Duration;
+use verifyd_providers::testkit::Failure;
 
 use serde_json::json;
 
@@ -13,7 +14,7 @@ async fn codes_never_appear_in_the_database_queues_or_logs() {
     let mut events = app.capture_events("#").await;
     let mut jobs = app.tap_dispatch().await;
     // One delivery fails first (its error is stored and logged), then succeeds.
-    app.twilio.fail_next(503, 20500, 1).await;
+    app.twilio.fail_next(1, Failure::code(503, "20500")).await;
 
     let mut codes = Vec::new();
     for (n, (phone, channel)) in [("+14155552675", "sms"), ("+14155552676", "voice")].into_iter().enumerate() {

@@ -8,6 +8,7 @@
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+use verifyd_providers::testkit::Failure;
 
 use tokio::sync::Mutex;
 
@@ -95,10 +96,10 @@ async fn soak_provider_broker_and_database_faults_under_load() {
 
     actix_rt::time::sleep(Duration::from_secs(5)).await;
     phase("provider answers 500 to everything for 8 s");
-    app.twilio.fail_for(Duration::from_secs(8), 500, 20500);
+    app.twilio.fail_for(Duration::from_secs(8), Failure::Unavailable);
     actix_rt::time::sleep(Duration::from_secs(16)).await;
     phase("provider answers 429 (Retry-After 1 s) to everything for 8 s");
-    app.twilio.throttle_for(Duration::from_secs(8), Duration::from_secs(1));
+    app.twilio.fail_for(Duration::from_secs(8), Failure::Throttled { retry_after: Duration::from_secs(1) });
     actix_rt::time::sleep(Duration::from_secs(16)).await;
     phase("provider times out (6 s latency, 5 s client timeout) for 6 s");
     app.twilio.set_latency(Duration::from_secs(6));

@@ -4,8 +4,20 @@
 //! Each mock is a local HTTP server (wiremock) that answers like the provider's
 //! real API: it checks credentials and required fields the way the provider
 //! does, answers with a realistic resource, remembers what it accepted and can
-//! read the code back. They all share [`Inbox`]: `code_sent_to`,
-//! `wait_for_code`, `wait_for_next_code`, `deliveries_to`.
+//! read the code back. Every mock has the same names (docs/testing.md):
+//!
+//! | | |
+//! |---|---|
+//! | `start()`, `start_on(listener)` | start on a free port, or on a listener of yours |
+//! | `uri()` | where it listens: the provider's `base_url` in verifyd's config |
+//! | `config(…)` | a provider config pointing at the mock (arguments per provider) |
+//! | `sent()` | every message accepted, oldest first, as [`SentMessage`] (`to`, `text`, `code()`) |
+//! | `sent_sms()`, `placed_calls()` | the same with every field the provider received (`TwilioSms`, `VonageCall`, …) |
+//! | `code_sent_to`, `wait_for_code`, `wait_for_next_code`, `deliveries_to` | read codes by phone number |
+//! | `fail_next(n, Failure::…)`, `fail_for(duration, Failure::…)` | the next `n` sends (SMS and calls together), or every send for a while, get the provider's real error |
+//! | `set_latency(d)` | answer every send after `d` |
+//! | `clear()` | forget what was accepted and every failure still to come |
+//! | `mount_control_api()` | `GET`/`DELETE /_mock/messages`, `POST /_mock/fail-next` over HTTP (what `verifyd mock-provider` serves) |
 //!
 //! - [`TwilioMock`]: Messages.json and Calls.json (inline TwiML).
 //! - [`PlivoMock`]: Message/ and Call/; a call's script is fetched from its
@@ -15,30 +27,92 @@
 //! - [`SinchMock`]: SMS batches and signed text-to-speech callouts.
 //! - [`VonageMock`]: `/sms/json` and `/v1/calls` (JWT checked against a
 //!   test-only key pair); it also signs delivery receipts like Vonage.
+//! - [`WebhookReceiverMock`]: a backend's gateway behind verifyd's signed webhook.
 //!
 //! ```no_run
 //! # async fn demo() {
 //! use std::time::Duration;
-//! use verifyd_providers::testkit::TwilioMock;
+//! use verifyd_providers::testkit::{Failure, TwilioMock};
 //! use verifyd_providers::twilio::Twilio;
 //!
 //! let twilio_mock = TwilioMock::start().await;
 //! let provider = Twilio::new(twilio_mock.config("AC123", "token", "+15005550006")).unwrap();
 //! // ... send a code through verifyd to +14155552671 ...
 //! let code = twilio_mock.wait_for_code("+14155552671", Duration::from_secs(2)).await;
+//! twilio_mock.fail_next(1, Failure::InvalidNumber).await;
 //! # }
 //! ```
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-/// The four code-reading methods of a mock that keeps what it accepted in
-/// its `inbox` field (see [`Inbox`]).
+use serde_json::{Value, json};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+pub use crate::domain::Channel;
+
+/// What every mock has whatever its provider: see the module documentation.
+/// Needs the fields `server: MockServer`, `inbox: Inbox<_>` and `faults: Faults`.
+macro_rules! common_mock_api {
+    () => {
+        /// Where the mock listens (`http://127.0.0.1:PORT`): the provider's
+        /// `base_url` in verifyd's configuration.
+        pub fn uri(&self) -> String {
+            self.server.uri()
+        }
+
+        /// The underlying server, to mount extra mocks or read raw requests.
+        pub fn server(&self) -> &wiremock::MockServer {
+            &self.server
+        }
+
+        /// The next `n` sends (SMS and calls counted together) get `failure`,
+        /// answered as this provider answers it. Failures queue up in order.
+        pub async fn fail_next(&self, n: u64, failure: $crate::testkit::Failure) {
+            self.faults.fail_next(n, failure);
+        }
+
+        /// Every send for the next `duration` gets `failure` (an outage of a
+        /// known length, whatever the traffic).
+        pub fn fail_for(&self, duration: std::time::Duration, failure: $crate::testkit::Failure) {
+            self.faults.fail_for(duration, failure);
+        }
+
+        /// From now on every accepted send is answered after `latency` (it is
+        /// recorded when the request arrives): a slow provider.
+        pub fn set_latency(&self, latency: std::time::Duration) {
+            self.faults.set_latency(latency);
+        }
+
+        /// Forgets every message accepted, every failure still to come and the latency.
+        pub async fn clear(&self) {
+            self.inbox.clear();
+            self.faults.clear();
+        }
+
+        /// Serves the control API on the mock's own port: `GET /_mock/messages`
+        /// (`?to=` filters by number), `DELETE /_mock/messages`, `POST
+        /// /_mock/fail-next`. See docs/testing.md.
+        pub async fn mount_control_api(&self) {
+            $crate::testkit::mount_control_api(&self.server, PROVIDER, self.inbox.clone(), self.faults.clone()).await;
+        }
+    };
+}
+
+/// The code-reading methods of a mock whose inbox knows every code as soon
+/// as the request arrives (see [`Inbox`]).
 macro_rules! reads_codes_from_its_inbox {
     () => {
+        /// Every message accepted so far, oldest first, whatever its channel.
+        pub async fn sent(&self) -> Vec<$crate::testkit::SentMessage> {
+            self.inbox.messages()
+        }
+
         /// The code in the latest SMS or call to `phone` (compared by its digits, so
         /// "+1 415 555 2671" finds "14155552671").
         pub async fn code_sent_to(&self, phone: &str) -> Option<String> {
@@ -74,24 +148,306 @@ mod webhook;
 
 pub use plivo::{PlivoCall, PlivoMock, PlivoSms, plivo_error_body};
 pub use sinch::{
-    SINCH_MOCK_APPLICATION_KEY, SINCH_MOCK_APPLICATION_SECRET, SinchBatch, SinchCallout, SinchMock, sms_error_body,
-    voice_error_body,
+    SINCH_MOCK_APPLICATION_KEY, SINCH_MOCK_APPLICATION_SECRET, SinchCall, SinchMock, SinchSms, sinch_sms_error_body,
+    sinch_voice_error_body,
 };
 pub use telnyx::{TelnyxCall, TelnyxMock, TelnyxSms, telnyx_error_body};
-pub use twilio::{CapturedCall, CapturedSms, TwilioMock, error_body};
+pub use twilio::{TwilioCall, TwilioMock, TwilioSms, twilio_error_body};
 pub use vonage::{
-    VONAGE_MOCK_APPLICATION_ID, VONAGE_TEST_PRIVATE_KEY, VonageCall, VonageMock, VonageSms, problem, sms_refusal,
+    VONAGE_MOCK_APPLICATION_ID, VONAGE_TEST_PRIVATE_KEY, VonageCall, VonageMock, VonageSms, vonage_problem,
+    vonage_sms_refusal,
 };
 pub use webhook::{WEBHOOK_PATH, WebhookCall, WebhookReceiverMock, WebhookSms, webhook_error_body};
 
 const POLL_EVERY: Duration = Duration::from_millis(20);
 
-/// One message a mock accepted: who it went to and where its code is.
-pub trait Received: Clone + Send + 'static {
+/// A wiremock server on a free port, or on `listener` (a standalone mock
+/// provider, which records no raw request: it may run for days).
+pub(crate) async fn server_on(listener: Option<std::net::TcpListener>) -> MockServer {
+    match listener {
+        None => MockServer::start().await,
+        Some(listener) => MockServer::builder().listener(listener).disable_request_recording().start().await,
+    }
+}
+
+/// One message a mock accepted, the same for every provider: where it went,
+/// what it said, and the code in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentMessage {
+    /// `twilio`, `vonage`, `plivo`, `sinch`, `telnyx` or `webhook`.
+    pub provider: &'static str,
+    /// The message id the mock answered with (Twilio's `SM…`/`CA…` sid, …).
+    pub id: String,
+    pub channel: Channel,
     /// The destination as the provider received it (`+E.164` or bare digits).
-    fn to(&self) -> &str;
-    /// The code the person would read or hear, if any.
-    fn code(&self) -> Option<String>;
+    pub to: String,
+    /// The SMS text, or the call's script (TwiML, NCCO text, XML…); empty for
+    /// a call whose script is not fetched yet.
+    pub text: String,
+    code: Option<String>,
+}
+
+impl SentMessage {
+    pub(crate) fn sms(provider: &'static str, id: &str, to: &str, text: &str) -> Self {
+        let code = code_in_text(text);
+        SentMessage {
+            provider,
+            id: id.to_owned(),
+            channel: Channel::Sms,
+            to: to.to_owned(),
+            text: text.to_owned(),
+            code,
+        }
+    }
+
+    pub(crate) fn call(provider: &'static str, id: &str, to: &str, script: &str) -> Self {
+        let code = code_in_speech(script);
+        let to = to.to_owned();
+        SentMessage { provider, id: id.to_owned(), channel: Channel::Voice, to, text: script.to_owned(), code }
+    }
+
+    pub(crate) fn with_code(mut self, code: Option<String>) -> Self {
+        self.code = code;
+        self
+    }
+
+    /// The code the person would read or hear: the last run of 4 to 10 digits
+    /// of an SMS, the digits a call reads one by one.
+    pub fn code(&self) -> Option<String> {
+        self.code.clone()
+    }
+
+    /// Whether it went to `phone`, compared by digits ("+1 415 555 2671" is
+    /// "14155552671").
+    pub fn is_to(&self, phone: &str) -> bool {
+        digits_of(&self.to) == digits_of(phone)
+    }
+
+    /// The JSON the control API answers with (`GET /_mock/messages`).
+    pub fn to_json(&self) -> Value {
+        json!({
+            "provider": self.provider,
+            "id": self.id,
+            "channel": self.channel,
+            "to": self.to,
+            "text": self.text,
+            "code": self.code,
+        })
+    }
+}
+
+/// One message a mock accepted, in the mock's own type.
+pub trait Received: Clone + Send + 'static {
+    /// The same as every provider's mock describes it.
+    fn message(&self) -> SentMessage;
+}
+
+/// A provider error to answer a send with, in the provider's own words:
+/// each mock turns it into the status, body and headers its provider sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// The provider is down: a 5xx (Vonage SMS: status `5`). Retryable.
+    Unavailable,
+    /// Too many requests: 429 with `Retry-After` (Twilio 20429, Telnyx 10011, …). Retryable.
+    Throttled { retry_after: Duration },
+    /// The destination is not a valid number (Twilio 21211, Vonage `3`, …). Permanent.
+    InvalidNumber,
+    /// The credentials are refused (Twilio 20003, Vonage `4`, 401). Permanent;
+    /// verifyd moves on to the next provider.
+    Unauthorized,
+    /// Any other error of the provider: the HTTP `status` and the provider's
+    /// own `code` (Twilio `21610`, Vonage SMS status `7` (HTTP 200), Plivo's
+    /// error text, Sinch's `code`, Telnyx's `40300`, the webhook's `error`).
+    Code { status: u16, code: String },
+}
+
+impl Failure {
+    /// [`Failure::Code`].
+    pub fn code(status: u16, code: impl Into<String>) -> Self {
+        Failure::Code { status, code: code.into() }
+    }
+
+    /// The failure asked for by `POST /_mock/fail-next`:
+    /// `{"failure": "unavailable" | "throttled" | "invalid_number" |
+    /// "unauthorized" | "code", "retry_after_secs"?, "status"?, "code"?}`.
+    pub fn from_json(body: &Value) -> Result<Self, String> {
+        let kind = body["failure"].as_str().ok_or("`failure` is missing")?;
+        Ok(match kind {
+            "unavailable" => Failure::Unavailable,
+            "throttled" => {
+                let secs = body.get("retry_after_secs").map_or(Some(1), Value::as_u64);
+                let secs = secs.ok_or("`retry_after_secs` must be a whole number")?;
+                Failure::Throttled { retry_after: Duration::from_secs(secs) }
+            }
+            "invalid_number" => Failure::InvalidNumber,
+            "unauthorized" => Failure::Unauthorized,
+            "code" => {
+                let status = body["status"].as_u64().and_then(|s| u16::try_from(s).ok());
+                let status = status.filter(|s| (200..600).contains(s)).ok_or("`status` must be an HTTP status")?;
+                let code = match &body["code"] {
+                    Value::String(code) => code.clone(),
+                    Value::Number(code) => code.to_string(),
+                    _ => return Err("`code` must be the provider's error code".to_owned()),
+                };
+                Failure::Code { status, code }
+            }
+            _ => {
+                return Err(format!(
+                    "unknown failure {kind:?}: unavailable, throttled, invalid_number, unauthorized or code"
+                ));
+            }
+        })
+    }
+
+    /// The `Retry-After` of a throttled answer, in seconds.
+    pub(crate) fn retry_after_secs(&self) -> Option<String> {
+        match self {
+            Failure::Throttled { retry_after } => Some(retry_after.as_secs().to_string()),
+            _ => None,
+        }
+    }
+}
+
+/// Sets `Retry-After` on a throttled answer.
+pub(crate) fn with_retry_after(response: ResponseTemplate, failure: &Failure) -> ResponseTemplate {
+    match failure.retry_after_secs() {
+        Some(secs) => response.insert_header("Retry-After", secs.as_str()),
+        None => response,
+    }
+}
+
+/// The failures still to come and the latency of a mock, shared by its responders.
+#[derive(Clone, Default)]
+pub struct Faults(Arc<Mutex<FaultState>>);
+
+#[derive(Default)]
+struct FaultState {
+    next: VecDeque<(Failure, u64)>,
+    outage: Option<(Instant, Failure)>,
+    latency: Duration,
+}
+
+impl Faults {
+    pub(crate) fn fail_next(&self, n: u64, failure: Failure) {
+        if n > 0 {
+            lock(&self.0).next.push_back((failure, n));
+        }
+    }
+
+    pub(crate) fn fail_for(&self, duration: Duration, failure: Failure) {
+        lock(&self.0).outage = Some((Instant::now() + duration, failure));
+    }
+
+    pub(crate) fn set_latency(&self, latency: Duration) {
+        lock(&self.0).latency = latency;
+    }
+
+    pub(crate) fn latency(&self) -> Duration {
+        lock(&self.0).latency
+    }
+
+    pub(crate) fn clear(&self) {
+        *lock(&self.0) = FaultState::default();
+    }
+
+    /// The failure the send arriving now gets, if any: an outage first, then
+    /// the next of `fail_next`'s.
+    pub(crate) fn take(&self) -> Option<Failure> {
+        let mut state = lock(&self.0);
+        if let Some((until, failure)) = &state.outage {
+            if Instant::now() < *until {
+                return Some(failure.clone());
+            }
+            state.outage = None;
+        }
+        let (failure, remaining) = state.next.front_mut()?;
+        let failure = failure.clone();
+        *remaining -= 1;
+        if *remaining == 0 {
+            state.next.pop_front();
+        }
+        Some(failure)
+    }
+}
+
+pub(crate) const CONTROL_MESSAGES: &str = "/_mock/messages";
+pub(crate) const CONTROL_FAIL_NEXT: &str = "/_mock/fail-next";
+
+pub(crate) async fn mount_control_api<D: Received + Sync>(
+    server: &MockServer,
+    provider: &'static str,
+    inbox: Inbox<D>,
+    faults: Faults,
+) {
+    let control = Control { provider, inbox, faults };
+    for (verb, route) in [("GET", CONTROL_MESSAGES), ("DELETE", CONTROL_MESSAGES), ("POST", CONTROL_FAIL_NEXT)] {
+        Mock::given(method(verb))
+            .and(path(route))
+            .respond_with(control.clone())
+            .named(format!("control {verb} {route}"))
+            .with_priority(1)
+            .mount(server)
+            .await;
+    }
+}
+
+/// The control API of a mock: read and forget what it accepted, make sends fail.
+struct Control<D> {
+    provider: &'static str,
+    inbox: Inbox<D>,
+    faults: Faults,
+}
+
+impl<D> Clone for Control<D> {
+    fn clone(&self) -> Self {
+        Control { provider: self.provider, inbox: self.inbox.clone(), faults: self.faults.clone() }
+    }
+}
+
+impl<D: Received + Sync> Respond for Control<D> {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let bad = |detail: String| {
+            ResponseTemplate::new(400).set_body_json(json!({ "error": "bad_request", "detail": detail }))
+        };
+        match (request.method.as_str(), request.url.path()) {
+            ("DELETE", _) => {
+                self.inbox.clear();
+                self.faults.clear();
+                ResponseTemplate::new(204)
+            }
+            ("GET", _) => {
+                let to = request.url.query_pairs().find(|(k, _)| k == "to").map(|(_, v)| v.into_owned());
+                let messages: Vec<Value> = self
+                    .inbox
+                    .messages()
+                    .iter()
+                    .filter(|m| to.as_deref().is_none_or(|to| m.is_to(to)))
+                    .map(SentMessage::to_json)
+                    .collect();
+                ResponseTemplate::new(200).set_body_json(json!({ "provider": self.provider, "messages": messages }))
+            }
+            _ => {
+                let body: Value = match serde_json::from_slice(&request.body) {
+                    Ok(body @ Value::Object(_)) => body,
+                    _ => return bad("the body must be a JSON object such as {\"failure\": \"unavailable\"}".to_owned()),
+                };
+                let count = match body.get("count") {
+                    None => 1,
+                    Some(count) => match count.as_u64() {
+                        Some(count) => count,
+                        None => return bad("`count` must be a whole number".to_owned()),
+                    },
+                };
+                match Failure::from_json(&body) {
+                    Ok(failure) => {
+                        self.faults.fail_next(count, failure);
+                        ResponseTemplate::new(204)
+                    }
+                    Err(detail) => bad(detail),
+                }
+            }
+        }
+    }
 }
 
 /// What a mock accepted, oldest first, shared between the mock's responders and
@@ -117,6 +473,16 @@ impl<D: Received> Inbox<D> {
         lock(&self.deliveries).push(delivery);
     }
 
+    /// Forgets everything accepted so far.
+    pub fn clear(&self) {
+        lock(&self.deliveries).clear();
+    }
+
+    /// Everything accepted so far as [`SentMessage`]s, oldest first.
+    pub fn messages(&self) -> Vec<SentMessage> {
+        lock(&self.deliveries).iter().map(Received::message).collect()
+    }
+
     /// Everything accepted so far, oldest first.
     pub fn all(&self) -> Vec<D> {
         lock(&self.deliveries).clone()
@@ -125,14 +491,12 @@ impl<D: Received> Inbox<D> {
     /// The code in the latest delivery to `phone`, compared by digits (so
     /// "+1 415 555 2671" finds "14155552671").
     pub fn code_sent_to(&self, phone: &str) -> Option<String> {
-        let wanted = digits_of(phone);
-        lock(&self.deliveries).iter().rev().find(|d| digits_of(d.to()) == wanted)?.code()
+        self.messages().into_iter().rev().find(|m| m.is_to(phone))?.code()
     }
 
     /// How many deliveries reached `phone` so far.
     pub fn deliveries_to(&self, phone: &str) -> usize {
-        let wanted = digits_of(phone);
-        lock(&self.deliveries).iter().filter(|d| digits_of(d.to()) == wanted).count()
+        self.messages().iter().filter(|m| m.is_to(phone)).count()
     }
 
     /// Polls every 20 ms until a code for `phone` shows up or `timeout` passes.

@@ -15,13 +15,16 @@ use serde_json::{Map, Value, json};
 use wiremock::matchers::{method, path_regex};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
-use super::{Inbox, Received, basic_credentials, code_in_speech, code_in_text, lock, random_id, random_uuid};
+use super::{
+    Failure, Faults, Inbox, Received, SentMessage, basic_credentials, lock, random_id, random_uuid, server_on,
+    with_retry_after,
+};
 use crate::plivo::{PlivoConfig, answer_xml};
 use crate::{VoiceCall, gsm};
 
 const MESSAGE_PATH: &str = r"^/v1/Account/[^/]+/Message/$";
 const CALL_PATH: &str = r"^/v1/Account/[^/]+/Call/$";
-const ANY_PATH: &str = r"^/v1/Account/[^/]+/(Message|Call)/$";
+const PROVIDER: &str = "plivo";
 /// Where [`PlivoMock::host_script`] serves call scripts.
 const SCRIPT_PREFIX: &str = "/verifyd-scripts/";
 const WAIT_SLICE: Duration = Duration::from_millis(20);
@@ -76,20 +79,17 @@ enum Delivery {
 }
 
 impl Received for Delivery {
-    fn to(&self) -> &str {
+    /// A call's text is its script once fetched, empty until then.
+    fn message(&self) -> SentMessage {
         match self {
-            Delivery::Sms(sms) => &sms.dst,
-            Delivery::Call(call, _) => &call.to,
-        }
-    }
-
-    fn code(&self) -> Option<String> {
-        match self {
-            Delivery::Sms(sms) => code_in_text(&sms.text),
-            Delivery::Call(_, answer) => match &*lock(answer) {
-                Answer::Script(xml) => code_in_speech(xml),
-                Answer::Ringing | Answer::Failed => None,
-            },
+            Delivery::Sms(sms) => SentMessage::sms(PROVIDER, &sms.message_uuid, &sms.dst, &sms.text),
+            Delivery::Call(call, answer) => {
+                let script = match &*lock(answer) {
+                    Answer::Script(xml) => xml.clone(),
+                    Answer::Ringing | Answer::Failed => String::new(),
+                };
+                SentMessage::call(PROVIDER, &call.request_uuid, &call.to, &script)
+            }
         }
     }
 }
@@ -99,17 +99,28 @@ impl Received for Delivery {
 pub struct PlivoMock {
     server: MockServer,
     inbox: Inbox<Delivery>,
+    faults: Faults,
     http: reqwest::Client,
 }
 
 impl PlivoMock {
+    /// Starts on a free port of 127.0.0.1.
     pub async fn start() -> Self {
-        let server = MockServer::start().await;
+        Self::on(server_on(None).await).await
+    }
+
+    /// Starts on `listener` (a standalone mock on a known port).
+    pub async fn start_on(listener: std::net::TcpListener) -> Self {
+        Self::on(server_on(Some(listener)).await).await
+    }
+
+    async fn on(server: MockServer) -> Self {
         let inbox = Inbox::default();
+        let faults = Faults::default();
         for (path, resource) in [(MESSAGE_PATH, Resource::Message), (CALL_PATH, Resource::Call)] {
             Mock::given(method("POST"))
                 .and(path_regex(path))
-                .respond_with(Accept { resource, inbox: inbox.clone() })
+                .respond_with(Accept { resource, inbox: inbox.clone(), faults: faults.clone() })
                 .named(format!("Plivo {resource:?}"))
                 .mount(&server)
                 .await;
@@ -119,23 +130,15 @@ impl PlivoMock {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap_or_default();
-        PlivoMock { server, inbox, http }
+        PlivoMock { server, inbox, faults, http }
     }
 
-    /// Where the mock listens, to use as `PlivoConfig::base_url`.
-    pub fn base_url(&self) -> String {
-        self.server.uri()
-    }
-
-    /// The underlying server, to mount extra mocks.
-    pub fn server(&self) -> &MockServer {
-        &self.server
-    }
+    common_mock_api!();
 
     /// A config pointing at the mock, with a 5 s timeout and no status callback.
     pub fn config(&self, auth_id: &str, auth_token: &str, from: &str) -> PlivoConfig {
         PlivoConfig {
-            base_url: self.base_url(),
+            base_url: self.uri(),
             timeout: Duration::from_secs(5),
             ..PlivoConfig::new(auth_id, auth_token, from)
         }
@@ -151,7 +154,7 @@ impl PlivoMock {
             .named("verifyd call script")
             .mount(&self.server)
             .await;
-        format!("{}{path}", self.base_url())
+        format!("{}{path}", self.uri())
     }
 
     /// The SMS accepted so far, oldest first.
@@ -224,6 +227,12 @@ impl PlivoMock {
         response.text().await.ok()
     }
 
+    /// Every message accepted so far, oldest first, calls answered first.
+    pub async fn sent(&self) -> Vec<SentMessage> {
+        self.answer_calls().await;
+        self.inbox.messages()
+    }
+
     /// The code in the latest SMS or answered call to `phone` (compared by its
     /// digits, so "+1 415 555 2671" finds "14155552671").
     pub async fn code_sent_to(&self, phone: &str) -> Option<String> {
@@ -256,36 +265,18 @@ impl PlivoMock {
     pub async fn wait_for_code(&self, phone: &str, timeout: Duration) -> Option<String> {
         self.wait_for_next_code(phone, 0, timeout).await
     }
+}
 
-    /// The next `n` requests to Message/ or Call/ (counted together) get HTTP
-    /// `status` with Plivo's error body carrying `error`, e.g.
-    /// `fail_next(400, "'14155550000' is not a valid phone number.", 1)`.
-    pub async fn fail_next(&self, status: u16, error: &str, n: u64) {
-        let response = ResponseTemplate::new(status).set_body_json(plivo_error_body(error));
-        self.mount_failure(response, n).await;
-    }
-
-    /// The next `n` requests get 429 with `Retry-After` in seconds.
-    pub async fn throttle_next(&self, retry_after: Duration, n: u64) {
-        let response = ResponseTemplate::new(429)
-            .insert_header("Retry-After", retry_after.as_secs().to_string().as_str())
-            .set_body_json(plivo_error_body("rate_limit_exceeded"));
-        self.mount_failure(response, n).await;
-    }
-
-    async fn mount_failure(&self, response: ResponseTemplate, n: u64) {
-        if n == 0 {
-            return;
-        }
-        Mock::given(method("POST"))
-            .and(path_regex(ANY_PATH))
-            .respond_with(response)
-            .up_to_n_times(n)
-            .with_priority(1)
-            .named("Plivo injected failure")
-            .mount(&self.server)
-            .await;
-    }
+/// How Plivo answers `failure`.
+fn failure_response(failure: &Failure) -> ResponseTemplate {
+    let (status, error) = match failure {
+        Failure::Unavailable => (500, "internal server error"),
+        Failure::Throttled { .. } => (429, "rate_limit_exceeded"),
+        Failure::InvalidNumber => (400, "dst is not a valid phone number."),
+        Failure::Unauthorized => (401, "authentication_failed"),
+        Failure::Code { status, code } => (*status, code.as_str()),
+    };
+    with_retry_after(ResponseTemplate::new(status).set_body_json(plivo_error_body(error)), failure)
 }
 
 /// Plivo's error body: `{"api_id":"…","error":"…"}`.
@@ -303,10 +294,14 @@ enum Resource {
 struct Accept {
     resource: Resource,
     inbox: Inbox<Delivery>,
+    faults: Faults,
 }
 
 impl Respond for Accept {
     fn respond(&self, request: &Request) -> ResponseTemplate {
+        if let Some(failure) = self.faults.take() {
+            return failure_response(&failure);
+        }
         let accepted = authenticate(request).and_then(|auth_id| {
             let body = json_body(request)?;
             match self.resource {
@@ -319,7 +314,7 @@ impl Respond for Accept {
                 for delivery in deliveries {
                     self.inbox.push(delivery);
                 }
-                ResponseTemplate::new(status).set_body_json(body)
+                ResponseTemplate::new(status).set_body_json(body).set_delay(self.faults.latency())
             }
             Err((status, error)) => ResponseTemplate::new(status).set_body_json(plivo_error_body(&error)),
         }

@@ -9,11 +9,15 @@ use serde_json::{Value, json};
 use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
-use super::{Inbox, Received, basic_credentials, bearer_token, code_in_speech, code_in_text, random_id, random_uuid};
+use super::{
+    Failure, Faults, Inbox, Received, SentMessage, basic_credentials, bearer_token, random_id, random_uuid, server_on,
+    with_retry_after,
+};
 use crate::sinch::{SinchConfig, application_signature};
 
 const BATCHES_PATH: &str = r"^/xms/v1/[^/]+/batches$";
 const CALLOUTS_PATH: &str = "/calling/v1/callouts";
+const PROVIDER: &str = "sinch";
 /// The Voice application every mock knows.
 pub const SINCH_MOCK_APPLICATION_KEY: &str = "6f1c8a52-3d4e-4b7a-9c21-5e8f0a1b2c3d";
 /// Its secret, base64 like the dashboard shows it.
@@ -23,7 +27,7 @@ const TIMESTAMP_WINDOW: Duration = Duration::from_secs(15 * 60);
 
 /// A batch the mock accepted (answered 201).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SinchBatch {
+pub struct SinchSms {
     pub id: String,
     /// The service plan id in the request path.
     pub service_plan_id: String,
@@ -38,7 +42,7 @@ pub struct SinchBatch {
 
 /// A text-to-speech callout the mock accepted (answered 200).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SinchCallout {
+pub struct SinchCall {
     pub call_id: String,
     /// `"Application"` (signed) or `"Basic"`.
     pub auth_scheme: String,
@@ -53,22 +57,21 @@ pub struct SinchCallout {
 
 #[derive(Debug, Clone)]
 enum Delivery {
-    Sms(SinchBatch),
-    Call(SinchCallout),
+    Sms(SinchSms),
+    Call(SinchCall),
 }
 
 impl Received for Delivery {
-    fn to(&self) -> &str {
+    fn message(&self) -> SentMessage {
         match self {
-            Delivery::Sms(batch) => batch.to.first().map(String::as_str).unwrap_or_default(),
-            Delivery::Call(call) => &call.destination,
-        }
-    }
-
-    fn code(&self) -> Option<String> {
-        match self {
-            Delivery::Sms(batch) => code_in_text(&batch.body),
-            Delivery::Call(call) => code_in_speech(call.prompts.as_deref().or(call.text.as_deref())?),
+            Delivery::Sms(batch) => {
+                let to = batch.to.first().map(String::as_str).unwrap_or_default();
+                SentMessage::sms(PROVIDER, &batch.id, to, &batch.body)
+            }
+            Delivery::Call(call) => {
+                let script = call.prompts.as_deref().or(call.text.as_deref()).unwrap_or_default();
+                SentMessage::call(PROVIDER, &call.call_id, &call.destination, script)
+            }
         }
     }
 }
@@ -80,43 +83,47 @@ impl Received for Delivery {
 pub struct SinchMock {
     server: MockServer,
     inbox: Inbox<Delivery>,
+    faults: Faults,
 }
 
 impl SinchMock {
+    /// Starts on a free port of 127.0.0.1.
     pub async fn start() -> Self {
-        let server = MockServer::start().await;
+        Self::on(server_on(None).await).await
+    }
+
+    /// Starts on `listener` (a standalone mock on a known port).
+    pub async fn start_on(listener: std::net::TcpListener) -> Self {
+        Self::on(server_on(Some(listener)).await).await
+    }
+
+    async fn on(server: MockServer) -> Self {
         let inbox = Inbox::default();
+        let faults = Faults::default();
         Mock::given(method("POST"))
             .and(path_regex(BATCHES_PATH))
-            .respond_with(AcceptBatch { inbox: inbox.clone() })
+            .respond_with(AcceptBatch { inbox: inbox.clone(), faults: faults.clone() })
             .named("Sinch batches")
             .mount(&server)
             .await;
         Mock::given(method("POST"))
             .and(path(CALLOUTS_PATH))
-            .respond_with(AcceptCallout { inbox: inbox.clone() })
+            .respond_with(AcceptCallout { inbox: inbox.clone(), faults: faults.clone() })
             .named("Sinch callouts")
             .mount(&server)
             .await;
-        SinchMock { server, inbox }
+        SinchMock { server, inbox, faults }
     }
 
-    /// Where the mock listens: both `SinchConfig::base_url` and `voice_base_url`.
-    pub fn base_url(&self) -> String {
-        self.server.uri()
-    }
-
-    /// The underlying server, to mount extra mocks.
-    pub fn server(&self) -> &MockServer {
-        &self.server
-    }
+    // `uri()` is both `SinchConfig::base_url` and `voice_base_url`.
+    common_mock_api!();
 
     /// A config pointing both APIs at the mock, with the mock's Voice
     /// application and a 5 s timeout.
     pub fn config(&self, service_plan_id: &str, api_token: &str, from: &str) -> SinchConfig {
         SinchConfig {
-            base_url: self.base_url(),
-            voice_base_url: self.base_url(),
+            base_url: self.uri(),
+            voice_base_url: self.uri(),
             timeout: Duration::from_secs(5),
             ..SinchConfig::new(service_plan_id, api_token, from)
                 .with_voice(SINCH_MOCK_APPLICATION_KEY, SINCH_MOCK_APPLICATION_SECRET)
@@ -124,7 +131,7 @@ impl SinchMock {
     }
 
     /// The batches accepted so far, oldest first.
-    pub async fn sent_sms(&self) -> Vec<SinchBatch> {
+    pub async fn sent_sms(&self) -> Vec<SinchSms> {
         self.inbox
             .all()
             .into_iter()
@@ -136,7 +143,7 @@ impl SinchMock {
     }
 
     /// The callouts accepted so far, oldest first.
-    pub async fn placed_calls(&self) -> Vec<SinchCallout> {
+    pub async fn placed_calls(&self) -> Vec<SinchCall> {
         self.inbox
             .all()
             .into_iter()
@@ -148,61 +155,40 @@ impl SinchMock {
     }
 
     reads_codes_from_its_inbox!();
-
-    /// The next `n` batches get HTTP `status` with the SMS API's error body
-    /// `{"code": code, "text": …}` (`status` must be a valid HTTP status).
-    pub async fn fail_next_sms(&self, status: u16, code: &str, n: u64) {
-        let response = ResponseTemplate::new(status).set_body_json(sms_error_body(code, sms_text_for(code)));
-        mount_failure(&self.server, path_regex(BATCHES_PATH), response, n).await;
-    }
-
-    /// The next `n` callouts get HTTP `status` with the Voice API's error body
-    /// `{"errorCode": error_code, "message": …}`.
-    pub async fn fail_next_call(&self, status: u16, error_code: i64, n: u64) {
-        let response = ResponseTemplate::new(status).set_body_json(voice_error_body(error_code, "Failure injected"));
-        mount_failure(&self.server, path(CALLOUTS_PATH), response, n).await;
-    }
-
-    /// The next `n` requests to each API get 429 with `Retry-After` in seconds.
-    pub async fn throttle_next(&self, retry_after: Duration, n: u64) {
-        let secs = retry_after.as_secs().to_string();
-        let sms = ResponseTemplate::new(429)
-            .insert_header("Retry-After", secs.as_str())
-            .set_body_json(sms_error_body("too_many_requests", "Too many requests"));
-        mount_failure(&self.server, path_regex(BATCHES_PATH), sms, n).await;
-        let voice = ResponseTemplate::new(429)
-            .insert_header("Retry-After", secs.as_str())
-            .set_body_json(voice_error_body(42900, "Too many requests"));
-        mount_failure(&self.server, path(CALLOUTS_PATH), voice, n).await;
-    }
 }
 
-async fn mount_failure(
-    server: &MockServer,
-    matcher: impl wiremock::Match + 'static,
-    response: ResponseTemplate,
-    n: u64,
-) {
-    if n == 0 {
-        return;
-    }
-    Mock::given(method("POST"))
-        .and(matcher)
-        .respond_with(response)
-        .up_to_n_times(n)
-        .with_priority(1)
-        .named("Sinch injected failure")
-        .mount(server)
-        .await;
+/// How the SMS API answers `failure`.
+fn sms_failure(failure: &Failure) -> ResponseTemplate {
+    let (status, code) = match failure {
+        Failure::Unavailable => (503, "internal_error"),
+        Failure::Throttled { .. } => (429, "too_many_requests"),
+        Failure::InvalidNumber => (400, "syntax_invalid_parameter_format"),
+        Failure::Unauthorized => (401, "unauthorized"),
+        Failure::Code { status, code } => (*status, code.as_str()),
+    };
+    let response = ResponseTemplate::new(status).set_body_json(sinch_sms_error_body(code, sms_text_for(code)));
+    with_retry_after(response, failure)
+}
+
+/// How the Voice API answers `failure`.
+fn call_failure(failure: &Failure) -> ResponseTemplate {
+    let (status, code, message) = match failure {
+        Failure::Unavailable => (503, 50000, "Internal error"),
+        Failure::Throttled { .. } => (429, 42900, "Too many requests"),
+        Failure::InvalidNumber => (400, 40003, "Invalid destination number"),
+        Failure::Unauthorized => (401, 40100, "Invalid application key or signature"),
+        Failure::Code { status, code } => (*status, code.parse().unwrap_or(0), "Failure injected"),
+    };
+    with_retry_after(ResponseTemplate::new(status).set_body_json(sinch_voice_error_body(code, message)), failure)
 }
 
 /// The SMS API's error body: `{"code":"syntax_invalid_parameter_format","text":"…"}`.
-pub fn sms_error_body(code: &str, text: &str) -> Value {
+pub fn sinch_sms_error_body(code: &str, text: &str) -> Value {
     json!({ "code": code, "text": text })
 }
 
 /// The Voice API's error body: `{"errorCode":40001,"message":"…"}`.
-pub fn voice_error_body(error_code: i64, message: &str) -> Value {
+pub fn sinch_voice_error_body(error_code: i64, message: &str) -> Value {
     json!({ "errorCode": error_code, "message": message, "reference": random_uuid() })
 }
 
@@ -214,6 +200,9 @@ fn sms_text_for(code: &str) -> &'static str {
         "blocked_account" => "The account is blocked",
         "illegal_number_type" => "Illegal phone number type of MSISDN for the region",
         "missing_callback_url" => "A delivery report was requested but no callback URL is set",
+        "internal_error" => "Internal error",
+        "too_many_requests" => "Too many requests",
+        "unauthorized" => "Unauthorized",
         _ => "Failure injected by SinchMock",
     }
 }
@@ -221,27 +210,31 @@ fn sms_text_for(code: &str) -> &'static str {
 /// Validates a batch like the SMS API does and records what it accepts.
 struct AcceptBatch {
     inbox: Inbox<Delivery>,
+    faults: Faults,
 }
 
 impl Respond for AcceptBatch {
     fn respond(&self, request: &Request) -> ResponseTemplate {
+        if let Some(failure) = self.faults.take() {
+            return sms_failure(&failure);
+        }
         if bearer_token(request).is_none() {
-            return ResponseTemplate::new(401).set_body_json(sms_error_body("unauthorized", "Unauthorized"));
+            return ResponseTemplate::new(401).set_body_json(sinch_sms_error_body("unauthorized", "Unauthorized"));
         }
         let plan = request.url.path().split('/').nth(3).unwrap_or_default().to_owned();
         match accept_batch(plan, &request.body) {
             Ok((batch, resource)) => {
                 self.inbox.push(Delivery::Sms(batch));
-                ResponseTemplate::new(201).set_body_json(resource)
+                ResponseTemplate::new(201).set_body_json(resource).set_delay(self.faults.latency())
             }
-            Err((code, text)) => ResponseTemplate::new(400).set_body_json(sms_error_body(code, &text)),
+            Err((code, text)) => ResponseTemplate::new(400).set_body_json(sinch_sms_error_body(code, &text)),
         }
     }
 }
 
 type SmsRefusal = (&'static str, String);
 
-fn accept_batch(service_plan_id: String, body: &[u8]) -> Result<(SinchBatch, Value), SmsRefusal> {
+fn accept_batch(service_plan_id: String, body: &[u8]) -> Result<(SinchSms, Value), SmsRefusal> {
     let request: Value = serde_json::from_slice(body)
         .ok()
         .filter(Value::is_object)
@@ -284,7 +277,7 @@ fn accept_batch(service_plan_id: String, body: &[u8]) -> Result<(SinchBatch, Val
     if client_reference.iter().chain(callback_url.iter()).any(|v| v.chars().count() > 2048) {
         return Err(constraint("client_reference and callback_url: at most 2048 characters"));
     }
-    let batch = SinchBatch {
+    let batch = SinchSms {
         id: random_id("", 26).to_ascii_uppercase(),
         service_plan_id,
         to: recipients,
@@ -328,19 +321,23 @@ fn is_msisdn(number: &str) -> bool {
 /// Validates a callout like the Voice API does and records what it accepts.
 struct AcceptCallout {
     inbox: Inbox<Delivery>,
+    faults: Faults,
 }
 
 impl Respond for AcceptCallout {
     fn respond(&self, request: &Request) -> ResponseTemplate {
+        if let Some(failure) = self.faults.take() {
+            return call_failure(&failure);
+        }
         let accepted = authenticate(request).and_then(|(scheme, key)| accept_callout(scheme, key, &request.body));
         match accepted {
             Ok(callout) => {
                 let call_id = callout.call_id.clone();
                 self.inbox.push(Delivery::Call(callout));
-                ResponseTemplate::new(200).set_body_json(json!({ "callId": call_id }))
+                ResponseTemplate::new(200).set_body_json(json!({ "callId": call_id })).set_delay(self.faults.latency())
             }
             Err((status, code, message)) => {
-                ResponseTemplate::new(status).set_body_json(voice_error_body(code, &message))
+                ResponseTemplate::new(status).set_body_json(sinch_voice_error_body(code, &message))
             }
         }
     }
@@ -389,7 +386,7 @@ fn authenticate(request: &Request) -> Result<(String, String), VoiceRefusal> {
     Ok(("Application".to_owned(), key.to_owned()))
 }
 
-fn accept_callout(auth_scheme: String, application_key: String, body: &[u8]) -> Result<SinchCallout, VoiceRefusal> {
+fn accept_callout(auth_scheme: String, application_key: String, body: &[u8]) -> Result<SinchCall, VoiceRefusal> {
     let invalid = |message: &str| (400, 40001, message.to_owned());
     let missing = |message: &str| (400, 40002, message.to_owned());
     let request: Value = serde_json::from_slice(body).map_err(|_| invalid("Invalid parameters: invalid JSON"))?;
@@ -418,7 +415,7 @@ fn accept_callout(auth_scheme: String, application_key: String, body: &[u8]) -> 
     if text.is_none() && prompts.is_none() {
         return Err(missing("Bad request: text or prompts is missing"));
     }
-    Ok(SinchCallout {
+    Ok(SinchCall {
         call_id: random_uuid(),
         auth_scheme,
         application_key,

@@ -10,13 +10,13 @@ use serde_json::{Map, Value, json};
 use wiremock::matchers::{method, path_regex};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
-use super::{Inbox, Received, bearer_token, code_in_speech, code_in_text, random_uuid};
+use super::{Failure, Faults, Inbox, Received, SentMessage, bearer_token, random_uuid, server_on, with_retry_after};
 use crate::gsm;
 use crate::telnyx::TelnyxConfig;
 
 const MESSAGES_PATH: &str = r"^/v2/messages$";
 const CALLS_PATH: &str = r"^/v2/texml/calls/[^/]+$";
-const ANY_PATH: &str = r"^/v2/(messages|texml/calls/[^/]+)$";
+const PROVIDER: &str = "telnyx";
 /// `received_at` of every message the mock creates.
 const DATE: &str = "2026-03-02T10:00:00.000+00:00";
 
@@ -55,17 +55,10 @@ enum Delivery {
 }
 
 impl Received for Delivery {
-    fn to(&self) -> &str {
+    fn message(&self) -> SentMessage {
         match self {
-            Delivery::Sms(sms) => &sms.to,
-            Delivery::Call(call) => &call.to,
-        }
-    }
-
-    fn code(&self) -> Option<String> {
-        match self {
-            Delivery::Sms(sms) => code_in_text(&sms.text),
-            Delivery::Call(call) => code_in_speech(&call.texml),
+            Delivery::Sms(sms) => SentMessage::sms(PROVIDER, &sms.id, &sms.to, &sms.text),
+            Delivery::Call(call) => SentMessage::call(PROVIDER, &call.call_sid, &call.to, &call.texml),
         }
     }
 }
@@ -74,38 +67,41 @@ impl Received for Delivery {
 pub struct TelnyxMock {
     server: MockServer,
     inbox: Inbox<Delivery>,
+    faults: Faults,
 }
 
 impl TelnyxMock {
+    /// Starts on a free port of 127.0.0.1.
     pub async fn start() -> Self {
-        let server = MockServer::start().await;
+        Self::on(server_on(None).await).await
+    }
+
+    /// Starts on `listener` (a standalone mock on a known port).
+    pub async fn start_on(listener: std::net::TcpListener) -> Self {
+        Self::on(server_on(Some(listener)).await).await
+    }
+
+    async fn on(server: MockServer) -> Self {
         let inbox = Inbox::default();
+        let faults = Faults::default();
         for (path, resource) in [(MESSAGES_PATH, Resource::Messages), (CALLS_PATH, Resource::Calls)] {
             Mock::given(method("POST"))
                 .and(path_regex(path))
-                .respond_with(Accept { resource, inbox: inbox.clone() })
+                .respond_with(Accept { resource, inbox: inbox.clone(), faults: faults.clone() })
                 .named(format!("Telnyx {resource:?}"))
                 .mount(&server)
                 .await;
         }
-        TelnyxMock { server, inbox }
+        TelnyxMock { server, inbox, faults }
     }
 
-    /// Where the mock listens, to use as `TelnyxConfig::base_url`.
-    pub fn base_url(&self) -> String {
-        self.server.uri()
-    }
-
-    /// The underlying server, to mount extra mocks.
-    pub fn server(&self) -> &MockServer {
-        &self.server
-    }
+    common_mock_api!();
 
     /// A config pointing at the mock with a 5 s timeout; voice is enabled
     /// through the TeXML connection `texml-connection`.
     pub fn config(&self, api_key: &str, from: &str) -> TelnyxConfig {
         TelnyxConfig {
-            base_url: self.base_url(),
+            base_url: self.uri(),
             timeout: Duration::from_secs(5),
             texml_connection_id: Some("texml-connection".to_owned()),
             ..TelnyxConfig::new(api_key, from)
@@ -137,38 +133,20 @@ impl TelnyxMock {
     }
 
     reads_codes_from_its_inbox!();
+}
 
-    /// The next `n` requests (messages and calls counted together) get HTTP
-    /// `status` with Telnyx's error body for `code`, e.g.
-    /// `fail_next(403, "40300", 1)` for a recipient who sent STOP.
-    pub async fn fail_next(&self, status: u16, code: &str, n: u64) {
-        let (title, detail) = text_for(code);
-        let response = ResponseTemplate::new(status).set_body_json(telnyx_error_body(code, title, detail, None));
-        self.mount_failure(response, n).await;
-    }
-
-    /// The next `n` requests get 429 (code 10011) with `Retry-After` in seconds.
-    pub async fn throttle_next(&self, retry_after: Duration, n: u64) {
-        let (title, detail) = text_for("10011");
-        let response = ResponseTemplate::new(429)
-            .insert_header("Retry-After", retry_after.as_secs().to_string().as_str())
-            .set_body_json(telnyx_error_body("10011", title, detail, None));
-        self.mount_failure(response, n).await;
-    }
-
-    async fn mount_failure(&self, response: ResponseTemplate, n: u64) {
-        if n == 0 {
-            return;
-        }
-        Mock::given(method("POST"))
-            .and(path_regex(ANY_PATH))
-            .respond_with(response)
-            .up_to_n_times(n)
-            .with_priority(1)
-            .named("Telnyx injected failure")
-            .mount(&self.server)
-            .await;
-    }
+/// How Telnyx answers `failure`.
+fn failure_response(failure: &Failure) -> ResponseTemplate {
+    let (status, code) = match failure {
+        Failure::Unavailable => (503, "10007"),
+        Failure::Throttled { .. } => (429, "10011"),
+        Failure::InvalidNumber => (422, "40310"),
+        Failure::Unauthorized => (401, "10009"),
+        Failure::Code { status, code } => (*status, code.as_str()),
+    };
+    let (title, detail) = text_for(code);
+    let response = ResponseTemplate::new(status).set_body_json(telnyx_error_body(code, title, detail, None));
+    with_retry_after(response, failure)
 }
 
 /// Telnyx's error body: `{"errors":[{"code","title","detail","source"?,"meta"}]}`.
@@ -220,6 +198,7 @@ enum Resource {
 struct Accept {
     resource: Resource,
     inbox: Inbox<Delivery>,
+    faults: Faults,
 }
 
 /// An HTTP status and Telnyx's error body.
@@ -239,6 +218,9 @@ fn missing(field: &str) -> Refusal {
 
 impl Respond for Accept {
     fn respond(&self, request: &Request) -> ResponseTemplate {
+        if let Some(failure) = self.faults.take() {
+            return failure_response(&failure);
+        }
         let accepted = authenticate(request).and_then(|api_key| {
             let body = json_body(request)?;
             match self.resource {
@@ -252,7 +234,7 @@ impl Respond for Accept {
         match accepted {
             Ok((delivery, answer)) => {
                 self.inbox.push(delivery);
-                ResponseTemplate::new(200).set_body_json(answer)
+                ResponseTemplate::new(200).set_body_json(answer).set_delay(self.faults.latency())
             }
             Err(Refusal { status, body }) => ResponseTemplate::new(status).set_body_json(body),
         }

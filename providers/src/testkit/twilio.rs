@@ -3,25 +3,27 @@
 //! with a realistic resource, remembers what it accepted and can read the code
 //! back.
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path_regex};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
-use super::{Inbox, Received, basic_credentials, code_in_speech, code_in_text, decode_form, lock, random_id};
+use super::{
+    Failure, Faults, Inbox, Received, SentMessage, basic_credentials, decode_form, random_id, server_on,
+    with_retry_after,
+};
 use crate::twilio::TwilioConfig;
 
 const MESSAGES_PATH: &str = r"^/2010-04-01/Accounts/[^/]+/Messages\.json$";
 const CALLS_PATH: &str = r"^/2010-04-01/Accounts/[^/]+/Calls\.json$";
-const ANY_PATH: &str = r"^/2010-04-01/Accounts/[^/]+/(Messages|Calls)\.json$";
+const PROVIDER: &str = "twilio";
 /// `date_created` of every resource the mock creates.
 const DATE: &str = "Mon, 02 Mar 2026 10:00:00 +0000";
 
 /// An SMS the mock accepted (answered 201).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CapturedSms {
+pub struct TwilioSms {
     pub sid: String,
     /// The AccountSid in the request path.
     pub account_sid: String,
@@ -39,7 +41,7 @@ pub struct CapturedSms {
 
 /// A call the mock accepted (answered 201).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CapturedCall {
+pub struct TwilioCall {
     pub sid: String,
     pub account_sid: String,
     pub auth_user: String,
@@ -53,23 +55,15 @@ pub struct CapturedCall {
 
 #[derive(Debug, Clone)]
 enum Delivery {
-    Sms(CapturedSms),
-    Call(CapturedCall),
+    Sms(TwilioSms),
+    Call(TwilioCall),
 }
 
 impl Received for Delivery {
-    fn to(&self) -> &str {
+    fn message(&self) -> SentMessage {
         match self {
-            Delivery::Sms(sms) => &sms.to,
-            Delivery::Call(call) => &call.to,
-        }
-    }
-
-    /// The code in an SMS body, or the digits a call reads one by one.
-    fn code(&self) -> Option<String> {
-        match self {
-            Delivery::Sms(sms) => code_in_text(&sms.body),
-            Delivery::Call(call) => code_in_speech(&call.twiml),
+            Delivery::Sms(sms) => SentMessage::sms(PROVIDER, &sms.sid, &sms.to, &sms.body),
+            Delivery::Call(call) => SentMessage::call(PROVIDER, &call.sid, &call.to, &call.twiml),
         }
     }
 }
@@ -79,71 +73,47 @@ impl Received for Delivery {
 pub struct TwilioMock {
     server: MockServer,
     inbox: Inbox<Delivery>,
-    behaviour: Arc<Mutex<Behaviour>>,
+    faults: Faults,
 }
 
 impl TwilioMock {
+    /// Starts on a free port of 127.0.0.1.
     pub async fn start() -> Self {
-        let server = MockServer::start().await;
+        Self::on(server_on(None).await).await
+    }
+
+    /// Starts on `listener` (a standalone mock on a known port).
+    pub async fn start_on(listener: std::net::TcpListener) -> Self {
+        Self::on(server_on(Some(listener)).await).await
+    }
+
+    async fn on(server: MockServer) -> Self {
         let inbox = Inbox::default();
-        let behaviour = Arc::new(Mutex::new(Behaviour::default()));
+        let faults = Faults::default();
         for (path, resource) in [(MESSAGES_PATH, Resource::Messages), (CALLS_PATH, Resource::Calls)] {
             Mock::given(method("POST"))
                 .and(path_regex(path))
-                .respond_with(Accept { resource, inbox: inbox.clone(), behaviour: Arc::clone(&behaviour) })
+                .respond_with(Accept { resource, inbox: inbox.clone(), faults: faults.clone() })
                 .named(format!("Twilio {resource:?}.json"))
                 .mount(&server)
                 .await;
         }
-        TwilioMock { server, inbox, behaviour }
+        TwilioMock { server, inbox, faults }
     }
 
-    /// Where the mock listens, to use as `TwilioConfig::base_url`.
-    pub fn base_url(&self) -> String {
-        self.server.uri()
-    }
-
-    /// The underlying server, to mount extra mocks.
-    pub fn server(&self) -> &MockServer {
-        &self.server
-    }
+    common_mock_api!();
 
     /// A config pointing at the mock, with a 5 s timeout and no status callback.
     pub fn config(&self, account_sid: &str, auth_token: &str, from: &str) -> TwilioConfig {
         TwilioConfig {
-            base_url: self.base_url(),
+            base_url: self.uri(),
             timeout: Duration::from_secs(5),
             ..TwilioConfig::new(account_sid, auth_token, from)
         }
     }
 
-    /// From now on, every accepted message is answered after `latency` (it is
-    /// recorded as sent when the request arrives): a slow provider, so a test
-    /// can stop verifyd while messages are in flight.
-    pub fn set_latency(&self, latency: Duration) {
-        lock(&self.behaviour).latency = latency;
-    }
-
-    /// For the next `duration`, every request gets HTTP `status` with Twilio's
-    /// error body for `twilio_code` (an outage of a known length, whatever the
-    /// traffic).
-    pub fn fail_for(&self, duration: Duration, status: u16, twilio_code: i64) {
-        let response =
-            ResponseTemplate::new(status).set_body_json(error_body(twilio_code, message_for(twilio_code), status));
-        lock(&self.behaviour).outage = Some((Instant::now() + duration, response));
-    }
-
-    /// For the next `duration`, every request gets 429 (code 20429) with
-    /// `Retry-After` in seconds.
-    pub fn throttle_for(&self, duration: Duration, retry_after: Duration) {
-        let response = ResponseTemplate::new(429)
-            .insert_header("Retry-After", retry_after.as_secs().to_string().as_str())
-            .set_body_json(error_body(20429, message_for(20429), 429));
-        lock(&self.behaviour).outage = Some((Instant::now() + duration, response));
-    }
-
-    /// The SMS accepted so far, oldest first.
-    pub async fn sent_sms(&self) -> Vec<CapturedSms> {
+    /// The SMS accepted so far, oldest first, with every field Twilio received.
+    pub async fn sent_sms(&self) -> Vec<TwilioSms> {
         self.inbox
             .all()
             .into_iter()
@@ -155,7 +125,7 @@ impl TwilioMock {
     }
 
     /// The calls accepted so far, oldest first.
-    pub async fn placed_calls(&self) -> Vec<CapturedCall> {
+    pub async fn placed_calls(&self) -> Vec<TwilioCall> {
         self.inbox
             .all()
             .into_iter()
@@ -167,41 +137,23 @@ impl TwilioMock {
     }
 
     reads_codes_from_its_inbox!();
+}
 
-    /// The next `n` requests to Messages.json or Calls.json (counted together)
-    /// get HTTP `status` with Twilio's error body for `twilio_code`. `status`
-    /// must be a valid HTTP status.
-    pub async fn fail_next(&self, status: u16, twilio_code: i64, n: u64) {
-        let body = error_body(twilio_code, message_for(twilio_code), status);
-        self.mount_failure(ResponseTemplate::new(status).set_body_json(body), n).await;
-    }
-
-    /// The next `n` requests get 429 with code 20429 and `Retry-After` in seconds.
-    pub async fn throttle_next(&self, retry_after: Duration, n: u64) {
-        let body = error_body(20429, message_for(20429), 429);
-        let response = ResponseTemplate::new(429)
-            .insert_header("Retry-After", retry_after.as_secs().to_string().as_str())
-            .set_body_json(body);
-        self.mount_failure(response, n).await;
-    }
-
-    async fn mount_failure(&self, response: ResponseTemplate, n: u64) {
-        if n == 0 {
-            return;
-        }
-        Mock::given(method("POST"))
-            .and(path_regex(ANY_PATH))
-            .respond_with(response)
-            .up_to_n_times(n)
-            .with_priority(1)
-            .named("Twilio injected failure")
-            .mount(&self.server)
-            .await;
-    }
+/// How Twilio answers `failure`.
+fn failure_response(failure: &Failure) -> ResponseTemplate {
+    let (status, code) = match failure {
+        Failure::Unavailable => (500, 20500),
+        Failure::Throttled { .. } => (429, 20429),
+        Failure::InvalidNumber => (400, 21211),
+        Failure::Unauthorized => (401, 20003),
+        Failure::Code { status, code } => (*status, code.parse().unwrap_or(0)),
+    };
+    let response = ResponseTemplate::new(status).set_body_json(twilio_error_body(code, message_for(code), status));
+    with_retry_after(response, failure)
 }
 
 /// Twilio's error body: `{"code":…,"message":…,"more_info":…,"status":…}`.
-pub fn error_body(code: i64, message: &str, status: u16) -> Value {
+pub fn twilio_error_body(code: i64, message: &str, status: u16) -> Value {
     json!({
         "code": code,
         "message": message,
@@ -232,31 +184,18 @@ enum Resource {
     Calls,
 }
 
-/// What the mock does besides accepting: answer slowly, or fail for a while.
-#[derive(Default)]
-struct Behaviour {
-    latency: Duration,
-    outage: Option<(Instant, ResponseTemplate)>,
-}
-
 /// Validates a create request like Twilio does and records what it accepts.
 struct Accept {
     resource: Resource,
     inbox: Inbox<Delivery>,
-    behaviour: Arc<Mutex<Behaviour>>,
+    faults: Faults,
 }
 
 impl Respond for Accept {
     fn respond(&self, request: &Request) -> ResponseTemplate {
-        let latency = {
-            let behaviour = lock(&self.behaviour);
-            if let Some((until, response)) = &behaviour.outage
-                && Instant::now() < *until
-            {
-                return response.clone();
-            }
-            behaviour.latency
-        };
+        if let Some(failure) = self.faults.take() {
+            return failure_response(&failure);
+        }
         let accepted = authenticate(request).and_then(|(account_sid, auth_user)| {
             let form = Form(decode_form(&request.body));
             match self.resource {
@@ -267,10 +206,10 @@ impl Respond for Accept {
         match accepted {
             Ok((delivery, resource)) => {
                 self.inbox.push(delivery);
-                ResponseTemplate::new(201).set_body_json(resource).set_delay(latency)
+                ResponseTemplate::new(201).set_body_json(resource).set_delay(self.faults.latency())
             }
             Err(Refusal { status, code, message }) => {
-                ResponseTemplate::new(status).set_body_json(error_body(code, &message, status))
+                ResponseTemplate::new(status).set_body_json(twilio_error_body(code, &message, status))
             }
         }
     }
@@ -332,7 +271,7 @@ fn accept_sms(account_sid: String, auth_user: String, form: &Form) -> Result<(De
             _ => return Err(refuse(400, 21624, "Invalid validity period value")),
         },
     };
-    let sms = CapturedSms {
+    let sms = TwilioSms {
         sid: sid("SM"),
         account_sid,
         auth_user,
@@ -383,7 +322,7 @@ fn accept_call(account_sid: String, auth_user: String, form: &Form) -> Result<(D
     if twiml.chars().count() > 4000 {
         return Err(refuse(400, 32018, "Twiml size exceeded maximum allowed value of 4000 characters"));
     }
-    let call = CapturedCall {
+    let call = TwilioCall {
         sid: sid("CA"),
         account_sid,
         auth_user,

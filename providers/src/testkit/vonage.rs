@@ -13,11 +13,15 @@ use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
-use super::{Inbox, Received, bearer_token, code_in_speech, code_in_text, decode_form, random_id, random_uuid};
+use super::{
+    Failure, Faults, Inbox, Received, SentMessage, bearer_token, decode_form, random_id, random_uuid, server_on,
+    with_retry_after,
+};
 use crate::vonage::{SignatureMethod, VonageConfig, signature};
 
 const SMS_PATH: &str = "/sms/json";
 const CALLS_PATH: &str = "/v1/calls";
+const PROVIDER: &str = "vonage";
 /// The Vonage application every mock knows.
 pub const VONAGE_MOCK_APPLICATION_ID: &str = "0c5a1d2e-7f3b-4a6c-9e8d-1b2c3d4e5f60";
 /// A key pair generated for tests only (see `providers/tests/fixtures/README.md`):
@@ -68,17 +72,10 @@ enum Delivery {
 }
 
 impl Received for Delivery {
-    fn to(&self) -> &str {
+    fn message(&self) -> SentMessage {
         match self {
-            Delivery::Sms(sms) => &sms.to,
-            Delivery::Call(call) => &call.to,
-        }
-    }
-
-    fn code(&self) -> Option<String> {
-        match self {
-            Delivery::Sms(sms) => code_in_text(&sms.text),
-            Delivery::Call(call) => code_in_speech(&call.talk_text),
+            Delivery::Sms(sms) => SentMessage::sms(PROVIDER, &sms.message_id, &sms.to, &sms.text),
+            Delivery::Call(call) => SentMessage::call(PROVIDER, &call.uuid, &call.to, &call.talk_text),
         }
     }
 }
@@ -89,44 +86,48 @@ impl Received for Delivery {
 pub struct VonageMock {
     server: MockServer,
     inbox: Inbox<Delivery>,
+    faults: Faults,
 }
 
 impl VonageMock {
+    /// Starts on a free port of 127.0.0.1.
     pub async fn start() -> Self {
-        let server = MockServer::start().await;
+        Self::on(server_on(None).await).await
+    }
+
+    /// Starts on `listener` (a standalone mock on a known port).
+    pub async fn start_on(listener: std::net::TcpListener) -> Self {
+        Self::on(server_on(Some(listener)).await).await
+    }
+
+    async fn on(server: MockServer) -> Self {
         let inbox = Inbox::default();
+        let faults = Faults::default();
         Mock::given(method("POST"))
             .and(path(SMS_PATH))
-            .respond_with(AcceptSms { inbox: inbox.clone() })
+            .respond_with(AcceptSms { inbox: inbox.clone(), faults: faults.clone() })
             .named("Vonage /sms/json")
             .mount(&server)
             .await;
         Mock::given(method("POST"))
             .and(path(CALLS_PATH))
-            .respond_with(AcceptCall { inbox: inbox.clone() })
+            .respond_with(AcceptCall { inbox: inbox.clone(), faults: faults.clone() })
             .named("Vonage /v1/calls")
             .mount(&server)
             .await;
-        VonageMock { server, inbox }
+        VonageMock { server, inbox, faults }
     }
 
-    /// Where the mock listens: both `VonageConfig::base_url` and `voice_base_url`.
-    pub fn base_url(&self) -> String {
-        self.server.uri()
-    }
-
-    /// The underlying server, to mount extra mocks.
-    pub fn server(&self) -> &MockServer {
-        &self.server
-    }
+    // `uri()` is both `VonageConfig::base_url` and `voice_base_url`.
+    common_mock_api!();
 
     /// A config pointing both APIs at the mock, with the mock's application and
     /// test key and a 5 s timeout. `from` must be a number for calls (or set
     /// `voice_from`).
     pub fn config(&self, api_key: &str, api_secret: &str, from: &str) -> VonageConfig {
         VonageConfig {
-            base_url: self.base_url(),
-            voice_base_url: self.base_url(),
+            base_url: self.uri(),
+            voice_base_url: self.uri(),
             timeout: Duration::from_secs(5),
             ..VonageConfig::new(api_key, api_secret, from)
                 .with_voice(VONAGE_MOCK_APPLICATION_ID, VONAGE_TEST_PRIVATE_KEY)
@@ -158,29 +159,6 @@ impl VonageMock {
     }
 
     reads_codes_from_its_inbox!();
-
-    /// The next `n` SMS get HTTP 200 with the refused `status` (`"1"`
-    /// throttled, `"3"` invalid number, `"7"` barred, …) and its `error-text`.
-    pub async fn fail_next_sms(&self, status: &str, n: u64) {
-        let body = sms_refusal(status, sms_text_for(status));
-        mount_failure(&self.server, SMS_PATH, ResponseTemplate::new(200).set_body_json(body), n).await;
-    }
-
-    /// The next `n` calls get HTTP `status` with Vonage's problem document.
-    pub async fn fail_next_call(&self, status: u16, n: u64) {
-        let response = ResponseTemplate::new(status).set_body_json(problem_for(status));
-        mount_failure(&self.server, CALLS_PATH, response, n).await;
-    }
-
-    /// The next `n` requests to each API get 429 with `Retry-After` in seconds.
-    pub async fn throttle_next(&self, retry_after: Duration, n: u64) {
-        let secs = retry_after.as_secs().to_string();
-        for api in [SMS_PATH, CALLS_PATH] {
-            let response =
-                ResponseTemplate::new(429).insert_header("Retry-After", secs.as_str()).set_body_json(problem_for(429));
-            mount_failure(&self.server, api, response, n).await;
-        }
-    }
 
     /// The parameters of the delivery receipt Vonage would post for `sms`,
     /// signed like Vonage signs them (`timestamp` from `now`, `sig`): to
@@ -221,22 +199,39 @@ impl VonageMock {
     }
 }
 
-async fn mount_failure(server: &MockServer, api: &str, response: ResponseTemplate, n: u64) {
-    if n == 0 {
-        return;
+/// How Vonage's SMS API answers `failure`: HTTP 200 with a refused `status`,
+/// except throttling (429) and an outage (503).
+fn sms_failure(failure: &Failure) -> ResponseTemplate {
+    let status = match failure {
+        Failure::Unavailable => return ResponseTemplate::new(503).set_body_json(problem_for(503)),
+        Failure::Throttled { .. } => {
+            return with_retry_after(ResponseTemplate::new(429).set_body_json(problem_for(429)), failure);
+        }
+        Failure::InvalidNumber => "3",
+        Failure::Unauthorized => "4",
+        Failure::Code { code, .. } => code.as_str(),
+    };
+    ResponseTemplate::new(200).set_body_json(vonage_sms_refusal(status, sms_text_for(status)))
+}
+
+/// How Vonage's Voice API answers `failure`: its problem document.
+fn call_failure(failure: &Failure) -> ResponseTemplate {
+    let status = match failure {
+        Failure::Unavailable => 503,
+        Failure::Throttled { .. } => 429,
+        Failure::InvalidNumber => 400,
+        Failure::Unauthorized => 401,
+        Failure::Code { status, .. } => *status,
+    };
+    let mut body = problem_for(status);
+    if *failure == Failure::InvalidNumber {
+        body["invalid_parameters"] = json!([{ "name": "to[0].number", "reason": "Invalid number" }]);
     }
-    Mock::given(method("POST"))
-        .and(path(api))
-        .respond_with(response)
-        .up_to_n_times(n)
-        .with_priority(1)
-        .named("Vonage injected failure")
-        .mount(server)
-        .await;
+    with_retry_after(ResponseTemplate::new(status).set_body_json(body), failure)
 }
 
 /// A refused SMS as Vonage answers it: HTTP 200, one entry with `status` and `error-text`.
-pub fn sms_refusal(status: &str, error_text: &str) -> Value {
+pub fn vonage_sms_refusal(status: &str, error_text: &str) -> Value {
     json!({ "message-count": "1", "messages": [{ "status": status, "error-text": error_text }] })
 }
 
@@ -258,7 +253,7 @@ fn sms_text_for(status: &str) -> &'static str {
 }
 
 /// Vonage's problem document for an HTTP status (400 carries `invalid_parameters`).
-pub fn problem(status: u16, kind: &str, title: &str, detail: &str) -> Value {
+pub fn vonage_problem(status: u16, kind: &str, title: &str, detail: &str) -> Value {
     let mut body = json!({
         "type": format!("https://developer.nexmo.com/api-errors#{kind}"),
         "title": title,
@@ -273,36 +268,45 @@ pub fn problem(status: u16, kind: &str, title: &str, detail: &str) -> Value {
 
 fn problem_for(status: u16) -> Value {
     match status {
-        400 => problem(status, "bad-request", "Bad Request", "The request failed due to validation errors"),
-        401 => problem(status, "unauthorized", "Unauthorized", "You did not provide correct credentials."),
-        402 => problem(
+        400 => vonage_problem(status, "bad-request", "Bad Request", "The request failed due to validation errors"),
+        401 => vonage_problem(status, "unauthorized", "Unauthorized", "You did not provide correct credentials."),
+        402 => vonage_problem(
             status,
             "low-balance",
             "Low balance",
             "This request could not be performed due to your account balance being low.",
         ),
-        403 => problem(status, "unprovisioned", "Authorisation error", "Account is not provisioned for the Voice API"),
-        429 => problem(status, "throttled", "Throttled", "Rate limit hit. Please wait and try again."),
-        _ => problem(status, "internal-error", "Internal Error", "Failure injected by VonageMock"),
+        403 => vonage_problem(
+            status,
+            "unprovisioned",
+            "Authorisation error",
+            "Account is not provisioned for the Voice API",
+        ),
+        429 => vonage_problem(status, "throttled", "Throttled", "Rate limit hit. Please wait and try again."),
+        _ => vonage_problem(status, "internal-error", "Internal Error", "Failure injected by VonageMock"),
     }
 }
 
 /// Validates `/sms/json` like Vonage does and records what it accepts.
 struct AcceptSms {
     inbox: Inbox<Delivery>,
+    faults: Faults,
 }
 
 impl Respond for AcceptSms {
     fn respond(&self, request: &Request) -> ResponseTemplate {
+        if let Some(failure) = self.faults.take() {
+            return sms_failure(&failure);
+        }
         // Vonage takes the parameters from the query string or the form.
         let mut params: Vec<(String, String)> = request.url.query_pairs().into_owned().collect();
         params.extend(decode_form(&request.body));
         match accept_sms(&params) {
             Ok((sms, body)) => {
                 self.inbox.push(Delivery::Sms(sms));
-                ResponseTemplate::new(200).set_body_json(body)
+                ResponseTemplate::new(200).set_body_json(body).set_delay(self.faults.latency())
             }
-            Err((status, text)) => ResponseTemplate::new(200).set_body_json(sms_refusal(status, &text)),
+            Err((status, text)) => ResponseTemplate::new(200).set_body_json(vonage_sms_refusal(status, &text)),
         }
     }
 }
@@ -383,21 +387,27 @@ struct MockClaims {
 /// Validates `/v1/calls` like Vonage does and records what it accepts.
 struct AcceptCall {
     inbox: Inbox<Delivery>,
+    faults: Faults,
 }
 
 impl Respond for AcceptCall {
     fn respond(&self, request: &Request) -> ResponseTemplate {
+        if let Some(failure) = self.faults.take() {
+            return call_failure(&failure);
+        }
         let accepted = authenticate(request).and_then(|claims| accept_call(claims, &request.body));
         match accepted {
             Ok(call) => {
                 let uuid = call.uuid.clone();
                 self.inbox.push(Delivery::Call(call));
-                ResponseTemplate::new(201).set_body_json(json!({
-                    "uuid": uuid,
-                    "status": "started",
-                    "direction": "outbound",
-                    "conversation_uuid": format!("CON-{}", random_uuid()),
-                }))
+                ResponseTemplate::new(201)
+                    .set_body_json(json!({
+                        "uuid": uuid,
+                        "status": "started",
+                        "direction": "outbound",
+                        "conversation_uuid": format!("CON-{}", random_uuid()),
+                    }))
+                    .set_delay(self.faults.latency())
             }
             Err((status, body)) => ResponseTemplate::new(status).set_body_json(body),
         }

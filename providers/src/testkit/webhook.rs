@@ -4,8 +4,6 @@
 //! checks the fields of the documented payload, answers `{"id":"…"}`,
 //! remembers what it accepted and can read the code back.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
@@ -13,11 +11,12 @@ use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
-use super::{Inbox, Received, code_in_text, lock, random_id};
+use super::{Failure, Faults, Inbox, Received, SentMessage, random_id, server_on, with_retry_after};
 use crate::webhook::{DEFAULT_TOLERANCE, SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookConfig, verify_signature};
 
-/// Where the mock listens for messages, under [`WebhookReceiverMock::base_url`].
+/// Where the mock listens for messages, under [`WebhookReceiverMock::uri`].
 pub const WEBHOOK_PATH: &str = "/verifyd/messages";
+const PROVIDER: &str = "webhook";
 
 /// An SMS the mock accepted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,23 +55,16 @@ enum Delivery {
 }
 
 impl Received for Delivery {
-    fn to(&self) -> &str {
+    fn message(&self) -> SentMessage {
         match self {
-            Delivery::Sms(sms) => &sms.to,
-            Delivery::Call(call) => &call.to,
-        }
-    }
-
-    fn code(&self) -> Option<String> {
-        match self {
-            Delivery::Sms(sms) => code_in_text(&sms.text),
-            Delivery::Call(call) => Some(call.code.clone()),
+            Delivery::Sms(sms) => SentMessage::sms(PROVIDER, &sms.message_id, &sms.to, &sms.text),
+            Delivery::Call(call) => {
+                let script = format!("{} {}", call.intro, call.spoken);
+                SentMessage::call(PROVIDER, &call.message_id, &call.to, &script).with_code(Some(call.code.clone()))
+            }
         }
     }
 }
-
-/// Injected answers, each for a number of requests, consumed in order.
-type Failures = Arc<Mutex<VecDeque<(ResponseTemplate, u64)>>>;
 
 /// A webhook receiver on localhost that shares `secret` with verifyd; stops
 /// when dropped.
@@ -80,37 +72,38 @@ pub struct WebhookReceiverMock {
     server: MockServer,
     secret: String,
     inbox: Inbox<Delivery>,
-    failures: Failures,
+    faults: Faults,
 }
 
 impl WebhookReceiverMock {
+    /// Starts on a free port of 127.0.0.1.
     pub async fn start(secret: &str) -> Self {
-        let server = MockServer::start().await;
+        Self::on(server_on(None).await, secret).await
+    }
+
+    /// Starts on `listener` (a standalone mock on a known port).
+    pub async fn start_on(listener: std::net::TcpListener, secret: &str) -> Self {
+        Self::on(server_on(Some(listener)).await, secret).await
+    }
+
+    async fn on(server: MockServer, secret: &str) -> Self {
         let inbox = Inbox::default();
-        let failures = Failures::default();
-        let receive = Receive { secret: secret.to_owned(), inbox: inbox.clone(), failures: Arc::clone(&failures) };
+        let faults = Faults::default();
+        let receive = Receive { secret: secret.to_owned(), inbox: inbox.clone(), faults: faults.clone() };
         Mock::given(method("POST"))
             .and(path(WEBHOOK_PATH))
             .respond_with(receive)
             .named("verifyd webhook receiver")
             .mount(&server)
             .await;
-        WebhookReceiverMock { server, secret: secret.to_owned(), inbox, failures }
+        WebhookReceiverMock { server, secret: secret.to_owned(), inbox, faults }
     }
 
-    /// Where the mock listens.
-    pub fn base_url(&self) -> String {
-        self.server.uri()
-    }
+    common_mock_api!();
 
-    /// The URL to configure: `base_url` + [`WEBHOOK_PATH`].
+    /// The URL to configure (`providers.webhook.url`): `uri()` + [`WEBHOOK_PATH`].
     pub fn url(&self) -> String {
         format!("{}{WEBHOOK_PATH}", self.server.uri())
-    }
-
-    /// The underlying server, to mount extra mocks or read raw requests.
-    pub fn server(&self) -> &MockServer {
-        &self.server
     }
 
     /// A config pointing at the mock with its secret, both channels and a 5 s
@@ -132,28 +125,19 @@ impl WebhookReceiverMock {
     }
 
     reads_codes_from_its_inbox!();
+}
 
-    /// The next `n` correctly signed requests get HTTP `status` with the
-    /// documented error body for `error` (`invalid_number`, `opted_out`, …).
-    /// Requests whose signature does not verify still get 401.
-    pub async fn fail_next(&self, status: u16, error: &str, n: u64) {
-        let response = ResponseTemplate::new(status).set_body_json(webhook_error_body(error, message_for(error)));
-        self.inject(response, n);
-    }
-
-    /// The next `n` correctly signed requests get 429 with `Retry-After` in seconds.
-    pub async fn throttle_next(&self, retry_after: Duration, n: u64) {
-        let response = ResponseTemplate::new(429)
-            .insert_header("Retry-After", retry_after.as_secs().to_string().as_str())
-            .set_body_json(webhook_error_body("rate_limited", "Too many requests"));
-        self.inject(response, n);
-    }
-
-    fn inject(&self, response: ResponseTemplate, n: u64) {
-        if n > 0 {
-            lock(&self.failures).push_back((response, n));
-        }
-    }
+/// How the documented receiver answers `failure` (to a correctly signed request).
+fn failure_response(failure: &Failure) -> ResponseTemplate {
+    let (status, error) = match failure {
+        Failure::Unavailable => (503, "unavailable"),
+        Failure::Throttled { .. } => (429, "rate_limited"),
+        Failure::InvalidNumber => (400, "invalid_number"),
+        Failure::Unauthorized => (401, "unauthorized"),
+        Failure::Code { status, code } => (*status, code.as_str()),
+    };
+    let response = ResponseTemplate::new(status).set_body_json(webhook_error_body(error, message_for(error)));
+    with_retry_after(response, failure)
 }
 
 /// The documented error body: `{"error":…,"message":…}`.
@@ -168,6 +152,8 @@ fn message_for(error: &str) -> &'static str {
         "opted_out" => "The recipient opted out",
         "channel_not_supported" => "The number cannot receive this channel",
         "unauthorized" => "The signature does not verify",
+        "rate_limited" => "Too many requests",
+        "unavailable" => "The gateway is unavailable",
         _ => "Failure injected by WebhookReceiverMock",
     }
 }
@@ -176,7 +162,7 @@ fn message_for(error: &str) -> &'static str {
 struct Receive {
     secret: String,
     inbox: Inbox<Delivery>,
-    failures: Failures,
+    faults: Faults,
 }
 
 impl Respond for Receive {
@@ -184,8 +170,8 @@ impl Respond for Receive {
         if let Err(refusal) = authenticate(&self.secret, request) {
             return refusal.response();
         }
-        if let Some(injected) = self.next_failure() {
-            return injected;
+        if let Some(failure) = self.faults.take() {
+            return failure_response(&failure);
         }
         let timestamp = header(request, TIMESTAMP_HEADER).unwrap_or_default().to_owned();
         match accept(&request.body, timestamp) {
@@ -195,23 +181,10 @@ impl Respond for Receive {
                     Delivery::Call(call) => call.message_id.clone(),
                 };
                 self.inbox.push(delivery);
-                ResponseTemplate::new(200).set_body_json(json!({ "id": message_id }))
+                ResponseTemplate::new(200).set_body_json(json!({ "id": message_id })).set_delay(self.faults.latency())
             }
             Err(refusal) => refusal.response(),
         }
-    }
-}
-
-impl Receive {
-    fn next_failure(&self) -> Option<ResponseTemplate> {
-        let mut failures = lock(&self.failures);
-        let (response, remaining) = failures.front_mut()?;
-        let response = response.clone();
-        *remaining -= 1;
-        if *remaining == 0 {
-            failures.pop_front();
-        }
-        Some(response)
     }
 }
 

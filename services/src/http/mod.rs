@@ -11,6 +11,7 @@ pub mod callbacks;
 pub mod client_addr;
 pub mod console;
 pub mod credentials;
+pub mod dev;
 pub mod download;
 pub mod enrolment;
 pub mod fallback;
