@@ -261,7 +261,7 @@ async fn reset(
             }
             ResetAuthority::Attestation(statement)
         }
-        (None, None) => return Err(ApiError::StepUpRequired),
+        (None, None) => return Err(ApiError::ResetAuthorityRequired),
         (Some(_), Some(_)) => {
             return Err(ApiError::field("attestation", "give either step_up or attestation, not both"));
         }

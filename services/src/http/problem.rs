@@ -69,6 +69,11 @@ pub enum ApiError {
     NoFactor,
     #[error("this action needs a step-up: answer a challenge and pass its proof (step_up)")]
     StepUpRequired,
+    #[error(
+        "a reset needs the acting admin's authority: their own step-up proof (step_up), \
+         or how they checked the user's identity (attestation)"
+    )]
+    ResetAuthorityRequired,
     #[error("the proof is not accepted: {0}")]
     InvalidProof(ProofError),
     #[error("this is the account's last factor and an organisation it belongs to makes two-factor mandatory")]
@@ -144,7 +149,7 @@ impl ApiError {
             ApiError::FreshPasswordRequired(_) => "fresh_password_check_required",
             ApiError::ChallengeClosed(_) => "challenge_closed",
             ApiError::NoFactor => "no_active_factor",
-            ApiError::StepUpRequired => "step_up_required",
+            ApiError::StepUpRequired | ApiError::ResetAuthorityRequired => "step_up_required",
             ApiError::InvalidProof(_) => "invalid_proof",
             ApiError::LastFactorMandatory => "last_factor_mandatory",
             ApiError::PolicyRefused(PolicyRefusal::MandatoryIsFinal) => "policy_mandatory",
@@ -338,9 +343,10 @@ impl ResponseError for ApiError {
             ApiError::Refused(_) => StatusCode::FORBIDDEN,
             ApiError::InvalidCode { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::EnrolmentAbandoned | ApiError::AlreadyActive => StatusCode::CONFLICT,
-            ApiError::FreshPasswordRequired(_) | ApiError::StepUpRequired | ApiError::InvalidProof(_) => {
-                StatusCode::FORBIDDEN
-            }
+            ApiError::FreshPasswordRequired(_)
+            | ApiError::StepUpRequired
+            | ApiError::ResetAuthorityRequired
+            | ApiError::InvalidProof(_) => StatusCode::FORBIDDEN,
             ApiError::ChallengeClosed(_)
             | ApiError::NoFactor
             | ApiError::LastFactorMandatory
