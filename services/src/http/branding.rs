@@ -48,7 +48,8 @@ pub struct BrandingView {
 }
 
 /// The display name: 1 to 64 characters (Unicode), none a control
-/// character; surrounding white space is dropped. `null` removes it.
+/// character; surrounding white space is dropped. `null` (or leaving it
+/// out: the body replaces the setting) removes it.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BrandingBody {
