@@ -22,6 +22,7 @@ use verifyd_providers::{ErrorKind, PermanentKind, Provider, ProviderError, Sent}
 
 use crate::account_state::{AccountStateActor, DeliveryReport};
 use crate::amqp::{Topology, json_properties, publish_confirmed};
+use crate::branding;
 use crate::breaker::Admission;
 use crate::consumer::{DeliveryHandler, Disposition, Letter, dead_letter};
 use crate::contract::{DispatchJob, Event, EventKind};
@@ -136,9 +137,15 @@ impl Dispatcher {
         // Two copies of one job (a relay republish after a lost confirm, a
         // redelivery after a crash) must not both reach the provider: claim the
         // job and read its verification in one statement.
-        let (acquired, v) =
-            verifications::claim_for_dispatch(&self.pool, job.verification_id, job.job_id, self.claim_lease).await?;
-        let Some(v) = v else {
+        let (acquired, v) = verifications::claim_for_dispatch(
+            &self.pool,
+            job.verification_id,
+            job.job_id,
+            job.channel,
+            self.claim_lease,
+        )
+        .await?;
+        let Some((v, branding)) = v else {
             let reason = format!("verification {} does not exist", job.verification_id);
             return Ok(dead_letter(
                 amqp,
@@ -183,8 +190,10 @@ impl Dispatcher {
             let give_up = GiveUp { kind: Reason::SealedCode, reason, error_kind: None };
             return self.give_up(amqp, delivery, &job, &v, give_up, requested_at).await;
         };
+        let brand = branding::resolve(branding, job.channel, &self.app_name);
         let rendering = || Rendering {
-            app_name: &self.app_name,
+            app_name: &brand.app,
+            template: brand.template.as_ref(),
             to: &v.phone,
             locale: &v.locale,
             code: &code,

@@ -123,4 +123,14 @@ mod tests {
         assert_eq!(&e.qr_png[1..4], b"PNG");
         assert!(!format!("{e:?}").contains(&e.key_grouped));
     }
+
+    #[test]
+    fn a_display_name_is_percent_encoded_as_issuer_and_label_prefix() {
+        let e = enrolment(&new_secret(), "Acme Cloud: Zürich", "ada@example.com").unwrap();
+        let prefix = "otpauth://totp/Acme%20Cloud%20%20Z%C3%BCrich:ada%40example.com?";
+        assert!(e.uri.starts_with(prefix), "{}", e.uri);
+        assert!(e.uri.contains("&issuer=Acme%20Cloud%20%20Z%C3%BCrich"), "{}", e.uri);
+        let parsed = Totp::from_url(&e.uri).unwrap();
+        assert_eq!(parsed.issuer(), Some("Acme Cloud  Zürich"));
+    }
 }

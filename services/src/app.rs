@@ -218,6 +218,8 @@ pub async fn start(config: &Config, role: Role, metrics: Option<PrometheusHandle
         trusted_proxies: config.http.trusted_proxies.clone(),
         receipts,
         app_name: config.verification.app_name.clone(),
+        code_ttl: Duration::from_secs(config.verification.ttl_secs),
+        longest_code_ttl: Duration::from_secs(config.verification.ttl_secs.max(config.gate.challenge_ttl_secs)),
         console: config.console.clone(),
         public_url: config.http.public_url.clone(),
         report_interval_ms: config.runtime.report_interval_ms,

@@ -4,6 +4,7 @@
 mod abuse;
 mod amqp_requests;
 mod api_keys;
+mod branding;
 mod concurrency;
 mod console;
 mod delivery;

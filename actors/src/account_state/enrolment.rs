@@ -91,7 +91,9 @@ impl Handler<EnrolTotp> for AccountStateActor {
             let id = Uuid::new_v4();
             let secret = totp::new_secret();
             let label = msg.label.as_deref().unwrap_or(msg.account_id.as_str());
-            let enrolment = totp::enrolment(&secret, &msg.tenant.name, label)?;
+            // The app shows the tenant's display name, else its slug.
+            let shown = crate::branding::display_name(&issuer.pool, msg.tenant.id).await?;
+            let enrolment = totp::enrolment(&secret, shown.as_deref().unwrap_or(&msg.tenant.name), label)?;
             let sealed = issuer.keys.seal_bytes(id, &secret);
             let mut tx = issuer.pool.begin().await?;
             factors::lock_account(&mut tx, msg.tenant.id, &msg.account_id).await?;

@@ -6,6 +6,7 @@ pub mod api_keys;
 pub mod attempts;
 pub mod audit;
 pub mod backup_codes;
+pub mod branding;
 pub mod challenges;
 pub mod dead_letters;
 pub mod factors;

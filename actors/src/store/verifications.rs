@@ -5,6 +5,7 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 use verifyd_providers::domain::{Channel, Locale, PhoneNumber};
 
+use super::branding::{self, ForSend, TEMPLATE_COLUMNS};
 use super::{CorruptRow, StoreError};
 use crate::ids::{AccountId, ReplyTo};
 use crate::lifecycle::{State, Status};
@@ -220,18 +221,23 @@ pub async fn lock(conn: &mut PgConnection, tenant_id: Uuid, id: Uuid) -> Result<
 struct ClaimedRow {
     #[sqlx(flatten)]
     row: Row,
+    #[sqlx(flatten)]
+    branding: ForSend,
     acquired: bool,
 }
 
 /// For delivery workers: claims the job for `lease` (see `attempts::claim`) and
-/// reads its verification, in one statement. Returns whether the claim was
-/// acquired, and the verification (`None`: it does not exist).
+/// reads its verification, with the tenant's display name and its template for
+/// a send by `channel` in the verification's locale, in one statement.
+/// Returns whether the claim was acquired, and the verification (`None`: it
+/// does not exist).
 pub async fn claim_for_dispatch(
     pool: &PgPool,
     id: Uuid,
     job_id: Uuid,
+    channel: Channel,
     lease: std::time::Duration,
-) -> Result<(bool, Option<Verification>), StoreError> {
+) -> Result<(bool, Option<(Verification, ForSend)>), StoreError> {
     let sql = format!(
         "WITH claim AS (
             INSERT INTO dispatch_claims (job_id, claimed_until) VALUES ($2, now() + make_interval(secs => $3))
@@ -241,17 +247,20 @@ pub async fn claim_for_dispatch(
                                   AND a.outcome IN ('sent', 'permanent_error', 'skipped'))
             RETURNING true
          )
-         SELECT {COLUMNS}, EXISTS (SELECT 1 FROM claim) AS acquired {FROM} WHERE v.id = $1"
+         SELECT {COLUMNS}, {TEMPLATE_COLUMNS}, EXISTS (SELECT 1 FROM claim) AS acquired {FROM} {}
+         WHERE v.id = $1",
+        branding::lateral("$4", "v.locale")
     );
     let row: Option<ClaimedRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(id)
         .bind(job_id)
         .bind(lease.as_secs_f64())
+        .bind(channel.as_str())
         .fetch_optional(pool)
         .await?;
     match row {
         None => Ok((false, None)),
-        Some(ClaimedRow { row, acquired }) => Ok((acquired, Some(Verification::try_from(row)?))),
+        Some(ClaimedRow { row, branding, acquired }) => Ok((acquired, Some((Verification::try_from(row)?, branding)))),
     }
 }
 

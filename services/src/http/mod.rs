@@ -7,6 +7,7 @@ pub mod admin;
 pub mod api_keys;
 pub mod auth;
 pub mod body;
+pub mod branding;
 pub mod callbacks;
 pub mod client_addr;
 pub mod console;
@@ -49,8 +50,14 @@ pub struct AppState {
     /// Peers whose `X-Forwarded-For` is believed (`http.trusted_proxies`).
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub receipts: callbacks::Receipts,
-    /// Named in call scripts served to providers.
+    /// `verification.app_name`: named in texts and calls of tenants without a
+    /// display name.
     pub app_name: String,
+    /// `verification.ttl_secs`: the time left an example text says.
+    pub code_ttl: std::time::Duration,
+    /// The longest a code lives (a verification's or a challenge's): what an
+    /// SMS template's longest rendering is counted for.
+    pub longest_code_ttl: std::time::Duration,
     /// The operator console's settings.
     pub console: crate::config::Console,
     /// `http.public_url`: the console's cookie is `Secure` behind HTTPS.
@@ -174,6 +181,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         probes::routes(cfg);
         console::routes(cfg);
         abuse::routes(cfg);
+        branding::routes(cfg);
         callbacks::routes(cfg);
         voice_scripts::routes(cfg);
         openapi::routes(cfg);

@@ -5,10 +5,13 @@
 
 use actix_web::{HttpResponse, web};
 use chrono::Utc;
+use verifyd_actors::branding;
 use verifyd_actors::lifecycle::Status;
 use verifyd_actors::render::{self, Rendering};
+use verifyd_actors::store::branding as store;
 use verifyd_actors::store::verifications;
 use verifyd_actors::voice_script;
+use verifyd_providers::domain::Channel;
 
 use super::AppState;
 use super::problem::ApiError;
@@ -30,8 +33,12 @@ async fn plivo(state: web::Data<AppState>, token: web::Path<String>) -> Result<H
     }
     let code =
         state.core.keys.open(v.id, &v.code_sealed).map_err(|_| ApiError::internal("sealed code does not open"))?;
+    // The call's text as dispatch chose it: the tenant's, in the verification's locale.
+    let brand = store::for_send(&state.pool, v.tenant_id, Channel::Voice, &v.locale).await?;
+    let brand = branding::resolve(brand, Channel::Voice, &state.app_name);
     let call = render::voice(Rendering {
-        app_name: &state.app_name,
+        app_name: &brand.app,
+        template: brand.template.as_ref(),
         to: &v.phone,
         locale: &v.locale,
         code: &code,

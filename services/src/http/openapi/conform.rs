@@ -67,6 +67,9 @@ fn parameter_rule(parameter: &mut Value) {
         Some("account_id" | "organisation_id") => account_id(),
         // A destination prefix: `+` and 1 to 15 digits.
         Some("prefix") => json!({ "type": "string", "pattern": "^\\+[0-9]{1,15}$" }),
+        // A template's channel and locale (`Channel`, `Locale::parse`).
+        Some("channel") => json!({ "type": "string", "enum": ["sms", "voice"] }),
+        Some("locale") => json!({ "type": "string", "pattern": "^[A-Za-z]{2}(-[A-Za-z]{2})?$" }),
         _ => return,
     };
     parameter["schema"] = rule;
@@ -104,6 +107,18 @@ fn rule(schema: &str, property: &str) -> Option<Value> {
         ("EnrolBody", "label") => {
             json!({ "type": "string", "minLength": 1, "maxLength": 128, "pattern": ACCOUNT_ID_PATTERN })
         }
+        // `DisplayName::parse`: 1 to 64 characters, none a control, not only white space.
+        ("BrandingBody", "display_name") => json!({
+            "type": "string", "minLength": 1, "maxLength": 64,
+            "pattern": format!("^{PRINTABLE}*{VISIBLE}{PRINTABLE}*$"),
+        }),
+        // `Template::parse`, as far as a schema can say it: no control but a
+        // new line, and `{code}` in it (the rest depends on the channel, the
+        // locale and the display name: `422` is expected, see schemathesis.toml).
+        ("TemplateBody", "text") => json!({
+            "type": "string", "minLength": 6, "maxLength": 1000,
+            "pattern": "^[^\\u0000-\\u0009\\u000b-\\u001f\\u007f-\\u009f]*\\{code\\}[^\\u0000-\\u0009\\u000b-\\u001f\\u007f-\\u009f]*$",
+        }),
         // `Countries::parse`: the ISO 3166-1 alpha-2 codes the numbering plan knows.
         ("GeoBody", "sms" | "voice") => json!({ "type": "array", "maxItems": 300, "items": country_code() }),
         _ => return None,
@@ -252,6 +267,11 @@ fn no_nul(schema: &mut Value) {
         _ => {}
     }
 }
+
+/// A character that is not a control (`char::is_control`) …
+const PRINTABLE: &str = "[^\\u0000-\\u001f\\u007f-\\u009f]";
+/// … and one that is not white space either (what `str::trim` drops).
+const VISIBLE: &str = "[^\\u0000-\\u0020\\u007f-\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]";
 
 /// `char::is_control`: Unicode's Cc, U+0000–U+001F and U+007F–U+009F.
 const ACCOUNT_ID_PATTERN: &str = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$";
