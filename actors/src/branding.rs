@@ -42,16 +42,6 @@ pub fn resolve(row: ForSend, channel: Channel, default_app: &str) -> Resolved {
     Resolved { app: row.display_name.unwrap_or_else(|| default_app.to_owned()), template }
 }
 
-fn entry<'a>(
-    tenant_id: Uuid,
-    action: &'a str,
-    who: &'a Who,
-    detail: serde_json::Value,
-    at: DateTime<Utc>,
-) -> Entry<'a> {
-    Entry { tenant_id, account_id: None, organisation_id: None, action, who, detail, at }
-}
-
 pub async fn display_name(pool: &PgPool, tenant_id: Uuid) -> Result<Option<String>, sqlx::Error> {
     let mut conn = pool.acquire().await?;
     store::display_name(&mut conn, tenant_id).await
@@ -70,7 +60,7 @@ pub async fn set_display_name(
     let before = store::set_display_name(&mut tx, tenant_id, name).await?;
     if before.as_deref() != name {
         let detail = serde_json::json!({ "display_name": name, "previous": before });
-        audit::record(&mut tx, entry(tenant_id, "branding.changed", who, detail, now)).await?;
+        audit::record(&mut tx, Entry::tenant(tenant_id, "branding.changed", who, detail, now)).await?;
     }
     tx.commit().await?;
     Ok(())
@@ -89,7 +79,7 @@ pub async fn save_template(
     let saved = store::put_template(&mut tx, tenant_id, channel, locale, template.source(), now).await?;
     let detail =
         serde_json::json!({ "channel": channel.as_str(), "locale": locale.as_str(), "text": template.source() });
-    audit::record(&mut tx, entry(tenant_id, "template.saved", who, detail, now)).await?;
+    audit::record(&mut tx, Entry::tenant(tenant_id, "template.saved", who, detail, now)).await?;
     tx.commit().await?;
     Ok(saved)
 }
@@ -108,7 +98,7 @@ pub async fn delete_template(
     let deleted = store::delete_template(&mut tx, tenant_id, channel, locale).await?;
     if let Some(d) = &deleted {
         let detail = serde_json::json!({ "channel": d.channel, "locale": d.locale, "text": d.body });
-        audit::record(&mut tx, entry(tenant_id, "template.deleted", who, detail, now)).await?;
+        audit::record(&mut tx, Entry::tenant(tenant_id, "template.deleted", who, detail, now)).await?;
     }
     tx.commit().await?;
     Ok(deleted)

@@ -267,7 +267,7 @@ impl Abuse {
         if let Ok(actor) = AccountId::parse(GUARD_ACTOR) {
             let who = Who { actor, api_key_id: None };
             let detail = serde_json::Value::Object(event.detail.clone());
-            audit::record(tx, tenant_entry(tenant_id, "prefix_block.blocked", &who, detail, now)).await?;
+            audit::record(tx, Entry::tenant(tenant_id, "prefix_block.blocked", &who, detail, now)).await?;
         }
         metrics::counter!("verifyd_prefix_blocks_total").increment(1);
         tracing::warn!(tenant = %tenant_name, prefix = %block.prefix, country = block.country.as_deref().unwrap_or("-"),
@@ -314,7 +314,7 @@ impl Abuse {
             "sms": lists.sms.as_ref().map(geo::Countries::to_vec),
             "voice": lists.voice.as_ref().map(geo::Countries::to_vec),
         });
-        audit::record(&mut tx, tenant_entry(tenant_id, "geo_permissions.changed", who, detail, Utc::now())).await?;
+        audit::record(&mut tx, Entry::tenant(tenant_id, "geo_permissions.changed", who, detail, Utc::now())).await?;
         tx.commit().await?;
         self.geo.put(tenant_id, lists);
         Ok(())
@@ -341,7 +341,7 @@ impl Abuse {
                 "prefix": b.prefix, "country": b.country, "blocked_at": crate::timestamp::format(b.blocked_at),
                 "blocked_until": crate::timestamp::format(b.blocked_until), "sent": b.sent, "approved": b.approved,
             });
-            audit::record(&mut tx, tenant_entry(tenant_id, "prefix_block.lifted", who, detail, now)).await?;
+            audit::record(&mut tx, Entry::tenant(tenant_id, "prefix_block.lifted", who, detail, now)).await?;
         }
         tx.commit().await?;
         Ok(lifted)
@@ -350,14 +350,3 @@ impl Abuse {
 
 /// The actor of the blocks the pumping guard decides.
 const GUARD_ACTOR: &str = "verifyd:pumping-guard";
-
-/// An audit entry about the tenant as a whole (no account, no organisation).
-fn tenant_entry<'a>(
-    tenant_id: Uuid,
-    action: &'a str,
-    who: &'a Who,
-    detail: serde_json::Value,
-    at: DateTime<Utc>,
-) -> Entry<'a> {
-    Entry { tenant_id, account_id: None, organisation_id: None, action, who, detail, at }
-}

@@ -19,6 +19,19 @@ pub struct Entry<'a> {
     pub at: DateTime<Utc>,
 }
 
+impl<'a> Entry<'a> {
+    /// An entry about the tenant as a whole (no account, no organisation).
+    pub fn tenant(
+        tenant_id: Uuid,
+        action: &'a str,
+        who: &'a Who,
+        detail: serde_json::Value,
+        at: DateTime<Utc>,
+    ) -> Self {
+        Entry { tenant_id, account_id: None, organisation_id: None, action, who, detail, at }
+    }
+}
+
 pub async fn record(conn: &mut PgConnection, e: Entry<'_>) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO audit_log (tenant_id, account_id, organisation_id, action, actor, api_key_id, detail, occurred_at)
