@@ -96,6 +96,35 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    /// Every kind, as webhook filters name them.
+    pub const ALL: [EventKind; 20] = [
+        EventKind::Created,
+        EventKind::Delivered,
+        EventKind::DeliveryFailed,
+        EventKind::Approved,
+        EventKind::CheckFailed,
+        EventKind::MaxAttemptsReached,
+        EventKind::Expired,
+        EventKind::Canceled,
+        EventKind::Rejected,
+        EventKind::FactorAdded,
+        EventKind::BackupCodesGenerated,
+        EventKind::BackupCodeUsed,
+        EventKind::RecoveryCodeGenerated,
+        EventKind::RecoveryCodeUsed,
+        EventKind::FactorRemoved,
+        EventKind::DefaultFactorChanged,
+        EventKind::PolicyChanged,
+        EventKind::AccountReset,
+        EventKind::ChallengeFailed,
+        EventKind::PrefixBlocked,
+    ];
+
+    /// The family of the kind: what comes before the dot (`verification`, `factor`, …).
+    pub fn family(self) -> &'static str {
+        self.as_str().split('.').next().unwrap_or_default()
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             EventKind::Created => "verification.created",
@@ -180,6 +209,15 @@ impl Event {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_kind_is_listed_once_and_serialises_as_its_name() {
+        let names: std::collections::BTreeSet<&str> = EventKind::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(names.len(), EventKind::ALL.len());
+        for kind in EventKind::ALL {
+            assert_eq!(serde_json::to_value(kind).unwrap(), serde_json::json!(kind.as_str()));
+        }
+    }
 
     #[test]
     fn dispatch_job_round_trips_and_refuses_extra_fields() {

@@ -39,6 +39,7 @@ pub mod timestamp;
 pub mod totp;
 pub mod verification;
 pub mod voice_script;
+pub mod webhooks;
 
 /// Migrations of the whole service, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
