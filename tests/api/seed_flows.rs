@@ -18,6 +18,11 @@ async fn verify_phone(app: &TestApp, account: &str, phone: &str) -> Reply {
     checked
 }
 
+/// A POST of `body` that asks for `accept`.
+async fn post_accepting(app: &TestApp, path: &str, accept: &str, body: &Value) -> Reply {
+    app.send(app.client.post(app.url(path)).bearer_auth(&app.api_key).header("Accept", accept).json(body)).await
+}
+
 async fn login_challenge(app: &TestApp, account: &str) -> String {
     let r = app.post_json(&format!("/v1/accounts/{account}/login"), &json!({})).await;
     assert_eq!(r.body["decision"], "challenge", "{:?}", r.body);
@@ -36,17 +41,11 @@ async fn seed_d_verify_a_phone_once_then_download_the_recovery_code_and_log_in_w
     let phone = "+14155550177";
     let checked = verify_phone(&app, "tia", phone).await;
     let proof = checked.body["proof"].as_str().expect("the first factor's approval gives a step-up proof").to_owned();
+    assert_eq!(checked.headers["cache-control"], "no-store", "no cache keeps a proof");
     assert!(checked.body["proof_expires_at"].as_str().unwrap() > Utc::now().to_rfc3339().as_str());
 
-    let made = app
-        .send(
-            app.client
-                .post(app.url("/v1/accounts/tia/recovery-code"))
-                .bearer_auth(&app.api_key)
-                .header("Accept", "text/plain")
-                .json(&json!({ "password_checked_at": Utc::now(), "step_up": proof })),
-        )
-        .await;
+    let body = json!({ "password_checked_at": Utc::now(), "step_up": proof });
+    let made = post_accepting(&app, "/v1/accounts/tia/recovery-code", "text/plain", &body).await;
     assert_eq!(made.status, 201, "{:?}", made.body);
     assert_eq!(made.headers["content-type"], "text/plain; charset=utf-8");
     assert_eq!(made.headers["content-disposition"], "attachment; filename=\"recovery-code.txt\"");
@@ -76,15 +75,7 @@ async fn the_backup_codes_on_screen_are_the_ones_in_the_file_and_a_json_preferen
     let app = spawn_app().await;
     let proof = verify_phone(&app, "ben", "+14155550179").await.body["proof"].as_str().unwrap().to_owned();
     let body = json!({ "password_checked_at": Utc::now(), "step_up": proof });
-    let made = app
-        .send(
-            app.client
-                .post(app.url("/v1/accounts/ben/backup-codes"))
-                .bearer_auth(&app.api_key)
-                .header("Accept", "application/json, text/plain;q=0.5")
-                .json(&body),
-        )
-        .await;
+    let made = post_accepting(&app, "/v1/accounts/ben/backup-codes", "application/json, text/plain;q=0.5", &body).await;
     assert_eq!(made.status, 201, "{:?}", made.body);
     let codes: Vec<&str> = made.body["codes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
     assert_eq!(codes.len(), 10);

@@ -212,10 +212,13 @@ async fn check(
         return Err(ApiError::NotPending(status));
     }
     let mut view = read(&state, &checked.verification, now).await?;
+    let mut response = HttpResponse::Ok();
     if let Some((proof, expires_at)) = checked.proof {
         (view.proof, view.proof_expires_at) = (Some(proof), Some(expires_at));
+        // A proof is a credential: no cache keeps it, as for a confirmation's.
+        response.insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"));
     }
-    Ok(HttpResponse::Ok().json(view))
+    Ok(response.json(view))
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
