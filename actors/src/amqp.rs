@@ -12,6 +12,9 @@
 //! * `<p>dead_letters` (quorum queue): messages verifyd gave up on, with the
 //!   reason in the `x-verifyd-reason` header.
 //! * `<p>events` (topic exchange): outcomes, routing key `<tenant>.<event>`.
+//! * `<p>webhooks` (quorum queue, published to through the default exchange):
+//!   webhook deliveries to make, one message per delivery id; its retry queues
+//!   `<p>webhooks.retry.<n>` dead-letter back to it after their delay.
 
 use std::time::Duration;
 
@@ -25,11 +28,32 @@ pub struct Topology {
     pub prefix: String,
     /// Delay of each retry level, shortest first.
     pub retry_delays: Vec<Duration>,
+    /// Delay of each retry of a webhook delivery (`webhooks.retry_delays_ms`).
+    pub webhook_retry_delays: Vec<Duration>,
 }
 
 impl Topology {
+    /// A topology without webhook retries (a failed delivery is dead-lettered
+    /// at once); give them with [`Topology::with_webhook_retries`].
     pub fn new(prefix: impl Into<String>, retry_delays: Vec<Duration>) -> Self {
-        Topology { prefix: prefix.into(), retry_delays }
+        Topology { prefix: prefix.into(), retry_delays, webhook_retry_delays: Vec::new() }
+    }
+
+    pub fn with_webhook_retries(mut self, delays: Vec<Duration>) -> Self {
+        self.webhook_retry_delays = delays;
+        self
+    }
+
+    pub fn webhooks_queue(&self) -> String {
+        format!("{}webhooks", self.prefix)
+    }
+    /// The queue of the `level`-th webhook retry delay (0 for the first).
+    pub fn webhook_retry_queue(&self, level: usize) -> String {
+        format!("{}webhooks.retry.{}", self.prefix, level + 1)
+    }
+    /// The level (0 for `….retry.1`) of one of the webhook retry queues.
+    pub fn webhook_retry_level_of(&self, queue: &str) -> Option<usize> {
+        (0..self.webhook_retry_delays.len()).find(|level| self.webhook_retry_queue(*level) == queue)
     }
 
     pub fn requests_exchange(&self) -> String {
@@ -68,6 +92,10 @@ impl Topology {
             for level in 0..self.retry_delays.len() {
                 names.push(self.retry_queue(channel, level));
             }
+        }
+        names.push(self.webhooks_queue());
+        for level in 0..self.webhook_retry_delays.len() {
+            names.push(self.webhook_retry_queue(level));
         }
         names
     }
@@ -152,6 +180,20 @@ impl Topology {
                 let declared = declare_queue(&ch, &self.retry_queue(channel, level), args).await;
                 settle(conn, &mut ch, declared, &mut refused).await?;
             }
+        }
+        let declared = declare_queue(&ch, &self.webhooks_queue(), quorum()).await;
+        settle(conn, &mut ch, declared, &mut refused).await?;
+        for (level, delay) in self.webhook_retry_delays.iter().enumerate() {
+            // As the dispatch retry queues, back through the default exchange.
+            let mut args = quorum();
+            let ttl = u32::try_from(delay.as_millis()).unwrap_or(u32::MAX);
+            args.insert("x-message-ttl".into(), AMQPValue::LongUInt(ttl));
+            args.insert("x-dead-letter-exchange".into(), long_string(""));
+            args.insert("x-dead-letter-routing-key".into(), long_string(&self.webhooks_queue()));
+            args.insert("x-dead-letter-strategy".into(), long_string("at-least-once"));
+            args.insert("x-overflow".into(), long_string("reject-publish"));
+            let declared = declare_queue(&ch, &self.webhook_retry_queue(level), args).await;
+            settle(conn, &mut ch, declared, &mut refused).await?;
         }
         let _ = ch.close(200, "declared".into()).await;
         if refused.is_empty() { Ok(()) } else { Err(DeclareError::Inequivalent(refused)) }
@@ -326,7 +368,11 @@ mod tests {
         assert_eq!(t.retry_level(0), Some(0));
         assert_eq!(t.retry_level(2), None);
         assert!(t.queues().iter().all(|q| q.starts_with("x.")));
-        assert_eq!(t.queues().len(), 2 + 2 * 3);
+        assert_eq!(t.queues().len(), 2 + 2 * 3 + 1);
+        let t = t.with_webhook_retries(vec![Duration::from_secs(1)]);
+        assert_eq!(t.queues().len(), 2 + 2 * 3 + 2);
+        assert_eq!(t.webhook_retry_queue(0), "x.webhooks.retry.1");
+        assert_eq!(t.webhook_retry_level_of("x.webhooks.retry.1"), Some(0));
         assert_eq!(t.retry_level_of("x.dispatch.voice.retry.2"), Some(1));
         assert_eq!(t.retry_level_of("x.dispatch.voice.retry.3"), None);
         assert_eq!(t.retry_level_of("x.dispatch.sms"), None);

@@ -542,6 +542,7 @@ impl Dispatcher {
             body: &delivery.data,
             content_type: content_type.as_deref(),
             dead_lettered_at: Utc::now(),
+            webhook_delivery_id: None,
         };
         let done = Done {
             outcome: Outcome::PermanentError,

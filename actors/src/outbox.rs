@@ -15,6 +15,10 @@ pub enum Target {
     Dispatch,
     /// A caller's `reply_to` queue through the default exchange.
     Reply,
+    /// Work for the webhook consumers: `<prefix>webhooks` through the default
+    /// exchange (the routing key is unused). Written by the `outbox` trigger
+    /// that fans events out to webhook endpoints, and by the webhook consumers.
+    Webhook,
 }
 
 impl Target {
@@ -23,6 +27,7 @@ impl Target {
             Target::Event => "event",
             Target::Dispatch => "dispatch",
             Target::Reply => "reply",
+            Target::Webhook => "webhook",
         }
     }
 }

@@ -147,6 +147,7 @@ pub async fn publish_batch(pool: &PgPool, channel: &lapin::Channel, topology: &T
         let (exchange, routing_key) = match row.target.as_str() {
             t if t == Target::Event.as_str() => (topology.events_exchange(), row.routing_key.clone()),
             t if t == Target::Dispatch.as_str() => (topology.dispatch_exchange(), row.routing_key.clone()),
+            t if t == Target::Webhook.as_str() => (String::new(), topology.webhooks_queue()),
             _ => (String::new(), row.routing_key.clone()),
         };
         // Stamped with the time of the change it announces: consumers learn how

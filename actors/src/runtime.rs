@@ -26,6 +26,7 @@ use crate::shards::Shards;
 use crate::store::processes::Identity;
 use crate::throttle::{Limiters, Limits, ThrottleActor};
 use crate::verification::{self, Issuer, Policy, VerificationActor};
+use crate::webhooks::deliverer::WebhookDeliverer;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -61,6 +62,10 @@ pub struct Settings {
     pub report_interval: Duration,
     /// Consumers of the dead-letter queue (which record letters in PostgreSQL).
     pub dead_letter_consumers: usize,
+    /// Consumers of the webhooks queue.
+    pub webhook_consumers: usize,
+    /// How long one webhook POST may take.
+    pub webhook_timeout: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +74,8 @@ pub enum StartError {
     Amqp(#[from] lapin::Error),
     #[error("RabbitMQ: {0}")]
     Topology(#[from] crate::amqp::DeclareError),
+    #[error("webhooks: cannot build the HTTP client: {0}")]
+    WebhookClient(#[from] reqwest::Error),
 }
 
 /// The running actors of a process; drop it only when the process stops.
@@ -177,6 +184,24 @@ impl Core {
         consumers.extend(
             consumer::start(&amqp, &letters, settings.dead_letter_consumers, settings.prefetch, keeper, &health)
                 .await?,
+        );
+        let webhooks = Arc::new(WebhookDeliverer::new(
+            pool.clone(),
+            keys.clone(),
+            settings.topology.clone(),
+            relay.clone(),
+            settings.webhook_timeout,
+        )?);
+        consumers.extend(
+            consumer::start(
+                &amqp,
+                &settings.topology.webhooks_queue(),
+                settings.webhook_consumers,
+                settings.prefetch,
+                webhooks,
+                &health,
+            )
+            .await?,
         );
         for channel in Channel::ALL {
             let queue = settings.topology.dispatch_queue(channel);

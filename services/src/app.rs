@@ -72,7 +72,8 @@ pub fn settings(config: &Config) -> anyhow::Result<Settings> {
         gate: config.gate,
         limits: config.throttle.clone(),
         abuse: config.abuse.clone(),
-        topology: Topology::new(config.amqp.prefix.clone(), config.retry_delays()),
+        topology: Topology::new(config.amqp.prefix.clone(), config.retry_delays())
+            .with_webhook_retries(config.webhooks.retry_delays()),
         shards: config.runtime.shard_count(),
         dispatch_consumers: config.amqp.dispatch_consumers,
         prefetch: config.amqp.prefetch,
@@ -84,6 +85,8 @@ pub fn settings(config: &Config) -> anyhow::Result<Settings> {
         public_url: config.http.public_url.clone(),
         report_interval: Duration::from_millis(config.runtime.report_interval_ms),
         dead_letter_consumers: config.amqp.dead_letter_consumers,
+        webhook_consumers: config.webhooks.consumers,
+        webhook_timeout: Duration::from_millis(config.webhooks.timeout_ms),
     })
 }
 
@@ -223,6 +226,7 @@ pub async fn start(config: &Config, role: Role, metrics: Option<PrometheusHandle
         console: config.console.clone(),
         public_url: config.http.public_url.clone(),
         report_interval_ms: config.runtime.report_interval_ms,
+        webhook_urls: config.webhook_url_rules(),
     });
     // `GET /v1/dev/messages`: development mode with the inbox provider only;
     // never mounted in production (http/dev.rs).

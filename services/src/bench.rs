@@ -312,7 +312,8 @@ async fn run_verifyd(args: &Args, consumers: usize, mock_url: &str, received: &R
         figures
     }
     .await;
-    let topology = verifyd_actors::amqp::Topology::new(prefix, config.retry_delays());
+    let topology = verifyd_actors::amqp::Topology::new(prefix, config.retry_delays())
+        .with_webhook_retries(config.webhooks.retry_delays());
     if let Ok(conn) = app::rabbitmq(&config).await
         && let Ok(ch) = conn.create_channel().await
     {

@@ -69,6 +69,44 @@ pub struct Config {
     /// The operator console at `/ops`.
     #[serde(default)]
     pub console: Console,
+    /// Event webhooks to backends: timeout, retries, consumers.
+    #[serde(default)]
+    pub webhooks: Webhooks,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Webhooks {
+    /// How long one POST to an endpoint may take (connect and answer); a
+    /// slower receiver's attempt counts as failed and is retried.
+    pub timeout_ms: u64,
+    /// Delay before each retry of a failed delivery; after the last one the
+    /// delivery is a dead letter.
+    pub retry_delays_ms: Vec<u64>,
+    /// Consumers of the webhooks queue in each process (each handles up to
+    /// `amqp.prefetch` deliveries at once).
+    pub consumers: usize,
+    /// Accept `http://` endpoint URLs (only `https://` otherwise). Off in
+    /// production mode whatever this says.
+    pub allow_http: bool,
+}
+
+impl Default for Webhooks {
+    fn default() -> Self {
+        Webhooks {
+            timeout_ms: 10_000,
+            // 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h: about 28 hours in all.
+            retry_delays_ms: vec![5_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000, 36_000_000],
+            consumers: 2,
+            allow_http: true,
+        }
+    }
+}
+
+impl Webhooks {
+    pub fn retry_delays(&self) -> Vec<Duration> {
+        self.retry_delays_ms.iter().map(|ms| Duration::from_millis(*ms)).collect()
+    }
 }
 
 #[derive(Clone, Deserialize)]
@@ -477,6 +515,7 @@ impl Config {
             abuse: AbuseSettings::default(),
             metrics: Metrics::default(),
             console: Console::default(),
+            webhooks: Webhooks::default(),
         }
     }
 
@@ -528,6 +567,13 @@ impl Config {
         if !(60..=30 * 86_400).contains(&self.console.session_ttl_secs) {
             return Err(ConfigError::Invalid("console.session_ttl_secs must be 60 to 2592000 (30 days)"));
         }
+        let w = &self.webhooks;
+        if w.retry_delays_ms.is_empty() || w.retry_delays_ms.contains(&0) || w.retry_delays_ms.len() > 20 {
+            return Err(ConfigError::Invalid("webhooks.retry_delays_ms needs 1 to 20 delays, each above 0"));
+        }
+        if !(100..=120_000).contains(&w.timeout_ms) {
+            return Err(ConfigError::Invalid("webhooks.timeout_ms must be 100 to 120000"));
+        }
         if self.runtime.report_interval_ms < 100 {
             return Err(ConfigError::Invalid("runtime.report_interval_ms must be at least 100"));
         }
@@ -563,6 +609,13 @@ impl Config {
 
     pub fn retry_delays(&self) -> Vec<Duration> {
         self.amqp.retry_delays_ms.iter().map(|ms| Duration::from_millis(*ms)).collect()
+    }
+
+    /// What webhook endpoint URLs may be: `http://` (with `webhooks.allow_http`)
+    /// and this machine's or a private network's addresses in development mode only.
+    pub fn webhook_url_rules(&self) -> verifyd_actors::webhooks::UrlRules {
+        let dev = self.mode == Mode::Development;
+        verifyd_actors::webhooks::UrlRules { allow_http: dev && self.webhooks.allow_http, allow_private: dev }
     }
 }
 

@@ -90,6 +90,9 @@ pub fn explain_inequivalent(config: &Config, topology: &Topology, refused: &Ineq
         ("x-message-ttl", Some(level)) => {
             format!("set by amqp.retry_delays_ms (delay {} of {:?}, in ms)", level + 1, config.amqp.retry_delays_ms)
         }
+        ("x-message-ttl", None) if topology.webhook_retry_level_of(name).is_some() => {
+            format!("set by webhooks.retry_delays_ms ({:?}, in ms)", config.webhooks.retry_delays_ms)
+        }
         ("x-dead-letter-exchange" | "x-dead-letter-routing-key", _) => {
             "derived from amqp.prefix and the queue's channel: no setting changes it for this name, so another \
              program (or another verifyd version) declared it"

@@ -37,6 +37,12 @@ pub fn init_metrics() -> Option<PrometheusHandle> {
                 Matcher::Full("verifyd_request_to_delivered_seconds".into()),
                 catalog::JOURNEY_BUCKETS,
             )
+        })
+        .and_then(|b| {
+            b.set_buckets_for_metric(
+                Matcher::Full("verifyd_webhook_latency_seconds".into()),
+                &catalog::latency_buckets(),
+            )
         });
     match builder {
         Ok(builder) => builder.install_recorder().ok(),

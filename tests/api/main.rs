@@ -34,3 +34,4 @@ mod testkit_example;
 mod throttling;
 mod try_it;
 mod verification_flow;
+mod webhooks;

@@ -75,6 +75,9 @@ const RECEIPT_PROVIDER: (&str, Values) = ("provider", Values::Fixed(&["twilio", 
 /// Attempt outcomes of a provider call.
 pub const CALL_OUTCOMES: &[&str] = &["accepted", "retryable_error", "refused", "permanent_error"];
 
+/// What a webhook receiver made of one POST.
+pub const WEBHOOK_OUTCOMES: &[&str] = &["accepted", "retryable_error", "refused"];
+
 pub const METRICS: &[Metric] = &[
     counter(
         "verifyd_verifications_created_total",
@@ -191,6 +194,27 @@ pub const METRICS: &[Metric] = &[
         "Call scripts served to providers that fetch them.",
         &[("provider", Values::Fixed(&["plivo"]))],
     ),
+    counter(
+        "verifyd_webhook_attempts_total",
+        "POSTs to webhook endpoints, by what the receiver made of them.",
+        &[("outcome", Values::Fixed(WEBHOOK_OUTCOMES))],
+    ),
+    counter(
+        "verifyd_webhook_deliveries_total",
+        "Webhook deliveries finished: delivered, dead (a dead letter) or skipped (endpoint disabled).",
+        &[("outcome", Values::Fixed(&["delivered", "dead", "skipped"]))],
+    ),
+    counter("verifyd_webhook_retries_total", "Webhook deliveries put in a retry queue after a failed POST.", &[]),
+    counter(
+        "verifyd_webhook_waits_total",
+        "Webhook deliveries put off because an earlier event of the same verification or account is not delivered yet.",
+        &[],
+    ),
+    counter(
+        "verifyd_webhook_endpoints_disabled_total",
+        "Webhook endpoints turned off because their receiver answered 410 Gone.",
+        &[],
+    ),
     gauge(
         "verifyd_queue_messages",
         "Messages ready in each queue (deployment-wide: the same in every process; use max).",
@@ -210,6 +234,16 @@ pub const METRICS: &[Metric] = &[
         &[("reason", Values::DeadLetterReason)],
     ),
     gauge(
+        "verifyd_webhook_pending",
+        "Webhook deliveries not yet delivered or given up on (deployment-wide; use max).",
+        &[],
+    ),
+    gauge(
+        "verifyd_webhook_oldest_pending_age_seconds",
+        "Age of the oldest webhook delivery still pending (deployment-wide; use max).",
+        &[],
+    ),
+    gauge(
         "verifyd_provider_circuit_state",
         "This process's circuit for each provider: 0 closed, 1 half-open (one trial decides), 2 open.",
         &[PROVIDER],
@@ -226,6 +260,11 @@ pub const METRICS: &[Metric] = &[
         "verifyd_provider_latency_seconds",
         "Time a provider took to answer a call, by outcome.",
         &[PROVIDER, CHANNEL, ("outcome", Values::Fixed(CALL_OUTCOMES))],
+    ),
+    histogram(
+        "verifyd_webhook_latency_seconds",
+        "Time a webhook receiver took to answer a POST, by outcome.",
+        &[("outcome", Values::Fixed(WEBHOOK_OUTCOMES))],
     ),
     histogram(
         "verifyd_request_to_accepted_seconds",

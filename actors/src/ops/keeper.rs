@@ -139,6 +139,7 @@ impl DeadLetterKeeper {
             body: &delivery.data,
             content_type: content_type.as_deref(),
             dead_lettered_at: headers.dead_lettered_at.unwrap_or_else(Utc::now),
+            webhook_delivery_id: None,
         };
         let mut conn = self.pool.acquire().await?;
         let recorded = match dead_letters::insert(&mut conn, &letter).await {

@@ -50,6 +50,9 @@ impl From<sqlx::Error> for LetterError {
 
 /// Why a letter cannot be replayed, when it cannot (whatever its verification).
 pub fn unreplayable(letter: &Letter) -> Option<&'static str> {
+    if letter.webhook_delivery_id.is_some() {
+        return None;
+    }
     match (letter.verification_id, letter.job_id) {
         (Some(_), Some(_)) => None,
         _ if letter.source_queue.ends_with("requests") => {
@@ -80,9 +83,16 @@ fn may_send(v: &Verification, job_id: Uuid, now: DateTime<Utc>) -> Result<bool, 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Replayed {
     pub id: Uuid,
-    pub verification_id: Uuid,
-    /// The job that now carries the delivery.
-    pub job_id: Uuid,
+    /// The verification of a dispatch job's letter.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verification_id: Option<Uuid>,
+    /// The job that now carries the delivery (a dispatch job's letter).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<Uuid>,
+    /// A webhook delivery's letter: the delivery, pending again under the
+    /// same `webhook-id`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_delivery_id: Option<Uuid>,
 }
 
 /// Re-arms a letter's job: a new dispatch job (new id, first try) for the same
@@ -99,6 +109,9 @@ pub async fn replay(
     let mut tx = pool.begin().await?;
     let letter = dead_letters::lock(&mut tx, view, id).await?.ok_or(LetterError::NotFound)?;
     still_dead(&letter)?;
+    if let Some(delivery_id) = letter.webhook_delivery_id {
+        return replay_webhook(tx, &letter, delivery_id, who, now).await;
+    }
     if let Some(why) = unreplayable(&letter) {
         return Err(LetterError::NotReplayable(why));
     }
@@ -125,7 +138,29 @@ pub async fn replay(
     metrics::counter!("verifyd_dead_letter_actions_total", "action" => "replayed").increment(1);
     tracing::info!(letter_id = %id, %verification_id, job_id = %job.job_id, actor = who.actor.as_str(),
         "dead letter replayed");
-    Ok(Replayed { id, verification_id, job_id: job.job_id })
+    Ok(Replayed { id, verification_id: Some(verification_id), job_id: Some(job.job_id), webhook_delivery_id: None })
+}
+
+/// Re-arms a webhook delivery's letter: the delivery is pending again (same
+/// `webhook-id`, attempts from zero) and queued, in the transaction that marks
+/// the letter replayed. Its endpoint must exist and be enabled.
+async fn replay_webhook(
+    mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    letter: &Letter,
+    delivery_id: Uuid,
+    who: &Who,
+    now: DateTime<Utc>,
+) -> Result<Replayed, LetterError> {
+    crate::webhooks::store::rearm(&mut tx, delivery_id).await?.map_err(LetterError::NotReplayable)?;
+    dead_letters::resolve(&mut tx, letter.id, Status::Replayed, who.actor.as_str(), None, None, now).await?;
+    let detail = serde_json::json!({
+        "dead_letter_id": letter.id, "webhook_delivery_id": delivery_id, "reason_kind": letter.kind.as_str(),
+    });
+    audit::record_operation(&mut tx, letter.tenant_id, "dead_letter.replayed", who, detail, now).await?;
+    tx.commit().await?;
+    metrics::counter!("verifyd_dead_letter_actions_total", "action" => "replayed").increment(1);
+    tracing::info!(letter_id = %letter.id, %delivery_id, actor = who.actor.as_str(), "webhook dead letter replayed");
+    Ok(Replayed { id: letter.id, verification_id: None, job_id: None, webhook_delivery_id: Some(delivery_id) })
 }
 
 /// Puts a letter aside for good, with the operator's reason.
@@ -221,6 +256,8 @@ pub async fn open(pool: &PgPool, view: &View, id: Uuid, now: DateTime<Utc>) -> R
     };
     let not_replayable = if letter.status != Status::Dead {
         Some(format!("it was {} already", letter.status.as_str()))
+    } else if let Some(delivery_id) = letter.webhook_delivery_id {
+        webhook_unreplayable(pool, delivery_id).await?
     } else if let Some(why) = unreplayable(&letter) {
         Some(why.to_owned())
     } else {
@@ -239,4 +276,20 @@ pub async fn open(pool: &PgPool, view: &View, id: Uuid, now: DateTime<Utc>) -> R
         account_id: v.account_id.as_str().to_owned(),
     });
     Ok(Some(Opened { letter, verification, attempts, not_replayable }))
+}
+
+/// Why a webhook letter cannot be replayed now, if it cannot.
+async fn webhook_unreplayable(pool: &PgPool, delivery_id: Uuid) -> Result<Option<String>, LetterError> {
+    let enabled: Option<Option<bool>> = sqlx::query_scalar(
+        "SELECT e.enabled FROM webhook_deliveries d LEFT JOIN webhook_endpoints e ON e.id = d.endpoint_id
+         WHERE d.id = $1",
+    )
+    .bind(delivery_id)
+    .fetch_optional(pool)
+    .await?;
+    Ok(match enabled {
+        None | Some(None) => Some("its webhook endpoint was deleted".to_owned()),
+        Some(Some(false)) => Some("its webhook endpoint is disabled: enable it first".to_owned()),
+        Some(Some(true)) => None,
+    })
 }

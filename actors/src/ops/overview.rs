@@ -44,6 +44,7 @@ pub struct Overview {
     pub view: String,
     pub queues: Vec<QueueHealth>,
     pub outbox: OutboxHealth,
+    pub webhooks: WebhooksHealth,
     pub dead_letters: LettersHealth,
     pub providers: Vec<ProviderHealth>,
     pub conversion: Vec<ConversionRow>,
@@ -71,6 +72,14 @@ pub struct OutboxHealth {
     /// Rows committed and not yet confirmed by the broker.
     pub rows: i64,
     pub oldest_age_secs: Option<f64>,
+}
+
+/// Webhook deliveries not yet delivered or given up on: on their way, waiting
+/// to be retried, or behind an earlier event of the same verification.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct WebhooksHealth {
+    pub pending: i64,
+    pub oldest_pending_age_secs: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -199,6 +208,8 @@ pub async fn build(i: Inputs<'_>) -> Result<Overview, OverviewError> {
     let (rows, oldest): (i64, Option<DateTime<Utc>>) =
         sqlx::query_as("SELECT count(*), min(created_at) FROM outbox").fetch_one(pool).await?;
     let outbox = OutboxHealth { rows, oldest_age_secs: oldest.map(|t| age(now, t)) };
+    let (pending, oldest) = crate::webhooks::store::backlog(pool, view.tenant_id()).await?;
+    let webhooks = WebhooksHealth { pending, oldest_pending_age_secs: oldest.map(|t| age(now, t)) };
 
     let waiting = dead_letters::waiting(pool, view).await?;
     let dead_letters = LettersHealth {
@@ -277,6 +288,7 @@ pub async fn build(i: Inputs<'_>) -> Result<Overview, OverviewError> {
         view: view.tenant_name().map_or_else(|| "deployment".to_owned(), str::to_owned),
         queues,
         outbox,
+        webhooks,
         dead_letters,
         providers,
         conversion: stats::conversion(pool, view, now).await?,

@@ -26,12 +26,15 @@ pub enum Reason {
     TooLarge,
     /// A request whose idempotency key was used for another phone or account.
     IdempotencyConflict,
+    /// A webhook receiver refused a delivery for good (a 4xx other than 408
+    /// and 429, or 410 Gone, which also disables its endpoint).
+    ReceiverRefused,
     /// A letter from before kinds were recorded, or from another sender.
     Other,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 9] = [
+    pub const ALL: [Reason; 10] = [
         Reason::RetriesExhausted,
         Reason::Malformed,
         Reason::UnknownVerification,
@@ -40,6 +43,7 @@ impl Reason {
         Reason::InvalidRequest,
         Reason::TooLarge,
         Reason::IdempotencyConflict,
+        Reason::ReceiverRefused,
         Reason::Other,
     ];
 
@@ -53,6 +57,7 @@ impl Reason {
             Reason::InvalidRequest => "invalid_request",
             Reason::TooLarge => "too_large",
             Reason::IdempotencyConflict => "idempotency_conflict",
+            Reason::ReceiverRefused => "receiver_refused",
             Reason::Other => "other",
         }
     }

@@ -29,6 +29,8 @@ pub struct NewLetter<'a> {
     pub body: &'a [u8],
     pub content_type: Option<&'a str>,
     pub dead_lettered_at: DateTime<Utc>,
+    /// For a webhook delivery given up on: its id (`webhook_deliveries`).
+    pub webhook_delivery_id: Option<Uuid>,
 }
 
 /// Records a letter once: `false` when one with the same key is already there.
@@ -36,8 +38,8 @@ pub async fn insert(conn: &mut PgConnection, l: &NewLetter<'_>) -> Result<bool, 
     let body = &l.body[..l.body.len().min(MAX_BODY)];
     let inserted: Option<Uuid> = sqlx::query_scalar(
         "INSERT INTO dead_letters (id, letter_key, tenant_id, verification_id, job_id, channel, source_queue,
-             reason_kind, reason, body, content_type, dead_lettered_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+             reason_kind, reason, body, content_type, dead_lettered_at, webhook_delivery_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
          ON CONFLICT (letter_key) DO NOTHING RETURNING id",
     )
     .bind(l.id)
@@ -52,6 +54,7 @@ pub async fn insert(conn: &mut PgConnection, l: &NewLetter<'_>) -> Result<bool, 
     .bind(body)
     .bind(l.content_type)
     .bind(l.dead_lettered_at)
+    .bind(l.webhook_delivery_id)
     .fetch_optional(conn)
     .await?;
     Ok(inserted.is_some())
@@ -105,6 +108,7 @@ struct Row {
     resolved_by: Option<String>,
     resolution: Option<String>,
     replay_job_id: Option<Uuid>,
+    webhook_delivery_id: Option<Uuid>,
 }
 
 /// A dead letter as operators read it.
@@ -127,6 +131,8 @@ pub struct Letter {
     pub resolved_by: Option<String>,
     pub resolution: Option<String>,
     pub replay_job_id: Option<Uuid>,
+    /// A webhook delivery given up on (replayed by delivering it again).
+    pub webhook_delivery_id: Option<Uuid>,
 }
 
 impl TryFrom<Row> for Letter {
@@ -156,13 +162,14 @@ impl TryFrom<Row> for Letter {
             resolved_by: r.resolved_by,
             resolution: r.resolution,
             replay_job_id: r.replay_job_id,
+            webhook_delivery_id: r.webhook_delivery_id,
         })
     }
 }
 
 const COLUMNS: &str = "d.id, d.tenant_id, t.name AS tenant_name, d.verification_id, d.job_id, d.channel,
     d.source_queue, d.reason_kind, d.reason, d.body, d.content_type, d.dead_lettered_at, d.status,
-    d.resolved_at, d.resolved_by, d.resolution, d.replay_job_id";
+    d.resolved_at, d.resolved_by, d.resolution, d.replay_job_id, d.webhook_delivery_id";
 const FROM: &str = "FROM dead_letters d LEFT JOIN tenants t ON t.id = d.tenant_id";
 
 /// Which letters to list, replay or discard. Every field narrows; none is all.

@@ -1,9 +1,31 @@
-//! Event webhooks, the part every later piece stands on: the signing secret
-//! (`whsec_<base64>`), the Standard Webhooks 1.0 signature
-//! (`v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">`, several during a
-//! rotation's overlap), the `webhook-id` of a delivery, and the event-type
-//! filter an endpoint holds (`*`, event names, `family.*`). Endpoints,
-//! delivery and its queues are not built yet (issue 13, item 3).
+//! Event webhooks: every event verifyd publishes on the events exchange is
+//! also POSTed to each of its tenant's enabled endpoints whose filter matches,
+//! signed per Standard Webhooks 1.0 (`docs/webhooks.md`).
+//!
+//! * `store`: endpoints (URL, filter, sealed secrets) and deliveries. A
+//!   delivery row is made by a trigger on `outbox` in the transaction that
+//!   writes the event, so none is lost and none is made for an event that was
+//!   rolled back.
+//! * `deliverer`: the consumer of `<prefix>webhooks`. A message names one
+//!   delivery; the consumer claims it only when it is the head of its lane
+//!   (the pending delivery of lowest `seq` for its endpoint and verification),
+//!   posts it, and records the outcome with the message for the lane's next
+//!   delivery in one transaction. Retries wait in `<prefix>webhooks.retry.<n>`.
+//!
+//! ```text
+//!   pending ──2xx──────────────▶ delivered
+//!      │ ──408/429/5xx/timeout─▶ pending (retry queue n), … ──last retry──▶ dead
+//!      │ ──other 4xx, 3xx──────▶ dead (receiver_refused)
+//!      │ ──410─────────────────▶ dead (receiver_refused), endpoint disabled (gone)
+//!      └ ──endpoint disabled───▶ skipped
+//!   dead ──operator replay─────▶ pending (same webhook-id, attempts from 0)
+//! ```
+
+pub mod deliverer;
+pub mod endpoint_url;
+pub mod store;
+
+pub use endpoint_url::{EndpointUrl, UrlRules};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;

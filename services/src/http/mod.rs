@@ -26,6 +26,7 @@ pub mod probes;
 pub mod problem;
 pub mod verifications;
 pub mod voice_scripts;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -64,6 +65,9 @@ pub struct AppState {
     pub public_url: Option<String>,
     /// `runtime.report_interval_ms`: the overview's idea of a stale process.
     pub report_interval_ms: u64,
+    /// What a webhook endpoint's URL may be (`http://` and private
+    /// addresses in development mode only).
+    pub webhook_urls: verifyd_actors::webhooks::UrlRules,
 }
 
 impl AppState {
@@ -184,6 +188,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         branding::routes(cfg);
         callbacks::routes(cfg);
         voice_scripts::routes(cfg);
+        webhooks::routes(cfg);
         openapi::routes(cfg);
     }
 }

@@ -141,6 +141,11 @@ async fn refresh(p: &Probes) {
         let age = oldest.map_or(0.0, |t| (now - t).num_milliseconds().max(0) as f64 / 1000.0);
         metrics::gauge!("verifyd_outbox_oldest_age_seconds").set(age);
     }
+    if let Ok((pending, oldest)) = verifyd_actors::webhooks::store::backlog(&p.pool, None).await {
+        metrics::gauge!("verifyd_webhook_pending").set(pending as f64);
+        let age = oldest.map_or(0.0, |t| (now - t).num_milliseconds().max(0) as f64 / 1000.0);
+        metrics::gauge!("verifyd_webhook_oldest_pending_age_seconds").set(age);
+    }
     if let Ok(waiting) = dead_letters::waiting(&p.pool, &View::Deployment).await {
         for reason in Reason::ALL {
             let n = waiting.iter().find(|(r, _, _)| *r == reason).map_or(0, |(_, n, _)| *n);

@@ -82,6 +82,8 @@ pub enum ApiError {
     PolicyRefused(PolicyRefusal),
     #[error("the account already has {0} factors, the most it may hold: remove one first")]
     TooManyFactors(i64),
+    #[error("the tenant has {0} webhook endpoints, the most it may hold: delete one first")]
+    TooManyWebhooks(i64),
     #[error("the request is not signed by the provider ({0})")]
     BadSignature(&'static str),
     #[error("{0}")]
@@ -155,6 +157,7 @@ impl ApiError {
             ApiError::PolicyRefused(PolicyRefusal::MandatoryIsFinal) => "policy_mandatory",
             ApiError::PolicyRefused(PolicyRefusal::SsoWithRequired) => "sso_with_required_policy",
             ApiError::TooManyFactors(_) => "too_many_factors",
+            ApiError::TooManyWebhooks(_) => "too_many_webhooks",
             ApiError::BadSignature(_) => "invalid_signature",
             ApiError::Csrf(_) => "csrf_failed",
             ApiError::LetterResolved { .. } => "dead_letter_resolved",
@@ -351,6 +354,7 @@ impl ResponseError for ApiError {
             | ApiError::NoFactor
             | ApiError::LastFactorMandatory
             | ApiError::TooManyFactors(_)
+            | ApiError::TooManyWebhooks(_)
             | ApiError::PolicyRefused(_) => StatusCode::CONFLICT,
             ApiError::BadSignature(_)
             | ApiError::ForbiddenScope { .. }

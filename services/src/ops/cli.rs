@@ -232,8 +232,10 @@ pub async fn run(config: &Config, command: DeadLetters) -> anyhow::Result<()> {
             let who = console_operator();
             let targets = targets(&pool, &view, id, &filter, limit, now).await?;
             let outcome = each(targets, |target| letters::replay(&pool, &view, target, &who, Utc::now())).await?;
-            outcome.report(json, "replayed", |r| {
-                format!("replayed {} (verification {}, new job {})", r.id, r.verification_id, r.job_id)
+            outcome.report(json, "replayed", |r| match (r.verification_id, r.job_id, r.webhook_delivery_id) {
+                (Some(v), Some(job), _) => format!("replayed {} (verification {v}, new job {job})", r.id),
+                (_, _, Some(delivery)) => format!("replayed {} (webhook delivery {delivery}, same webhook-id)", r.id),
+                _ => format!("replayed {}", r.id),
             })?;
             if !outcome.done.is_empty() && !json {
                 eprintln!("queued in the outbox: a running verifyd publishes it within runtime.relay_poll_ms");
@@ -373,6 +375,8 @@ fn print_overview(o: &Overview) {
     }
     let outbox_age = if o.outbox.rows == 0 { Some(0.0) } else { o.outbox.oldest_age_secs };
     println!("  {:<44} {:>8} {:>9} {:>8}", "(outbox)", o.outbox.rows, "-", secs(outbox_age));
+    let webhook_age = if o.webhooks.pending == 0 { Some(0.0) } else { o.webhooks.oldest_pending_age_secs };
+    println!("  {:<44} {:>8} {:>9} {:>8}", "(webhook deliveries pending)", o.webhooks.pending, "-", secs(webhook_age));
     println!("\ndead letters waiting: {}", o.dead_letters.waiting);
     for (reason, n) in &o.dead_letters.by_reason {
         println!("  {reason:<24} {n}");

@@ -194,6 +194,10 @@ pub struct LetterView {
     /// The job a replay queued.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replay_job_id: Option<Uuid>,
+    /// A webhook delivery given up on (`GET /v1/webhooks/{id}/deliveries`
+    /// lists it); a replay delivers it again under the same `webhook-id`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_delivery_id: Option<Uuid>,
 }
 
 impl From<&Letter> for LetterView {
@@ -213,6 +217,7 @@ impl From<&Letter> for LetterView {
             resolved_by: l.resolved_by.clone(),
             resolution: l.resolution.clone(),
             replay_job_id: l.replay_job_id,
+            webhook_delivery_id: l.webhook_delivery_id,
         }
     }
 }

@@ -216,6 +216,8 @@
         stale.length ? stale.length + " stale" : "all reporting"),
       card("Outbox", o.outbox.rows, o.outbox.rows > 100 ? "warn" : "good",
         o.outbox.rows ? "oldest " + age(o.outbox.oldest_age_secs) : "all published"),
+      card("Webhooks pending", o.webhooks.pending, o.webhooks.pending > 100 ? "warn" : "good",
+        o.webhooks.pending ? "oldest " + age(o.webhooks.oldest_pending_age_secs) : "all delivered"),
     );
     renderLetters(letters);
     renderProviders(o.providers);

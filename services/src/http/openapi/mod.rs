@@ -8,7 +8,9 @@ use utoipa::{Modify, OpenApi};
 
 mod conform;
 
-use super::{abuse, accounts, admin, api_keys, branding, enrolment, gate, ops, probes, problem, verifications};
+use super::{
+    abuse, accounts, admin, api_keys, branding, enrolment, gate, ops, probes, problem, verifications, webhooks,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -37,6 +39,8 @@ use super::{abuse, accounts, admin, api_keys, branding, enrolment, gate, ops, pr
         abuse::get_geo_permissions, abuse::put_geo_permissions, abuse::blocked_prefixes, abuse::lift_block,
         branding::get_branding, branding::put_branding, branding::list_templates, branding::get_template,
         branding::put_template, branding::delete_template,
+        webhooks::create, webhooks::list, webhooks::get, webhooks::update, webhooks::delete, webhooks::rotate,
+        webhooks::deliveries,
     ),
     components(schemas(problem::Problem)),
     modifiers(&BearerKey),
@@ -50,6 +54,7 @@ use super::{abuse, accounts, admin, api_keys, branding, enrolment, gate, ops, pr
         (name = "operations", description = "Health, metrics and operator endpoints"),
         (name = "abuse", description = "Geo permissions and destination prefixes blocked as SMS pumping"),
         (name = "branding", description = "The tenant's display name and its own SMS and voice texts"),
+        (name = "webhooks", description = "Endpoints that receive the tenant's events over HTTPS, signed per Standard Webhooks"),
     )
 )]
 pub struct ApiDoc;
@@ -61,7 +66,7 @@ struct BearerKey;
 const SCOPES: &str = "An API key, `vk_<id>.<secret>`. Each operation names the one scope the key \
     must hold: `verify` (verifications, login, step-up, challenges, proofs), `enrol` (a user's \
     own factors with that user's step-up: adding, removing, the default, backup and recovery \
-    codes, reading factors), `admin` (resets, policy, audit, API keys, branding and templates), `ops` (operator endpoints under `/v1/ops`, cut down to the \
+    codes, reading factors), `admin` (resets, policy, audit, API keys, branding and templates, webhooks), `ops` (operator endpoints under `/v1/ops`, cut down to the \
     key's tenant). A deployment operator key, `vo_<id>.<secret>` (`verifyd keys create --operator`), \
     reaches the operator endpoints for every tenant and nothing else. A key without the scope is \
     answered `403 forbidden_scope` (`required_scope` names it); a key used from outside its \
