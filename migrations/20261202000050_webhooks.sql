@@ -49,6 +49,8 @@ CREATE TABLE webhook_deliveries (
 -- The head of a lane: its pending row of lowest seq.
 CREATE INDEX webhook_deliveries_lane ON webhook_deliveries (endpoint_id, lane, seq) WHERE status = 'pending';
 CREATE INDEX webhook_deliveries_pending ON webhook_deliveries (created_at) WHERE status = 'pending';
+-- What the reporter prunes: finished deliveries by age.
+CREATE INDEX webhook_deliveries_finished ON webhook_deliveries (finished_at) WHERE status <> 'pending';
 
 -- Work for the webhook consumers goes through the outbox too.
 ALTER TABLE outbox DROP CONSTRAINT outbox_target_check;
@@ -56,6 +58,7 @@ ALTER TABLE outbox ADD CONSTRAINT outbox_target_check CHECK (target IN ('event',
 
 -- Webhook letters: the delivery they hold, and two reasons of their own.
 ALTER TABLE dead_letters ADD COLUMN webhook_delivery_id uuid;
+CREATE INDEX dead_letters_webhook_delivery ON dead_letters (webhook_delivery_id) WHERE webhook_delivery_id IS NOT NULL;
 ALTER TABLE dead_letters DROP CONSTRAINT dead_letters_reason_kind_check;
 ALTER TABLE dead_letters ADD CONSTRAINT dead_letters_reason_kind_check
     CHECK (reason_kind IN ('retries_exhausted', 'malformed', 'unknown_verification', 'sealed_code',

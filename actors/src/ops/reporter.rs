@@ -24,6 +24,8 @@ use crate::store::{dead_letters, sessions};
 const PRUNE_EVERY: Duration = Duration::from_secs(300);
 /// Resolved dead letters are kept this long.
 const RESOLVED_LETTERS_KEPT: TimeDelta = TimeDelta::days(30);
+/// How long a finished webhook delivery stays listed (`GET /v1/webhooks/{id}/deliveries`).
+const FINISHED_WEBHOOKS_KEPT: TimeDelta = TimeDelta::days(7);
 
 pub struct ProcessReporter {
     pool: PgPool,
@@ -176,6 +178,7 @@ async fn prune_old(pool: &PgPool, now: DateTime<Utc>) {
         processes::prune(pool, now - TimeDelta::hours(24)).await,
         sessions::prune(pool, now).await,
         dead_letters::prune(pool, now - RESOLVED_LETTERS_KEPT).await.map(|_| ()),
+        crate::webhooks::store::prune(pool, now - FINISHED_WEBHOOKS_KEPT).await.map(|_| ()),
     ];
     for error in results.into_iter().filter_map(Result::err) {
         tracing::warn!(%error, "pruning operations data failed; tried again later");

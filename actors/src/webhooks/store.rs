@@ -477,3 +477,20 @@ pub async fn deliveries(
     .fetch_all(pool)
     .await
 }
+
+/// Deletes deliveries that finished before `before` (delivered or skipped), and
+/// dead ones whose letter is no longer waiting (replayed deliveries are
+/// pending again, so they stay). At most 10 000 a call.
+pub async fn prune(pool: &PgPool, before: DateTime<Utc>) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "DELETE FROM webhook_deliveries WHERE id IN (
+             SELECT d.id FROM webhook_deliveries d
+             WHERE d.status <> 'pending' AND d.finished_at < $1
+               AND NOT EXISTS (SELECT 1 FROM dead_letters l WHERE l.webhook_delivery_id = d.id AND l.status = 'dead')
+             LIMIT 10000)",
+    )
+    .bind(before)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
+}
