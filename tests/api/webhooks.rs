@@ -417,7 +417,7 @@ async fn a_refused_delivery_is_a_dead_letter_the_operator_replays_under_the_same
 
     // 410 Gone: the endpoint turns itself off, and its letter waits for it.
     let gone_letter =
-        app.wait_for_dead_letter(&operator, |l| l["reason"].as_str().is_some_and(|r| r.contains("410"))).await;
+        app.wait_for_dead_letter(&operator, |l| l["reason"].as_str().is_some_and(|r| r.contains("HTTP 410"))).await;
     let endpoint = app.get(&format!("/v1/webhooks/{gone_id}")).await;
     assert_eq!((&endpoint.body["enabled"], &endpoint.body["disabled_reason"]), (&json!(false), &json!("gone")));
     let gone_letter_id = gone_letter["id"].as_str().expect("id");

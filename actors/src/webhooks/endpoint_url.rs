@@ -59,7 +59,13 @@ impl EndpointUrl {
                 return Err("must not be this machine or a private network (loopback, private, link-local)");
             }
         }
-        Ok(EndpointUrl(url.into()))
+        // As written back (a `/` added, a name lowercased or punycoded), it
+        // must still fit.
+        let url: String = url.into();
+        if url.len() > MAX_LEN {
+            return Err("at most 2048 bytes");
+        }
+        Ok(EndpointUrl(url))
     }
 
     /// An endpoint URL read back from the database (parsed when it was saved).
@@ -135,6 +141,10 @@ mod tests {
         }
         let long = format!("https://example.com/{}", "a".repeat(MAX_LEN));
         assert!(EndpointUrl::parse(&long, UrlRules::PRODUCTION).is_err());
+        // 2048 as written, 2049 once the path's `/` is added.
+        let grows = format!("https://example.com?{}", "a".repeat(MAX_LEN - 20));
+        assert_eq!(grows.len(), MAX_LEN);
+        assert!(EndpointUrl::parse(&grows, UrlRules::PRODUCTION).is_err());
     }
 
     #[test]

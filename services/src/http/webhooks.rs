@@ -306,13 +306,35 @@ async fn rotate(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct DeliveryParams {
-    /// `pending`, `delivered`, `dead` or `skipped`.
+    /// Only deliveries in this status.
     #[serde(default)]
-    status: Option<String>,
+    #[param(inline)]
+    status: Option<DeliveryStatus>,
     /// 1 to 200; 50 by default.
     #[serde(default)]
     #[param(minimum = 1, maximum = 200)]
     limit: Option<i64>,
+}
+
+/// Where a delivery stands.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    Pending,
+    Delivered,
+    Dead,
+    Skipped,
+}
+
+impl DeliveryStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::Dead => "dead",
+            DeliveryStatus::Skipped => "skipped",
+        }
+    }
 }
 
 /// One event to this endpoint.
@@ -374,7 +396,7 @@ pub struct WebhookDeliveryList {
 #[utoipa::path(get, path = "/v1/webhooks/{id}/deliveries", tag = "webhooks", operation_id = "list_webhook_deliveries",
     params(("id" = Uuid, Path), DeliveryParams),
     responses((status = 200, body = WebhookDeliveryList), (status = 404, body = Problem),
-        (status = 422, description = "`invalid_field`: `status` or `limit`", body = Problem)),
+        (status = 422, description = "`invalid_field`: `limit`", body = Problem)),
     security(("api_key" = ["admin"])))]
 async fn deliveries(
     state: web::Data<AppState>,
@@ -384,16 +406,11 @@ async fn deliveries(
 ) -> Result<HttpResponse, ApiError> {
     let id = path_id(&path)?;
     let DeliveryParams { status, limit } = query.into_inner();
-    if let Some(s) = status.as_deref()
-        && !["pending", "delivered", "dead", "skipped"].contains(&s)
-    {
-        return Err(ApiError::field("status", "one of pending, delivered, dead, skipped"));
-    }
     let limit = limit.unwrap_or(50);
     if !(1..=200).contains(&limit) {
         return Err(ApiError::field("limit", "must be 1 to 200"));
     }
     store::get(&state.pool, tenant.id, id).await?.ok_or(ApiError::NotFound)?;
-    let rows = store::deliveries(&state.pool, tenant.id, id, status.as_deref(), limit).await?;
+    let rows = store::deliveries(&state.pool, tenant.id, id, status.map(DeliveryStatus::as_str), limit).await?;
     Ok(HttpResponse::Ok().json(WebhookDeliveryList { deliveries: rows.into_iter().map(Into::into).collect() }))
 }

@@ -119,10 +119,35 @@ fn rule(schema: &str, property: &str) -> Option<Value> {
             "type": "string", "minLength": 6, "maxLength": 1000,
             "pattern": "^[^\\u0000-\\u0009\\u000b-\\u001f\\u007f-\\u009f]*\\{code\\}[^\\u0000-\\u0009\\u000b-\\u001f\\u007f-\\u009f]*$",
         }),
+        // `EndpointUrl::parse`, as far as a pattern can say it: http(s), a host,
+        // no user name, password or fragment (whether the host may be a local
+        // address depends on the mode: `422` is expected, see schemathesis.toml).
+        ("NewWebhookBody" | "WebhookChangeBody", "url") => json!({
+            "type": "string", "minLength": 8, "maxLength": 2048,
+            "pattern": "^https?://[a-z]([a-z0-9-]{0,61}[a-z0-9])?(\\.[a-z]([a-z0-9-]{0,61}[a-z0-9])?)*(:[1-9][0-9]{0,3})?(/[!-\"$-~]*)?$",
+        }),
+        // `EventFilter::parse`: `*`, an event name or a family.
+        ("NewWebhookBody" | "WebhookChangeBody", "event_types") => {
+            json!({ "type": "array", "minItems": 1, "maxItems": 50, "items": { "type": "string", "enum": event_filter_entries() } })
+        }
         // `Countries::parse`: the ISO 3166-1 alpha-2 codes the numbering plan knows.
         ("GeoBody", "sms" | "voice") => json!({ "type": "array", "maxItems": 300, "items": country_code() }),
         _ => return None,
     })
+}
+
+/// Every entry an event filter takes: `*`, each event, each family.
+fn event_filter_entries() -> Vec<String> {
+    use verifyd_actors::contract::EventKind;
+    let mut entries = vec!["*".to_owned()];
+    entries.extend(EventKind::ALL.iter().map(|k| k.as_str().to_owned()));
+    for k in EventKind::ALL {
+        let family = format!("{}.*", k.family());
+        if !entries.contains(&family) {
+            entries.push(family);
+        }
+    }
+    entries
 }
 
 /// An address (or with `network`, also a network) as `std::net` and `ipnet`
