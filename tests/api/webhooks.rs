@@ -203,11 +203,14 @@ async fn a_backend_receives_its_events_signed_in_order_and_as_amqp_publishes_the
         assert!(h.user_agent.starts_with("verifyd-webhooks/"), "{h:?}");
     }
     let mut ids: Vec<&str> = hooks.iter().map(|h| h.id.as_str()).collect();
+    ids.sort_unstable();
     ids.dedup();
     assert_eq!(ids.len(), hooks.len(), "each event has its own webhook-id");
     assert!(received.iter().all(|d| d["attempts"] == 1 && d["last_status"] == 200), "{received:?}");
-    let listed_ids: Vec<&str> = received.iter().rev().map(|d| d["webhook_id"].as_str().unwrap_or("-")).collect();
-    assert_eq!(listed_ids, ids, "the deliveries list names the webhook-ids the receiver saw, newest first");
+    // (Across lanes, a verification's and the account's, arrival order is free.)
+    let mut listed_ids: Vec<&str> = received.iter().map(|d| d["webhook_id"].as_str().unwrap_or("-")).collect();
+    listed_ids.sort_unstable();
+    assert_eq!(listed_ids, ids, "the deliveries list names the webhook-ids the receiver saw");
 
     // The secret is never shown again, nor logged; neither is the URL's token.
     let listed = app.get("/v1/webhooks").await;
@@ -340,7 +343,7 @@ async fn filters_disabling_and_secret_rotation_do_what_the_backend_asked() {
     );
     let quiet = approved_verification(&app, "yan").await;
     let seen = wait_for_hooks(&witness, 4).await;
-    assert_eq!(seen[3].json["verification_id"], quiet.as_str());
+    assert!(seen.iter().any(|h| h.json["verification_id"] == quiet.as_str()), "{seen:?}");
     let list = app.get(&format!("/v1/webhooks/{approvals_id}/deliveries")).await;
     assert_eq!(list.body["deliveries"].as_array().map(Vec::len), Some(3), "{:?}", list.body);
     assert_eq!(hooks(&approvals).await.len(), 3);
