@@ -191,6 +191,7 @@ impl Core {
             settings.topology.clone(),
             relay.clone(),
             settings.webhook_timeout,
+            settings.claim_lease,
         )?);
         consumers.extend(
             consumer::start(

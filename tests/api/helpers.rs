@@ -276,6 +276,8 @@ impl TestApp {
             .env("VERIFYD_AMQP__DISPATCH_CONSUMERS", "2")
             .env("VERIFYD_AMQP__RETRY_DELAYS_MS", format!("{:?}", self.config.amqp.retry_delays_ms))
             .env("VERIFYD_RUNTIME__CLAIM_LEASE_MS", self.config.runtime.claim_lease_ms.to_string())
+            .env("VERIFYD_WEBHOOKS__TIMEOUT_MS", self.config.webhooks.timeout_ms.to_string())
+            .env("VERIFYD_WEBHOOKS__RETRY_DELAYS_MS", format!("{:?}", self.config.webhooks.retry_delays_ms))
             .env("VERIFYD_RUNTIME__REPORT_INTERVAL_MS", self.config.runtime.report_interval_ms.to_string())
             .env("VERIFYD_PROVIDERS__BREAKER__FAILURES_TO_OPEN", breaker.failures_to_open.to_string())
             .env("VERIFYD_PROVIDERS__BREAKER__OPEN_FOR_MS", breaker.open_for.as_millis().to_string())

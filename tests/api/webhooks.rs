@@ -451,3 +451,49 @@ async fn a_refused_delivery_is_a_dead_letter_the_operator_replays_under_the_same
     assert_eq!(twice.status, 409, "a letter is replayed once: {:?}", twice.body);
     assert!(!captured_logs().contains("never-logged"));
 }
+
+#[actix_rt::test]
+async fn a_delivery_cut_off_by_a_killed_worker_is_made_by_another_process_under_the_same_id() {
+    let mut app = spawn_app_with(|c| {
+        with_webhooks(c);
+        // Only worker processes deliver webhooks here, so one can be killed mid-POST.
+        c.webhooks.consumers = 0;
+        c.webhooks.timeout_ms = 5_000;
+    })
+    .await;
+    let hanging = receiver(&[(200, Duration::from_secs(4))], 200).await;
+    let (endpoint, secret) = add_endpoint(&app, &hanging.uri(), json!(["verification.created"])).await;
+    app.start_worker_process().await;
+    webhook_consumers(&app, 1).await;
+    let created = app.create_verification("ada", US, "sms").await;
+    assert_eq!(created.status, 201);
+    let first = wait_for_hooks(&hanging, 1).await;
+
+    app.kill_worker_processes();
+    let pending = app.get(&format!("/v1/webhooks/{endpoint}/deliveries")).await;
+    assert_eq!(pending.body["deliveries"][0]["status"], "pending", "{:?}", pending.body);
+    app.start_worker_process().await;
+    webhook_consumers(&app, 1).await;
+    let done = deliveries_until(&app, &endpoint, all_delivered(1)).await;
+    let posts = hooks(&hanging).await;
+    assert_eq!(posts.len(), 2, "the cut-off POST, then one more by the new worker: {posts:?}");
+    assert_eq!(posts[1].id, first[0].id, "the same webhook-id: the receiver can tell it is a repeat");
+    assert!(signed_by(&secret, &posts[1]));
+    assert_eq!((&done[0]["attempts"], &done[0]["last_status"]), (&json!(1), &json!(200)), "{done:?}");
+}
+
+/// Waits (10 s) until `n` consumers listen on the webhooks queue.
+async fn webhook_consumers(app: &TestApp, n: u32) {
+    let ch = app.amqp.create_channel().await.expect("channel");
+    let queue = app.topology.webhooks_queue();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let passive = lapin::options::QueueDeclareOptions { passive: true, ..Default::default() };
+        let q = ch.queue_declare(queue.as_str().into(), passive, Default::default()).await.expect("webhooks queue");
+        if q.consumer_count() >= n {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{} of {n} webhook consumers within 10 s", q.consumer_count());
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+    }
+}

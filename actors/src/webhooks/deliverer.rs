@@ -77,6 +77,7 @@ impl WebhookDeliverer {
         topology: Topology,
         relay: Addr<OutboxRelay>,
         timeout: Duration,
+        claim_lease: Duration,
     ) -> Result<Self, reqwest::Error> {
         // Redirects are not followed: the endpoint is the URL the tenant gave.
         let client = reqwest::Client::builder()
@@ -85,7 +86,9 @@ impl WebhookDeliverer {
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("verifyd-webhooks/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        let lease = timeout + Duration::from_secs(30);
+        // A claim outlives the longest POST by `runtime.claim_lease_ms`: a
+        // process killed mid-POST leaves its delivery to another after that.
+        let lease = timeout + claim_lease;
         Ok(WebhookDeliverer { pool, keys, topology, relay, client, timeout, lease })
     }
 }
