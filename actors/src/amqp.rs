@@ -356,6 +356,14 @@ pub async fn publish_confirmed(
     }
 }
 
+/// A random 50–100 % of a retry queue's `delay` ("equal jitter"): the
+/// per-message expiration of a dispatch or webhook retry, so retries of many
+/// messages that failed together do not come back together.
+pub fn jittered(delay: Duration) -> Duration {
+    use rand::RngExt;
+    delay.mul_f64(rand::rng().random_range(0.5..=1.0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

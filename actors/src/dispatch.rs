@@ -21,7 +21,7 @@ use verifyd_providers::domain::Channel;
 use verifyd_providers::{ErrorKind, PermanentKind, Provider, ProviderError, Sent};
 
 use crate::account_state::{AccountStateActor, DeliveryReport};
-use crate::amqp::{Topology, json_properties, publish_confirmed};
+use crate::amqp::{Topology, jittered, json_properties, publish_confirmed};
 use crate::branding;
 use crate::breaker::Admission;
 use crate::consumer::{DeliveryHandler, Disposition, Letter, dead_letter};
@@ -693,12 +693,6 @@ impl Default for Done<'_> {
             fallback: false,
         }
     }
-}
-
-/// A random 50–100 % of `delay` ("equal jitter").
-fn jittered(delay: Duration) -> Duration {
-    use rand::RngExt;
-    delay.mul_f64(rand::rng().random_range(0.5..=1.0))
 }
 
 #[cfg(test)]

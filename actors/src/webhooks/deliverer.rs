@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use super::store::{self, Claimed, Final, NotClaimed, Record};
 use super::{SigningSecret, message_id, signature_header};
-use crate::amqp::{PublishError, Topology, json_properties, publish_confirmed};
+use crate::amqp::{PublishError, Topology, jittered, json_properties, publish_confirmed};
 use crate::consumer::{DeliveryHandler, Disposition, Letter, dead_letter};
 use crate::keys::CodeKeys;
 use crate::ops::reason::Reason;
@@ -352,10 +352,4 @@ fn describe(error: &reqwest::Error) -> String {
         cause = c.source();
     }
     text.chars().take(300).collect()
-}
-
-/// A random 50–100 % of `delay` ("equal jitter"), as dispatch retries.
-fn jittered(delay: Duration) -> Duration {
-    use rand::RngExt;
-    delay.mul_f64(rand::rng().random_range(0.5..=1.0))
 }
