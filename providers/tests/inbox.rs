@@ -1,6 +1,9 @@
 //! The dev inbox: what it writes, that concurrent sends never tear a line, and
 //! reading codes back.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;

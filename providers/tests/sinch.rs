@@ -2,6 +2,9 @@
 //! request and response shapes: SMS batches (bearer token, JSON, 201) and
 //! text-to-speech callouts (signed "Application" requests, 200 `callId`).
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::time::Duration;
 
 use base64::Engine;

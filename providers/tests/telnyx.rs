@@ -1,6 +1,9 @@
 //! The Telnyx client against a wiremock server that answers with Telnyx's real
 //! request and response shapes.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::time::Duration;
 
 use serde_json::{Value, json};

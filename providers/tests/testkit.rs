@@ -1,4 +1,7 @@
 //! The Twilio client against `testkit::TwilioMock`, and the mock's own promises.
+
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
 #![cfg(feature = "testkit")]
 
 use std::time::Duration;

@@ -1,5 +1,8 @@
 //! The Plivo and Telnyx clients against `testkit::PlivoMock` and
 //! `testkit::TelnyxMock`, and the mocks' own promises.
+
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
 #![cfg(feature = "testkit")]
 
 use std::time::Duration;

@@ -1,6 +1,9 @@
 //! The Sinch and Vonage clients against `testkit::SinchMock` and
 //! `testkit::VonageMock`, and the mocks' own promises: they refuse what the
 //! real APIs refuse (a bad signature, a foreign JWT) and read codes back.
+
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
 #![cfg(feature = "testkit")]
 
 use std::time::{Duration, SystemTime};

@@ -1,5 +1,8 @@
 //! The webhook client against `testkit::WebhookReceiverMock`, and the mock's
 //! own promises: it refuses what a careful receiver refuses.
+
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
 #![cfg(feature = "testkit")]
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

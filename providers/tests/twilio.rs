@@ -1,6 +1,9 @@
 //! The Twilio client against a wiremock server that answers with Twilio's real
 //! request and response shapes.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::HashMap;
 use std::time::Duration;
 

@@ -1,6 +1,9 @@
 //! The Vonage SMS client against a wiremock server answering with Vonage's real
 //! request and response shapes (HTTP 200 with a per-message `status`).
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::HashMap;
 use std::time::Duration;
 

@@ -2,6 +2,9 @@
 //! Vonage's real shapes: `POST /v1/calls` with an RS256 application JWT and an
 //! NCCO `talk` action, 201 `{"uuid",…}`, problem documents on errors.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::HashSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

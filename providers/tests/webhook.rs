@@ -1,6 +1,9 @@
 //! The webhook client against a wiremock server: the exact request a receiver
 //! gets, the signature it can verify, and how each documented answer maps.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

@@ -1,6 +1,9 @@
 //! Integration tests: the real verifyd against the real PostgreSQL and RabbitMQ,
 //! with only the SMS/voice provider (Twilio) mocked by wiremock.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 mod abuse;
 mod amqp_requests;
 mod api_keys;
