@@ -10,13 +10,13 @@ use actix_web::{App, HttpServer, middleware, web};
 use anyhow::Context as _;
 use metrics_exporter_prometheus::PrometheusHandle;
 use sqlx::postgres::PgPool;
-use verifyd_actors::amqp::Topology;
-use verifyd_actors::consumer::{self, Consumers};
-use verifyd_actors::lifecycle::ResendPolicy;
-use verifyd_actors::ops::catalog;
-use verifyd_actors::ops::reporter::Stopping;
-use verifyd_actors::runtime::{Core, Role, Settings};
-use verifyd_actors::verification::Policy;
+use verifyd_core::infra::amqp::Topology;
+use verifyd_core::infra::consumer::{self, Consumers};
+use verifyd_core::infra::runtime::{Core, Role, Settings};
+use verifyd_core::ops::catalog;
+use verifyd_core::ops::reporter::Stopping;
+use verifyd_core::verification::Policy;
+use verifyd_core::verification::lifecycle::ResendPolicy;
 use verifyd_providers::domain::CodeLength;
 
 use crate::api_keys::Authenticator;
@@ -33,7 +33,7 @@ pub async fn database(config: &Config, migrate: bool) -> anyhow::Result<PgPool> 
     let db = &config.database;
     let pool = crate::connect::postgres(&db.url, db.max_connections, db.connect_attempts, true).await?;
     if migrate {
-        verifyd_actors::MIGRATOR.run(&pool).await.context("running migrations")?;
+        verifyd_core::MIGRATOR.run(&pool).await.context("running migrations")?;
     }
     Ok(pool)
 }

@@ -18,9 +18,9 @@ use lapin::options::{ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptio
 use lapin::types::FieldTable;
 use sqlx::PgPool;
 use uuid::Uuid;
-use verifyd_actors::consumer::{self, DeliveryHandler, Disposition};
-use verifyd_actors::runtime::Role;
-use verifyd_actors::throttle::{Limit, Limits};
+use verifyd_core::infra::consumer::{self, DeliveryHandler, Disposition};
+use verifyd_core::infra::runtime::Role;
+use verifyd_core::limits::throttle::{Limit, Limits};
 use verifyd_providers::twilio::TwilioConfig;
 
 use crate::app;
@@ -197,7 +197,7 @@ async fn run_baseline(args: &Args, consumers: usize, mock_url: &str, received: &
         let queue = format!("bench.{id}.baseline");
         let ch = conn.create_channel().await?;
         let mut args_table = FieldTable::default();
-        args_table.insert("x-queue-type".into(), verifyd_actors::amqp::long_string("quorum"));
+        args_table.insert("x-queue-type".into(), verifyd_core::infra::amqp::long_string("quorum"));
         ch.queue_declare(queue.as_str().into(), QueueDeclareOptions { durable: true, ..Default::default() }, args_table)
             .await?;
         ch.confirm_select(ConfirmSelectOptions::default()).await?;
@@ -215,7 +215,7 @@ async fn run_baseline(args: &Args, consumers: usize, mock_url: &str, received: &
             let to = phone(i);
             started.insert(to.clone(), Instant::now());
             let confirm = ch
-                .basic_publish("".into(), queue.as_str().into(), Default::default(), to.as_bytes(), verifyd_actors::amqp::json_properties())
+                .basic_publish("".into(), queue.as_str().into(), Default::default(), to.as_bytes(), verifyd_core::infra::amqp::json_properties())
                 .await?;
             pending.push(confirm);
             while pending.len() >= args.concurrency {
@@ -312,7 +312,7 @@ async fn run_verifyd(args: &Args, consumers: usize, mock_url: &str, received: &R
         figures
     }
     .await;
-    let topology = verifyd_actors::amqp::Topology::new(prefix, config.retry_delays())
+    let topology = verifyd_core::infra::amqp::Topology::new(prefix, config.retry_delays())
         .with_webhook_retries(config.webhooks.retry_delays());
     if let Ok(conn) = app::rabbitmq(&config).await
         && let Ok(ch) = conn.create_channel().await

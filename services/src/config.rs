@@ -15,11 +15,11 @@ use figment::Figment;
 use figment::providers::{Format, Toml};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
-use verifyd_actors::abuse::AbuseSettings;
-use verifyd_actors::breaker::BreakerSettings;
-use verifyd_actors::gate::GateSettings;
-use verifyd_actors::routing::RouteError;
-use verifyd_actors::throttle::Limits;
+use verifyd_core::abuse::AbuseSettings;
+use verifyd_core::account::rules::GateSettings;
+use verifyd_core::delivery::breaker::BreakerSettings;
+use verifyd_core::delivery::routing::RouteError;
+use verifyd_core::limits::throttle::Limits;
 use verifyd_providers::domain::Channel;
 use verifyd_providers::inbox::InboxConfig;
 use verifyd_providers::plivo::PlivoConfig;
@@ -352,10 +352,10 @@ impl Secrets {
         Ok(bytes)
     }
 
-    pub fn code_keys(&self) -> Result<verifyd_actors::keys::CodeKeys, ConfigError> {
+    pub fn code_keys(&self) -> Result<verifyd_core::codes::keys::CodeKeys, ConfigError> {
         let mac = Self::decode("code_hmac_key", &self.code_hmac_key)?;
         let enc = Self::decode("encryption_key", &self.encryption_key)?;
-        verifyd_actors::keys::CodeKeys::new(&mac, &enc).map_err(|_| ConfigError::Key("encryption_key"))
+        verifyd_core::codes::keys::CodeKeys::new(&mac, &enc).map_err(|_| ConfigError::Key("encryption_key"))
     }
 }
 
@@ -613,9 +613,9 @@ impl Config {
 
     /// What webhook endpoint URLs may be: `http://` (with `webhooks.allow_http`)
     /// and this machine's or a private network's addresses in development mode only.
-    pub fn webhook_url_rules(&self) -> verifyd_actors::webhooks::UrlRules {
+    pub fn webhook_url_rules(&self) -> verifyd_core::webhooks::UrlRules {
         let dev = self.mode == Mode::Development;
-        verifyd_actors::webhooks::UrlRules { allow_http: dev && self.webhooks.allow_http, allow_private: dev }
+        verifyd_core::webhooks::UrlRules { allow_http: dev && self.webhooks.allow_http, allow_private: dev }
     }
 }
 

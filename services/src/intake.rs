@@ -14,14 +14,14 @@ use lapin::message::Delivery;
 use serde_json::json;
 use sqlx::PgPool;
 use uuid::Uuid;
-use verifyd_actors::amqp::{PublishError, Topology, json_properties, publish_confirmed};
-use verifyd_actors::consumer::{DeliveryHandler, Disposition, Letter, dead_letter};
-use verifyd_actors::contract::VerificationRequest;
-use verifyd_actors::ids::{ReplyTo, Tenant};
-use verifyd_actors::ops::reason::Reason;
-use verifyd_actors::shards::Shards;
-use verifyd_actors::store::tenants;
-use verifyd_actors::verification::{Create, Request, VerificationActor, VerificationError};
+use verifyd_core::delivery::contract::VerificationRequest;
+use verifyd_core::ids::{ReplyTo, Tenant};
+use verifyd_core::infra::amqp::{PublishError, Topology, json_properties, publish_confirmed};
+use verifyd_core::infra::consumer::{DeliveryHandler, Disposition, Letter, dead_letter};
+use verifyd_core::infra::shards::Shards;
+use verifyd_core::ops::reason::Reason;
+use verifyd_core::store::tenants;
+use verifyd_core::verification::{Create, Request, VerificationActor, VerificationError};
 
 use crate::http::verifications::parse_request;
 
@@ -147,7 +147,7 @@ impl Intake {
             Err(VerificationError::Throttled(t)) => {
                 let detail = json!({
                     "error": "throttled", "account_id": account_id, "scope": t.scope,
-                    "retry_after": verifyd_actors::throttle::retry_after_secs(t.retry_after),
+                    "retry_after": verifyd_core::limits::throttle::retry_after_secs(t.retry_after),
                 });
                 self.reject(channel, &tenant, reply.as_ref(), detail).await?;
                 Ok(())
@@ -203,7 +203,7 @@ impl Intake {
             "event_id": Uuid::new_v4(),
             "event": "verification.rejected",
             "tenant": tenant.name,
-            "occurred_at": verifyd_actors::timestamp::format(Utc::now()),
+            "occurred_at": verifyd_core::timestamp::format(Utc::now()),
         });
         if let (Some(obj), serde_json::Value::Object(extra)) = (event.as_object_mut(), detail) {
             obj.extend(extra);

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use verifyd_actors::routing::Routes;
+use verifyd_core::delivery::routing::Routes;
 use verifyd_providers::Provider;
 use verifyd_providers::console::ConsoleProvider;
 use verifyd_providers::domain::Channel;

@@ -3,9 +3,9 @@
 //! — whether it runs on the development secrets committed in
 //! `verifyd.dev.toml` (refused in production mode, see `Config::validate`).
 
-use verifyd_actors::amqp::{DeclareError, Inequivalent, Topology};
-use verifyd_actors::routing::Routes;
-use verifyd_actors::runtime::{Role, StartError};
+use verifyd_core::delivery::routing::Routes;
+use verifyd_core::infra::amqp::{DeclareError, Inequivalent, Topology};
+use verifyd_core::infra::runtime::{Role, StartError};
 
 use crate::config::{Config, Mode};
 

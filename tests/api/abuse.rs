@@ -6,7 +6,7 @@ use std::time::Duration;
 use lapin::BasicProperties;
 use serde_json::{Value, json};
 use verifyd::config::Config;
-use verifyd_actors::abuse::geo::Countries;
+use verifyd_core::abuse::geo::Countries;
 
 use crate::helpers::{Reply, TestApp, captured_logs, spawn_app, spawn_app_with};
 

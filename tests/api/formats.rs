@@ -11,10 +11,10 @@ use crate::helpers::{TestApp, spawn_app};
 const PHONE: &str = "+14155552691";
 
 /// True for `2026-12-02T15:32:19.123456Z` and nothing else: the text is
-/// what `verifyd_actors::timestamp` writes for the moment it reads as.
+/// what `verifyd_core::timestamp` writes for the moment it reads as.
 fn is_canonical(s: &str) -> bool {
     chrono::DateTime::parse_from_rfc3339(s)
-        .is_ok_and(|t| verifyd_actors::timestamp::format(t.with_timezone(&chrono::Utc)) == s)
+        .is_ok_and(|t| verifyd_core::timestamp::format(t.with_timezone(&chrono::Utc)) == s)
 }
 
 /// Every string in `value` that starts like a date, with where it was found.

@@ -17,8 +17,8 @@ use sqlx::PgPool;
 use uuid::Uuid;
 use verifyd::app::{self, Running};
 use verifyd::config::{Config, Providers, Runtime};
-use verifyd_actors::amqp::Topology;
-use verifyd_actors::runtime::Role;
+use verifyd_core::infra::amqp::Topology;
+use verifyd_core::infra::runtime::Role;
 use verifyd_providers::testkit::TwilioMock;
 
 pub const PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
@@ -405,7 +405,7 @@ impl TestApp {
             scopes: verifyd::api_keys::Scopes::parse(scopes).expect("known scopes"),
             sources: Default::default(),
         };
-        let tenant = verifyd_actors::store::tenants::by_name(&self.pool, &self.tenant).await.unwrap().unwrap();
+        let tenant = verifyd_core::store::tenants::by_name(&self.pool, &self.tenant).await.unwrap().unwrap();
         let issued =
             verifyd::api_keys::issue(&self.pool, &tenant, &spec, &verifyd::api_keys::console_operator()).await.unwrap();
         issued.secret().to_owned()

@@ -260,7 +260,7 @@ async fn a_tenant_ops_key_sees_and_acts_on_its_own_letters_only() {
         scopes: verifyd::api_keys::Scopes::parse(&["verify"]).unwrap(),
         sources: Default::default(),
     };
-    let tenant = verifyd_actors::store::tenants::by_name(&app.pool, &app.tenant).await.unwrap().unwrap();
+    let tenant = verifyd_core::store::tenants::by_name(&app.pool, &app.tenant).await.unwrap().unwrap();
     let verify_only =
         verifyd::api_keys::issue(&app.pool, &tenant, &spec, &verifyd::api_keys::console_operator()).await.unwrap();
     let refused = app.get_as(verify_only.secret(), "/v1/ops/overview").await;
@@ -280,7 +280,7 @@ async fn a_tenant_ops_key_sees_and_acts_on_its_own_letters_only() {
 async fn the_overview_shows_a_providers_circuit_opening_in_two_processes() {
     let mut app = spawn_app_with(|c| {
         c.providers.breaker =
-            verifyd_actors::breaker::BreakerSettings { failures_to_open: 2, open_for: Duration::from_secs(60) };
+            verifyd_core::delivery::breaker::BreakerSettings { failures_to_open: 2, open_for: Duration::from_secs(60) };
     })
     .await;
     let operator = app.operator_key().await;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use lapin::BasicProperties;
 use serde_json::{Value, json};
-use verifyd_actors::throttle::Limit;
+use verifyd_core::limits::throttle::Limit;
 
 use crate::helpers::{Reply, TestApp, spawn_app_with};
 
@@ -228,7 +228,7 @@ async fn a_paced_provider_never_gets_more_than_its_rate_and_every_code_still_goe
 #[actix_rt::test]
 async fn wrong_codes_in_a_row_lock_the_account_with_doubling_backoff_and_a_right_code_clears_it() {
     let app = spawn_app_with(|c| {
-        c.throttle.lockout = verifyd_actors::lockout::Lockout { after_wrong: 3, base_secs: 2, max_secs: 60 };
+        c.throttle.lockout = verifyd_core::limits::lockout::Lockout { after_wrong: 3, base_secs: 2, max_secs: 60 };
     })
     .await;
     let new = |n: usize| {

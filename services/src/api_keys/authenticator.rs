@@ -14,8 +14,8 @@ use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::PgPool;
 use subtle::ConstantTimeEq;
-use verifyd_actors::ids::Tenant;
-use verifyd_actors::store::{CorruptRow, api_keys, operator_keys};
+use verifyd_core::ids::Tenant;
+use verifyd_core::store::{CorruptRow, api_keys, operator_keys};
 
 use super::{AllowedSources, KeyError, Scopes, hash, split};
 

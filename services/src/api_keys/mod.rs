@@ -23,9 +23,9 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use sqlx::{PgConnection, PgPool};
 use utoipa::ToSchema;
-use verifyd_actors::ids::{AccountId, Tenant, Who};
-use verifyd_actors::store::audit::{self, Entry};
-use verifyd_actors::store::{CorruptRow, api_keys, tenants};
+use verifyd_core::ids::{AccountId, Tenant, Who};
+use verifyd_core::store::audit::{self, Entry};
+use verifyd_core::store::{CorruptRow, api_keys, tenants};
 
 pub use authenticator::{Authenticated, Authenticator, KeyRejected, Principal};
 pub use scopes::{Scope, Scopes, UnknownScope};
@@ -104,15 +104,15 @@ pub struct KeyInfo {
     /// Source networks the key is accepted from; empty: anywhere.
     #[schema(value_type = Vec<String>, example = json!(["10.0.0.0/8"]))]
     pub allowed_cidrs: Vec<String>,
-    #[serde(with = "verifyd_actors::timestamp")]
+    #[serde(with = "verifyd_core::timestamp")]
     pub created_at: DateTime<Utc>,
     /// Set by a rotation: the key is refused after it.
-    #[serde(with = "verifyd_actors::timestamp::option")]
+    #[serde(with = "verifyd_core::timestamp::option")]
     pub expires_at: Option<DateTime<Utc>>,
-    #[serde(with = "verifyd_actors::timestamp::option")]
+    #[serde(with = "verifyd_core::timestamp::option")]
     pub revoked_at: Option<DateTime<Utc>>,
     /// To within `http.key_cache_secs`.
-    #[serde(with = "verifyd_actors::timestamp::option")]
+    #[serde(with = "verifyd_core::timestamp::option")]
     pub last_used_at: Option<DateTime<Utc>>,
 }
 
@@ -196,7 +196,7 @@ async fn audited(
         "allowed_cidrs": key.allowed_cidrs,
     });
     if let Some(expires_at) = key.expires_at {
-        detail["expires_at"] = serde_json::json!(verifyd_actors::timestamp::format(expires_at));
+        detail["expires_at"] = serde_json::json!(verifyd_core::timestamp::format(expires_at));
     }
     if let Some(new_key_id) = replaced_by {
         detail["new_key_id"] = serde_json::json!(new_key_id);

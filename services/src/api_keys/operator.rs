@@ -10,8 +10,8 @@ use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use sqlx::PgPool;
-use verifyd_actors::ids::Who;
-use verifyd_actors::store::{CorruptRow, audit, operator_keys, sessions};
+use verifyd_core::ids::Who;
+use verifyd_core::store::{CorruptRow, audit, operator_keys, sessions};
 
 use super::{AllowedSources, KeyError, generate_with, hash};
 
@@ -31,13 +31,13 @@ pub struct OperatorKeyInfo {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
     pub allowed_cidrs: Vec<String>,
-    #[serde(with = "verifyd_actors::timestamp")]
+    #[serde(with = "verifyd_core::timestamp")]
     pub created_at: DateTime<Utc>,
-    #[serde(with = "verifyd_actors::timestamp::option")]
+    #[serde(with = "verifyd_core::timestamp::option")]
     pub expires_at: Option<DateTime<Utc>>,
-    #[serde(with = "verifyd_actors::timestamp::option")]
+    #[serde(with = "verifyd_core::timestamp::option")]
     pub revoked_at: Option<DateTime<Utc>>,
-    #[serde(with = "verifyd_actors::timestamp::option")]
+    #[serde(with = "verifyd_core::timestamp::option")]
     pub last_used_at: Option<DateTime<Utc>>,
 }
 
@@ -76,7 +76,7 @@ fn detail(key: &OperatorKeyInfo, new_key_id: Option<&str>) -> serde_json::Value 
     let mut detail =
         serde_json::json!({ "key_id": key.key_id, "label": key.label, "allowed_cidrs": key.allowed_cidrs });
     if let Some(expires_at) = key.expires_at {
-        detail["expires_at"] = serde_json::json!(verifyd_actors::timestamp::format(expires_at));
+        detail["expires_at"] = serde_json::json!(verifyd_core::timestamp::format(expires_at));
     }
     if let Some(new_key_id) = new_key_id {
         detail["new_key_id"] = serde_json::json!(new_key_id);

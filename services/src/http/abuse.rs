@@ -6,8 +6,8 @@ use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
-use verifyd_actors::abuse::geo::{Countries, GeoPermissions};
-use verifyd_actors::abuse::pumping::{Block, Prefix};
+use verifyd_core::abuse::geo::{Countries, GeoPermissions};
+use verifyd_core::abuse::pumping::{Block, Prefix};
 
 use super::AppState;
 use super::auth::{Admin, Caller, Ops};
@@ -101,13 +101,13 @@ pub struct BlockView {
     prefix: String,
     /// ISO 3166-1 alpha-2, when the numbering plan tells it.
     country: Option<String>,
-    #[serde(with = "verifyd_actors::timestamp")]
+    #[serde(with = "verifyd_core::timestamp")]
     blocked_at: DateTime<Utc>,
     /// It runs out then, unless lifted first.
-    #[serde(with = "verifyd_actors::timestamp")]
+    #[serde(with = "verifyd_core::timestamp")]
     blocked_until: DateTime<Utc>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[serde(with = "verifyd_actors::timestamp::option")]
+    #[serde(with = "verifyd_core::timestamp::option")]
     lifted_at: Option<DateTime<Utc>>,
     /// Verifications sent to the prefix in the window when it was blocked …
     sent: i32,

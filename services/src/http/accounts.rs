@@ -1,8 +1,8 @@
 //! `/v1/accounts/{account_id}/factors`: what account state knows of an account.
 
 use actix_web::{HttpResponse, web};
-use verifyd_actors::account_state::ListFactors;
-use verifyd_actors::store::factors::Factor;
+use verifyd_core::account::ListFactors;
+use verifyd_core::store::factors::Factor;
 
 use super::auth::{Caller, Enrol};
 use super::problem::ApiError;

@@ -11,13 +11,13 @@ use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
-use verifyd_actors::account_state::{
+use verifyd_core::account::policy::TwoFactorPolicy;
+use verifyd_core::account::{
     ActivateFactor, RemovalAuthority, RemoveFactor, ResetAccount, ResetAuthority, SetDefaultFactor, SetPolicy,
 };
-use verifyd_actors::policy::TwoFactorPolicy;
-use verifyd_actors::store::audit::{self, Record};
-use verifyd_actors::store::factors::Factor;
-use verifyd_actors::store::organisations;
+use verifyd_core::store::audit::{self, Record};
+use verifyd_core::store::factors::Factor;
+use verifyd_core::store::organisations;
 
 use super::auth::{Admin, Caller, Enrol};
 use super::json::Json;

@@ -10,7 +10,7 @@ use std::marker::PhantomData;
 use std::pin::Pin;
 
 use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
-use verifyd_actors::ids::{AccountId, Tenant, Who};
+use verifyd_core::ids::{AccountId, Tenant, Who};
 
 use super::credentials::{self, Presented};
 use super::problem::ApiError;

@@ -6,12 +6,12 @@ use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
-use verifyd_actors::branding;
-use verifyd_actors::gsm7::{Cost, Encoding};
-use verifyd_actors::ids::Tenant;
-use verifyd_actors::render;
-use verifyd_actors::store::branding::{self as store, StoredTemplate};
-use verifyd_actors::template::{DisplayName, Template};
+use verifyd_core::delivery::branding;
+use verifyd_core::delivery::gsm7::{Cost, Encoding};
+use verifyd_core::delivery::render;
+use verifyd_core::delivery::template::{DisplayName, Template};
+use verifyd_core::ids::Tenant;
+use verifyd_core::store::branding::{self as store, StoredTemplate};
 use verifyd_providers::domain::{Channel, Locale};
 
 use super::AppState;
@@ -161,7 +161,7 @@ pub struct TemplateView {
     #[serde(skip_serializing_if = "Option::is_none")]
     sms: Option<SmsCost>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[serde(with = "verifyd_actors::timestamp::option")]
+    #[serde(with = "verifyd_core::timestamp::option")]
     #[schema(value_type = Option<String>)]
     updated_at: Option<DateTime<Utc>>,
 }
@@ -311,10 +311,10 @@ async fn put_template(
     let app = app_name(&state, &caller.tenant).await?;
     if channel == Channel::Sms {
         let cost = render::sms_cost(&template, &app, state.longest_code_ttl, &locale);
-        if cost.segments > verifyd_actors::template::MAX_SEGMENTS {
+        if cost.segments > verifyd_core::delivery::template::MAX_SEGMENTS {
             return Err(ApiError::field(
                 "text",
-                verifyd_actors::template::TemplateError::TooManySegments(cost.segments),
+                verifyd_core::delivery::template::TemplateError::TooManySegments(cost.segments),
             ));
         }
     }

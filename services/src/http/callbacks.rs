@@ -1,7 +1,7 @@
 //! Delivery receipts from providers (status callbacks). They carry no API key:
 //! each is authenticated the provider's way (Twilio: `X-Twilio-Signature`;
 //! Vonage: the signed-webhook `sig`), then
-//! applied by `verifyd_actors::receipts`. Unknown message ids and statuses are
+//! applied by `verifyd_core::delivery::receipts`. Unknown message ids and statuses are
 //! acknowledged and ignored, so providers do not retry them forever.
 
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -9,8 +9,8 @@ use chrono::Utc;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
-use verifyd_actors::receipts::{self, Applied, Receipt, ReceiptStatus};
-use verifyd_actors::relay::Kick;
+use verifyd_core::delivery::receipts::{self, Applied, Receipt, ReceiptStatus};
+use verifyd_core::delivery::relay::Kick;
 use verifyd_providers::vonage::{Dlr, DlrStatus, SignatureMethod, parse_dlr, verify_signed_callback};
 
 use super::AppState;

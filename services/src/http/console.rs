@@ -13,7 +13,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use rand::RngExt;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
-use verifyd_actors::store::sessions;
+use verifyd_core::store::sessions;
 
 use super::AppState;
 use super::body::RawBody;
@@ -95,7 +95,7 @@ struct SessionInfo {
     /// `deployment`, or the tenant's name.
     view: String,
     csrf_token: String,
-    #[serde(with = "verifyd_actors::timestamp")]
+    #[serde(with = "verifyd_core::timestamp")]
     expires_at: DateTime<Utc>,
 }
 

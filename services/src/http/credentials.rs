@@ -13,7 +13,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage, HttpRequest, web};
 use chrono::Utc;
-use verifyd_actors::store::sessions;
+use verifyd_core::store::sessions;
 
 use super::AppState;
 use super::operator::{bearer, session_token, token_hash};

@@ -8,10 +8,10 @@ use base64::Engine;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
-use verifyd_actors::account_state::{ConfirmTotp, EnrolTotp, GenerateBackupCodes, GenerateRecoveryCode};
-use verifyd_actors::ids::{AccountId, Who};
-use verifyd_actors::store::backup_codes;
-use verifyd_actors::store::factors::Factor;
+use verifyd_core::account::{ConfirmTotp, EnrolTotp, GenerateBackupCodes, GenerateRecoveryCode};
+use verifyd_core::ids::{AccountId, Who};
+use verifyd_core::store::backup_codes;
+use verifyd_core::store::factors::Factor;
 use verifyd_providers::domain::Code;
 
 use super::auth::{Caller, Enrol};
@@ -67,7 +67,7 @@ pub struct ConfirmedView {
     #[serde(skip_serializing_if = "Option::is_none")]
     proof: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[serde(with = "verifyd_actors::timestamp::option")]
+    #[serde(with = "verifyd_core::timestamp::option")]
     proof_expires_at: Option<DateTime<Utc>>,
 }
 
@@ -77,7 +77,7 @@ pub struct BackupCodes {
     #[schema(example = json!(["40285163", "79911824"]))]
     codes: Vec<String>,
     remaining: usize,
-    #[serde(with = "verifyd_actors::timestamp")]
+    #[serde(with = "verifyd_core::timestamp")]
     generated_at: DateTime<Utc>,
     /// The same codes as a file to save: offer it for download from this
     /// answer (asking again would make a new set and kill these).
@@ -88,7 +88,7 @@ pub struct BackupCodes {
 pub struct BackupCodeStatus {
     /// Unused codes of the current set.
     remaining: i64,
-    #[serde(with = "verifyd_actors::timestamp::option")]
+    #[serde(with = "verifyd_core::timestamp::option")]
     generated_at: Option<DateTime<Utc>>,
 }
 
@@ -97,7 +97,7 @@ pub struct BackupCodeStatus {
 pub struct RecoveryCodeView {
     #[schema(example = "7K2M-Q9XD-3HPA-TW5E")]
     recovery_code: String,
-    #[serde(with = "verifyd_actors::timestamp")]
+    #[serde(with = "verifyd_core::timestamp")]
     generated_at: DateTime<Utc>,
     /// The same code as a file to save (asking again would replace it).
     download: Download,

@@ -10,16 +10,16 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
-use verifyd_actors::abuse::Refused;
-use verifyd_actors::account_state::{AnswerChallenge, LoginOutcome, OpenChallenge, SendAgain, Sent};
-use verifyd_actors::gate::{AnsweredBy, Decision, Purpose};
-use verifyd_actors::ids::AccountId;
-use verifyd_actors::policy::TwoFactorPolicy;
-use verifyd_actors::proof;
-use verifyd_actors::store::challenges;
-use verifyd_actors::store::challenges::ChallengeStatus;
-use verifyd_actors::store::factors::Factor;
-use verifyd_actors::throttle::Scope;
+use verifyd_core::abuse::Refused;
+use verifyd_core::account::policy::TwoFactorPolicy;
+use verifyd_core::account::proof;
+use verifyd_core::account::rules::{AnsweredBy, Decision, Purpose};
+use verifyd_core::account::{AnswerChallenge, LoginOutcome, OpenChallenge, SendAgain, Sent};
+use verifyd_core::ids::AccountId;
+use verifyd_core::limits::throttle::Scope;
+use verifyd_core::store::challenges;
+use verifyd_core::store::challenges::ChallengeStatus;
+use verifyd_core::store::factors::Factor;
 use verifyd_providers::domain::{Channel, Locale, PhoneNumber};
 
 use super::auth::{Caller, Verify};
@@ -177,7 +177,7 @@ pub struct ChallengeView {
     id: Uuid,
     purpose: Purpose,
     status: ChallengeStatus,
-    #[serde(with = "verifyd_actors::timestamp")]
+    #[serde(with = "verifyd_core::timestamp")]
     expires_at: DateTime<Utc>,
     attempts_left: i32,
     /// The active factors that can answer.
@@ -197,8 +197,8 @@ pub struct ChallengeView {
     send_refused: Option<SendRefused>,
 }
 
-impl From<&verifyd_actors::account_state::ChallengeView> for ChallengeView {
-    fn from(view: &verifyd_actors::account_state::ChallengeView) -> Self {
+impl From<&verifyd_core::account::ChallengeView> for ChallengeView {
+    fn from(view: &verifyd_core::account::ChallengeView) -> Self {
         let c = &view.challenge;
         ChallengeView {
             id: c.id,
@@ -212,7 +212,7 @@ impl From<&verifyd_actors::account_state::ChallengeView> for ChallengeView {
             sent: view.sent.as_ref().map(SentView::from),
             send_throttled: view.send_throttled.map(|t| SendThrottled {
                 scope: t.scope,
-                retry_after: verifyd_actors::throttle::retry_after_secs(t.retry_after),
+                retry_after: verifyd_core::limits::throttle::retry_after_secs(t.retry_after),
             }),
             send_refused: view.send_refused.as_ref().map(SendRefused::from),
         }
@@ -334,9 +334,9 @@ pub struct ChallengeState {
     status: ChallengeStatus,
     organisation_id: String,
     attempts_left: i32,
-    #[serde(with = "verifyd_actors::timestamp")]
+    #[serde(with = "verifyd_core::timestamp")]
     created_at: DateTime<Utc>,
-    #[serde(with = "verifyd_actors::timestamp")]
+    #[serde(with = "verifyd_core::timestamp")]
     expires_at: DateTime<Utc>,
 }
 
@@ -395,7 +395,7 @@ pub struct PassedView {
     /// Signed and short-lived: keep it with the session; restricted actions
     /// take it as `step_up` while it is fresh.
     proof: String,
-    #[serde(with = "verifyd_actors::timestamp")]
+    #[serde(with = "verifyd_core::timestamp")]
     proof_expires_at: DateTime<Utc>,
     /// After a backup code: how many are left.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -515,9 +515,9 @@ pub struct ProofView {
     answered_by: AnsweredBy,
     #[serde(skip_serializing_if = "Option::is_none")]
     factor_id: Option<Uuid>,
-    #[serde(with = "verifyd_actors::timestamp")]
+    #[serde(with = "verifyd_core::timestamp")]
     issued_at: DateTime<Utc>,
-    #[serde(with = "verifyd_actors::timestamp")]
+    #[serde(with = "verifyd_core::timestamp")]
     expires_at: DateTime<Utc>,
 }
 

@@ -35,11 +35,11 @@ use actix_web::web;
 use serde::Deserialize;
 use sqlx::PgPool;
 use uuid::Uuid;
-use verifyd_actors::account_state::AccountStateActor;
-use verifyd_actors::ids::{AccountId, Tenant, Who};
-use verifyd_actors::runtime::Core;
-use verifyd_actors::shards::Shards;
-use verifyd_actors::verification::VerificationActor;
+use verifyd_core::account::AccountStateActor;
+use verifyd_core::ids::{AccountId, Tenant, Who};
+use verifyd_core::infra::runtime::Core;
+use verifyd_core::infra::shards::Shards;
+use verifyd_core::verification::VerificationActor;
 
 use problem::ApiError;
 
@@ -67,7 +67,7 @@ pub struct AppState {
     pub report_interval_ms: u64,
     /// What a webhook endpoint's URL may be (`http://` and private
     /// addresses in development mode only).
-    pub webhook_urls: verifyd_actors::webhooks::UrlRules,
+    pub webhook_urls: verifyd_core::webhooks::UrlRules,
 }
 
 impl AppState {

@@ -19,9 +19,9 @@ use secrecy::SecretString;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
-use verifyd_actors::ids::{AccountId, Who};
-use verifyd_actors::keys::CodeKeys;
-use verifyd_actors::ops::View;
+use verifyd_core::codes::keys::CodeKeys;
+use verifyd_core::ids::{AccountId, Who};
+use verifyd_core::ops::View;
 
 use super::credentials::{self, Presented};
 use super::problem::ApiError;

@@ -17,12 +17,12 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use sqlx::PgPool;
 use subtle::ConstantTimeEq;
-use verifyd_actors::amqp::Topology;
-use verifyd_actors::consumer::ConsumerHealth;
-use verifyd_actors::ops::View;
-use verifyd_actors::ops::reason::Reason;
-use verifyd_actors::routing::Routes;
-use verifyd_actors::store::dead_letters;
+use verifyd_core::delivery::routing::Routes;
+use verifyd_core::infra::amqp::Topology;
+use verifyd_core::infra::consumer::ConsumerHealth;
+use verifyd_core::ops::View;
+use verifyd_core::ops::reason::Reason;
+use verifyd_core::store::dead_letters;
 
 /// What the probes read.
 pub struct Probes {
@@ -120,9 +120,9 @@ async fn refresh(p: &Probes) {
     metrics::gauge!("verifyd_consumers_live").set(live as f64);
     metrics::gauge!("verifyd_consumers_expected").set(expected as f64);
     // This process's circuits.
-    verifyd_actors::ops::reporter::snapshot(&p.health, &p.routes, Utc::now());
+    verifyd_core::ops::reporter::snapshot(&p.health, &p.routes, Utc::now());
     let now = Utc::now();
-    match verifyd_actors::ops::overview::queues(&p.pool, &p.amqp, &p.topology, now).await {
+    match verifyd_core::ops::overview::queues(&p.pool, &p.amqp, &p.topology, now).await {
         Ok(queues) => {
             for q in queues.into_iter().filter(|q| !q.missing) {
                 // NaN while unknown (messages wait, none was ever taken).
@@ -141,7 +141,7 @@ async fn refresh(p: &Probes) {
         let age = oldest.map_or(0.0, |t| (now - t).num_milliseconds().max(0) as f64 / 1000.0);
         metrics::gauge!("verifyd_outbox_oldest_age_seconds").set(age);
     }
-    if let Ok((pending, oldest)) = verifyd_actors::webhooks::store::backlog(&p.pool, None).await {
+    if let Ok((pending, oldest)) = verifyd_core::webhooks::store::backlog(&p.pool, None).await {
         metrics::gauge!("verifyd_webhook_pending").set(pending as f64);
         let age = oldest.map_or(0.0, |t| (now - t).num_milliseconds().max(0) as f64 / 1000.0);
         metrics::gauge!("verifyd_webhook_oldest_pending_age_seconds").set(age);

@@ -8,16 +8,16 @@ use actix_web::{HttpResponse, ResponseError};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
-use verifyd_actors::abuse::Refused;
-use verifyd_actors::abuse::number_type::NumberType;
-use verifyd_actors::account_state::AccountError;
-use verifyd_actors::lifecycle::Status;
-use verifyd_actors::ops::letters::LetterError;
-use verifyd_actors::policy::PolicyRefusal;
-use verifyd_actors::proof::ProofError;
-use verifyd_actors::store::challenges::ChallengeStatus;
-use verifyd_actors::throttle::{Scope, Throttled, retry_after_secs};
-use verifyd_actors::verification::VerificationError;
+use verifyd_core::abuse::Refused;
+use verifyd_core::abuse::number_type::NumberType;
+use verifyd_core::account::AccountError;
+use verifyd_core::account::policy::PolicyRefusal;
+use verifyd_core::account::proof::ProofError;
+use verifyd_core::limits::throttle::{Scope, Throttled, retry_after_secs};
+use verifyd_core::ops::letters::LetterError;
+use verifyd_core::store::challenges::ChallengeStatus;
+use verifyd_core::verification::VerificationError;
+use verifyd_core::verification::lifecycle::Status;
 
 use crate::api_keys::{KeyError, Scope as KeyScope};
 
@@ -88,7 +88,7 @@ pub enum ApiError {
     BadSignature(&'static str),
     #[error("{0}")]
     Csrf(&'static str),
-    #[error("the dead letter was {status} already ({} by {by})", verifyd_actors::timestamp::format(*.at))]
+    #[error("the dead letter was {status} already ({} by {by})", verifyd_core::timestamp::format(*.at))]
     LetterResolved { status: &'static str, at: DateTime<Utc>, by: String },
     #[error("this dead letter cannot be replayed: {0}")]
     NotReplayable(&'static str),
@@ -223,8 +223,8 @@ impl From<LetterError> for ApiError {
     }
 }
 
-impl From<verifyd_actors::store::StoreError> for ApiError {
-    fn from(e: verifyd_actors::store::StoreError) -> Self {
+impl From<verifyd_core::store::StoreError> for ApiError {
+    fn from(e: verifyd_core::store::StoreError) -> Self {
         ApiError::internal(e)
     }
 }
@@ -478,7 +478,7 @@ pub struct RefusalFields {
     pub prefix: Option<String>,
     /// When the block runs out unless an operator lifts it first (`destination_prefix_blocked`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[serde(with = "verifyd_actors::timestamp::option")]
+    #[serde(with = "verifyd_core::timestamp::option")]
     pub blocked_until: Option<DateTime<Utc>>,
 }
 

@@ -5,13 +5,13 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
-use verifyd_actors::contract::VerificationRequest;
-use verifyd_actors::delivery_status::{self, Delivery};
-use verifyd_actors::ids::AccountId;
-use verifyd_actors::lifecycle::Status;
-use verifyd_actors::store::attempts;
-use verifyd_actors::store::verifications::{self as store, Verification};
-use verifyd_actors::verification::{Cancel, Check, Create, Request, Resend};
+use verifyd_core::delivery::contract::VerificationRequest;
+use verifyd_core::delivery::status::{self, Delivery};
+use verifyd_core::ids::AccountId;
+use verifyd_core::store::attempts;
+use verifyd_core::store::verifications::{self as store, Verification};
+use verifyd_core::verification::lifecycle::Status;
+use verifyd_core::verification::{Cancel, Check, Create, Request, Resend};
 use verifyd_providers::domain::{Channel, Code, CodeLength, Locale, PhoneNumber};
 
 use super::auth::{Caller, Verify};
@@ -44,12 +44,12 @@ pub struct View {
     pub attempts_left: i32,
     pub max_attempts: i32,
     pub sends: i32,
-    #[serde(with = "verifyd_actors::timestamp")]
+    #[serde(with = "verifyd_core::timestamp")]
     pub created_at: DateTime<Utc>,
-    #[serde(with = "verifyd_actors::timestamp")]
+    #[serde(with = "verifyd_core::timestamp")]
     pub expires_at: DateTime<Utc>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[serde(with = "verifyd_actors::timestamp::option")]
+    #[serde(with = "verifyd_core::timestamp::option")]
     pub completed_at: Option<DateTime<Utc>>,
     /// Where the latest send stands. When it failed for good, the
     /// verification is `failed` (unless a fallback or a resend is on its way).
@@ -60,7 +60,7 @@ pub struct View {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub proof: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[serde(with = "verifyd_actors::timestamp::option")]
+    #[serde(with = "verifyd_core::timestamp::option")]
     pub proof_expires_at: Option<DateTime<Utc>>,
 }
 
@@ -171,7 +171,7 @@ async fn get(
 
 /// A verification with its latest delivery read from the store.
 async fn read(state: &AppState, v: &Verification, now: DateTime<Utc>) -> Result<View, ApiError> {
-    let delivery = delivery_status::latest(&state.pool, v.id)
+    let delivery = status::latest(&state.pool, v.id)
         .await
         .map_err(ApiError::internal)?
         .unwrap_or_else(|| Delivery::queued(v.channel));
@@ -296,7 +296,7 @@ pub struct AttemptView {
     /// `undelivered` or `failed`.
     pub receipt_status: Option<String>,
     pub latency_ms: Option<i32>,
-    #[serde(with = "verifyd_actors::timestamp")]
+    #[serde(with = "verifyd_core::timestamp")]
     pub at: DateTime<Utc>,
 }
 
@@ -320,7 +320,7 @@ async fn attempts(
 ) -> Result<HttpResponse, ApiError> {
     let id = path_id(&path)?;
     store::get(&state.pool, tenant.id, id).await.map_err(ApiError::internal)?.ok_or(ApiError::NotFound)?;
-    let view = verifyd_actors::ops::View::Tenant(tenant);
+    let view = verifyd_core::ops::View::Tenant(tenant);
     let recorded = attempts::history(&state.pool, &view, id).await.map_err(ApiError::internal)?;
     let attempts = recorded
         .into_iter()

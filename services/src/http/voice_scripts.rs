@@ -1,16 +1,16 @@
 //! Call scripts for providers that fetch them (Plivo's `answer_url`). The link
-//! (`verifyd_actors::voice_script`) is signed and expires with the code; the
+//! (`verifyd_core::delivery::voice_script`) is signed and expires with the code; the
 //! script is served only while the verification is pending. No API key: the
 //! signed link is the authority, and the access log skips this path.
 
 use actix_web::{HttpResponse, web};
 use chrono::Utc;
-use verifyd_actors::branding;
-use verifyd_actors::lifecycle::Status;
-use verifyd_actors::render::{self, Rendering};
-use verifyd_actors::store::branding as store;
-use verifyd_actors::store::verifications;
-use verifyd_actors::voice_script;
+use verifyd_core::delivery::branding;
+use verifyd_core::delivery::render::{self, Rendering};
+use verifyd_core::delivery::voice_script;
+use verifyd_core::store::branding as store;
+use verifyd_core::store::verifications;
+use verifyd_core::verification::lifecycle::Status;
 use verifyd_providers::domain::Channel;
 
 use super::AppState;

@@ -1,7 +1,7 @@
 //! A tenant's webhook endpoints (admin): create (the signing secret is shown
 //! once), list, read, change (URL, event types, enabled), delete, rotate the
 //! secret with an overlap, and read an endpoint's recent deliveries. Delivery
-//! itself is in `verifyd_actors::webhooks`; see docs/webhooks.md.
+//! itself is in `verifyd_core::webhooks`; see docs/webhooks.md.
 
 use std::time::Duration;
 
@@ -11,8 +11,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
-use verifyd_actors::webhooks::store::{self, Change, DeliveryRow, Endpoint, WebhookStoreError};
-use verifyd_actors::webhooks::{EndpointUrl, EventFilter, SigningSecret, message_id};
+use verifyd_core::webhooks::store::{self, Change, DeliveryRow, Endpoint, WebhookStoreError};
+use verifyd_core::webhooks::{EndpointUrl, EventFilter, SigningSecret, message_id};
 
 use super::auth::{Admin, Caller};
 use super::body::RawBody;
@@ -54,13 +54,13 @@ pub struct WebhookView {
     disabled_reason: Option<String>,
     /// After a rotation: until when the previous secret signs too.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[serde(with = "verifyd_actors::timestamp::option")]
+    #[serde(with = "verifyd_core::timestamp::option")]
     #[schema(value_type = Option<String>)]
     previous_secret_expires_at: Option<DateTime<Utc>>,
-    #[serde(with = "verifyd_actors::timestamp")]
+    #[serde(with = "verifyd_core::timestamp")]
     #[schema(value_type = String)]
     created_at: DateTime<Utc>,
-    #[serde(with = "verifyd_actors::timestamp")]
+    #[serde(with = "verifyd_core::timestamp")]
     #[schema(value_type = String)]
     updated_at: DateTime<Utc>,
 }
@@ -360,11 +360,11 @@ pub struct WebhookDelivery {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(example = "HTTP 503 Service Unavailable")]
     last_error: Option<String>,
-    #[serde(with = "verifyd_actors::timestamp")]
+    #[serde(with = "verifyd_core::timestamp")]
     #[schema(value_type = String)]
     created_at: DateTime<Utc>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[serde(with = "verifyd_actors::timestamp::option")]
+    #[serde(with = "verifyd_core::timestamp::option")]
     #[schema(value_type = Option<String>)]
     finished_at: Option<DateTime<Utc>>,
 }

@@ -8,10 +8,10 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
-use verifyd_actors::ops::View;
-use verifyd_actors::ops::letters::{self, LetterError};
-use verifyd_actors::ops::overview::Overview;
-use verifyd_actors::store::dead_letters;
+use verifyd_core::ops::View;
+use verifyd_core::ops::letters::{self, LetterError};
+use verifyd_core::ops::overview::Overview;
+use verifyd_core::store::dead_letters;
 
 use super::{FilterArgs, LetterDetail, LetterView};
 use crate::api_keys::console_operator;

@@ -12,15 +12,15 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use utoipa::ToSchema;
 use uuid::Uuid;
-use verifyd_actors::amqp::Topology;
-use verifyd_actors::ops::View;
-use verifyd_actors::ops::letters::{Opened, VerificationState};
-use verifyd_actors::ops::overview::{self, Inputs, Overview, OverviewError};
-use verifyd_actors::ops::reason::Reason;
-use verifyd_actors::routing::Routes;
-use verifyd_actors::store::attempts::Recorded;
-use verifyd_actors::store::dead_letters::{Filter, Letter, Status};
-use verifyd_actors::store::tenants;
+use verifyd_core::delivery::routing::Routes;
+use verifyd_core::infra::amqp::Topology;
+use verifyd_core::ops::View;
+use verifyd_core::ops::letters::{Opened, VerificationState};
+use verifyd_core::ops::overview::{self, Inputs, Overview, OverviewError};
+use verifyd_core::ops::reason::Reason;
+use verifyd_core::store::attempts::Recorded;
+use verifyd_core::store::dead_letters::{Filter, Letter, Status};
+use verifyd_core::store::tenants;
 use verifyd_providers::domain::Channel;
 
 /// A filter as an operator writes it (query string, JSON body, CLI flags).
@@ -179,11 +179,11 @@ pub struct LetterView {
     pub reason_kind: Reason,
     /// Why, in words.
     pub reason: String,
-    #[serde(with = "verifyd_actors::timestamp")]
+    #[serde(with = "verifyd_core::timestamp")]
     pub dead_lettered_at: DateTime<Utc>,
     pub status: Status,
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[serde(with = "verifyd_actors::timestamp::option")]
+    #[serde(with = "verifyd_core::timestamp::option")]
     pub resolved_at: Option<DateTime<Utc>>,
     /// The key (or `cli:<user>`) that replayed or discarded it.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -282,9 +282,9 @@ pub struct LetterDetail {
     /// Every delivery attempt of its verification, oldest first (a replay's too).
     pub attempts: Vec<Recorded>,
     /// The first and last failed attempt of its own job.
-    #[serde(with = "verifyd_actors::timestamp::option")]
+    #[serde(with = "verifyd_core::timestamp::option")]
     pub first_failure_at: Option<DateTime<Utc>>,
-    #[serde(with = "verifyd_actors::timestamp::option")]
+    #[serde(with = "verifyd_core::timestamp::option")]
     pub last_failure_at: Option<DateTime<Utc>>,
     pub replayable: bool,
     /// Why it cannot be replayed now.

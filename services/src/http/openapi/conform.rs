@@ -138,7 +138,7 @@ fn rule(schema: &str, property: &str) -> Option<Value> {
 
 /// Every entry an event filter takes: `*`, each event, each family.
 fn event_filter_entries() -> Vec<String> {
-    use verifyd_actors::contract::EventKind;
+    use verifyd_core::delivery::contract::EventKind;
     let mut entries = vec!["*".to_owned()];
     entries.extend(EventKind::ALL.iter().map(|k| k.as_str().to_owned()));
     for k in EventKind::ALL {
@@ -177,7 +177,7 @@ fn ip_pattern(network: bool) -> String {
 fn country_code() -> Value {
     let codes: Vec<String> = (b'A'..=b'Z')
         .flat_map(|a| (b'A'..=b'Z').map(move |b| String::from_utf8_lossy(&[a, b]).into_owned()))
-        .filter(|code| verifyd_actors::abuse::geo::is_known_country(code))
+        .filter(|code| verifyd_core::abuse::geo::is_known_country(code))
         .collect();
     json!({ "type": "string", "enum": codes })
 }

@@ -8,9 +8,9 @@ use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
-use verifyd_actors::ops::letters::{self, LetterError, MAX_BATCH, Replayed};
-use verifyd_actors::relay::Kick;
-use verifyd_actors::store::dead_letters;
+use verifyd_core::delivery::relay::Kick;
+use verifyd_core::ops::letters::{self, LetterError, MAX_BATCH, Replayed};
+use verifyd_core::store::dead_letters;
 
 use crate::http::body::RawBody;
 use crate::http::json::Json;
@@ -179,7 +179,7 @@ pub struct BatchBody {
     channel: Option<String>,
     /// A reason kind (`retries_exhausted`, …).
     #[serde(default)]
-    #[schema(value_type = Option<verifyd_actors::ops::reason::Reason>)]
+    #[schema(value_type = Option<verifyd_core::ops::reason::Reason>)]
     reason: Option<String>,
     /// Dead-lettered at least this long ago (`90`, `30s`, `15m`, `2h`, `7d`).
     #[serde(default)]
@@ -209,7 +209,7 @@ pub struct DiscardBatchBody {
     channel: Option<String>,
     /// A reason kind (`retries_exhausted`, …).
     #[serde(default)]
-    #[schema(value_type = Option<verifyd_actors::ops::reason::Reason>)]
+    #[schema(value_type = Option<verifyd_core::ops::reason::Reason>)]
     reason: Option<String>,
     /// Dead-lettered at least this long ago (`90`, `30s`, `15m`, `2h`, `7d`).
     #[serde(default)]

@@ -5,8 +5,8 @@ use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
-use verifyd_actors::store::attempts::{self, Recorded};
-use verifyd_actors::store::audit::{self, Operation};
+use verifyd_core::store::attempts::{self, Recorded};
+use verifyd_core::store::audit::{self, Operation};
 
 use crate::http::AppState;
 use crate::http::operator::Operator;

@@ -11,7 +11,7 @@ use actix_web::{HttpResponse, web};
 use chrono::Utc;
 use serde::Serialize;
 use utoipa::ToSchema;
-use verifyd_actors::ops::overview::{self, Overview, QueueHealth};
+use verifyd_core::ops::overview::{self, Overview, QueueHealth};
 
 use super::AppState;
 use super::operator::Operator;

@@ -1,0 +1,352 @@
+//! Abuse defences on every code sent: geo permissions (`geo.rs`), number types
+//! (`number_type.rs`) and the SMS-pumping guard (`pumping.rs`).
+//!
+//! The verification path calls in three places: `precheck` before its
+//! transaction (cached lists and the number itself, no lock), `enforce_in_tx`
+//! inside the transaction that records a send (authoritative: it reads
+//! PostgreSQL, counts the send and may block a prefix), and
+//! `record_approval_in_tx` inside the transaction that approves a code.
+//! A refusal is a `Refused`, which HTTP and the AMQP intake both report with
+//! its `error` name.
+
+pub mod geo;
+pub mod number_type;
+pub mod pumping;
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+use verifyd_providers::domain::{Channel, PhoneNumber};
+
+use crate::delivery::contract::{Event, EventKind};
+use crate::delivery::outbox;
+use crate::ids::{AccountId, Who};
+use crate::store::audit::{self, Entry};
+use geo::{GeoCache, GeoPermissions};
+use number_type::NumberType;
+use pumping::{Block, Conversion, Prefix, PumpingSettings};
+
+/// The `abuse` configuration section.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AbuseSettings {
+    /// Countries each channel may reach for tenants without their own list;
+    /// absent: every country.
+    pub default_countries: GeoPermissions,
+    pub refused_number_types: RefusedTypes,
+    pub pumping: PumpingSettings,
+    /// How long a process trusts its copy of a tenant's geo permissions for the
+    /// pre-check (the check in the transaction always reads PostgreSQL).
+    pub cache_secs: u64,
+}
+
+impl Default for AbuseSettings {
+    fn default() -> Self {
+        AbuseSettings {
+            default_countries: GeoPermissions::default(),
+            refused_number_types: RefusedTypes::default(),
+            pumping: PumpingSettings::default(),
+            cache_secs: 5,
+        }
+    }
+}
+
+impl AbuseSettings {
+    pub fn validate(&self) -> Result<(), &'static str> {
+        self.pumping.validate()
+    }
+}
+
+/// Number types each channel refuses.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RefusedTypes {
+    pub sms: Vec<NumberType>,
+    pub voice: Vec<NumberType>,
+}
+
+impl Default for RefusedTypes {
+    fn default() -> Self {
+        RefusedTypes { sms: NumberType::sms_refused_by_default(), voice: NumberType::voice_refused_by_default() }
+    }
+}
+
+impl RefusedTypes {
+    fn refuses(&self, channel: Channel, t: NumberType) -> bool {
+        match channel {
+            Channel::Sms => self.sms.contains(&t),
+            Channel::Voice => self.voice.contains(&t),
+        }
+    }
+}
+
+/// Why no code goes out. Serialised with `error` as the tag: the same names as
+/// the HTTP problem types. Never carries the number.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[serde(tag = "error", rename_all = "snake_case")]
+pub enum Refused {
+    #[error("this tenant may not send {channel} codes to {}", .country.as_deref().unwrap_or("numbers outside any country"))]
+    DestinationNotAllowed { country: Option<String>, channel: Channel },
+    #[error("{channel} codes are not sent to {number_type} numbers")]
+    NumberTypeNotAllowed { number_type: NumberType, channel: Channel },
+    #[error(
+        "codes to {prefix} are blocked until {}: too few of the codes sent there were entered \
+         (suspected SMS pumping)",
+        crate::timestamp::format(*.blocked_until)
+    )]
+    DestinationPrefixBlocked {
+        prefix: Prefix,
+        #[serde(with = "crate::timestamp")]
+        blocked_until: DateTime<Utc>,
+    },
+}
+
+impl Refused {
+    /// The stable name (`error` / problem type).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Refused::DestinationNotAllowed { .. } => "destination_not_allowed",
+            Refused::NumberTypeNotAllowed { .. } => "number_type_not_allowed",
+            Refused::DestinationPrefixBlocked { .. } => "destination_prefix_blocked",
+        }
+    }
+
+    fn counted(self) -> Self {
+        metrics::counter!("verifyd_abuse_refused_total", "reason" => self.kind()).increment(1);
+        self
+    }
+}
+
+/// Whether a send starts a verification (counted by the pumping guard) or
+/// sends an existing one's code again (checked, not counted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sending {
+    New,
+    Again,
+}
+
+/// The abuse defences of one process; the state is in PostgreSQL.
+pub struct Abuse {
+    pool: PgPool,
+    settings: AbuseSettings,
+    geo: GeoCache,
+    last_prune: Mutex<Option<Instant>>,
+}
+
+/// Old counts are deleted at most this often per process.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+impl Abuse {
+    pub fn new(pool: PgPool, settings: AbuseSettings) -> Self {
+        let geo = GeoCache::new(Duration::from_secs(settings.cache_secs));
+        Abuse { pool, settings, geo, last_prune: Mutex::new(None) }
+    }
+
+    pub fn settings(&self) -> &AbuseSettings {
+        &self.settings
+    }
+
+    /// Geo and number type alone, for one tenant's lists.
+    fn judge(&self, own: &GeoPermissions, phone: &PhoneNumber, channel: Channel) -> Result<(), Refused> {
+        if !geo::allowed(own, &self.settings.default_countries, channel, phone.country()) {
+            return Err(Refused::DestinationNotAllowed { country: phone.country().map(str::to_owned), channel });
+        }
+        let number_type = NumberType::of(phone);
+        if self.settings.refused_number_types.refuses(channel, number_type) {
+            return Err(Refused::NumberTypeNotAllowed { number_type, channel });
+        }
+        Ok(())
+    }
+
+    /// Before the transaction, without locks: the tenant's cached geo lists and
+    /// the number's type.
+    pub async fn precheck(
+        &self,
+        tenant_id: Uuid,
+        phone: &PhoneNumber,
+        channel: Channel,
+    ) -> Result<Result<(), Refused>, sqlx::Error> {
+        let own = self.geo.get(&self.pool, tenant_id).await?;
+        Ok(self.judge(&own, phone, channel).map_err(Refused::counted))
+    }
+
+    /// Inside the transaction that records a send: geo (read from PostgreSQL),
+    /// number type, a block on the prefix; then, for a new verification, count
+    /// it and block the prefix if its conversion fell too low. A block made
+    /// here is announced through the outbox in the same transaction; this send
+    /// still goes out, the next ones are refused.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn enforce_in_tx(
+        &self,
+        tx: &mut PgConnection,
+        tenant_id: Uuid,
+        tenant_name: &str,
+        phone: &PhoneNumber,
+        channel: Channel,
+        sending: Sending,
+        now: DateTime<Utc>,
+    ) -> Result<Result<(), Refused>, sqlx::Error> {
+        let own = geo::load(&mut *tx, tenant_id).await?;
+        self.geo.put(tenant_id, own.clone());
+        if let Err(refused) = self.judge(&own, phone, channel) {
+            return Ok(Err(refused.counted()));
+        }
+        let settings = &self.settings.pumping;
+        if !settings.enabled {
+            return Ok(Ok(()));
+        }
+        let prefix = Prefix::of(phone, settings.prefix_digits);
+        if let Some(block) = pumping::active_block(&mut *tx, tenant_id, &prefix, now).await? {
+            return Ok(Err(Refused::DestinationPrefixBlocked { prefix, blocked_until: block.blocked_until }.counted()));
+        }
+        if sending == Sending::Again {
+            return Ok(Ok(()));
+        }
+        let conversion = pumping::record_send(&mut *tx, settings, tenant_id, &prefix, now).await?;
+        self.prune_now_and_then();
+        if conversion.trips(settings)
+            && let Some(block) =
+                pumping::block(&mut *tx, settings, tenant_id, &prefix, phone.country(), conversion, now).await?
+        {
+            self.announce(tx, tenant_id, tenant_name, &block, conversion, now).await?;
+        }
+        Ok(Ok(()))
+    }
+
+    /// Inside the transaction that approves a verification: count the approval
+    /// with the verification's send.
+    pub async fn record_approval_in_tx(
+        &self,
+        tx: &mut PgConnection,
+        tenant_id: Uuid,
+        phone: &PhoneNumber,
+        sent_at: DateTime<Utc>,
+    ) -> Result<(), sqlx::Error> {
+        let settings = &self.settings.pumping;
+        if !settings.enabled {
+            return Ok(());
+        }
+        pumping::record_approval(tx, tenant_id, &Prefix::of(phone, settings.prefix_digits), sent_at).await
+    }
+
+    async fn announce(
+        &self,
+        tx: &mut PgConnection,
+        tenant_id: Uuid,
+        tenant_name: &str,
+        block: &Block,
+        conversion: Conversion,
+        now: DateTime<Utc>,
+    ) -> Result<(), sqlx::Error> {
+        let event = Event {
+            event_id: Uuid::new_v4(),
+            event: EventKind::PrefixBlocked,
+            tenant: tenant_name.to_owned(),
+            occurred_at: now,
+            verification_id: None,
+            account_id: String::new(),
+            to: None,
+            channel: None,
+            status: None,
+            detail: serde_json::Map::new(),
+        }
+        .with("prefix", block.prefix.clone())
+        .with("country", block.country.clone())
+        .with("sent", conversion.sent)
+        .with("approved", conversion.approved)
+        .with("conversion", (conversion.rate() * 1000.0).round() / 1000.0)
+        .with("window_secs", self.settings.pumping.window_secs)
+        .with("blocked_until", crate::timestamp::format(block.blocked_until));
+        outbox::event(&mut *tx, &event, None).await?;
+        // In the tenant's audit trail beside the lifts, so an operator reads
+        // both ends of a block in one place.
+        if let Ok(actor) = AccountId::parse(GUARD_ACTOR) {
+            let who = Who { actor, api_key_id: None };
+            let detail = serde_json::Value::Object(event.detail.clone());
+            audit::record(tx, Entry::tenant(tenant_id, "prefix_block.blocked", &who, detail, now)).await?;
+        }
+        metrics::counter!("verifyd_prefix_blocks_total").increment(1);
+        tracing::warn!(tenant = %tenant_name, prefix = %block.prefix, country = block.country.as_deref().unwrap_or("-"),
+            sent = conversion.sent, approved = conversion.approved, blocked_until = %block.blocked_until,
+            "destination prefix blocked: suspected SMS pumping");
+        Ok(())
+    }
+
+    /// Deletes counts older than the window, once a minute, off the request path.
+    fn prune_now_and_then(&self) {
+        {
+            let mut last = self.last_prune.lock().unwrap_or_else(|e| e.into_inner());
+            if last.is_some_and(|at| at.elapsed() < PRUNE_EVERY) {
+                return;
+            }
+            *last = Some(Instant::now());
+        }
+        let pool = self.pool.clone();
+        let window = Duration::from_secs(self.settings.pumping.window_secs);
+        tokio::spawn(async move {
+            if let Err(error) = pumping::prune(&pool, window).await {
+                tracing::warn!(%error, "pruning prefix counts failed; the next send retries");
+            }
+        });
+    }
+
+    /// A tenant's own geo lists (`None` per channel: the default applies).
+    pub async fn geo_permissions(&self, tenant_id: Uuid) -> Result<GeoPermissions, sqlx::Error> {
+        let mut conn = self.pool.acquire().await?;
+        geo::load(&mut conn, tenant_id).await
+    }
+
+    /// Sets a tenant's lists, audited (`geo_permissions.changed`, with the new
+    /// lists) in the same transaction.
+    pub async fn set_geo_permissions(
+        &self,
+        tenant_id: Uuid,
+        lists: GeoPermissions,
+        who: &Who,
+    ) -> Result<(), sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        geo::save(&mut tx, tenant_id, &lists).await?;
+        let detail = serde_json::json!({
+            "sms": lists.sms.as_ref().map(geo::Countries::to_vec),
+            "voice": lists.voice.as_ref().map(geo::Countries::to_vec),
+        });
+        audit::record(&mut tx, Entry::tenant(tenant_id, "geo_permissions.changed", who, detail, Utc::now())).await?;
+        tx.commit().await?;
+        self.geo.put(tenant_id, lists);
+        Ok(())
+    }
+
+    pub async fn blocked_prefixes(&self, tenant_id: Uuid, now: DateTime<Utc>) -> Result<Vec<Block>, sqlx::Error> {
+        pumping::active_blocks(&self.pool, tenant_id, now).await
+    }
+
+    /// Lifts a block in force: sends to the prefix resume, and only what is
+    /// sent from now on counts towards a new block.
+    /// Audited (`prefix_block.lifted`, with the block's figures).
+    pub async fn lift(
+        &self,
+        tenant_id: Uuid,
+        prefix: &Prefix,
+        now: DateTime<Utc>,
+        who: &Who,
+    ) -> Result<Option<Block>, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let lifted = pumping::lift(&mut tx, tenant_id, prefix, now).await?;
+        if let Some(b) = &lifted {
+            let detail = serde_json::json!({
+                "prefix": b.prefix, "country": b.country, "blocked_at": crate::timestamp::format(b.blocked_at),
+                "blocked_until": crate::timestamp::format(b.blocked_until), "sent": b.sent, "approved": b.approved,
+            });
+            audit::record(&mut tx, Entry::tenant(tenant_id, "prefix_block.lifted", who, detail, now)).await?;
+        }
+        tx.commit().await?;
+        Ok(lifted)
+    }
+}
+
+/// The actor of the blocks the pumping guard decides.
+const GUARD_ACTOR: &str = "verifyd:pumping-guard";

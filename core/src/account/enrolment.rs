@@ -1,0 +1,294 @@
+//! Enrolment: authenticator apps (TOTP), backup codes and the recovery code.
+//! Verified phones become factors through `PhoneVerified` (mod.rs).
+
+use actix::prelude::*;
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+use uuid::Uuid;
+use verifyd_providers::domain::{Code, CodeLength};
+
+use super::{
+    AccountError, AccountStateActor, account_event, announce, factor_event, gate, has_active_factor, require_step_up,
+};
+use crate::account::rules::AnsweredBy;
+use crate::codes::keys::CodeKeys;
+use crate::codes::recovery::RecoveryCode;
+use crate::codes::totp::{self, Enrolment};
+use crate::delivery::contract::{Event, EventKind};
+use crate::delivery::relay::Kick;
+use crate::ids::{AccountId, Tenant, Who};
+use crate::store::backup_codes::{self, Kind};
+use crate::store::factors::{self, Factor};
+
+/// Wrong confirmation codes allowed before a pending enrolment is dropped.
+const MAX_CONFIRM_ATTEMPTS: i32 = 5;
+/// Codes in a backup set, and their length.
+pub const BACKUP_CODES: usize = 10;
+pub const BACKUP_CODE_DIGITS: usize = 8;
+
+/// Starts an authenticator-app enrolment: a pending factor and what the person
+/// needs to add it to the app. The secret is returned only here.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(Factor, Enrolment), AccountError>")]
+pub struct EnrolTotp {
+    pub tenant: Tenant,
+    pub account_id: AccountId,
+    pub label: Option<String>,
+}
+
+/// The first correct code activates a pending authenticator factor.
+#[derive(Message)]
+#[rtype(result = "Result<Confirmed, AccountError>")]
+pub struct ConfirmTotp {
+    pub tenant: Tenant,
+    pub account_id: AccountId,
+    pub factor_id: Uuid,
+    pub code: String,
+    /// Needed when the account already has an active factor.
+    pub proof: Option<String>,
+    pub who: Who,
+    pub now: DateTime<Utc>,
+}
+
+/// An activated factor. When it is the account's first, the correct code just
+/// typed counts as a passed step-up, so the proof lets the backend go straight
+/// on to backup codes.
+pub struct Confirmed {
+    pub factor: Factor,
+    pub proof: Option<(String, DateTime<Utc>)>,
+}
+
+/// A new set of backup codes; the old set stops working. The caller has checked
+/// that the person's password was verified just now; an account that already
+/// has a factor also needs a step-up proof.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<Code>, AccountError>")]
+pub struct GenerateBackupCodes {
+    pub tenant: Tenant,
+    pub account_id: AccountId,
+    pub proof: Option<String>,
+    pub who: Who,
+    pub now: DateTime<Utc>,
+}
+
+/// A new recovery code; the old one stops working. Same authority as backup codes.
+#[derive(Message)]
+#[rtype(result = "Result<RecoveryCode, AccountError>")]
+pub struct GenerateRecoveryCode {
+    pub tenant: Tenant,
+    pub account_id: AccountId,
+    pub proof: Option<String>,
+    pub who: Who,
+    pub now: DateTime<Utc>,
+}
+
+impl Handler<EnrolTotp> for AccountStateActor {
+    type Result = ResponseFuture<Result<(Factor, Enrolment), AccountError>>;
+
+    fn handle(&mut self, msg: EnrolTotp, _: &mut Self::Context) -> Self::Result {
+        let issuer = self.issuer.clone();
+        Box::pin(async move {
+            let id = Uuid::new_v4();
+            let secret = totp::new_secret();
+            let label = msg.label.as_deref().unwrap_or(msg.account_id.as_str());
+            // The app shows the tenant's display name, else its slug.
+            let shown = crate::delivery::branding::display_name(&issuer.pool, msg.tenant.id).await?;
+            let enrolment = totp::enrolment(&secret, shown.as_deref().unwrap_or(&msg.tenant.name), label)?;
+            let sealed = issuer.keys.seal_bytes(id, &secret);
+            let mut tx = issuer.pool.begin().await?;
+            factors::lock_account(&mut tx, msg.tenant.id, &msg.account_id).await?;
+            if factors::count(&mut tx, msg.tenant.id, &msg.account_id).await? >= factors::MAX_PER_ACCOUNT {
+                return Err(AccountError::TooManyFactors(factors::MAX_PER_ACCOUNT));
+            }
+            let factor =
+                factors::insert_totp(&mut tx, id, msg.tenant.id, &msg.account_id, msg.label.as_deref(), &sealed)
+                    .await?;
+            tx.commit().await?;
+            tracing::info!(tenant = %msg.tenant.name, factor_id = %id, "authenticator enrolment started");
+            Ok((factor, enrolment))
+        })
+    }
+}
+
+impl Handler<ConfirmTotp> for AccountStateActor {
+    type Result = ResponseFuture<Result<Confirmed, AccountError>>;
+
+    fn handle(&mut self, msg: ConfirmTotp, _: &mut Self::Context) -> Self::Result {
+        let (issuer, settings) = (self.issuer.clone(), self.gate);
+        Box::pin(async move {
+            let mut tx = issuer.pool.begin().await?;
+            factors::lock_account(&mut tx, msg.tenant.id, &msg.account_id).await?;
+            let state = factors::lock_totp(&mut tx, msg.tenant.id, &msg.account_id, msg.factor_id)
+                .await?
+                .ok_or(AccountError::NotFound)?;
+            if state.status == "active" {
+                return Err(AccountError::AlreadyActive);
+            }
+            // A second factor is added only by someone who can pass the first.
+            let first = !has_active_factor(&mut tx, &msg.tenant, &msg.account_id).await?;
+            if !first {
+                let proof = msg.proof.as_deref();
+                require_step_up(&mut tx, &issuer.keys, &msg.tenant, &msg.account_id, proof, msg.now).await?;
+            }
+            let secret = issuer.keys.open_bytes(msg.factor_id, &state.totp_sealed).map_err(|_| AccountError::Sealed)?;
+            let unix = u64::try_from(msg.now.timestamp()).unwrap_or_default();
+            let Some(step) = totp::accept(&secret, &msg.code, unix, state.totp_last_step) else {
+                let attempts = factors::count_wrong_confirmation(&mut tx, msg.factor_id).await?;
+                if attempts >= MAX_CONFIRM_ATTEMPTS {
+                    factors::delete(&mut tx, msg.factor_id).await?;
+                    tx.commit().await?;
+                    return Err(AccountError::EnrolmentAbandoned);
+                }
+                tx.commit().await?;
+                return Err(AccountError::WrongCode { attempts_left: MAX_CONFIRM_ATTEMPTS - attempts });
+            };
+            let mut factor = factors::accept_totp(&mut tx, msg.factor_id, step, msg.now).await?;
+            factor.is_default |=
+                factors::ensure_default(&mut tx, msg.tenant.id, &msg.account_id).await? == Some(factor.id);
+            let event = factor_event(EventKind::FactorAdded, &msg.tenant, &msg.account_id, &factor, msg.now);
+            announce(&mut tx, msg.tenant.id, &event, None, &msg.who).await?;
+            let proof = if first {
+                let (proof, claims) = gate::passed_without_challenge(
+                    &mut tx,
+                    &issuer.keys,
+                    &settings,
+                    &msg.tenant,
+                    &msg.account_id,
+                    AnsweredBy::Totp,
+                    Some(factor.id),
+                    msg.now,
+                )
+                .await?;
+                Some((proof, claims.expires()))
+            } else {
+                None
+            };
+            tx.commit().await?;
+            issuer.relay.do_send(Kick);
+            tracing::info!(tenant = %msg.tenant.name, factor_id = %factor.id, "authenticator factor active");
+            Ok(Confirmed { factor, proof })
+        })
+    }
+}
+
+impl Handler<GenerateBackupCodes> for AccountStateActor {
+    type Result = ResponseFuture<Result<Vec<Code>, AccountError>>;
+
+    fn handle(&mut self, msg: GenerateBackupCodes, _: &mut Self::Context) -> Self::Result {
+        let issuer = self.issuer.clone();
+        Box::pin(async move {
+            let length = CodeLength::new(BACKUP_CODE_DIGITS as u8).unwrap_or_default();
+            let mut codes: Vec<Code> = Vec::with_capacity(BACKUP_CODES);
+            while codes.len() < BACKUP_CODES {
+                let code = Code::generate(length);
+                if !codes.iter().any(|c| c.ct_eq(&code)) {
+                    codes.push(code);
+                }
+            }
+            let secrets: Vec<&str> = codes.iter().map(Code::expose).collect();
+            let event = account_event(EventKind::BackupCodesGenerated, &msg.tenant, &msg.account_id, msg.now)
+                .with("remaining", BACKUP_CODES);
+            let mut tx = issuer.pool.begin().await?;
+            // Serialised with resets and other regenerations of this account.
+            factors::lock_account(&mut tx, msg.tenant.id, &msg.account_id).await?;
+            authorise_new_codes(&mut tx, &issuer.keys, &msg.tenant, &msg.account_id, msg.proof.as_deref(), msg.now)
+                .await?;
+            replace_codes(&mut tx, &issuer.keys, Kind::Backup, &msg.tenant, &msg.account_id, &secrets, msg.now).await?;
+            announce(&mut tx, msg.tenant.id, &event, None, &msg.who).await?;
+            tx.commit().await?;
+            issuer.relay.do_send(Kick);
+            tracing::info!(tenant = %msg.tenant.name, "backup codes generated");
+            Ok(codes)
+        })
+    }
+}
+
+impl Handler<GenerateRecoveryCode> for AccountStateActor {
+    type Result = ResponseFuture<Result<RecoveryCode, AccountError>>;
+
+    fn handle(&mut self, msg: GenerateRecoveryCode, _: &mut Self::Context) -> Self::Result {
+        let issuer = self.issuer.clone();
+        Box::pin(async move {
+            let code = RecoveryCode::generate();
+            let event = account_event(EventKind::RecoveryCodeGenerated, &msg.tenant, &msg.account_id, msg.now);
+            let mut tx = issuer.pool.begin().await?;
+            // Serialised with resets and other regenerations of this account.
+            factors::lock_account(&mut tx, msg.tenant.id, &msg.account_id).await?;
+            authorise_new_codes(&mut tx, &issuer.keys, &msg.tenant, &msg.account_id, msg.proof.as_deref(), msg.now)
+                .await?;
+            let secrets = [code.expose()];
+            replace_codes(&mut tx, &issuer.keys, Kind::Recovery, &msg.tenant, &msg.account_id, &secrets, msg.now)
+                .await?;
+            announce(&mut tx, msg.tenant.id, &event, None, &msg.who).await?;
+            tx.commit().await?;
+            issuer.relay.do_send(Kick);
+            tracing::info!(tenant = %msg.tenant.name, "recovery code generated");
+            Ok(code)
+        })
+    }
+}
+
+/// Backup and recovery codes get past the second factor, so an account that has
+/// one needs a step-up to make new ones; the fresh password check is the
+/// caller's (HTTP) part.
+async fn authorise_new_codes(
+    tx: &mut PgConnection,
+    keys: &CodeKeys,
+    tenant: &Tenant,
+    account_id: &AccountId,
+    proof: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<(), AccountError> {
+    // Codes made before any factor would let whoever knows the password past
+    // the factor enrolled later: they are a fallback for a factor, so they
+    // come after one.
+    if !has_active_factor(&mut *tx, tenant, account_id).await? {
+        return Err(AccountError::NoFactor);
+    }
+    require_step_up(tx, keys, tenant, account_id, proof, now).await?;
+    Ok(())
+}
+
+/// Stores a new set of one kind, replacing the old set in the same transaction.
+async fn replace_codes(
+    tx: &mut PgConnection,
+    keys: &CodeKeys,
+    kind: Kind,
+    tenant: &Tenant,
+    account_id: &AccountId,
+    secrets: &[&str],
+    now: DateTime<Utc>,
+) -> Result<(), AccountError> {
+    let generation = Uuid::new_v4();
+    let macs: Vec<Vec<u8>> = secrets.iter().map(|s| keys.mac_bytes(generation, s.as_bytes())).collect();
+    backup_codes::replace(tx, kind, tenant.id, account_id, generation, &macs, now).await?;
+    Ok(())
+}
+
+/// Uses one code of a kind, once, in the caller's transaction, and announces it.
+/// `None` when the code is not an unused one of the account's current set.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn redeem_code(
+    tx: &mut PgConnection,
+    keys: &CodeKeys,
+    kind: Kind,
+    tenant: &Tenant,
+    account_id: &AccountId,
+    secret: &str,
+    who: &Who,
+    now: DateTime<Utc>,
+) -> Result<Option<i64>, AccountError> {
+    let Some(generation) = backup_codes::generation(&mut *tx, kind, tenant.id, account_id).await? else {
+        return Ok(None);
+    };
+    let mac = keys.mac_bytes(generation, secret.as_bytes());
+    let Some(remaining) = backup_codes::redeem(&mut *tx, kind, tenant.id, account_id, &mac, now).await? else {
+        return Ok(None);
+    };
+    let event: Event = match kind {
+        Kind::Backup => account_event(EventKind::BackupCodeUsed, tenant, account_id, now).with("remaining", remaining),
+        Kind::Recovery => account_event(EventKind::RecoveryCodeUsed, tenant, account_id, now),
+    };
+    announce(tx, tenant.id, &event, None, who).await?;
+    Ok(Some(remaining))
+}

@@ -1,0 +1,22 @@
+//! Getting a code to a person and hearing how it went: the dispatch consumer
+//! (`dispatch`) and its routing over providers (`routing`, with each
+//! provider's circuit `breaker` and `pacing`), the texts it sends (`render`,
+//! `template`, `gsm7`, the tenant's `branding`, Plivo's `voice_script`),
+//! delivery receipts (`receipts`), what a backend reads of it (`status`), and
+//! the transactional outbox with its relay (`outbox`, `relay`) that publishes
+//! jobs and the events of the queue contract (`contract`).
+
+pub mod branding;
+pub mod breaker;
+pub mod contract;
+pub mod dispatch;
+pub mod gsm7;
+pub mod outbox;
+pub mod pacing;
+pub mod receipts;
+pub mod relay;
+pub mod render;
+pub mod routing;
+pub mod status;
+pub mod template;
+pub mod voice_script;

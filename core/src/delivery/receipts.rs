@@ -1,0 +1,221 @@
+//! Delivery receipts (providers' status callbacks) and the channel fallback.
+//!
+//! A receipt names a message by the provider's id. It moves the attempt that
+//! sent it forward (queued → sent → delivered | undelivered | failed; a receipt
+//! arriving late or twice never moves it back). When it says the SMS will not
+//! arrive, `verification.delivery_failed` is announced, and with fallback on,
+//! the same code goes out once by voice while the verification is pending;
+//! without one, a failure of the verification's latest send ends it `failed`.
+//! Everything a receipt changes is written in one transaction with its outbox
+//! rows, so a crash loses nothing and a replayed receipt changes nothing.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+use verifyd_providers::domain::Channel;
+
+use crate::delivery::contract::{DispatchJob, Event, EventKind};
+use crate::delivery::outbox;
+use crate::store::StoreError;
+use crate::store::verifications::{self, Verification};
+use crate::verification::lifecycle::Status;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReceiptStatus {
+    Queued,
+    Sent,
+    Delivered,
+    /// The carrier could not deliver it (unknown or unreachable number, filtered).
+    Undelivered,
+    /// The provider gave up on it.
+    Failed,
+}
+
+impl ReceiptStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReceiptStatus::Queued => "queued",
+            ReceiptStatus::Sent => "sent",
+            ReceiptStatus::Delivered => "delivered",
+            ReceiptStatus::Undelivered => "undelivered",
+            ReceiptStatus::Failed => "failed",
+        }
+    }
+
+    fn parse(stored: &str) -> Option<Self> {
+        [Self::Queued, Self::Sent, Self::Delivered, Self::Undelivered, Self::Failed]
+            .into_iter()
+            .find(|s| s.as_str() == stored)
+    }
+
+    /// Receipts only move an attempt forward; the three final ones end it.
+    fn rank(self) -> u8 {
+        match self {
+            ReceiptStatus::Queued => 0,
+            ReceiptStatus::Sent => 1,
+            ReceiptStatus::Delivered | ReceiptStatus::Undelivered | ReceiptStatus::Failed => 2,
+        }
+    }
+
+    pub fn is_failure(self) -> bool {
+        matches!(self, ReceiptStatus::Undelivered | ReceiptStatus::Failed)
+    }
+}
+
+/// A receipt as parsed (and authenticated) at the edge.
+#[derive(Debug, Clone)]
+pub struct Receipt {
+    pub provider: &'static str,
+    pub message_id: String,
+    pub status: ReceiptStatus,
+    /// The provider's or carrier's error code, as the provider wrote it.
+    pub error_code: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// No message sent by verifyd has this id (another system's, or pruned).
+    Unknown,
+    /// The attempt already had this status or a later one.
+    Stale,
+    Updated {
+        /// The code went out again by voice.
+        fell_back: bool,
+    },
+}
+
+#[derive(sqlx::FromRow)]
+struct AttemptRow {
+    id: Uuid,
+    job_id: Uuid,
+    verification_id: Uuid,
+    tenant_id: Uuid,
+    channel: String,
+    receipt_status: Option<String>,
+    requested_at: Option<DateTime<Utc>>,
+}
+
+/// Applies a receipt. `fallback_to_voice`: whether an undelivered SMS is
+/// followed by a call.
+pub async fn apply(
+    pool: &PgPool,
+    receipt: &Receipt,
+    fallback_to_voice: bool,
+    now: DateTime<Utc>,
+) -> Result<Applied, StoreError> {
+    let mut tx = pool.begin().await?;
+    let attempt: Option<AttemptRow> = sqlx::query_as(
+        "SELECT id, job_id, verification_id, tenant_id, channel, receipt_status, requested_at FROM delivery_attempts
+         WHERE provider = $1 AND provider_message_id = $2 AND outcome = 'sent'
+         FOR UPDATE",
+    )
+    .bind(receipt.provider)
+    .bind(&receipt.message_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(attempt) = attempt else {
+        return Ok(Applied::Unknown);
+    };
+    let current = attempt.receipt_status.as_deref().and_then(ReceiptStatus::parse);
+    if current.is_some_and(|c| c.rank() >= receipt.status.rank()) {
+        return Ok(Applied::Stale);
+    }
+    sqlx::query(
+        "UPDATE delivery_attempts SET receipt_status = $2, receipt_error_code = $3, receipt_at = $4 WHERE id = $1",
+    )
+    .bind(attempt.id)
+    .bind(receipt.status.as_str())
+    .bind(&receipt.error_code)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    let mut fell_back = false;
+    if receipt.status.is_failure() {
+        // Lock the verification: a check, a resend or another receipt waits.
+        // A failure reported after the person already used (or let expire) the
+        // code tells the backend nothing worth acting on: record it, announce nothing.
+        let locked = verifications::lock(&mut tx, attempt.tenant_id, attempt.verification_id).await?;
+        if let Some(v) = locked.filter(|v| v.state.effective_status(now) == Status::Pending) {
+            let channel: Channel = attempt.channel.parse().unwrap_or(v.channel);
+            let reason = match &receipt.error_code {
+                Some(code) => {
+                    format!("{} reports the message {} (error {code})", receipt.provider, receipt.status.as_str())
+                }
+                None => format!("{} reports the message {}", receipt.provider, receipt.status.as_str()),
+            };
+            let mut event = Event::for_verification(EventKind::DeliveryFailed, &v, now)
+                .with("provider", receipt.provider)
+                .with("provider_message_id", receipt.message_id.as_str())
+                .with("reason", reason);
+            event.channel = Some(channel);
+            if fallback_to_voice && channel == Channel::Sms {
+                fell_back = fall_back_to_voice(&mut tx, &v, now).await?;
+                if fell_back {
+                    event = event.with("fallback", Channel::Voice.as_str());
+                }
+            }
+            // The latest send failing for good ends the verification; an
+            // earlier one's receipt does not (a resend is on its way).
+            let ended = !fell_back && verifications::fail_delivery(&mut tx, v.id, attempt.job_id, now).await?;
+            event = event.status(if ended { Status::Failed.as_str() } else { Status::Pending.as_str() });
+            outbox::put(&mut tx, &outbox::event_rows(&event, v.reply.as_ref())).await?;
+        }
+    }
+    tx.commit().await?;
+    if let (ReceiptStatus::Delivered, Some(asked)) = (receipt.status, attempt.requested_at) {
+        let took = (now - asked).to_std().unwrap_or_default();
+        metrics::histogram!("verifyd_request_to_delivered_seconds", "channel" => attempt.channel.clone(),
+            "provider" => receipt.provider)
+        .record(took.as_secs_f64());
+    }
+    metrics::counter!("verifyd_receipts_total", "provider" => receipt.provider, "status" => receipt.status.as_str())
+        .increment(1);
+    if fell_back {
+        metrics::counter!("verifyd_fallbacks_total", "to" => "voice").increment(1);
+    }
+    Ok(Applied::Updated { fell_back })
+}
+
+/// Queues the same code by voice, once per verification and only while it can
+/// still be used. Returns whether it did. Run inside the caller's transaction,
+/// with the verification row locked.
+pub async fn fall_back_to_voice(
+    conn: &mut PgConnection,
+    v: &Verification,
+    now: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
+    if v.state.effective_status(now) != Status::Pending {
+        return Ok(false);
+    }
+    let first: bool = sqlx::query_scalar(
+        "UPDATE verifications SET fallback_at = $2 WHERE id = $1 AND fallback_at IS NULL RETURNING true",
+    )
+    .bind(v.id)
+    .bind(now)
+    .fetch_optional(&mut *conn)
+    .await?
+    .unwrap_or(false);
+    if first {
+        let job = DispatchJob { job_id: Uuid::new_v4(), verification_id: v.id, channel: Channel::Voice, retry: 0 };
+        verifications::arm_delivery(&mut *conn, v.id, &job, false).await?;
+        outbox::put(conn, &[outbox::dispatch_row(&job)]).await?;
+        tracing::info!(verification_id = %v.id, to = %v.phone.masked(), "SMS undeliverable: the code goes out by voice");
+    }
+    Ok(first)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn receipts_only_move_forward() {
+        use ReceiptStatus::*;
+        assert!(Queued.rank() < Sent.rank() && Sent.rank() < Delivered.rank());
+        assert_eq!(Delivered.rank(), Undelivered.rank());
+        assert!(Undelivered.is_failure() && Failed.is_failure() && !Delivered.is_failure());
+        for s in [Queued, Sent, Delivered, Undelivered, Failed] {
+            assert_eq!(ReceiptStatus::parse(s.as_str()), Some(s));
+        }
+    }
+}

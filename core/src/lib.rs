@@ -1,0 +1,27 @@
+//! verifyd's core, organised by flow: `verification` (the service and its pure
+//! lifecycle, expiry), `codes` (keys, TOTP, recovery codes), `account`
+//! (factors, enrolment, the login gate, challenges, proofs, policy, reset),
+//! `limits` (throttles, lockout), `abuse` (geo permissions, number types,
+//! the pumping guard), `delivery` (dispatch, routing, receipts, texts, the
+//! outbox and relay, the event contract), `webhooks`, `ops` (dead letters,
+//! health, metrics), `store` (the SQL), and `infra` (RabbitMQ, consumers,
+//! shards, the runtime). `ids` and `timestamp` are the vocabulary they share.
+//!
+//! Every actor holds only what it can recompute from PostgreSQL: any number of
+//! `serve` and `worker` processes may run side by side.
+
+pub mod abuse;
+pub mod account;
+pub mod codes;
+pub mod delivery;
+pub mod ids;
+pub mod infra;
+pub mod limits;
+pub mod ops;
+pub mod store;
+pub mod timestamp;
+pub mod verification;
+pub mod webhooks;
+
+/// Migrations of the whole service, embedded in the binary.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");

@@ -1,0 +1,202 @@
+//! The `delivery_attempts` table: one row per hand-off to a provider.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+use verifyd_providers::ErrorKind;
+use verifyd_providers::domain::{Channel, PhoneNumber};
+
+use crate::delivery::outbox;
+use crate::ops::View;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Sent,
+    RetryableError,
+    PermanentError,
+    /// Not sent because the verification was no longer pending or past its deadline.
+    Skipped,
+    /// This provider refused the message for a reason of its own (its account,
+    /// its geo permissions); the job went on to the next provider. Not final.
+    Refused,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Sent => "sent",
+            Outcome::RetryableError => "retryable_error",
+            Outcome::PermanentError => "permanent_error",
+            Outcome::Skipped => "skipped",
+            Outcome::Refused => "refused",
+        }
+    }
+}
+
+pub struct Attempt<'a> {
+    pub job_id: Uuid,
+    pub verification_id: Uuid,
+    pub tenant_id: Uuid,
+    pub channel: Channel,
+    pub provider: Option<&'a str>,
+    pub provider_message_id: Option<&'a str>,
+    pub outcome: Outcome,
+    pub error: Option<&'a str>,
+    /// The kind of `error` (`ErrorKind::as_str`), for counting and filtering.
+    pub error_kind: Option<ErrorKind>,
+    pub latency_ms: Option<i32>,
+    /// When the message was asked for (the job's AMQP timestamp), for
+    /// request → delivered times.
+    pub requested_at: Option<DateTime<Utc>>,
+}
+
+/// Records an attempt and, only if it was recorded, the outbox rows announcing
+/// it, in one statement (so one round trip, and atomic without a transaction).
+/// A job has at most one final attempt (sent, permanent error or skipped); a
+/// second one, from a redelivery, is ignored and `false` returned.
+pub async fn record(conn: &mut PgConnection, a: &Attempt<'_>, announce: &[outbox::Row]) -> Result<bool, sqlx::Error> {
+    let targets: Vec<&str> = announce.iter().map(|r| r.target.as_str()).collect();
+    let keys: Vec<&str> = announce.iter().map(|r| r.routing_key.as_str()).collect();
+    let payloads: Vec<&serde_json::Value> = announce.iter().map(|r| &r.payload).collect();
+    let correlations: Vec<Option<&str>> = announce.iter().map(|r| r.correlation_id.as_deref()).collect();
+    let recorded: i64 = sqlx::query_scalar(
+        "WITH attempt AS (
+            INSERT INTO delivery_attempts (id, job_id, verification_id, tenant_id, channel, provider,
+                provider_message_id, outcome, error, latency_ms, error_kind, requested_at)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $15, $16)
+            ON CONFLICT (job_id) WHERE outcome IN ('sent', 'permanent_error', 'skipped') DO NOTHING
+            RETURNING 1
+         ), announced AS (
+            INSERT INTO outbox (target, routing_key, payload, correlation_id)
+            SELECT t.* FROM unnest($11::text[], $12::text[], $13::jsonb[], $14::text[]) AS t
+            WHERE EXISTS (SELECT 1 FROM attempt)
+         )
+         SELECT count(*) FROM attempt",
+    )
+    .bind(Uuid::new_v4())
+    .bind(a.job_id)
+    .bind(a.verification_id)
+    .bind(a.tenant_id)
+    .bind(a.channel.as_str())
+    .bind(a.provider)
+    .bind(a.provider_message_id)
+    .bind(a.outcome.as_str())
+    .bind(a.error)
+    .bind(a.latency_ms)
+    .bind(&targets)
+    .bind(&keys)
+    .bind(&payloads)
+    .bind(&correlations)
+    .bind(a.error_kind.map(ErrorKind::as_str))
+    .bind(a.requested_at)
+    .fetch_one(conn)
+    .await?;
+    Ok(recorded == 1)
+}
+
+/// The providers that refused this job earlier (they are not asked again).
+pub async fn refused_by(pool: &PgPool, job_id: Uuid) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT DISTINCT provider FROM delivery_attempts
+         WHERE job_id = $1 AND outcome = 'refused' AND provider IS NOT NULL",
+    )
+    .bind(job_id)
+    .fetch_all(pool)
+    .await
+}
+
+/// Why a consumer could not claim a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// The job already reached its final outcome: this copy is a duplicate.
+    Finished,
+    /// Another consumer is delivering it right now.
+    HeldElsewhere,
+}
+
+/// Where a job stands when this consumer could not claim it. Claims are taken
+/// by `verifications::claim_for_dispatch` (with a lease; a claim whose lease ran
+/// out because its holder died is taken over).
+pub async fn claim_state(conn: &mut PgConnection, job_id: Uuid) -> Result<Claim, sqlx::Error> {
+    let finished: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM delivery_attempts
+         WHERE job_id = $1 AND outcome IN ('sent', 'permanent_error', 'skipped'))",
+    )
+    .bind(job_id)
+    .fetch_one(conn)
+    .await?;
+    // Not finished: another consumer holds it, or released it a moment ago on
+    // its way to a retry queue. Either way, look again later.
+    Ok(if finished { Claim::Finished } else { Claim::HeldElsewhere })
+}
+
+/// Gives a claim up (the job goes to a retry queue and will be claimed again).
+pub async fn release(conn: &mut PgConnection, job_id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM dispatch_claims WHERE job_id = $1").bind(job_id).execute(conn).await?;
+    Ok(())
+}
+
+/// One attempt as operators read it: never the message, never the number
+/// unmasked.
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct Recorded {
+    pub job_id: Uuid,
+    pub verification_id: Uuid,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    pub channel: String,
+    pub provider: Option<String>,
+    /// `sent`, `retryable_error`, `permanent_error`, `skipped` or `refused`.
+    pub outcome: String,
+    /// `timeout`, `unreachable`, `throttled`, `unavailable`, `invalid_number`, …
+    pub error_kind: Option<String>,
+    /// The error as verifyd recorded it (digits of provider texts masked).
+    pub error: Option<String>,
+    pub latency_ms: Option<i32>,
+    pub provider_message_id: Option<String>,
+    /// What the provider's delivery receipt said last.
+    pub receipt_status: Option<String>,
+    #[serde(with = "crate::timestamp")]
+    pub at: DateTime<Utc>,
+    /// The destination, masked (`+4479******56`).
+    #[sqlx(skip)]
+    pub to: Option<String>,
+    #[serde(skip)]
+    phone: Option<String>,
+}
+
+impl Recorded {
+    fn masked(mut self) -> Self {
+        self.to = self.phone.take().and_then(|p| PhoneNumber::from_stored(&p).ok()).map(|p| p.masked());
+        self
+    }
+}
+
+const RECORDED: &str = "a.job_id, a.verification_id, t.name AS tenant, a.channel, a.provider, a.outcome,
+    a.error_kind, a.error, a.latency_ms, a.provider_message_id, a.receipt_status, a.created_at AS at,
+    v.phone AS phone
+    FROM delivery_attempts a JOIN tenants t ON t.id = a.tenant_id
+    JOIN verifications v ON v.id = a.verification_id";
+
+/// Every attempt at delivering one verification, oldest first.
+pub async fn history(pool: &PgPool, view: &View, verification_id: Uuid) -> Result<Vec<Recorded>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {RECORDED} WHERE a.verification_id = $1 AND ($2::uuid IS NULL OR a.tenant_id = $2)
+         ORDER BY a.created_at, a.id"
+    );
+    let rows: Vec<Recorded> =
+        sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(verification_id).bind(view.tenant_id()).fetch_all(pool).await?;
+    Ok(rows.into_iter().map(Recorded::masked).collect())
+}
+
+/// The latest failed attempts (retryable, permanent, refused), newest first.
+pub async fn recent_failures(pool: &PgPool, view: &View, limit: i64) -> Result<Vec<Recorded>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {RECORDED} WHERE a.outcome IN ('retryable_error', 'permanent_error', 'refused')
+           AND ($1::uuid IS NULL OR a.tenant_id = $1)
+         ORDER BY a.created_at DESC LIMIT $2"
+    );
+    let rows: Vec<Recorded> =
+        sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(view.tenant_id()).bind(limit).fetch_all(pool).await?;
+    Ok(rows.into_iter().map(Recorded::masked).collect())
+}

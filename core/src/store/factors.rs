@@ -1,0 +1,305 @@
+//! The `factors` table, written only by the account-state actor.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::PgConnection;
+use uuid::Uuid;
+use verifyd_providers::domain::{Channel, PhoneNumber};
+
+use crate::ids::AccountId;
+
+/// A factor as callers see it. Never holds a secret.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct Factor {
+    pub id: Uuid,
+    pub kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(with = "crate::timestamp::option")]
+    pub verified_at: Option<DateTime<Utc>>,
+    /// Where a login challenge sends its code unless told otherwise.
+    #[serde(rename = "default")]
+    pub is_default: bool,
+}
+
+impl Factor {
+    pub fn is_active(&self) -> bool {
+        self.status == "active"
+    }
+
+    pub fn is_phone(&self) -> bool {
+        self.kind == "sms" || self.kind == "voice"
+    }
+}
+
+const COLUMNS: &str = "id, kind, phone, label, status, verified_at, is_default";
+
+/// Serialises changes to one account's factors (activation, default, deletion,
+/// reset) across processes, so "exactly one default" and "not the last factor"
+/// hold.
+pub async fn lock_account(conn: &mut PgConnection, tenant_id: Uuid, account_id: &AccountId) -> Result<(), sqlx::Error> {
+    let key = crate::limits::throttle::lock_key(&["account", &tenant_id.to_string(), account_id.as_str()]);
+    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(key).execute(conn).await?;
+    Ok(())
+}
+
+/// Makes the oldest active factor the default when the account has none;
+/// returns the factor it made the default.
+/// Call with the account lock held.
+pub async fn ensure_default(
+    conn: &mut PgConnection,
+    tenant_id: Uuid,
+    account_id: &AccountId,
+) -> Result<Option<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "UPDATE factors SET is_default = true WHERE id = (
+            SELECT id FROM factors WHERE tenant_id = $1 AND account_id = $2 AND status = 'active'
+            ORDER BY verified_at, created_at, id LIMIT 1)
+         AND NOT EXISTS (SELECT 1 FROM factors WHERE tenant_id = $1 AND account_id = $2 AND is_default)
+         RETURNING id",
+    )
+    .bind(tenant_id)
+    .bind(account_id.as_str())
+    .fetch_optional(conn)
+    .await
+}
+
+/// Whether the account holds an active factor.
+pub async fn has_active(conn: &mut PgConnection, tenant_id: Uuid, account_id: &AccountId) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM factors WHERE tenant_id = $1 AND account_id = $2 AND status = 'active')",
+    )
+    .bind(tenant_id)
+    .bind(account_id.as_str())
+    .fetch_one(conn)
+    .await
+}
+
+/// Makes an active factor the default and returns it; `None` when there is no
+/// such factor. Call with the account lock held.
+pub async fn set_default(
+    conn: &mut PgConnection,
+    tenant_id: Uuid,
+    account_id: &AccountId,
+    id: Uuid,
+) -> Result<Option<Factor>, sqlx::Error> {
+    let exists: Option<bool> = sqlx::query_scalar(
+        "SELECT true FROM factors WHERE id = $1 AND tenant_id = $2 AND account_id = $3 AND status = 'active'",
+    )
+    .bind(id)
+    .bind(tenant_id)
+    .bind(account_id.as_str())
+    .fetch_optional(&mut *conn)
+    .await?;
+    if exists.is_none() {
+        return Ok(None);
+    }
+    // Two statements: the unique index on the default is checked row by row, so
+    // one UPDATE that sets the new default and clears the old can trip it.
+    sqlx::query(
+        "UPDATE factors SET is_default = false WHERE tenant_id = $1 AND account_id = $2 AND is_default AND id <> $3",
+    )
+    .bind(tenant_id)
+    .bind(account_id.as_str())
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
+    let sql = format!("UPDATE factors SET is_default = true WHERE id = $1 RETURNING {COLUMNS}");
+    sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(conn).await
+}
+
+pub async fn get(
+    conn: &mut PgConnection,
+    tenant_id: Uuid,
+    account_id: &AccountId,
+    id: Uuid,
+) -> Result<Option<Factor>, sqlx::Error> {
+    let sql = format!("SELECT {COLUMNS} FROM factors WHERE id = $1 AND tenant_id = $2 AND account_id = $3");
+    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .bind(tenant_id)
+        .bind(account_id.as_str())
+        .fetch_optional(conn)
+        .await
+}
+
+/// Removes every factor of the account, pending ones too; returns how many of
+/// them were active (the ones the user was told of by `factor.added`).
+pub async fn delete_all(conn: &mut PgConnection, tenant_id: Uuid, account_id: &AccountId) -> Result<u64, sqlx::Error> {
+    let active: i64 = sqlx::query_scalar(
+        "WITH gone AS (DELETE FROM factors WHERE tenant_id = $1 AND account_id = $2 RETURNING status)
+         SELECT count(*) FILTER (WHERE status = 'active') FROM gone",
+    )
+    .bind(tenant_id)
+    .bind(account_id.as_str())
+    .fetch_one(conn)
+    .await?;
+    Ok(u64::try_from(active).unwrap_or_default())
+}
+
+/// Adds a phone factor (`active`, or `pending` until a step-up activates it);
+/// returns it and whether it is new.
+pub async fn upsert_phone(
+    conn: &mut PgConnection,
+    tenant_id: Uuid,
+    account_id: &AccountId,
+    kind: Channel,
+    phone: &PhoneNumber,
+    active: bool,
+    verified_at: DateTime<Utc>,
+) -> Result<(Factor, bool), sqlx::Error> {
+    let sql = format!(
+        "INSERT INTO factors (id, tenant_id, account_id, kind, phone, status, verified_at)
+         VALUES ($1, $2, $3, $4, $5, CASE WHEN $7 THEN 'active' ELSE 'pending' END, $6)
+         ON CONFLICT (tenant_id, account_id, kind, phone) DO NOTHING
+         RETURNING {COLUMNS}"
+    );
+    let inserted: Option<Factor> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(Uuid::new_v4())
+        .bind(tenant_id)
+        .bind(account_id.as_str())
+        .bind(kind.as_str())
+        .bind(phone.e164())
+        .bind(verified_at)
+        .bind(active)
+        .fetch_optional(&mut *conn)
+        .await?;
+    if let Some(f) = inserted {
+        return Ok((f, true));
+    }
+    let sql =
+        format!("SELECT {COLUMNS} FROM factors WHERE tenant_id = $1 AND account_id = $2 AND kind = $3 AND phone = $4");
+    let existing: Factor = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(tenant_id)
+        .bind(account_id.as_str())
+        .bind(kind.as_str())
+        .bind(phone.e164())
+        .fetch_one(conn)
+        .await?;
+    Ok((existing, false))
+}
+
+pub async fn list(
+    conn: &mut PgConnection,
+    tenant_id: Uuid,
+    account_id: &AccountId,
+) -> Result<Vec<Factor>, sqlx::Error> {
+    let sql = format!("SELECT {COLUMNS} FROM factors WHERE tenant_id = $1 AND account_id = $2 ORDER BY created_at, id");
+    sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(tenant_id).bind(account_id.as_str()).fetch_all(conn).await
+}
+
+/// Factors one account may hold, any kind and state. Authenticator enrolments
+/// past it are refused, which bounds the factor list and a challenge's
+/// choices; phones are bounded by the verification throttles.
+pub const MAX_PER_ACCOUNT: i64 = 20;
+
+pub async fn count(conn: &mut PgConnection, tenant_id: Uuid, account_id: &AccountId) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT count(*) FROM factors WHERE tenant_id = $1 AND account_id = $2")
+        .bind(tenant_id)
+        .bind(account_id.as_str())
+        .fetch_one(conn)
+        .await
+}
+
+/// A pending authenticator-app factor with its sealed secret.
+pub async fn insert_totp(
+    conn: &mut PgConnection,
+    id: Uuid,
+    tenant_id: Uuid,
+    account_id: &AccountId,
+    label: Option<&str>,
+    sealed_secret: &[u8],
+) -> Result<Factor, sqlx::Error> {
+    let sql = format!(
+        "INSERT INTO factors (id, tenant_id, account_id, kind, label, status, totp_sealed)
+         VALUES ($1, $2, $3, 'totp', $4, 'pending', $5) RETURNING {COLUMNS}"
+    );
+    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .bind(tenant_id)
+        .bind(account_id.as_str())
+        .bind(label)
+        .bind(sealed_secret)
+        .fetch_one(conn)
+        .await
+}
+
+/// The TOTP state of one factor, row-locked until the transaction ends.
+#[derive(sqlx::FromRow)]
+pub struct TotpState {
+    pub status: String,
+    pub totp_sealed: Vec<u8>,
+    pub totp_last_step: Option<i64>,
+    pub confirm_attempts: i32,
+}
+
+pub async fn lock_totp(
+    conn: &mut PgConnection,
+    tenant_id: Uuid,
+    account_id: &AccountId,
+    id: Uuid,
+) -> Result<Option<TotpState>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT status, totp_sealed, totp_last_step, confirm_attempts FROM factors
+         WHERE id = $1 AND tenant_id = $2 AND account_id = $3 AND kind = 'totp' FOR UPDATE",
+    )
+    .bind(id)
+    .bind(tenant_id)
+    .bind(account_id.as_str())
+    .fetch_optional(conn)
+    .await
+}
+
+/// Records an accepted TOTP step; a pending factor becomes active.
+pub async fn accept_totp(
+    conn: &mut PgConnection,
+    id: Uuid,
+    step: i64,
+    now: DateTime<Utc>,
+) -> Result<Factor, sqlx::Error> {
+    let sql = format!(
+        "UPDATE factors SET totp_last_step = $2, status = 'active', verified_at = coalesce(verified_at, $3)
+         WHERE id = $1 RETURNING {COLUMNS}"
+    );
+    sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).bind(step).bind(now).fetch_one(conn).await
+}
+
+/// Activates a pending factor (a phone verified while another factor was
+/// active, once a step-up allows it). `None` when there is no such pending factor.
+pub async fn activate(
+    conn: &mut PgConnection,
+    tenant_id: Uuid,
+    account_id: &AccountId,
+    id: Uuid,
+) -> Result<Option<Factor>, sqlx::Error> {
+    let sql = format!(
+        "UPDATE factors SET status = 'active'
+         WHERE id = $1 AND tenant_id = $2 AND account_id = $3 AND status = 'pending' AND kind <> 'totp'
+         RETURNING {COLUMNS}"
+    );
+    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .bind(tenant_id)
+        .bind(account_id.as_str())
+        .fetch_optional(conn)
+        .await
+}
+
+/// Counts a wrong confirmation code; returns the attempts so far.
+pub async fn count_wrong_confirmation(conn: &mut PgConnection, id: Uuid) -> Result<i32, sqlx::Error> {
+    sqlx::query_scalar(
+        "UPDATE factors SET confirm_attempts = confirm_attempts + 1 WHERE id = $1 RETURNING confirm_attempts",
+    )
+    .bind(id)
+    .fetch_one(conn)
+    .await
+}
+
+pub async fn delete(conn: &mut PgConnection, id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM factors WHERE id = $1").bind(id).execute(conn).await?;
+    Ok(())
+}

@@ -1,0 +1,109 @@
+//! The expiry actor: moves pending verifications past their deadline to
+//! `expired` and announces it, and expires unanswered challenges, in batches, every `interval`. Several processes
+//! may sweep at once; `SKIP LOCKED` keeps them off each other's rows.
+
+use std::time::Duration;
+
+use actix::prelude::*;
+use chrono::Utc;
+use sqlx::PgPool;
+
+use crate::delivery::contract::{Event, EventKind};
+use crate::delivery::outbox;
+use crate::delivery::relay::{Kick, OutboxRelay};
+use crate::store::StoreError;
+use crate::store::{challenges, verifications};
+
+const BATCH: i64 = 500;
+/// Pruning old send records and job claims is housekeeping: once a minute is
+/// plenty, and it keeps two DELETEs per second per process off the database.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+pub struct ExpiryActor {
+    pool: PgPool,
+    relay: Addr<OutboxRelay>,
+    interval: Duration,
+    sweeping: bool,
+    last_prune: Option<std::time::Instant>,
+}
+
+impl ExpiryActor {
+    pub fn new(pool: PgPool, relay: Addr<OutboxRelay>, interval: Duration) -> Self {
+        ExpiryActor { pool, relay, interval, sweeping: false, last_prune: None }
+    }
+}
+
+impl Actor for ExpiryActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(self.interval, |act, ctx| {
+            if act.sweeping {
+                return;
+            }
+            act.sweeping = true;
+            let due = act.last_prune.is_none_or(|at| at.elapsed() >= PRUNE_EVERY);
+            if due {
+                act.last_prune = Some(std::time::Instant::now());
+            }
+            let (pool, relay) = (act.pool.clone(), act.relay.clone());
+            let work = async move {
+                let expired = sweep(&pool, &relay).await?;
+                if due {
+                    prune(&pool).await?;
+                }
+                Ok::<_, StoreError>(expired)
+            };
+            ctx.spawn(work.into_actor(act).map(|result, act, _| {
+                act.sweeping = false;
+                if let Err(error) = result {
+                    tracing::warn!(%error, "expiry sweep failed; next tick retries");
+                }
+            }));
+        });
+    }
+}
+
+/// Deletes what no duplicate check or limit can need any more: job claims
+/// older than a day (any copy of such a job finds its verification long
+/// expired and is skipped), old challenges, full throttle buckets. A bounded
+/// batch per tick keeps each statement short.
+pub async fn prune(pool: &PgPool) -> Result<(), StoreError> {
+    let now = Utc::now();
+    sqlx::query(
+        "DELETE FROM dispatch_claims WHERE job_id IN (
+            SELECT job_id FROM dispatch_claims WHERE created_at < $1 LIMIT 5000)",
+    )
+    .bind(now - chrono::Duration::days(1))
+    .execute(pool)
+    .await?;
+    challenges::prune(pool, now - chrono::Duration::days(1)).await?;
+    crate::limits::throttle::prune(pool, now).await?;
+    Ok(())
+}
+
+/// Expires everything due now; returns how many verifications it expired.
+pub async fn sweep(pool: &PgPool, relay: &Addr<OutboxRelay>) -> Result<usize, StoreError> {
+    let mut total = 0;
+    loop {
+        let now = Utc::now();
+        let mut tx = pool.begin().await?;
+        let expired = verifications::expire_due(&mut tx, now, BATCH).await?;
+        for v in &expired {
+            let event = Event::for_verification(EventKind::Expired, v, now)
+                .status("expired")
+                .with("attempts_left", v.state.attempts_left());
+            outbox::event(&mut tx, &event, v.reply.as_ref()).await?;
+        }
+        let challenges_expired = challenges::expire_due(&mut tx, now, BATCH).await?;
+        tx.commit().await?;
+        total += expired.len();
+        if !expired.is_empty() {
+            relay.do_send(Kick);
+            metrics::counter!("verifyd_verifications_expired_total").increment(expired.len() as u64);
+        }
+        if (expired.len() as i64) < BATCH && (challenges_expired as i64) < BATCH {
+            return Ok(total);
+        }
+    }
+}
