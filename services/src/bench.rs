@@ -20,7 +20,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 use verifyd_core::infra::consumer::{self, DeliveryHandler, Disposition};
 use verifyd_core::infra::runtime::Role;
-use verifyd_core::limits::throttle::{Limit, Limits};
+use verifyd_core::limits::{Limit, Limits};
 use verifyd_providers::twilio::TwilioConfig;
 
 use crate::app;

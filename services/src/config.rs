@@ -19,7 +19,7 @@ use verifyd_core::abuse::AbuseSettings;
 use verifyd_core::account::rules::GateSettings;
 use verifyd_core::delivery::breaker::BreakerSettings;
 use verifyd_core::delivery::routing::RouteError;
-use verifyd_core::limits::throttle::Limits;
+use verifyd_core::limits::Limits;
 use verifyd_providers::domain::Channel;
 use verifyd_providers::inbox::InboxConfig;
 use verifyd_providers::plivo::PlivoConfig;

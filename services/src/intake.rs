@@ -147,7 +147,7 @@ impl Intake {
             Err(VerificationError::Throttled(t)) => {
                 let detail = json!({
                     "error": "throttled", "account_id": account_id, "scope": t.scope,
-                    "retry_after": verifyd_core::limits::throttle::retry_after_secs(t.retry_after),
+                    "retry_after": verifyd_core::limits::retry_after_secs(t.retry_after),
                 });
                 self.reject(channel, &tenant, reply.as_ref(), detail).await?;
                 Ok(())

@@ -81,8 +81,8 @@ async fn soak_provider_broker_and_database_faults_under_load() {
         // ever checked is exactly what the pumping guard blocks, and 1700 codes
         // to one country exceed the default country budget.
         c.abuse.pumping.enabled = false;
-        c.throttle.per_country = verifyd_core::limits::throttle::Limit::new(100_000, 600);
-        c.throttle.per_tenant = verifyd_core::limits::throttle::Limit::new(100_000, 600);
+        c.throttle.per_country = verifyd_core::limits::Limit::new(100_000, 600);
+        c.throttle.per_tenant = verifyd_core::limits::Limit::new(100_000, 600);
     })
     .await;
     let started = Instant::now();

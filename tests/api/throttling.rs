@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use lapin::BasicProperties;
 use serde_json::{Value, json};
-use verifyd_core::limits::throttle::Limit;
+use verifyd_core::limits::Limit;
 
 use crate::helpers::{Reply, TestApp, spawn_app_with};
 

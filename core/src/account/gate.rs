@@ -20,7 +20,7 @@ use crate::codes::totp;
 use crate::delivery::contract::EventKind;
 use crate::delivery::relay::Kick;
 use crate::ids::{AccountId, Tenant, Who};
-use crate::limits::throttle::{Scope, Throttled};
+use crate::limits::{Scope, Throttled};
 use crate::store::audit::{self, Entry};
 use crate::store::backup_codes::{self, Kind};
 use crate::store::challenges::{self, Challenge, ChallengeStatus};
@@ -353,8 +353,7 @@ pub(super) async fn guard_failures(
         return Ok(());
     }
     let retry_after = oldest.map(|t| (t + window - now).to_std().unwrap_or_default()).unwrap_or_default();
-    metrics::counter!("verifyd_throttled_total", "scope" => crate::limits::throttle::Scope::WrongAnswers.as_str())
-        .increment(1);
+    metrics::counter!("verifyd_throttled_total", "scope" => crate::limits::Scope::WrongAnswers.as_str()).increment(1);
     Err(Throttled { scope: Scope::WrongAnswers, retry_after: retry_after.max(std::time::Duration::from_secs(1)) }
         .into())
 }
@@ -401,9 +400,7 @@ async fn send_code(
         Some(c) => c,
         None => factor.kind.parse::<Channel>().map_err(|e| corrupt(e.to_string()))?,
     };
-    issuer
-        .admit(&crate::limits::throttle::Send { tenant_id: tenant.id, phone: &phone, account: account_id, ip: None })
-        .await?;
+    issuer.admit(&crate::limits::Send { tenant_id: tenant.id, phone: &phone, account: account_id, ip: None }).await?;
     let request = Request {
         account_id: account_id.clone(),
         phone,

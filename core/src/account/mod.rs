@@ -110,7 +110,7 @@ pub enum AccountError {
     #[error("the proof is not valid for this account: {0}")]
     InvalidProof(ProofError),
     #[error(transparent)]
-    Throttled(#[from] crate::limits::throttle::Throttled),
+    Throttled(#[from] crate::limits::Throttled),
     #[error("this is the account's last factor and an organisation it belongs to makes two-factor mandatory")]
     LastFactorMandatory,
     #[error(transparent)]

@@ -19,7 +19,7 @@ use crate::delivery::routing::Routes;
 use crate::infra::amqp::Topology;
 use crate::infra::consumer::{self, ConsumerHealth, Consumers};
 use crate::infra::shards::Shards;
-use crate::limits::throttle::{Limiters, Limits, ThrottleActor};
+use crate::limits::{Limiters, Limits, ThrottleActor};
 use crate::ops::keeper::DeadLetterKeeper;
 use crate::ops::reporter::{self, ProcessReporter};
 use crate::ops::stats::Stats;

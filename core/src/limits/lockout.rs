@@ -11,8 +11,8 @@ use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use super::{Scope, Throttled};
 use crate::ids::AccountId;
-use crate::limits::throttle::{Scope, Throttled};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -62,7 +62,7 @@ pub async fn guard(
     .flatten();
     Ok(match until {
         Some(until) => {
-            metrics::counter!("verifyd_throttled_total", "scope" => crate::limits::throttle::Scope::Lockout.as_str())
+            metrics::counter!("verifyd_throttled_total", "scope" => crate::limits::Scope::Lockout.as_str())
                 .increment(1);
             Err(Throttled { scope: Scope::Lockout, retry_after: (until - now).to_std().unwrap_or_default() })
         }

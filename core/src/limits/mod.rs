@@ -1,6 +1,116 @@
-//! How often codes may be asked for and tried: the throttle buckets, in
-//! memory and in PostgreSQL (`throttle`), and the lockout after wrong codes in
-//! a row (`lockout`).
+//! How often codes may be asked for and tried. Every limit is a GCRA bucket
+//! ("`count` per `window`"): `config` holds the limits, `buckets` which ones
+//! a send or a check takes from, `memory` the in-process layer (governor, no
+//! database round trip for a flood), `postgres` the same buckets taken in the
+//! transaction that records the send (so the answer holds across processes),
+//! `lockout` the per-account lockout after wrong codes in a row, and
+//! `refusal` what a refused request is told.
 
+mod buckets;
+mod config;
 pub mod lockout;
-pub mod throttle;
+mod memory;
+mod postgres;
+mod refusal;
+
+pub use buckets::{Bucket, Send, split_shared};
+pub(crate) use buckets::{digest, lock_key};
+pub use config::{Limit, Limits};
+pub use memory::{Admit, Limiters, ThrottleActor};
+pub use postgres::{enforce_in_tx, give_back, prune, take_alone};
+pub use refusal::{Scope, Throttled, retry_after_secs};
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use uuid::Uuid;
+    use verifyd_providers::domain::PhoneNumber;
+
+    use super::*;
+    use crate::ids::AccountId;
+
+    fn send<'a>(tenant: Uuid, phone: &'a PhoneNumber, account: &'a AccountId) -> Send<'a> {
+        Send { tenant_id: tenant, phone, account, ip: None }
+    }
+
+    #[test]
+    fn governor_allows_the_burst_then_says_how_long_to_wait() {
+        let limits = Limits { per_phone: Limit::new(3, 600), ..Limits::off() };
+        let l = Limiters::new(&limits);
+        let tenant = Uuid::new_v4();
+        let phone = PhoneNumber::parse("+14155552671").unwrap();
+        let account = AccountId::parse("a").unwrap();
+        let buckets = limits.send_buckets(&send(tenant, &phone, &account));
+        for _ in 0..3 {
+            assert!(l.check(&buckets).is_ok());
+        }
+        let t = l.check(&buckets).unwrap_err();
+        assert_eq!(t.scope, Scope::Phone);
+        assert!(t.retry_after > Duration::from_secs(190) && t.retry_after <= Duration::from_secs(200), "{t:?}");
+        // Another tenant's identical phone has its own budget.
+        assert!(l.check(&limits.send_buckets(&send(Uuid::new_v4(), &phone, &account))).is_ok());
+    }
+
+    #[test]
+    fn a_limit_turned_off_takes_no_bucket_and_no_ip_takes_no_ip_bucket() {
+        let limits = Limits::default();
+        let phone = PhoneNumber::parse("+447911123456").unwrap();
+        let account = AccountId::parse("a").unwrap();
+        let without_ip = limits.send_buckets(&send(Uuid::new_v4(), &phone, &account));
+        assert_eq!(
+            without_ip.iter().map(|b| b.scope).collect::<Vec<_>>(),
+            [Scope::Phone, Scope::Account, Scope::Country, Scope::Tenant]
+        );
+        let with_ip = Send { ip: Some("203.0.113.7".parse().unwrap()), ..send(Uuid::new_v4(), &phone, &account) };
+        assert_eq!(limits.send_buckets(&with_ip).len(), 5);
+        assert!(Limits::off().send_buckets(&with_ip).is_empty());
+    }
+
+    #[test]
+    fn a_country_override_has_its_own_quota_in_process_and_names_only_known_countries() {
+        let mut limits = Limits { per_country: Limit::new(2, 600), ..Limits::off() };
+        limits.per_country_overrides.insert("US".into(), Limit::new(4, 600));
+        limits.per_country_overrides.insert("CA".into(), Limit::new(0, 600));
+        assert_eq!(limits.validate(), Ok(()));
+        let l = Limiters::new(&limits);
+        let account = AccountId::parse("a").unwrap();
+        let taken = |phone: &str| {
+            let phone = PhoneNumber::parse(phone).unwrap();
+            let buckets = limits.send_buckets(&send(Uuid::nil(), &phone, &account));
+            (0..6).take_while(|_| l.check(&buckets).is_ok()).count()
+        };
+        assert_eq!(taken("+447911123456"), 2, "the default");
+        assert_eq!(taken("+14155552671"), 4, "the override");
+        assert_eq!(taken("+16135550123"), 6, "count 0 lifts the limit for that country");
+
+        for bad in ["us", "UK", "XX", "USA"] {
+            let mut limits = Limits::default();
+            limits.per_country_overrides.insert(bad.into(), Limit::new(1, 60));
+            assert!(limits.validate().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn memory_follows_recent_traffic() {
+        let limits = Limits { per_phone: Limit::new(10, 1), ..Limits::off() };
+        let l = Limiters::new(&limits);
+        let account = AccountId::parse("a").unwrap();
+        for n in 0..100 {
+            let phone = PhoneNumber::parse(&format!("+4479111{n:05}")).unwrap();
+            assert!(l.check(&limits.send_buckets(&send(Uuid::nil(), &phone, &account))).is_ok());
+        }
+        assert_eq!(l.len(), 100);
+        // One cell comes back every 100 ms; governor forgets a key a cell after that.
+        std::thread::sleep(Duration::from_millis(300));
+        l.housekeeping();
+        assert!(l.is_empty(), "full buckets are forgotten: {} left", l.len());
+    }
+
+    #[test]
+    fn retry_after_rounds_up_to_whole_seconds() {
+        assert_eq!(retry_after_secs(Duration::from_millis(1)), 1);
+        assert_eq!(retry_after_secs(Duration::from_millis(119_001)), 120);
+        assert_eq!(retry_after_secs(Duration::from_secs(120)), 120);
+    }
+}

@@ -14,7 +14,7 @@ use verifyd_providers::ErrorKind;
 use verifyd_providers::domain::Channel;
 
 use super::reason::Reason;
-use crate::limits::throttle::Scope;
+use crate::limits::Scope;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {

@@ -42,7 +42,7 @@ const COLUMNS: &str = "id, kind, phone, label, status, verified_at, is_default";
 /// reset) across processes, so "exactly one default" and "not the last factor"
 /// hold.
 pub async fn lock_account(conn: &mut PgConnection, tenant_id: Uuid, account_id: &AccountId) -> Result<(), sqlx::Error> {
-    let key = crate::limits::throttle::lock_key(&["account", &tenant_id.to_string(), account_id.as_str()]);
+    let key = crate::limits::lock_key(&["account", &tenant_id.to_string(), account_id.as_str()]);
     sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(key).execute(conn).await?;
     Ok(())
 }

@@ -34,7 +34,7 @@ pub async fn settings(
 
 /// Serialises changes to one organisation's policy (the row may not exist yet).
 pub async fn lock(conn: &mut PgConnection, tenant_id: Uuid, organisation_id: &str) -> Result<(), sqlx::Error> {
-    let key = crate::limits::throttle::lock_key(&["organisation", &tenant_id.to_string(), organisation_id]);
+    let key = crate::limits::lock_key(&["organisation", &tenant_id.to_string(), organisation_id]);
     sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(key).execute(conn).await?;
     Ok(())
 }

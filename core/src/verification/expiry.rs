@@ -78,7 +78,7 @@ pub async fn prune(pool: &PgPool) -> Result<(), StoreError> {
     .execute(pool)
     .await?;
     challenges::prune(pool, now - chrono::Duration::days(1)).await?;
-    crate::limits::throttle::prune(pool, now).await?;
+    crate::limits::prune(pool, now).await?;
     Ok(())
 }
 

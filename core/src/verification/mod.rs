@@ -25,7 +25,7 @@ use crate::delivery::relay::{Kick, OutboxRelay};
 use crate::ids::{AccountId, ReplyTo, Tenant};
 use crate::infra::shards::Shards;
 use crate::limits::lockout;
-use crate::limits::throttle::{self, Admit, Limits, Scope, ThrottleActor, Throttled};
+use crate::limits::{self, Admit, Limits, Scope, ThrottleActor, Throttled};
 use crate::ops::catalog;
 use crate::ops::stats::Stats;
 use crate::store::StoreError;
@@ -239,25 +239,25 @@ impl Issuer {
     /// [`Issuer::give_back`] if the send does not happen.
     pub async fn take_shared(
         &self,
-        send: &throttle::Send<'_>,
+        send: &limits::Send<'_>,
         now: DateTime<Utc>,
-    ) -> Result<Vec<throttle::Bucket>, VerificationError> {
-        let (_, shared) = throttle::split_shared(self.limits.send_buckets(send));
-        throttle::take_alone(&self.pool, &shared, now).await??;
+    ) -> Result<Vec<limits::Bucket>, VerificationError> {
+        let (_, shared) = limits::split_shared(self.limits.send_buckets(send));
+        limits::take_alone(&self.pool, &shared, now).await??;
         Ok(shared)
     }
 
     /// Hands back what [`Issuer::take_shared`] took for a send that did not
     /// happen. Best effort: a failure only leaves the limit a cell stricter.
-    pub async fn give_back(&self, shared: &[throttle::Bucket], now: DateTime<Utc>) {
-        if let Err(e) = throttle::give_back(&self.pool, shared, now).await {
+    pub async fn give_back(&self, shared: &[limits::Bucket], now: DateTime<Utc>) {
+        if let Err(e) = limits::give_back(&self.pool, shared, now).await {
             tracing::warn!(error = %e, "could not hand back a refused send's shared throttle cells");
         }
     }
 
     /// The in-process throttle's answer (no database round trip); the limits are
     /// enforced again, across processes, inside `issue_in_tx`.
-    pub async fn admit(&self, send: &throttle::Send<'_>) -> Result<(), VerificationError> {
+    pub async fn admit(&self, send: &limits::Send<'_>) -> Result<(), VerificationError> {
         let admit = Admit { buckets: self.limits.send_buckets(send) };
         self.throttle.pick(&send.phone.e164()).send(admit).await??;
         Ok(())
@@ -285,7 +285,7 @@ impl Issuer {
         let code_sealed = self.keys.seal(id, &code);
         drop(code);
         let expires_at = now + policy.ttl;
-        let send = throttle::Send {
+        let send = limits::Send {
             tenant_id: tenant.id,
             phone: &request.phone,
             account: &request.account_id,
@@ -296,8 +296,8 @@ impl Issuer {
         // last: their rows stay locked until the commit, so they are taken as
         // late as possible. An error after a write leaves the transaction to
         // be rolled back.
-        let (own, shared) = throttle::split_shared(self.limits.send_buckets(&send));
-        throttle::enforce_in_tx(&mut *tx, &own, now).await??;
+        let (own, shared) = limits::split_shared(self.limits.send_buckets(&send));
+        limits::enforce_in_tx(&mut *tx, &own, now).await??;
         let inserted = store::insert(
             &mut *tx,
             &NewVerification {
@@ -357,7 +357,7 @@ impl Issuer {
         let (phone, channel) = (&verification.phone, verification.channel);
         self.abuse.enforce_in_tx(&mut *tx, tenant.id, &tenant.name, phone, channel, Sending::New, now).await??;
         if shared_buckets == SharedBuckets::InTx {
-            throttle::enforce_in_tx(&mut *tx, &shared, now).await??;
+            limits::enforce_in_tx(&mut *tx, &shared, now).await??;
         }
         let (tenant, channel) = (catalog::tenant_label(&tenant.name), verification.channel);
         metrics::counter!("verifyd_verifications_created_total", "tenant" => tenant, "channel" => channel.as_str())
@@ -381,9 +381,9 @@ impl Issuer {
     ) -> Result<Resent, VerificationError> {
         let mut v = store::lock(&mut *tx, tenant_id, id).await?.ok_or(VerificationError::NotFound)?;
         lifecycle::resend(&v.state, &self.policy.resend, now).map_err(|r| refused(r, &v, now))?;
-        let send = throttle::Send { tenant_id: v.tenant_id, phone: &v.phone, account: &v.account_id, ip: None };
-        let (own, shared) = throttle::split_shared(self.limits.send_buckets(&send));
-        throttle::enforce_in_tx(&mut *tx, &own, now).await??;
+        let send = limits::Send { tenant_id: v.tenant_id, phone: &v.phone, account: &v.account_id, ip: None };
+        let (own, shared) = limits::split_shared(self.limits.send_buckets(&send));
+        limits::enforce_in_tx(&mut *tx, &own, now).await??;
         let channel = channel.unwrap_or(v.channel);
         self.abuse
             .enforce_in_tx(&mut *tx, v.tenant_id, &v.tenant_name, &v.phone, channel, Sending::Again, now)
@@ -392,7 +392,7 @@ impl Issuer {
         store::save_resend(&mut *tx, v.id, &job, now).await?;
         outbox::dispatch(&mut *tx, &job).await?;
         if shared_buckets == SharedBuckets::InTx {
-            throttle::enforce_in_tx(&mut *tx, &shared, now).await??;
+            limits::enforce_in_tx(&mut *tx, &shared, now).await??;
         }
         v.state.sends += 1;
         v.state.last_sent_at = now;
@@ -417,7 +417,7 @@ impl Issuer {
         if v.state.effective_status(now) == Status::Pending {
             // Checks per account, over all its verifications; a refused check
             // rolls back and costs the verification no attempt.
-            throttle::enforce_in_tx(&mut *tx, &self.limits.check_buckets(v.tenant_id, &v.account_id), now).await??;
+            limits::enforce_in_tx(&mut *tx, &self.limits.check_buckets(v.tenant_id, &v.account_id), now).await??;
             lockout::guard(&mut *tx, &self.limits.lockout, v.tenant_id, &v.account_id, now).await??;
         }
         let matches = self.keys.matches(v.id, code, &v.code_mac);
@@ -540,8 +540,8 @@ async fn create_once(deps: &Deps, msg: Create, key: &str) -> Result<Created, Ver
     Ok(announce(deps, verification))
 }
 
-fn send_of(msg: &Create) -> throttle::Send<'_> {
-    throttle::Send {
+fn send_of(msg: &Create) -> limits::Send<'_> {
+    limits::Send {
         tenant_id: msg.tenant.id,
         phone: &msg.request.phone,
         account: &msg.request.account_id,
@@ -636,12 +636,10 @@ async fn resend(deps: &Deps, mut msg: Resend) -> Result<Resent, VerificationErro
     let v = store::get(&issuer.pool, msg.tenant.id, msg.id).await?.ok_or(VerificationError::NotFound)?;
     lifecycle::resend(&v.state, &issuer.policy.resend, msg.now).map_err(|r| refused(r, &v, msg.now))?;
     issuer.abuse.precheck(msg.tenant.id, &v.phone, msg.channel.unwrap_or(v.channel)).await??;
-    issuer
-        .admit(&throttle::Send { tenant_id: msg.tenant.id, phone: &v.phone, account: &v.account_id, ip: None })
-        .await?;
+    issuer.admit(&limits::Send { tenant_id: msg.tenant.id, phone: &v.phone, account: &v.account_id, ip: None }).await?;
     let shared = issuer
         .take_shared(
-            &throttle::Send { tenant_id: v.tenant_id, phone: &v.phone, account: &v.account_id, ip: None },
+            &limits::Send { tenant_id: v.tenant_id, phone: &v.phone, account: &v.account_id, ip: None },
             msg.now,
         )
         .await?;

@@ -16,7 +16,7 @@ use verifyd_core::account::proof;
 use verifyd_core::account::rules::{AnsweredBy, Decision, Purpose};
 use verifyd_core::account::{AnswerChallenge, LoginOutcome, OpenChallenge, SendAgain, Sent};
 use verifyd_core::ids::AccountId;
-use verifyd_core::limits::throttle::Scope;
+use verifyd_core::limits::Scope;
 use verifyd_core::store::challenges;
 use verifyd_core::store::challenges::ChallengeStatus;
 use verifyd_core::store::factors::Factor;
@@ -212,7 +212,7 @@ impl From<&verifyd_core::account::ChallengeView> for ChallengeView {
             sent: view.sent.as_ref().map(SentView::from),
             send_throttled: view.send_throttled.map(|t| SendThrottled {
                 scope: t.scope,
-                retry_after: verifyd_core::limits::throttle::retry_after_secs(t.retry_after),
+                retry_after: verifyd_core::limits::retry_after_secs(t.retry_after),
             }),
             send_refused: view.send_refused.as_ref().map(SendRefused::from),
         }

@@ -13,7 +13,7 @@ use verifyd_core::abuse::number_type::NumberType;
 use verifyd_core::account::AccountError;
 use verifyd_core::account::policy::PolicyRefusal;
 use verifyd_core::account::proof::ProofError;
-use verifyd_core::limits::throttle::{Scope, Throttled, retry_after_secs};
+use verifyd_core::limits::{Scope, Throttled, retry_after_secs};
 use verifyd_core::ops::letters::LetterError;
 use verifyd_core::store::challenges::ChallengeStatus;
 use verifyd_core::verification::VerificationError;

@@ -1,0 +1,115 @@
+//! The in-process layer: one governor keyed limiter per scope (and per
+//! country override), lock-free and shared by every throttle shard, answering
+//! a flood without a database round trip; the throttle actor owns their
+//! housekeeping timer.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, RateLimiter};
+
+use super::buckets::{Bucket, Lane};
+use super::{Limits, Scope, Throttled};
+
+/// The in-process limiters, one keyed limiter per scope; lock-free and shared
+/// by every throttle shard.
+pub struct Limiters {
+    by_scope: HashMap<Scope, DefaultKeyedRateLimiter<[u8; 32]>>,
+    /// One per `per_country_overrides` entry, in its order (`Lane::Override`).
+    overrides: Vec<DefaultKeyedRateLimiter<[u8; 32]>>,
+}
+
+impl Limiters {
+    pub fn new(limits: &Limits) -> Self {
+        let scopes = [Scope::Phone, Scope::Account, Scope::Ip, Scope::Country, Scope::Tenant, Scope::Checks];
+        let by_scope =
+            scopes.into_iter().filter_map(|s| Some((s, RateLimiter::keyed(limits.of(s)?.quota())))).collect();
+        let overrides = limits.per_country_overrides.values().map(|l| RateLimiter::keyed(l.quota())).collect();
+        Limiters { by_scope, overrides }
+    }
+
+    fn limiter(&self, bucket: &Bucket) -> Option<&DefaultKeyedRateLimiter<[u8; 32]>> {
+        match bucket.lane {
+            Lane::Scope => self.by_scope.get(&bucket.scope),
+            Lane::Override(i) => self.overrides.get(i),
+        }
+    }
+
+    /// Takes a cell from each bucket in turn; the first that is empty refuses.
+    pub(super) fn check(&self, buckets: &[Bucket]) -> Result<(), Throttled> {
+        let now = DefaultClock::default().now();
+        for bucket in buckets {
+            if let Some(limiter) = self.limiter(bucket) {
+                limiter.check_key(&bucket.key).map_err(|not_until| Throttled {
+                    scope: bucket.scope,
+                    retry_after: not_until.wait_time_from(now),
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops keys whose limiter is back to full, so memory follows recent traffic.
+    pub(super) fn housekeeping(&self) {
+        for limiter in self.by_scope.values().chain(&self.overrides) {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+    }
+
+    /// Keys held in memory, all scopes together.
+    pub fn len(&self) -> usize {
+        self.by_scope.values().chain(&self.overrides).map(|l| l.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// May these buckets give one more cell?
+#[derive(Message)]
+#[rtype(result = "Result<(), Throttled>")]
+pub struct Admit {
+    pub buckets: Vec<Bucket>,
+}
+
+pub struct ThrottleActor {
+    limiters: Arc<Limiters>,
+    housekeeping: bool,
+}
+
+impl ThrottleActor {
+    /// Only one instance per process needs `housekeeping`.
+    pub fn new(limiters: Arc<Limiters>, housekeeping: bool) -> Self {
+        ThrottleActor { limiters, housekeeping }
+    }
+}
+
+impl Actor for ThrottleActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        if self.housekeeping {
+            ctx.run_interval(Duration::from_secs(60), |act, _| {
+                act.limiters.housekeeping();
+                metrics::gauge!("verifyd_throttle_keys").set(act.limiters.len() as f64);
+            });
+        }
+    }
+}
+
+impl Handler<Admit> for ThrottleActor {
+    type Result = Result<(), Throttled>;
+
+    fn handle(&mut self, msg: Admit, _: &mut Self::Context) -> Self::Result {
+        let result = self.limiters.check(&msg.buckets);
+        if let Err(t) = &result {
+            metrics::counter!("verifyd_throttled_total", "scope" => t.scope.as_str()).increment(1);
+        }
+        result
+    }
+}
