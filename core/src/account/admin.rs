@@ -6,7 +6,7 @@ use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::gate::{check_answer, guard_failures, open_challenge, pass, wrong_answer};
+use super::answer::{check_answer, guard_failures, open_challenge, pass, wrong_answer};
 use super::{
     AccountError, AccountStateActor, account_event, announce, factor_event, has_active_factor, require_step_up,
 };

@@ -8,13 +8,14 @@ use uuid::Uuid;
 use verifyd_providers::domain::{Code, CodeLength};
 
 use super::{
-    AccountError, AccountStateActor, account_event, announce, factor_event, gate, has_active_factor, require_step_up,
+    AccountError, AccountStateActor, account_event, announce, answer, factor_event, has_active_factor, require_step_up,
 };
 use crate::account::rules::AnsweredBy;
+use crate::codes::backup::{BACKUP_CODE_DIGITS, BACKUP_CODES};
 use crate::codes::keys::CodeKeys;
 use crate::codes::recovery::RecoveryCode;
 use crate::codes::totp::{self, Enrolment};
-use crate::delivery::contract::{Event, EventKind};
+use crate::delivery::contract::EventKind;
 use crate::delivery::relay::Kick;
 use crate::ids::{AccountId, Tenant, Who};
 use crate::store::backup_codes::{self, Kind};
@@ -22,9 +23,6 @@ use crate::store::factors::{self, Factor};
 
 /// Wrong confirmation codes allowed before a pending enrolment is dropped.
 const MAX_CONFIRM_ATTEMPTS: i32 = 5;
-/// Codes in a backup set, and their length.
-pub const BACKUP_CODES: usize = 10;
-pub const BACKUP_CODE_DIGITS: usize = 8;
 
 /// Starts an authenticator-app enrolment: a pending factor and what the person
 /// needs to add it to the app. The secret is returned only here.
@@ -148,7 +146,7 @@ impl Handler<ConfirmTotp> for AccountStateActor {
             let event = factor_event(EventKind::FactorAdded, &msg.tenant, &msg.account_id, &factor, msg.now);
             announce(&mut tx, msg.tenant.id, &event, None, &msg.who).await?;
             let proof = if first {
-                let (proof, claims) = gate::passed_without_challenge(
+                let (proof, claims) = answer::passed_without_challenge(
                     &mut tx,
                     &issuer.keys,
                     &settings,
@@ -263,32 +261,4 @@ async fn replace_codes(
     let macs: Vec<Vec<u8>> = secrets.iter().map(|s| keys.mac_bytes(generation, s.as_bytes())).collect();
     backup_codes::replace(tx, kind, tenant.id, account_id, generation, &macs, now).await?;
     Ok(())
-}
-
-/// Uses one code of a kind, once, in the caller's transaction, and announces it.
-/// `None` when the code is not an unused one of the account's current set.
-#[allow(clippy::too_many_arguments)]
-pub(super) async fn redeem_code(
-    tx: &mut PgConnection,
-    keys: &CodeKeys,
-    kind: Kind,
-    tenant: &Tenant,
-    account_id: &AccountId,
-    secret: &str,
-    who: &Who,
-    now: DateTime<Utc>,
-) -> Result<Option<i64>, AccountError> {
-    let Some(generation) = backup_codes::generation(&mut *tx, kind, tenant.id, account_id).await? else {
-        return Ok(None);
-    };
-    let mac = keys.mac_bytes(generation, secret.as_bytes());
-    let Some(remaining) = backup_codes::redeem(&mut *tx, kind, tenant.id, account_id, &mac, now).await? else {
-        return Ok(None);
-    };
-    let event: Event = match kind {
-        Kind::Backup => account_event(EventKind::BackupCodeUsed, tenant, account_id, now).with("remaining", remaining),
-        Kind::Recovery => account_event(EventKind::RecoveryCodeUsed, tenant, account_id, now),
-    };
-    announce(tx, tenant.id, &event, None, who).await?;
-    Ok(Some(remaining))
 }

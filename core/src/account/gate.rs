@@ -6,32 +6,22 @@ use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
-use verifyd_providers::domain::{Channel, Code, Locale, PhoneNumber};
+use verifyd_providers::domain::{Channel, Locale, PhoneNumber};
 
-use super::enrolment::{BACKUP_CODE_DIGITS, redeem_code};
-use super::{AccountError, AccountStateActor, account_event, announce};
+use super::answer::{Passed, check_answer, guard_failures, open_challenge, pass, wrong_answer};
+use super::{AccountError, AccountStateActor};
 use crate::abuse::Refused;
 use crate::account::policy::TwoFactorPolicy;
-use crate::account::proof::{self, Claims};
-use crate::account::rules::{self as rules, AnsweredBy, Decision, GateSettings, Purpose, Shape};
-use crate::codes::keys::CodeKeys;
-use crate::codes::recovery::RecoveryCode;
-use crate::codes::totp;
-use crate::delivery::contract::EventKind;
+use crate::account::rules::{self as rules, Decision, Purpose};
 use crate::delivery::relay::Kick;
 use crate::ids::{AccountId, Tenant, Who};
-use crate::limits::{Scope, Throttled};
-use crate::store::audit::{self, Entry};
+use crate::limits::Throttled;
 use crate::store::backup_codes::{self, Kind};
 use crate::store::challenges::{self, Challenge, ChallengeStatus};
 use crate::store::factors::{self, Factor};
 use crate::store::organisations;
 use crate::store::{CorruptRow, StoreError, verifications};
-use crate::verification::lifecycle::CheckOutcome;
 use crate::verification::{Issuer, Request, SharedBuckets, VerificationError, stored_precision};
-
-/// Digits of an authenticator code.
-const TOTP_DIGITS: usize = 6;
 
 /// "May this user in?" after the backend checked the password (`Login`), or
 /// "prove it again" before a restricted action (`StepUp`).
@@ -115,19 +105,6 @@ pub struct AnswerChallenge {
     pub factor_id: Option<Uuid>,
     pub who: Who,
     pub now: DateTime<Utc>,
-}
-
-/// A passed challenge and the proof of it.
-/// No `Debug`: it holds a credential.
-pub struct Passed {
-    pub challenge_id: Uuid,
-    pub purpose: Purpose,
-    pub answered_by: AnsweredBy,
-    pub factor_id: Option<Uuid>,
-    pub proof: String,
-    pub proof_expires_at: DateTime<Utc>,
-    /// After a backup code: how many are left.
-    pub backup_codes_left: Option<i64>,
 }
 
 impl Handler<OpenChallenge> for AccountStateActor {
@@ -338,46 +315,6 @@ impl Handler<AnswerChallenge> for AccountStateActor {
     }
 }
 
-/// Refuses when the account gave too many wrong answers lately, over all its
-/// challenges: the limit holds across processes (it is counted in PostgreSQL).
-pub(super) async fn guard_failures(
-    tx: &mut PgConnection,
-    settings: &GateSettings,
-    tenant: &Tenant,
-    account_id: &AccountId,
-    now: DateTime<Utc>,
-) -> Result<(), AccountError> {
-    let window = chrono::Duration::from_std(settings.failure_window()).unwrap_or(chrono::Duration::hours(1));
-    let (failures, oldest) = challenges::recent_failures(tx, tenant.id, account_id, now - window).await?;
-    if failures < settings.max_failures {
-        return Ok(());
-    }
-    let retry_after = oldest.map(|t| (t + window - now).to_std().unwrap_or_default()).unwrap_or_default();
-    metrics::counter!("verifyd_throttled_total", "scope" => crate::limits::Scope::WrongAnswers.as_str()).increment(1);
-    Err(Throttled { scope: Scope::WrongAnswers, retry_after: retry_after.max(std::time::Duration::from_secs(1)) }
-        .into())
-}
-
-/// The challenge, locked, if it can still be answered. One past its deadline is
-/// marked expired (the caller commits that).
-pub(super) async fn open_challenge(
-    tx: &mut PgConnection,
-    tenant: &Tenant,
-    account_id: &AccountId,
-    id: Uuid,
-    now: DateTime<Utc>,
-) -> Result<Challenge, AccountError> {
-    let c = challenges::lock(&mut *tx, tenant.id, account_id, id).await?.ok_or(AccountError::NotFound)?;
-    if c.status != ChallengeStatus::Pending {
-        return Err(AccountError::ChallengeClosed(c.status));
-    }
-    if now >= c.expires_at {
-        challenges::expire(tx, c.id, now).await?;
-        return Err(AccountError::ChallengeClosed(ChallengeStatus::Expired));
-    }
-    Ok(c)
-}
-
 /// Issues a verification to a phone factor inside the caller's transaction.
 #[allow(clippy::too_many_arguments)]
 async fn send_code(
@@ -431,208 +368,4 @@ async fn send_code(
         }
     };
     Ok(Sent { factor_id: factor.id, verification_id: v.id, channel, to: v.phone.masked(), sends: v.state.sends })
-}
-
-/// What answered a challenge.
-pub(super) struct Answer {
-    pub by: AnsweredBy,
-    pub factor_id: Option<Uuid>,
-    pub backup_codes_left: Option<i64>,
-}
-
-/// Tries the typed answer against what the account has, in the caller's
-/// transaction: the code sent to a phone, each authenticator app (a time step
-/// once accepted is refused again), an unused backup code, the recovery code.
-/// With `only` set, only that factor may answer: another factor's code is not
-/// even tried (its time step stays unused), and the answer is refused as a
-/// wrong one, counting an attempt and saying nothing of where it was valid.
-/// Single use holds under concurrency: each candidate is decided under its
-/// row lock.
-#[allow(clippy::too_many_arguments)]
-pub(super) async fn check_answer(
-    tx: &mut PgConnection,
-    issuer: &Issuer,
-    tenant: &Tenant,
-    account_id: &AccountId,
-    c: &Challenge,
-    typed: &str,
-    only: Option<Uuid>,
-    who: &Who,
-    now: DateTime<Utc>,
-) -> Result<Option<Answer>, AccountError> {
-    let compact: String = typed.chars().filter(|ch| !ch.is_whitespace() && *ch != '-').collect();
-    let shape = Shape::of(&compact);
-    let allowed = |id: Uuid| only.is_none_or(|o| o == id);
-    let active: Vec<Factor> =
-        factors::list(&mut *tx, tenant.id, account_id).await?.into_iter().filter(Factor::is_active).collect();
-
-    // The code sent to a phone counts only while that phone is still a factor.
-    if let (Some(vid), Some(fid), Some(digits)) = (c.verification_id, c.sent_factor_id, shape.digits)
-        && allowed(fid)
-        && active.iter().any(|f| f.id == fid)
-        && digits == usize::from(issuer.policy.code_length.get())
-        && let Ok(code) = Code::parse(&compact)
-    {
-        let checked = issuer.check_in_tx(&mut *tx, tenant.id, vid, &code, now).await?;
-        if checked.outcome == CheckOutcome::Approved {
-            verifications::mark_factor_recorded(&mut *tx, vid).await?;
-            return Ok(Some(Answer { by: AnsweredBy::Phone, factor_id: Some(fid), backup_codes_left: None }));
-        }
-    }
-
-    if shape.digits == Some(TOTP_DIGITS) {
-        for app in active.iter().filter(|f| f.kind == "totp" && allowed(f.id)) {
-            let Some(state) = factors::lock_totp(&mut *tx, tenant.id, account_id, app.id).await? else { continue };
-            let secret = issuer.keys.open_bytes(app.id, &state.totp_sealed).map_err(|_| AccountError::Sealed)?;
-            let unix = u64::try_from(now.timestamp()).unwrap_or_default();
-            if let Some(step) = totp::accept(&secret, &compact, unix, state.totp_last_step) {
-                factors::accept_totp(&mut *tx, app.id, step, now).await?;
-                return Ok(Some(Answer { by: AnsweredBy::Totp, factor_id: Some(app.id), backup_codes_left: None }));
-            }
-        }
-    }
-
-    if only.is_some() {
-        return Ok(None);
-    }
-    if shape.digits == Some(BACKUP_CODE_DIGITS)
-        && let Some(left) =
-            redeem_code(&mut *tx, &issuer.keys, Kind::Backup, tenant, account_id, &compact, who, now).await?
-    {
-        return Ok(Some(Answer { by: AnsweredBy::BackupCode, factor_id: None, backup_codes_left: Some(left) }));
-    }
-    if shape.recovery
-        && let Ok(code) = RecoveryCode::parse(&compact)
-        && redeem_code(&mut *tx, &issuer.keys, Kind::Recovery, tenant, account_id, code.expose(), who, now)
-            .await?
-            .is_some()
-    {
-        return Ok(Some(Answer { by: AnsweredBy::RecoveryCode, factor_id: None, backup_codes_left: None }));
-    }
-    Ok(None)
-}
-
-/// Counts a wrong answer; the last one allowed fails the challenge and tells
-/// the user (an event: someone may be trying their password). Returns the
-/// attempts left.
-pub(super) async fn wrong_answer(
-    tx: &mut PgConnection,
-    tenant: &Tenant,
-    account_id: &AccountId,
-    c: &Challenge,
-    who: &Who,
-    now: DateTime<Utc>,
-) -> Result<i32, AccountError> {
-    let attempts = challenges::count_wrong(&mut *tx, c, now).await?;
-    if attempts >= c.max_attempts {
-        let event = account_event(EventKind::ChallengeFailed, tenant, account_id, now)
-            .with("challenge_id", c.id.to_string())
-            .with("purpose", c.purpose.as_str())
-            .with("attempts", attempts)
-            .with("organisation_id", c.organisation_id.clone());
-        announce(tx, tenant.id, &event, Some(&c.organisation_id), who).await?;
-        metrics::counter!("verifyd_challenges_failed_total", "purpose" => c.purpose.as_str()).increment(1);
-    }
-    Ok((c.max_attempts - attempts).max(0))
-}
-
-/// Marks the challenge passed, audits it and signs the proof.
-#[allow(clippy::too_many_arguments)]
-pub(super) async fn pass(
-    tx: &mut PgConnection,
-    keys: &CodeKeys,
-    settings: &GateSettings,
-    tenant: &Tenant,
-    account_id: &AccountId,
-    c: &Challenge,
-    answer: Answer,
-    who: &Who,
-    now: DateTime<Utc>,
-) -> Result<Passed, AccountError> {
-    challenges::pass(&mut *tx, c.id, answer.by, answer.factor_id, now).await?;
-    let detail = serde_json::json!({
-        "challenge_id": c.id,
-        "purpose": c.purpose,
-        "answered_by": answer.by,
-        "factor_id": answer.factor_id,
-    });
-    let entry = Entry {
-        tenant_id: tenant.id,
-        account_id: Some(account_id.as_str()),
-        organisation_id: Some(&c.organisation_id),
-        action: "challenge.passed",
-        who,
-        detail,
-        at: now,
-    };
-    audit::record(tx, entry).await?;
-    let (proof, claims) = sign(keys, settings, tenant, account_id, c.id, c.purpose, answer.by, answer.factor_id, now);
-    Ok(Passed {
-        challenge_id: c.id,
-        purpose: c.purpose,
-        answered_by: answer.by,
-        factor_id: answer.factor_id,
-        proof,
-        proof_expires_at: claims.expires(),
-        backup_codes_left: answer.backup_codes_left,
-    })
-}
-
-#[allow(clippy::too_many_arguments)]
-fn sign(
-    keys: &CodeKeys,
-    settings: &GateSettings,
-    tenant: &Tenant,
-    account_id: &AccountId,
-    challenge_id: Uuid,
-    purpose: Purpose,
-    by: AnsweredBy,
-    factor_id: Option<Uuid>,
-    now: DateTime<Utc>,
-) -> (String, Claims) {
-    let ttl = i64::try_from(settings.proof_ttl().as_secs()).unwrap_or(300);
-    let claims = Claims {
-        tenant_id: tenant.id,
-        account_id: account_id.as_str().to_owned(),
-        challenge_id,
-        purpose,
-        answered_by: by,
-        factor_id,
-        issued_at: now.timestamp(),
-        expires_at: now.timestamp() + ttl,
-    };
-    (proof::sign(keys, &claims), claims)
-}
-
-/// A correct code typed outside any challenge (confirming a new authenticator)
-/// is a fresh second factor too: it is recorded as a passed step-up challenge,
-/// and its proof returned.
-#[allow(clippy::too_many_arguments)]
-pub(super) async fn passed_without_challenge(
-    tx: &mut PgConnection,
-    keys: &CodeKeys,
-    settings: &GateSettings,
-    tenant: &Tenant,
-    account_id: &AccountId,
-    by: AnsweredBy,
-    factor_id: Option<Uuid>,
-    now: DateTime<Utc>,
-) -> Result<(String, Claims), AccountError> {
-    let challenge = Challenge {
-        id: Uuid::new_v4(),
-        tenant_id: tenant.id,
-        account_id: account_id.as_str().to_owned(),
-        organisation_id: String::new(),
-        purpose: Purpose::StepUp,
-        status: ChallengeStatus::Pending,
-        verification_id: None,
-        sent_factor_id: None,
-        attempts: 0,
-        max_attempts: settings.max_attempts,
-        created_at: now,
-        expires_at: now,
-    };
-    challenges::insert(&mut *tx, &challenge).await?;
-    challenges::pass(tx, challenge.id, by, factor_id, now).await?;
-    Ok(sign(keys, settings, tenant, account_id, challenge.id, Purpose::StepUp, by, factor_id, now))
 }

@@ -2,7 +2,10 @@
 //! — factors and their enrolment (`enrolment.rs`), backup and recovery codes,
 //! the login gate and step-up (`gate.rs`), and the changes that need authority:
 //! deleting a factor, the default factor, organisation policy, admin reset
-//! (`admin.rs`). Verification and dispatch feed their results back here.
+//! (`admin.rs`). All three answer challenges and mint proofs through
+//! `answer.rs`; the gate's pure rules are `rules.rs`, proofs' format
+//! `proof.rs`, organisation policy `policy.rs`. Verification and dispatch feed
+//! their results back here.
 //!
 //! Sharded by (tenant, account). Every decision is made inside one PostgreSQL
 //! transaction (with row or advisory locks where two requests could race), so
@@ -11,6 +14,7 @@
 //! in that same transaction.
 
 mod admin;
+mod answer;
 mod enrolment;
 mod gate;
 pub mod policy;
@@ -20,8 +24,9 @@ pub mod rules;
 pub use admin::{
     ActivateFactor, RemovalAuthority, RemoveFactor, Reset, ResetAccount, ResetAuthority, SetDefaultFactor, SetPolicy,
 };
+pub use answer::Passed;
 pub use enrolment::{ConfirmTotp, Confirmed, EnrolTotp, GenerateBackupCodes, GenerateRecoveryCode};
-pub use gate::{AnswerChallenge, ChallengeView, LoginOutcome, OpenChallenge, Passed, SendAgain, Sent};
+pub use gate::{AnswerChallenge, ChallengeView, LoginOutcome, OpenChallenge, SendAgain, Sent};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -252,7 +257,7 @@ async fn record_phone(
         announce(&mut tx, v.tenant_id, &event, None, &who).await?;
         if let (true, Some((keys, settings))) = (first, proofs) {
             let by = AnsweredBy::Phone;
-            let (token, claims) = gate::passed_without_challenge(
+            let (token, claims) = answer::passed_without_challenge(
                 &mut tx,
                 keys,
                 settings,
