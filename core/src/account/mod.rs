@@ -33,6 +33,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use chrono::{DateTime, TimeDelta, Utc};
+use futures_util::future::BoxFuture;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 use verifyd_providers::domain::Channel;
@@ -51,7 +52,7 @@ use crate::store::audit::{self, Entry};
 use crate::store::challenges::{self, ChallengeStatus};
 use crate::store::factors::{self, Factor};
 use crate::store::verifications::{self, Verification};
-use crate::verification::{Issuer, VerificationError};
+use crate::verification::{ApprovedPhones, Issuer, StepUpProof, VerificationError};
 
 pub struct AccountStateActor {
     issuer: Arc<Issuer>,
@@ -138,14 +139,6 @@ impl From<sqlx::Error> for AccountError {
     }
 }
 
-/// A phone verification was approved: the phone becomes an active factor.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<PhoneRecorded, AccountError>")]
-pub struct PhoneVerified {
-    pub verification: Verification,
-    pub now: DateTime<Utc>,
-}
-
 /// What an approval changed on the account.
 #[derive(Debug, Default)]
 pub struct PhoneRecorded {
@@ -158,7 +151,6 @@ pub struct PhoneRecorded {
     pub proof: Option<(String, DateTime<Utc>)>,
 }
 
-/// What dispatch learnt about a delivery.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct DeliveryReport {
@@ -176,26 +168,27 @@ pub struct ListFactors {
     pub account_id: AccountId,
 }
 
-impl Handler<PhoneVerified> for AccountStateActor {
-    type Result = ResponseFuture<Result<PhoneRecorded, AccountError>>;
-
-    fn handle(&mut self, msg: PhoneVerified, _: &mut Self::Context) -> Self::Result {
-        let (issuer, settings) = (self.issuer.clone(), self.gate);
-        Box::pin(async move {
-            let proofs = Some((&*issuer.keys, &settings));
-            record_phone(&issuer.pool, &issuer.relay, &msg.verification, proofs, msg.now).await
-        })
-    }
+/// Records approved phones for the verification flow, in the check's own
+/// task: `record_phone` is one transaction under the account's lock, so an
+/// actor hop would add a spawn and order nothing.
+pub struct PhoneRecorder {
+    pub issuer: Arc<Issuer>,
+    pub gate: GateSettings,
 }
 
-impl Handler<DeliveryReport> for AccountStateActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: DeliveryReport, _: &mut Self::Context) {
-        let outcome = if msg.delivered { "delivered" } else { "failed" };
-        metrics::counter!("verifyd_delivery_reports_total", "channel" => msg.channel.as_str(), "outcome" => outcome)
-            .increment(1);
-        tracing::debug!(verification_id = %msg.verification_id, outcome, "delivery report");
+impl ApprovedPhones for PhoneRecorder {
+    fn record<'a>(
+        &'a self,
+        verification: &'a Verification,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<Option<StepUpProof>, String>> {
+        Box::pin(async move {
+            let proofs = Some((&*self.issuer.keys, &self.gate));
+            record_phone(&self.issuer.pool, &self.issuer.relay, verification, proofs, now)
+                .await
+                .map(|recorded| recorded.proof)
+                .map_err(|e| e.to_string())
+        })
     }
 }
 

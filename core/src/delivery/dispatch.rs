@@ -20,7 +20,6 @@ use uuid::Uuid;
 use verifyd_providers::domain::Channel;
 use verifyd_providers::{ErrorKind, PermanentKind, Provider, ProviderError, Sent};
 
-use crate::account::{AccountStateActor, DeliveryReport};
 use crate::codes::keys::CodeKeys;
 use crate::delivery::branding;
 use crate::delivery::breaker::Admission;
@@ -34,7 +33,6 @@ use crate::delivery::routing::Routes;
 use crate::delivery::voice_script;
 use crate::infra::amqp::{Topology, jittered, json_properties, publish_confirmed};
 use crate::infra::consumer::{DeliveryHandler, Disposition, Letter, dead_letter};
-use crate::infra::shards::Shards;
 use crate::ops::catalog;
 use crate::ops::reason::Reason;
 use crate::ops::reporter::{ProcessReporter, ReportNow};
@@ -50,7 +48,6 @@ pub struct Dispatcher {
     pub routes: Arc<Routes>,
     pub topology: Topology,
     pub app_name: String,
-    pub account_state: Shards<AccountStateActor>,
     pub relay: Addr<OutboxRelay>,
     /// When the provider says the number cannot receive SMS (a landline), send
     /// the code by voice instead (once per verification).
@@ -643,14 +640,9 @@ impl Dispatcher {
         }
         if event.is_some() {
             self.relay.do_send(Kick);
-            let delivered = outcome == Outcome::Sent;
-            self.account_state.pick(&(v.tenant_id, v.account_id.as_str())).do_send(DeliveryReport {
-                tenant_id: v.tenant_id,
-                account_id: v.account_id.clone(),
-                verification_id: v.id,
-                channel: job.channel,
-                delivered,
-            });
+            let reported = if outcome == Outcome::Sent { "delivered" } else { "failed" };
+            metrics::counter!("verifyd_delivery_reports_total", "channel" => job.channel.as_str(), "outcome" => reported)
+                .increment(1);
         }
         let tenant = catalog::tenant_label(&v.tenant_name);
         metrics::counter!("verifyd_dispatch_total", "tenant" => tenant, "channel" => job.channel.as_str(),

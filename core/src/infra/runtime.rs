@@ -10,8 +10,8 @@ use sqlx::PgPool;
 use verifyd_providers::domain::Channel;
 
 use crate::abuse::{Abuse, AbuseSettings};
-use crate::account::AccountStateActor;
 use crate::account::rules::GateSettings;
+use crate::account::{AccountStateActor, PhoneRecorder};
 use crate::codes::keys::CodeKeys;
 use crate::delivery::dispatch::Dispatcher;
 use crate::delivery::relay::OutboxRelay;
@@ -170,7 +170,6 @@ impl Core {
             routes: routes.clone(),
             topology: settings.topology.clone(),
             app_name: settings.policy.app_name.clone(),
-            account_state: account_state.clone(),
             relay: relay.clone(),
             fallback_to_voice: settings.fallback_to_voice,
             claim_lease: settings.claim_lease,
@@ -222,7 +221,8 @@ impl Core {
         let (verification, expiry) = match role {
             Role::Worker => (None, None),
             Role::Serve => {
-                let deps = Arc::new(verification::Deps { issuer, account_state: account_state.clone() });
+                let approved_phones = Arc::new(PhoneRecorder { issuer: issuer.clone(), gate: settings.gate });
+                let deps = Arc::new(verification::Deps { issuer, approved_phones });
                 let verification = Shards::start(settings.shards, |_| VerificationActor::new(deps.clone()));
                 let expiry = ExpiryActor::new(pool.clone(), relay.clone(), settings.expiry_interval).start();
                 (Some(verification), Some(expiry))

@@ -185,7 +185,7 @@ pub const METRICS: &[Metric] = &[
     ),
     counter(
         "verifyd_delivery_reports_total",
-        "Delivery outcomes reported to account state.",
+        "Delivery jobs finished with an event, by outcome: delivered (a provider accepted it) or failed.",
         &[CHANNEL, ("outcome", Values::Fixed(&["delivered", "failed"]))],
     ),
     counter("verifyd_requests_rejected_total", "AMQP verification requests answered with verification.rejected.", &[]),

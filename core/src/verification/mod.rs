@@ -12,12 +12,12 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use chrono::{DateTime, SubsecRound, Utc};
+use futures_util::future::BoxFuture;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 use verifyd_providers::domain::{Channel, Code, CodeLength, Locale, PhoneNumber};
 
 use crate::abuse::{Abuse, Refused, Sending};
-use crate::account::{AccountStateActor, PhoneVerified};
 use crate::codes::keys::CodeKeys;
 use crate::delivery::contract::{DispatchJob, Event, EventKind};
 use crate::delivery::outbox;
@@ -58,7 +58,23 @@ pub struct Issuer {
 
 pub struct Deps {
     pub issuer: Arc<Issuer>,
-    pub account_state: Shards<AccountStateActor>,
+    /// What the account flow does with an approved phone (wired by the runtime).
+    pub approved_phones: Arc<dyn ApprovedPhones>,
+}
+
+/// A step-up proof and when it expires.
+pub type StepUpProof = (String, DateTime<Utc>);
+
+/// What becomes of a phone whose verification was approved: the account flow
+/// records it as a factor and, when it is the account's first, answers a
+/// step-up proof and its expiry. The verification flow calls it and does not
+/// know the account flow (which depends on this one, for codes).
+pub trait ApprovedPhones: Send + Sync {
+    fn record<'a>(
+        &'a self,
+        verification: &'a Verification,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<Option<StepUpProof>, String>>;
 }
 
 pub struct VerificationActor {
@@ -600,15 +616,9 @@ async fn check(deps: &Deps, mut msg: Check) -> Result<Checked, VerificationError
         // The check answers after the factor is recorded, so a backend that reads
         // the account right after "approved" sees the phone. Should this process
         // die first, account state's reconcile pass records it later.
-        let shard = deps.account_state.pick(&(v.tenant_id, v.account_id.as_str()));
-        match shard.send(PhoneVerified { verification: v.clone(), now: msg.now }).await {
-            Ok(Ok(recorded)) => return Ok(Checked { verification: v, outcome, proof: recorded.proof }),
-            Ok(Err(error)) => {
-                tracing::warn!(verification_id = %v.id, %error, "factor not recorded yet; reconcile will")
-            }
-            Err(error) => {
-                tracing::warn!(verification_id = %v.id, %error, "account state unreachable; reconcile will")
-            }
+        match deps.approved_phones.record(&v, msg.now).await {
+            Ok(proof) => return Ok(Checked { verification: v, outcome, proof }),
+            Err(error) => tracing::warn!(verification_id = %v.id, %error, "factor not recorded yet; reconcile will"),
         }
     }
     Ok(Checked { verification: v, outcome, proof: None })
