@@ -1,5 +1,5 @@
 //! Enrolment: authenticator apps (TOTP), backup codes and the recovery code.
-//! Verified phones become factors through `PhoneVerified` (mod.rs).
+//! Verified phones become factors through `PhoneRecorder` (mod.rs).
 
 use actix::prelude::*;
 use chrono::{DateTime, Utc};

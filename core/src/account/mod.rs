@@ -36,7 +36,6 @@ use chrono::{DateTime, TimeDelta, Utc};
 use futures_util::future::BoxFuture;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
-use verifyd_providers::domain::Channel;
 
 use crate::account::policy::PolicyRefusal;
 use crate::account::proof::{Claims, ProofError};
@@ -148,17 +147,7 @@ pub struct PhoneRecorded {
     /// a fresh second factor as a first authenticator's confirmation is: a
     /// step-up proof (and when it expires), so the backend can show the
     /// recovery code right away, without sending another code.
-    pub proof: Option<(String, DateTime<Utc>)>,
-}
-
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct DeliveryReport {
-    pub tenant_id: Uuid,
-    pub account_id: AccountId,
-    pub verification_id: Uuid,
-    pub channel: Channel,
-    pub delivered: bool,
+    pub proof: Option<StepUpProof>,
 }
 
 #[derive(Debug, Message)]
