@@ -15,7 +15,7 @@ use crate::account::rules::Purpose;
 use crate::delivery::contract::Event;
 use crate::delivery::contract::EventKind;
 use crate::delivery::outbox;
-use crate::delivery::relay::Kick;
+use crate::delivery::relay::{self};
 use crate::ids::{AccountId, Tenant, Who};
 use crate::store::factors::{self, Factor};
 use crate::store::{backup_codes, challenges, organisations, verifications};
@@ -155,8 +155,7 @@ impl Handler<RemoveFactor> for AccountStateActor {
                     drop(code);
                     let Some(answer) = answer else {
                         let attempts_left = wrong_answer(&mut tx, tenant, account_id, &c, &msg.who, now).await?;
-                        tx.commit().await?;
-                        issuer.relay.do_send(Kick);
+                        relay::commit(tx, &issuer.relay).await?;
                         return Err(AccountError::WrongCode { attempts_left });
                     };
                     pass(&mut tx, &issuer.keys, &settings, tenant, account_id, &c, answer, &msg.who, now).await?;
@@ -186,8 +185,7 @@ impl Handler<RemoveFactor> for AccountStateActor {
                     announce(&mut tx, tenant.id, &event, None, &msg.who).await?;
                 }
             }
-            tx.commit().await?;
-            issuer.relay.do_send(Kick);
+            relay::commit(tx, &issuer.relay).await?;
             tracing::info!(tenant = %tenant.name, factor_id = %factor.id, "factor removed");
             Ok(factor)
         })
@@ -210,8 +208,7 @@ impl Handler<SetDefaultFactor> for AccountStateActor {
                 .ok_or(AccountError::NotFound)?;
             let event = factor_event(EventKind::DefaultFactorChanged, tenant, account_id, &factor, now);
             announce(&mut tx, tenant.id, &event, None, &msg.who).await?;
-            tx.commit().await?;
-            issuer.relay.do_send(Kick);
+            relay::commit(tx, &issuer.relay).await?;
             Ok(factor)
         })
     }
@@ -237,8 +234,7 @@ impl Handler<ActivateFactor> for AccountStateActor {
             factor.is_default |= factors::ensure_default(&mut tx, tenant.id, account_id).await? == Some(factor.id);
             let event = factor_event(EventKind::FactorAdded, tenant, account_id, &factor, now);
             announce(&mut tx, tenant.id, &event, None, &msg.who).await?;
-            tx.commit().await?;
-            issuer.relay.do_send(Kick);
+            relay::commit(tx, &issuer.relay).await?;
             tracing::info!(tenant = %tenant.name, factor_id = %factor.id, "phone factor activated");
             Ok(factor)
         })
@@ -271,8 +267,7 @@ impl Handler<SetPolicy> for AccountStateActor {
                 .with("sso_enabled", change.after.sso_enabled)
                 .with("sso_disabled", change.disables_sso);
             announce(&mut tx, tenant.id, &event, Some(org), &msg.who).await?;
-            tx.commit().await?;
-            issuer.relay.do_send(Kick);
+            relay::commit(tx, &issuer.relay).await?;
             tracing::info!(tenant = %tenant.name, policy = %change.after.policy, "organisation policy changed");
             Ok(change)
         })
@@ -317,8 +312,7 @@ impl Handler<ResetAccount> for AccountStateActor {
                 event = event.with("attestation", statement.clone());
             }
             announce(&mut tx, tenant.id, &event, None, &msg.who).await?;
-            tx.commit().await?;
-            issuer.relay.do_send(Kick);
+            relay::commit(tx, &issuer.relay).await?;
             tracing::info!(tenant = %tenant.name, factors_removed, "account reset by an admin");
             Ok(Reset { factors_removed, codes_invalidated })
         })

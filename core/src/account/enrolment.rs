@@ -16,7 +16,7 @@ use crate::codes::keys::CodeKeys;
 use crate::codes::recovery::RecoveryCode;
 use crate::codes::totp::{self, Enrolment};
 use crate::delivery::contract::EventKind;
-use crate::delivery::relay::Kick;
+use crate::delivery::relay::{self};
 use crate::ids::{AccountId, Tenant, Who};
 use crate::store::backup_codes::{self, Kind};
 use crate::store::factors::{self, Factor};
@@ -161,8 +161,7 @@ impl Handler<ConfirmTotp> for AccountStateActor {
             } else {
                 None
             };
-            tx.commit().await?;
-            issuer.relay.do_send(Kick);
+            relay::commit(tx, &issuer.relay).await?;
             tracing::info!(tenant = %msg.tenant.name, factor_id = %factor.id, "authenticator factor active");
             Ok(Confirmed { factor, proof })
         })
@@ -193,8 +192,7 @@ impl Handler<GenerateBackupCodes> for AccountStateActor {
                 .await?;
             replace_codes(&mut tx, &issuer.keys, Kind::Backup, &msg.tenant, &msg.account_id, &secrets, msg.now).await?;
             announce(&mut tx, msg.tenant.id, &event, None, &msg.who).await?;
-            tx.commit().await?;
-            issuer.relay.do_send(Kick);
+            relay::commit(tx, &issuer.relay).await?;
             tracing::info!(tenant = %msg.tenant.name, "backup codes generated");
             Ok(codes)
         })
@@ -218,8 +216,7 @@ impl Handler<GenerateRecoveryCode> for AccountStateActor {
             replace_codes(&mut tx, &issuer.keys, Kind::Recovery, &msg.tenant, &msg.account_id, &secrets, msg.now)
                 .await?;
             announce(&mut tx, msg.tenant.id, &event, None, &msg.who).await?;
-            tx.commit().await?;
-            issuer.relay.do_send(Kick);
+            relay::commit(tx, &issuer.relay).await?;
             tracing::info!(tenant = %msg.tenant.name, "recovery code generated");
             Ok(code)
         })

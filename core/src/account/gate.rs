@@ -13,7 +13,7 @@ use super::{AccountError, AccountStateActor};
 use crate::abuse::Refused;
 use crate::account::policy::TwoFactorPolicy;
 use crate::account::rules::{self as rules, Decision, Purpose};
-use crate::delivery::relay::Kick;
+use crate::delivery::relay::{self, Kick};
 use crate::ids::{AccountId, Tenant, Who};
 use crate::limits::Throttled;
 use crate::store::backup_codes::{self, Kind};
@@ -264,8 +264,7 @@ impl Handler<SendAgain> for AccountStateActor {
                     sent
                 }
             };
-            tx.commit().await?;
-            issuer.relay.do_send(Kick);
+            relay::commit(tx, &issuer.relay).await?;
             tracing::info!(tenant = %tenant.name, challenge_id = %c.id, channel = %sent.channel, "challenge code sent");
             Ok(sent)
         })
@@ -299,13 +298,11 @@ impl Handler<AnswerChallenge> for AccountStateActor {
             drop(msg.typed);
             let Some(answer) = answer else {
                 let attempts_left = wrong_answer(&mut tx, tenant, account_id, &c, &msg.who, now).await?;
-                tx.commit().await?;
-                issuer.relay.do_send(Kick);
+                relay::commit(tx, &issuer.relay).await?;
                 return Err(AccountError::WrongCode { attempts_left });
             };
             let passed = pass(&mut tx, &issuer.keys, &settings, tenant, account_id, &c, answer, &msg.who, now).await?;
-            tx.commit().await?;
-            issuer.relay.do_send(Kick);
+            relay::commit(tx, &issuer.relay).await?;
             metrics::counter!("verifyd_challenges_passed_total", "answered_by" => passed.answered_by.as_str())
                 .increment(1);
             tracing::info!(tenant = %tenant.name, challenge_id = %c.id, answered_by = %passed.answered_by,

@@ -20,6 +20,14 @@ const BATCH: i64 = 500;
 /// Work may be waiting: publish now (merged while a run is in progress).
 pub struct Kick;
 
+/// Commits a transaction that wrote outbox rows and wakes the relay, so they
+/// are published now rather than at its next poll (`runtime.relay_poll_ms`).
+pub async fn commit(tx: sqlx::Transaction<'_, sqlx::Postgres>, relay: &Addr<OutboxRelay>) -> Result<(), sqlx::Error> {
+    tx.commit().await?;
+    relay.do_send(Kick);
+    Ok(())
+}
+
 pub struct OutboxRelay {
     pool: PgPool,
     amqp: Arc<lapin::Connection>,

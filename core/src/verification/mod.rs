@@ -21,7 +21,7 @@ use crate::abuse::{Abuse, Refused, Sending};
 use crate::codes::keys::CodeKeys;
 use crate::delivery::contract::{DispatchJob, Event, EventKind};
 use crate::delivery::outbox;
-use crate::delivery::relay::{Kick, OutboxRelay};
+use crate::delivery::relay::{self, Kick, OutboxRelay};
 use crate::ids::{AccountId, ReplyTo, Tenant};
 use crate::infra::shards::Shards;
 use crate::limits::lockout;
@@ -591,8 +591,7 @@ async fn cancel(deps: &Deps, mut msg: Cancel) -> Result<Verification, Verificati
         .status(Status::Canceled.as_str())
         .with("attempts_left", v.state.attempts_left());
     outbox::event(&mut tx, &event, v.reply.as_ref()).await?;
-    tx.commit().await?;
-    issuer.relay.do_send(Kick);
+    relay::commit(tx, &issuer.relay).await?;
     tracing::info!(verification_id = %v.id, tenant = %v.tenant_name, "verification canceled");
     Ok(v)
 }
@@ -607,8 +606,7 @@ async fn check(deps: &Deps, mut msg: Check) -> Result<Checked, VerificationError
         tx.rollback().await?;
         return Ok(checked);
     }
-    tx.commit().await?;
-    issuer.relay.do_send(Kick);
+    relay::commit(tx, &issuer.relay).await?;
     let Checked { verification: v, outcome, .. } = checked;
     tracing::info!(verification_id = %v.id, tenant = %v.tenant_name, status = %v.state.status, "verification checked");
 
