@@ -85,8 +85,10 @@ pub(crate) async fn send(provider: &str, request: reqwest::RequestBuilder) -> Re
     Ok(Answer::Refused { status, retry_after, body })
 }
 
-/// The error and its sources.
-fn chain(error: &reqwest::Error) -> String {
+/// The error and its sources, in words (an HTTP client error's own text says
+/// little: "error sending request"; the cause says why). Strip the URL first
+/// (`without_url`) where it may carry a token.
+pub fn chain(error: &reqwest::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

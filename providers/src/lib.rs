@@ -18,4 +18,5 @@ pub mod vonage;
 pub mod webhook;
 mod xml;
 
+pub use http::chain as http_error_chain;
 pub use provider::{ErrorKind, PermanentKind, Provider, ProviderError, Sent, Sms, VoiceCall};

@@ -273,7 +273,10 @@ impl WebhookDeliverer {
                 error: format!("no answer within {} ms (webhooks.timeout_ms)", self.timeout.as_millis()),
             },
             // Without the URL: its path or query may carry the receiver's token.
-            Err(error) => Answer::Retryable { status: None, error: describe(&error.without_url()) },
+            Err(error) => {
+                let error = verifyd_providers::http_error_chain(&error.without_url()).chars().take(300).collect();
+                Answer::Retryable { status: None, error }
+            }
         }
     }
 
@@ -340,16 +343,4 @@ impl WebhookDeliverer {
         publish_confirmed(amqp, "", &queue, &body, properties).await?;
         Ok(())
     }
-}
-
-/// An HTTP client error and its causes, in words.
-fn describe(error: &reqwest::Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = std::error::Error::source(error);
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text.chars().take(300).collect()
 }
