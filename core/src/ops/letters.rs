@@ -257,7 +257,8 @@ pub async fn open(pool: &PgPool, view: &View, id: Uuid, now: DateTime<Utc>) -> R
     let not_replayable = if letter.status != Status::Dead {
         Some(format!("it was {} already", letter.status.as_str()))
     } else if let Some(delivery_id) = letter.webhook_delivery_id {
-        webhook_unreplayable(pool, delivery_id).await?
+        let mut conn = pool.acquire().await?;
+        crate::webhooks::store::replay_refusal(&mut conn, delivery_id, false).await?.map(str::to_owned)
     } else if let Some(why) = unreplayable(&letter) {
         Some(why.to_owned())
     } else {
@@ -276,20 +277,4 @@ pub async fn open(pool: &PgPool, view: &View, id: Uuid, now: DateTime<Utc>) -> R
         account_id: v.account_id.as_str().to_owned(),
     });
     Ok(Some(Opened { letter, verification, attempts, not_replayable }))
-}
-
-/// Why a webhook letter cannot be replayed now, if it cannot.
-async fn webhook_unreplayable(pool: &PgPool, delivery_id: Uuid) -> Result<Option<String>, LetterError> {
-    let enabled: Option<Option<bool>> = sqlx::query_scalar(
-        "SELECT e.enabled FROM webhook_deliveries d LEFT JOIN webhook_endpoints e ON e.id = d.endpoint_id
-         WHERE d.id = $1",
-    )
-    .bind(delivery_id)
-    .fetch_optional(pool)
-    .await?;
-    Ok(match enabled {
-        None | Some(None) => Some("its webhook endpoint was deleted".to_owned()),
-        Some(Some(false)) => Some("its webhook endpoint is disabled: enable it first".to_owned()),
-        Some(Some(true)) => None,
-    })
 }

@@ -397,22 +397,36 @@ async fn queue_next(conn: &mut PgConnection, endpoint_id: Uuid, lane: &str, seq:
     Ok(())
 }
 
+/// Why a dead delivery cannot be delivered again now, if it cannot: its
+/// endpoint is gone or off, or it is not dead. With `lock`, its row stays
+/// locked for the caller's transaction (a replay).
+pub async fn replay_refusal(
+    conn: &mut PgConnection,
+    delivery_id: Uuid,
+    lock: bool,
+) -> Result<Option<&'static str>, sqlx::Error> {
+    let sql = if lock {
+        "SELECT d.status, e.enabled FROM webhook_deliveries d
+         LEFT JOIN webhook_endpoints e ON e.id = d.endpoint_id WHERE d.id = $1 FOR UPDATE OF d"
+    } else {
+        "SELECT d.status, e.enabled FROM webhook_deliveries d
+         LEFT JOIN webhook_endpoints e ON e.id = d.endpoint_id WHERE d.id = $1"
+    };
+    let row: Option<(String, Option<bool>)> = sqlx::query_as(sql).bind(delivery_id).fetch_optional(&mut *conn).await?;
+    Ok(match row {
+        None | Some((_, None)) => Some("its webhook endpoint was deleted"),
+        Some((_, Some(false))) => Some("its webhook endpoint is disabled: enable it first"),
+        Some((status, _)) if status != "dead" => Some("its delivery is not dead"),
+        Some(_) => None,
+    })
+}
+
 /// A dead delivery made pending again (an operator's replay), with the
 /// message that queues it, in the caller's transaction. Its `webhook-id`
 /// stays; its attempts start again. Refused with why when it cannot be.
 pub async fn rearm(conn: &mut PgConnection, delivery_id: Uuid) -> Result<Result<(), &'static str>, sqlx::Error> {
-    let row: Option<(String, Option<bool>)> = sqlx::query_as(
-        "SELECT d.status, e.enabled FROM webhook_deliveries d
-         LEFT JOIN webhook_endpoints e ON e.id = d.endpoint_id WHERE d.id = $1 FOR UPDATE OF d",
-    )
-    .bind(delivery_id)
-    .fetch_optional(&mut *conn)
-    .await?;
-    match row {
-        None | Some((_, None)) => return Ok(Err("its webhook endpoint was deleted")),
-        Some((_, Some(false))) => return Ok(Err("its webhook endpoint is disabled: enable it first")),
-        Some((status, _)) if status != "dead" => return Ok(Err("its delivery is not dead")),
-        Some(_) => {}
+    if let Some(why) = replay_refusal(conn, delivery_id, true).await? {
+        return Ok(Err(why));
     }
     sqlx::query(
         "UPDATE webhook_deliveries SET status = 'pending', attempts = 0, claimed_until = NULL, finished_at = NULL
