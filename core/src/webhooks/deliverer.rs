@@ -21,7 +21,7 @@ use uuid::Uuid;
 use super::store::{self, Claimed, Final, NotClaimed, Record};
 use super::{SigningSecret, message_id, signature_header};
 use crate::codes::keys::CodeKeys;
-use crate::delivery::relay::{Kick, OutboxRelay};
+use crate::delivery::relay::OutboxRelay;
 use crate::infra::amqp::{PublishError, Topology, jittered, json_properties, publish_confirmed};
 use crate::infra::consumer::{DeliveryHandler, Disposition, Letter, dead_letter};
 use crate::ops::reason::Reason;
@@ -121,18 +121,17 @@ impl WebhookDeliverer {
             Ok(claimed) => claimed,
             // Finished by another copy: nothing to do.
             Err(NotClaimed::Finished) => return Ok(()),
-            // Waiting behind an earlier delivery of its lane, or held by
-            // another consumer: look again later. The head's outcome queues
-            // it too, but may have been recorded before this row was
-            // committed, so this copy is kept, not dropped; a copy that finds
-            // it finished is dropped.
-            // The longer the head has been failing, the longer the wait.
+            // Waiting behind an earlier delivery of its lane: look again
+            // later, the longer the head has been failing. The head's outcome
+            // queues it too, but may have been recorded before this row was
+            // committed, so this copy is kept, not dropped (decision 133).
             Err(NotClaimed::Waiting { head_attempts }) => {
                 metrics::counter!("verifyd_webhook_waits_total").increment(1);
                 let levels = self.topology.webhook_retry_delays.len().max(1);
                 let level = usize::try_from(head_attempts).unwrap_or(0).saturating_sub(1).min(levels - 1);
                 return self.defer(amqp, job.delivery_id, level).await;
             }
+            // Held by another consumer: look again after the first delay.
             Err(NotClaimed::HeldElsewhere) => return self.defer(amqp, job.delivery_id, 0).await,
         };
         if !claimed.enabled {
@@ -144,9 +143,8 @@ impl WebhookDeliverer {
                 letter: None,
                 disable_endpoint: false,
             };
-            if store::record(&self.pool, &claimed, &skip).await? {
+            if store::record(&self.pool, &self.relay, &claimed, &skip).await? {
                 metrics::counter!("verifyd_webhook_deliveries_total", "outcome" => "skipped").increment(1);
-                self.relay.do_send(Kick);
             }
             return Ok(());
         }
@@ -183,11 +181,10 @@ impl WebhookDeliverer {
                     letter: None,
                     disable_endpoint: false,
                 };
-                if store::record(&self.pool, &claimed, &done).await? {
+                if store::record(&self.pool, &self.relay, &claimed, &done).await? {
                     metrics::counter!("verifyd_webhook_deliveries_total", "outcome" => "delivered").increment(1);
                     tracing::info!(webhook_id = %msg_id, endpoint_id = %claimed.endpoint_id, %host,
                         event = %claimed.event_type, attempt = claimed.attempts + 1, status, "webhook delivered");
-                    self.relay.do_send(Kick);
                 }
                 Ok(())
             }
@@ -221,7 +218,7 @@ impl WebhookDeliverer {
                     letter: None,
                     disable_endpoint: false,
                 };
-                if store::record(&self.pool, &claimed, &retry).await? {
+                if store::record(&self.pool, &self.relay, &claimed, &retry).await? {
                     self.defer(amqp, claimed.id, level).await?;
                     metrics::counter!("verifyd_webhook_retries_total").increment(1);
                     tracing::warn!(webhook_id = %msg_id, endpoint_id = %claimed.endpoint_id, %host,
@@ -322,13 +319,12 @@ impl WebhookDeliverer {
             letter: Some(letter),
             disable_endpoint: gone,
         };
-        if store::record(&self.pool, claimed, &dead).await? {
+        if store::record(&self.pool, &self.relay, claimed, &dead).await? {
             metrics::counter!("verifyd_webhook_deliveries_total", "outcome" => "dead").increment(1);
             metrics::counter!("verifyd_dead_lettered_total", "reason" => kind.as_str()).increment(1);
             tracing::warn!(webhook_id = %message_id(claimed.id), endpoint_id = %claimed.endpoint_id,
                 event = %claimed.event_type, letter_id = %id, reason_kind = kind.as_str(), reason,
                 "webhook delivery dead-lettered");
-            self.relay.do_send(Kick);
         }
         Ok(())
     }

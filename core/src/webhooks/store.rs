@@ -4,12 +4,14 @@
 
 use std::time::Duration;
 
+use actix::Addr;
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use super::{EndpointUrl, EventFilter, SigningSecret};
 use crate::codes::keys::CodeKeys;
+use crate::delivery::relay::{self, OutboxRelay};
 use crate::ids::Who;
 use crate::store::{StoreError, audit, dead_letters};
 
@@ -342,9 +344,14 @@ pub struct Record<'a> {
 }
 
 /// Records an attempt; when the delivery ended, queues its lane's next
-/// pending delivery (through the outbox) in the same transaction. `false` when
+/// pending delivery (through the outbox, and wakes the relay) in the same transaction. `false` when
 /// the delivery was no longer pending (another copy finished it).
-pub async fn record(pool: &PgPool, claimed: &Claimed, r: &Record<'_>) -> Result<bool, sqlx::Error> {
+pub async fn record(
+    pool: &PgPool,
+    relay: &Addr<OutboxRelay>,
+    claimed: &Claimed,
+    r: &Record<'_>,
+) -> Result<bool, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let status = r.end.map_or("pending", Final::as_str);
     let done = sqlx::query(
@@ -378,7 +385,8 @@ pub async fn record(pool: &PgPool, claimed: &Claimed, r: &Record<'_>) -> Result<
         .execute(&mut *tx)
         .await?;
     }
-    tx.commit().await?;
+    // The lane's next delivery is in the outbox: publish it now.
+    relay::commit(tx, relay).await?;
     Ok(true)
 }
 
