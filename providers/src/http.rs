@@ -34,12 +34,7 @@ pub(crate) fn transport_error(provider: &str, error: reqwest::Error) -> Provider
     let error = error.without_url();
     if error.is_builder() {
         let reason = format!("cannot build the request (check base_url): {}", chain(&error));
-        return ProviderError::Permanent {
-            provider: provider.to_owned(),
-            kind: PermanentKind::Configuration,
-            reason,
-            provider_code: None,
-        };
+        return ProviderError::permanent(provider, PermanentKind::Configuration, reason, None);
     }
     let what = if error.is_timeout() {
         "request timed out"
@@ -48,12 +43,7 @@ pub(crate) fn transport_error(provider: &str, error: reqwest::Error) -> Provider
     } else {
         "request failed"
     };
-    ProviderError::Retryable {
-        provider: provider.to_owned(),
-        reason: format!("{what}: {}", chain(&error)),
-        provider_code: None,
-        retry_after: None,
-    }
+    ProviderError::retryable(provider, format!("{what}: {}", chain(&error)), None, None)
 }
 
 /// What a provider answered to a request that creates a message or a call.

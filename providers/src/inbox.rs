@@ -115,8 +115,14 @@ impl InboxProvider {
     }
 
     fn append(&self, message: &InboxMessage) -> Result<Sent, ProviderError> {
-        let mut line = serde_json::to_vec(message)
-            .map_err(|_| permanent(PermanentKind::Configuration, "cannot encode the message as JSON".to_owned()))?;
+        let mut line = serde_json::to_vec(message).map_err(|_| {
+            ProviderError::permanent(
+                NAME,
+                PermanentKind::Configuration,
+                "cannot encode the message as JSON".to_owned(),
+                None,
+            )
+        })?;
         line.push(b'\n');
         {
             let _guard = self.write.lock().unwrap_or_else(PoisonError::into_inner);
@@ -212,13 +218,9 @@ fn io_error(path: &Path, error: &io::Error) -> ProviderError {
         | ErrorKind::NotFound
         | ErrorKind::ReadOnlyFilesystem
         | ErrorKind::InvalidInput
-        | ErrorKind::InvalidFilename => permanent(PermanentKind::Configuration, reason),
-        _ => ProviderError::Retryable { provider: NAME.to_owned(), reason, provider_code: None, retry_after: None },
+        | ErrorKind::InvalidFilename => ProviderError::permanent(NAME, PermanentKind::Configuration, reason, None),
+        _ => ProviderError::retryable(NAME, reason, None, None),
     }
-}
-
-fn permanent(kind: PermanentKind, reason: String) -> ProviderError {
-    ProviderError::Permanent { provider: NAME.to_owned(), kind, reason, provider_code: None }
 }
 
 /// Reads an inbox file back: for tests, and for developers who want the code

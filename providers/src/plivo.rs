@@ -23,7 +23,6 @@
 //!   (e.g. `'1111111' is not a valid phone number.`); codes like 30 (spam) or
 //!   50 (invalid destination) only arrive later, in status callbacks.
 
-use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -58,7 +57,7 @@ const MAX_ERROR_CHARS: usize = 200;
 /// In configuration files the timeout is the integer field `timeout_ms`
 /// (milliseconds, default 10 000); `base_url` defaults to `https://api.plivo.com`
 /// and `status_callback` to none.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PlivoConfig {
     pub auth_id: String,
@@ -92,19 +91,6 @@ impl PlivoConfig {
 
 fn default_base_url() -> String {
     DEFAULT_BASE_URL.to_owned()
-}
-
-impl fmt::Debug for PlivoConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PlivoConfig")
-            .field("auth_id", &self.auth_id)
-            .field("auth_token", &"<redacted>")
-            .field("from", &self.from)
-            .field("base_url", &self.base_url)
-            .field("status_callback", &self.status_callback)
-            .field("timeout", &self.timeout)
-            .finish()
-    }
 }
 
 /// The Plivo client. Cheap to share: one connection pool per instance.
@@ -186,15 +172,10 @@ impl Plivo {
         let error = serde_json::from_slice::<ErrorBody>(&body).ok();
         let reason = describe(status, error.as_ref(), &secrets);
         if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
-            return Err(ProviderError::Retryable {
-                provider: NAME.to_owned(),
-                reason,
-                provider_code: None,
-                retry_after,
-            });
+            return Err(ProviderError::retryable(NAME, reason, None, retry_after));
         }
         let text = error.and_then(|e| e.error).unwrap_or_default();
-        Err(permanent(permanent_kind(status, &text, to_digits, self.from()), reason))
+        Err(ProviderError::permanent(NAME, permanent_kind(status, &text, to_digits, self.from()), reason, None))
     }
 }
 
@@ -214,7 +195,7 @@ impl Provider for Plivo {
         let max = if gsm::is_gsm7(&sms.body) { MAX_GSM_CHARS } else { MAX_UCS2_CHARS };
         if chars > max {
             let reason = format!("SMS text has {chars} characters, Plivo accepts at most {max} in its encoding");
-            return Err(permanent(PermanentKind::Configuration, reason));
+            return Err(ProviderError::permanent(NAME, PermanentKind::Configuration, reason, None));
         }
         let callback = self.config.status_callback.as_deref();
         let request = MessageRequest {
@@ -232,7 +213,7 @@ impl Provider for Plivo {
     async fn place_call(&self, call: &VoiceCall) -> Result<Sent, ProviderError> {
         let Some(script_url) = call.script_url.as_deref() else {
             let reason = "Plivo fetches the call script from a URL: verifyd needs http.public_url for Plivo voice";
-            return Err(permanent(PermanentKind::Configuration, reason.to_owned()));
+            return Err(ProviderError::permanent(NAME, PermanentKind::Configuration, reason.to_owned(), None));
         };
         let callback = self.config.status_callback.as_deref();
         let request = CallRequest {
@@ -395,10 +376,6 @@ fn describe(status: StatusCode, error: Option<&ErrorBody>, secrets: &Secrets<'_>
         }
         None => format!("HTTP {status}"),
     }
-}
-
-fn permanent(kind: PermanentKind, reason: String) -> ProviderError {
-    ProviderError::Permanent { provider: NAME.to_owned(), kind, reason, provider_code: None }
 }
 
 #[cfg(test)]

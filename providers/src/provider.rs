@@ -179,6 +179,28 @@ impl fmt::Display for ErrorKind {
 }
 
 impl ProviderError {
+    /// `provider` refused this message for good.
+    pub fn permanent(
+        provider: &str,
+        kind: PermanentKind,
+        reason: impl Into<String>,
+        provider_code: Option<i64>,
+    ) -> Self {
+        ProviderError::Permanent { provider: provider.to_owned(), kind, reason: reason.into(), provider_code }
+    }
+
+    /// `provider` could not take this message now; `retry_after` when it said when to come back.
+    pub fn retryable(
+        provider: &str,
+        reason: impl Into<String>,
+        provider_code: Option<i64>,
+        retry_after: Option<Duration>,
+    ) -> Self {
+        ProviderError::Retryable { provider: provider.to_owned(), reason: reason.into(), provider_code, retry_after }
+    }
+}
+
+impl ProviderError {
     /// The kind of this failure. A retryable one is told apart by what every
     /// client writes (`http::transport_error`: "request timed out", "could not
     /// connect"; an HTTP 429 status or a `Retry-After`).

@@ -19,7 +19,6 @@
 
 mod callout;
 
-use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -53,7 +52,7 @@ const MAX_TEXT_CHARS: usize = 200;
 /// `timeout_ms` in milliseconds, default 10 000). Voice needs
 /// `application_key` and `application_secret` (a Voice app of the dashboard);
 /// without them the provider serves SMS only.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SinchConfig {
     pub service_plan_id: String,
@@ -116,23 +115,6 @@ fn default_voice_base_url() -> String {
     DEFAULT_VOICE_BASE_URL.to_owned()
 }
 
-impl fmt::Debug for SinchConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SinchConfig")
-            .field("service_plan_id", &self.service_plan_id)
-            .field("api_token", &"<redacted>")
-            .field("from", &self.from)
-            .field("base_url", &self.base_url)
-            .field("callback_url", &self.callback_url)
-            .field("application_key", &self.application_key)
-            .field("application_secret", &self.application_secret.as_ref().map(|_| "<redacted>"))
-            .field("cli", &self.cli)
-            .field("voice_base_url", &self.voice_base_url)
-            .field("timeout", &self.timeout)
-            .finish()
-    }
-}
-
 /// The Sinch client. Cheap to share: one connection pool per instance.
 #[derive(Debug)]
 pub struct Sinch {
@@ -167,14 +149,14 @@ impl Provider for Sinch {
         let chars = sms.body.chars().count();
         if chars > MAX_BODY_CHARS {
             let reason = format!("SMS body has {chars} characters, Sinch accepts at most {MAX_BODY_CHARS}");
-            return Err(permanent(PermanentKind::Configuration, reason, None));
+            return Err(ProviderError::permanent(NAME, PermanentKind::Configuration, reason, None));
         }
         // The plan id goes into the path: anything but letters and digits would
         // send the request (and the code) to another resource.
         let plan = &self.config.service_plan_id;
         if plan.is_empty() || !plan.bytes().all(|b| b.is_ascii_alphanumeric()) {
             let reason = "service_plan_id must be letters and digits only".to_owned();
-            return Err(permanent(PermanentKind::Configuration, reason, None));
+            return Err(ProviderError::permanent(NAME, PermanentKind::Configuration, reason, None));
         }
         let body = batch(&self.config, sms, chrono::Utc::now());
         tracing::debug!(to = %sms.to.masked(), reference = %sms.reference, "sinch: sending SMS");
@@ -186,17 +168,23 @@ impl Provider for Sinch {
     async fn place_call(&self, call: &VoiceCall) -> Result<Sent, ProviderError> {
         let Some((key, secret)) = self.voice_credentials() else {
             let reason = "voice needs application_key and application_secret".to_owned();
-            return Err(permanent(PermanentKind::Configuration, reason, None));
+            return Err(ProviderError::permanent(NAME, PermanentKind::Configuration, reason, None));
         };
         let body = callout::body(call, self.config.cli.as_deref());
-        let body = serde_json::to_vec(&body)
-            .map_err(|e| permanent(PermanentKind::Configuration, format!("cannot encode the callout: {e}"), None))?;
+        let body = serde_json::to_vec(&body).map_err(|e| {
+            ProviderError::permanent(
+                NAME,
+                PermanentKind::Configuration,
+                format!("cannot encode the callout: {e}"),
+                None,
+            )
+        })?;
         let timestamp = callout::timestamp(chrono::Utc::now());
         let signature =
             application_signature(secret.expose_secret(), &body, callout::CONTENT_TYPE, &timestamp, callout::PATH)
                 .ok_or_else(|| {
                     let reason = "application_secret is not base64 (copy it from the dashboard)".to_owned();
-                    permanent(PermanentKind::Configuration, reason, None)
+                    ProviderError::permanent(NAME, PermanentKind::Configuration, reason, None)
                 })?;
         tracing::debug!(to = %call.to.masked(), reference = %call.reference, "sinch: placing call");
         let url = format!("{}{}", self.config.voice_base_url.trim_end_matches('/'), callout::PATH);
@@ -285,7 +273,7 @@ fn classify_sms(status: StatusCode, retry_after: Option<Duration>, body: &[u8], 
         reason.push_str(&http::safe_text(text, secret, MAX_TEXT_CHARS));
     }
     if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
-        return retryable(reason, None, retry_after);
+        return ProviderError::retryable(NAME, reason, None, retry_after);
     }
     let kind = match (status, code.as_str()) {
         // The recipient is not a valid MSISDN: Sinch says so in the text.
@@ -300,7 +288,7 @@ fn classify_sms(status: StatusCode, retry_after: Option<Duration>, body: &[u8], 
         // 1xx/3xx: `base_url` does not point at the Sinch API.
         _ => PermanentKind::Configuration,
     };
-    permanent(kind, reason, None)
+    ProviderError::permanent(NAME, kind, reason, None)
 }
 
 /// Sinch's error codes are snake_case words; anything else is not quoted.
@@ -312,14 +300,6 @@ fn error_code(code: &str) -> String {
 fn names_the_recipient(text: &str) -> bool {
     let text = text.to_ascii_lowercase();
     ["msisdn", "recipient", "phone number", "'to'", "\"to\"", "to[", "e.164", "e164"].iter().any(|w| text.contains(w))
-}
-
-fn retryable(reason: String, provider_code: Option<i64>, retry_after: Option<Duration>) -> ProviderError {
-    ProviderError::Retryable { provider: NAME.to_owned(), reason, provider_code, retry_after }
-}
-
-fn permanent(kind: PermanentKind, reason: String, provider_code: Option<i64>) -> ProviderError {
-    ProviderError::Permanent { provider: NAME.to_owned(), kind, reason, provider_code }
 }
 
 #[cfg(test)]

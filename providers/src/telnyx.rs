@@ -21,7 +21,6 @@
 //!   <https://developers.telnyx.com/docs/messaging/messages/error-codes>,
 //!   <https://support.telnyx.com/en/articles/6505121-telnyx-messaging-error-codes>.
 
-use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -47,7 +46,7 @@ const MAX_ERROR_CHARS: usize = 200;
 ///
 /// In configuration files the timeout is the integer field `timeout_ms`
 /// (milliseconds, default 10 000); `base_url` defaults to `https://api.telnyx.com`.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TelnyxConfig {
     pub api_key: SecretString,
@@ -88,20 +87,6 @@ impl TelnyxConfig {
 
 fn default_base_url() -> String {
     DEFAULT_BASE_URL.to_owned()
-}
-
-impl fmt::Debug for TelnyxConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TelnyxConfig")
-            .field("api_key", &"<redacted>")
-            .field("from", &self.from)
-            .field("messaging_profile_id", &self.messaging_profile_id)
-            .field("texml_connection_id", &self.texml_connection_id)
-            .field("webhook_url", &self.webhook_url)
-            .field("base_url", &self.base_url)
-            .field("timeout", &self.timeout)
-            .finish()
-    }
 }
 
 /// The Telnyx client. Cheap to share: one connection pool per instance.
@@ -188,7 +173,7 @@ impl Provider for Telnyx {
         let chars = sms.body.chars().count();
         if chars > MAX_TEXT_CHARS {
             let reason = format!("SMS text has {chars} characters, Telnyx accepts at most {MAX_TEXT_CHARS}");
-            return Err(permanent(PermanentKind::Configuration, reason, None));
+            return Err(ProviderError::permanent(NAME, PermanentKind::Configuration, reason, None));
         }
         let request = MessageRequest {
             from: &self.config.from,
@@ -204,7 +189,7 @@ impl Provider for Telnyx {
     async fn place_call(&self, call: &VoiceCall) -> Result<Sent, ProviderError> {
         let Some(connection_id) = self.config.texml_connection_id.as_deref() else {
             let reason = "Telnyx voice needs texml_connection_id (a TeXML application) in its configuration";
-            return Err(permanent(PermanentKind::Configuration, reason.to_owned(), None));
+            return Err(ProviderError::permanent(NAME, PermanentKind::Configuration, reason.to_owned(), None));
         };
         let texml = texml(call);
         let request = CallRequest { from: &self.config.from, to: call.to.e164(), texml: &texml };
@@ -344,10 +329,10 @@ fn classify(status: StatusCode, retry_after: Option<Duration>, body: &[u8], secr
         || status.is_server_error()
         || matches!(code, Some(10007 | 10008 | 10011 | 40318))
     {
-        return ProviderError::Retryable { provider: NAME.to_owned(), reason, provider_code: code, retry_after };
+        return ProviderError::retryable(NAME, reason, code, retry_after);
     }
     let field = error.and_then(ApiError::field);
-    permanent(permanent_kind(status, code, field.as_deref()), reason, code)
+    ProviderError::permanent(NAME, permanent_kind(status, code, field.as_deref()), reason, code)
 }
 
 fn permanent_kind(status: StatusCode, code: Option<i64>, field: Option<&str>) -> PermanentKind {
@@ -412,10 +397,6 @@ fn describe(status: StatusCode, json: bool, error: Option<&ApiError>, code: Opti
         reason.push_str(&http::safe_text(text, secret, MAX_ERROR_CHARS));
     }
     reason
-}
-
-fn permanent(kind: PermanentKind, reason: String, provider_code: Option<i64>) -> ProviderError {
-    ProviderError::Permanent { provider: NAME.to_owned(), kind, reason, provider_code }
 }
 
 #[cfg(test)]

@@ -227,8 +227,14 @@ impl Webhook {
         reference: &str,
         secret: &str,
     ) -> Result<Sent, ProviderError> {
-        let body = serde_json::to_vec(payload)
-            .map_err(|_| permanent(PermanentKind::Configuration, "cannot encode the message as JSON".to_owned()))?;
+        let body = serde_json::to_vec(payload).map_err(|_| {
+            ProviderError::permanent(
+                NAME,
+                PermanentKind::Configuration,
+                "cannot encode the message as JSON".to_owned(),
+                None,
+            )
+        })?;
         let timestamp = unix_seconds(now).to_string();
         let signature = sign(self.config.secret.expose_secret().as_bytes(), &timestamp, &body);
         let request = self
@@ -251,7 +257,7 @@ impl Webhook {
             return Ok(());
         }
         let reason = format!("the webhook is not configured for the {channel} channel");
-        Err(permanent(PermanentKind::Configuration, reason))
+        Err(ProviderError::permanent(NAME, PermanentKind::Configuration, reason, None))
     }
 }
 
@@ -472,7 +478,7 @@ fn classify(status: StatusCode, retry_after: Option<Duration>, body: &[u8], secr
     let reason = describe(status, error.as_ref(), secret);
     let retry = matches!(status, StatusCode::TOO_MANY_REQUESTS | StatusCode::REQUEST_TIMEOUT);
     if retry || status.is_server_error() {
-        return ProviderError::Retryable { provider: NAME.to_owned(), reason, provider_code: None, retry_after };
+        return ProviderError::retryable(NAME, reason, None, retry_after);
     }
     let kind = match status {
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => PermanentKind::Configuration,
@@ -480,7 +486,7 @@ fn classify(status: StatusCode, retry_after: Option<Duration>, body: &[u8], secr
         // 1xx/3xx (redirects are not followed): `url` does not point at a receiver.
         _ => PermanentKind::Configuration,
     };
-    permanent(kind, reason)
+    ProviderError::permanent(NAME, kind, reason, None)
 }
 
 fn error_kind(code: Option<&str>) -> PermanentKind {
@@ -516,10 +522,6 @@ fn describe(status: StatusCode, error: Option<&ErrorBody>, secret: &str) -> Stri
 /// `invalid_number` and its kin: short, lowercase letters and `_` only.
 fn looks_like_a_code(code: &str) -> bool {
     (1..=40).contains(&code.len()) && code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
-}
-
-fn permanent(kind: PermanentKind, reason: String) -> ProviderError {
-    ProviderError::Permanent { provider: NAME.to_owned(), kind, reason, provider_code: None }
 }
 
 #[cfg(test)]

@@ -31,45 +31,33 @@ impl Registry<'_> {
             return Ok(provider.clone());
         }
         let providers = &self.config.providers;
-        let missing = || ConfigError::MissingProvider(name.to_owned());
         let provider: Arc<dyn Provider> = match name {
             "console" | "inbox" if self.config.mode == Mode::Production => {
                 return Err(ConfigError::DevelopmentOnly(if name == "console" { "console" } else { "inbox" }));
             }
             "console" => Arc::new(ConsoleProvider::new()),
-            "inbox" => {
-                let config = providers.inbox.clone().ok_or_else(missing)?;
-                Arc::new(InboxProvider::new(config).map_err(|e| ConfigError::Client("inbox", e.to_string()))?)
-            }
-            "plivo" => {
-                let config = providers.plivo.clone().ok_or_else(missing)?;
-                Arc::new(Plivo::new(config).map_err(|e| ConfigError::Client("plivo", e.to_string()))?)
-            }
-            "sinch" => {
-                let config = providers.sinch.clone().ok_or_else(missing)?;
-                Arc::new(Sinch::new(config).map_err(|e| ConfigError::Client("sinch", e.to_string()))?)
-            }
-            "telnyx" => {
-                let config = providers.telnyx.clone().ok_or_else(missing)?;
-                Arc::new(Telnyx::new(config).map_err(|e| ConfigError::Client("telnyx", e.to_string()))?)
-            }
-            "webhook" => {
-                let config = providers.webhook.clone().ok_or_else(missing)?;
-                Arc::new(Webhook::new(config).map_err(|e| ConfigError::Client("webhook", e.to_string()))?)
-            }
-            "twilio" => {
-                let config = providers.twilio.clone().ok_or_else(missing)?;
-                Arc::new(Twilio::new(config).map_err(|e| ConfigError::Client("twilio", e.to_string()))?)
-            }
-            "vonage" => {
-                let config = providers.vonage.clone().ok_or_else(missing)?;
-                Arc::new(Vonage::new(config).map_err(|e| ConfigError::Client("vonage", e.to_string()))?)
-            }
+            "inbox" => client("inbox", &providers.inbox, InboxProvider::new)?,
+            "plivo" => client("plivo", &providers.plivo, Plivo::new)?,
+            "sinch" => client("sinch", &providers.sinch, Sinch::new)?,
+            "telnyx" => client("telnyx", &providers.telnyx, Telnyx::new)?,
+            "twilio" => client("twilio", &providers.twilio, Twilio::new)?,
+            "vonage" => client("vonage", &providers.vonage, Vonage::new)?,
+            "webhook" => client("webhook", &providers.webhook, Webhook::new)?,
             other => return Err(ConfigError::UnknownProvider(other.to_owned())),
         };
         self.built.insert(name.to_owned(), provider.clone());
         Ok(provider)
     }
+}
+
+/// Builds one provider's client from its configuration section, which must be there.
+fn client<C: Clone, P: Provider + 'static, E: std::fmt::Display>(
+    name: &'static str,
+    section: &Option<C>,
+    new: impl FnOnce(C) -> Result<P, E>,
+) -> Result<Arc<dyn Provider>, ConfigError> {
+    let config = section.clone().ok_or_else(|| ConfigError::MissingProvider(name.to_owned()))?;
+    Ok(Arc::new(new(config).map_err(|e| ConfigError::Client(name, e.to_string()))?))
 }
 
 pub fn build(config: &Config) -> Result<Routes, ConfigError> {

@@ -21,7 +21,7 @@ use md5::{Digest, Md5};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use super::{permanent, retryable};
+use super::NAME;
 use crate::domain::Locale;
 use crate::http;
 use crate::provider::{PermanentKind, ProviderError, VoiceCall};
@@ -117,7 +117,7 @@ pub(super) fn classify(status: StatusCode, retry_after: Option<Duration>, body: 
         reason.push_str(&http::safe_text(message, secret, MAX_MESSAGE_CHARS));
     }
     if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
-        return retryable(reason, code, retry_after);
+        return ProviderError::retryable(NAME, reason, code, retry_after);
     }
     let kind = match code {
         // 40004: the application key is invalid.
@@ -131,7 +131,7 @@ pub(super) fn classify(status: StatusCode, retry_after: Option<Duration>, body: 
         // 1xx/3xx: `voice_base_url` does not point at the Sinch API.
         _ => PermanentKind::Configuration,
     };
-    permanent(kind, reason, code)
+    ProviderError::permanent(NAME, kind, reason, code)
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{NAME, permanent};
+use super::NAME;
 use crate::domain::Locale;
 use crate::http;
 use crate::provider::{PermanentKind, ProviderError, VoiceCall};
@@ -155,7 +155,7 @@ pub(super) fn classify(status: StatusCode, retry_after: Option<Duration>, body: 
         reason.push_str(&format!(" (invalid: {})", names.join(", ")));
     }
     if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
-        return ProviderError::Retryable { provider: NAME.to_owned(), reason, provider_code: None, retry_after };
+        return ProviderError::retryable(NAME, reason, None, retry_after);
     }
     let about_the_number = names.iter().any(|n| n == "to" || n.starts_with("to[") || n.starts_with("to."));
     let kind = match status {
@@ -168,7 +168,7 @@ pub(super) fn classify(status: StatusCode, retry_after: Option<Duration>, body: 
         // 1xx/3xx: `voice_base_url` does not point at the Voice API.
         _ => PermanentKind::Configuration,
     };
-    permanent(kind, reason, None)
+    ProviderError::permanent(NAME, kind, reason, None)
 }
 
 /// A field name as Vonage reports it (`to[0].number`), without anything else.
