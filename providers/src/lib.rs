@@ -1,5 +1,6 @@
-//! Domain types shared by all of verifyd, the [`Provider`] trait, and the
-//! provider clients that speak each SMS/voice API.
+//! Domain types shared by all of verifyd, the [`Provider`] trait, the
+//! provider clients that speak each SMS/voice API, and the one shape their
+//! delivery receipts are read into ([`receipt`]).
 
 pub mod console;
 pub mod domain;
@@ -8,6 +9,7 @@ mod http;
 pub mod inbox;
 pub mod plivo;
 pub mod provider;
+pub mod receipt;
 pub mod sinch;
 mod ssml;
 pub mod telnyx;

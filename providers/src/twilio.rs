@@ -3,7 +3,6 @@
 //! SMS go to `Messages.json`, calls to `Calls.json` with inline TwiML; both are
 //! form-encoded POSTs authenticated with HTTP Basic `AccountSid:AuthToken`.
 
-use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -14,6 +13,7 @@ use serde::Deserialize;
 use crate::domain::{Channel, Locale};
 use crate::http::Answer;
 use crate::provider::{PermanentKind, Provider, ProviderError, Sent, Sms, VoiceCall};
+use crate::receipt::{Receipt, ReceiptStatus};
 use crate::{http, xml};
 
 const NAME: &str = "twilio";
@@ -33,7 +33,7 @@ const MAX_MESSAGE_CHARS: usize = 200;
 /// In configuration files the timeout is the integer field `timeout_ms`
 /// (milliseconds, default 10 000); `base_url` defaults to `https://api.twilio.com`
 /// and `status_callback` to none.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TwilioConfig {
     pub account_sid: String,
@@ -65,19 +65,6 @@ impl TwilioConfig {
 
 fn default_base_url() -> String {
     DEFAULT_BASE_URL.to_owned()
-}
-
-impl fmt::Debug for TwilioConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TwilioConfig")
-            .field("account_sid", &self.account_sid)
-            .field("auth_token", &"<redacted>")
-            .field("from", &self.from)
-            .field("base_url", &self.base_url)
-            .field("status_callback", &self.status_callback)
-            .field("timeout", &self.timeout)
-            .finish()
-    }
 }
 
 /// The Twilio client. Cheap to share: one connection pool per instance.
@@ -130,7 +117,8 @@ impl Provider for Twilio {
     async fn send_sms(&self, sms: &Sms) -> Result<Sent, ProviderError> {
         let chars = sms.body.chars().count();
         if chars > MAX_BODY_CHARS {
-            return Err(permanent(
+            return Err(ProviderError::permanent(
+                NAME,
                 PermanentKind::Configuration,
                 format!("SMS body has {chars} characters, Twilio accepts at most {MAX_BODY_CHARS}"),
                 None,
@@ -154,7 +142,8 @@ impl Provider for Twilio {
         let twiml = twiml(call);
         let chars = twiml.chars().count();
         if chars > MAX_TWIML_CHARS {
-            return Err(permanent(
+            return Err(ProviderError::permanent(
+                NAME,
                 PermanentKind::Configuration,
                 format!("call TwiML has {chars} characters, over Twilio's {MAX_TWIML_CHARS}"),
                 None,
@@ -243,9 +232,9 @@ fn classify(status: StatusCode, retry_after: Option<Duration>, body: &[u8], secr
     let throttled = status == StatusCode::TOO_MANY_REQUESTS || code == Some(20429);
     // 14107: the account's SMS rate limit; the next window will accept it.
     if throttled || status.is_server_error() || code == Some(14107) {
-        return retryable(reason, code, retry_after);
+        return ProviderError::retryable(NAME, reason, code, retry_after);
     }
-    permanent(permanent_kind(status, code), reason, code)
+    ProviderError::permanent(NAME, permanent_kind(status, code), reason, code)
 }
 
 fn permanent_kind(status: StatusCode, code: Option<i64>) -> PermanentKind {
@@ -286,14 +275,6 @@ fn describe(status: StatusCode, error: Option<&ErrorBody>, secret: &str) -> Stri
     reason
 }
 
-fn retryable(reason: String, provider_code: Option<i64>, retry_after: Option<Duration>) -> ProviderError {
-    ProviderError::Retryable { provider: NAME.to_owned(), reason, provider_code, retry_after }
-}
-
-fn permanent(kind: PermanentKind, reason: String, provider_code: Option<i64>) -> ProviderError {
-    ProviderError::Permanent { provider: NAME.to_owned(), kind, reason, provider_code }
-}
-
 /// The `X-Twilio-Signature` Twilio puts on a status callback to `url` (the
 /// exact URL Twilio requested, query string included) with these form
 /// parameters: base64 of HMAC-SHA1 keyed with the auth token over the URL
@@ -323,9 +304,73 @@ pub fn verify_request(auth_token: &SecretString, url: &str, params: &[(String, S
     expected.as_bytes().ct_eq(header.trim().as_bytes()).into()
 }
 
+/// The receipt a Twilio status callback (message or call) reports, from its
+/// form parameters (check `verify_request` first); `None` for one verifyd
+/// ignores (no message or call sid, a status it does not track).
+pub fn receipt(params: &[(String, String)]) -> Option<Receipt> {
+    let get = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let (sid, status) = match (get("MessageSid"), get("MessageStatus"), get("CallSid"), get("CallStatus")) {
+        (Some(sid), Some(status), _, _) => message_status(status).map(|s| (sid, s)),
+        (_, _, Some(sid), Some(status)) => call_status(status).map(|s| (sid, s)),
+        _ => None,
+    }?;
+    Some(Receipt {
+        provider: NAME,
+        message_id: sid.to_owned(),
+        status,
+        error_code: get("ErrorCode").filter(|c| !c.is_empty()).map(str::to_owned),
+    })
+}
+
+/// <https://www.twilio.com/docs/messaging/guides/track-outbound-message-status>
+fn message_status(status: &str) -> Option<ReceiptStatus> {
+    Some(match status {
+        "accepted" | "scheduled" | "queued" => ReceiptStatus::Queued,
+        "sending" | "sent" => ReceiptStatus::Sent,
+        "delivered" | "read" => ReceiptStatus::Delivered,
+        "undelivered" => ReceiptStatus::Undelivered,
+        "failed" | "canceled" => ReceiptStatus::Failed,
+        _ => return None,
+    })
+}
+
+/// <https://www.twilio.com/docs/voice/api/call-resource#call-status-values>
+fn call_status(status: &str) -> Option<ReceiptStatus> {
+    Some(match status {
+        "queued" | "initiated" | "ringing" => ReceiptStatus::Queued,
+        "in-progress" => ReceiptStatus::Sent,
+        "completed" => ReceiptStatus::Delivered,
+        "busy" | "no-answer" => ReceiptStatus::Undelivered,
+        "failed" | "canceled" => ReceiptStatus::Failed,
+        _ => return None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn params(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn receipts_of_messages_and_calls_read_into_one_shape() {
+        let sms = receipt(&params(&[("MessageSid", "SM1"), ("MessageStatus", "undelivered"), ("ErrorCode", "30003")]));
+        assert_eq!(
+            sms,
+            Some(Receipt {
+                provider: "twilio",
+                message_id: "SM1".into(),
+                status: ReceiptStatus::Undelivered,
+                error_code: Some("30003".into()),
+            })
+        );
+        let call = receipt(&params(&[("CallSid", "CA1"), ("CallStatus", "no-answer"), ("ErrorCode", "")])).unwrap();
+        assert_eq!((call.message_id.as_str(), call.status, call.error_code), ("CA1", ReceiptStatus::Undelivered, None));
+        assert_eq!(receipt(&params(&[("MessageSid", "SM1"), ("MessageStatus", "receiving")])), None);
+        assert_eq!(receipt(&params(&[("MessageStatus", "delivered")])), None, "no sid");
+    }
 
     /// The example of Twilio's security guide: this URL, these parameters and
     /// the auth token "12345" sign to "0/KCTR6DLpKmkAf8muzZqo1nDgQ=".

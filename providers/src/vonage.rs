@@ -27,6 +27,7 @@ use crate::domain::Channel;
 use crate::http;
 use crate::http::Answer;
 use crate::provider::{PermanentKind, Provider, ProviderError, Sent, Sms, VoiceCall};
+use crate::receipt::{Receipt, ReceiptStatus};
 
 pub use signing::{CallbackError, Dlr, DlrStatus, SignatureMethod, parse_dlr, signature, verify_signed_callback};
 
@@ -43,7 +44,7 @@ const MAX_TEXT_CHARS: usize = 1600;
 /// `application_id` and `private_key` (the PEM of the Vonage application);
 /// signed delivery receipts need `signature_secret` and the
 /// `signature_method` chosen in the dashboard.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VonageConfig {
     pub api_key: String,
@@ -112,26 +113,6 @@ fn default_base_url() -> String {
 
 fn default_voice_base_url() -> String {
     DEFAULT_VOICE_BASE_URL.to_owned()
-}
-
-impl fmt::Debug for VonageConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("VonageConfig")
-            .field("api_key", &self.api_key)
-            .field("api_secret", &"<redacted>")
-            .field("from", &self.from)
-            .field("base_url", &self.base_url)
-            .field("callback", &self.callback)
-            .field("application_id", &self.application_id)
-            .field("private_key", &self.private_key.as_ref().map(|_| "<redacted>"))
-            .field("voice_from", &self.voice_from)
-            .field("voice_base_url", &self.voice_base_url)
-            .field("event_url", &self.event_url)
-            .field("signature_secret", &self.signature_secret.as_ref().map(|_| "<redacted>"))
-            .field("signature_method", &self.signature_method)
-            .field("timeout", &self.timeout)
-            .finish()
-    }
 }
 
 /// The Vonage client. Cheap to share: one connection pool per instance.
@@ -211,7 +192,7 @@ impl Provider for Vonage {
         let chars = sms.body.chars().count();
         if chars > MAX_TEXT_CHARS {
             let reason = format!("SMS text has {chars} characters, over {MAX_TEXT_CHARS}");
-            return Err(permanent(PermanentKind::Configuration, reason, None));
+            return Err(ProviderError::permanent(NAME, PermanentKind::Configuration, reason, None));
         }
         // Vonage wants the number as digits, without the `+`.
         let to = sms.to.e164().trim_start_matches('+');
@@ -240,21 +221,16 @@ impl Provider for Vonage {
         let retry_after = http::retry_after(response.headers());
         let body = response.bytes().await.map_err(|e| http::transport_error(NAME, e))?;
         if status.is_server_error() || status.as_u16() == 429 {
-            return Err(ProviderError::Retryable {
-                provider: NAME.to_owned(),
-                reason: format!("HTTP {status}"),
-                provider_code: None,
-                retry_after,
-            });
+            return Err(ProviderError::retryable(NAME, format!("HTTP {status}"), None, retry_after));
         }
         if !status.is_success() {
             let kind = if status.as_u16() == 401 { PermanentKind::Configuration } else { PermanentKind::Rejected };
-            return Err(permanent(kind, format!("HTTP {status}"), None));
+            return Err(ProviderError::permanent(NAME, kind, format!("HTTP {status}"), None));
         }
-        let parsed: Response =
-            serde_json::from_slice(&body).map_err(|_| retryable("the answer is not Vonage's JSON".to_owned(), None))?;
+        let parsed: Response = serde_json::from_slice(&body)
+            .map_err(|_| ProviderError::retryable(NAME, "the answer is not Vonage's JSON", None, None))?;
         let Some(first) = parsed.messages.first() else {
-            return Err(retryable("the answer lists no message".to_owned(), None));
+            return Err(ProviderError::retryable(NAME, "the answer lists no message", None, None));
         };
         // A long text is split in parts, each with its own status: every part
         // must be accepted.
@@ -267,16 +243,18 @@ impl Provider for Vonage {
     async fn place_call(&self, call: &VoiceCall) -> Result<Sent, ProviderError> {
         let (application_id, key) = match (&self.config.application_id, &self.signing_key) {
             (Some(id), Some(Ok(key))) => (id, key),
-            (Some(_), Some(Err(reason))) => return Err(permanent(PermanentKind::Configuration, reason.clone(), None)),
+            (Some(_), Some(Err(reason))) => {
+                return Err(ProviderError::permanent(NAME, PermanentKind::Configuration, reason.clone(), None));
+            }
             _ => {
                 let reason = "voice needs application_id and private_key".to_owned();
-                return Err(permanent(PermanentKind::Configuration, reason, None));
+                return Err(ProviderError::permanent(NAME, PermanentKind::Configuration, reason, None));
             }
         };
         let from = voice::caller(self.config.voice_from.as_deref().unwrap_or(&self.config.from))
-            .map_err(|reason| permanent(PermanentKind::Configuration, reason, None))?;
+            .map_err(|reason| ProviderError::permanent(NAME, PermanentKind::Configuration, reason, None))?;
         let token = voice::token(key, application_id, std::time::SystemTime::now())
-            .map_err(|reason| permanent(PermanentKind::Configuration, reason, None))?;
+            .map_err(|reason| ProviderError::permanent(NAME, PermanentKind::Configuration, reason, None))?;
         let body = voice::body(call, &from, self.config.event_url.as_deref());
         tracing::debug!(to = %call.to.masked(), reference = %call.reference, "vonage: placing call");
         let url = format!("{}{}", self.config.voice_base_url.trim_end_matches('/'), voice::CALLS_PATH);
@@ -303,18 +281,30 @@ fn classify(message: &Message, secret: &str) -> ProviderError {
     let text = http::safe_text(text, secret, 200);
     let reason = format!("status {}: {text}", message.status);
     match code {
-        Some(1 | 5 | 10) => retryable(reason, code),
-        Some(2 | 4 | 8 | 9 | 14 | 15) => permanent(PermanentKind::Configuration, reason, code),
-        Some(3) => permanent(PermanentKind::InvalidNumber, reason, code),
-        Some(7) => permanent(PermanentKind::OptedOut, reason, code),
-        _ => permanent(PermanentKind::Rejected, reason, code),
+        Some(1 | 5 | 10) => ProviderError::retryable(NAME, reason, code, None),
+        Some(2 | 4 | 8 | 9 | 14 | 15) => ProviderError::permanent(NAME, PermanentKind::Configuration, reason, code),
+        Some(3) => ProviderError::permanent(NAME, PermanentKind::InvalidNumber, reason, code),
+        Some(7) => ProviderError::permanent(NAME, PermanentKind::OptedOut, reason, code),
+        _ => ProviderError::permanent(NAME, PermanentKind::Rejected, reason, code),
     }
 }
 
-fn retryable(reason: String, provider_code: Option<i64>) -> ProviderError {
-    ProviderError::Retryable { provider: NAME.to_owned(), reason, provider_code, retry_after: None }
-}
-
-fn permanent(kind: PermanentKind, reason: String, provider_code: Option<i64>) -> ProviderError {
-    ProviderError::Permanent { provider: NAME.to_owned(), kind, reason, provider_code }
+/// The receipt a Vonage delivery receipt (DLR) reports, from its parameters
+/// (check `verify_signed_callback` first); `None` for one without a message id
+/// or status, or with a status verifyd does not track.
+pub fn receipt(params: &[(String, String)]) -> Option<Receipt> {
+    let dlr = parse_dlr(params)?;
+    let status = match dlr.status {
+        DlrStatus::Accepted | DlrStatus::Buffered => ReceiptStatus::Sent,
+        DlrStatus::Delivered => ReceiptStatus::Delivered,
+        DlrStatus::Expired => ReceiptStatus::Undelivered,
+        DlrStatus::Failed | DlrStatus::Rejected => ReceiptStatus::Failed,
+        DlrStatus::Unknown | DlrStatus::Other(_) => return None,
+    };
+    Some(Receipt {
+        provider: NAME,
+        message_id: dlr.message_id,
+        status,
+        error_code: dlr.err_code.filter(|c| *c != 0).map(|c| c.to_string()),
+    })
 }

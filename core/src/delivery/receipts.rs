@@ -9,6 +9,7 @@
 //! Everything a receipt changes is written in one transaction with its outbox
 //! rows, so a crash loses nothing and a replayed receipt changes nothing.
 
+use actix::Addr;
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
@@ -16,60 +17,20 @@ use verifyd_providers::domain::Channel;
 
 use crate::delivery::contract::{DispatchJob, Event, EventKind};
 use crate::delivery::outbox;
+use crate::delivery::relay::{self, OutboxRelay};
 use crate::store::StoreError;
 use crate::store::verifications::{self, Verification};
 use crate::verification::lifecycle::Status;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReceiptStatus {
-    Queued,
-    Sent,
-    Delivered,
-    /// The carrier could not deliver it (unknown or unreachable number, filtered).
-    Undelivered,
-    /// The provider gave up on it.
-    Failed,
-}
+pub use verifyd_providers::receipt::{Receipt, ReceiptStatus};
 
-impl ReceiptStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ReceiptStatus::Queued => "queued",
-            ReceiptStatus::Sent => "sent",
-            ReceiptStatus::Delivered => "delivered",
-            ReceiptStatus::Undelivered => "undelivered",
-            ReceiptStatus::Failed => "failed",
-        }
+/// Receipts only move an attempt forward; the three final ones end it.
+fn rank(status: ReceiptStatus) -> u8 {
+    match status {
+        ReceiptStatus::Queued => 0,
+        ReceiptStatus::Sent => 1,
+        ReceiptStatus::Delivered | ReceiptStatus::Undelivered | ReceiptStatus::Failed => 2,
     }
-
-    fn parse(stored: &str) -> Option<Self> {
-        [Self::Queued, Self::Sent, Self::Delivered, Self::Undelivered, Self::Failed]
-            .into_iter()
-            .find(|s| s.as_str() == stored)
-    }
-
-    /// Receipts only move an attempt forward; the three final ones end it.
-    fn rank(self) -> u8 {
-        match self {
-            ReceiptStatus::Queued => 0,
-            ReceiptStatus::Sent => 1,
-            ReceiptStatus::Delivered | ReceiptStatus::Undelivered | ReceiptStatus::Failed => 2,
-        }
-    }
-
-    pub fn is_failure(self) -> bool {
-        matches!(self, ReceiptStatus::Undelivered | ReceiptStatus::Failed)
-    }
-}
-
-/// A receipt as parsed (and authenticated) at the edge.
-#[derive(Debug, Clone)]
-pub struct Receipt {
-    pub provider: &'static str,
-    pub message_id: String,
-    pub status: ReceiptStatus,
-    /// The provider's or carrier's error code, as the provider wrote it.
-    pub error_code: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,6 +60,7 @@ struct AttemptRow {
 /// followed by a call.
 pub async fn apply(
     pool: &PgPool,
+    relay: &Addr<OutboxRelay>,
     receipt: &Receipt,
     fallback_to_voice: bool,
     now: DateTime<Utc>,
@@ -117,7 +79,7 @@ pub async fn apply(
         return Ok(Applied::Unknown);
     };
     let current = attempt.receipt_status.as_deref().and_then(ReceiptStatus::parse);
-    if current.is_some_and(|c| c.rank() >= receipt.status.rank()) {
+    if current.is_some_and(|c| rank(c) >= rank(receipt.status)) {
         return Ok(Applied::Stale);
     }
     sqlx::query(
@@ -161,7 +123,7 @@ pub async fn apply(
             outbox::put(&mut tx, &outbox::event_rows(&event, v.reply.as_ref())).await?;
         }
     }
-    tx.commit().await?;
+    relay::commit(tx, relay).await?;
     if let (ReceiptStatus::Delivered, Some(asked)) = (receipt.status, attempt.requested_at) {
         let took = (now - asked).to_std().unwrap_or_default();
         metrics::histogram!("verifyd_request_to_delivered_seconds", "channel" => attempt.channel.clone(),
@@ -211,11 +173,8 @@ mod tests {
     #[test]
     fn receipts_only_move_forward() {
         use ReceiptStatus::*;
-        assert!(Queued.rank() < Sent.rank() && Sent.rank() < Delivered.rank());
-        assert_eq!(Delivered.rank(), Undelivered.rank());
-        assert!(Undelivered.is_failure() && Failed.is_failure() && !Delivered.is_failure());
-        for s in [Queued, Sent, Delivered, Undelivered, Failed] {
-            assert_eq!(ReceiptStatus::parse(s.as_str()), Some(s));
-        }
+        assert!(rank(Queued) < rank(Sent) && rank(Sent) < rank(Delivered));
+        assert_eq!(rank(Delivered), rank(Undelivered));
+        assert_eq!(rank(Delivered), rank(Failed));
     }
 }

@@ -1,17 +1,16 @@
 //! Delivery receipts from providers (status callbacks). They carry no API key:
 //! each is authenticated the provider's way (Twilio: `X-Twilio-Signature`;
-//! Vonage: the signed-webhook `sig`), then
-//! applied by `verifyd_core::delivery::receipts`. Unknown message ids and statuses are
+//! Vonage: the signed-webhook `sig`), read by the provider's own module
+//! (`twilio::receipt`, `vonage::receipt`), then applied by
+//! `verifyd_core::delivery::receipts`. Unknown message ids and statuses are
 //! acknowledged and ignored, so providers do not retry them forever.
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use chrono::Utc;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
-use verifyd_core::delivery::receipts::{self, Applied, Receipt, ReceiptStatus};
-use verifyd_core::delivery::relay::Kick;
-use verifyd_providers::vonage::{Dlr, DlrStatus, SignatureMethod, parse_dlr, verify_signed_callback};
+use verifyd_core::delivery::receipts::{self, Receipt};
+use verifyd_providers::vonage::{SignatureMethod, verify_signed_callback};
 
 use super::AppState;
 use super::body::RawBody;
@@ -57,27 +56,10 @@ async fn twilio(state: web::Data<AppState>, request: HttpRequest, body: RawBody)
         metrics::counter!("verifyd_receipts_refused_total", "provider" => "twilio").increment(1);
         return Err(ApiError::BadSignature("X-Twilio-Signature"));
     }
-    match twilio_receipt(&params) {
+    match verifyd_providers::twilio::receipt(&params) {
         Some(receipt) => apply(&state, &receipt).await,
         None => Ok(HttpResponse::NoContent().finish()),
     }
-}
-
-/// The receipt a signed Twilio callback reports; `None` for one verifyd
-/// ignores (no message or call sid, a status it does not track).
-pub fn twilio_receipt(params: &[(String, String)]) -> Option<Receipt> {
-    let get = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
-    let (sid, status) = match (get("MessageSid"), get("MessageStatus"), get("CallSid"), get("CallStatus")) {
-        (Some(sid), Some(status), _, _) => twilio_message_status(status).map(|s| (sid, s)),
-        (_, _, Some(sid), Some(status)) => twilio_call_status(status).map(|s| (sid, s)),
-        _ => None,
-    }?;
-    Some(Receipt {
-        provider: "twilio",
-        message_id: sid.to_owned(),
-        status,
-        error_code: get("ErrorCode").filter(|c| !c.is_empty()).map(str::to_owned),
-    })
 }
 
 /// Vonage's SMS delivery receipts (DLR): query parameters (GET), a form or a
@@ -95,27 +77,10 @@ async fn vonage(state: web::Data<AppState>, request: HttpRequest, body: RawBody)
         metrics::counter!("verifyd_receipts_refused_total", "provider" => "vonage").increment(1);
         return Err(ApiError::BadSignature("sig"));
     }
-    match parse_dlr(&params).and_then(vonage_receipt) {
+    match verifyd_providers::vonage::receipt(&params) {
         Some(receipt) => apply(&state, &receipt).await,
         None => Ok(HttpResponse::NoContent().finish()),
     }
-}
-
-/// The receipt a Vonage DLR reports; `None` for a status verifyd does not track.
-pub fn vonage_receipt(dlr: Dlr) -> Option<Receipt> {
-    let status = match dlr.status {
-        DlrStatus::Accepted | DlrStatus::Buffered => ReceiptStatus::Sent,
-        DlrStatus::Delivered => ReceiptStatus::Delivered,
-        DlrStatus::Expired => ReceiptStatus::Undelivered,
-        DlrStatus::Failed | DlrStatus::Rejected => ReceiptStatus::Failed,
-        DlrStatus::Unknown | DlrStatus::Other(_) => return None,
-    };
-    Some(Receipt {
-        provider: "vonage",
-        message_id: dlr.message_id,
-        status,
-        error_code: dlr.err_code.filter(|c| *c != 0).map(|c| c.to_string()),
-    })
 }
 
 /// A receipt's parameters from the query string (no body), a form or a flat
@@ -148,37 +113,16 @@ pub fn form_params(body: &[u8], what: &str) -> Result<Vec<(String, String)>, Api
 }
 
 async fn apply(state: &AppState, receipt: &Receipt) -> Result<HttpResponse, ApiError> {
-    let applied = receipts::apply(&state.pool, receipt, state.receipts.fallback_to_voice, Utc::now())
-        .await
-        .map_err(ApiError::internal)?;
-    if matches!(applied, Applied::Updated { .. }) {
-        state.core.relay.do_send(Kick);
-    }
+    let applied = receipts::apply(
+        &state.pool,
+        &state.core.relay,
+        receipt,
+        state.receipts.fallback_to_voice,
+        verifyd_core::timestamp::now(),
+    )
+    .await
+    .map_err(ApiError::internal)?;
     tracing::info!(provider = receipt.provider, message_id = %receipt.message_id, status = receipt.status.as_str(),
         outcome = ?applied, "delivery receipt");
     Ok(HttpResponse::NoContent().finish())
-}
-
-/// <https://www.twilio.com/docs/messaging/guides/track-outbound-message-status>
-fn twilio_message_status(status: &str) -> Option<ReceiptStatus> {
-    Some(match status {
-        "accepted" | "scheduled" | "queued" => ReceiptStatus::Queued,
-        "sending" | "sent" => ReceiptStatus::Sent,
-        "delivered" | "read" => ReceiptStatus::Delivered,
-        "undelivered" => ReceiptStatus::Undelivered,
-        "failed" | "canceled" => ReceiptStatus::Failed,
-        _ => return None,
-    })
-}
-
-/// <https://www.twilio.com/docs/voice/api/call-resource#call-status-values>
-fn twilio_call_status(status: &str) -> Option<ReceiptStatus> {
-    Some(match status {
-        "queued" | "initiated" | "ringing" => ReceiptStatus::Queued,
-        "in-progress" => ReceiptStatus::Sent,
-        "completed" => ReceiptStatus::Delivered,
-        "busy" | "no-answer" => ReceiptStatus::Undelivered,
-        "failed" | "canceled" => ReceiptStatus::Failed,
-        _ => return None,
-    })
 }
