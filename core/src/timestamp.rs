@@ -3,11 +3,23 @@
 //! keeps), e.g. `2026-12-02T15:32:19.123456Z`. A value read back from the
 //! database is written exactly as it was when it was first answered.
 //!
-//! Struct fields use it with `#[serde(with = "actors::timestamp")]` (or
+//! Struct fields use it with `#[serde(with = "verifyd_core::timestamp")]` (or
 //! `timestamp::option` for an `Option`); JSON built by hand uses [`format`].
+//!
+//! [`now`] is verifyd's one clock. An edge (an HTTP handler, the AMQP intake,
+//! a timer's tick) reads it once and passes the moment in; the core never reads
+//! the time itself. `clippy.toml` (in `core/` and `services/`) refuses
+//! `Utc::now()` anywhere else.
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
 use serde::{Deserialize, Deserializer, Serializer};
+
+/// The current moment at the precision PostgreSQL keeps (microseconds), so
+/// what a caller is answered now equals what it reads back later.
+#[allow(clippy::disallowed_methods)] // the one place that reads the system clock
+pub fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
 
 /// `2026-12-02T15:32:19.123456Z`: sub-microsecond digits are dropped.
 pub fn format(t: DateTime<Utc>) -> String {

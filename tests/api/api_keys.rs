@@ -225,7 +225,7 @@ async fn rotation_keeps_both_keys_through_the_grace_then_only_the_new_one() {
     assert_eq!(rotated.body["api_key"]["allowed_cidrs"], json!(["127.0.0.0/8"]));
     assert_eq!(rotated.body["previous"]["key_id"], key_id(&old));
     let expires: DateTime<Utc> = rotated.body["previous"]["expires_at"].as_str().unwrap().parse().unwrap();
-    let left = expires - Utc::now();
+    let left = expires - verifyd_core::timestamp::now();
     assert!(left > chrono::TimeDelta::zero() && left <= chrono::TimeDelta::seconds(2), "{left}");
 
     // Both work during the grace.
@@ -233,7 +233,7 @@ async fn rotation_keeps_both_keys_through_the_grace_then_only_the_new_one() {
     assert_eq!(app.get_as(&new, "/v1/accounts/rot/factors").await.status, 200);
     assert_forbidden_scope(&app.get_as(&new, "/v1/api-keys").await, "admin", &new);
 
-    let wait = (expires - Utc::now()).to_std().unwrap_or_default() + Duration::from_millis(300);
+    let wait = (expires - verifyd_core::timestamp::now()).to_std().unwrap_or_default() + Duration::from_millis(300);
     tokio::time::sleep(wait).await;
     let after = app.get_as(&old, "/v1/accounts/rot/factors").await;
     assert_eq!(after.status, 401, "{}", after.body);

@@ -357,7 +357,7 @@ pub async fn lift(
 
 /// Deletes counts that left every window (a bounded batch).
 pub async fn prune(pool: &PgPool, window: Duration) -> Result<(), sqlx::Error> {
-    let before = Utc::now() - chrono::Duration::from_std(window).unwrap_or(chrono::Duration::days(1));
+    let before = crate::timestamp::now() - chrono::Duration::from_std(window).unwrap_or(chrono::Duration::days(1));
     sqlx::query(
         "DELETE FROM prefix_stats WHERE ctid IN (
              SELECT ctid FROM prefix_stats WHERE minute < $1 LIMIT 5000)",

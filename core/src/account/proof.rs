@@ -106,7 +106,7 @@ mod tests {
 
     #[test]
     fn a_signed_proof_verifies_until_it_expires() {
-        let now = Utc::now();
+        let now = crate::timestamp::now();
         let c = claims(now);
         let token = sign(&keys(), &c);
         assert_eq!(verify(&keys(), &token, now), Ok(c));
@@ -115,7 +115,7 @@ mod tests {
 
     #[test]
     fn a_changed_proof_or_another_key_is_refused() {
-        let now = Utc::now();
+        let now = crate::timestamp::now();
         let token = sign(&keys(), &claims(now));
         let other = CodeKeys::new(&[5u8; 32], &[4u8; 32]).unwrap();
         assert_eq!(verify(&other, &token, now), Err(ProofError::BadSignature));

@@ -174,7 +174,7 @@ mod tests {
             error_kind: None,
             receipt_status: None,
             receipt_error_code: None,
-            attempted_at: outcome.map(|_| Utc::now()),
+            attempted_at: outcome.map(|_| crate::timestamp::now()),
             receipt_at: None,
             claimed: false,
             letter_kind: None,

@@ -63,7 +63,7 @@ mod tests {
     #[test]
     fn a_link_verifies_until_it_expires_and_not_once_changed() {
         let keys = CodeKeys::new(&[1u8; 32], &[2u8; 32]).unwrap();
-        let now = Utc::now();
+        let now = crate::timestamp::now();
         let id = Uuid::new_v4();
         let url = link(&keys, "https://verifyd.example.com/", id, now + chrono::Duration::seconds(600));
         let token = url.strip_prefix("https://verifyd.example.com/v1/voice-scripts/").unwrap();

@@ -129,7 +129,7 @@ impl Handler<ReportNow> for ProcessReporter {
             self.last_prune = Some(Instant::now());
         }
         let (pool, identity, stats) = (self.pool.clone(), self.identity.clone(), self.stats.clone());
-        let now = Utc::now();
+        let now = crate::timestamp::now();
         let report = snapshot(&self.health, &self.routes, now);
         let work = async move {
             let pending = stats.take();
@@ -157,7 +157,7 @@ impl Handler<Stopping> for ProcessReporter {
 
     fn handle(&mut self, _: Stopping, _: &mut Self::Context) -> Self::Result {
         let (pool, identity, stats) = (self.pool.clone(), self.identity.clone(), self.stats.clone());
-        let now = Utc::now();
+        let now = crate::timestamp::now();
         let report = snapshot(&self.health, &self.routes, now);
         Box::pin(
             async move {

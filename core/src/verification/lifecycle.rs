@@ -216,13 +216,13 @@ mod tests {
 
     #[test]
     fn right_code_approves() {
-        let now = Utc::now();
+        let now = crate::timestamp::now();
         assert_eq!(check(&fresh(now), true, now), CheckOutcome::Approved);
     }
 
     #[test]
     fn fifth_wrong_try_ends_it() {
-        let now = Utc::now();
+        let now = crate::timestamp::now();
         let mut s = fresh(now);
         for n in 1..5 {
             assert_eq!(check(&s, false, now), CheckOutcome::Wrong { attempts: n });
@@ -237,7 +237,7 @@ mod tests {
 
     #[test]
     fn deadline_beats_a_right_code() {
-        let now = Utc::now();
+        let now = crate::timestamp::now();
         let s = fresh(now);
         let later = now + TimeDelta::minutes(10);
         assert_eq!(check(&s, true, later - TimeDelta::milliseconds(1)), CheckOutcome::Approved);
@@ -248,7 +248,7 @@ mod tests {
 
     #[test]
     fn terminal_states_stay() {
-        let now = Utc::now();
+        let now = crate::timestamp::now();
         let mut s = fresh(now);
         s.status = Status::Approved;
         assert_eq!(check(&s, true, now), CheckOutcome::NotPending(Status::Approved));
@@ -256,7 +256,7 @@ mod tests {
 
     #[test]
     fn resend_respects_interval_count_and_deadline() {
-        let now = Utc::now();
+        let now = crate::timestamp::now();
         let policy = ResendPolicy { max_sends: 3, interval: Duration::from_secs(30) };
         let mut s = fresh(now);
         assert_eq!(

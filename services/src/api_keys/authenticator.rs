@@ -156,7 +156,7 @@ impl Authenticator {
                 (hash, key, expires_at, false)
             }
         };
-        if expires_at.is_some_and(|at| at <= Utc::now()) {
+        if expires_at.is_some_and(|at| at <= verifyd_core::timestamp::now()) {
             self.forget(key_id);
             return Ok(None);
         }

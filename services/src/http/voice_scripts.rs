@@ -4,7 +4,6 @@
 //! signed link is the authority, and the access log skips this path.
 
 use actix_web::{HttpResponse, web};
-use chrono::Utc;
 use verifyd_core::delivery::branding;
 use verifyd_core::delivery::render::{self, Rendering};
 use verifyd_core::delivery::voice_script;
@@ -23,7 +22,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 /// Plivo XML for the call (Plivo POSTs its call parameters; they are not needed).
 async fn plivo(state: web::Data<AppState>, token: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let now = Utc::now();
+    let now = verifyd_core::timestamp::now();
     let id = voice_script::verify(&state.core.keys, &token, now).map_err(|_| ApiError::NotFound)?;
     let v =
         verifications::get_any_tenant(&state.pool, id).await.map_err(ApiError::internal)?.ok_or(ApiError::NotFound)?;

@@ -8,7 +8,6 @@ pub mod deliveries;
 use std::time::Duration;
 
 use actix_web::{HttpResponse, web};
-use chrono::Utc;
 use serde::Serialize;
 use utoipa::ToSchema;
 use verifyd_core::ops::overview::{self, Overview, QueueHealth};
@@ -38,7 +37,7 @@ pub struct Queues {
     responses((status = 200, body = Queues), (status = 403, description = "`forbidden_scope`", body = Problem)),
     security(("api_key" = ["ops"])))]
 async fn queues(state: web::Data<AppState>, _: Operator) -> Result<HttpResponse, ApiError> {
-    let queues = overview::queues(&state.pool, &state.amqp, &state.core.topology, Utc::now())
+    let queues = overview::queues(&state.pool, &state.amqp, &state.core.topology, verifyd_core::timestamp::now())
         .await
         .map_err(ApiError::internal)?;
     Ok(HttpResponse::Ok().json(Queues { queues }))
