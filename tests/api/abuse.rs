@@ -94,7 +94,7 @@ async fn a_tenant_list_allows_its_countries_per_channel_and_nothing_reaches_the_
 
     app.code_sent_to(GB).await;
     app.code_sent_to(US).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    app.delivery_settled().await;
     assert_eq!(sms_to(&app, US).await, 0, "no SMS reached the refused country");
     assert_eq!(app.twilio.placed_calls().await.len(), 1);
     assert_eq!(verifications_to(&app, US).await, 1, "only the call was stored");
@@ -161,7 +161,7 @@ async fn the_configured_default_applies_until_a_tenant_sets_its_own_list() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    app.delivery_settled().await;
     assert_eq!(sms_to(&app, US).await, 1, "the SMS allowed by the tenant's list");
     assert_eq!(sms_to(&app, GB).await, 1, "only the send made before the tenant's list");
     assert_eq!(sms_to(&app, FR).await, 0);
@@ -187,7 +187,7 @@ async fn premium_rate_and_shared_cost_numbers_get_no_code_and_voice_still_calls_
     assert_eq!(call.status, 201, "{:?}", call.body);
     app.code_sent_to(FREEPHONE).await;
 
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    app.delivery_settled().await;
     assert!(app.twilio.sent_sms().await.is_empty());
     let calls = app.twilio.placed_calls().await;
     assert_eq!(calls.len(), 1);
@@ -295,7 +295,7 @@ async fn a_pumping_attack_on_one_prefix_blocks_it_once_across_processes() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    app.delivery_settled().await;
     assert_eq!(to_prefix(&app.twilio.sent_sms().await), accepted);
 
     let logs = captured_logs();

@@ -92,7 +92,7 @@ async fn a_hundred_parallel_creates_with_one_key_over_two_processes_all_get_the_
     let ids: std::collections::BTreeSet<&str> = replies.iter().filter_map(|(_, b)| b["id"].as_str()).collect();
     assert_eq!(ids.len(), 1, "one verification id in every answer");
     app.code_sent_to(PHONE).await;
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    app.delivery_settled().await;
     assert_eq!(app.twilio.sent_sms().await.len(), 1, "one SMS");
     // The replays spent none of the phone's budget: four more codes may go out.
     for n in 0..4 {

@@ -17,7 +17,7 @@ async fn an_invalid_number_at_twilio_fails_once_without_retry_and_is_announced()
     let failed = events.wait_for_event("verification.delivery_failed", Duration::from_secs(10)).await;
     assert_eq!(failed["verification_id"], id);
     assert!(failed["reason"].as_str().unwrap().contains("InvalidNumber"), "{failed}");
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    app.delivery_settled().await;
     let outcomes: Vec<String> = sqlx::query_scalar("SELECT outcome FROM delivery_attempts ORDER BY created_at")
         .fetch_all(&app.pool)
         .await
@@ -176,7 +176,7 @@ async fn two_copies_of_one_job_send_one_sms() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(finished, 1);
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    app.delivery_settled().await;
     assert_eq!(app.twilio.sent_sms().await.len(), 2, "the original send and one for the job: not three");
 }
 

@@ -3,27 +3,9 @@
 use std::time::Duration;
 
 use base64::Engine;
-use chrono::Utc;
 use serde_json::json;
-use totp_rs::Totp;
 
-use crate::helpers::{TestApp, spawn_app};
-
-/// What an authenticator app shows for this `otpauth://` URI right now.
-fn authenticator_code(uri: &str) -> String {
-    Totp::from_url(uri).expect("a valid otpauth URI").generate_current().to_string()
-}
-
-/// Enrols and confirms an authenticator (the account's first factor); returns
-/// the step-up proof its confirmation gives.
-async fn first_factor(app: &TestApp, account: &str) -> String {
-    let enrolled = app.post_json(&format!("/v1/accounts/{account}/factors/totp"), &json!({})).await;
-    let uri = enrolled.body["otpauth_uri"].as_str().unwrap().to_owned();
-    let id = enrolled.body["factor"]["id"].as_str().unwrap().to_owned();
-    let path = format!("/v1/accounts/{account}/factors/{id}/confirm");
-    let confirmed = app.post_json(&path, &json!({ "code": authenticator_code(&uri) })).await;
-    confirmed.body["proof"].as_str().expect("the first factor gives a proof").to_owned()
-}
+use crate::helpers::{TestApp, authenticator_code, spawn_app};
 
 async fn db_dump(app: &TestApp) -> String {
     let mut dump = String::new();
@@ -58,11 +40,11 @@ async fn an_authenticator_app_enrols_from_the_otpauth_uri_and_its_first_code_act
     assert!(!listed.body.to_string().contains(&key.replace(' ', "")), "the key is shown only at enrolment");
 
     let path = format!("/v1/accounts/ada/factors/{factor_id}/confirm");
-    let confirmed = app.post_json(&path, &json!({ "code": authenticator_code(&uri) })).await;
+    let confirmed = app.post_json(&path, &json!({ "code": authenticator_code(&uri, 0) })).await;
     assert_eq!(confirmed.status, 200, "{:?}", confirmed.body);
     assert_eq!(confirmed.body["factor"]["status"], "active");
     assert_eq!(confirmed.body["factor"]["kind"], "totp");
-    let again = app.post_json(&path, &json!({ "code": authenticator_code(&uri) })).await;
+    let again = app.post_json(&path, &json!({ "code": authenticator_code(&uri, 0) })).await;
     assert_eq!(again.status, 409);
     assert_eq!(again.body["error"], "factor_already_active");
 
@@ -84,7 +66,7 @@ async fn five_wrong_confirmation_codes_abandon_the_enrolment() {
     let uri = enrolled.body["otpauth_uri"].as_str().unwrap().to_owned();
     let factor_id = enrolled.body["factor"]["id"].as_str().unwrap();
     let path = format!("/v1/accounts/bob/factors/{factor_id}/confirm");
-    let right = authenticator_code(&uri);
+    let right = authenticator_code(&uri, 0);
     let wrong: String = right.chars().map(|c| if c == '0' { '1' } else { '0' }).collect();
 
     for left in (1..=4).rev() {
@@ -102,15 +84,17 @@ async fn five_wrong_confirmation_codes_abandon_the_enrolment() {
 async fn backup_codes_need_a_fresh_password_check_and_are_shown_once() {
     let app = spawn_app().await;
     let mut events = app.capture_events(&format!("{}.backup_codes.*", app.tenant)).await;
-    let stale = json!({ "password_checked_at": Utc::now() - chrono::Duration::minutes(10) });
+    let stale = json!({ "password_checked_at": verifyd_core::timestamp::now() - chrono::Duration::minutes(10) });
     let r = app.post_json("/v1/accounts/cy/backup-codes", &stale).await;
     assert_eq!((r.status, r.body["error"].as_str()), (403, Some("fresh_password_check_required")));
     // A fallback for a factor: none before the first factor.
-    let early = app.post_json("/v1/accounts/cy/backup-codes", &json!({ "password_checked_at": Utc::now() })).await;
+    let early = app
+        .post_json("/v1/accounts/cy/backup-codes", &json!({ "password_checked_at": verifyd_core::timestamp::now() }))
+        .await;
     assert_eq!((early.status, early.body["error"].as_str()), (409, Some("no_active_factor")));
 
-    let proof = first_factor(&app, "cy").await;
-    let fresh = json!({ "password_checked_at": Utc::now(), "step_up": proof });
+    let proof = app.enrolled_authenticator("cy", None).await.first_proof();
+    let fresh = json!({ "password_checked_at": verifyd_core::timestamp::now(), "step_up": proof });
     let generated = app.post_json("/v1/accounts/cy/backup-codes", &fresh).await;
     assert_eq!(generated.status, 201, "{:?}", generated.body);
     assert_eq!(generated.headers["cache-control"], "no-store");
@@ -155,11 +139,11 @@ async fn backup_codes_need_a_fresh_password_check_and_are_shown_once() {
 async fn a_recovery_code_is_shown_once_in_groups_and_never_stored() {
     let app = spawn_app().await;
     let mut events = app.capture_events(&format!("{}.recovery_code.*", app.tenant)).await;
-    let stale = json!({ "password_checked_at": Utc::now() - chrono::Duration::minutes(6) });
+    let stale = json!({ "password_checked_at": verifyd_core::timestamp::now() - chrono::Duration::minutes(6) });
     assert_eq!(app.post_json("/v1/accounts/eve/recovery-code", &stale).await.status, 403);
 
-    let proof = first_factor(&app, "eve").await;
-    let fresh = json!({ "password_checked_at": Utc::now(), "step_up": proof });
+    let proof = app.enrolled_authenticator("eve", None).await.first_proof();
+    let fresh = json!({ "password_checked_at": verifyd_core::timestamp::now(), "step_up": proof });
     let first = app.post_json("/v1/accounts/eve/recovery-code", &fresh).await;
     assert_eq!(first.status, 201, "{:?}", first.body);
     let code = first.body["recovery_code"].as_str().unwrap().to_owned();
@@ -190,7 +174,7 @@ async fn a_phone_factor_added_by_verification_is_an_account_event_audited_with_i
     let checked = app.check(created.body["id"].as_str().unwrap(), &code).await;
     assert_eq!(checked.body["status"], "approved");
     let by_phone = events.wait_for_event("factor.added", Duration::from_secs(10)).await;
-    first_factor(&app, "tom").await;
+    app.enrolled_authenticator("tom", None).await.first_proof();
     let all = events.drain(Duration::from_millis(1_500)).await;
     let by_app = all.iter().map(|m| m.json()).find(|e| e["account_id"] == "tom").expect("tom's factor.added");
 
@@ -235,7 +219,7 @@ async fn deleting_an_authenticator_never_confirmed_publishes_no_factor_removed()
     assert_eq!(audit.body["entries"], json!([]), "{:?}", audit.body);
 
     // Confirmed, then deleted: both announced.
-    let proof = first_factor(&app, "una").await;
+    let proof = app.enrolled_authenticator("una", None).await.first_proof();
     let active = app.get("/v1/accounts/una/factors").await.body["factors"][0]["id"].as_str().unwrap().to_owned();
     let removed = app.delete_json(&format!("/v1/accounts/una/factors/{active}"), &json!({ "step_up": proof })).await;
     assert_eq!(removed.status, 200, "{:?}", removed.body);

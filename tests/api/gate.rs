@@ -5,51 +5,12 @@
 
 use std::time::Duration;
 
-use chrono::Utc;
 use futures_util::future::join_all;
 use serde_json::{Value, json};
-use totp_rs::Totp;
 
-use crate::helpers::{Reply, TestApp, spawn_app};
+use crate::helpers::{Authenticator, Reply, TestApp, authenticator_code, spawn_app};
 
 const WAIT: Duration = Duration::from_secs(10);
-
-/// What an authenticator app shows `ahead` time steps from now (the gate
-/// accepts ±1 step, and never a step it accepted before).
-fn authenticator_code(uri: &str, ahead: u64) -> String {
-    let totp = Totp::from_url(uri).expect("a valid otpauth URI");
-    let now = u64::try_from(Utc::now().timestamp()).unwrap();
-    totp.generate(now + 30 * ahead).to_string()
-}
-
-/// Enrols an account's first authenticator app; returns its URI, its factor
-/// id, and the step-up proof its confirmation gives.
-async fn enrol_authenticator(app: &TestApp, account: &str) -> (String, String, String) {
-    let (uri, id, proof) = enrol_another_authenticator(app, account, None).await;
-    (uri, id, proof.expect("the first factor's confirmation gives a step-up proof"))
-}
-
-/// Enrols an authenticator app, with a step-up proof when the account already
-/// has a factor; returns its URI, its factor id and the proof it gives, if any.
-async fn enrol_another_authenticator(
-    app: &TestApp,
-    account: &str,
-    step_up: Option<&str>,
-) -> (String, String, Option<String>) {
-    let enrolled = app.post_json(&format!("/v1/accounts/{account}/factors/totp"), &json!({})).await;
-    assert_eq!(enrolled.status, 201, "{:?}", enrolled.body);
-    let uri = enrolled.body["otpauth_uri"].as_str().unwrap().to_owned();
-    let factor_id = enrolled.body["factor"]["id"].as_str().unwrap().to_owned();
-    let path = format!("/v1/accounts/{account}/factors/{factor_id}/confirm");
-    let mut body = json!({ "code": authenticator_code(&uri, 0) });
-    if let Some(proof) = step_up {
-        body["step_up"] = json!(proof);
-    }
-    let confirmed = app.post_json(&path, &body).await;
-    assert_eq!(confirmed.status, 200, "{:?}", confirmed.body);
-    let proof = confirmed.body["proof"].as_str().map(str::to_owned);
-    (uri, factor_id, proof)
-}
 
 async fn login(app: &TestApp, account: &str, body: Value) -> Reply {
     let r = app.post_json(&format!("/v1/accounts/{account}/login"), &body).await;
@@ -176,13 +137,14 @@ async fn seed_a_sms_factor_enrols_logs_in_by_sms_and_voice_and_is_deleted_with_i
 async fn seed_b_totp_with_backup_codes_required_policy_and_admin_reset() {
     let app = spawn_app().await;
     let mut events = app.capture_events(&format!("{}.#", app.tenant)).await;
-    let (uri, totp_id, proof) = enrol_authenticator(&app, "tess").await;
+    let Authenticator { uri, factor_id: totp_id, proof } = app.enrolled_authenticator("tess", None).await;
+    let proof = proof.expect("a first factor's proof");
 
     // New backup codes get past the second factor: a fresh password and a step-up.
-    let fresh = json!({ "password_checked_at": Utc::now() });
+    let fresh = json!({ "password_checked_at": verifyd_core::timestamp::now() });
     let r = app.post_json("/v1/accounts/tess/backup-codes", &fresh).await;
     assert_eq!((r.status, r.body["error"].as_str()), (403, Some("step_up_required")));
-    let with_proof = json!({ "password_checked_at": Utc::now(), "step_up": proof });
+    let with_proof = json!({ "password_checked_at": verifyd_core::timestamp::now(), "step_up": proof });
     let generated = app.post_json("/v1/accounts/tess/backup-codes", &with_proof).await;
     assert_eq!(generated.status, 201, "{:?}", generated.body);
     let codes: Vec<String> =
@@ -240,7 +202,7 @@ async fn seed_b_totp_with_backup_codes_required_policy_and_admin_reset() {
     assert_eq!(r.body["decision"], "enrolment_required");
     let dead = app.post_json("/v1/proofs/verify", &json!({ "proof": backup_proof })).await;
     assert_eq!((dead.status, dead.body["error"].as_str()), (403, Some("invalid_proof")));
-    enrol_authenticator(&app, "tess").await;
+    app.enrolled_authenticator("tess", None).await;
     let r = login(&app, "tess", json!({ "organisation_id": "acme" })).await;
     assert_eq!(r.body["challenge"]["backup_codes_left"], 0);
     let refused = answer(&app, "tess", &challenge_id(&r), &codes[5]).await;
@@ -250,7 +212,7 @@ async fn seed_b_totp_with_backup_codes_required_policy_and_admin_reset() {
     let off = json!({ "policy": "optional", "actor": "admin-1" });
     let r = set_policy(&app, "acme", off.clone()).await;
     assert_eq!((r.status, r.body["error"].as_str()), (403, Some("step_up_required")));
-    let (admin_uri, _, _) = enrol_authenticator(&app, "admin-1").await;
+    let Authenticator { uri: admin_uri, .. } = app.enrolled_authenticator("admin-1", None).await;
     let step_up = app.post_json("/v1/accounts/admin-1/step-up", &json!({})).await;
     let passed = answer(&app, "admin-1", &challenge_id(&step_up), &authenticator_code(&admin_uri, 1)).await;
     let admin_proof = passed.body["proof"].as_str().unwrap();
@@ -283,9 +245,13 @@ async fn seed_c_mandatory_policy_and_a_recovery_code_that_works_once() {
     assert_eq!(set_policy(&app, "bank", json!({ "policy": "mandatory", "actor": "boss" })).await.status, 200);
     assert_eq!(login(&app, "vic", json!({ "organisation_id": "bank" })).await.body["decision"], "enrolment_required");
 
-    let (_, totp_id, proof) = enrol_authenticator(&app, "vic").await;
+    let Authenticator { factor_id: totp_id, proof, .. } = app.enrolled_authenticator("vic", None).await;
+    let proof = proof.expect("a first factor's proof");
     let made = app
-        .post_json("/v1/accounts/vic/recovery-code", &json!({ "password_checked_at": Utc::now(), "step_up": proof }))
+        .post_json(
+            "/v1/accounts/vic/recovery-code",
+            &json!({ "password_checked_at": verifyd_core::timestamp::now(), "step_up": proof }),
+        )
         .await;
     assert_eq!(made.status, 201, "{:?}", made.body);
     let old = made.body["recovery_code"].as_str().unwrap().to_owned();
@@ -309,7 +275,10 @@ async fn seed_c_mandatory_policy_and_a_recovery_code_that_works_once() {
 
     // A new recovery code (with the proof of the recovery login) kills the old one.
     let again = app
-        .post_json("/v1/accounts/vic/recovery-code", &json!({ "password_checked_at": Utc::now(), "step_up": proof }))
+        .post_json(
+            "/v1/accounts/vic/recovery-code",
+            &json!({ "password_checked_at": verifyd_core::timestamp::now(), "step_up": proof }),
+        )
         .await;
     assert_eq!(again.status, 201, "{:?}", again.body);
     let new = again.body["recovery_code"].as_str().unwrap().to_owned();
@@ -344,8 +313,9 @@ async fn answer_all(app: &TestApp, account: &str, challenges: &[String], code: &
 async fn fifty_parallel_uses_of_one_totp_step_backup_code_or_recovery_code_pass_once_each() {
     // 147 wrong answers on purpose: the account's lockout is another test's.
     let app = crate::helpers::spawn_app_with(|c| c.gate.max_failures = 1_000).await;
-    let (uri, _, proof) = enrol_authenticator(&app, "wes").await;
-    let body = json!({ "password_checked_at": Utc::now(), "step_up": proof });
+    let Authenticator { uri, proof, .. } = app.enrolled_authenticator("wes", None).await;
+    let proof = proof.expect("a first factor's proof");
+    let body = json!({ "password_checked_at": verifyd_core::timestamp::now(), "step_up": proof });
     let backup =
         app.post_json("/v1/accounts/wes/backup-codes", &body).await.body["codes"][3].as_str().unwrap().to_owned();
     let recovery =
@@ -365,7 +335,7 @@ async fn fifty_parallel_uses_of_one_totp_step_backup_code_or_recovery_code_pass_
 async fn five_wrong_answers_fail_a_challenge_and_tell_the_user() {
     let app = spawn_app().await;
     let mut events = app.capture_events(&format!("{}.challenge.failed", app.tenant)).await;
-    let (uri, _, _) = enrol_authenticator(&app, "xia").await;
+    let Authenticator { uri, .. } = app.enrolled_authenticator("xia", None).await;
     let challenge = challenge_id(&login(&app, "xia", json!({})).await);
     // Opened before any wrong answer: the account's limit must still hold on it.
     let spare = challenge_id(&login(&app, "xia", json!({})).await);
@@ -403,8 +373,9 @@ async fn five_wrong_answers_fail_a_challenge_and_tell_the_user() {
 async fn the_default_factor_changes_only_with_a_step_up() {
     let app = spawn_app().await;
     let mut events = app.capture_events(&format!("{}.factor.default_changed", app.tenant)).await;
-    let (_, first, proof) = enrol_authenticator(&app, "yan").await;
-    let (_, second, none) = enrol_another_authenticator(&app, "yan", Some(&proof)).await;
+    let Authenticator { factor_id: first, proof, .. } = app.enrolled_authenticator("yan", None).await;
+    let proof = proof.expect("a first factor's proof");
+    let Authenticator { factor_id: second, proof: none, .. } = app.enrolled_authenticator("yan", Some(&proof)).await;
     assert_eq!(none, None, "only the first factor's confirmation is a step-up");
     let defaults = || async {
         let factors = app.get("/v1/accounts/yan/factors").await.body["factors"].clone();
@@ -437,7 +408,8 @@ async fn the_default_factor_changes_only_with_a_step_up() {
 #[actix_rt::test]
 async fn a_second_factor_is_added_only_with_a_step_up_from_the_first() {
     let app = spawn_app().await;
-    let (uri, totp_id, proof) = enrol_authenticator(&app, "ivy").await;
+    let Authenticator { uri, factor_id: totp_id, proof } = app.enrolled_authenticator("ivy", None).await;
+    let proof = proof.expect("a first factor's proof");
 
     // Another authenticator: its right code alone is not enough.
     let enrolled = app.post_json("/v1/accounts/ivy/factors/totp", &json!({})).await;
@@ -524,7 +496,7 @@ async fn a_tenant_limit_refusal_leaves_no_verification_behind() {
     let challenge = challenge_id(&r);
     let read = app.get(&format!("/v1/accounts/max/challenges/{challenge}")).await;
     assert_eq!(read.status, 200, "the challenge was committed: {:?}", read.body);
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    app.delivery_settled().await;
     assert_eq!(app.twilio.sent_sms().await.len(), 1, "nothing went out for the refused code");
 }
 
@@ -572,7 +544,7 @@ async fn two_serve_processes_give_the_same_gate_answers() {
     let from_other = app.post_json_at(&other, "/v1/accounts/zed/login", &json!({ "organisation_id": "corp" })).await;
     assert_eq!(from_other.body["decision"], "enrolment_required", "{:?}", from_other.body);
 
-    let (uri, _, _) = enrol_authenticator(&app, "zed").await;
+    let Authenticator { uri, .. } = app.enrolled_authenticator("zed", None).await;
     let opened = app.post_json_at(&other, "/v1/accounts/zed/login", &json!({ "organisation_id": "corp" })).await;
     let challenge = challenge_id(&opened);
     let code = authenticator_code(&uri, 1);
@@ -599,8 +571,9 @@ async fn two_serve_processes_give_the_same_gate_answers() {
 #[actix_rt::test]
 async fn a_right_code_of_another_factor_is_refused_as_a_wrong_one_and_spends_nothing() {
     let app = spawn_app().await;
-    let (uri_a, id_a, proof) = enrol_authenticator(&app, "otto").await;
-    let (uri_b, id_b, _) = enrol_another_authenticator(&app, "otto", Some(&proof)).await;
+    let Authenticator { uri: uri_a, factor_id: id_a, proof } = app.enrolled_authenticator("otto", None).await;
+    let proof = proof.expect("a first factor's proof");
+    let Authenticator { uri: uri_b, factor_id: id_b, .. } = app.enrolled_authenticator("otto", Some(&proof)).await;
 
     let r = app.post_json("/v1/accounts/otto/step-up", &json!({ "factor_id": id_a })).await;
     let challenge = challenge_id(&r);
@@ -685,7 +658,7 @@ async fn a_challenge_code_sent_by_voice_never_becomes_a_voice_factor() {
 async fn a_reset_counts_the_factors_the_user_had_not_pending_enrolments() {
     let app = spawn_app().await;
     let mut events = app.capture_events(&format!("{}.account.reset", app.tenant)).await;
-    enrol_authenticator(&app, "rhea").await;
+    app.enrolled_authenticator("rhea", None).await;
     let pending = app.post_json("/v1/accounts/rhea/factors/totp", &json!({})).await;
     assert_eq!(pending.status, 201, "{:?}", pending.body);
     assert_eq!(app.get("/v1/accounts/rhea/factors").await.body["factors"].as_array().unwrap().len(), 2);

@@ -100,7 +100,7 @@ async fn an_exhausted_job_is_listed_opened_replayed_once_after_the_provider_reco
     let again = app.post_json_as(&operator, &format!("/v1/ops/dead-letters/{id}/replay"), &json!({})).await;
     assert_eq!((again.status, again.body["error"].as_str()), (409, Some("dead_letter_resolved")), "{:?}", again.body);
     assert_eq!(again.body["dead_letter_status"], "replayed");
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    app.delivery_settled().await;
     assert_eq!(sms_to(&app, phone).await, 1, "delivered exactly once");
 
     // The letter now says what became of it, and the delivery history shows the replay's attempt.
@@ -181,7 +181,7 @@ async fn discard_puts_a_letter_aside_and_a_discard_racing_a_replay_has_one_winne
     let mut statuses = [replayed.status, discarded.status];
     statuses.sort();
     assert_eq!(statuses, [200, 409], "{:?} / {:?}", replayed.body, discarded.body);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    app.delivery_settled().await;
     let expected = usize::from(replayed.status == 200);
     assert_eq!(sms_to(&app, phone).await, expected, "sent once if the replay won, never if the discard did");
 
@@ -453,7 +453,7 @@ async fn a_letter_dead_lettered_by_an_earlier_version_is_recorded_once_and_repla
     assert_eq!(letter["tenant"], app.tenant.as_str());
     assert_eq!(letter["dead_lettered_at"], "2026-12-01T10:00:00.000000Z");
     assert_eq!(letter["replayable"], true);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    app.delivery_settled().await;
     assert_eq!(app.dead_letters_as(&operator).await.len(), 1, "recorded once");
     let _ = &letter;
 

@@ -273,7 +273,7 @@ async fn an_undelivered_sms_is_followed_by_one_voice_call_with_the_same_code() {
     assert_eq!(post_receipt(&app, &failed_too, None).await, 204);
     wait_for_count(&app, "SELECT count(*) FROM delivery_attempts WHERE outcome = 'sent' AND channel = 'voice'", 1)
         .await;
-    actix_rt::time::sleep(Duration::from_millis(500)).await;
+    app.delivery_settled().await;
     assert_eq!(app.twilio.placed_calls().await.len(), 1, "one fallback call per verification");
     assert_eq!(app.check(&v, &code).await.body["status"], "approved");
 }
@@ -294,7 +294,7 @@ async fn a_landline_gets_the_code_by_voice_when_fallback_is_on_and_a_failure_whe
             assert_eq!(app.check(&v, &code).await.body["status"], "approved");
         } else {
             assert!(failed.get("fallback").is_none(), "{failed}");
-            actix_rt::time::sleep(Duration::from_millis(500)).await;
+            app.delivery_settled().await;
             assert!(app.twilio.placed_calls().await.is_empty());
         }
     }

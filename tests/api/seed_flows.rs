@@ -3,20 +3,9 @@
 //! that are the codes downloaded, a user's own factor changes with the
 //! `enrol` scope, and an admin reset that names who stands behind it.
 
-use chrono::Utc;
 use serde_json::{Value, json};
 
 use crate::helpers::{Reply, TestApp, spawn_app};
-
-async fn verify_phone(app: &TestApp, account: &str, phone: &str) -> Reply {
-    let seen = app.twilio.sent_sms().await.iter().filter(|s| s.to == phone).count();
-    let created = app.create_verification(account, phone, "sms").await;
-    assert_eq!(created.status, 201, "{:?}", created.body);
-    let code = app.next_code_to(phone, seen).await;
-    let checked = app.check(created.body["id"].as_str().unwrap(), &code).await;
-    assert_eq!((checked.status, checked.body["status"].as_str()), (200, Some("approved")), "{:?}", checked.body);
-    checked
-}
 
 /// A POST of `body` that asks for `accept`.
 async fn post_accepting(app: &TestApp, path: &str, accept: &str, body: &Value) -> Reply {
@@ -39,12 +28,12 @@ async fn answer(app: &TestApp, account: &str, challenge: &str, code: &str) -> Re
 async fn seed_d_verify_a_phone_once_then_download_the_recovery_code_and_log_in_with_it_once() {
     let app = spawn_app().await;
     let phone = "+14155550177";
-    let checked = verify_phone(&app, "tia", phone).await;
+    let checked = app.verified_phone("tia", phone).await.approval;
     let proof = checked.body["proof"].as_str().expect("the first factor's approval gives a step-up proof").to_owned();
     assert_eq!(checked.headers["cache-control"], "no-store", "no cache keeps a proof");
-    assert!(checked.body["proof_expires_at"].as_str().unwrap() > Utc::now().to_rfc3339().as_str());
+    assert!(checked.body["proof_expires_at"].as_str().unwrap() > verifyd_core::timestamp::now().to_rfc3339().as_str());
 
-    let body = json!({ "password_checked_at": Utc::now(), "step_up": proof });
+    let body = json!({ "password_checked_at": verifyd_core::timestamp::now(), "step_up": proof });
     let made = post_accepting(&app, "/v1/accounts/tia/recovery-code", "text/plain", &body).await;
     assert_eq!(made.status, 201, "{:?}", made.body);
     assert_eq!(made.headers["content-type"], "text/plain; charset=utf-8");
@@ -64,7 +53,7 @@ async fn seed_d_verify_a_phone_once_then_download_the_recovery_code_and_log_in_w
     assert_eq!(answer(&app, "tia", &challenge, &recovery_code).await.status, 422, "used once");
 
     // A second phone is no first factor: its approval gives no proof.
-    let second = verify_phone(&app, "tia", "+14155550178").await;
+    let second = app.verified_phone("tia", "+14155550178").await.approval;
     assert!(second.body.get("proof").is_none(), "{:?}", second.body);
 }
 
@@ -73,8 +62,8 @@ async fn seed_d_verify_a_phone_once_then_download_the_recovery_code_and_log_in_w
 #[actix_rt::test]
 async fn the_backup_codes_on_screen_are_the_ones_in_the_file_and_a_json_preference_wins() {
     let app = spawn_app().await;
-    let proof = verify_phone(&app, "ben", "+14155550179").await.body["proof"].as_str().unwrap().to_owned();
-    let body = json!({ "password_checked_at": Utc::now(), "step_up": proof });
+    let proof = app.verified_phone("ben", "+14155550179").await.approval.body["proof"].as_str().unwrap().to_owned();
+    let body = json!({ "password_checked_at": verifyd_core::timestamp::now(), "step_up": proof });
     let made = post_accepting(&app, "/v1/accounts/ben/backup-codes", "application/json, text/plain;q=0.5", &body).await;
     assert_eq!(made.status, 201, "{:?}", made.body);
     let codes: Vec<&str> = made.body["codes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
@@ -103,7 +92,7 @@ async fn a_users_own_factor_changes_take_enrol_and_a_reset_takes_a_proof_or_an_a
     let app = spawn_app().await;
     let enrol = app.key_with_scopes(&["enrol"]).await;
     let admin = app.key_with_scopes(&["admin"]).await;
-    let checked = verify_phone(&app, "ola", "+14155550180").await;
+    let checked = app.verified_phone("ola", "+14155550180").await.approval;
     let proof = checked.body["proof"].as_str().unwrap().to_owned();
     let factors = app.get_as(&enrol, "/v1/accounts/ola/factors").await.body;
     let factor_id = factors["factors"][0]["id"].as_str().unwrap().to_owned();
@@ -132,7 +121,7 @@ async fn a_users_own_factor_changes_take_enrol_and_a_reset_takes_a_proof_or_an_a
     assert_eq!(removed.status, 200, "{:?}", removed.body);
 
     // A reset: the admin's own proof (checked) or an attestation (kept).
-    let proof = verify_phone(&app, "ola", "+14155550181").await.body["proof"].as_str().unwrap().to_owned();
+    let proof = app.verified_phone("ola", "+14155550181").await.approval.body["proof"].as_str().unwrap().to_owned();
     let reset = |body: Value| {
         let req = app.client.post(app.url("/v1/accounts/ola/reset")).bearer_auth(&admin).json(&body);
         app.send(req)
@@ -160,8 +149,9 @@ async fn a_users_own_factor_changes_take_enrol_and_a_reset_takes_a_proof_or_an_a
     assert!(entry["api_key_id"].as_str().is_some_and(|k| admin.starts_with(k)), "{entry}");
 
     // An admin with a factor of their own resets with their proof.
-    let admin_proof = verify_phone(&app, "admin-2", "+14155550182").await.body["proof"].as_str().unwrap().to_owned();
-    verify_phone(&app, "ola", "+14155550183").await;
+    let admin_proof =
+        app.verified_phone("admin-2", "+14155550182").await.approval.body["proof"].as_str().unwrap().to_owned();
+    app.verified_phone("ola", "+14155550183").await;
     let proven = reset(json!({ "actor": "admin-2", "step_up": admin_proof })).await;
     assert_eq!((proven.status, proven.body["factors_removed"].as_u64()), (200, Some(1)), "{:?}", proven.body);
 }

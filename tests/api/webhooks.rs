@@ -111,18 +111,6 @@ async fn add_endpoint(app: &TestApp, url: &str, event_types: Value) -> (String, 
     (id, secret)
 }
 
-/// Runs a verification to `approved`; returns its id.
-async fn approved_verification(app: &TestApp, account: &str) -> String {
-    let seen = app.twilio.sent_sms().await.len();
-    let created = app.create_verification(account, US, "sms").await;
-    assert_eq!(created.status, 201, "{:?}", created.body);
-    let id = created.body["id"].as_str().expect("id").to_owned();
-    let code = app.next_code_to(US, seen).await;
-    let checked = app.check(&id, &code).await;
-    assert_eq!(checked.body["status"], "approved", "{:?}", checked.body);
-    id
-}
-
 /// An endpoint's deliveries, once `done` holds of them (15 s at most).
 async fn deliveries_until(app: &TestApp, endpoint: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -173,7 +161,7 @@ async fn a_backend_receives_its_events_signed_in_order_and_as_amqp_publishes_the
     let endpoint = webhook["id"].as_str().expect("id").to_owned();
 
     let mut events = app.capture_events(&format!("{}.#", app.tenant)).await;
-    let verification = approved_verification(&app, "uma").await;
+    let verification = app.verified_phone("uma", US).await.verification_id;
     events.wait_for_event("verification.approved", Duration::from_secs(10)).await;
     let published: Vec<Value> = events.drain(Duration::from_millis(500)).await.iter().map(|m| m.json()).collect();
     let names: Vec<&Value> = published.iter().map(|e| &e["event"]).collect();
@@ -194,7 +182,7 @@ async fn a_backend_receives_its_events_signed_in_order_and_as_amqp_publishes_the
         .collect();
     assert_eq!(events_of(&hooks, &verification), amqp_order, "one verification's events in the order they happened");
     assert_eq!(amqp_order.first().map(String::as_str), Some("verification.created"));
-    let now = chrono::Utc::now().timestamp();
+    let now = verifyd_core::timestamp::now().timestamp();
     for h in &hooks {
         assert!(signed_by(&secret, h), "signature verifies with the secret shown: {h:?}");
         assert!(h.id.starts_with("msg_"), "{h:?}");
@@ -233,8 +221,8 @@ async fn a_receiver_that_fails_then_recovers_gets_every_event_once_delivered_in_
     let server = receiver(&[(503, fail), (500, fail), (429, fail), (503, fail)], 200).await;
     let (endpoint, secret) = add_endpoint(&app, &format!("{}/in", server.uri()), json!(["verification.*"])).await;
 
-    let first = approved_verification(&app, "vic").await;
-    let second = approved_verification(&app, "wen").await;
+    let first = app.verified_phone("vic", US).await.verification_id;
+    let second = app.verified_phone("wen", US).await.verification_id;
     let list =
         deliveries_until(&app, &endpoint, |l| l.len() >= 6 && l.iter().all(|d| d["status"] == "delivered")).await;
     let hooks = hooks(&server).await;
@@ -303,7 +291,7 @@ async fn filters_disabling_and_secret_rotation_do_what_the_backend_asked() {
     let (factors_id, _) = add_endpoint(&app, &factors.uri(), json!(["factor.*", "account.reset"])).await;
     add_endpoint(&app, &witness.uri(), json!(["verification.approved"])).await;
 
-    let one = approved_verification(&app, "yan").await;
+    let one = app.verified_phone("yan", US).await.verification_id;
     let got = wait_for_hooks(&approvals, 1).await;
     assert_eq!(got[0].json["verification_id"], one.as_str());
     assert_eq!(got[0].json["event"], "verification.approved", "only what the filter names");
@@ -318,7 +306,7 @@ async fn filters_disabling_and_secret_rotation_do_what_the_backend_asked() {
     let second_secret = rotated.body["secret"].as_str().expect("secret").to_owned();
     assert_ne!(second_secret, first_secret);
     assert!(rotated.body["webhook"]["previous_secret_expires_at"].is_string(), "{:?}", rotated.body);
-    approved_verification(&app, "yan").await;
+    app.verified_phone("yan", US).await;
     let got = wait_for_hooks(&approvals, 2).await;
     assert_eq!(got[1].signature.split(' ').count(), 2, "{:?}", got[1]);
     assert!(signed_by(&second_secret, &got[1]) && signed_by(&first_secret, &got[1]));
@@ -328,7 +316,7 @@ async fn filters_disabling_and_secret_rotation_do_what_the_backend_asked() {
         app.post_json(&format!("/v1/webhooks/{approvals_id}/rotate-secret"), &json!({ "overlap_secs": 0 })).await;
     let third_secret = rotated.body["secret"].as_str().expect("secret").to_owned();
     assert!(rotated.body["webhook"].get("previous_secret_expires_at").is_none(), "{:?}", rotated.body);
-    approved_verification(&app, "yan").await;
+    app.verified_phone("yan", US).await;
     let got = wait_for_hooks(&approvals, 3).await;
     assert!(
         signed_by(&third_secret, &got[2]) && !signed_by(&second_secret, &got[2]) && !signed_by(&first_secret, &got[2])
@@ -341,7 +329,7 @@ async fn filters_disabling_and_secret_rotation_do_what_the_backend_asked() {
         (off.status, &off.body["enabled"], &off.body["disabled_reason"]),
         (200, &json!(false), &json!("manual"))
     );
-    let quiet = approved_verification(&app, "yan").await;
+    let quiet = app.verified_phone("yan", US).await.verification_id;
     let seen = wait_for_hooks(&witness, 4).await;
     assert!(seen.iter().any(|h| h.json["verification_id"] == quiet.as_str()), "{seen:?}");
     let list = app.get(&format!("/v1/webhooks/{approvals_id}/deliveries")).await;
@@ -350,7 +338,7 @@ async fn filters_disabling_and_secret_rotation_do_what_the_backend_asked() {
     let on = app.client.patch(app.url(&format!("/v1/webhooks/{approvals_id}"))).bearer_auth(&app.api_key);
     let on = app.send(on.json(&json!({ "enabled": true }))).await;
     assert_eq!((on.status, on.body.get("disabled_reason")), (200, None));
-    approved_verification(&app, "yan").await;
+    app.verified_phone("yan", US).await;
     wait_for_hooks(&approvals, 4).await;
     let factor_events = hooks(&factors).await;
     assert!(!factor_events.is_empty(), "the first approval made the phone a factor");
@@ -399,7 +387,7 @@ async fn a_refused_delivery_is_a_dead_letter_the_operator_replays_under_the_same
         add_endpoint(&app, &format!("{}/hook?token=never-logged", refusing.uri()), approved.clone()).await;
     let (failing_id, _) = add_endpoint(&app, &failing.uri(), approved.clone()).await;
     let (gone_id, _) = add_endpoint(&app, &gone.uri(), approved).await;
-    approved_verification(&app, "zed").await;
+    app.verified_phone("zed", US).await;
 
     let operator = app.operator_key().await;
     let refused = app
