@@ -5,7 +5,11 @@
 //! the pumping guard), `delivery` (dispatch, routing, receipts, texts, the
 //! outbox and relay, the event contract), `webhooks`, `ops` (dead letters,
 //! health, metrics), `store` (the SQL), and `infra` (RabbitMQ, consumers,
-//! shards, the runtime). `ids` and `timestamp` are the vocabulary they share.
+//! shards and the order they keep), which the flows stand on. `runtime` is the
+//! composition root: it starts a process's actors and consumers and wires the
+//! flows together, so it knows every flow and no flow knows it. `ids`,
+//! `timestamp` and `dead_letter` (why a message was set aside) are the
+//! vocabulary they share.
 //!
 //! Every actor holds only what it can recompute from PostgreSQL: any number of
 //! `serve` and `worker` processes may run side by side.
@@ -13,11 +17,13 @@
 pub mod abuse;
 pub mod account;
 pub mod codes;
+pub mod dead_letter;
 pub mod delivery;
 pub mod ids;
 pub mod infra;
 pub mod limits;
 pub mod ops;
+pub mod runtime;
 pub mod store;
 pub mod timestamp;
 pub mod verification;

@@ -15,16 +15,10 @@ use std::path::{Path, PathBuf};
 /// Two-way imports not yet taken apart. Remove a line when its pair is gone.
 const KNOWN: &[(&str, &str)] = &[
     ("account", "store"),
-    ("delivery", "infra"),
     ("delivery", "ops"),
     ("delivery", "store"),
     ("delivery", "verification"),
-    ("infra", "ops"),
-    ("infra", "verification"),
-    ("infra", "webhooks"),
-    ("ops", "store"),
     ("ops", "verification"),
-    ("ops", "webhooks"),
     ("store", "verification"),
 ];
 

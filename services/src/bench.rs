@@ -19,8 +19,8 @@ use lapin::types::FieldTable;
 use sqlx::PgPool;
 use uuid::Uuid;
 use verifyd_core::infra::consumer::{self, DeliveryHandler, Disposition};
-use verifyd_core::infra::runtime::Role;
 use verifyd_core::limits::{Limit, Limits};
+use verifyd_core::runtime::Role;
 use verifyd_providers::twilio::TwilioConfig;
 
 use crate::app;

@@ -8,18 +8,17 @@
 
 use std::sync::Arc;
 
-use chrono::Utc;
 use futures_util::future::BoxFuture;
 use lapin::message::Delivery;
 use serde_json::json;
 use sqlx::PgPool;
 use uuid::Uuid;
+use verifyd_core::dead_letter::Reason;
 use verifyd_core::delivery::contract::VerificationRequest;
 use verifyd_core::ids::{ReplyTo, Tenant};
 use verifyd_core::infra::amqp::{PublishError, Topology, json_properties, publish_confirmed};
 use verifyd_core::infra::consumer::{DeliveryHandler, Disposition, Letter, dead_letter};
 use verifyd_core::infra::shards::Shards;
-use verifyd_core::ops::reason::Reason;
 use verifyd_core::store::tenants;
 use verifyd_core::verification::{Create, Request, VerificationActor, VerificationError};
 
@@ -139,7 +138,7 @@ impl Intake {
         let account_id = request.account_id.as_str().to_owned();
         let shard = self.verification.pick(&(tenant.id, account_id.clone()));
         let result = shard
-            .send(Create { tenant: tenant.clone(), request, reply: reply.clone(), now: Utc::now() })
+            .send(Create { tenant: tenant.clone(), request, reply: reply.clone(), now: verifyd_core::timestamp::now() })
             .await
             .map_err(|e| IntakeError::Verification(e.into()))?;
         match result {
@@ -203,7 +202,7 @@ impl Intake {
             "event_id": Uuid::new_v4(),
             "event": "verification.rejected",
             "tenant": tenant.name,
-            "occurred_at": verifyd_core::timestamp::format(Utc::now()),
+            "occurred_at": verifyd_core::timestamp::format(verifyd_core::timestamp::now()),
         });
         if let (Some(obj), serde_json::Value::Object(extra)) = (event.as_object_mut(), detail) {
             obj.extend(extra);

@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use verifyd::api_keys::{AllowedSources, KeySpec, Scopes, operator};
 use verifyd::config::Config;
 use verifyd::{api_keys, app, bench, telemetry};
-use verifyd_core::infra::runtime::Role;
+use verifyd_core::runtime::Role;
 use verifyd_core::store::tenants;
 
 #[derive(Parser)]
@@ -243,7 +243,8 @@ async fn queues(config: &Config, json: bool) -> anyhow::Result<()> {
     let amqp = app::rabbitmq(config).await?;
     let pool = app::database(config, false).await?;
     let settings = app::settings(config)?;
-    let queues = verifyd_core::ops::overview::queues(&pool, &amqp, &settings.topology, chrono::Utc::now()).await?;
+    let queues =
+        verifyd_core::ops::overview::queues(&pool, &amqp, &settings.topology, verifyd_core::timestamp::now()).await?;
     let _ = amqp.close(200, "done".into()).await;
     if json {
         println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "queues": queues }))?);

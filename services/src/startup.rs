@@ -5,7 +5,7 @@
 
 use verifyd_core::delivery::routing::Routes;
 use verifyd_core::infra::amqp::{DeclareError, Inequivalent, Topology};
-use verifyd_core::infra::runtime::{Role, StartError};
+use verifyd_core::runtime::{Role, StartError};
 
 use crate::config::{Config, Mode};
 

@@ -17,8 +17,8 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable};
 
+use crate::dead_letter::Reason;
 use crate::infra::amqp::{PublishError, long_string, publish_confirmed};
-use crate::ops::reason::Reason;
 
 /// What to do with a delivery once handled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,7 +168,7 @@ impl<H: DeliveryHandler> StreamHandler<Result<Delivery, lapin::Error>> for Queue
         };
         let (handler, channel, health) = (self.handler.clone(), self.channel.clone(), self.health.clone());
         health.in_flight.fetch_add(1, Ordering::Relaxed);
-        health.took(&self.queue, delivery.properties.timestamp().as_ref().copied(), Utc::now());
+        health.took(&self.queue, delivery.properties.timestamp().as_ref().copied(), crate::timestamp::now());
         ctx.spawn(
             async move {
                 let acker = delivery.acker.clone();
@@ -312,7 +312,7 @@ pub async fn dead_letter(
     headers.insert("x-verifyd-source-exchange".into(), long_string(delivery.exchange.as_str()));
     headers.insert(
         "x-verifyd-dead-lettered-at".into(),
-        AMQPValue::LongString(crate::timestamp::format(chrono::Utc::now()).into()),
+        AMQPValue::LongString(crate::timestamp::format(crate::timestamp::now()).into()),
     );
     let props = delivery.properties.clone().with_headers(headers).with_delivery_mode(2);
     publish_confirmed(channel, "", dead_letters, &delivery.data, props).await?;

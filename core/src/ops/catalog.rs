@@ -13,7 +13,7 @@ use std::sync::{Mutex, OnceLock};
 use verifyd_providers::ErrorKind;
 use verifyd_providers::domain::Channel;
 
-use super::reason::Reason;
+use crate::dead_letter::Reason;
 use crate::limits::Scope;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

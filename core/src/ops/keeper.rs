@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::reason::Reason;
+use crate::dead_letter::Reason;
 use crate::delivery::contract::DispatchJob;
 use crate::infra::amqp::{Topology, header_str};
 use crate::infra::consumer::{DeliveryHandler, Disposition};
@@ -138,7 +138,7 @@ impl DeadLetterKeeper {
             reason: &headers.reason,
             body: &delivery.data,
             content_type: content_type.as_deref(),
-            dead_lettered_at: headers.dead_lettered_at.unwrap_or_else(Utc::now),
+            dead_lettered_at: headers.dead_lettered_at.unwrap_or_else(crate::timestamp::now),
             webhook_delivery_id: None,
         };
         let mut conn = self.pool.acquire().await?;

@@ -15,9 +15,9 @@ use serde::Serialize;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::View;
 use crate::delivery::contract::DispatchJob;
 use crate::delivery::outbox;
+use crate::ids::View;
 use crate::ids::Who;
 use crate::store::attempts::{self, Recorded};
 use crate::store::dead_letters::{self, Filter, Letter, Status};

@@ -15,8 +15,8 @@ use serde::Serialize;
 use sqlx::PgPool;
 use utoipa::ToSchema;
 
-use super::View;
 use super::stats::{self, ConversionRow, ProviderWindows, Window};
+use crate::ids::View;
 use crate::infra::amqp::Topology;
 use crate::store::attempts::{self, Recorded};
 use crate::store::{StoreError, dead_letters, processes};

@@ -17,7 +17,7 @@ use uuid::Uuid;
 use verifyd_providers::ErrorKind;
 use verifyd_providers::domain::Channel;
 
-use super::View;
+use crate::ids::View;
 
 /// Upper bounds of the latency buckets, in milliseconds; one more bucket holds
 /// everything slower. The same bounds, in seconds, are the Prometheus buckets

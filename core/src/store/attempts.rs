@@ -7,7 +7,7 @@ use verifyd_providers::ErrorKind;
 use verifyd_providers::domain::{Channel, PhoneNumber};
 
 use crate::delivery::outbox;
-use crate::ops::View;
+use crate::ids::View;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {

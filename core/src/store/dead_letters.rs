@@ -9,8 +9,8 @@ use uuid::Uuid;
 use verifyd_providers::domain::Channel;
 
 use super::{CorruptRow, StoreError};
-use crate::ops::View;
-use crate::ops::reason::Reason;
+use crate::dead_letter::Reason;
+use crate::ids::View;
 
 /// The most of a message's body a letter keeps.
 pub const MAX_BODY: usize = 64 * 1024;

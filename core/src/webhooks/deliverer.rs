@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::Addr;
-use chrono::Utc;
 use futures_util::future::BoxFuture;
 use lapin::message::Delivery;
 use serde::{Deserialize, Serialize};
@@ -21,10 +20,10 @@ use uuid::Uuid;
 use super::store::{self, Claimed, Final, NotClaimed, Record};
 use super::{SigningSecret, message_id, signature_header};
 use crate::codes::keys::CodeKeys;
+use crate::dead_letter::Reason;
 use crate::delivery::relay::OutboxRelay;
 use crate::infra::amqp::{PublishError, Topology, jittered, json_properties, publish_confirmed};
 use crate::infra::consumer::{DeliveryHandler, Disposition, Letter, dead_letter};
-use crate::ops::reason::Reason;
 use crate::store::dead_letters::NewLetter;
 
 /// The body of a message on `<prefix>webhooks` and its retry queues.
@@ -157,7 +156,7 @@ impl WebhookDeliverer {
         };
         let body = serde_json::to_vec(&claimed.payload).unwrap_or_default();
         let msg_id = message_id(claimed.id);
-        let timestamp = Utc::now().timestamp();
+        let timestamp = crate::timestamp::now().timestamp();
         let signature = signature_header(&current, previous.as_ref(), &msg_id, timestamp, &body);
         drop((current, previous));
         let started = Instant::now();
@@ -234,7 +233,7 @@ impl WebhookDeliverer {
         let current =
             SigningSecret::from_bytes(self.keys.open_bytes(claimed.endpoint_id, &claimed.secret_sealed).ok()?);
         let previous = match (&claimed.previous_sealed, claimed.previous_expires_at) {
-            (Some(sealed), Some(until)) if until > Utc::now() => {
+            (Some(sealed), Some(until)) if until > crate::timestamp::now() => {
                 Some(SigningSecret::from_bytes(self.keys.open_bytes(claimed.endpoint_id, sealed).ok()?))
             }
             _ => None,
@@ -307,7 +306,7 @@ impl WebhookDeliverer {
             reason,
             body: &body,
             content_type: Some("application/json"),
-            dead_lettered_at: Utc::now(),
+            dead_lettered_at: crate::timestamp::now(),
             webhook_delivery_id: Some(claimed.id),
         };
         let attempted = kind != Reason::SealedCode;

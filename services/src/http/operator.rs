@@ -20,8 +20,8 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 use verifyd_core::codes::keys::CodeKeys;
+use verifyd_core::ids::View;
 use verifyd_core::ids::{AccountId, Who};
-use verifyd_core::ops::View;
 
 use super::credentials::{self, Presented};
 use super::problem::ApiError;

@@ -17,11 +17,11 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use sqlx::PgPool;
 use subtle::ConstantTimeEq;
+use verifyd_core::dead_letter::Reason;
 use verifyd_core::delivery::routing::Routes;
+use verifyd_core::ids::View;
 use verifyd_core::infra::amqp::Topology;
 use verifyd_core::infra::consumer::ConsumerHealth;
-use verifyd_core::ops::View;
-use verifyd_core::ops::reason::Reason;
 use verifyd_core::store::dead_letters;
 
 /// What the probes read.
@@ -120,8 +120,8 @@ async fn refresh(p: &Probes) {
     metrics::gauge!("verifyd_consumers_live").set(live as f64);
     metrics::gauge!("verifyd_consumers_expected").set(expected as f64);
     // This process's circuits.
-    verifyd_core::ops::reporter::snapshot(&p.health, &p.routes, Utc::now());
-    let now = Utc::now();
+    verifyd_core::ops::reporter::snapshot(&p.health, &p.routes, verifyd_core::timestamp::now());
+    let now = verifyd_core::timestamp::now();
     match verifyd_core::ops::overview::queues(&p.pool, &p.amqp, &p.topology, now).await {
         Ok(queues) => {
             for q in queues.into_iter().filter(|q| !q.missing) {

@@ -142,7 +142,7 @@ async fn create(
         .transpose()?;
     let mut parsed = parse_request(body.into_inner(), header_key)?;
     parsed.api_key_id = Some(key_id);
-    let now = Utc::now();
+    let now = verifyd_core::timestamp::now();
     let shard = state.verification()?.pick(&(tenant.id, parsed.account_id.as_str().to_owned()));
     let created = shard.send(Create { tenant, request: parsed, reply: None, now }).await??;
     let view = if created.replayed {
@@ -166,7 +166,7 @@ async fn get(
 ) -> Result<HttpResponse, ApiError> {
     let id = path_id(&path)?;
     let v = store::get(&state.pool, tenant.id, id).await.map_err(ApiError::internal)?.ok_or(ApiError::NotFound)?;
-    Ok(HttpResponse::Ok().json(read(&state, &v, Utc::now()).await?))
+    Ok(HttpResponse::Ok().json(read(&state, &v, verifyd_core::timestamp::now()).await?))
 }
 
 /// A verification with its latest delivery read from the store.
@@ -204,7 +204,7 @@ async fn check(
 ) -> Result<HttpResponse, ApiError> {
     let id = path_id(&path)?;
     let code = Code::parse(body.typed()?).map_err(|e| ApiError::field("code", e))?;
-    let now = Utc::now();
+    let now = verifyd_core::timestamp::now();
     let shard = state.verification()?.pick(&id);
     let checked = shard.send(Check { tenant, id, code, now }).await??;
     // Expired by this check or earlier by the sweep: the same answer.
@@ -251,7 +251,7 @@ async fn resend(
     // No body means "same channel".
     let body: ResendBody = optional_body(&body)?;
     let channel = body.channel.map(|c| c.parse::<Channel>()).transpose().map_err(|e| ApiError::field("channel", e))?;
-    let now = Utc::now();
+    let now = verifyd_core::timestamp::now();
     let shard = state.verification()?.pick(&id);
     let resent = shard.send(Resend { tenant, id, channel, now }).await??;
     let view = View::of(&resent.verification, Delivery::queued(resent.channel), now);
@@ -273,7 +273,7 @@ async fn cancel(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path_id(&path)?;
-    let now = Utc::now();
+    let now = verifyd_core::timestamp::now();
     let shard = state.verification()?.pick(&id);
     let canceled = shard.send(Cancel { tenant, id, now }).await??;
     Ok(HttpResponse::Ok().json(read(&state, &canceled, now).await?))
@@ -320,7 +320,7 @@ async fn attempts(
 ) -> Result<HttpResponse, ApiError> {
     let id = path_id(&path)?;
     store::get(&state.pool, tenant.id, id).await.map_err(ApiError::internal)?.ok_or(ApiError::NotFound)?;
-    let view = verifyd_core::ops::View::Tenant(tenant);
+    let view = verifyd_core::ids::View::Tenant(tenant);
     let recorded = attempts::history(&state.pool, &view, id).await.map_err(ApiError::internal)?;
     let attempts = recorded
         .into_iter()

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
-use verifyd_core::ops::View;
+use verifyd_core::ids::View;
 use verifyd_core::ops::letters::{self, LetterError};
 use verifyd_core::ops::overview::Overview;
 use verifyd_core::store::dead_letters;
@@ -203,7 +203,7 @@ fn refused(id: Uuid, error: &LetterError) -> String {
 pub async fn run(config: &Config, command: DeadLetters) -> anyhow::Result<()> {
     let pool = app::database(config, false).await?;
     let view = View::Deployment;
-    let now = Utc::now();
+    let now = verifyd_core::timestamp::now();
     match command {
         DeadLetters::List { filter, status, limit, after, json } => {
             anyhow::ensure!((1..=200).contains(&limit), "--limit must be 1 to 200");
@@ -231,7 +231,9 @@ pub async fn run(config: &Config, command: DeadLetters) -> anyhow::Result<()> {
         DeadLetters::Replay { id, filter, limit, json } => {
             let who = console_operator();
             let targets = targets(&pool, &view, id, &filter, limit, now).await?;
-            let outcome = each(targets, |target| letters::replay(&pool, &view, target, &who, Utc::now())).await?;
+            let outcome =
+                each(targets, |target| letters::replay(&pool, &view, target, &who, verifyd_core::timestamp::now()))
+                    .await?;
             outcome.report(json, "replayed", |r| match (r.verification_id, r.job_id, r.webhook_delivery_id) {
                 (Some(v), Some(job), _) => format!("replayed {} (verification {v}, new job {job})", r.id),
                 (_, _, Some(delivery)) => format!("replayed {} (webhook delivery {delivery}, same webhook-id)", r.id),
@@ -252,7 +254,9 @@ pub async fn run(config: &Config, command: DeadLetters) -> anyhow::Result<()> {
             let targets = targets(&pool, &view, id, &filter, limit, now).await?;
             let (pool, view, who) = (&pool, &view, &who);
             let outcome = each(targets, |target| async move {
-                letters::discard(pool, view, target, who, because, Utc::now()).await.map(|l| LetterView::from(&l))
+                letters::discard(pool, view, target, who, because, verifyd_core::timestamp::now())
+                    .await
+                    .map(|l| LetterView::from(&l))
             })
             .await?;
             outcome.report(json, "discarded", |l| format!("discarded {}", l.id))?;

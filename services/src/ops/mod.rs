@@ -12,12 +12,12 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use utoipa::ToSchema;
 use uuid::Uuid;
+use verifyd_core::dead_letter::Reason;
 use verifyd_core::delivery::routing::Routes;
+use verifyd_core::ids::View;
 use verifyd_core::infra::amqp::Topology;
-use verifyd_core::ops::View;
 use verifyd_core::ops::letters::{Opened, VerificationState};
 use verifyd_core::ops::overview::{self, Inputs, Overview, OverviewError};
-use verifyd_core::ops::reason::Reason;
 use verifyd_core::store::attempts::Recorded;
 use verifyd_core::store::dead_letters::{Filter, Letter, Status};
 use verifyd_core::store::tenants;
@@ -320,7 +320,17 @@ pub async fn overview(
 ) -> Result<Overview, OverviewError> {
     let providers = routes.breakers().map(|(name, _)| name.to_owned()).collect();
     let paced: HashMap<String, u32> = routes.paced().clone();
-    overview::build(Inputs { pool, amqp, topology, view, providers, paced, report_interval, now: Utc::now() }).await
+    overview::build(Inputs {
+        pool,
+        amqp,
+        topology,
+        view,
+        providers,
+        paced,
+        report_interval,
+        now: verifyd_core::timestamp::now(),
+    })
+    .await
 }
 
 #[cfg(test)]

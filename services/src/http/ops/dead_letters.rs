@@ -4,7 +4,6 @@
 //! with the acting key; a tenant's key sees and acts on its own letters only.
 
 use actix_web::{HttpResponse, web};
-use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -79,7 +78,7 @@ async fn list(
     if !(1..=200).contains(&limit) {
         return Err(ApiError::field("limit", "must be 1 to 200"));
     }
-    let filter = filter.parse(&state.pool, &op.view, Utc::now()).await?;
+    let filter = filter.parse(&state.pool, &op.view, verifyd_core::timestamp::now()).await?;
     let letters = dead_letters::list(&state.pool, &op.view, &filter, after, limit).await?;
     let next_after = (letters.len() as i64 == limit).then(|| letters.last().map(|l| l.id)).flatten();
     let dead_letters = letters.iter().map(LetterView::from).collect();
@@ -95,7 +94,8 @@ async fn list(
     security(("api_key" = ["ops"])))]
 async fn show(state: web::Data<AppState>, op: Operator, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let id = path_id(&path)?;
-    let opened = letters::open(&state.pool, &op.view, id, Utc::now()).await?.ok_or(ApiError::NotFound)?;
+    let opened =
+        letters::open(&state.pool, &op.view, id, verifyd_core::timestamp::now()).await?.ok_or(ApiError::NotFound)?;
     Ok(HttpResponse::Ok().json(LetterDetail::from(opened)))
 }
 
@@ -115,7 +115,7 @@ pub struct ReplayAnswer {
     security(("api_key" = ["ops"])))]
 async fn replay(state: web::Data<AppState>, op: Operator, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let id = path_id(&path)?;
-    let replayed = letters::replay(&state.pool, &op.view, id, &op.who()?, Utc::now()).await?;
+    let replayed = letters::replay(&state.pool, &op.view, id, &op.who()?, verifyd_core::timestamp::now()).await?;
     state.core.relay.do_send(Kick);
     Ok(HttpResponse::Ok().json(ReplayAnswer { replayed }))
 }
@@ -161,7 +161,8 @@ async fn discard(
     let id = path_id(&path)?;
     let body: DiscardBody = serde_json::from_slice(&body).map_err(|e| ApiError::malformed_json(&e))?;
     let reason = discard_reason(&body.reason)?;
-    let letter = letters::discard(&state.pool, &op.view, id, &op.who()?, reason, Utc::now()).await?;
+    let letter =
+        letters::discard(&state.pool, &op.view, id, &op.who()?, reason, verifyd_core::timestamp::now()).await?;
     Ok(HttpResponse::Ok().json(DiscardAnswer { discarded: LetterView::from(&letter) }))
 }
 
@@ -179,7 +180,7 @@ pub struct BatchBody {
     channel: Option<String>,
     /// A reason kind (`retries_exhausted`, …).
     #[serde(default)]
-    #[schema(value_type = Option<verifyd_core::ops::reason::Reason>)]
+    #[schema(value_type = Option<verifyd_core::dead_letter::Reason>)]
     reason: Option<String>,
     /// Dead-lettered at least this long ago (`90`, `30s`, `15m`, `2h`, `7d`).
     #[serde(default)]
@@ -209,7 +210,7 @@ pub struct DiscardBatchBody {
     channel: Option<String>,
     /// A reason kind (`retries_exhausted`, …).
     #[serde(default)]
-    #[schema(value_type = Option<verifyd_core::ops::reason::Reason>)]
+    #[schema(value_type = Option<verifyd_core::dead_letter::Reason>)]
     reason: Option<String>,
     /// Dead-lettered at least this long ago (`90`, `30s`, `15m`, `2h`, `7d`).
     #[serde(default)]
@@ -291,7 +292,7 @@ async fn batch(state: &AppState, op: &Operator, body: BatchBody) -> Result<Vec<d
         older_than: body.older_than.clone(),
         newer_than: body.newer_than.clone(),
     };
-    let filter = args.parse(&state.pool, &op.view, Utc::now()).await?;
+    let filter = args.parse(&state.pool, &op.view, verifyd_core::timestamp::now()).await?;
     Ok(letters::matching(&state.pool, &op.view, &filter, limit).await?)
 }
 
@@ -311,7 +312,7 @@ async fn replay_matching(
     let who = op.who()?;
     let (mut done, mut refused) = (Vec::new(), Vec::new());
     for letter in matching {
-        match letters::replay(&state.pool, &op.view, letter.id, &who, Utc::now()).await {
+        match letters::replay(&state.pool, &op.view, letter.id, &who, verifyd_core::timestamp::now()).await {
             Ok(r) => done.push(r.id),
             Err(e) => refused.push(refusal(letter.id, e)),
         }
@@ -340,7 +341,7 @@ async fn discard_matching(
     let who = op.who()?;
     let (mut done, mut refused) = (Vec::new(), Vec::new());
     for letter in matching {
-        match letters::discard(&state.pool, &op.view, letter.id, &who, reason, Utc::now()).await {
+        match letters::discard(&state.pool, &op.view, letter.id, &who, reason, verifyd_core::timestamp::now()).await {
             Ok(l) => done.push(l.id),
             Err(e) => refused.push(refusal(letter.id, e)),
         }

@@ -19,7 +19,7 @@ use crate::delivery::routing::Routes;
 use crate::infra::amqp::Topology;
 use crate::infra::consumer::{self, ConsumerHealth, Consumers};
 use crate::infra::shards::Shards;
-use crate::limits::{Limiters, Limits, ThrottleActor};
+use crate::limits::{self, Limiters, Limits};
 use crate::ops::keeper::DeadLetterKeeper;
 use crate::ops::reporter::{self, ProcessReporter};
 use crate::ops::stats::Stats;
@@ -91,6 +91,7 @@ pub struct Core {
     /// Consumers of this process (dispatch here; the intake adds its own).
     pub health: Arc<ConsumerHealth>,
     _expiry: Option<Addr<ExpiryActor>>,
+    _housekeeping: Addr<limits::Housekeeping>,
     /// This process's delivery consumers.
     pub consumers: Consumers,
     /// Providers, routes and their circuits.
@@ -124,7 +125,7 @@ impl Core {
             host: reporter::hostname(),
             pid: i32::try_from(std::process::id()).unwrap_or_default(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
-            started_at: chrono::Utc::now(),
+            started_at: crate::timestamp::now(),
         };
         let reporter = ProcessReporter::new(
             pool.clone(),
@@ -144,17 +145,14 @@ impl Core {
                 .start();
 
         let limiters = Arc::new(Limiters::new(&settings.limits));
-        // A worker issues no codes (it has no gate or verification API): one
-        // throttle instance keeps its account state whole without a thread per core.
-        let throttle_shards = if role == Role::Serve { settings.shards } else { 1 };
-        let throttle = Shards::start(throttle_shards, |i| ThrottleActor::new(limiters.clone(), i == 0));
+        let housekeeping = limits::Housekeeping::new(limiters.clone()).start();
         let abuse = Arc::new(Abuse::new(pool.clone(), settings.abuse.clone()));
         let issuer = Arc::new(Issuer {
             pool: pool.clone(),
             keys: keys.clone(),
             policy: settings.policy.clone(),
             limits: settings.limits.clone(),
-            throttle,
+            limiters,
             relay: relay.clone(),
             abuse: abuse.clone(),
             stats: stats.clone(),
@@ -239,6 +237,7 @@ impl Core {
             abuse,
             health,
             _expiry: expiry,
+            _housekeeping: housekeeping,
             consumers,
             routes,
             stats,
