@@ -1,8 +1,9 @@
 //! What the flows run on: the RabbitMQ topology and publishing (`amqp`), queue
-//! consumers with their recovery (`consumer`), actor shards (`shards`), and
-//! the process's runtime that starts them all (`runtime`).
+//! consumers with their recovery (`consumer`), actor shards (`shards`) and the
+//! per-key order each shard keeps (`lanes`). It knows no flow; the process's
+//! runtime that starts them all is the top-level `runtime` module.
 
 pub mod amqp;
 pub mod consumer;
-pub mod runtime;
+pub mod lanes;
 pub mod shards;

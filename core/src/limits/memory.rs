@@ -1,7 +1,7 @@
 //! The in-process layer: one governor keyed limiter per scope (and per
-//! country override), lock-free and shared by every throttle shard, answering
-//! a flood without a database round trip; the throttle actor owns their
-//! housekeeping timer.
+//! country override), lock-free and shared by every shard that issues codes,
+//! answering a flood without a database round trip; the `Housekeeping` actor
+//! owns their housekeeping timer.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,7 +15,7 @@ use super::buckets::{Bucket, Lane};
 use super::{Limits, Scope, Throttled};
 
 /// The in-process limiters, one keyed limiter per scope; lock-free and shared
-/// by every throttle shard.
+/// by every shard that issues codes.
 pub struct Limiters {
     by_scope: HashMap<Scope, DefaultKeyedRateLimiter<[u8; 32]>>,
     /// One per `per_country_overrides` entry, in its order (`Lane::Override`).
@@ -38,14 +38,15 @@ impl Limiters {
         }
     }
 
-    /// Takes a cell from each bucket in turn; the first that is empty refuses.
-    pub(super) fn check(&self, buckets: &[Bucket]) -> Result<(), Throttled> {
+    /// Takes a cell from each bucket in turn; the first that is empty refuses
+    /// (and is counted in `verifyd_throttled_total`).
+    pub fn admit(&self, buckets: &[Bucket]) -> Result<(), Throttled> {
         let now = DefaultClock::default().now();
         for bucket in buckets {
             if let Some(limiter) = self.limiter(bucket) {
-                limiter.check_key(&bucket.key).map_err(|not_until| Throttled {
-                    scope: bucket.scope,
-                    retry_after: not_until.wait_time_from(now),
+                limiter.check_key(&bucket.key).map_err(|not_until| {
+                    metrics::counter!("verifyd_throttled_total", "scope" => bucket.scope.as_str()).increment(1);
+                    Throttled { scope: bucket.scope, retry_after: not_until.wait_time_from(now) }
                 })?;
             }
         }
@@ -70,46 +71,26 @@ impl Limiters {
     }
 }
 
-/// May these buckets give one more cell?
-#[derive(Message)]
-#[rtype(result = "Result<(), Throttled>")]
-pub struct Admit {
-    pub buckets: Vec<Bucket>,
-}
-
-pub struct ThrottleActor {
+/// Owns the limiters' housekeeping timer: once a minute, drops keys whose
+/// limiter is back to full and reports how many remain. One per process.
+pub struct Housekeeping {
     limiters: Arc<Limiters>,
-    housekeeping: bool,
+    every: Duration,
 }
 
-impl ThrottleActor {
-    /// Only one instance per process needs `housekeeping`.
-    pub fn new(limiters: Arc<Limiters>, housekeeping: bool) -> Self {
-        ThrottleActor { limiters, housekeeping }
+impl Housekeeping {
+    pub fn new(limiters: Arc<Limiters>) -> Self {
+        Housekeeping { limiters, every: Duration::from_secs(60) }
     }
 }
 
-impl Actor for ThrottleActor {
+impl Actor for Housekeeping {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        if self.housekeeping {
-            ctx.run_interval(Duration::from_secs(60), |act, _| {
-                act.limiters.housekeeping();
-                metrics::gauge!("verifyd_throttle_keys").set(act.limiters.len() as f64);
-            });
-        }
-    }
-}
-
-impl Handler<Admit> for ThrottleActor {
-    type Result = Result<(), Throttled>;
-
-    fn handle(&mut self, msg: Admit, _: &mut Self::Context) -> Self::Result {
-        let result = self.limiters.check(&msg.buckets);
-        if let Err(t) = &result {
-            metrics::counter!("verifyd_throttled_total", "scope" => t.scope.as_str()).increment(1);
-        }
-        result
+        ctx.run_interval(self.every, |act, _| {
+            act.limiters.housekeeping();
+            metrics::gauge!("verifyd_throttle_keys").set(act.limiters.len() as f64);
+        });
     }
 }

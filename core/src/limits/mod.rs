@@ -16,7 +16,7 @@ mod refusal;
 pub use buckets::{Bucket, Send, split_shared};
 pub(crate) use buckets::{digest, lock_key};
 pub use config::{Limit, Limits};
-pub use memory::{Admit, Limiters, ThrottleActor};
+pub use memory::{Housekeeping, Limiters};
 pub use postgres::{enforce_in_tx, give_back, prune, take_alone};
 pub use refusal::{Scope, Throttled, retry_after_secs};
 
@@ -43,13 +43,13 @@ mod tests {
         let account = AccountId::parse("a").unwrap();
         let buckets = limits.send_buckets(&send(tenant, &phone, &account));
         for _ in 0..3 {
-            assert!(l.check(&buckets).is_ok());
+            assert!(l.admit(&buckets).is_ok());
         }
-        let t = l.check(&buckets).unwrap_err();
+        let t = l.admit(&buckets).unwrap_err();
         assert_eq!(t.scope, Scope::Phone);
         assert!(t.retry_after > Duration::from_secs(190) && t.retry_after <= Duration::from_secs(200), "{t:?}");
         // Another tenant's identical phone has its own budget.
-        assert!(l.check(&limits.send_buckets(&send(Uuid::new_v4(), &phone, &account))).is_ok());
+        assert!(l.admit(&limits.send_buckets(&send(Uuid::new_v4(), &phone, &account))).is_ok());
     }
 
     #[test]
@@ -78,7 +78,7 @@ mod tests {
         let taken = |phone: &str| {
             let phone = PhoneNumber::parse(phone).unwrap();
             let buckets = limits.send_buckets(&send(Uuid::nil(), &phone, &account));
-            (0..6).take_while(|_| l.check(&buckets).is_ok()).count()
+            (0..6).take_while(|_| l.admit(&buckets).is_ok()).count()
         };
         assert_eq!(taken("+447911123456"), 2, "the default");
         assert_eq!(taken("+14155552671"), 4, "the override");
@@ -98,7 +98,7 @@ mod tests {
         let account = AccountId::parse("a").unwrap();
         for n in 0..100 {
             let phone = PhoneNumber::parse(&format!("+4479111{n:05}")).unwrap();
-            assert!(l.check(&limits.send_buckets(&send(Uuid::nil(), &phone, &account))).is_ok());
+            assert!(l.admit(&limits.send_buckets(&send(Uuid::nil(), &phone, &account))).is_ok());
         }
         assert_eq!(l.len(), 100);
         // One cell comes back every 100 ms; governor forgets a key a cell after that.

@@ -5,12 +5,11 @@
 use std::time::Duration;
 
 use actix::prelude::*;
-use chrono::Utc;
 use sqlx::PgPool;
 
 use crate::delivery::contract::{Event, EventKind};
 use crate::delivery::outbox;
-use crate::delivery::relay::{Kick, OutboxRelay};
+use crate::delivery::relay::{self, OutboxRelay};
 use crate::store::StoreError;
 use crate::store::{challenges, verifications};
 
@@ -69,7 +68,7 @@ impl Actor for ExpiryActor {
 /// expired and is skipped), old challenges, full throttle buckets. A bounded
 /// batch per tick keeps each statement short.
 pub async fn prune(pool: &PgPool) -> Result<(), StoreError> {
-    let now = Utc::now();
+    let now = crate::timestamp::now();
     sqlx::query(
         "DELETE FROM dispatch_claims WHERE job_id IN (
             SELECT job_id FROM dispatch_claims WHERE created_at < $1 LIMIT 5000)",
@@ -86,7 +85,7 @@ pub async fn prune(pool: &PgPool) -> Result<(), StoreError> {
 pub async fn sweep(pool: &PgPool, relay: &Addr<OutboxRelay>) -> Result<usize, StoreError> {
     let mut total = 0;
     loop {
-        let now = Utc::now();
+        let now = crate::timestamp::now();
         let mut tx = pool.begin().await?;
         let expired = verifications::expire_due(&mut tx, now, BATCH).await?;
         for v in &expired {
@@ -96,10 +95,9 @@ pub async fn sweep(pool: &PgPool, relay: &Addr<OutboxRelay>) -> Result<usize, St
             outbox::event(&mut tx, &event, v.reply.as_ref()).await?;
         }
         let challenges_expired = challenges::expire_due(&mut tx, now, BATCH).await?;
-        tx.commit().await?;
+        relay::commit(tx, relay).await?;
         total += expired.len();
         if !expired.is_empty() {
-            relay.do_send(Kick);
             metrics::counter!("verifyd_verifications_expired_total").increment(expired.len() as u64);
         }
         if (expired.len() as i64) < BATCH && (challenges_expired as i64) < BATCH {

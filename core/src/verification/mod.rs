@@ -1,7 +1,9 @@
 //! The verification actor: issues codes, checks them, counts attempts, applies the
-//! deadline (the rules themselves are in `lifecycle.rs`). Runs as shards keyed by
-//! account; all state is in PostgreSQL and every change is one transaction with
-//! the outbox rows that announce it.
+//! deadline (the rules themselves are in `lifecycle.rs`). Runs as shards: a
+//! create goes to its account's shard, a check, resend or cancel to its
+//! verification's, and each shard runs one subject's requests in arrival order.
+//! All state is in PostgreSQL and every change is one transaction with the
+//! outbox rows that announce it.
 
 pub mod expiry;
 pub mod lifecycle;
@@ -11,21 +13,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 use verifyd_providers::domain::{Channel, Code, CodeLength, Locale, PhoneNumber};
 
-use crate::abuse::{Abuse, Refused, Sending};
+use crate::abuse::{Abuse, Outgoing, Refused, Sending};
 use crate::codes::keys::CodeKeys;
 use crate::delivery::contract::{DispatchJob, Event, EventKind};
 use crate::delivery::outbox;
-use crate::delivery::relay::{self, Kick, OutboxRelay};
+use crate::delivery::relay::{self, OutboxRelay};
 use crate::ids::{AccountId, ReplyTo, Tenant};
-use crate::infra::shards::Shards;
+use crate::infra::lanes::{Lanes, Ordered};
 use crate::limits::lockout;
-use crate::limits::{self, Admit, Limits, Scope, ThrottleActor, Throttled};
+use crate::limits::{self, Limiters, Limits, Scope, Throttled};
 use crate::ops::catalog;
 use crate::ops::stats::Stats;
 use crate::store::StoreError;
@@ -49,7 +51,8 @@ pub struct Issuer {
     pub keys: Arc<CodeKeys>,
     pub policy: Policy,
     pub limits: Limits,
-    pub throttle: Shards<ThrottleActor>,
+    /// The in-process layer of the limits, shared by every shard.
+    pub limiters: Arc<Limiters>,
     pub relay: Addr<OutboxRelay>,
     pub abuse: Arc<Abuse>,
     /// Conversion counts for the operations overview.
@@ -77,13 +80,35 @@ pub trait ApprovedPhones: Send + Sync {
     ) -> BoxFuture<'a, Result<Option<StepUpProof>, String>>;
 }
 
+/// One shard of the verification service. It owns the order of its
+/// requests: creates for one account, and checks, resends and cancels of one
+/// verification, run one after another in arrival order, so they never queue
+/// on each other's row locks in PostgreSQL holding a connection; other
+/// accounts and verifications run alongside. The work itself is the plain
+/// functions below (`create`, `check`, `resend`, `cancel`).
 pub struct VerificationActor {
     deps: Arc<Deps>,
+    lanes: Lanes<Subject>,
+}
+
+/// Whose requests a verification shard keeps in order.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Subject {
+    Account(Uuid, String),
+    Verification(Uuid),
 }
 
 impl VerificationActor {
     pub fn new(deps: Arc<Deps>) -> Self {
-        VerificationActor { deps }
+        VerificationActor { deps, lanes: Lanes::default() }
+    }
+}
+
+impl Ordered for VerificationActor {
+    type Lane = Subject;
+
+    fn lanes(&mut self) -> &mut Lanes<Subject> {
+        &mut self.lanes
     }
 }
 
@@ -198,45 +223,41 @@ pub struct Cancel {
 }
 
 impl Handler<Cancel> for VerificationActor {
-    type Result = ResponseFuture<Result<Verification, VerificationError>>;
+    type Result = ResponseActFuture<Self, Result<Verification, VerificationError>>;
 
     fn handle(&mut self, msg: Cancel, _: &mut Self::Context) -> Self::Result {
         let deps = self.deps.clone();
-        Box::pin(async move { cancel(&deps, msg).await })
+        self.in_order(Subject::Verification(msg.id), async move { cancel(&deps, msg).await })
     }
 }
 
 impl Handler<Create> for VerificationActor {
-    type Result = ResponseFuture<Result<Created, VerificationError>>;
+    type Result = ResponseActFuture<Self, Result<Created, VerificationError>>;
 
     fn handle(&mut self, msg: Create, _: &mut Self::Context) -> Self::Result {
         let deps = self.deps.clone();
-        Box::pin(async move { create(&deps, msg).await })
+        self.in_order(Subject::Account(msg.tenant.id, msg.request.account_id.as_str().to_owned()), async move {
+            create(&deps, msg).await
+        })
     }
 }
 
 impl Handler<Check> for VerificationActor {
-    type Result = ResponseFuture<Result<Checked, VerificationError>>;
+    type Result = ResponseActFuture<Self, Result<Checked, VerificationError>>;
 
     fn handle(&mut self, msg: Check, _: &mut Self::Context) -> Self::Result {
         let deps = self.deps.clone();
-        Box::pin(async move { check(&deps, msg).await })
+        self.in_order(Subject::Verification(msg.id), async move { check(&deps, msg).await })
     }
 }
 
 impl Handler<Resend> for VerificationActor {
-    type Result = ResponseFuture<Result<Resent, VerificationError>>;
+    type Result = ResponseActFuture<Self, Result<Resent, VerificationError>>;
 
     fn handle(&mut self, msg: Resend, _: &mut Self::Context) -> Self::Result {
         let deps = self.deps.clone();
-        Box::pin(async move { resend(&deps, msg).await })
+        self.in_order(Subject::Verification(msg.id), async move { resend(&deps, msg).await })
     }
-}
-
-/// PostgreSQL keeps microseconds: answering with the stored precision makes what
-/// a caller reads now equal to what it reads later.
-pub fn stored_precision(t: DateTime<Utc>) -> DateTime<Utc> {
-    t.trunc_subsecs(6)
 }
 
 /// Where a send's shared buckets (its country's, its tenant's) are taken.
@@ -274,9 +295,7 @@ impl Issuer {
     /// The in-process throttle's answer (no database round trip); the limits are
     /// enforced again, across processes, inside `issue_in_tx`.
     pub async fn admit(&self, send: &limits::Send<'_>) -> Result<(), VerificationError> {
-        let admit = Admit { buckets: self.limits.send_buckets(send) };
-        self.throttle.pick(&send.phone.e164()).send(admit).await??;
-        Ok(())
+        Ok(self.limiters.admit(&self.limits.send_buckets(send))?)
     }
 
     /// Inside the caller's transaction: enforce the send limits, store a new
@@ -371,7 +390,8 @@ impl Issuer {
         rows.extend(outbox::event_rows(&event, verification.reply.as_ref()));
         outbox::put(&mut *tx, &rows).await?;
         let (phone, channel) = (&verification.phone, verification.channel);
-        self.abuse.enforce_in_tx(&mut *tx, tenant.id, &tenant.name, phone, channel, Sending::New, now).await??;
+        let out = Outgoing { phone, channel, sending: Sending::New };
+        self.abuse.enforce_in_tx(&mut *tx, tenant.id, &tenant.name, out, now).await??;
         if shared_buckets == SharedBuckets::InTx {
             limits::enforce_in_tx(&mut *tx, &shared, now).await??;
         }
@@ -402,7 +422,13 @@ impl Issuer {
         limits::enforce_in_tx(&mut *tx, &own, now).await??;
         let channel = channel.unwrap_or(v.channel);
         self.abuse
-            .enforce_in_tx(&mut *tx, v.tenant_id, &v.tenant_name, &v.phone, channel, Sending::Again, now)
+            .enforce_in_tx(
+                &mut *tx,
+                v.tenant_id,
+                &v.tenant_name,
+                Outgoing { phone: &v.phone, channel, sending: Sending::Again },
+                now,
+            )
             .await??;
         let job = DispatchJob { job_id: Uuid::new_v4(), verification_id: v.id, channel, retry: 0 };
         store::save_resend(&mut *tx, v.id, &job, now).await?;
@@ -484,8 +510,7 @@ fn replay(existing: Verification, msg: &Create) -> Result<Created, VerificationE
     Ok(Created { verification: existing, replayed: true })
 }
 
-async fn create(deps: &Deps, mut msg: Create) -> Result<Created, VerificationError> {
-    msg.now = stored_precision(msg.now);
+async fn create(deps: &Deps, msg: Create) -> Result<Created, VerificationError> {
     match msg.request.idempotency_key.clone() {
         Some(key) => create_once(deps, msg, &key).await,
         None => create_new(deps, msg).await,
@@ -506,13 +531,13 @@ async fn create_new(deps: &Deps, msg: Create) -> Result<Created, VerificationErr
             .issue_in_tx(&mut tx, &msg.tenant, msg.request.clone(), msg.reply.clone(), msg.now, SharedBuckets::Taken)
             .await?;
         if issued.is_some() {
-            tx.commit().await?;
+            relay::commit(tx, &issuer.relay).await?;
         }
         Ok::<_, VerificationError>(issued)
     }
     .await;
     match issued {
-        Ok(Some(verification)) => Ok(announce(deps, verification)),
+        Ok(Some(verification)) => Ok(announce(verification)),
         // Without a key there is no unique row to lose a race on.
         Ok(None) => {
             issuer.give_back(&shared, msg.now).await;
@@ -552,8 +577,8 @@ async fn create_once(deps: &Deps, msg: Create, key: &str) -> Result<Created, Ver
         .await?;
     // Under the key's lock nobody else can have inserted it.
     let verification = issued.ok_or(VerificationError::IdempotencyConflict)?;
-    tx.commit().await?;
-    Ok(announce(deps, verification))
+    relay::commit(tx, &issuer.relay).await?;
+    Ok(announce(verification))
 }
 
 fn send_of(msg: &Create) -> limits::Send<'_> {
@@ -565,16 +590,14 @@ fn send_of(msg: &Create) -> limits::Send<'_> {
     }
 }
 
-/// After the commit: wake the relay and log the new verification.
-fn announce(deps: &Deps, verification: Verification) -> Created {
-    deps.issuer.relay.do_send(Kick);
+/// After the commit: log the new verification.
+fn announce(verification: Verification) -> Created {
     tracing::info!(verification_id = %verification.id, tenant = %verification.tenant_name,
         to = %verification.phone.masked(), channel = %verification.channel, "verification created");
     Created { verification, replayed: false }
 }
 
-async fn cancel(deps: &Deps, mut msg: Cancel) -> Result<Verification, VerificationError> {
-    msg.now = stored_precision(msg.now);
+async fn cancel(deps: &Deps, msg: Cancel) -> Result<Verification, VerificationError> {
     let issuer = &deps.issuer;
     let mut tx = issuer.pool.begin().await?;
     let mut v = store::lock(&mut tx, msg.tenant.id, msg.id).await?.ok_or(VerificationError::NotFound)?;
@@ -596,8 +619,7 @@ async fn cancel(deps: &Deps, mut msg: Cancel) -> Result<Verification, Verificati
     Ok(v)
 }
 
-async fn check(deps: &Deps, mut msg: Check) -> Result<Checked, VerificationError> {
-    msg.now = stored_precision(msg.now);
+async fn check(deps: &Deps, msg: Check) -> Result<Checked, VerificationError> {
     let issuer = &deps.issuer;
     let mut tx = issuer.pool.begin().await?;
     let checked = issuer.check_in_tx(&mut tx, msg.tenant.id, msg.id, &msg.code, msg.now).await?;
@@ -637,8 +659,7 @@ fn refused(refusal: ResendRefusal, v: &Verification, now: DateTime<Utc>) -> Veri
     }
 }
 
-async fn resend(deps: &Deps, mut msg: Resend) -> Result<Resent, VerificationError> {
-    msg.now = stored_precision(msg.now);
+async fn resend(deps: &Deps, msg: Resend) -> Result<Resent, VerificationError> {
     let issuer = &deps.issuer;
     // Refuse cheaply without a lock, then ask the throttle, then decide under the lock.
     let v = store::get(&issuer.pool, msg.tenant.id, msg.id).await?.ok_or(VerificationError::NotFound)?;
@@ -654,7 +675,7 @@ async fn resend(deps: &Deps, mut msg: Resend) -> Result<Resent, VerificationErro
     let resent = async {
         let mut tx = issuer.pool.begin().await?;
         let v = issuer.resend_in_tx(&mut tx, msg.tenant.id, msg.id, msg.channel, msg.now, SharedBuckets::Taken).await?;
-        tx.commit().await?;
+        relay::commit(tx, &issuer.relay).await?;
         Ok::<_, VerificationError>(v)
     }
     .await;
@@ -665,7 +686,6 @@ async fn resend(deps: &Deps, mut msg: Resend) -> Result<Resent, VerificationErro
             return Err(e);
         }
     };
-    issuer.relay.do_send(Kick);
     let (v, channel) = (&resent.verification, resent.channel);
     metrics::counter!("verifyd_resends_total", "channel" => channel.as_str()).increment(1);
     tracing::info!(verification_id = %v.id, tenant = %v.tenant_name, channel = %channel, "verification resent");
