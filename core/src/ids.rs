@@ -5,6 +5,12 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+/// 1 to 128 characters, none of them a control character: the shape of every
+/// name a caller gives verifyd for its own things.
+fn printable(input: &str) -> bool {
+    !input.is_empty() && input.chars().count() <= 128 && !input.chars().any(char::is_control)
+}
+
 /// The caller's own id for one of its users: 1–128 printable characters.
 #[derive(Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(transparent)]
@@ -16,10 +22,56 @@ pub struct AccountIdError;
 
 impl AccountId {
     pub fn parse(input: &str) -> Result<Self, AccountIdError> {
-        if input.is_empty() || input.chars().count() > 128 || input.chars().any(char::is_control) {
+        if !printable(input) {
             return Err(AccountIdError);
         }
         Ok(AccountId(input.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The caller's own id for an organisation its accounts belong to (whose
+/// policy decides whether a login needs a second factor): 1–128 printable
+/// characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct OrganisationId(String);
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("must be 1 to 128 printable characters")]
+pub struct OrganisationIdError;
+
+impl OrganisationId {
+    pub fn parse(input: &str) -> Result<Self, OrganisationIdError> {
+        if !printable(input) {
+            return Err(OrganisationIdError);
+        }
+        Ok(OrganisationId(input.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The name an authenticator app shows for a factor: 1–128 printable characters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Label(String);
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("must be 1 to 128 printable characters")]
+pub struct LabelError;
+
+impl Label {
+    pub fn parse(input: &str) -> Result<Self, LabelError> {
+        if !printable(input) {
+            return Err(LabelError);
+        }
+        Ok(Label(input.to_owned()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -62,6 +114,33 @@ pub struct ReplyTo {
     pub correlation_id: Option<String>,
 }
 
+/// Whose operations a caller sees.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum View {
+    /// A deployment operator key: every tenant, and what belongs to none
+    /// (a malformed message, an unknown tenant's request).
+    Deployment,
+    /// A tenant key with the `ops` scope: that tenant's letters and deliveries only.
+    Tenant(Tenant),
+}
+
+impl View {
+    /// The tenant every query is cut down to, if any.
+    pub fn tenant_id(&self) -> Option<Uuid> {
+        match self {
+            View::Deployment => None,
+            View::Tenant(t) => Some(t.id),
+        }
+    }
+
+    pub fn tenant_name(&self) -> Option<&str> {
+        match self {
+            View::Deployment => None,
+            View::Tenant(t) => Some(&t.name),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,5 +151,15 @@ mod tests {
         assert!(AccountId::parse("").is_err());
         assert!(AccountId::parse(&"x".repeat(129)).is_err());
         assert!(AccountId::parse("a\nb").is_err());
+    }
+
+    #[test]
+    fn organisation_ids_and_labels_have_the_same_shape() {
+        assert!(OrganisationId::parse("acme-eu").is_ok());
+        assert!(OrganisationId::parse("").is_err());
+        assert!(OrganisationId::parse("a\u{0}b").is_err());
+        assert!(Label::parse(&"é".repeat(128)).is_ok(), "characters, not bytes");
+        assert!(Label::parse(&"é".repeat(129)).is_err());
+        assert!(Label::parse("Ada\t").is_err());
     }
 }

@@ -129,6 +129,14 @@ pub enum Sending {
     Again,
 }
 
+/// A send the defences judge: where to, by which channel, new or again.
+#[derive(Debug, Clone, Copy)]
+pub struct Outgoing<'a> {
+    pub phone: &'a PhoneNumber,
+    pub channel: Channel,
+    pub sending: Sending,
+}
+
 /// The abuse defences of one process; the state is in PostgreSQL.
 pub struct Abuse {
     pool: PgPool,
@@ -179,17 +187,15 @@ impl Abuse {
     /// it and block the prefix if its conversion fell too low. A block made
     /// here is announced through the outbox in the same transaction; this send
     /// still goes out, the next ones are refused.
-    #[allow(clippy::too_many_arguments)]
     pub async fn enforce_in_tx(
         &self,
         tx: &mut PgConnection,
         tenant_id: Uuid,
         tenant_name: &str,
-        phone: &PhoneNumber,
-        channel: Channel,
-        sending: Sending,
+        out: Outgoing<'_>,
         now: DateTime<Utc>,
     ) -> Result<Result<(), Refused>, sqlx::Error> {
+        let Outgoing { phone, channel, sending } = out;
         let own = geo::load(&mut *tx, tenant_id).await?;
         self.geo.put(tenant_id, own.clone());
         if let Err(refused) = self.judge(&own, phone, channel) {
@@ -314,7 +320,11 @@ impl Abuse {
             "sms": lists.sms.as_ref().map(geo::Countries::to_vec),
             "voice": lists.voice.as_ref().map(geo::Countries::to_vec),
         });
-        audit::record(&mut tx, Entry::tenant(tenant_id, "geo_permissions.changed", who, detail, Utc::now())).await?;
+        audit::record(
+            &mut tx,
+            Entry::tenant(tenant_id, "geo_permissions.changed", who, detail, crate::timestamp::now()),
+        )
+        .await?;
         tx.commit().await?;
         self.geo.put(tenant_id, lists);
         Ok(())

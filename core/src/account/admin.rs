@@ -3,10 +3,13 @@
 //! (turning it off needs the admin's step-up), and an admin's reset of a user.
 
 use actix::prelude::*;
+
+use super::Owner;
+use crate::infra::lanes::Ordered;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::answer::{check_answer, guard_failures, open_challenge, pass, wrong_answer};
+use super::answer::{At, Proofs, check_answer, guard_failures, open_challenge, pass, wrong_answer};
 use super::{
     AccountError, AccountStateActor, account_event, announce, factor_event, has_active_factor, require_step_up,
 };
@@ -16,10 +19,9 @@ use crate::delivery::contract::Event;
 use crate::delivery::contract::EventKind;
 use crate::delivery::outbox;
 use crate::delivery::relay::{self};
-use crate::ids::{AccountId, Tenant, Who};
-use crate::store::factors::{self, Factor};
+use crate::ids::{AccountId, OrganisationId, Tenant, Who};
+use crate::store::factors::{self, AccountTx, Factor};
 use crate::store::{backup_codes, challenges, organisations, verifications};
-use crate::verification::stored_precision;
 
 /// Deletes a factor. No `Debug`: it may hold a code.
 #[derive(Message)]
@@ -73,7 +75,7 @@ pub struct SetDefaultFactor {
 #[rtype(result = "Result<Change, AccountError>")]
 pub struct SetPolicy {
     pub tenant: Tenant,
-    pub organisation_id: String,
+    pub organisation_id: OrganisationId,
     pub policy: TwoFactorPolicy,
     pub sso_enabled: Option<bool>,
     pub proof: Option<String>,
@@ -125,15 +127,16 @@ pub struct Reset {
 }
 
 impl Handler<RemoveFactor> for AccountStateActor {
-    type Result = ResponseFuture<Result<Factor, AccountError>>;
+    type Result = ResponseActFuture<Self, Result<Factor, AccountError>>;
 
     fn handle(&mut self, msg: RemoveFactor, _: &mut Self::Context) -> Self::Result {
         let (issuer, settings) = (self.issuer.clone(), self.gate);
-        Box::pin(async move {
-            let now = stored_precision(msg.now);
+        let lane = Owner::account(&msg.tenant, &msg.account_id);
+        self.in_order(lane, async move {
+            let now = msg.now;
             let (tenant, account_id) = (&msg.tenant, &msg.account_id);
-            let mut tx = issuer.pool.begin().await?;
-            factors::lock_account(&mut tx, tenant.id, account_id).await?;
+            let at = At { tenant, account_id, now };
+            let mut tx = AccountTx::begin(&issuer.pool, tenant.id, account_id).await?;
             let factor =
                 factors::get(&mut tx, tenant.id, account_id, msg.factor_id).await?.ok_or(AccountError::NotFound)?;
             match msg.authority {
@@ -149,16 +152,14 @@ impl Handler<RemoveFactor> for AccountStateActor {
                         return Err(AccountError::NotFound);
                     }
                     guard_failures(&mut tx, &settings, tenant, account_id, now).await?;
-                    let answer =
-                        check_answer(&mut tx, &issuer, tenant, account_id, &c, &code, Some(factor.id), &msg.who, now)
-                            .await?;
+                    let answer = check_answer(&mut tx, &issuer, at, &c, &code, Some(factor.id), &msg.who).await?;
                     drop(code);
                     let Some(answer) = answer else {
-                        let attempts_left = wrong_answer(&mut tx, tenant, account_id, &c, &msg.who, now).await?;
+                        let attempts_left = wrong_answer(&mut tx, at, &c, &msg.who).await?;
                         relay::commit(tx, &issuer.relay).await?;
                         return Err(AccountError::WrongCode { attempts_left });
                     };
-                    pass(&mut tx, &issuer.keys, &settings, tenant, account_id, &c, answer, &msg.who, now).await?;
+                    pass(&mut tx, Proofs { keys: &issuer.keys, settings: &settings }, at, &c, answer, &msg.who).await?;
                 }
             }
             let all = factors::list(&mut tx, tenant.id, account_id).await?;
@@ -175,7 +176,7 @@ impl Handler<RemoveFactor> for AccountStateActor {
             // without a word, as an abandoned enrolment does, and it cannot
             // have been the default.
             if factor.is_active() {
-                let new_default = factors::ensure_default(&mut tx, tenant.id, account_id).await?;
+                let new_default = factors::ensure_default(&mut tx).await?;
                 let event = factor_event(EventKind::FactorRemoved, tenant, account_id, &factor, now)
                     .with("factors_left", all.iter().filter(|f| f.is_active() && f.id != factor.id).count());
                 announce(&mut tx, tenant.id, &event, None, &msg.who).await?;
@@ -193,19 +194,17 @@ impl Handler<RemoveFactor> for AccountStateActor {
 }
 
 impl Handler<SetDefaultFactor> for AccountStateActor {
-    type Result = ResponseFuture<Result<Factor, AccountError>>;
+    type Result = ResponseActFuture<Self, Result<Factor, AccountError>>;
 
     fn handle(&mut self, msg: SetDefaultFactor, _: &mut Self::Context) -> Self::Result {
         let issuer = self.issuer.clone();
-        Box::pin(async move {
-            let now = stored_precision(msg.now);
+        let lane = Owner::account(&msg.tenant, &msg.account_id);
+        self.in_order(lane, async move {
+            let now = msg.now;
             let (tenant, account_id) = (&msg.tenant, &msg.account_id);
-            let mut tx = issuer.pool.begin().await?;
-            factors::lock_account(&mut tx, tenant.id, account_id).await?;
+            let mut tx = AccountTx::begin(&issuer.pool, tenant.id, account_id).await?;
             require_step_up(&mut tx, &issuer.keys, tenant, account_id, Some(&msg.proof), now).await?;
-            let factor = factors::set_default(&mut tx, tenant.id, account_id, msg.factor_id)
-                .await?
-                .ok_or(AccountError::NotFound)?;
+            let factor = factors::set_default(&mut tx, msg.factor_id).await?.ok_or(AccountError::NotFound)?;
             let event = factor_event(EventKind::DefaultFactorChanged, tenant, account_id, &factor, now);
             announce(&mut tx, tenant.id, &event, None, &msg.who).await?;
             relay::commit(tx, &issuer.relay).await?;
@@ -215,15 +214,15 @@ impl Handler<SetDefaultFactor> for AccountStateActor {
 }
 
 impl Handler<ActivateFactor> for AccountStateActor {
-    type Result = ResponseFuture<Result<Factor, AccountError>>;
+    type Result = ResponseActFuture<Self, Result<Factor, AccountError>>;
 
     fn handle(&mut self, msg: ActivateFactor, _: &mut Self::Context) -> Self::Result {
         let issuer = self.issuer.clone();
-        Box::pin(async move {
-            let now = stored_precision(msg.now);
+        let lane = Owner::account(&msg.tenant, &msg.account_id);
+        self.in_order(lane, async move {
+            let now = msg.now;
             let (tenant, account_id) = (&msg.tenant, &msg.account_id);
-            let mut tx = issuer.pool.begin().await?;
-            factors::lock_account(&mut tx, tenant.id, account_id).await?;
+            let mut tx = AccountTx::begin(&issuer.pool, tenant.id, account_id).await?;
             // Beside an active factor, only someone who passes it may add one.
             if has_active_factor(&mut tx, tenant, account_id).await? {
                 require_step_up(&mut tx, &issuer.keys, tenant, account_id, msg.proof.as_deref(), now).await?;
@@ -231,7 +230,7 @@ impl Handler<ActivateFactor> for AccountStateActor {
             let mut factor = factors::activate(&mut tx, tenant.id, account_id, msg.factor_id)
                 .await?
                 .ok_or(AccountError::NotFound)?;
-            factor.is_default |= factors::ensure_default(&mut tx, tenant.id, account_id).await? == Some(factor.id);
+            factor.is_default |= factors::ensure_default(&mut tx).await? == Some(factor.id);
             let event = factor_event(EventKind::FactorAdded, tenant, account_id, &factor, now);
             announce(&mut tx, tenant.id, &event, None, &msg.who).await?;
             relay::commit(tx, &issuer.relay).await?;
@@ -242,13 +241,14 @@ impl Handler<ActivateFactor> for AccountStateActor {
 }
 
 impl Handler<SetPolicy> for AccountStateActor {
-    type Result = ResponseFuture<Result<Change, AccountError>>;
+    type Result = ResponseActFuture<Self, Result<Change, AccountError>>;
 
     fn handle(&mut self, msg: SetPolicy, _: &mut Self::Context) -> Self::Result {
         let issuer = self.issuer.clone();
-        Box::pin(async move {
-            let now = stored_precision(msg.now);
-            let (tenant, org) = (&msg.tenant, msg.organisation_id.as_str());
+        let lane = Owner::Organisation(msg.tenant.id, msg.organisation_id.as_str().to_owned());
+        self.in_order(lane, async move {
+            let now = msg.now;
+            let (tenant, org) = (&msg.tenant, &msg.organisation_id);
             let mut tx = issuer.pool.begin().await?;
             organisations::lock(&mut tx, tenant.id, org).await?;
             let before = organisations::settings(&mut tx, tenant.id, org, true).await?;
@@ -261,12 +261,12 @@ impl Handler<SetPolicy> for AccountStateActor {
             }
             organisations::save(&mut tx, tenant.id, org, change.after, msg.who.actor.as_str(), now).await?;
             let event = account_event(EventKind::PolicyChanged, tenant, &msg.who.actor, now)
-                .with("organisation_id", org)
+                .with("organisation_id", org.as_str())
                 .with("policy", change.after.policy.as_str())
                 .with("previous_policy", change.before.policy.as_str())
                 .with("sso_enabled", change.after.sso_enabled)
                 .with("sso_disabled", change.disables_sso);
-            announce(&mut tx, tenant.id, &event, Some(org), &msg.who).await?;
+            announce(&mut tx, tenant.id, &event, Some(org.as_str()), &msg.who).await?;
             relay::commit(tx, &issuer.relay).await?;
             tracing::info!(tenant = %tenant.name, policy = %change.after.policy, "organisation policy changed");
             Ok(change)
@@ -275,18 +275,18 @@ impl Handler<SetPolicy> for AccountStateActor {
 }
 
 impl Handler<ResetAccount> for AccountStateActor {
-    type Result = ResponseFuture<Result<Reset, AccountError>>;
+    type Result = ResponseActFuture<Self, Result<Reset, AccountError>>;
 
     fn handle(&mut self, msg: ResetAccount, _: &mut Self::Context) -> Self::Result {
         let issuer = self.issuer.clone();
-        Box::pin(async move {
-            let now = stored_precision(msg.now);
+        let lane = Owner::account(&msg.tenant, &msg.account_id);
+        self.in_order(lane, async move {
+            let now = msg.now;
             let (tenant, account_id) = (&msg.tenant, &msg.account_id);
-            let mut tx = issuer.pool.begin().await?;
+            let mut tx = AccountTx::begin(&issuer.pool, tenant.id, account_id).await?;
             if let ResetAuthority::StepUp(proof) = &msg.authority {
                 require_step_up(&mut tx, &issuer.keys, tenant, &msg.who.actor, Some(proof), now).await?;
             }
-            factors::lock_account(&mut tx, tenant.id, account_id).await?;
             challenges::delete_for_account(&mut tx, tenant.id, account_id).await?;
             let factors_removed = factors::delete_all(&mut tx, tenant.id, account_id).await?;
             let codes_invalidated = backup_codes::delete_all(&mut tx, tenant.id, account_id).await?;

@@ -24,13 +24,29 @@ use crate::limits::{Scope, Throttled};
 use crate::store::audit::{self, Entry};
 use crate::store::backup_codes::{self, Kind};
 use crate::store::challenges::{self, Challenge, ChallengeStatus};
-use crate::store::factors::{self, Factor};
+use crate::store::factors::{self, Factor, FactorKind};
 use crate::store::verifications;
 use crate::verification::Issuer;
 use crate::verification::lifecycle::CheckOutcome;
 
 /// Digits of an authenticator code.
 const TOTP_DIGITS: usize = 6;
+
+/// The account a request acts on, and the moment it acts: what each step of
+/// answering, proving and sending a code takes.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct At<'a> {
+    pub tenant: &'a Tenant,
+    pub account_id: &'a AccountId,
+    pub now: DateTime<Utc>,
+}
+
+/// What a step-up proof is signed with, and for how long it holds.
+#[derive(Clone, Copy)]
+pub(super) struct Proofs<'a> {
+    pub keys: &'a CodeKeys,
+    pub settings: &'a GateSettings,
+}
 
 /// A passed challenge and the proof of it.
 /// No `Debug`: it holds a credential.
@@ -100,18 +116,16 @@ pub(super) struct Answer {
 /// wrong one, counting an attempt and saying nothing of where it was valid.
 /// Single use holds under concurrency: each candidate is decided under its
 /// row lock.
-#[allow(clippy::too_many_arguments)]
 pub(super) async fn check_answer(
     tx: &mut PgConnection,
     issuer: &Issuer,
-    tenant: &Tenant,
-    account_id: &AccountId,
+    at: At<'_>,
     c: &Challenge,
     typed: &str,
     only: Option<Uuid>,
     who: &Who,
-    now: DateTime<Utc>,
 ) -> Result<Option<Answer>, AccountError> {
+    let At { tenant, account_id, now } = at;
     let compact: String = typed.chars().filter(|ch| !ch.is_whitespace() && *ch != '-').collect();
     let shape = Shape::of(&compact);
     let allowed = |id: Uuid| only.is_none_or(|o| o == id);
@@ -133,7 +147,7 @@ pub(super) async fn check_answer(
     }
 
     if shape.digits == Some(TOTP_DIGITS) {
-        for app in active.iter().filter(|f| f.kind == "totp" && allowed(f.id)) {
+        for app in active.iter().filter(|f| f.kind == FactorKind::Totp && allowed(f.id)) {
             let Some(state) = factors::lock_totp(&mut *tx, tenant.id, account_id, app.id).await? else { continue };
             let secret = issuer.keys.open_bytes(app.id, &state.totp_sealed).map_err(|_| AccountError::Sealed)?;
             let unix = u64::try_from(now.timestamp()).unwrap_or_default();
@@ -148,16 +162,13 @@ pub(super) async fn check_answer(
         return Ok(None);
     }
     if shape.digits == Some(BACKUP_CODE_DIGITS)
-        && let Some(left) =
-            redeem_code(&mut *tx, &issuer.keys, Kind::Backup, tenant, account_id, &compact, who, now).await?
+        && let Some(left) = redeem_code(&mut *tx, &issuer.keys, Kind::Backup, at, &compact, who).await?
     {
         return Ok(Some(Answer { by: AnsweredBy::BackupCode, factor_id: None, backup_codes_left: Some(left) }));
     }
     if shape.recovery
         && let Ok(code) = RecoveryCode::parse(&compact)
-        && redeem_code(&mut *tx, &issuer.keys, Kind::Recovery, tenant, account_id, code.expose(), who, now)
-            .await?
-            .is_some()
+        && redeem_code(&mut *tx, &issuer.keys, Kind::Recovery, at, code.expose(), who).await?.is_some()
     {
         return Ok(Some(Answer { by: AnsweredBy::RecoveryCode, factor_id: None, backup_codes_left: None }));
     }
@@ -169,12 +180,11 @@ pub(super) async fn check_answer(
 /// attempts left.
 pub(super) async fn wrong_answer(
     tx: &mut PgConnection,
-    tenant: &Tenant,
-    account_id: &AccountId,
+    at: At<'_>,
     c: &Challenge,
     who: &Who,
-    now: DateTime<Utc>,
 ) -> Result<i32, AccountError> {
+    let At { tenant, account_id, now } = at;
     let attempts = challenges::count_wrong(&mut *tx, c, now).await?;
     if attempts >= c.max_attempts {
         let event = account_event(EventKind::ChallengeFailed, tenant, account_id, now)
@@ -189,18 +199,15 @@ pub(super) async fn wrong_answer(
 }
 
 /// Marks the challenge passed, audits it and signs the proof.
-#[allow(clippy::too_many_arguments)]
 pub(super) async fn pass(
     tx: &mut PgConnection,
-    keys: &CodeKeys,
-    settings: &GateSettings,
-    tenant: &Tenant,
-    account_id: &AccountId,
+    proofs: Proofs<'_>,
+    at: At<'_>,
     c: &Challenge,
     answer: Answer,
     who: &Who,
-    now: DateTime<Utc>,
 ) -> Result<Passed, AccountError> {
+    let At { tenant, account_id, now } = at;
     challenges::pass(&mut *tx, c.id, answer.by, answer.factor_id, now).await?;
     let detail = serde_json::json!({
         "challenge_id": c.id,
@@ -218,7 +225,7 @@ pub(super) async fn pass(
         at: now,
     };
     audit::record(tx, entry).await?;
-    let (proof, claims) = sign(keys, settings, tenant, account_id, c.id, c.purpose, answer.by, answer.factor_id, now);
+    let (proof, claims) = sign(proofs, at, c.id, c.purpose, answer.by, answer.factor_id);
     Ok(Passed {
         challenge_id: c.id,
         purpose: c.purpose,
@@ -230,19 +237,16 @@ pub(super) async fn pass(
     })
 }
 
-#[allow(clippy::too_many_arguments)]
 fn sign(
-    keys: &CodeKeys,
-    settings: &GateSettings,
-    tenant: &Tenant,
-    account_id: &AccountId,
+    proofs: Proofs<'_>,
+    at: At<'_>,
     challenge_id: Uuid,
     purpose: Purpose,
     by: AnsweredBy,
     factor_id: Option<Uuid>,
-    now: DateTime<Utc>,
 ) -> (String, Claims) {
-    let ttl = i64::try_from(settings.proof_ttl().as_secs()).unwrap_or(300);
+    let At { tenant, account_id, now } = at;
+    let ttl = i64::try_from(proofs.settings.proof_ttl().as_secs()).unwrap_or(300);
     let claims = Claims {
         tenant_id: tenant.id,
         account_id: account_id.as_str().to_owned(),
@@ -253,23 +257,20 @@ fn sign(
         issued_at: now.timestamp(),
         expires_at: now.timestamp() + ttl,
     };
-    (proof::sign(keys, &claims), claims)
+    (proof::sign(proofs.keys, &claims), claims)
 }
 
 /// A correct code typed outside any challenge (confirming a new authenticator)
 /// is a fresh second factor too: it is recorded as a passed step-up challenge,
 /// and its proof returned.
-#[allow(clippy::too_many_arguments)]
 pub(super) async fn passed_without_challenge(
     tx: &mut PgConnection,
-    keys: &CodeKeys,
-    settings: &GateSettings,
-    tenant: &Tenant,
-    account_id: &AccountId,
+    proofs: Proofs<'_>,
+    at: At<'_>,
     by: AnsweredBy,
     factor_id: Option<Uuid>,
-    now: DateTime<Utc>,
 ) -> Result<(String, Claims), AccountError> {
+    let At { tenant, account_id, now } = at;
     let challenge = Challenge {
         id: Uuid::new_v4(),
         tenant_id: tenant.id,
@@ -280,28 +281,26 @@ pub(super) async fn passed_without_challenge(
         verification_id: None,
         sent_factor_id: None,
         attempts: 0,
-        max_attempts: settings.max_attempts,
+        max_attempts: proofs.settings.max_attempts,
         created_at: now,
         expires_at: now,
     };
     challenges::insert(&mut *tx, &challenge).await?;
     challenges::pass(tx, challenge.id, by, factor_id, now).await?;
-    Ok(sign(keys, settings, tenant, account_id, challenge.id, Purpose::StepUp, by, factor_id, now))
+    Ok(sign(proofs, at, challenge.id, Purpose::StepUp, by, factor_id))
 }
 
 /// Uses one code of a kind, once, in the caller's transaction, and announces it.
 /// `None` when the code is not an unused one of the account's current set.
-#[allow(clippy::too_many_arguments)]
 pub(super) async fn redeem_code(
     tx: &mut PgConnection,
     keys: &CodeKeys,
     kind: Kind,
-    tenant: &Tenant,
-    account_id: &AccountId,
+    at: At<'_>,
     secret: &str,
     who: &Who,
-    now: DateTime<Utc>,
 ) -> Result<Option<i64>, AccountError> {
+    let At { tenant, account_id, now } = at;
     let Some(generation) = backup_codes::generation(&mut *tx, kind, tenant.id, account_id).await? else {
         return Ok(None);
     };

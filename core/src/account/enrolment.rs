@@ -2,6 +2,10 @@
 //! Verified phones become factors through `PhoneRecorder` (mod.rs).
 
 use actix::prelude::*;
+
+use super::Owner;
+use super::answer::{At, Proofs};
+use crate::infra::lanes::Ordered;
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -17,9 +21,9 @@ use crate::codes::recovery::RecoveryCode;
 use crate::codes::totp::{self, Enrolment};
 use crate::delivery::contract::EventKind;
 use crate::delivery::relay::{self};
-use crate::ids::{AccountId, Tenant, Who};
+use crate::ids::{AccountId, Label, Tenant, Who};
 use crate::store::backup_codes::{self, Kind};
-use crate::store::factors::{self, Factor};
+use crate::store::factors::{self, AccountTx, Factor, FactorStatus};
 
 /// Wrong confirmation codes allowed before a pending enrolment is dropped.
 const MAX_CONFIRM_ATTEMPTS: i32 = 5;
@@ -31,7 +35,7 @@ const MAX_CONFIRM_ATTEMPTS: i32 = 5;
 pub struct EnrolTotp {
     pub tenant: Tenant,
     pub account_id: AccountId,
-    pub label: Option<String>,
+    pub label: Option<Label>,
 }
 
 /// The first correct code activates a pending authenticator factor.
@@ -81,26 +85,25 @@ pub struct GenerateRecoveryCode {
 }
 
 impl Handler<EnrolTotp> for AccountStateActor {
-    type Result = ResponseFuture<Result<(Factor, Enrolment), AccountError>>;
+    type Result = ResponseActFuture<Self, Result<(Factor, Enrolment), AccountError>>;
 
     fn handle(&mut self, msg: EnrolTotp, _: &mut Self::Context) -> Self::Result {
         let issuer = self.issuer.clone();
-        Box::pin(async move {
+        let lane = Owner::account(&msg.tenant, &msg.account_id);
+        self.in_order(lane, async move {
             let id = Uuid::new_v4();
             let secret = totp::new_secret();
-            let label = msg.label.as_deref().unwrap_or(msg.account_id.as_str());
+            let label = msg.label.as_ref().map_or(msg.account_id.as_str(), Label::as_str);
             // The app shows the tenant's display name, else its slug.
             let shown = crate::delivery::branding::display_name(&issuer.pool, msg.tenant.id).await?;
             let enrolment = totp::enrolment(&secret, shown.as_deref().unwrap_or(&msg.tenant.name), label)?;
             let sealed = issuer.keys.seal_bytes(id, &secret);
-            let mut tx = issuer.pool.begin().await?;
-            factors::lock_account(&mut tx, msg.tenant.id, &msg.account_id).await?;
+            let mut tx = AccountTx::begin(&issuer.pool, msg.tenant.id, &msg.account_id).await?;
             if factors::count(&mut tx, msg.tenant.id, &msg.account_id).await? >= factors::MAX_PER_ACCOUNT {
                 return Err(AccountError::TooManyFactors(factors::MAX_PER_ACCOUNT));
             }
             let factor =
-                factors::insert_totp(&mut tx, id, msg.tenant.id, &msg.account_id, msg.label.as_deref(), &sealed)
-                    .await?;
+                factors::insert_totp(&mut tx, id, msg.tenant.id, &msg.account_id, msg.label.as_ref(), &sealed).await?;
             tx.commit().await?;
             tracing::info!(tenant = %msg.tenant.name, factor_id = %id, "authenticator enrolment started");
             Ok((factor, enrolment))
@@ -109,17 +112,17 @@ impl Handler<EnrolTotp> for AccountStateActor {
 }
 
 impl Handler<ConfirmTotp> for AccountStateActor {
-    type Result = ResponseFuture<Result<Confirmed, AccountError>>;
+    type Result = ResponseActFuture<Self, Result<Confirmed, AccountError>>;
 
     fn handle(&mut self, msg: ConfirmTotp, _: &mut Self::Context) -> Self::Result {
         let (issuer, settings) = (self.issuer.clone(), self.gate);
-        Box::pin(async move {
-            let mut tx = issuer.pool.begin().await?;
-            factors::lock_account(&mut tx, msg.tenant.id, &msg.account_id).await?;
+        let lane = Owner::account(&msg.tenant, &msg.account_id);
+        self.in_order(lane, async move {
+            let mut tx = AccountTx::begin(&issuer.pool, msg.tenant.id, &msg.account_id).await?;
             let state = factors::lock_totp(&mut tx, msg.tenant.id, &msg.account_id, msg.factor_id)
                 .await?
                 .ok_or(AccountError::NotFound)?;
-            if state.status == "active" {
+            if state.status == FactorStatus::Active {
                 return Err(AccountError::AlreadyActive);
             }
             // A second factor is added only by someone who can pass the first.
@@ -141,22 +144,14 @@ impl Handler<ConfirmTotp> for AccountStateActor {
                 return Err(AccountError::WrongCode { attempts_left: MAX_CONFIRM_ATTEMPTS - attempts });
             };
             let mut factor = factors::accept_totp(&mut tx, msg.factor_id, step, msg.now).await?;
-            factor.is_default |=
-                factors::ensure_default(&mut tx, msg.tenant.id, &msg.account_id).await? == Some(factor.id);
+            factor.is_default |= factors::ensure_default(&mut tx).await? == Some(factor.id);
             let event = factor_event(EventKind::FactorAdded, &msg.tenant, &msg.account_id, &factor, msg.now);
             announce(&mut tx, msg.tenant.id, &event, None, &msg.who).await?;
             let proof = if first {
-                let (proof, claims) = answer::passed_without_challenge(
-                    &mut tx,
-                    &issuer.keys,
-                    &settings,
-                    &msg.tenant,
-                    &msg.account_id,
-                    AnsweredBy::Totp,
-                    Some(factor.id),
-                    msg.now,
-                )
-                .await?;
+                let proofs = Proofs { keys: &issuer.keys, settings: &settings };
+                let at = At { tenant: &msg.tenant, account_id: &msg.account_id, now: msg.now };
+                let (proof, claims) =
+                    answer::passed_without_challenge(&mut tx, proofs, at, AnsweredBy::Totp, Some(factor.id)).await?;
                 Some((proof, claims.expires()))
             } else {
                 None
@@ -169,11 +164,12 @@ impl Handler<ConfirmTotp> for AccountStateActor {
 }
 
 impl Handler<GenerateBackupCodes> for AccountStateActor {
-    type Result = ResponseFuture<Result<Vec<Code>, AccountError>>;
+    type Result = ResponseActFuture<Self, Result<Vec<Code>, AccountError>>;
 
     fn handle(&mut self, msg: GenerateBackupCodes, _: &mut Self::Context) -> Self::Result {
         let issuer = self.issuer.clone();
-        Box::pin(async move {
+        let lane = Owner::account(&msg.tenant, &msg.account_id);
+        self.in_order(lane, async move {
             let length = CodeLength::new(BACKUP_CODE_DIGITS as u8).unwrap_or_default();
             let mut codes: Vec<Code> = Vec::with_capacity(BACKUP_CODES);
             while codes.len() < BACKUP_CODES {
@@ -185,9 +181,8 @@ impl Handler<GenerateBackupCodes> for AccountStateActor {
             let secrets: Vec<&str> = codes.iter().map(Code::expose).collect();
             let event = account_event(EventKind::BackupCodesGenerated, &msg.tenant, &msg.account_id, msg.now)
                 .with("remaining", BACKUP_CODES);
-            let mut tx = issuer.pool.begin().await?;
             // Serialised with resets and other regenerations of this account.
-            factors::lock_account(&mut tx, msg.tenant.id, &msg.account_id).await?;
+            let mut tx = AccountTx::begin(&issuer.pool, msg.tenant.id, &msg.account_id).await?;
             authorise_new_codes(&mut tx, &issuer.keys, &msg.tenant, &msg.account_id, msg.proof.as_deref(), msg.now)
                 .await?;
             replace_codes(&mut tx, &issuer.keys, Kind::Backup, &msg.tenant, &msg.account_id, &secrets, msg.now).await?;
@@ -200,16 +195,16 @@ impl Handler<GenerateBackupCodes> for AccountStateActor {
 }
 
 impl Handler<GenerateRecoveryCode> for AccountStateActor {
-    type Result = ResponseFuture<Result<RecoveryCode, AccountError>>;
+    type Result = ResponseActFuture<Self, Result<RecoveryCode, AccountError>>;
 
     fn handle(&mut self, msg: GenerateRecoveryCode, _: &mut Self::Context) -> Self::Result {
         let issuer = self.issuer.clone();
-        Box::pin(async move {
+        let lane = Owner::account(&msg.tenant, &msg.account_id);
+        self.in_order(lane, async move {
             let code = RecoveryCode::generate();
             let event = account_event(EventKind::RecoveryCodeGenerated, &msg.tenant, &msg.account_id, msg.now);
-            let mut tx = issuer.pool.begin().await?;
             // Serialised with resets and other regenerations of this account.
-            factors::lock_account(&mut tx, msg.tenant.id, &msg.account_id).await?;
+            let mut tx = AccountTx::begin(&issuer.pool, msg.tenant.id, &msg.account_id).await?;
             authorise_new_codes(&mut tx, &issuer.keys, &msg.tenant, &msg.account_id, msg.proof.as_deref(), msg.now)
                 .await?;
             let secrets = [code.expose()];

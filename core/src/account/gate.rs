@@ -3,25 +3,28 @@
 //! from any active factor, a backup code or the recovery code.
 
 use actix::prelude::*;
+
+use super::Owner;
+use crate::infra::lanes::Ordered;
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
 use verifyd_providers::domain::{Channel, Locale, PhoneNumber};
 
-use super::answer::{Passed, check_answer, guard_failures, open_challenge, pass, wrong_answer};
+use super::answer::{At, Passed, Proofs, check_answer, guard_failures, open_challenge, pass, wrong_answer};
 use super::{AccountError, AccountStateActor};
 use crate::abuse::Refused;
 use crate::account::policy::TwoFactorPolicy;
 use crate::account::rules::{self as rules, Decision, Purpose};
-use crate::delivery::relay::{self, Kick};
-use crate::ids::{AccountId, Tenant, Who};
+use crate::delivery::relay;
+use crate::ids::{AccountId, OrganisationId, Tenant, Who};
 use crate::limits::Throttled;
 use crate::store::backup_codes::{self, Kind};
 use crate::store::challenges::{self, Challenge, ChallengeStatus};
-use crate::store::factors::{self, Factor};
+use crate::store::factors::{self, AccountTx, Factor};
 use crate::store::organisations;
 use crate::store::{CorruptRow, StoreError, verifications};
-use crate::verification::{Issuer, Request, SharedBuckets, VerificationError, stored_precision};
+use crate::verification::{Issuer, Request, SharedBuckets, VerificationError};
 
 /// "May this user in?" after the backend checked the password (`Login`), or
 /// "prove it again" before a restricted action (`StepUp`).
@@ -32,7 +35,7 @@ pub struct OpenChallenge {
     pub account_id: AccountId,
     pub purpose: Purpose,
     /// The organisation being logged into; its policy decides a login.
-    pub organisation_id: String,
+    pub organisation_id: OrganisationId,
     /// The factor to send a code to; the default factor otherwise.
     pub send_to: Option<Uuid>,
     /// Call instead of text (or the other way round) a phone factor.
@@ -108,18 +111,19 @@ pub struct AnswerChallenge {
 }
 
 impl Handler<OpenChallenge> for AccountStateActor {
-    type Result = ResponseFuture<Result<LoginOutcome, AccountError>>;
+    type Result = ResponseActFuture<Self, Result<LoginOutcome, AccountError>>;
 
     fn handle(&mut self, msg: OpenChallenge, _: &mut Self::Context) -> Self::Result {
         let (issuer, settings) = (self.issuer.clone(), self.gate);
-        Box::pin(async move {
-            let now = stored_precision(msg.now);
-            let mut tx = issuer.pool.begin().await?;
+        let lane = Owner::account(&msg.tenant, &msg.account_id);
+        self.in_order(lane, async move {
+            let now = msg.now;
             let (tenant, account_id) = (&msg.tenant, &msg.account_id);
+            let at = At { tenant, account_id, now };
             let mut policy = None;
             // The account lock first, as everywhere: a reset or a factor change
             // cannot interleave with the factors read here.
-            factors::lock_account(&mut tx, tenant.id, account_id).await?;
+            let mut tx = AccountTx::begin(&issuer.pool, tenant.id, account_id).await?;
             guard_failures(&mut tx, &settings, tenant, account_id, now).await?;
             let active: Vec<Factor> =
                 factors::list(&mut tx, tenant.id, account_id).await?.into_iter().filter(Factor::is_active).collect();
@@ -151,7 +155,7 @@ impl Handler<OpenChallenge> for AccountStateActor {
                 id: Uuid::new_v4(),
                 tenant_id: tenant.id,
                 account_id: account_id.as_str().to_owned(),
-                organisation_id: msg.organisation_id.clone(),
+                organisation_id: msg.organisation_id.as_str().to_owned(),
                 purpose: msg.purpose,
                 status: ChallengeStatus::Pending,
                 verification_id: None,
@@ -165,8 +169,7 @@ impl Handler<OpenChallenge> for AccountStateActor {
             let mut send_refused = None;
             let sent = if target.is_phone() {
                 let key = msg.api_key_id.clone();
-                match send_code(&mut tx, &issuer, tenant, account_id, target, msg.channel, &msg.locale, key, now).await
-                {
+                match send_code(&mut tx, &issuer, at, target, msg.channel, &msg.locale, key).await {
                     Ok(sent) => {
                         challenge.verification_id = Some(sent.verification_id);
                         challenge.sent_factor_id = Some(target.id);
@@ -194,10 +197,7 @@ impl Handler<OpenChallenge> for AccountStateActor {
             challenges::insert(&mut tx, &challenge).await?;
             let (backup_codes_left, _) = backup_codes::status(&mut tx, Kind::Backup, tenant.id, account_id).await?;
             let (recovery_left, _) = backup_codes::status(&mut tx, Kind::Recovery, tenant.id, account_id).await?;
-            tx.commit().await?;
-            if sent.is_some() {
-                issuer.relay.do_send(Kick);
-            }
+            relay::commit(tx, &issuer.relay).await?;
             metrics::counter!("verifyd_challenges_opened_total", "purpose" => msg.purpose.as_str()).increment(1);
             tracing::info!(tenant = %tenant.name, challenge_id = %challenge.id, purpose = msg.purpose.as_str(),
                 sent = sent.is_some(), "challenge opened");
@@ -216,15 +216,16 @@ impl Handler<OpenChallenge> for AccountStateActor {
 }
 
 impl Handler<SendAgain> for AccountStateActor {
-    type Result = ResponseFuture<Result<Sent, AccountError>>;
+    type Result = ResponseActFuture<Self, Result<Sent, AccountError>>;
 
     fn handle(&mut self, msg: SendAgain, _: &mut Self::Context) -> Self::Result {
         let issuer = self.issuer.clone();
-        Box::pin(async move {
-            let now = stored_precision(msg.now);
+        let lane = Owner::account(&msg.tenant, &msg.account_id);
+        self.in_order(lane, async move {
+            let now = msg.now;
             let (tenant, account_id) = (&msg.tenant, &msg.account_id);
-            let mut tx = issuer.pool.begin().await?;
-            factors::lock_account(&mut tx, tenant.id, account_id).await?;
+            let at = At { tenant, account_id, now };
+            let mut tx = AccountTx::begin(&issuer.pool, tenant.id, account_id).await?;
             let c = open_challenge(&mut tx, tenant, account_id, msg.challenge_id, now).await?;
             let target_id = msg.factor_id.or(c.sent_factor_id);
             let active: Vec<Factor> =
@@ -257,9 +258,7 @@ impl Handler<SendAgain> for AccountStateActor {
                 Some(sent) => sent,
                 None => {
                     let key = msg.api_key_id.clone();
-                    let sent =
-                        send_code(&mut tx, &issuer, tenant, account_id, target, msg.channel, &msg.locale, key, now)
-                            .await?;
+                    let sent = send_code(&mut tx, &issuer, at, target, msg.channel, &msg.locale, key).await?;
                     challenges::set_sent(&mut tx, c.id, sent.verification_id, target.id).await?;
                     sent
                 }
@@ -272,17 +271,18 @@ impl Handler<SendAgain> for AccountStateActor {
 }
 
 impl Handler<AnswerChallenge> for AccountStateActor {
-    type Result = ResponseFuture<Result<Passed, AccountError>>;
+    type Result = ResponseActFuture<Self, Result<Passed, AccountError>>;
 
     fn handle(&mut self, msg: AnswerChallenge, _: &mut Self::Context) -> Self::Result {
         let (issuer, settings) = (self.issuer.clone(), self.gate);
-        Box::pin(async move {
-            let now = stored_precision(msg.now);
+        let lane = Owner::account(&msg.tenant, &msg.account_id);
+        self.in_order(lane, async move {
+            let now = msg.now;
             let (tenant, account_id) = (&msg.tenant, &msg.account_id);
-            let mut tx = issuer.pool.begin().await?;
+            let at = At { tenant, account_id, now };
             // Locks in one order everywhere: the account, then the challenge,
             // then the factor or code rows.
-            factors::lock_account(&mut tx, tenant.id, account_id).await?;
+            let mut tx = AccountTx::begin(&issuer.pool, tenant.id, account_id).await?;
             let c = match open_challenge(&mut tx, tenant, account_id, msg.challenge_id, now).await {
                 Err(AccountError::ChallengeClosed(ChallengeStatus::Expired)) => {
                     // Keep the expiry that open_challenge wrote.
@@ -292,16 +292,15 @@ impl Handler<AnswerChallenge> for AccountStateActor {
                 other => other?,
             };
             guard_failures(&mut tx, &settings, tenant, account_id, now).await?;
-            let answer =
-                check_answer(&mut tx, &issuer, tenant, account_id, &c, &msg.typed, msg.factor_id, &msg.who, now)
-                    .await?;
+            let answer = check_answer(&mut tx, &issuer, at, &c, &msg.typed, msg.factor_id, &msg.who).await?;
             drop(msg.typed);
             let Some(answer) = answer else {
-                let attempts_left = wrong_answer(&mut tx, tenant, account_id, &c, &msg.who, now).await?;
+                let attempts_left = wrong_answer(&mut tx, at, &c, &msg.who).await?;
                 relay::commit(tx, &issuer.relay).await?;
                 return Err(AccountError::WrongCode { attempts_left });
             };
-            let passed = pass(&mut tx, &issuer.keys, &settings, tenant, account_id, &c, answer, &msg.who, now).await?;
+            let passed =
+                pass(&mut tx, Proofs { keys: &issuer.keys, settings: &settings }, at, &c, answer, &msg.who).await?;
             relay::commit(tx, &issuer.relay).await?;
             metrics::counter!("verifyd_challenges_passed_total", "answered_by" => passed.answered_by.as_str())
                 .increment(1);
@@ -313,18 +312,16 @@ impl Handler<AnswerChallenge> for AccountStateActor {
 }
 
 /// Issues a verification to a phone factor inside the caller's transaction.
-#[allow(clippy::too_many_arguments)]
 async fn send_code(
     tx: &mut PgConnection,
     issuer: &Issuer,
-    tenant: &Tenant,
-    account_id: &AccountId,
+    at: At<'_>,
     factor: &Factor,
     channel: Option<Channel>,
     locale: &Locale,
     api_key_id: Option<String>,
-    now: DateTime<Utc>,
 ) -> Result<Sent, AccountError> {
+    let At { tenant, account_id, now } = at;
     let corrupt = |reason: String| {
         AccountError::Store(StoreError::Corrupt(CorruptRow { table: "factors", id: factor.id.to_string(), reason }))
     };
@@ -332,7 +329,7 @@ async fn send_code(
         PhoneNumber::from_stored(factor.phone.as_deref().unwrap_or_default()).map_err(|e| corrupt(e.to_string()))?;
     let channel = match channel {
         Some(c) => c,
-        None => factor.kind.parse::<Channel>().map_err(|e| corrupt(e.to_string()))?,
+        None => factor.kind.channel().ok_or_else(|| corrupt(format!("a {} factor has no channel", factor.kind)))?,
     };
     issuer.admit(&crate::limits::Send { tenant_id: tenant.id, phone: &phone, account: account_id, ip: None }).await?;
     let request = Request {

@@ -7,7 +7,8 @@
 //! `proof.rs`, organisation policy `policy.rs`. Verification and dispatch feed
 //! their results back here.
 //!
-//! Sharded by (tenant, account). Every decision is made inside one PostgreSQL
+//! Sharded by (tenant, account); each shard runs an account's requests one
+//! after another, in arrival order (`infra/lanes.rs`). Every decision is made inside one PostgreSQL
 //! transaction (with row or advisory locks where two requests could race), so
 //! any number of processes give the same answers; every change a user should
 //! hear about is an event on the outbox and an entry in the audit trail, written
@@ -44,30 +45,58 @@ use crate::codes::keys::CodeKeys;
 use crate::codes::totp;
 use crate::delivery::contract::{Event, EventKind};
 use crate::delivery::outbox;
-use crate::delivery::relay::{Kick, OutboxRelay};
+use crate::delivery::relay::{self, OutboxRelay};
 use crate::ids::{AccountId, Tenant, Who};
+use crate::infra::lanes::{Lanes, Ordered};
 use crate::store::StoreError;
 use crate::store::audit::{self, Entry};
 use crate::store::challenges::{self, ChallengeStatus};
-use crate::store::factors::{self, Factor};
+use crate::store::factors::{self, AccountTx, Factor};
 use crate::store::verifications::{self, Verification};
 use crate::verification::{ApprovedPhones, Issuer, StepUpProof, VerificationError};
 
+/// One shard of account state. It owns the order of its accounts' requests:
+/// a request starts only when the ones before it for the same account (or
+/// organisation) have finished, so in process they never wait on each other's
+/// locks in PostgreSQL, holding a connection; other accounts run alongside.
+/// It also owns the reconcile timer on the one instance that runs it.
 pub struct AccountStateActor {
     issuer: Arc<Issuer>,
     gate: GateSettings,
+    lanes: Lanes<Owner>,
     /// One instance per process re-delivers approvals a crashed process left behind.
     reconcile: Option<Duration>,
     reconciling: bool,
 }
 
+/// Whose requests a shard keeps in order.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Owner {
+    Account(Uuid, String),
+    Organisation(Uuid, String),
+}
+
+impl Owner {
+    pub fn account(tenant: &Tenant, account_id: &AccountId) -> Self {
+        Owner::Account(tenant.id, account_id.as_str().to_owned())
+    }
+}
+
 impl AccountStateActor {
     pub fn new(issuer: Arc<Issuer>, gate: GateSettings, reconcile: Option<Duration>) -> Self {
-        AccountStateActor { issuer, gate, reconcile, reconciling: false }
+        AccountStateActor { issuer, gate, lanes: Lanes::default(), reconcile, reconciling: false }
     }
 
     fn pool(&self) -> PgPool {
         self.issuer.pool.clone()
+    }
+}
+
+impl Ordered for AccountStateActor {
+    type Lane = Owner;
+
+    fn lanes(&mut self) -> &mut Lanes<Owner> {
+        &mut self.lanes
     }
 }
 
@@ -182,11 +211,12 @@ impl ApprovedPhones for PhoneRecorder {
 }
 
 impl Handler<ListFactors> for AccountStateActor {
-    type Result = ResponseFuture<Result<Vec<Factor>, StoreError>>;
+    type Result = ResponseActFuture<Self, Result<Vec<Factor>, StoreError>>;
 
     fn handle(&mut self, msg: ListFactors, _: &mut Self::Context) -> Self::Result {
         let pool = self.pool();
-        Box::pin(async move {
+        let lane = Owner::Account(msg.tenant_id, msg.account_id.as_str().to_owned());
+        self.in_order(lane, async move {
             let mut conn = pool.acquire().await?;
             Ok(factors::list(&mut conn, msg.tenant_id, &msg.account_id).await?)
         })
@@ -204,8 +234,7 @@ async fn record_phone(
     now: DateTime<Utc>,
 ) -> Result<PhoneRecorded, AccountError> {
     let verified_at = v.completed_at.unwrap_or(now);
-    let mut tx = pool.begin().await?;
-    factors::lock_account(&mut tx, v.tenant_id, &v.account_id).await?;
+    let mut tx = AccountTx::begin(pool, v.tenant_id, &v.account_id).await?;
     // Once per approval, and never for a code that was not to make a factor:
     // a challenge's (it proves a factor the account has, by whichever
     // channel that send took; checked through the verification API it must
@@ -229,7 +258,7 @@ async fn record_phone(
     }
     let mut proof = None;
     if added && factor.is_active() {
-        factors::ensure_default(&mut tx, v.tenant_id, &v.account_id).await?;
+        factors::ensure_default(&mut tx).await?;
         // An account event like any other factor.added: no verification id,
         // number or channel (those are the verification's events').
         let tenant = Tenant { id: v.tenant_id, name: v.tenant_name.clone() };
@@ -239,30 +268,22 @@ async fn record_phone(
         announce(&mut tx, v.tenant_id, &event, None, &who).await?;
         if let (true, Some((keys, settings))) = (first, proofs) {
             let by = AnsweredBy::Phone;
-            let (token, claims) = answer::passed_without_challenge(
-                &mut tx,
-                keys,
-                settings,
-                &tenant,
-                &v.account_id,
-                by,
-                Some(factor.id),
-                now,
-            )
-            .await?;
+            let at = answer::At { tenant: &tenant, account_id: &v.account_id, now };
+            let (token, claims) =
+                answer::passed_without_challenge(&mut tx, answer::Proofs { keys, settings }, at, by, Some(factor.id))
+                    .await?;
             proof = Some((token, claims.expires()));
         }
     }
-    tx.commit().await?;
+    relay::commit(tx, relay).await?;
     if added && factor.is_active() {
-        relay.do_send(Kick);
         tracing::info!(tenant = %v.tenant_name, factor_id = %factor.id, kind = %factor.kind, "factor added");
     }
     Ok(PhoneRecorded { factor: Some(factor), proof })
 }
 
 async fn reconcile(pool: &PgPool, relay: &Addr<OutboxRelay>) -> Result<(), StoreError> {
-    let now = Utc::now();
+    let now = crate::timestamp::now();
     let stale = verifications::unrecorded_approvals(pool, now - TimeDelta::seconds(10), 100).await?;
     for v in stale {
         // One failure does not hold up the others; the next pass retries it.
@@ -283,7 +304,7 @@ fn factor_event(
 ) -> Event {
     account_event(kind, tenant, account_id, now)
         .with("factor_id", factor.id.to_string())
-        .with("factor_kind", factor.kind.clone())
+        .with("factor_kind", factor.kind.as_str())
 }
 
 fn account_event(kind: EventKind, tenant: &Tenant, account_id: &AccountId, now: DateTime<Utc>) -> Event {

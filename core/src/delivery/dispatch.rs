@@ -21,6 +21,7 @@ use verifyd_providers::domain::Channel;
 use verifyd_providers::{ErrorKind, PermanentKind, Provider, ProviderError, Sent};
 
 use crate::codes::keys::CodeKeys;
+use crate::dead_letter::Reason;
 use crate::delivery::branding;
 use crate::delivery::breaker::Admission;
 use crate::delivery::contract::{DispatchJob, Event, EventKind};
@@ -34,7 +35,6 @@ use crate::delivery::voice_script;
 use crate::infra::amqp::{Topology, jittered, json_properties, publish_confirmed};
 use crate::infra::consumer::{DeliveryHandler, Disposition, Letter, dead_letter};
 use crate::ops::catalog;
-use crate::ops::reason::Reason;
 use crate::ops::reporter::{ProcessReporter, ReportNow};
 use crate::ops::stats::Stats;
 use crate::store::attempts::{self, Attempt, Claim, Outcome};
@@ -173,7 +173,7 @@ impl Dispatcher {
                 }
             }
         }
-        let now = Utc::now();
+        let now = crate::timestamp::now();
         let status = v.state.effective_status(now);
         if status != Status::Pending {
             // Never deliver a code that can no longer be used.
@@ -225,7 +225,7 @@ impl Dispatcher {
             Delivered::Sent(sent, latency) => {
                 let latency = i32::try_from(latency).unwrap_or(i32::MAX);
                 if let Some(asked) = requested_at {
-                    let waited = (Utc::now() - asked).to_std().unwrap_or_default();
+                    let waited = (crate::timestamp::now() - asked).to_std().unwrap_or_default();
                     metrics::histogram!("verifyd_request_to_accepted_seconds", "channel" => job.channel.as_str())
                         .record(waited.as_secs_f64());
                 }
@@ -375,7 +375,7 @@ impl Dispatcher {
                 continue;
             }
             if let Some(tps) = self.routes.tps(name) {
-                match pacing::reserve(&self.pool, name, tps, Utc::now()).await? {
+                match pacing::reserve(&self.pool, name, tps, crate::timestamp::now()).await? {
                     Slot::After(wait) if wait.is_zero() => {}
                     Slot::After(wait) => tokio::time::sleep(wait).await,
                     Slot::Full { frees_in } => {
@@ -484,7 +484,7 @@ impl Dispatcher {
         took: Duration,
     ) {
         let kind = result.map_err(ProviderError::kind);
-        self.stats.record_call(Utc::now(), v.tenant_id, provider, channel, kind, took);
+        self.stats.record_call(crate::timestamp::now(), v.tenant_id, provider, channel, kind, took);
         let outcome = match result {
             Ok(()) => "accepted",
             Err(ProviderError::Retryable { .. }) => "retryable_error",
@@ -538,7 +538,7 @@ impl Dispatcher {
             reason: give_up.reason,
             body: &delivery.data,
             content_type: content_type.as_deref(),
-            dead_lettered_at: Utc::now(),
+            dead_lettered_at: crate::timestamp::now(),
             webhook_delivery_id: None,
         };
         let done = Done {
@@ -570,7 +570,7 @@ impl Dispatcher {
         letter: Option<&NewLetter<'_>>,
     ) -> Result<bool, DispatchError> {
         let Done { outcome, provider, message_id, error, error_kind, latency_ms, requested_at, fallback } = done;
-        let now = Utc::now();
+        let now = crate::timestamp::now();
         let event = match outcome {
             Outcome::Sent => Some(
                 Event::for_verification(EventKind::Delivered, v, now)

@@ -22,8 +22,11 @@ pub struct Kick;
 
 /// Commits a transaction that wrote outbox rows and wakes the relay, so they
 /// are published now rather than at its next poll (`runtime.relay_poll_ms`).
-pub async fn commit(tx: sqlx::Transaction<'_, sqlx::Postgres>, relay: &Addr<OutboxRelay>) -> Result<(), sqlx::Error> {
-    tx.commit().await?;
+pub async fn commit<'c>(
+    tx: impl Into<sqlx::Transaction<'c, sqlx::Postgres>>,
+    relay: &Addr<OutboxRelay>,
+) -> Result<(), sqlx::Error> {
+    tx.into().commit().await?;
     relay.do_send(Kick);
     Ok(())
 }

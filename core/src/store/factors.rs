@@ -1,60 +1,187 @@
-//! The `factors` table, written only by the account-state actor.
+//! The `factors` table, written only by the account flow.
+
+use std::fmt;
+use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::PgConnection;
+use std::ops::{Deref, DerefMut};
+
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use uuid::Uuid;
 use verifyd_providers::domain::{Channel, PhoneNumber};
 
-use crate::ids::AccountId;
+use super::UnknownValue;
+use crate::ids::{AccountId, Label};
 
-/// A factor as callers see it. Never holds a secret.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+/// What a factor is: a phone reached by SMS or by voice call, or an authenticator app.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FactorKind {
+    Sms,
+    Voice,
+    Totp,
+}
+
+impl FactorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FactorKind::Sms => "sms",
+            FactorKind::Voice => "voice",
+            FactorKind::Totp => "totp",
+        }
+    }
+
+    /// The channel a phone factor's codes go by; `None` for an authenticator.
+    pub fn channel(self) -> Option<Channel> {
+        match self {
+            FactorKind::Sms => Some(Channel::Sms),
+            FactorKind::Voice => Some(Channel::Voice),
+            FactorKind::Totp => None,
+        }
+    }
+}
+
+impl From<Channel> for FactorKind {
+    fn from(channel: Channel) -> Self {
+        match channel {
+            Channel::Sms => FactorKind::Sms,
+            Channel::Voice => FactorKind::Voice,
+        }
+    }
+}
+
+impl FromStr for FactorKind {
+    type Err = UnknownValue;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "sms" => Ok(FactorKind::Sms),
+            "voice" => Ok(FactorKind::Voice),
+            "totp" => Ok(FactorKind::Totp),
+            other => Err(UnknownValue { what: "factor kind", value: other.to_owned() }),
+        }
+    }
+}
+
+impl fmt::Display for FactorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+text_enum!(FactorKind);
+
+/// Whether a factor can answer yet: an authenticator is `pending` until its
+/// first code confirms it (a phone factor recorded by a step-up's approval,
+/// until a step-up activates it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FactorStatus {
+    Pending,
+    Active,
+}
+
+impl FactorStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FactorStatus::Pending => "pending",
+            FactorStatus::Active => "active",
+        }
+    }
+}
+
+impl FromStr for FactorStatus {
+    type Err = UnknownValue;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "pending" => Ok(FactorStatus::Pending),
+            "active" => Ok(FactorStatus::Active),
+            other => Err(UnknownValue { what: "factor status", value: other.to_owned() }),
+        }
+    }
+}
+
+text_enum!(FactorStatus);
+
+/// One of an account's factors. Never holds a secret; the HTTP edge shows it
+/// through its own view.
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Factor {
     pub id: Uuid,
-    pub kind: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: FactorKind,
     pub phone: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
-    pub status: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[serde(with = "crate::timestamp::option")]
+    pub status: FactorStatus,
     pub verified_at: Option<DateTime<Utc>>,
     /// Where a login challenge sends its code unless told otherwise.
-    #[serde(rename = "default")]
     pub is_default: bool,
 }
 
 impl Factor {
     pub fn is_active(&self) -> bool {
-        self.status == "active"
+        self.status == FactorStatus::Active
     }
 
     pub fn is_phone(&self) -> bool {
-        self.kind == "sms" || self.kind == "voice"
+        self.kind.channel().is_some()
     }
 }
 
 const COLUMNS: &str = "id, kind, phone, label, status, verified_at, is_default";
 
-/// Serialises changes to one account's factors (activation, default, deletion,
-/// reset) across processes, so "exactly one default" and "not the last factor"
-/// hold.
-pub async fn lock_account(conn: &mut PgConnection, tenant_id: Uuid, account_id: &AccountId) -> Result<(), sqlx::Error> {
-    let key = crate::limits::lock_key(&["account", &tenant_id.to_string(), account_id.as_str()]);
-    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(key).execute(conn).await?;
-    Ok(())
+/// A transaction that holds one account's lock from its first statement to
+/// its end. Every change to an account's factors, codes and challenges runs in
+/// one, so changes to one account (activation, the default, deletion, reset,
+/// answers) are serialised across processes, and "exactly one default" and
+/// "not the last factor" hold. Functions that need the lock take this type, so
+/// a caller cannot forget it; for everything else it is a `PgConnection`.
+pub struct AccountTx {
+    tx: Transaction<'static, Postgres>,
+    tenant_id: Uuid,
+    account_id: AccountId,
+}
+
+impl AccountTx {
+    /// Begins a transaction and takes the account's lock, waiting for any
+    /// other transaction that holds it.
+    pub async fn begin(pool: &PgPool, tenant_id: Uuid, account_id: &AccountId) -> Result<Self, sqlx::Error> {
+        let mut tx = pool.begin().await?;
+        let key = crate::limits::lock_key(&["account", &tenant_id.to_string(), account_id.as_str()]);
+        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(key).execute(&mut *tx).await?;
+        Ok(AccountTx { tx, tenant_id, account_id: account_id.clone() })
+    }
+
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+}
+
+impl Deref for AccountTx {
+    type Target = PgConnection;
+
+    fn deref(&self) -> &PgConnection {
+        &self.tx
+    }
+}
+
+impl DerefMut for AccountTx {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        &mut self.tx
+    }
+}
+
+impl From<AccountTx> for Transaction<'static, Postgres> {
+    fn from(locked: AccountTx) -> Self {
+        locked.tx
+    }
 }
 
 /// Makes the oldest active factor the default when the account has none;
 /// returns the factor it made the default.
-/// Call with the account lock held.
-pub async fn ensure_default(
-    conn: &mut PgConnection,
-    tenant_id: Uuid,
-    account_id: &AccountId,
-) -> Result<Option<Uuid>, sqlx::Error> {
+pub async fn ensure_default(tx: &mut AccountTx) -> Result<Option<Uuid>, sqlx::Error> {
+    let (tenant_id, account_id) = (tx.tenant_id, tx.account_id.clone());
     sqlx::query_scalar(
         "UPDATE factors SET is_default = true WHERE id = (
             SELECT id FROM factors WHERE tenant_id = $1 AND account_id = $2 AND status = 'active'
@@ -64,7 +191,7 @@ pub async fn ensure_default(
     )
     .bind(tenant_id)
     .bind(account_id.as_str())
-    .fetch_optional(conn)
+    .fetch_optional(&mut **tx)
     .await
 }
 
@@ -80,13 +207,10 @@ pub async fn has_active(conn: &mut PgConnection, tenant_id: Uuid, account_id: &A
 }
 
 /// Makes an active factor the default and returns it; `None` when there is no
-/// such factor. Call with the account lock held.
-pub async fn set_default(
-    conn: &mut PgConnection,
-    tenant_id: Uuid,
-    account_id: &AccountId,
-    id: Uuid,
-) -> Result<Option<Factor>, sqlx::Error> {
+/// such factor.
+pub async fn set_default(tx: &mut AccountTx, id: Uuid) -> Result<Option<Factor>, sqlx::Error> {
+    let (tenant_id, account_id) = (tx.tenant_id, tx.account_id.clone());
+    let conn: &mut PgConnection = tx;
     let exists: Option<bool> = sqlx::query_scalar(
         "SELECT true FROM factors WHERE id = $1 AND tenant_id = $2 AND account_id = $3 AND status = 'active'",
     )
@@ -211,7 +335,7 @@ pub async fn insert_totp(
     id: Uuid,
     tenant_id: Uuid,
     account_id: &AccountId,
-    label: Option<&str>,
+    label: Option<&Label>,
     sealed_secret: &[u8],
 ) -> Result<Factor, sqlx::Error> {
     let sql = format!(
@@ -222,7 +346,7 @@ pub async fn insert_totp(
         .bind(id)
         .bind(tenant_id)
         .bind(account_id.as_str())
-        .bind(label)
+        .bind(label.map(Label::as_str))
         .bind(sealed_secret)
         .fetch_one(conn)
         .await
@@ -231,7 +355,7 @@ pub async fn insert_totp(
 /// The TOTP state of one factor, row-locked until the transaction ends.
 #[derive(sqlx::FromRow)]
 pub struct TotpState {
-    pub status: String,
+    pub status: FactorStatus,
     pub totp_sealed: Vec<u8>,
     pub totp_last_step: Option<i64>,
     pub confirm_attempts: i32,

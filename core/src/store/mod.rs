@@ -1,6 +1,38 @@
 //! PostgreSQL access, one module per table family. Rows are read with runtime
 //! queries into `FromRow` structs and converted to domain types with `TryFrom`,
-//! so a build never needs a database.
+//! so a build never needs a database. A small enum kept as `text` (with a
+//! CHECK listing its values) decodes straight into its type (`text_enum!`).
+
+/// Reads and writes an enum kept as `text`, through its `as_str` and `FromStr`:
+/// a value outside the enum is a decode error naming the column, never a default.
+macro_rules! text_enum {
+    ($t:ty) => {
+        impl sqlx::Type<sqlx::Postgres> for $t {
+            fn type_info() -> sqlx::postgres::PgTypeInfo {
+                <&str as sqlx::Type<sqlx::Postgres>>::type_info()
+            }
+
+            fn compatible(ty: &sqlx::postgres::PgTypeInfo) -> bool {
+                <&str as sqlx::Type<sqlx::Postgres>>::compatible(ty)
+            }
+        }
+
+        impl<'r> sqlx::Decode<'r, sqlx::Postgres> for $t {
+            fn decode(value: sqlx::postgres::PgValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+                Ok(<&str as sqlx::Decode<sqlx::Postgres>>::decode(value)?.parse::<$t>()?)
+            }
+        }
+
+        impl<'q> sqlx::Encode<'q, sqlx::Postgres> for $t {
+            fn encode_by_ref(
+                &self,
+                buf: &mut sqlx::postgres::PgArgumentBuffer,
+            ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+                <&str as sqlx::Encode<sqlx::Postgres>>::encode_by_ref(&self.as_str(), buf)
+            }
+        }
+    };
+}
 
 pub mod api_keys;
 pub mod attempts;
@@ -24,6 +56,14 @@ pub struct CorruptRow {
     pub table: &'static str,
     pub id: String,
     pub reason: String,
+}
+
+/// A `text` column held a value its enum does not have.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown {what} {value:?}")]
+pub struct UnknownValue {
+    pub what: &'static str,
+    pub value: String,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -6,35 +6,42 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::account::policy::{Settings, TwoFactorPolicy};
-use crate::ids::AccountId;
+use crate::ids::{AccountId, OrganisationId};
 use crate::store::CorruptRow;
 
 pub async fn settings(
     conn: &mut PgConnection,
     tenant_id: Uuid,
-    organisation_id: &str,
+    organisation_id: &OrganisationId,
     for_update: bool,
 ) -> Result<Settings, super::StoreError> {
     let sql = format!(
         "SELECT policy, sso_enabled FROM organisations WHERE tenant_id = $1 AND organisation_id = $2{}",
         if for_update { " FOR UPDATE" } else { "" }
     );
-    let row: Option<(String, bool)> =
-        sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(tenant_id).bind(organisation_id).fetch_optional(conn).await?;
+    let row: Option<(String, bool)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(tenant_id)
+        .bind(organisation_id.as_str())
+        .fetch_optional(conn)
+        .await?;
     let Some((policy, sso_enabled)) = row else {
         return Ok(Settings::default());
     };
     let policy: TwoFactorPolicy = policy.parse().map_err(|e: crate::account::policy::PolicyParseError| CorruptRow {
         table: "organisations",
-        id: organisation_id.to_owned(),
+        id: organisation_id.as_str().to_owned(),
         reason: e.to_string(),
     })?;
     Ok(Settings { policy, sso_enabled })
 }
 
 /// Serialises changes to one organisation's policy (the row may not exist yet).
-pub async fn lock(conn: &mut PgConnection, tenant_id: Uuid, organisation_id: &str) -> Result<(), sqlx::Error> {
-    let key = crate::limits::lock_key(&["organisation", &tenant_id.to_string(), organisation_id]);
+pub async fn lock(
+    conn: &mut PgConnection,
+    tenant_id: Uuid,
+    organisation_id: &OrganisationId,
+) -> Result<(), sqlx::Error> {
+    let key = crate::limits::lock_key(&["organisation", &tenant_id.to_string(), organisation_id.as_str()]);
     sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(key).execute(conn).await?;
     Ok(())
 }
@@ -42,7 +49,7 @@ pub async fn lock(conn: &mut PgConnection, tenant_id: Uuid, organisation_id: &st
 pub async fn save(
     conn: &mut PgConnection,
     tenant_id: Uuid,
-    organisation_id: &str,
+    organisation_id: &OrganisationId,
     settings: Settings,
     updated_by: &str,
     now: DateTime<Utc>,
@@ -55,7 +62,7 @@ pub async fn save(
              updated_at = EXCLUDED.updated_at, updated_by = EXCLUDED.updated_by",
     )
     .bind(tenant_id)
-    .bind(organisation_id)
+    .bind(organisation_id.as_str())
     .bind(settings.policy.as_str())
     .bind(settings.sso_enabled)
     .bind(now)
@@ -69,7 +76,7 @@ pub async fn save(
 pub async fn record_membership(
     conn: &mut PgConnection,
     tenant_id: Uuid,
-    organisation_id: &str,
+    organisation_id: &OrganisationId,
     account_id: &AccountId,
     now: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
@@ -78,7 +85,7 @@ pub async fn record_membership(
          ON CONFLICT (tenant_id, account_id, organisation_id) DO UPDATE SET last_login_at = EXCLUDED.last_login_at",
     )
     .bind(tenant_id)
-    .bind(organisation_id)
+    .bind(organisation_id.as_str())
     .bind(account_id.as_str())
     .bind(now)
     .execute(conn)

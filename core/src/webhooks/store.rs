@@ -82,20 +82,26 @@ impl From<sqlx::Error> for WebhookStoreError {
     }
 }
 
+/// What a new endpoint is: where, which events, on or off.
+#[derive(Debug, Clone, Copy)]
+pub struct NewEndpoint<'a> {
+    pub url: &'a EndpointUrl,
+    pub filter: &'a EventFilter,
+    pub enabled: bool,
+}
+
 /// A new endpoint and its secret (shown once). At most [`MAX_ENDPOINTS`] per
 /// tenant, counted under a lock on the tenant's row so two creates cannot both
 /// take the last place.
-#[allow(clippy::too_many_arguments)]
 pub async fn create(
     pool: &PgPool,
     keys: &CodeKeys,
     tenant_id: Uuid,
-    url: &EndpointUrl,
-    filter: &EventFilter,
-    enabled: bool,
+    new: NewEndpoint<'_>,
     who: &Who,
     now: DateTime<Utc>,
 ) -> Result<(Endpoint, SigningSecret), WebhookStoreError> {
+    let NewEndpoint { url, filter, enabled } = new;
     let id = Uuid::new_v4();
     let secret = SigningSecret::generate();
     let sealed = keys.seal_bytes(id, secret.bytes());

@@ -201,8 +201,15 @@ async fn audited(
     if let Some(new_key_id) = replaced_by {
         detail["new_key_id"] = serde_json::json!(new_key_id);
     }
-    let entry =
-        Entry { tenant_id: tenant.id, account_id: None, organisation_id: None, action, who, detail, at: Utc::now() };
+    let entry = Entry {
+        tenant_id: tenant.id,
+        account_id: None,
+        organisation_id: None,
+        action,
+        who,
+        detail,
+        at: verifyd_core::timestamp::now(),
+    };
     audit::record(conn, entry).await
 }
 

@@ -94,7 +94,15 @@ pub async fn create(
     let mut tx = pool.begin().await?;
     let row = operator_keys::insert(&mut tx, &key_id, &hash(&secret), label, &sources.names()).await?;
     let info = OperatorKeyInfo::try_from(row)?;
-    audit::record_operation(&mut tx, None, "operator_key.created", who, detail(&info, None), Utc::now()).await?;
+    audit::record_operation(
+        &mut tx,
+        None,
+        "operator_key.created",
+        who,
+        detail(&info, None),
+        verifyd_core::timestamp::now(),
+    )
+    .await?;
     tx.commit().await?;
     Ok(IssuedOperatorKey { info, key: SecretString::from(format!("{key_id}.{secret}")) })
 }
@@ -121,8 +129,15 @@ pub async fn rotate(
         return Ok(None);
     };
     let previous = OperatorKeyInfo::try_from(old)?;
-    audit::record_operation(&mut tx, None, "operator_key.rotated", who, detail(&previous, Some(&new_id)), Utc::now())
-        .await?;
+    audit::record_operation(
+        &mut tx,
+        None,
+        "operator_key.rotated",
+        who,
+        detail(&previous, Some(&new_id)),
+        verifyd_core::timestamp::now(),
+    )
+    .await?;
     tx.commit().await?;
     let issued = IssuedOperatorKey { info: new.try_into()?, key: SecretString::from(format!("{new_id}.{secret}")) };
     Ok(Some(RotatedOperatorKey { previous, issued }))
@@ -136,7 +151,15 @@ pub async fn revoke(pool: &PgPool, key_id: &str, who: &Who) -> Result<Option<Ope
     };
     let info = OperatorKeyInfo::try_from(row)?;
     if revoked_now {
-        audit::record_operation(&mut tx, None, "operator_key.revoked", who, detail(&info, None), Utc::now()).await?;
+        audit::record_operation(
+            &mut tx,
+            None,
+            "operator_key.revoked",
+            who,
+            detail(&info, None),
+            verifyd_core::timestamp::now(),
+        )
+        .await?;
         sessions::delete_for_key(&mut tx, key_id).await?;
     }
     tx.commit().await?;

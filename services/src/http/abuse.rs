@@ -148,7 +148,7 @@ async fn blocked_prefixes(
     state: web::Data<AppState>,
     Caller { tenant, .. }: Caller<Ops>,
 ) -> Result<HttpResponse, ApiError> {
-    let blocks = state.core.abuse.blocked_prefixes(tenant.id, Utc::now()).await?;
+    let blocks = state.core.abuse.blocked_prefixes(tenant.id, verifyd_core::timestamp::now()).await?;
     Ok(HttpResponse::Ok().json(BlockList { blocked: blocks.into_iter().map(BlockView::from).collect() }))
 }
 
@@ -169,7 +169,12 @@ async fn lift_block(
     let prefix = Prefix::parse(&path).map_err(|e| ApiError::field("prefix", e))?;
     let (tenant, key_id) = (&caller.tenant, &caller.key_id);
     let who = caller.as_actor()?;
-    let lifted = state.core.abuse.lift(tenant.id, &prefix, Utc::now(), &who).await?.ok_or(ApiError::NotFound)?;
+    let lifted = state
+        .core
+        .abuse
+        .lift(tenant.id, &prefix, verifyd_core::timestamp::now(), &who)
+        .await?
+        .ok_or(ApiError::NotFound)?;
     tracing::info!(tenant = %tenant.name, api_key_id = %key_id, %prefix, "destination prefix block lifted by an operator");
     Ok(HttpResponse::Ok().json(Lifted { lifted: lifted.into() }))
 }

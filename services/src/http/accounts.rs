@@ -1,8 +1,8 @@
 //! `/v1/accounts/{account_id}/factors`: what account state knows of an account.
 
+use super::factor_view::FactorView;
 use actix_web::{HttpResponse, web};
 use verifyd_core::account::ListFactors;
-use verifyd_core::store::factors::Factor;
 
 use super::auth::{Caller, Enrol};
 use super::problem::ApiError;
@@ -16,7 +16,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct Factors {
     account_id: String,
-    factors: Vec<Factor>,
+    factors: Vec<FactorView>,
 }
 
 /// The account's factors: verified phones (`sms`, `voice`) and authenticator
@@ -36,5 +36,8 @@ async fn factors(
         .send(ListFactors { tenant_id: tenant.id, account_id: account_id.clone() })
         .await?
         .map_err(ApiError::internal)?;
-    Ok(HttpResponse::Ok().json(Factors { account_id: account_id.as_str().to_owned(), factors }))
+    Ok(HttpResponse::Ok().json(Factors {
+        account_id: account_id.as_str().to_owned(),
+        factors: factors.into_iter().map(FactorView::from).collect(),
+    }))
 }

@@ -6,8 +6,8 @@
 //! (`GET /v1/audit`, `GET /v1/accounts/{account_id}/audit`,
 //! `GET /v1/organisations/{organisation_id}/audit`) take the `admin` scope.
 
+use super::factor_view::FactorView;
 use actix_web::{HttpResponse, web};
-use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -16,7 +16,6 @@ use verifyd_core::account::{
     ActivateFactor, RemovalAuthority, RemoveFactor, ResetAccount, ResetAuthority, SetDefaultFactor, SetPolicy,
 };
 use verifyd_core::store::audit::{self, Record};
-use verifyd_core::store::factors::Factor;
 use verifyd_core::store::organisations;
 
 use super::auth::{Admin, Caller, Enrol};
@@ -62,12 +61,12 @@ pub struct RemoveBody {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Removed {
-    removed: Factor,
+    removed: FactorView,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct FactorBody {
-    factor: Factor,
+    factor: FactorView,
 }
 
 /// Delete a factor: with a fresh step-up proof, or with the factor's own code
@@ -112,10 +111,10 @@ async fn remove_factor(
         factor_id,
         authority,
         who: who(body.actor, Some(&account_id), key_id)?,
-        now: Utc::now(),
+        now: verifyd_core::timestamp::now(),
     };
     let factor = state.account_state(&tenant, &account_id).send(msg).await??;
-    Ok(HttpResponse::Ok().json(Removed { removed: factor }))
+    Ok(HttpResponse::Ok().json(Removed { removed: factor.into() }))
 }
 
 /// A step-up proof, and who acts.
@@ -150,10 +149,10 @@ async fn set_default(
         factor_id,
         proof: body.step_up.ok_or(ApiError::StepUpRequired)?.0,
         who: who(body.actor, Some(&account_id), key_id)?,
-        now: Utc::now(),
+        now: verifyd_core::timestamp::now(),
     };
     let factor = state.account_state(&tenant, &account_id).send(msg).await??;
-    Ok(HttpResponse::Ok().json(FactorBody { factor }))
+    Ok(HttpResponse::Ok().json(FactorBody { factor: factor.into() }))
 }
 
 /// A phone verified while the account already had an active factor is
@@ -178,10 +177,10 @@ async fn activate(
         factor_id,
         proof: body.step_up.map(|p| p.0),
         who: who(body.actor, Some(&account_id), key_id)?,
-        now: Utc::now(),
+        now: verifyd_core::timestamp::now(),
     };
     let factor = state.account_state(&tenant, &account_id).send(msg).await??;
-    Ok(HttpResponse::Ok().json(FactorBody { factor }))
+    Ok(HttpResponse::Ok().json(FactorBody { factor: factor.into() }))
 }
 
 /// A step-up proof from an active factor (not needed when the account has none).
@@ -272,7 +271,7 @@ async fn reset(
         reason: body.reason,
         authority,
         who,
-        now: Utc::now(),
+        now: verifyd_core::timestamp::now(),
     };
     let reset = state.account_state(&tenant, &account_id).send(msg).await??;
     Ok(HttpResponse::Ok().json(ResetView {
@@ -301,9 +300,9 @@ async fn get_policy(
 ) -> Result<HttpResponse, ApiError> {
     let org = organisation_id(&path)?;
     let mut conn = state.pool.acquire().await?;
-    let settings = organisations::settings(&mut conn, tenant.id, org, false).await.map_err(ApiError::internal)?;
+    let settings = organisations::settings(&mut conn, tenant.id, &org, false).await.map_err(ApiError::internal)?;
     Ok(HttpResponse::Ok().json(PolicyView {
-        organisation_id: org.to_owned(),
+        organisation_id: org.as_str().to_owned(),
         policy: settings.policy,
         sso_enabled: settings.sso_enabled,
     }))
@@ -349,7 +348,7 @@ async fn put_policy(
     path: web::Path<String>,
     body: Json<PolicyBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let org = organisation_id(&path)?.to_owned();
+    let org = organisation_id(&path)?;
     let body = body.into_inner();
     let policy: TwoFactorPolicy = body.policy.parse().map_err(|e| ApiError::field("policy", e))?;
     let msg = SetPolicy {
@@ -359,13 +358,13 @@ async fn put_policy(
         sso_enabled: body.sso_enabled,
         proof: body.step_up.map(|p| p.0),
         who: who(Some(body.actor), None, key_id)?,
-        now: Utc::now(),
+        now: verifyd_core::timestamp::now(),
     };
     // Policy changes of one organisation go through one shard, in order.
     let shard = state.core.account_state.pick(&(tenant.id, "organisation", org.as_str()));
     let change = shard.send(msg).await??;
     Ok(HttpResponse::Ok().json(PolicyChangeView {
-        organisation_id: org,
+        organisation_id: org.as_str().to_owned(),
         policy: change.after.policy,
         previous_policy: change.before.policy,
         sso_enabled: change.after.sso_enabled,
@@ -454,5 +453,5 @@ async fn organisation_audit(
     page: web::Query<Page>,
 ) -> Result<HttpResponse, ApiError> {
     let org = organisation_id(&path)?;
-    audit_page(&state, tenant.id, audit::Subject::Organisation(org), page.into_inner()).await
+    audit_page(&state, tenant.id, audit::Subject::Organisation(org.as_str()), page.into_inner()).await
 }

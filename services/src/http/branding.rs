@@ -100,7 +100,14 @@ async fn put_branding(
         .map(|n| DisplayName::parse(&n))
         .transpose()
         .map_err(|e| ApiError::field("display_name", e))?;
-    branding::set_display_name(&state.pool, caller.tenant.id, name.as_ref(), &caller.as_actor()?, Utc::now()).await?;
+    branding::set_display_name(
+        &state.pool,
+        caller.tenant.id,
+        name.as_ref(),
+        &caller.as_actor()?,
+        verifyd_core::timestamp::now(),
+    )
+    .await?;
     tracing::info!(tenant = %caller.tenant.name, api_key_id = %caller.key_id, "branding changed");
     let name = name.map(|n| n.as_str().to_owned());
     Ok(HttpResponse::Ok().json(branding_view(&state, &caller.tenant, name)))
@@ -319,8 +326,16 @@ async fn put_template(
         }
     }
     let who = caller.as_actor()?;
-    let saved =
-        branding::save_template(&state.pool, caller.tenant.id, channel, &locale, &template, &who, Utc::now()).await?;
+    let saved = branding::save_template(
+        &state.pool,
+        caller.tenant.id,
+        channel,
+        &locale,
+        &template,
+        &who,
+        verifyd_core::timestamp::now(),
+    )
+    .await?;
     tracing::info!(tenant = %caller.tenant.name, api_key_id = %caller.key_id, %channel, %locale, "template saved");
     let ctx = Ctx { state: &state, app: &app };
     Ok(HttpResponse::Ok().json(ctx.view(channel, &locale, &template, Some((&saved.locale, Some(saved.updated_at))))))
@@ -344,9 +359,16 @@ async fn delete_template(
 ) -> Result<HttpResponse, ApiError> {
     let (channel, locale) = pair(&path)?;
     let who = caller.as_actor()?;
-    let deleted = branding::delete_template(&state.pool, caller.tenant.id, channel, &locale, &who, Utc::now())
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let deleted = branding::delete_template(
+        &state.pool,
+        caller.tenant.id,
+        channel,
+        &locale,
+        &who,
+        verifyd_core::timestamp::now(),
+    )
+    .await?
+    .ok_or(ApiError::NotFound)?;
     tracing::info!(tenant = %caller.tenant.name, api_key_id = %caller.key_id, %channel, %locale, "template deleted");
     let app = app_name(&state, &caller.tenant).await?;
     let ctx = Ctx { state: &state, app: &app };

@@ -135,7 +135,7 @@ async fn sign_in(req: HttpRequest, state: web::Data<AppState>, body: RawBody) ->
     let (view, key_id) = view_of(principal)?;
     let bytes: [u8; 32] = rand::rng().random();
     let token = hex::encode(bytes);
-    let now = Utc::now();
+    let now = verifyd_core::timestamp::now();
     let ttl = i64::try_from(state.console.session_ttl_secs).unwrap_or(i64::MAX);
     let expires_at = now + TimeDelta::seconds(ttl);
     sessions::insert(&state.pool, &token_hash(&token), &key_id, now, expires_at).await?;
@@ -158,8 +158,9 @@ async fn session(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRes
         return Err(ApiError::NotFound);
     }
     let token = session_token(&req, state.public_url.as_deref()).ok_or(ApiError::Unauthenticated)?;
-    let (key_id, expires_at) =
-        sessions::live(&state.pool, &token_hash(&token), Utc::now()).await?.ok_or(ApiError::Unauthenticated)?;
+    let (key_id, expires_at) = sessions::live(&state.pool, &token_hash(&token), verifyd_core::timestamp::now())
+        .await?
+        .ok_or(ApiError::Unauthenticated)?;
     let principal = state.keys.still_live(&key_id).await?.ok_or(ApiError::Unauthenticated)?;
     from_allowed_source(&req, &state, &principal)?;
     let (view, key_id) = view_of(principal)?;

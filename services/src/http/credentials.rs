@@ -12,7 +12,6 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage, HttpRequest, web};
-use chrono::Utc;
 use verifyd_core::store::sessions;
 
 use super::AppState;
@@ -73,8 +72,9 @@ async fn settle(req: &HttpRequest, state: &AppState) -> Result<Option<Presented>
     let Some(token) = session_token(req, state.public_url.as_deref()) else {
         return Ok(None);
     };
-    let (key_id, _) =
-        sessions::live(&state.pool, &token_hash(&token), Utc::now()).await?.ok_or(ApiError::Unauthenticated)?;
+    let (key_id, _) = sessions::live(&state.pool, &token_hash(&token), verifyd_core::timestamp::now())
+        .await?
+        .ok_or(ApiError::Unauthenticated)?;
     let principal = state.keys.still_live(&key_id).await?.ok_or(ApiError::Unauthenticated)?;
     Ok(Some(Presented::Session { principal, token }))
 }

@@ -2,6 +2,7 @@
 //! `/v1/accounts/{account_id}/factors/totp`, `/factors/{id}/confirm`,
 //! `/backup-codes` and `/recovery-code`. They are used at the login gate.
 
+use super::factor_view::FactorView;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine;
@@ -9,9 +10,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use verifyd_core::account::{ConfirmTotp, EnrolTotp, GenerateBackupCodes, GenerateRecoveryCode};
-use verifyd_core::ids::{AccountId, Who};
+use verifyd_core::ids::{AccountId, Label, Who};
 use verifyd_core::store::backup_codes;
-use verifyd_core::store::factors::Factor;
 use verifyd_providers::domain::Code;
 
 use super::auth::{Caller, Enrol};
@@ -49,7 +49,7 @@ pub struct EnrolBody {
 #[derive(Serialize, ToSchema)]
 pub struct Enrolment {
     /// `pending` until the first correct code.
-    factor: Factor,
+    factor: FactorView,
     /// `otpauth://totp/<tenant>:<label>?secret=…&issuer=<tenant>`
     otpauth_uri: String,
     /// The secret in base32, in groups of four, for typing.
@@ -61,7 +61,7 @@ pub struct Enrolment {
 /// An activated factor, with a step-up proof when it is the account's first.
 #[derive(Serialize, ToSchema)]
 pub struct ConfirmedView {
-    factor: Factor,
+    factor: FactorView,
     /// The step-up proof, as a challenge's answer gives it (`proof`): pass
     /// it as `step_up` to a restricted action.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -118,17 +118,13 @@ async fn enrol_totp(
     body: Json<EnrolBody>,
 ) -> Result<HttpResponse, ApiError> {
     let account_id = account_id(&path)?;
-    let label = body.into_inner().label;
-    if let Some(l) = &label
-        && (l.is_empty() || l.chars().count() > 128 || l.chars().any(char::is_control))
-    {
-        return Err(ApiError::field("label", "must be 1 to 128 printable characters"));
-    }
+    let label =
+        body.into_inner().label.as_deref().map(Label::parse).transpose().map_err(|e| ApiError::field("label", e))?;
     let shard = state.account_state(&tenant, &account_id);
     let (factor, enrolment) = shard.send(EnrolTotp { tenant, account_id, label }).await??;
     // The only time the secret leaves verifyd: for the person to scan or type.
     Ok(HttpResponse::Created().insert_header((header::CACHE_CONTROL, "no-store")).json(Enrolment {
-        factor,
+        factor: factor.into(),
         otpauth_uri: enrolment.uri.clone(),
         key: enrolment.key_grouped.clone(),
         qr_png_base64: base64::engine::general_purpose::STANDARD.encode(&enrolment.qr_png),
@@ -172,12 +168,12 @@ async fn confirm(
     let proof = body.step_up.map(|p| p.0);
     let shard = state.account_state(&tenant, &account_id);
     let who = who(None, Some(&account_id), key_id)?;
-    let msg = ConfirmTotp { tenant, account_id, factor_id, code, proof, who, now: Utc::now() };
+    let msg = ConfirmTotp { tenant, account_id, factor_id, code, proof, who, now: verifyd_core::timestamp::now() };
     let confirmed = shard.send(msg).await??;
     // The account's first factor: the code just typed is a fresh second factor,
     // and its proof a step-up (for backup codes right after enrolment, say).
     let (proof, proof_expires_at) = confirmed.proof.map_or((None, None), |(p, at)| (Some(p), Some(at)));
-    let view = ConfirmedView { factor: confirmed.factor, proof, proof_expires_at };
+    let view = ConfirmedView { factor: confirmed.factor.into(), proof, proof_expires_at };
     Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(view))
 }
 
@@ -232,7 +228,7 @@ async fn generate_backup_codes(
     body: Json<GenerateBody>,
 ) -> Result<HttpResponse, ApiError> {
     let account_id = account_id(&path)?;
-    let now = Utc::now();
+    let now = verifyd_core::timestamp::now();
     let (proof, who) = body.into_inner().authority(&account_id, key_id, now)?;
     let shard = state.account_state(&tenant, &account_id);
     let codes = shard.send(GenerateBackupCodes { tenant, account_id: account_id.clone(), proof, who, now }).await??;
@@ -285,7 +281,7 @@ async fn generate_recovery_code(
     body: Json<GenerateBody>,
 ) -> Result<HttpResponse, ApiError> {
     let account_id = account_id(&path)?;
-    let now = Utc::now();
+    let now = verifyd_core::timestamp::now();
     let (proof, who) = body.into_inner().authority(&account_id, key_id, now)?;
     let shard = state.account_state(&tenant, &account_id);
     let account = account_id.as_str().to_owned();

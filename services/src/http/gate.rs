@@ -15,11 +15,11 @@ use verifyd_core::account::policy::TwoFactorPolicy;
 use verifyd_core::account::proof;
 use verifyd_core::account::rules::{AnsweredBy, Decision, Purpose};
 use verifyd_core::account::{AnswerChallenge, LoginOutcome, OpenChallenge, SendAgain, Sent};
-use verifyd_core::ids::AccountId;
+use verifyd_core::ids::{AccountId, OrganisationId};
 use verifyd_core::limits::Scope;
 use verifyd_core::store::challenges;
 use verifyd_core::store::challenges::ChallengeStatus;
-use verifyd_core::store::factors::Factor;
+use verifyd_core::store::factors::{Factor, FactorKind};
 use verifyd_providers::domain::{Channel, Locale, PhoneNumber};
 
 use super::auth::{Caller, Verify};
@@ -83,10 +83,8 @@ impl From<StepUpOpenBody> for OpenBody {
     }
 }
 
-fn organisation(raw: Option<String>) -> Result<String, ApiError> {
-    let org = raw.unwrap_or_else(|| DEFAULT_ORGANISATION.to_owned());
-    organisation_id(&org)?;
-    Ok(org)
+fn organisation(raw: Option<String>) -> Result<OrganisationId, ApiError> {
+    organisation_id(raw.as_deref().unwrap_or(DEFAULT_ORGANISATION))
 }
 
 fn channel(raw: Option<&str>) -> Result<Option<Channel>, ApiError> {
@@ -101,8 +99,7 @@ fn locale(raw: Option<&str>) -> Result<Locale, ApiError> {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct FactorChoice {
     id: Uuid,
-    /// `sms`, `voice` or `totp`.
-    kind: String,
+    kind: FactorKind,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(example = "+*********71")]
     to: Option<String>,
@@ -114,7 +111,7 @@ pub struct FactorChoice {
 impl From<&Factor> for FactorChoice {
     fn from(f: &Factor) -> Self {
         let to = f.phone.as_deref().map(|p| PhoneNumber::from_stored(p).map(|n| n.masked()).unwrap_or_default());
-        FactorChoice { id: f.id, kind: f.kind.clone(), to, label: f.label.clone(), default: f.is_default }
+        FactorChoice { id: f.id, kind: f.kind, to, label: f.label.clone(), default: f.is_default }
     }
 }
 
@@ -254,9 +251,9 @@ async fn open(
         channel: channel(body.channel.as_deref())?,
         locale: locale(body.locale.as_deref())?,
         api_key_id: Some(key_id),
-        now: Utc::now(),
+        now: verifyd_core::timestamp::now(),
     };
-    let organisation_id = (purpose == Purpose::Login).then(|| msg.organisation_id.clone());
+    let organisation_id = (purpose == Purpose::Login).then(|| msg.organisation_id.as_str().to_owned());
     let outcome = state.account_state(&tenant, &account_id).send(msg).await??;
     let answer = match outcome {
         LoginOutcome::Open { policy } => GateAnswer {
@@ -352,7 +349,7 @@ async fn get(
     let (raw_account, raw_id) = path.into_inner();
     let (account_id, id) = (account_id(&raw_account)?, path_id(&raw_id)?);
     let c = challenges::get(&state.pool, tenant.id, &account_id, id).await?.ok_or(ApiError::NotFound)?;
-    let status = if c.status == ChallengeStatus::Pending && Utc::now() >= c.expires_at {
+    let status = if c.status == ChallengeStatus::Pending && verifyd_core::timestamp::now() >= c.expires_at {
         ChallengeStatus::Expired
     } else {
         c.status
@@ -431,7 +428,7 @@ async fn answer(
         typed: typed.to_owned(),
         factor_id: body.factor_id,
         who: who(None, Some(&account_id), key_id)?,
-        now: Utc::now(),
+        now: verifyd_core::timestamp::now(),
     };
     let passed = state.account_state(&tenant, &account_id).send(msg).await??;
     Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(PassedView {
@@ -492,7 +489,7 @@ async fn send(
         channel: channel(body.channel.as_deref())?,
         locale: locale(body.locale.as_deref())?,
         api_key_id: Some(key_id),
-        now: Utc::now(),
+        now: verifyd_core::timestamp::now(),
     };
     let sent = state.account_state(&tenant, &account_id).send(msg).await??;
     Ok(HttpResponse::Accepted().json(SendAgainView { sent: SentView::from(&sent) }))
@@ -532,7 +529,7 @@ async fn verify_proof(
     Caller { tenant, .. }: Caller<Verify>,
     body: Json<VerifyBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let now: DateTime<Utc> = Utc::now();
+    let now: DateTime<Utc> = verifyd_core::timestamp::now();
     let claims = proof::verify(&state.core.keys, &body.proof.0, now).map_err(ApiError::InvalidProof)?;
     if claims.tenant_id != tenant.id {
         return Err(ApiError::InvalidProof(proof::ProofError::BadSignature));

@@ -15,6 +15,7 @@ pub mod credentials;
 pub mod dev;
 pub mod download;
 pub mod enrolment;
+pub mod factor_view;
 pub mod fallback;
 pub mod gate;
 pub mod json;
@@ -36,9 +37,9 @@ use serde::Deserialize;
 use sqlx::PgPool;
 use uuid::Uuid;
 use verifyd_core::account::AccountStateActor;
-use verifyd_core::ids::{AccountId, Tenant, Who};
-use verifyd_core::infra::runtime::Core;
+use verifyd_core::ids::{AccountId, OrganisationId, Tenant, Who};
 use verifyd_core::infra::shards::Shards;
+use verifyd_core::runtime::Core;
 use verifyd_core::verification::VerificationActor;
 
 use problem::ApiError;
@@ -114,11 +115,8 @@ pub fn account_id(raw: &str) -> Result<AccountId, ApiError> {
 }
 
 /// An organisation id: 1 to 128 printable characters.
-pub fn organisation_id(raw: &str) -> Result<&str, ApiError> {
-    if raw.is_empty() || raw.chars().count() > 128 || raw.chars().any(char::is_control) {
-        return Err(ApiError::field("organisation_id", "must be 1 to 128 printable characters"));
-    }
-    Ok(raw)
+pub fn organisation_id(raw: &str) -> Result<OrganisationId, ApiError> {
+    OrganisationId::parse(raw).map_err(|e| ApiError::field("organisation_id", e))
 }
 
 /// A body that may be absent (or only white space): the default is assumed;

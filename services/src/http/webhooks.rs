@@ -156,8 +156,9 @@ async fn create(
     let filter = body.event_types.as_deref().map(parse_filter).transpose()?.unwrap_or_else(EventFilter::all);
     let enabled = body.enabled.unwrap_or(true);
     let who = caller.as_actor()?;
+    let new = store::NewEndpoint { url: &url, filter: &filter, enabled };
     let (endpoint, secret) =
-        store::create(&state.pool, &state.core.keys, caller.tenant.id, &url, &filter, enabled, &who, Utc::now())
+        store::create(&state.pool, &state.core.keys, caller.tenant.id, new, &who, verifyd_core::timestamp::now())
             .await?;
     tracing::info!(webhook_id = %endpoint.id, host = %url.host(), tenant = %caller.tenant.name,
         api_key_id = %caller.key_id, "webhook endpoint created");
@@ -227,8 +228,9 @@ async fn update(
     let filter = body.event_types.as_deref().map(parse_filter).transpose()?;
     let change = Change { url: url.as_ref(), filter: filter.as_ref(), enabled: body.enabled };
     let who = caller.as_actor()?;
-    let endpoint =
-        store::update(&state.pool, caller.tenant.id, id, &change, &who, Utc::now()).await?.ok_or(ApiError::NotFound)?;
+    let endpoint = store::update(&state.pool, caller.tenant.id, id, &change, &who, verifyd_core::timestamp::now())
+        .await?
+        .ok_or(ApiError::NotFound)?;
     tracing::info!(webhook_id = %id, enabled = endpoint.enabled, api_key_id = %caller.key_id, "webhook endpoint changed");
     Ok(HttpResponse::Ok().json(WebhookView::from(endpoint)))
 }
@@ -252,8 +254,9 @@ async fn delete(
 ) -> Result<HttpResponse, ApiError> {
     let id = path_id(&path)?;
     let who = caller.as_actor()?;
-    let endpoint =
-        store::delete(&state.pool, caller.tenant.id, id, &who, Utc::now()).await?.ok_or(ApiError::NotFound)?;
+    let endpoint = store::delete(&state.pool, caller.tenant.id, id, &who, verifyd_core::timestamp::now())
+        .await?
+        .ok_or(ApiError::NotFound)?;
     tracing::info!(webhook_id = %id, api_key_id = %caller.key_id, "webhook endpoint deleted");
     Ok(HttpResponse::Ok().json(DeletedWebhook { deleted: endpoint.into() }))
 }
@@ -293,10 +296,17 @@ async fn rotate(
     }
     let who = caller.as_actor()?;
     let overlap = Duration::from_secs(overlap);
-    let (endpoint, secret) =
-        store::rotate(&state.pool, &state.core.keys, caller.tenant.id, id, overlap, &who, Utc::now())
-            .await?
-            .ok_or(ApiError::NotFound)?;
+    let (endpoint, secret) = store::rotate(
+        &state.pool,
+        &state.core.keys,
+        caller.tenant.id,
+        id,
+        overlap,
+        &who,
+        verifyd_core::timestamp::now(),
+    )
+    .await?
+    .ok_or(ApiError::NotFound)?;
     tracing::info!(webhook_id = %id, overlap_secs = overlap.as_secs(), api_key_id = %caller.key_id,
         "webhook secret rotated");
     Ok(with_secret(actix_web::http::StatusCode::OK, endpoint, &secret))

@@ -1,0 +1,39 @@
+//! How the API shows a factor: the domain's `Factor` as backends read it.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+use verifyd_core::store::factors::{Factor, FactorKind, FactorStatus};
+
+/// A factor as callers see it. Never holds a secret.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Factor)]
+pub struct FactorView {
+    id: Uuid,
+    kind: FactorKind,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    phone: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    label: Option<String>,
+    status: FactorStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(with = "verifyd_core::timestamp::option")]
+    verified_at: Option<DateTime<Utc>>,
+    /// Where a login challenge sends its code unless told otherwise.
+    default: bool,
+}
+
+impl From<Factor> for FactorView {
+    fn from(f: Factor) -> Self {
+        FactorView {
+            id: f.id,
+            kind: f.kind,
+            phone: f.phone,
+            label: f.label,
+            status: f.status,
+            verified_at: f.verified_at,
+            default: f.is_default,
+        }
+    }
+}
