@@ -39,3 +39,28 @@ impl Write for LogWriter {
         Ok(())
     }
 }
+
+/// Whether `text` holds `code` as a word of its own (not inside a longer run
+/// of letters and digits). The captured logs of the whole test binary run to
+/// megabytes of timestamps, ids and hashes, where any 7 digits appear by
+/// chance; a leaked code stands between spaces, quotes or punctuation.
+pub fn mentions(text: &str, code: &str) -> bool {
+    text.match_indices(code).any(|(at, _)| {
+        let before = text[..at].chars().next_back();
+        let after = text[at + code.len()..].chars().next();
+        !before.is_some_and(|c| c.is_ascii_alphanumeric()) && !after.is_some_and(|c| c.is_ascii_alphanumeric())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mentions;
+
+    #[test]
+    fn a_code_is_found_as_a_word_and_not_inside_an_id() {
+        assert!(mentions("Your Acme code is 1234567.", "1234567"));
+        assert!(mentions("body=\"1234567\"", "1234567"));
+        assert!(!mentions("job_id=a1234567b-44", "1234567"));
+        assert!(!mentions("at 2026-12-03T06:49:58.12345678Z", "1234567"));
+    }
+}

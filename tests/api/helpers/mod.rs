@@ -18,8 +18,8 @@ mod tenants;
 
 pub use flows::*;
 pub use http::Reply;
-pub use logs::captured_logs;
 use logs::log_buffer;
+pub use logs::{captured_logs, mentions};
 
 use lapin::{Connection, ConnectionProperties};
 use sqlx::PgPool;
