@@ -14,11 +14,11 @@ use serde_json::json;
 use sqlx::PgPool;
 use uuid::Uuid;
 use verifyd_core::dead_letter::Reason;
-use verifyd_core::delivery::contract::VerificationRequest;
 use verifyd_core::ids::{ReplyTo, Tenant};
 use verifyd_core::infra::amqp::{PublishError, Topology, json_properties, publish_confirmed};
 use verifyd_core::infra::consumer::{DeliveryHandler, Disposition, Letter, dead_letter};
 use verifyd_core::infra::shards::Shards;
+use verifyd_core::outbox::contract::VerificationRequest;
 use verifyd_core::store::tenants;
 use verifyd_core::verification::{Create, Request, VerificationActor, VerificationError};
 
@@ -145,7 +145,7 @@ impl Intake {
             Ok(_) => Ok(()),
             Err(VerificationError::Throttled(t)) => {
                 let detail = json!({
-                    "error": "throttled", "account_id": account_id, "scope": t.scope,
+                    "error": "throttled", "account_id": account_id, "scope": t.by,
                     "retry_after": verifyd_core::limits::retry_after_secs(t.retry_after),
                 });
                 self.reject(channel, &tenant, reply.as_ref(), detail).await?;

@@ -15,11 +15,10 @@ use super::{
 };
 use crate::account::policy::{self, Change, TwoFactorPolicy};
 use crate::account::rules::Purpose;
-use crate::delivery::contract::Event;
-use crate::delivery::contract::EventKind;
-use crate::delivery::outbox;
-use crate::delivery::relay::{self};
 use crate::ids::{AccountId, OrganisationId, Tenant, Who};
+use crate::outbox;
+use crate::outbox::contract::EventKind;
+use crate::outbox::relay::{self};
 use crate::store::factors::{self, AccountTx, Factor};
 use crate::store::{backup_codes, challenges, organisations, verifications};
 
@@ -294,7 +293,8 @@ impl Handler<ResetAccount> for AccountStateActor {
             // approval not yet recorded may bring a factor back after the reset.
             let ended = verifications::end_pending_for_account(&mut tx, tenant.id, account_id, now).await?;
             for v in &ended {
-                let event = Event::for_verification(EventKind::Expired, v, now)
+                let event = v
+                    .event(EventKind::Expired, now)
                     .status("expired")
                     .with("attempts_left", v.state.attempts_left())
                     .with("reason", "account_reset");

@@ -18,9 +18,9 @@ use crate::codes::backup::BACKUP_CODE_DIGITS;
 use crate::codes::keys::CodeKeys;
 use crate::codes::recovery::RecoveryCode;
 use crate::codes::totp;
-use crate::delivery::contract::{Event, EventKind};
 use crate::ids::{AccountId, Tenant, Who};
-use crate::limits::{Scope, Throttled};
+use crate::limits::{Refusal, Throttled};
+use crate::outbox::contract::{Event, EventKind};
 use crate::store::audit::{self, Entry};
 use crate::store::backup_codes::{self, Kind};
 use crate::store::challenges::{self, Challenge, ChallengeStatus};
@@ -76,9 +76,7 @@ pub(super) async fn guard_failures(
         return Ok(());
     }
     let retry_after = oldest.map(|t| (t + window - now).to_std().unwrap_or_default()).unwrap_or_default();
-    metrics::counter!("verifyd_throttled_total", "scope" => crate::limits::Scope::WrongAnswers.as_str()).increment(1);
-    Err(Throttled { scope: Scope::WrongAnswers, retry_after: retry_after.max(std::time::Duration::from_secs(1)) }
-        .into())
+    Err(Throttled::counted(Refusal::WrongAnswers, retry_after.max(std::time::Duration::from_secs(1))).into())
 }
 
 /// The challenge, locked, if it can still be answered. One past its deadline is

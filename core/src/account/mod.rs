@@ -43,11 +43,11 @@ use crate::account::proof::{Claims, ProofError};
 use crate::account::rules::{AnsweredBy, GateSettings};
 use crate::codes::keys::CodeKeys;
 use crate::codes::totp;
-use crate::delivery::contract::{Event, EventKind};
-use crate::delivery::outbox;
-use crate::delivery::relay::{self, OutboxRelay};
 use crate::ids::{AccountId, Tenant, Who};
 use crate::infra::lanes::{Lanes, Ordered};
+use crate::outbox;
+use crate::outbox::contract::{Event, EventKind};
+use crate::outbox::relay::{self, OutboxRelay};
 use crate::store::StoreError;
 use crate::store::audit::{self, Entry};
 use crate::store::challenges::{self, ChallengeStatus};
@@ -137,11 +137,11 @@ pub enum AccountError {
     AlreadyActive,
     #[error("the challenge is {}", .0.as_str())]
     ChallengeClosed(ChallengeStatus),
-    #[error("the account has no active second factor")]
+    #[error("the account has no active second factor to challenge")]
     NoFactor,
-    #[error("this action needs a step-up: a challenge passed within the last few minutes")]
+    #[error("this action needs a step-up: answer a challenge and pass its proof (step_up)")]
     StepUpRequired,
-    #[error("the proof is not valid for this account: {0}")]
+    #[error("the proof is not accepted: {0}")]
     InvalidProof(ProofError),
     #[error(transparent)]
     Throttled(#[from] crate::limits::Throttled),

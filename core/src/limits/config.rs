@@ -108,7 +108,6 @@ impl Limits {
             Scope::Country => self.per_country,
             Scope::Tenant => self.per_tenant,
             Scope::Checks => self.checks_per_account,
-            Scope::Verification | Scope::WrongAnswers | Scope::Lockout => return None,
         };
         (!limit.is_off()).then_some(limit)
     }

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::{Scope, Throttled};
+use super::{Refusal, Throttled};
 use crate::ids::AccountId;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
@@ -61,11 +61,7 @@ pub async fn guard(
     .await?
     .flatten();
     Ok(match until {
-        Some(until) => {
-            metrics::counter!("verifyd_throttled_total", "scope" => crate::limits::Scope::Lockout.as_str())
-                .increment(1);
-            Err(Throttled { scope: Scope::Lockout, retry_after: (until - now).to_std().unwrap_or_default() })
-        }
+        Some(until) => Err(Throttled::counted(Refusal::Lockout, (until - now).to_std().unwrap_or_default())),
         None => Ok(()),
     })
 }

@@ -44,10 +44,9 @@ impl Limiters {
         let now = DefaultClock::default().now();
         for bucket in buckets {
             if let Some(limiter) = self.limiter(bucket) {
-                limiter.check_key(&bucket.key).map_err(|not_until| {
-                    metrics::counter!("verifyd_throttled_total", "scope" => bucket.scope.as_str()).increment(1);
-                    Throttled { scope: bucket.scope, retry_after: not_until.wait_time_from(now) }
-                })?;
+                limiter
+                    .check_key(&bucket.key)
+                    .map_err(|not_until| Throttled::counted(bucket.scope, not_until.wait_time_from(now)))?;
             }
         }
         Ok(())

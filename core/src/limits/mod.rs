@@ -18,7 +18,7 @@ pub(crate) use buckets::{digest, lock_key};
 pub use config::{Limit, Limits};
 pub use memory::{Housekeeping, Limiters};
 pub use postgres::{enforce_in_tx, give_back, prune, take_alone};
-pub use refusal::{Scope, Throttled, retry_after_secs};
+pub use refusal::{Refusal, Scope, Throttled, retry_after_secs};
 
 #[cfg(test)]
 mod tests {
@@ -46,7 +46,7 @@ mod tests {
             assert!(l.admit(&buckets).is_ok());
         }
         let t = l.admit(&buckets).unwrap_err();
-        assert_eq!(t.scope, Scope::Phone);
+        assert_eq!(t.by, Refusal::Phone);
         assert!(t.retry_after > Duration::from_secs(190) && t.retry_after <= Duration::from_secs(200), "{t:?}");
         // Another tenant's identical phone has its own budget.
         assert!(l.admit(&limits.send_buckets(&send(Uuid::new_v4(), &phone, &account))).is_ok());

@@ -57,8 +57,7 @@ async fn take(
     else {
         return Ok(Ok(()));
     };
-    metrics::counter!("verifyd_throttled_total", "scope" => bucket.scope.as_str()).increment(1);
-    Ok(Err(Throttled { scope: bucket.scope, retry_after: Duration::from_secs_f64(wait.max(0.0)) }))
+    Ok(Err(Throttled::counted(bucket.scope, Duration::from_secs_f64(wait.max(0.0)))))
 }
 
 /// Returns one cell to each bucket (the inverse of a take; a bucket never

@@ -13,7 +13,8 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 use verifyd_core::account::policy::TwoFactorPolicy;
 use verifyd_core::account::{
-    ActivateFactor, RemovalAuthority, RemoveFactor, ResetAccount, ResetAuthority, SetDefaultFactor, SetPolicy,
+    AccountError, ActivateFactor, RemovalAuthority, RemoveFactor, ResetAccount, ResetAuthority, SetDefaultFactor,
+    SetPolicy,
 };
 use verifyd_core::store::audit::{self, Record};
 use verifyd_core::store::organisations;
@@ -147,7 +148,7 @@ async fn set_default(
         tenant: tenant.clone(),
         account_id: account_id.clone(),
         factor_id,
-        proof: body.step_up.ok_or(ApiError::StepUpRequired)?.0,
+        proof: body.step_up.ok_or(ApiError::Account(AccountError::StepUpRequired))?.0,
         who: who(body.actor, Some(&account_id), key_id)?,
         now: verifyd_core::timestamp::now(),
     };

@@ -14,9 +14,9 @@ use verifyd_core::abuse::Refused;
 use verifyd_core::account::policy::TwoFactorPolicy;
 use verifyd_core::account::proof;
 use verifyd_core::account::rules::{AnsweredBy, Decision, Purpose};
-use verifyd_core::account::{AnswerChallenge, LoginOutcome, OpenChallenge, SendAgain, Sent};
+use verifyd_core::account::{AccountError, AnswerChallenge, LoginOutcome, OpenChallenge, SendAgain, Sent};
 use verifyd_core::ids::{AccountId, OrganisationId};
-use verifyd_core::limits::Scope;
+use verifyd_core::limits::Refusal;
 use verifyd_core::store::challenges;
 use verifyd_core::store::challenges::ChallengeStatus;
 use verifyd_core::store::factors::{Factor, FactorKind};
@@ -145,7 +145,7 @@ impl From<&Sent> for SentView {
 /// Why no code was sent now.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SendThrottled {
-    scope: Scope,
+    scope: Refusal,
     /// Seconds until a code can be sent.
     retry_after: u64,
 }
@@ -208,7 +208,7 @@ impl From<&verifyd_core::account::ChallengeView> for ChallengeView {
             recovery_code: view.recovery_code,
             sent: view.sent.as_ref().map(SentView::from),
             send_throttled: view.send_throttled.map(|t| SendThrottled {
-                scope: t.scope,
+                scope: t.by,
                 retry_after: verifyd_core::limits::retry_after_secs(t.retry_after),
             }),
             send_refused: view.send_refused.as_ref().map(SendRefused::from),
@@ -530,15 +530,16 @@ async fn verify_proof(
     body: Json<VerifyBody>,
 ) -> Result<HttpResponse, ApiError> {
     let now: DateTime<Utc> = verifyd_core::timestamp::now();
-    let claims = proof::verify(&state.core.keys, &body.proof.0, now).map_err(ApiError::InvalidProof)?;
+    let claims = proof::verify(&state.core.keys, &body.proof.0, now)
+        .map_err(|e| ApiError::Account(AccountError::InvalidProof(e)))?;
     if claims.tenant_id != tenant.id {
-        return Err(ApiError::InvalidProof(proof::ProofError::BadSignature));
+        return Err(ApiError::Account(AccountError::InvalidProof(proof::ProofError::BadSignature)));
     }
-    let account_id =
-        AccountId::parse(&claims.account_id).map_err(|_| ApiError::InvalidProof(proof::ProofError::Malformed))?;
+    let account_id = AccountId::parse(&claims.account_id)
+        .map_err(|_| ApiError::Account(AccountError::InvalidProof(proof::ProofError::Malformed)))?;
     let mut conn = state.pool.acquire().await?;
     if !challenges::is_passed(&mut conn, tenant.id, &account_id, claims.challenge_id).await? {
-        return Err(ApiError::InvalidProof(proof::ProofError::Revoked));
+        return Err(ApiError::Account(AccountError::InvalidProof(proof::ProofError::Revoked)));
     }
     Ok(HttpResponse::Ok().json(ProofView {
         valid: true,

@@ -12,10 +12,8 @@ use verifyd_core::abuse::Refused;
 use verifyd_core::abuse::number_type::NumberType;
 use verifyd_core::account::AccountError;
 use verifyd_core::account::policy::PolicyRefusal;
-use verifyd_core::account::proof::ProofError;
-use verifyd_core::limits::{Scope, Throttled, retry_after_secs};
+use verifyd_core::limits::{Refusal, Throttled, retry_after_secs};
 use verifyd_core::ops::letters::LetterError;
-use verifyd_core::store::challenges::ChallengeStatus;
 use verifyd_core::verification::VerificationError;
 use verifyd_core::verification::lifecycle::Status;
 
@@ -47,8 +45,6 @@ pub enum ApiError {
     MethodNotAllowed(String),
     #[error("{}", not_pending_detail(.0))]
     NotPending(Status),
-    #[error("the idempotency key was already used for another phone number or account")]
-    IdempotencyConflict,
     #[error(transparent)]
     Throttled(Throttled),
     #[error(transparent)]
@@ -57,41 +53,29 @@ pub enum ApiError {
     /// for another factor (or a used TOTP step) reads as a wrong one.
     #[error("the code is not accepted: it is wrong, used already, or not from the factor that must answer")]
     InvalidCode { attempts_left: Option<i32> },
-    #[error("too many wrong codes: the enrolment was abandoned; enrol again")]
-    EnrolmentAbandoned,
-    #[error("the factor is already active")]
-    AlreadyActive,
     #[error("this action needs a password check made within the last {0} seconds (password_checked_at)")]
     FreshPasswordRequired(u64),
-    #[error("the challenge is {}", .0.as_str())]
-    ChallengeClosed(ChallengeStatus),
-    #[error("the account has no active second factor to challenge")]
-    NoFactor,
-    #[error("this action needs a step-up: answer a challenge and pass its proof (step_up)")]
-    StepUpRequired,
     #[error(
         "a reset needs the acting admin's authority: their own step-up proof (step_up), \
          or how they checked the user's identity (attestation)"
     )]
     ResetAuthorityRequired,
-    #[error("the proof is not accepted: {0}")]
-    InvalidProof(ProofError),
-    #[error("this is the account's last factor and an organisation it belongs to makes two-factor mandatory")]
-    LastFactorMandatory,
+    /// A refusal of the verification flow, said in its own words (the
+    /// idempotency conflict; the others have an answer of their own above).
     #[error(transparent)]
-    PolicyRefused(PolicyRefusal),
-    #[error("the account already has {0} factors, the most it may hold: remove one first")]
-    TooManyFactors(i64),
+    Verification(VerificationError),
+    /// A refusal of the account flow, said in its own words.
+    #[error(transparent)]
+    Account(AccountError),
+    /// A refusal to act on a dead letter, said in its own words.
+    #[error(transparent)]
+    Letter(LetterError),
     #[error("the tenant has {0} webhook endpoints, the most it may hold: delete one first")]
     TooManyWebhooks(i64),
     #[error("the request is not signed by the provider ({0})")]
     BadSignature(&'static str),
     #[error("{0}")]
     Csrf(&'static str),
-    #[error("the dead letter was {status} already ({} by {by})", verifyd_core::timestamp::format(*.at))]
-    LetterResolved { status: &'static str, at: DateTime<Utc>, by: String },
-    #[error("this dead letter cannot be replayed: {0}")]
-    NotReplayable(&'static str),
     #[error("internal error")]
     Internal(String),
     #[error("service unavailable")]
@@ -128,7 +112,8 @@ impl ApiError {
         }
     }
 
-    fn kind(&self) -> &'static str {
+    /// The stable machine-readable name (`error`, and the end of `type`).
+    pub fn kind(&self) -> &'static str {
         match self {
             ApiError::Unauthenticated => "unauthenticated",
             ApiError::ForbiddenScope { .. } => "forbidden_scope",
@@ -142,26 +127,30 @@ impl ApiError {
             ApiError::NotFound => "not_found",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::NotPending(_) => "verification_not_pending",
-            ApiError::IdempotencyConflict => "idempotency_conflict",
             ApiError::Throttled(_) => "throttled",
             ApiError::Refused(r) => r.kind(),
             ApiError::InvalidCode { .. } => "invalid_code",
-            ApiError::EnrolmentAbandoned => "enrolment_abandoned",
-            ApiError::AlreadyActive => "factor_already_active",
             ApiError::FreshPasswordRequired(_) => "fresh_password_check_required",
-            ApiError::ChallengeClosed(_) => "challenge_closed",
-            ApiError::NoFactor => "no_active_factor",
-            ApiError::StepUpRequired | ApiError::ResetAuthorityRequired => "step_up_required",
-            ApiError::InvalidProof(_) => "invalid_proof",
-            ApiError::LastFactorMandatory => "last_factor_mandatory",
-            ApiError::PolicyRefused(PolicyRefusal::MandatoryIsFinal) => "policy_mandatory",
-            ApiError::PolicyRefused(PolicyRefusal::SsoWithRequired) => "sso_with_required_policy",
-            ApiError::TooManyFactors(_) => "too_many_factors",
+            ApiError::ResetAuthorityRequired => "step_up_required",
+            ApiError::Verification(_) => "idempotency_conflict",
+            ApiError::Account(e) => match e {
+                AccountError::EnrolmentAbandoned => "enrolment_abandoned",
+                AccountError::AlreadyActive => "factor_already_active",
+                AccountError::ChallengeClosed(_) => "challenge_closed",
+                AccountError::NoFactor => "no_active_factor",
+                AccountError::StepUpRequired => "step_up_required",
+                AccountError::InvalidProof(_) => "invalid_proof",
+                AccountError::LastFactorMandatory => "last_factor_mandatory",
+                AccountError::Policy(PolicyRefusal::MandatoryIsFinal) => "policy_mandatory",
+                AccountError::Policy(PolicyRefusal::SsoWithRequired) => "sso_with_required_policy",
+                AccountError::TooManyFactors(_) => "too_many_factors",
+                _ => "internal",
+            },
+            ApiError::Letter(LetterError::Resolved { .. }) => "dead_letter_resolved",
+            ApiError::Letter(_) => "dead_letter_not_replayable",
             ApiError::TooManyWebhooks(_) => "too_many_webhooks",
             ApiError::BadSignature(_) => "invalid_signature",
             ApiError::Csrf(_) => "csrf_failed",
-            ApiError::LetterResolved { .. } => "dead_letter_resolved",
-            ApiError::NotReplayable(_) => "dead_letter_not_replayable",
             ApiError::Internal(_) => "internal",
             ApiError::Unavailable => "unavailable",
         }
@@ -204,7 +193,7 @@ impl From<VerificationError> for ApiError {
             VerificationError::Throttled(t) => ApiError::Throttled(t),
             VerificationError::Refused(r) => ApiError::Refused(r),
             VerificationError::NotPending(s) => ApiError::NotPending(s),
-            VerificationError::IdempotencyConflict => ApiError::IdempotencyConflict,
+            e @ VerificationError::IdempotencyConflict => ApiError::Verification(e),
             VerificationError::Store(e) => ApiError::internal(e),
             VerificationError::Mailbox(e) => e.into(),
         }
@@ -215,10 +204,9 @@ impl From<LetterError> for ApiError {
     fn from(e: LetterError) -> Self {
         match e {
             LetterError::NotFound => ApiError::NotFound,
-            LetterError::Resolved { status, at, by } => ApiError::LetterResolved { status: status.as_str(), at, by },
-            LetterError::NotReplayable(why) => ApiError::NotReplayable(why),
             LetterError::VerificationEnded(status) => ApiError::NotPending(status),
             LetterError::Store(e) => ApiError::internal(e),
+            e @ (LetterError::Resolved { .. } | LetterError::NotReplayable(_)) => ApiError::Letter(e),
         }
     }
 }
@@ -234,17 +222,17 @@ impl From<AccountError> for ApiError {
         match e {
             AccountError::NotFound => ApiError::NotFound,
             AccountError::WrongCode { attempts_left } => ApiError::InvalidCode { attempts_left: Some(attempts_left) },
-            AccountError::EnrolmentAbandoned => ApiError::EnrolmentAbandoned,
-            AccountError::AlreadyActive => ApiError::AlreadyActive,
-            AccountError::ChallengeClosed(s) => ApiError::ChallengeClosed(s),
-            AccountError::NoFactor => ApiError::NoFactor,
-            AccountError::StepUpRequired => ApiError::StepUpRequired,
-            AccountError::InvalidProof(e) => ApiError::InvalidProof(e),
-            AccountError::LastFactorMandatory => ApiError::LastFactorMandatory,
-            AccountError::Policy(p) => ApiError::PolicyRefused(p),
             AccountError::Verification(e) => e.into(),
             AccountError::Throttled(t) => ApiError::Throttled(t),
-            AccountError::TooManyFactors(n) => ApiError::TooManyFactors(n),
+            e @ (AccountError::EnrolmentAbandoned
+            | AccountError::AlreadyActive
+            | AccountError::ChallengeClosed(_)
+            | AccountError::NoFactor
+            | AccountError::StepUpRequired
+            | AccountError::InvalidProof(_)
+            | AccountError::LastFactorMandatory
+            | AccountError::Policy(_)
+            | AccountError::TooManyFactors(_)) => ApiError::Account(e),
             other => ApiError::internal(other),
         }
     }
@@ -338,29 +326,22 @@ impl ResponseError for ApiError {
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::NotPending(_) | ApiError::IdempotencyConflict => StatusCode::CONFLICT,
+            ApiError::NotPending(_) | ApiError::Verification(_) => StatusCode::CONFLICT,
             ApiError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
             // A number the channel cannot serve: the request, not a permission, is at fault.
             ApiError::Refused(Refused::NumberTypeNotAllowed { .. }) => StatusCode::UNPROCESSABLE_ENTITY,
             // The tenant's settings or a fraud block forbid it; retrying the same will not help.
             ApiError::Refused(_) => StatusCode::FORBIDDEN,
             ApiError::InvalidCode { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::EnrolmentAbandoned | ApiError::AlreadyActive => StatusCode::CONFLICT,
             ApiError::FreshPasswordRequired(_)
-            | ApiError::StepUpRequired
             | ApiError::ResetAuthorityRequired
-            | ApiError::InvalidProof(_) => StatusCode::FORBIDDEN,
-            ApiError::ChallengeClosed(_)
-            | ApiError::NoFactor
-            | ApiError::LastFactorMandatory
-            | ApiError::TooManyFactors(_)
-            | ApiError::TooManyWebhooks(_)
-            | ApiError::PolicyRefused(_) => StatusCode::CONFLICT,
+            | ApiError::Account(AccountError::StepUpRequired | AccountError::InvalidProof(_)) => StatusCode::FORBIDDEN,
+            ApiError::Account(_) | ApiError::TooManyWebhooks(_) => StatusCode::CONFLICT,
             ApiError::BadSignature(_)
             | ApiError::ForbiddenScope { .. }
             | ApiError::ForbiddenSource(_)
             | ApiError::Csrf(_) => StatusCode::FORBIDDEN,
-            ApiError::LetterResolved { .. } | ApiError::NotReplayable(_) => StatusCode::CONFLICT,
+            ApiError::Letter(_) => StatusCode::CONFLICT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -397,13 +378,13 @@ impl ResponseError for ApiError {
             ApiError::InvalidField { field, .. } => body.field = Some(field),
             ApiError::ForbiddenScope { scope, .. } => body.required_scope = Some(*scope),
             ApiError::NotPending(s) => body.verification_status = Some(s.as_str()),
-            ApiError::ChallengeClosed(s) => body.challenge_status = Some(s.as_str()),
-            ApiError::LetterResolved { status, .. } => body.dead_letter_status = Some(status),
+            ApiError::Account(AccountError::ChallengeClosed(s)) => body.challenge_status = Some(s.as_str()),
+            ApiError::Letter(LetterError::Resolved { status, .. }) => body.dead_letter_status = Some(status.as_str()),
             ApiError::InvalidCode { attempts_left: Some(left) } => body.attempts_left = Some(*left),
             ApiError::Throttled(t) => {
                 let secs = retry_after_secs(t.retry_after);
                 body.retry_after = Some(secs);
-                body.scope = Some(t.scope);
+                body.scope = Some(t.by);
                 response.insert_header((header::RETRY_AFTER, secs.to_string()));
             }
             ApiError::Refused(r) => body.refusal = RefusalFields::from(r),
@@ -446,7 +427,7 @@ pub struct Problem {
     pub retry_after: Option<u64>,
     /// Which limit was hit (`throttled`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub scope: Option<Scope>,
+    pub scope: Option<Refusal>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verification_status: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]

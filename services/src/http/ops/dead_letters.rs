@@ -7,8 +7,8 @@ use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
-use verifyd_core::delivery::relay::Kick;
 use verifyd_core::ops::letters::{self, LetterError, MAX_BATCH, Replayed};
+use verifyd_core::outbox::relay::Kick;
 use verifyd_core::store::dead_letters;
 
 use crate::http::body::RawBody;
@@ -270,10 +270,7 @@ fn refusal(id: Uuid, error: LetterError) -> Refusal {
                 detail: "an internal error occurred; it has been logged".into(),
             };
         }
-        ApiError::NotPending(_) => "verification_not_pending",
-        ApiError::LetterResolved { .. } => "dead_letter_resolved",
-        ApiError::NotReplayable(_) => "dead_letter_not_replayable",
-        ApiError::NotFound => "not_found",
+        ApiError::NotPending(_) | ApiError::Letter(_) | ApiError::NotFound => api.kind(),
         _ => "refused",
     };
     Refusal { id, error: name.to_owned(), detail: api.to_string() }
