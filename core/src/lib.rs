@@ -2,8 +2,8 @@
 //! lifecycle, expiry), `codes` (keys, TOTP, recovery codes), `account`
 //! (factors, enrolment, the login gate, challenges, proofs, policy, reset),
 //! `limits` (throttles, lockout), `abuse` (geo permissions, number types,
-//! the pumping guard), `delivery` (dispatch, routing, receipts, texts, the
-//! outbox and relay, the event contract), `webhooks`, `ops` (dead letters,
+//! the pumping guard), `delivery` (dispatch, routing, receipts, texts),
+//! `outbox` (the outbox table, its relay, the queue contract), `webhooks`, `ops` (dead letters,
 //! health, metrics), `store` (the SQL), and `infra` (RabbitMQ, consumers,
 //! shards and the order they keep), which the flows stand on. `runtime` is the
 //! composition root: it starts a process's actors and consumers and wires the
@@ -23,8 +23,10 @@ pub mod ids;
 pub mod infra;
 pub mod limits;
 pub mod ops;
+pub mod outbox;
 pub mod runtime;
 pub mod store;
+pub mod telemetry;
 pub mod timestamp;
 pub mod verification;
 pub mod webhooks;

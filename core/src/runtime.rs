@@ -14,7 +14,6 @@ use crate::account::rules::GateSettings;
 use crate::account::{AccountStateActor, PhoneRecorder};
 use crate::codes::keys::CodeKeys;
 use crate::delivery::dispatch::Dispatcher;
-use crate::delivery::relay::OutboxRelay;
 use crate::delivery::routing::Routes;
 use crate::infra::amqp::Topology;
 use crate::infra::consumer::{self, ConsumerHealth, Consumers};
@@ -22,8 +21,9 @@ use crate::infra::shards::Shards;
 use crate::limits::{self, Limiters, Limits};
 use crate::ops::keeper::DeadLetterKeeper;
 use crate::ops::reporter::{self, ProcessReporter};
-use crate::ops::stats::Stats;
+use crate::outbox::relay::OutboxRelay;
 use crate::store::processes::Identity;
+use crate::telemetry::stats::Stats;
 use crate::verification::expiry::ExpiryActor;
 use crate::verification::{self, Issuer, Policy, VerificationActor};
 use crate::webhooks::deliverer::WebhookDeliverer;
@@ -173,7 +173,7 @@ impl Core {
             claim_lease: settings.claim_lease,
             public_url: settings.public_url.clone(),
             stats: stats.clone(),
-            reporter: Some(reporter.clone()),
+            reporter: Some(reporter.clone().recipient()),
         });
         let mut consumers = Consumers::default();
         let keeper = Arc::new(DeadLetterKeeper { pool: pool.clone(), topology: settings.topology.clone() });

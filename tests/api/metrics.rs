@@ -187,10 +187,11 @@ async fn every_metric_is_described_and_present_from_the_start_in_serve_and_worke
     let serve = scrape(&app, port).await;
     let worker = scrape(&app, worker_port).await;
 
-    let catalog: BTreeSet<String> = verifyd_core::ops::catalog::METRICS.iter().map(|m| m.name.to_owned()).collect();
+    let catalog: BTreeSet<String> =
+        verifyd_core::telemetry::catalog::METRICS.iter().map(|m| m.name.to_owned()).collect();
     for exposed in [&serve, &worker] {
         assert_eq!(exposed.help, catalog, "# HELP for every metric, and no undescribed one");
-        for m in verifyd_core::ops::catalog::METRICS {
+        for m in verifyd_core::telemetry::catalog::METRICS {
             assert_eq!(exposed.kinds.get(m.name).map(String::as_str), Some(m.kind.as_str()), "{}", m.name);
             let labels: BTreeSet<String> = m.labels.iter().map(|(l, _)| (*l).to_owned()).collect();
             assert_eq!(

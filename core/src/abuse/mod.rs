@@ -22,9 +22,9 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 use verifyd_providers::domain::{Channel, PhoneNumber};
 
-use crate::delivery::contract::{Event, EventKind};
-use crate::delivery::outbox;
 use crate::ids::{AccountId, Who};
+use crate::outbox;
+use crate::outbox::contract::{Event, EventKind};
 use crate::store::audit::{self, Entry};
 use geo::{GeoCache, GeoPermissions};
 use number_type::NumberType;

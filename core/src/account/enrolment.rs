@@ -19,9 +19,9 @@ use crate::codes::backup::{BACKUP_CODE_DIGITS, BACKUP_CODES};
 use crate::codes::keys::CodeKeys;
 use crate::codes::recovery::RecoveryCode;
 use crate::codes::totp::{self, Enrolment};
-use crate::delivery::contract::EventKind;
-use crate::delivery::relay::{self};
 use crate::ids::{AccountId, Label, Tenant, Who};
+use crate::outbox::contract::EventKind;
+use crate::outbox::relay::{self};
 use crate::store::backup_codes::{self, Kind};
 use crate::store::factors::{self, AccountTx, Factor, FactorStatus};
 

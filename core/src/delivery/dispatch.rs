@@ -24,22 +24,22 @@ use crate::codes::keys::CodeKeys;
 use crate::dead_letter::Reason;
 use crate::delivery::branding;
 use crate::delivery::breaker::Admission;
-use crate::delivery::contract::{DispatchJob, Event, EventKind};
-use crate::delivery::outbox;
 use crate::delivery::pacing::{self, Slot};
 use crate::delivery::receipts;
-use crate::delivery::relay::{Kick, OutboxRelay};
 use crate::delivery::render::{self, Rendering};
 use crate::delivery::routing::Routes;
 use crate::delivery::voice_script;
 use crate::infra::amqp::{Topology, jittered, json_properties, publish_confirmed};
 use crate::infra::consumer::{DeliveryHandler, Disposition, Letter, dead_letter};
-use crate::ops::catalog;
-use crate::ops::reporter::{ProcessReporter, ReportNow};
-use crate::ops::stats::Stats;
+use crate::outbox;
+use crate::outbox::contract::{DispatchJob, Event, EventKind};
+use crate::outbox::relay::{Kick, OutboxRelay};
 use crate::store::attempts::{self, Attempt, Claim, Outcome};
 use crate::store::dead_letters::{self, NewLetter};
 use crate::store::verifications::{self, Verification};
+use crate::telemetry::ReportNow;
+use crate::telemetry::catalog;
+use crate::telemetry::stats::Stats;
 use crate::verification::lifecycle::Status;
 
 pub struct Dispatcher {
@@ -60,7 +60,7 @@ pub struct Dispatcher {
     /// This process's delivery counts for the operations overview.
     pub stats: Arc<Stats>,
     /// Told when a circuit opens or closes, so every overview sees it at once.
-    pub reporter: Option<Addr<ProcessReporter>>,
+    pub reporter: Option<Recipient<ReportNow>>,
 }
 
 /// A job given up on: recorded as a dead letter in the transaction of its
@@ -573,13 +573,13 @@ impl Dispatcher {
         let now = crate::timestamp::now();
         let event = match outcome {
             Outcome::Sent => Some(
-                Event::for_verification(EventKind::Delivered, v, now)
+                v.event(EventKind::Delivered, now)
                     .with("provider", provider.unwrap_or_default())
                     .with("provider_message_id", message_id.unwrap_or_default()),
             ),
-            Outcome::PermanentError => Some(
-                Event::for_verification(EventKind::DeliveryFailed, v, now).with("reason", error.unwrap_or_default()),
-            ),
+            Outcome::PermanentError => {
+                Some(v.event(EventKind::DeliveryFailed, now).with("reason", error.unwrap_or_default()))
+            }
             Outcome::Skipped | Outcome::RetryableError | Outcome::Refused => None,
         }
         .map(|event| Event { channel: Some(job.channel), ..event });

@@ -2,19 +2,15 @@
 //! (`dispatch`) and its routing over providers (`routing`, with each
 //! provider's circuit `breaker` and `pacing`), the texts it sends (`render`,
 //! `template`, `gsm7`, the tenant's `branding`, Plivo's `voice_script`),
-//! delivery receipts (`receipts`), what a backend reads of it (`status`), and
-//! the transactional outbox with its relay (`outbox`, `relay`) that publishes
-//! jobs and the events of the queue contract (`contract`).
+//! delivery receipts (`receipts`), and what a backend reads of it
+//! (`status`). Jobs and events reach RabbitMQ through `crate::outbox`.
 
 pub mod branding;
 pub mod breaker;
-pub mod contract;
 pub mod dispatch;
 pub mod gsm7;
-pub mod outbox;
 pub mod pacing;
 pub mod receipts;
-pub mod relay;
 pub mod render;
 pub mod routing;
 pub mod status;

@@ -15,9 +15,9 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 use verifyd_providers::domain::Channel;
 
-use crate::delivery::contract::{DispatchJob, Event, EventKind};
-use crate::delivery::outbox;
-use crate::delivery::relay::{self, OutboxRelay};
+use crate::outbox;
+use crate::outbox::contract::{DispatchJob, EventKind};
+use crate::outbox::relay::{self, OutboxRelay};
 use crate::store::StoreError;
 use crate::store::verifications::{self, Verification};
 use crate::verification::lifecycle::Status;
@@ -105,7 +105,8 @@ pub async fn apply(
                 }
                 None => format!("{} reports the message {}", receipt.provider, receipt.status.as_str()),
             };
-            let mut event = Event::for_verification(EventKind::DeliveryFailed, &v, now)
+            let mut event = v
+                .event(EventKind::DeliveryFailed, now)
                 .with("provider", receipt.provider)
                 .with("provider_message_id", receipt.message_id.as_str())
                 .with("reason", reason);

@@ -16,9 +16,9 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::dead_letter::Reason;
-use crate::delivery::contract::DispatchJob;
 use crate::infra::amqp::{Topology, header_str};
 use crate::infra::consumer::{DeliveryHandler, Disposition};
+use crate::outbox::contract::DispatchJob;
 use crate::store::dead_letters::{self, NewLetter};
 use crate::store::tenants;
 

@@ -15,10 +15,10 @@ use serde::Serialize;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::delivery::contract::DispatchJob;
-use crate::delivery::outbox;
 use crate::ids::View;
 use crate::ids::Who;
+use crate::outbox;
+use crate::outbox::contract::DispatchJob;
 use crate::store::attempts::{self, Recorded};
 use crate::store::dead_letters::{self, Filter, Letter, Status};
 use crate::store::verifications::{self, Verification};

@@ -15,11 +15,11 @@ use serde::Serialize;
 use sqlx::PgPool;
 use utoipa::ToSchema;
 
-use super::stats::{self, ConversionRow, ProviderWindows, Window};
 use crate::ids::View;
 use crate::infra::amqp::Topology;
 use crate::store::attempts::{self, Recorded};
 use crate::store::{StoreError, dead_letters, processes};
+use crate::telemetry::stats::{self, ConversionRow, ProviderWindows, Window};
 
 /// What the overview is asked for.
 pub struct Inputs<'a> {

@@ -12,12 +12,13 @@ use actix::prelude::*;
 use chrono::{DateTime, TimeDelta, Utc};
 use sqlx::PgPool;
 
-use super::stats::Stats;
 use crate::delivery::breaker::Circuit;
 use crate::delivery::routing::Routes;
 use crate::infra::consumer::ConsumerHealth;
 use crate::store::processes::{self, CircuitReport, Consumers, Identity, Report, Taken};
 use crate::store::{dead_letters, sessions};
+pub use crate::telemetry::ReportNow;
+use crate::telemetry::stats::Stats;
 
 /// How often a process prunes old statistics, stale processes, expired console
 /// sessions and long-resolved dead letters.
@@ -98,11 +99,6 @@ pub fn snapshot(health: &ConsumerHealth, routes: &Routes, now: DateTime<Utc>) ->
 
 #[derive(Message)]
 #[rtype(result = "()")]
-/// Report now (a circuit changed).
-pub struct ReportNow;
-
-#[derive(Message)]
-#[rtype(result = "()")]
 /// The process is stopping: a last report, then marked stopped.
 pub struct Stopping;
 
@@ -174,7 +170,7 @@ impl Handler<Stopping> for ProcessReporter {
 
 async fn prune_old(pool: &PgPool, now: DateTime<Utc>) {
     let results = [
-        super::stats::prune(pool, now - TimeDelta::hours(2)).await,
+        crate::telemetry::stats::prune(pool, now - TimeDelta::hours(2)).await,
         processes::prune(pool, now - TimeDelta::hours(24)).await,
         sessions::prune(pool, now).await,
         dead_letters::prune(pool, now - RESOLVED_LETTERS_KEPT).await.map(|_| ()),

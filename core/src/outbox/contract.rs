@@ -6,8 +6,6 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 use verifyd_providers::domain::Channel;
 
-use crate::store::verifications::Verification;
-
 /// One delivery to make: a message on `<prefix>dispatch.<channel>`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -176,21 +174,6 @@ pub struct Event {
 }
 
 impl Event {
-    pub fn for_verification(kind: EventKind, v: &Verification, now: DateTime<Utc>) -> Self {
-        Event {
-            event_id: Uuid::new_v4(),
-            event: kind,
-            tenant: v.tenant_name.clone(),
-            occurred_at: now,
-            verification_id: Some(v.id),
-            account_id: v.account_id.as_str().to_owned(),
-            to: Some(v.phone.e164().to_owned()),
-            channel: Some(v.channel),
-            status: None,
-            detail: serde_json::Map::new(),
-        }
-    }
-
     pub fn status(mut self, status: &'static str) -> Self {
         self.status = Some(status);
         self

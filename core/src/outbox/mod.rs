@@ -1,10 +1,16 @@
-//! The transactional outbox: rows written in the same transaction as the state
-//! change they announce, published by the relay (`relay.rs`) with publisher
-//! confirms and deleted only after the broker confirmed them.
+//! The transactional outbox, how every flow announces what it did: rows
+//! written in the same transaction as the state change they announce
+//! (this file), published by the relay (`relay.rs`) with publisher confirms
+//! and deleted only after the broker confirmed them; what the messages are is
+//! the queue contract (`contract.rs`: dispatch jobs and events). It knows no
+//! flow.
+
+pub mod contract;
+pub mod relay;
 
 use sqlx::PgConnection;
 
-use crate::delivery::contract::{DispatchJob, Event};
+use self::contract::{DispatchJob, Event};
 use crate::ids::ReplyTo;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

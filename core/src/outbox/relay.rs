@@ -10,8 +10,8 @@ use actix::prelude::*;
 use lapin::types::ShortString;
 use sqlx::PgPool;
 
-use crate::delivery::outbox::Target;
 use crate::infra::amqp::{PublishError, Topology, json_properties};
+use crate::outbox::Target;
 
 const BATCH: i64 = 500;
 

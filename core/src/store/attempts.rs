@@ -6,8 +6,8 @@ use uuid::Uuid;
 use verifyd_providers::ErrorKind;
 use verifyd_providers::domain::{Channel, PhoneNumber};
 
-use crate::delivery::outbox;
 use crate::ids::View;
+use crate::outbox;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {

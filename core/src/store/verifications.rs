@@ -8,6 +8,7 @@ use verifyd_providers::domain::{Channel, Locale, PhoneNumber};
 use super::branding::{self, ForSend, TEMPLATE_COLUMNS};
 use super::{CorruptRow, StoreError};
 use crate::ids::{AccountId, ReplyTo};
+use crate::outbox::contract::{Event, EventKind};
 use crate::verification::lifecycle::{State, Status};
 
 #[derive(Debug, sqlx::FromRow)]
@@ -69,6 +70,25 @@ impl std::fmt::Debug for Verification {
             .field("channel", &self.channel)
             .field("state", &self.state)
             .finish_non_exhaustive()
+    }
+}
+
+impl Verification {
+    /// An event about this verification, at `now`, to which the caller adds
+    /// its status and details.
+    pub fn event(&self, kind: EventKind, now: DateTime<Utc>) -> Event {
+        Event {
+            event_id: Uuid::new_v4(),
+            event: kind,
+            tenant: self.tenant_name.clone(),
+            occurred_at: now,
+            verification_id: Some(self.id),
+            account_id: self.account_id.as_str().to_owned(),
+            to: Some(self.phone.e164().to_owned()),
+            channel: Some(self.channel),
+            status: None,
+            detail: serde_json::Map::new(),
+        }
     }
 }
 
@@ -292,7 +312,7 @@ pub async fn save_check(
 pub async fn save_resend(
     conn: &mut PgConnection,
     id: Uuid,
-    job: &crate::delivery::contract::DispatchJob,
+    job: &crate::outbox::contract::DispatchJob,
     now: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
@@ -314,7 +334,7 @@ pub async fn save_resend(
 pub async fn arm_delivery(
     conn: &mut PgConnection,
     id: Uuid,
-    job: &crate::delivery::contract::DispatchJob,
+    job: &crate::outbox::contract::DispatchJob,
     reopen: bool,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(

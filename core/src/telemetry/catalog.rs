@@ -14,7 +14,7 @@ use verifyd_providers::ErrorKind;
 use verifyd_providers::domain::Channel;
 
 use crate::dead_letter::Reason;
-use crate::limits::Scope;
+use crate::limits::Refusal;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -342,7 +342,7 @@ fn values(v: Values, k: &Known, tenant: Option<&str>) -> Vec<String> {
         Values::Queue => k.queues.clone(),
         Values::ErrorKind => ErrorKind::ALL.iter().map(|e| e.as_str().to_owned()).collect(),
         Values::DeadLetterReason => Reason::ALL.iter().map(|r| r.as_str().to_owned()).collect(),
-        Values::ThrottleScope => Scope::ALL.iter().map(|s| s.as_str().to_owned()).collect(),
+        Values::ThrottleScope => Refusal::ALL.iter().map(|s| s.as_str().to_owned()).collect(),
         Values::Fixed(list) => owned(list),
     }
 }

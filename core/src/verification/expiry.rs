@@ -7,9 +7,9 @@ use std::time::Duration;
 use actix::prelude::*;
 use sqlx::PgPool;
 
-use crate::delivery::contract::{Event, EventKind};
-use crate::delivery::outbox;
-use crate::delivery::relay::{self, OutboxRelay};
+use crate::outbox;
+use crate::outbox::contract::EventKind;
+use crate::outbox::relay::{self, OutboxRelay};
 use crate::store::StoreError;
 use crate::store::{challenges, verifications};
 
@@ -89,9 +89,8 @@ pub async fn sweep(pool: &PgPool, relay: &Addr<OutboxRelay>) -> Result<usize, St
         let mut tx = pool.begin().await?;
         let expired = verifications::expire_due(&mut tx, now, BATCH).await?;
         for v in &expired {
-            let event = Event::for_verification(EventKind::Expired, v, now)
-                .status("expired")
-                .with("attempts_left", v.state.attempts_left());
+            let event =
+                v.event(EventKind::Expired, now).status("expired").with("attempts_left", v.state.attempts_left());
             outbox::event(&mut tx, &event, v.reply.as_ref()).await?;
         }
         let challenges_expired = challenges::expire_due(&mut tx, now, BATCH).await?;

@@ -21,17 +21,17 @@ use verifyd_providers::domain::{Channel, Code, CodeLength, Locale, PhoneNumber};
 
 use crate::abuse::{Abuse, Outgoing, Refused, Sending};
 use crate::codes::keys::CodeKeys;
-use crate::delivery::contract::{DispatchJob, Event, EventKind};
-use crate::delivery::outbox;
-use crate::delivery::relay::{self, OutboxRelay};
 use crate::ids::{AccountId, ReplyTo, Tenant};
 use crate::infra::lanes::{Lanes, Ordered};
 use crate::limits::lockout;
-use crate::limits::{self, Limiters, Limits, Scope, Throttled};
-use crate::ops::catalog;
-use crate::ops::stats::Stats;
+use crate::limits::{self, Limiters, Limits, Refusal, Throttled};
+use crate::outbox;
+use crate::outbox::contract::{DispatchJob, EventKind};
+use crate::outbox::relay::{self, OutboxRelay};
 use crate::store::StoreError;
 use crate::store::verifications::{self as store, NewVerification, Verification};
+use crate::telemetry::catalog;
+use crate::telemetry::stats::Stats;
 use crate::verification::lifecycle::{CheckOutcome, ResendPolicy, ResendRefusal, State, Status};
 
 #[derive(Debug, Clone)]
@@ -383,7 +383,8 @@ impl Issuer {
             delivery_job_id: Some(job_id),
         };
         let job = DispatchJob { job_id, verification_id: id, channel: verification.channel, retry: 0 };
-        let event = Event::for_verification(EventKind::Created, &verification, now)
+        let event = verification
+            .event(EventKind::Created, now)
             .status(Status::Pending.as_str())
             .with("expires_at", crate::timestamp::format(expires_at));
         let mut rows = vec![outbox::dispatch_row(&job)];
@@ -492,9 +493,7 @@ impl Issuer {
         if status != Status::Pending {
             v.completed_at = Some(now);
         }
-        let event = Event::for_verification(event, &v, now)
-            .status(status.as_str())
-            .with("attempts_left", v.state.attempts_left());
+        let event = v.event(event, now).status(status.as_str()).with("attempts_left", v.state.attempts_left());
         outbox::event(tx, &event, v.reply.as_ref()).await?;
         metrics::counter!("verifyd_checks_total", "outcome" => status.as_str()).increment(1);
         Ok(Checked { verification: v, outcome, proof: None })
@@ -610,7 +609,8 @@ async fn cancel(deps: &Deps, msg: Cancel) -> Result<Verification, VerificationEr
     store::save_check(&mut tx, v.id, Status::Canceled, v.state.attempts, msg.now).await?;
     v.state.status = Status::Canceled;
     v.completed_at = Some(msg.now);
-    let event = Event::for_verification(EventKind::Canceled, &v, msg.now)
+    let event = v
+        .event(EventKind::Canceled, msg.now)
         .status(Status::Canceled.as_str())
         .with("attempts_left", v.state.attempts_left());
     outbox::event(&mut tx, &event, v.reply.as_ref()).await?;
@@ -645,16 +645,13 @@ async fn check(deps: &Deps, msg: Check) -> Result<Checked, VerificationError> {
 }
 
 fn refused(refusal: ResendRefusal, v: &Verification, now: DateTime<Utc>) -> VerificationError {
-    if !matches!(refusal, ResendRefusal::NotPending(_)) {
-        metrics::counter!("verifyd_throttled_total", "scope" => Scope::Verification.as_str()).increment(1);
-    }
     match refusal {
         ResendRefusal::NotPending(status) => VerificationError::NotPending(status),
-        ResendRefusal::TooSoon { retry_after } => Throttled { scope: Scope::Verification, retry_after }.into(),
+        ResendRefusal::TooSoon { retry_after } => Throttled::counted(Refusal::Verification, retry_after).into(),
         ResendRefusal::TooManySends => {
             // No more sends for this verification: a new one is possible once it ends.
             let retry_after = (v.state.expires_at - now).to_std().unwrap_or_default().max(Duration::from_secs(1));
-            Throttled { scope: Scope::Verification, retry_after }.into()
+            Throttled::counted(Refusal::Verification, retry_after).into()
         }
     }
 }

@@ -21,9 +21,9 @@ use super::store::{self, Claimed, Final, NotClaimed, Record};
 use super::{SigningSecret, message_id, signature_header};
 use crate::codes::keys::CodeKeys;
 use crate::dead_letter::Reason;
-use crate::delivery::relay::OutboxRelay;
 use crate::infra::amqp::{PublishError, Topology, jittered, json_properties, publish_confirmed};
 use crate::infra::consumer::{DeliveryHandler, Disposition, Letter, dead_letter};
+use crate::outbox::relay::OutboxRelay;
 use crate::store::dead_letters::NewLetter;
 
 /// The body of a message on `<prefix>webhooks` and its retry queues.

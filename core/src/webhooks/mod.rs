@@ -34,7 +34,7 @@ use rand::RngExt;
 use sha2::Sha256;
 use uuid::Uuid;
 
-use crate::delivery::contract::EventKind;
+use crate::outbox::contract::EventKind;
 
 /// Bytes of a new signing secret (Standard Webhooks: 24 to 64).
 const SECRET_BYTES: usize = 32;

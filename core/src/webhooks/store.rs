@@ -11,8 +11,8 @@ use uuid::Uuid;
 
 use super::{EndpointUrl, EventFilter, SigningSecret};
 use crate::codes::keys::CodeKeys;
-use crate::delivery::relay::{self, OutboxRelay};
 use crate::ids::Who;
+use crate::outbox::relay::{self, OutboxRelay};
 use crate::store::{StoreError, audit, dead_letters};
 
 /// The most endpoints one tenant holds.

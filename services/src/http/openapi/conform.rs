@@ -138,7 +138,7 @@ fn rule(schema: &str, property: &str) -> Option<Value> {
 
 /// Every entry an event filter takes: `*`, each event, each family.
 fn event_filter_entries() -> Vec<String> {
-    use verifyd_core::delivery::contract::EventKind;
+    use verifyd_core::outbox::contract::EventKind;
     let mut entries = vec!["*".to_owned()];
     entries.extend(EventKind::ALL.iter().map(|k| k.as_str().to_owned()));
     for k in EventKind::ALL {
