@@ -33,52 +33,6 @@ impl AccountId {
     }
 }
 
-/// The caller's own id for an organisation its accounts belong to (whose
-/// policy decides whether a login needs a second factor): 1–128 printable
-/// characters.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
-#[serde(transparent)]
-pub struct OrganisationId(String);
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("must be 1 to 128 printable characters")]
-pub struct OrganisationIdError;
-
-impl OrganisationId {
-    pub fn parse(input: &str) -> Result<Self, OrganisationIdError> {
-        if !printable(input) {
-            return Err(OrganisationIdError);
-        }
-        Ok(OrganisationId(input.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-/// The name an authenticator app shows for a factor: 1–128 printable characters.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(transparent)]
-pub struct Label(String);
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("must be 1 to 128 printable characters")]
-pub struct LabelError;
-
-impl Label {
-    pub fn parse(input: &str) -> Result<Self, LabelError> {
-        if !printable(input) {
-            return Err(LabelError);
-        }
-        Ok(Label(input.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
 impl fmt::Debug for AccountId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "AccountId({})", self.0)
@@ -90,6 +44,47 @@ impl<'de> Deserialize<'de> for AccountId {
         AccountId::parse(&String::deserialize(d)?).map_err(serde::de::Error::custom)
     }
 }
+
+/// A caller's name for one of its things: 1–128 printable characters, parsed
+/// once at the edge.
+macro_rules! printable_name {
+    ($(#[$doc:meta])* $name:ident, $error:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        #[derive(Debug, thiserror::Error, PartialEq, Eq)]
+        #[error("must be 1 to 128 printable characters")]
+        pub struct $error;
+
+        impl $name {
+            pub fn parse(input: &str) -> Result<Self, $error> {
+                if !printable(input) {
+                    return Err($error);
+                }
+                Ok($name(input.to_owned()))
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+    };
+}
+
+printable_name!(
+    /// The caller's own id for an organisation its accounts belong to (whose
+    /// policy decides whether a login needs a second factor).
+    OrganisationId,
+    OrganisationIdError
+);
+
+printable_name!(
+    /// The name an authenticator app shows for a factor.
+    Label,
+    LabelError
+);
 
 /// The tenant a request acts for, as established by its API key (HTTP) or the
 /// routing key it was published with (AMQP).

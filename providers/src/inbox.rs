@@ -116,12 +116,7 @@ impl InboxProvider {
 
     fn append(&self, message: &InboxMessage) -> Result<Sent, ProviderError> {
         let mut line = serde_json::to_vec(message).map_err(|_| {
-            ProviderError::permanent(
-                NAME,
-                PermanentKind::Configuration,
-                "cannot encode the message as JSON".to_owned(),
-                None,
-            )
+            ProviderError::permanent(NAME, PermanentKind::Configuration, "cannot encode the message as JSON", None)
         })?;
         line.push(b'\n');
         {

@@ -228,12 +228,7 @@ impl Webhook {
         secret: &str,
     ) -> Result<Sent, ProviderError> {
         let body = serde_json::to_vec(payload).map_err(|_| {
-            ProviderError::permanent(
-                NAME,
-                PermanentKind::Configuration,
-                "cannot encode the message as JSON".to_owned(),
-                None,
-            )
+            ProviderError::permanent(NAME, PermanentKind::Configuration, "cannot encode the message as JSON", None)
         })?;
         let timestamp = unix_seconds(now).to_string();
         let signature = sign(self.config.secret.expose_secret().as_bytes(), &timestamp, &body);
