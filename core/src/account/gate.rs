@@ -197,7 +197,7 @@ impl Handler<OpenChallenge> for AccountStateActor {
             challenges::insert(&mut tx, &challenge).await?;
             let (backup_codes_left, _) = backup_codes::status(&mut tx, Kind::Backup, tenant.id, account_id).await?;
             let (recovery_left, _) = backup_codes::status(&mut tx, Kind::Recovery, tenant.id, account_id).await?;
-            relay::commit(tx, &issuer.relay).await?;
+            relay::commit_if(tx, &issuer.relay, sent.is_some()).await?;
             metrics::counter!("verifyd_challenges_opened_total", "purpose" => msg.purpose.as_str()).increment(1);
             tracing::info!(tenant = %tenant.name, challenge_id = %challenge.id, purpose = msg.purpose.as_str(),
                 sent = sent.is_some(), "challenge opened");

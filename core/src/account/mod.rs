@@ -161,6 +161,14 @@ pub enum AccountError {
     TooManyFactors(i64),
 }
 
+/// A request whose task failed (see `Ordered::in_order`): answered as the
+/// verification flow answers a closed mailbox.
+impl From<MailboxError> for AccountError {
+    fn from(e: MailboxError) -> Self {
+        AccountError::Verification(VerificationError::Mailbox(e))
+    }
+}
+
 impl From<sqlx::Error> for AccountError {
     fn from(e: sqlx::Error) -> Self {
         AccountError::Store(StoreError::Db(e))
@@ -180,7 +188,7 @@ pub struct PhoneRecorded {
 }
 
 #[derive(Debug, Message)]
-#[rtype(result = "Result<Vec<Factor>, StoreError>")]
+#[rtype(result = "Result<Vec<Factor>, AccountError>")]
 pub struct ListFactors {
     pub tenant_id: Uuid,
     pub account_id: AccountId,
@@ -211,7 +219,7 @@ impl ApprovedPhones for PhoneRecorder {
 }
 
 impl Handler<ListFactors> for AccountStateActor {
-    type Result = ResponseActFuture<Self, Result<Vec<Factor>, StoreError>>;
+    type Result = ResponseActFuture<Self, Result<Vec<Factor>, AccountError>>;
 
     fn handle(&mut self, msg: ListFactors, _: &mut Self::Context) -> Self::Result {
         let pool = self.pool();
@@ -275,8 +283,9 @@ async fn record_phone(
             proof = Some((token, claims.expires()));
         }
     }
-    relay::commit(tx, relay).await?;
-    if added && factor.is_active() {
+    let announced = added && factor.is_active();
+    relay::commit_if(tx, relay, announced).await?;
+    if announced {
         tracing::info!(tenant = %v.tenant_name, factor_id = %factor.id, kind = %factor.kind, "factor added");
     }
     Ok(PhoneRecorded { factor: Some(factor), proof })

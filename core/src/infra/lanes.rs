@@ -23,21 +23,30 @@ pub trait Ordered: Actor<Context = Context<Self>> {
     fn lanes(&mut self) -> &mut Lanes<Self::Lane>;
 
     /// Runs `work` once every earlier request for `lane` on this actor has
-    /// finished, without holding up other lanes.
-    fn in_order<R: 'static>(
+    /// finished, without holding up other lanes. The work runs as a task of
+    /// its own (as a plain `ResponseFuture` would), so a panic fails that one
+    /// request (answered as a closed mailbox) and leaves the actor and its
+    /// other lanes running.
+    fn in_order<T: 'static, E: From<MailboxError> + 'static>(
         &mut self,
         lane: Self::Lane,
-        work: impl Future<Output = R> + 'static,
-    ) -> ResponseActFuture<Self, R> {
+        work: impl Future<Output = Result<T, E>> + 'static,
+    ) -> ResponseActFuture<Self, Result<T, E>> {
         let mut turn = self.lanes().enter(lane.clone());
         let ticket = turn.ticket();
-        let ordered = async move {
+        let task = actix::spawn(async move {
             turn.ready().await;
             let out = work.await;
             drop(turn);
             out
+        });
+        let joined = async move {
+            task.await.unwrap_or_else(|error| {
+                tracing::error!(%error, "a request's task failed; it is answered as a closed mailbox");
+                Err(E::from(MailboxError::Closed))
+            })
         };
-        Box::pin(ordered.into_actor(self).map(move |out, act, _| {
+        Box::pin(joined.into_actor(self).map(move |out, act, _| {
             act.lanes().leave(&lane, ticket);
             out
         }))
@@ -171,6 +180,57 @@ mod tests {
         let mut second = lanes.enter("alice");
         drop(first);
         tokio::time::timeout(Duration::from_secs(5), second.ready()).await.expect("the second turn starts");
+    }
+
+    /// An actor that keeps its requests in order, for the tests below.
+    struct Shard {
+        lanes: Lanes<&'static str>,
+    }
+
+    impl Actor for Shard {
+        type Context = Context<Self>;
+    }
+
+    impl Ordered for Shard {
+        type Lane = &'static str;
+
+        fn lanes(&mut self) -> &mut Lanes<&'static str> {
+            &mut self.lanes
+        }
+    }
+
+    /// Do `work` for `account`; a request named "boom" panics.
+    #[derive(Message)]
+    #[rtype(result = "Result<&'static str, MailboxError>")]
+    struct Work {
+        account: &'static str,
+        name: &'static str,
+    }
+
+    impl Handler<Work> for Shard {
+        type Result = ResponseActFuture<Self, Result<&'static str, MailboxError>>;
+
+        fn handle(&mut self, msg: Work, _: &mut Self::Context) -> Self::Result {
+            self.in_order(msg.account, async move {
+                tokio::task::yield_now().await;
+                assert_ne!(msg.name, "boom", "this request fails");
+                Ok(msg.name)
+            })
+        }
+    }
+
+    #[actix_rt::test]
+    async fn a_request_that_panics_fails_alone_and_its_lane_goes_on() {
+        let shard = Shard { lanes: Lanes::default() }.start();
+        let boom = shard.send(Work { account: "alice", name: "boom" });
+        let next = shard.send(Work { account: "alice", name: "next" });
+        let other = shard.send(Work { account: "bob", name: "other" });
+        let (boom, next, other) = futures_util::future::join3(boom, next, other).await;
+        assert!(matches!(boom, Ok(Err(MailboxError::Closed))), "the panicking request alone fails");
+        assert_eq!(next.unwrap(), Ok("next"), "the next request in its lane still runs");
+        assert_eq!(other.unwrap(), Ok("other"));
+        let later = shard.send(Work { account: "alice", name: "later" }).await;
+        assert_eq!(later.unwrap(), Ok("later"), "the shard is still alive");
     }
 
     #[test]

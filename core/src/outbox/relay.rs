@@ -31,6 +31,17 @@ pub async fn commit<'c>(
     Ok(())
 }
 
+/// Commits, and wakes the relay only when the transaction `wrote` outbox rows
+/// (a path that writes them on some branches only), so a commit that
+/// announced nothing does not send the relay looking.
+pub async fn commit_if<'c>(
+    tx: impl Into<sqlx::Transaction<'c, sqlx::Postgres>>,
+    relay: &Addr<OutboxRelay>,
+    wrote: bool,
+) -> Result<(), sqlx::Error> {
+    if wrote { commit(tx, relay).await } else { tx.into().commit().await }
+}
+
 pub struct OutboxRelay {
     pool: PgPool,
     amqp: Arc<lapin::Connection>,

@@ -94,7 +94,7 @@ pub async fn sweep(pool: &PgPool, relay: &Addr<OutboxRelay>) -> Result<usize, St
             outbox::event(&mut tx, &event, v.reply.as_ref()).await?;
         }
         let challenges_expired = challenges::expire_due(&mut tx, now, BATCH).await?;
-        relay::commit(tx, relay).await?;
+        relay::commit_if(tx, relay, !expired.is_empty()).await?;
         total += expired.len();
         if !expired.is_empty() {
             metrics::counter!("verifyd_verifications_expired_total").increment(expired.len() as u64);

@@ -32,10 +32,7 @@ async fn factors(
 ) -> Result<HttpResponse, ApiError> {
     let account_id = account_id(&path)?;
     let shard = state.account_state(&tenant, &account_id);
-    let factors = shard
-        .send(ListFactors { tenant_id: tenant.id, account_id: account_id.clone() })
-        .await?
-        .map_err(ApiError::internal)?;
+    let factors = shard.send(ListFactors { tenant_id: tenant.id, account_id: account_id.clone() }).await??;
     Ok(HttpResponse::Ok().json(Factors {
         account_id: account_id.as_str().to_owned(),
         factors: factors.into_iter().map(FactorView::from).collect(),

@@ -226,10 +226,13 @@ impl Capture {
 
 impl TestApp {
     /// Waits until delivery has nothing left to do: the outbox is published,
-    /// no request, dispatch, retry or dead-letter queue holds a message, and no
-    /// job is claimed without a final outcome, twice in a row 100 ms apart. A
-    /// test that asserts "nothing (more) went out" waits for this instead of
-    /// sleeping: it returns as soon as the pipeline is empty, and never before.
+    /// no request, dispatch, retry or dead-letter queue holds a ready message,
+    /// no consumer of the test's serve processes is handling one, and no job
+    /// is claimed without a final outcome, twice in a row 100 ms apart. A test
+    /// that asserts "nothing (more) went out" waits for this instead of
+    /// sleeping: it returns as soon as the pipeline is empty. (A message on
+    /// its way from the broker to a consumer is in neither count; two quiet
+    /// checks apart make missing one unlikely, not impossible.)
     pub async fn delivery_settled(&self) {
         let ch = self.amqp.create_channel().await.expect("channel");
         let queues: Vec<String> = self.topology.queues().into_iter().filter(|q| !q.contains("webhooks")).collect();
@@ -251,6 +254,8 @@ impl TestApp {
                 let q = ch.queue_declare(queue.as_str().into(), passive, FieldTable::default()).await.expect("queue");
                 busy += i64::from(q.message_count());
             }
+            let handling: usize = self.running.iter().chain(&self.others).map(|r| r.core.health.in_flight()).sum();
+            busy += i64::try_from(handling).unwrap_or(i64::MAX);
             quiet_checks = if busy == 0 { quiet_checks + 1 } else { 0 };
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
