@@ -219,7 +219,7 @@ async fn an_amqp_request_refused_by_a_defence_gets_the_rejected_event_with_the_h
     assert!(event.get("to").is_none() && !event.to_string().contains("9098790000"), "{event}");
     assert_eq!(rejected.next(Duration::from_secs(10)).await.expect("event").json()["error"], "number_type_not_allowed");
 
-    app.requests_drained().await;
+    app.delivery_settled().await;
     let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM verifications").fetch_one(&app.pool).await.unwrap();
     assert_eq!(stored, 0);
     assert!(app.twilio.sent_sms().await.is_empty());

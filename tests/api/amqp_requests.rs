@@ -34,7 +34,7 @@ async fn a_published_request_is_delivered_and_its_outcomes_reach_reply_to() {
 
     // The redelivered (or re-published) request creates nothing new.
     app.publish_request(&app.tenant, body.as_bytes(), props).await;
-    app.requests_drained().await;
+    app.delivery_settled().await;
 
     let checked = app.check(&id, &code).await;
     assert_eq!(checked.body["status"], "approved");

@@ -192,7 +192,7 @@ async fn a_throttled_amqp_request_gets_a_rejected_event_with_scope_and_retry_aft
     let secs = event["retry_after"].as_u64().unwrap();
     assert!((599..=600).contains(&secs), "{secs}");
     assert!(!event.to_string().contains(&uk(400)[3..]), "the event does not carry the number: {event}");
-    app.requests_drained().await;
+    app.delivery_settled().await;
     assert_eq!(app.twilio.sent_sms().await.len(), 1);
 }
 

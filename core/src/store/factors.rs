@@ -42,15 +42,6 @@ impl FactorKind {
     }
 }
 
-impl From<Channel> for FactorKind {
-    fn from(channel: Channel) -> Self {
-        match channel {
-            Channel::Sms => FactorKind::Sms,
-            Channel::Voice => FactorKind::Voice,
-        }
-    }
-}
-
 impl FromStr for FactorKind {
     type Err = UnknownValue;
 

@@ -3,7 +3,7 @@
 //! so a build never needs a database. A small enum kept as `text` (with a
 //! CHECK listing its values) decodes straight into its type (`text_enum!`).
 
-/// Reads and writes an enum kept as `text`, through its `as_str` and `FromStr`:
+/// Reads an enum kept as `text` through its `FromStr` (writes bind `as_str()`):
 /// a value outside the enum is a decode error naming the column, never a default.
 macro_rules! text_enum {
     ($t:ty) => {
@@ -20,15 +20,6 @@ macro_rules! text_enum {
         impl<'r> sqlx::Decode<'r, sqlx::Postgres> for $t {
             fn decode(value: sqlx::postgres::PgValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
                 Ok(<&str as sqlx::Decode<sqlx::Postgres>>::decode(value)?.parse::<$t>()?)
-            }
-        }
-
-        impl<'q> sqlx::Encode<'q, sqlx::Postgres> for $t {
-            fn encode_by_ref(
-                &self,
-                buf: &mut sqlx::postgres::PgArgumentBuffer,
-            ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
-                <&str as sqlx::Encode<sqlx::Postgres>>::encode_by_ref(&self.as_str(), buf)
             }
         }
     };

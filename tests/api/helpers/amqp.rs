@@ -86,26 +86,6 @@ impl TestApp {
         (name.clone(), Capture::consume(ch, name).await)
     }
 
-    /// Waits until the requests queue has nothing ready or unacknowledged.
-    pub async fn requests_drained(&self) {
-        let ch = self.amqp.create_channel().await.expect("channel");
-        for _ in 0..200 {
-            let passive = QueueDeclareOptions { passive: true, ..Default::default() };
-            let q = ch
-                .queue_declare(self.topology.requests_queue().as_str().into(), passive, FieldTable::default())
-                .await
-                .expect("requests queue");
-            // Ready messages are counted; unacknowledged ones are not, so wait
-            // for a quiet moment after the queue empties.
-            if q.message_count() == 0 {
-                tokio::time::sleep(Duration::from_millis(300)).await;
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("requests queue did not drain");
-    }
-
     /// A copy of everything published to the dispatch exchange.
     pub async fn tap_dispatch(&self) -> Capture {
         let (ch, name) = self.private_queue().await;
