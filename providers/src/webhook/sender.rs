@@ -1,109 +1,27 @@
-//! A signed, generic webhook: verifyd POSTs each SMS and each call as JSON to an
-//! operator's own gateway, which delivers it however it likes. This is how an
-//! SMS/voice provider verifyd has no client for gets plugged in.
-//!
-//! # The request
-//!
-//! `POST <url>` with `Content-Type: application/json` and one of these bodies
-//! (`id` is verifyd's reference of the delivery attempt, unique per attempt:
-//! receivers can use it to drop a duplicate):
-//!
-//! ```json
-//! {"id":"att_1","channel":"sms","to":"+14155552671",
-//!  "text":"Your code is 8302947","valid_for_secs":600,"sent_at":"2026-03-02T10:00:00Z"}
-//!
-//! {"id":"att_2","channel":"voice","to":"+14155552671","locale":"en",
-//!  "intro":"Your code is","code":"8302947","spoken":"8, 3, 0, 2, 9, 4, 7","repeat":2,
-//!  "sent_at":"2026-03-02T10:00:00Z"}
-//! ```
-//!
-//! - `text`: the full SMS to deliver as is; it should not be delivered after
-//!   `sent_at + valid_for_secs` (the code has expired by then).
-//! - `locale`: a BCP 47 tag (`en`, `pt-BR`) for the text-to-speech voice; map it
-//!   to your engine's voices and fall back to `en-US`.
-//! - Read `intro`, then `spoken` (the digits one by one: commas make TTS engines
-//!   pause between them), `repeat` times (at least 1) with a short pause
-//!   between readings. `code` is the same digits, for gateways that build their
-//!   own script.
-//! - `sent_at`: RFC 3339, UTC, whole seconds: the same instant as the timestamp
-//!   header.
-//!
-//! # The signature
-//!
-//! Every request carries two headers:
-//!
-//! - `X-Verifyd-Timestamp: <unix seconds>` (decimal digits only), and
-//! - `X-Verifyd-Signature: v1=<hex>`, where `<hex>` is the lowercase hex of
-//!   HMAC-SHA256 keyed with the shared secret (its bytes as configured, UTF-8)
-//!   over the ASCII timestamp exactly as in the header, a `.`, and the raw request
-//!   body bytes exactly as received: `HMAC-SHA256(secret, "1772445600.{\"id\":…}")`.
-//!
-//! A receiver recomputes the HMAC over the *raw* body (before any JSON parsing),
-//! compares it in constant time, and refuses a timestamp more than 5 minutes
-//! from its own clock, so a captured request cannot be replayed later. The
-//! header may hold several comma-separated `scheme=value` entries: a receiver
-//! accepts the request when any `v1` entry matches and ignores other schemes
-//! (room for a future `v2` or for a secret rotation). [`verify_signature`] does
-//! all of this for Rust receivers. This is the scheme of Stripe's
-//! `Stripe-Signature` (`"{t}.{payload}"`, `v1`, 300 s tolerance,
-//! <https://docs.stripe.com/webhooks#verify-manually>) with the timestamp in its
-//! own header like Slack's `X-Slack-Request-Timestamp` and a `v…=` hex prefix
-//! like `X-Slack-Signature`
-//! (<https://api.slack.com/authentication/verifying-requests-from-slack>).
-//!
-//! # The answer
-//!
-//! - Any `2xx`: accepted. A JSON body `{"id":"…"}` gives the receiver's message
-//!   id (recorded by verifyd); without one, verifyd's `id` is used.
-//! - `429`, `408`, `5xx`, a timeout or a connection failure: verifyd tries again
-//!   later or on another provider, honouring `Retry-After` (seconds).
-//! - `401`/`403`: the signature or the secret is wrong: an operator must act.
-//! - Any other `4xx`: a permanent refusal of this message, described by
-//!   `{"error":"<code>","message":"<free text>"}` where `<code>` is one of
-//!   `invalid_number` (no such number), `region_not_allowed` (the destination
-//!   country is not enabled on the gateway), `opted_out` (the recipient said
-//!   STOP / is blocked), `channel_not_supported` (landline for SMS, no voice for
-//!   this number: verifyd may try the other channel) or `rejected` (anything
-//!   else; also what an unknown code or a missing body means). With 401/403,
-//!   send `"error":"unauthorized"`: the status decides.
-//!   `message` must not quote the SMS text or the code (verifyd masks digits
-//!   in it anyway).
+//! The webhook provider: each SMS and call POSTed, signed, to the operator's
+//! gateway, and its answer classified (`mod.rs` has the contract).
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use hmac::{Hmac, KeyInit, Mac};
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 
+use super::{DEFAULT_TIMEOUT, MIN_SECRET_BYTES, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign};
 use crate::domain::Channel;
 use crate::http;
 use crate::http::Answer;
 use crate::provider::{PermanentKind, Provider, ProviderError, Sent, Sms, VoiceCall};
 
 const NAME: &str = "webhook";
-pub use crate::http::DEFAULT_TIMEOUT;
-/// The header with the request's unix time in seconds.
-pub const TIMESTAMP_HEADER: &str = "X-Verifyd-Timestamp";
-/// The header with `v1=<hex HMAC-SHA256>`.
-pub const SIGNATURE_HEADER: &str = "X-Verifyd-Signature";
-/// The signature scheme verifyd writes and [`verify_signature`] checks.
-pub const SIGNATURE_SCHEME: &str = "v1";
-/// A shorter secret could be guessed offline from one signed request.
-pub const MIN_SECRET_BYTES: usize = 32;
-/// How far from the receiver's clock a timestamp may be (Stripe's default).
-pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(300);
 /// How much of the receiver's error `message` ends up in an error reason.
 const MAX_MESSAGE_CHARS: usize = 200;
 /// The longest receiver message id verifyd records.
 const MAX_ID_CHARS: usize = 128;
-
-type HmacSha256 = Hmac<Sha256>;
 
 /// Settings of the webhook provider (`timeout_ms` in milliseconds, default
 /// 10 000; `channels` both by default; `headers` none by default).
@@ -352,91 +270,6 @@ fn rfc3339(time: SystemTime) -> String {
     chrono::DateTime::<chrono::Utc>::from(time).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-/// The `X-Verifyd-Signature` value for a request: `v1=` and the lowercase hex
-/// HMAC-SHA256, keyed with `secret`, of `timestamp`, `.` and `body`.
-pub fn sign(secret: &[u8], timestamp: &str, body: &[u8]) -> String {
-    let tag = mac(secret, timestamp, body).finalize().into_bytes();
-    format!("{SIGNATURE_SCHEME}={}", hex::encode(tag))
-}
-
-fn mac(secret: &[u8], timestamp: &str, body: &[u8]) -> HmacSha256 {
-    // HMAC takes a key of any length.
-    let mut mac = <HmacSha256 as KeyInit>::new_from_slice(secret)
-        .unwrap_or_else(|_| unreachable!("HMAC accepts every key length"));
-    mac.update(timestamp.as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    mac
-}
-
-/// Why a request's signature was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum SignatureError {
-    /// The timestamp header is not a unix time in decimal seconds.
-    #[error("the timestamp is not a unix time in seconds")]
-    MalformedTimestamp,
-    /// The signature header has no well-formed `v1=<64 hex digits>` entry.
-    #[error("the signature header has no v1 signature")]
-    NoSignature,
-    /// No `v1` entry is the HMAC of this timestamp and body with this secret.
-    #[error("the signature does not match the body and timestamp")]
-    Mismatch,
-    /// Authentic, but signed further from `now` than the tolerance: a replay,
-    /// or clocks out of sync.
-    #[error("the timestamp is outside the tolerance")]
-    Stale,
-}
-
-/// Checks a request from verifyd's webhook: `timestamp` is the
-/// `X-Verifyd-Timestamp` header, `header` the `X-Verifyd-Signature` header,
-/// `body` the raw body bytes as received. Accepts when one `v1` entry of
-/// `header` is the HMAC-SHA256 of `"{timestamp}.{body}"` keyed with `secret`
-/// (compared in constant time) and `timestamp` is within `tolerance` of `now`
-/// (either way: a timestamp from the future is refused too). Use
-/// [`DEFAULT_TOLERANCE`] unless there is a reason not to.
-pub fn verify_signature(
-    secret: &[u8],
-    timestamp: &str,
-    body: &[u8],
-    header: &str,
-    now: SystemTime,
-    tolerance: Duration,
-) -> Result<(), SignatureError> {
-    let signed_at = parse_timestamp(timestamp)?;
-    let candidates: Vec<Vec<u8>> = header
-        .split(',')
-        .filter_map(|entry| entry.trim().split_once('='))
-        .filter(|(scheme, _)| *scheme == SIGNATURE_SCHEME)
-        .filter_map(|(_, value)| hex::decode(value).ok())
-        .filter(|tag| tag.len() == 32)
-        .collect();
-    if candidates.is_empty() {
-        return Err(SignatureError::NoSignature);
-    }
-    let expected = mac(secret, timestamp, body);
-    // Every candidate is checked, so the time taken does not say which matched.
-    let matched = candidates.iter().fold(false, |matched, tag| expected.clone().verify_slice(tag).is_ok() | matched);
-    if !matched {
-        return Err(SignatureError::Mismatch);
-    }
-    let drift = match now.duration_since(signed_at) {
-        Ok(age) => age,
-        Err(ahead) => ahead.duration(),
-    };
-    if drift > tolerance {
-        return Err(SignatureError::Stale);
-    }
-    Ok(())
-}
-
-fn parse_timestamp(timestamp: &str) -> Result<SystemTime, SignatureError> {
-    if timestamp.is_empty() || timestamp.len() > 19 || !timestamp.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(SignatureError::MalformedTimestamp);
-    }
-    let seconds = timestamp.parse::<u64>().map_err(|_| SignatureError::MalformedTimestamp)?;
-    UNIX_EPOCH.checked_add(Duration::from_secs(seconds)).ok_or(SignatureError::MalformedTimestamp)
-}
-
 #[derive(Deserialize)]
 struct AcceptedBody {
     id: Option<String>,
@@ -522,45 +355,6 @@ fn looks_like_a_code(code: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
-
-    /// Computed independently: `printf '1772445600.{"id":"a"}' | openssl dgst
-    /// -sha256 -hmac 0123456789abcdef0123456789abcdef`.
-    #[test]
-    fn signs_timestamp_dot_body() {
-        assert_eq!(
-            sign(SECRET, "1772445600", br#"{"id":"a"}"#),
-            "v1=01d1733d02df114b1645f48482b6d356ed9d87ae6285a809bd36ebe5548a551c"
-        );
-    }
-
-    #[test]
-    fn header_may_list_several_entries_and_other_schemes() {
-        let now = UNIX_EPOCH + Duration::from_secs(1_772_445_600);
-        let good = sign(SECRET, "1772445600", b"{}");
-        let other = sign(b"another secret, also thirty-two bytes", "1772445600", b"{}");
-        let header = format!("v0=abc, {other},{good} ,v2=ff");
-        assert_eq!(verify_signature(SECRET, "1772445600", b"{}", &header, now, DEFAULT_TOLERANCE), Ok(()));
-        assert_eq!(
-            verify_signature(SECRET, "1772445600", b"{}", &other, now, DEFAULT_TOLERANCE),
-            Err(SignatureError::Mismatch)
-        );
-        for bad in ["", "v1=", "v1=zz", "v0=00", "sha256=abc", &good[3..]] {
-            assert_eq!(
-                verify_signature(SECRET, "1772445600", b"{}", bad, now, DEFAULT_TOLERANCE),
-                Err(SignatureError::NoSignature),
-                "{bad:?}"
-            );
-        }
-        for bad in ["", "-1", " 1772445600", "1772445600.0", "99999999999999999999"] {
-            assert_eq!(
-                verify_signature(SECRET, bad, b"{}", &good, now, DEFAULT_TOLERANCE),
-                Err(SignatureError::MalformedTimestamp),
-                "{bad:?}"
-            );
-        }
-    }
 
     #[test]
     fn receiver_ids_are_kept_only_when_printable_and_short() {
