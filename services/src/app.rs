@@ -131,12 +131,13 @@ async fn install_metrics(config: &Config, role: Role, core: &Core) {
 }
 
 pub async fn start(config: &Config, role: Role, metrics: Option<PrometheusHandle>) -> anyhow::Result<Running> {
+    // Every provider name, section and route is checked before connecting.
+    let routes = crate::routes::build(config)?;
     let pool = database(config, config.database.migrate_on_start).await?;
     let amqp = Arc::new(rabbitmq(config).await?);
     let keys = Arc::new(config.secrets.code_keys()?);
     let settings = settings(config)?;
     let topology = settings.topology.clone();
-    let routes = crate::routes::build(config)?;
     let core = Core::start(role, settings, pool.clone(), amqp.clone(), keys, routes)
         .await
         .map_err(|error| crate::startup::explain_start(config, &topology, error))?;

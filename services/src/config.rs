@@ -37,6 +37,10 @@ pub enum Mode {
     Production,
 }
 
+/// The secrets committed in `verifyd.dev.toml`: public, so never for real data.
+pub const DEV_CODE_HMAC_KEY: &str = "qS+OEAO603L8NZlbmPgN6ZyUsGtWNZlv49glBuzdKi0=";
+pub const DEV_ENCRYPTION_KEY: &str = "Rysc7MMesm/JBiYWUKVrzzOAm5IIuFROYmPNQziNyw4=";
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -410,10 +414,19 @@ pub struct Providers {
     pub plivo: Option<PlivoConfig>,
     pub sinch: Option<SinchConfig>,
     pub telnyx: Option<TelnyxConfig>,
-    /// A gateway of your own: signed JSON POSTs (see `providers/src/webhook.rs`).
+    /// A gateway of your own: signed JSON POSTs (see `providers/src/webhook/mod.rs`).
     pub webhook: Option<WebhookConfig>,
     /// Development only: messages appended to a JSON-lines file, codes included.
     pub inbox: Option<InboxConfig>,
+}
+
+impl Providers {
+    /// Every provider name the lists and routes use, with the channel it serves.
+    pub fn named(&self) -> impl Iterator<Item = (Channel, &str)> {
+        let defaults = self.sms.iter().map(|n| (Channel::Sms, n)).chain(self.voice.iter().map(|n| (Channel::Voice, n)));
+        let routed = self.routes.iter().flat_map(|r| r.providers.iter().map(move |n| (r.channel, n)));
+        defaults.chain(routed).map(|(channel, name)| (channel, name.as_str()))
+    }
 }
 
 /// `[[providers.routes]]`: `channel = "sms"`, `prefix = "+44"`, `providers = ["vonage", "twilio"]`.
@@ -543,9 +556,16 @@ impl Config {
         Ok(config)
     }
 
+    /// Whether either secret is one committed in `verifyd.dev.toml`.
+    pub fn uses_dev_secrets(&self) -> bool {
+        let s = &self.secrets;
+        s.code_hmac_key.expose_secret().trim() == DEV_CODE_HMAC_KEY
+            || s.encryption_key.expose_secret().trim() == DEV_ENCRYPTION_KEY
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.secrets.code_keys()?;
-        if self.mode == Mode::Production && crate::startup::uses_dev_secrets(self) {
+        if self.mode == Mode::Production && self.uses_dev_secrets() {
             return Err(ConfigError::Invalid(
                 "production mode refuses the development secrets committed in verifyd.dev.toml: set \
                  VERIFYD_SECRETS__CODE_HMAC_KEY and VERIFYD_SECRETS__ENCRYPTION_KEY from a secret store",
@@ -580,14 +600,14 @@ impl Config {
         if http.max_url_bytes < 256 || http.max_header_bytes < 1024 {
             return Err(ConfigError::Invalid("http.max_url_bytes must be at least 256, http.max_header_bytes 1024"));
         }
-        // Building the routes checks every provider name, section and route.
-        let routes = crate::routes::build(self)?;
-        let plivo_calls = self.providers.voice.iter().any(|p| p == "plivo")
-            || self
-                .providers
-                .routes
-                .iter()
-                .any(|r| r.channel == Channel::Voice && r.providers.iter().any(|p| p == "plivo"));
+        // The development providers show codes to whoever reads the terminal
+        // or the file: production refuses them when loading, before anything runs.
+        if self.mode == Mode::Production
+            && let Some((_, name)) = self.providers.named().find(|(_, name)| matches!(*name, "console" | "inbox"))
+        {
+            return Err(ConfigError::DevelopmentOnly(if name == "console" { "console" } else { "inbox" }));
+        }
+        let plivo_calls = self.providers.named().any(|(channel, name)| channel == Channel::Voice && name == "plivo");
         match self.http.public_url.as_deref() {
             None if plivo_calls => {
                 return Err(ConfigError::Invalid("plivo places calls through a script link: set http.public_url"));
@@ -598,9 +618,6 @@ impl Config {
                 ));
             }
             _ => {}
-        }
-        if self.providers.fallback_to_voice && !routes.serves(Channel::Voice) {
-            return Err(ConfigError::Invalid("providers.fallback_to_voice needs a voice provider"));
         }
         self.abuse.validate().map_err(ConfigError::Invalid)?;
         self.throttle.validate().map_err(ConfigError::Throttle)?;

@@ -4,6 +4,7 @@
 pub mod api_keys;
 pub mod app;
 pub mod bench;
+pub mod cli;
 pub mod config;
 pub mod connect;
 #[cfg(any(test, feature = "fuzzing"))]

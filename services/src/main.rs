@@ -49,7 +49,7 @@ enum Command {
     },
     /// Dead letters: list, show, replay, discard (as the deployment's operator).
     #[command(subcommand, name = "dead-letters")]
-    DeadLetters(verifyd::ops::cli::DeadLetters),
+    DeadLetters(verifyd::cli::DeadLetters),
     /// Load test: push verifications through the real path against a local mock
     /// provider and compare with a bare baseline.
     Bench(bench::Args),
@@ -318,8 +318,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Keys(command) => keys(&config, command).await,
         Command::Queues { json } => queues(&config, json).await,
-        Command::Overview { json } => verifyd::ops::cli::overview(&config, json).await,
-        Command::DeadLetters(command) => verifyd::ops::cli::run(&config, command).await,
+        Command::Overview { json } => verifyd::cli::overview(&config, json).await,
+        Command::DeadLetters(command) => verifyd::cli::run(&config, command).await,
         Command::Bench(_) | Command::Openapi | Command::MockProvider(_) => unreachable!("handled above"),
     }
 }

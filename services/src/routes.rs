@@ -1,6 +1,4 @@
 //! Builds the provider clients named in configuration, once each, and the
-//! routes that list them. `Config::validate` runs it too, so a bad provider
-//! name, a missing section or a bad route stops the service at start.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,7 +15,7 @@ use verifyd_providers::twilio::Twilio;
 use verifyd_providers::vonage::Vonage;
 use verifyd_providers::webhook::Webhook;
 
-use crate::config::{Config, ConfigError, Mode};
+use crate::config::{Config, ConfigError};
 
 /// Provider clients by name, each built on first use.
 struct Registry<'a> {
@@ -32,9 +30,6 @@ impl Registry<'_> {
         }
         let providers = &self.config.providers;
         let provider: Arc<dyn Provider> = match name {
-            "console" | "inbox" if self.config.mode == Mode::Production => {
-                return Err(ConfigError::DevelopmentOnly(if name == "console" { "console" } else { "inbox" }));
-            }
             "console" => Arc::new(ConsoleProvider::new()),
             "inbox" => client("inbox", &providers.inbox, InboxProvider::new)?,
             "plivo" => client("plivo", &providers.plivo, Plivo::new)?,
@@ -76,6 +71,9 @@ pub fn build(config: &Config) -> Result<Routes, ConfigError> {
     for (name, tps) in &providers.tps {
         routes.pace(name, *tps)?;
     }
+    if providers.fallback_to_voice && !routes.serves(Channel::Voice) {
+        return Err(ConfigError::Invalid("providers.fallback_to_voice needs a voice provider"));
+    }
     Ok(routes)
 }
 
@@ -86,7 +84,7 @@ mod tests {
     use verifyd_providers::vonage::VonageConfig;
 
     use super::*;
-    use crate::config::RouteConfig;
+    use crate::config::{Mode, RouteConfig};
 
     fn config() -> Config {
         let mut config = Config::local("postgres://x@127.0.0.1/x", "amqp://127.0.0.1", "t.");
@@ -124,7 +122,7 @@ mod tests {
         let mut console = config();
         console.mode = Mode::Production;
         console.providers.voice = vec!["console".into()];
-        assert!(matches!(build(&console), Err(ConfigError::DevelopmentOnly("console"))));
+        assert!(matches!(console.validate(), Err(ConfigError::DevelopmentOnly("console"))));
 
         let mut plivo_without_url = config();
         plivo_without_url.providers.plivo =

@@ -9,17 +9,6 @@ use verifyd_core::runtime::{Role, StartError};
 
 use crate::config::{Config, Mode};
 
-/// The secrets committed in `verifyd.dev.toml`: public, so never for real data.
-pub const DEV_CODE_HMAC_KEY: &str = "qS+OEAO603L8NZlbmPgN6ZyUsGtWNZlv49glBuzdKi0=";
-pub const DEV_ENCRYPTION_KEY: &str = "Rysc7MMesm/JBiYWUKVrzzOAm5IIuFROYmPNQziNyw4=";
-
-pub fn uses_dev_secrets(config: &Config) -> bool {
-    use secrecy::ExposeSecret;
-    let s = &config.secrets;
-    s.code_hmac_key.expose_secret().trim() == DEV_CODE_HMAC_KEY
-        || s.encryption_key.expose_secret().trim() == DEV_ENCRYPTION_KEY
-}
-
 fn role_name(role: Role) -> &'static str {
     match role {
         Role::Serve => "serve",
@@ -53,7 +42,7 @@ pub fn announce(config: &Config, role: Role, routes: &Routes, listening: Option<
     if let Some(address) = listening {
         tracing::info!(address, "listening");
     }
-    if uses_dev_secrets(config) {
+    if config.uses_dev_secrets() {
         tracing::warn!(
             "!!! DEVELOPMENT SECRETS IN USE: secrets.code_hmac_key / secrets.encryption_key are the public values \
              committed in verifyd.dev.toml. Anything stored with them is readable by anyone. Never use them outside \
@@ -160,8 +149,8 @@ mod tests {
     fn the_committed_dev_secrets_are_recognised() {
         let file = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../verifyd.dev.toml"));
         let config = Config::load(Some(file)).expect("verifyd.dev.toml loads");
-        assert!(uses_dev_secrets(&config), "the constants are the file's values");
+        assert!(config.uses_dev_secrets(), "the constants are the file's values");
         let fresh = Config::local("postgres://db/v", "amqp://mq/%2f", "p.");
-        assert!(!uses_dev_secrets(&fresh));
+        assert!(!fresh.uses_dev_secrets());
     }
 }

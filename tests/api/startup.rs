@@ -123,8 +123,8 @@ async fn start_up_names_the_mode_providers_routes_and_consumers_and_warns_about_
 
     // The committed development secrets: loud in development, refused in production.
     let dev = [
-        ("VERIFYD_SECRETS__CODE_HMAC_KEY", format!("\"{}\"", verifyd::startup::DEV_CODE_HMAC_KEY)),
-        ("VERIFYD_SECRETS__ENCRYPTION_KEY", format!("\"{}\"", verifyd::startup::DEV_ENCRYPTION_KEY)),
+        ("VERIFYD_SECRETS__CODE_HMAC_KEY", format!("\"{}\"", verifyd::config::DEV_CODE_HMAC_KEY)),
+        ("VERIFYD_SECRETS__ENCRYPTION_KEY", format!("\"{}\"", verifyd::config::DEV_ENCRYPTION_KEY)),
     ];
     let mut production = dev.to_vec();
     production.push(("VERIFYD_MODE", "production".into()));
@@ -151,5 +151,5 @@ async fn start_up_names_the_mode_providers_routes_and_consumers_and_warns_about_
     let _ = child.wait();
     let _ = std::fs::remove_file(&path);
     assert!(warned.contains("DEVELOPMENT SECRETS IN USE"), "{warned}");
-    assert!(!warned.contains(verifyd::startup::DEV_CODE_HMAC_KEY), "the warning does not print the secret");
+    assert!(!warned.contains(verifyd::config::DEV_CODE_HMAC_KEY), "the warning does not print the secret");
 }

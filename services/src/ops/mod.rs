@@ -1,8 +1,7 @@
 //! Operator work shared by the HTTP endpoints (`/v1/ops/…`), the console and
 //! the CLI (`verifyd dead-letters …`, `verifyd overview`): dead-letter filters
-//! parsed from what an operator writes, and the JSON shapes all three show.
-
-pub mod cli;
+//! parsed from what an operator writes, and the JSON shapes all three show
+//! (the CLI itself is `cli.rs`, beside this folder).
 
 use std::collections::HashMap;
 use std::time::Duration;

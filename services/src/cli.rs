@@ -13,10 +13,10 @@ use verifyd_core::ops::letters::{self, LetterError};
 use verifyd_core::ops::overview::Overview;
 use verifyd_core::store::dead_letters;
 
-use super::{FilterArgs, LetterDetail, LetterView};
 use crate::api_keys::console_operator;
 use crate::app;
 use crate::config::Config;
+use crate::ops::{FilterArgs, LetterDetail, LetterView};
 
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct FilterFlags {
@@ -344,7 +344,7 @@ pub async fn overview(config: &Config, json: bool) -> anyhow::Result<()> {
     let routes = crate::routes::build(config)?;
     let interval = Duration::from_millis(config.runtime.report_interval_ms);
     let overview =
-        super::overview(&pool, Some(&amqp), &settings.topology, &routes, interval, &View::Deployment).await?;
+        crate::ops::overview(&pool, Some(&amqp), &settings.topology, &routes, interval, &View::Deployment).await?;
     let _ = amqp.close(200, "done".into()).await;
     if json {
         return print_json(&overview);
