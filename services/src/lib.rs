@@ -15,4 +15,5 @@ pub mod mock_provider;
 pub mod ops;
 pub mod routes;
 pub mod startup;
+pub mod system;
 pub mod telemetry;

@@ -103,7 +103,7 @@ enum KeysCommand {
     Revoke { key_id: String },
 }
 
-#[actix_web::main]
+#[actix_rt::main(system = "verifyd::system::System")]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init_logs(cli.log_json);

@@ -52,7 +52,7 @@ async fn sms_to(app: &TestApp, phone: &str) -> usize {
     app.twilio.sent_sms().await.iter().filter(|s| s.to == phone).count()
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn a_tenant_list_allows_its_countries_per_channel_and_nothing_reaches_the_others() {
     let app = spawn_app().await;
     let initial = app.get("/v1/settings/geo-permissions").await;
@@ -130,7 +130,7 @@ async fn a_tenant_list_allows_its_countries_per_channel_and_nothing_reaches_the_
     );
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn the_configured_default_applies_until_a_tenant_sets_its_own_list() {
     let app = spawn_app_with(|config| {
         config.abuse.default_countries.sms = Some(Countries::parse(&["GB"]).unwrap());
@@ -167,7 +167,7 @@ async fn the_configured_default_applies_until_a_tenant_sets_its_own_list() {
     assert_eq!(sms_to(&app, FR).await, 0);
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn premium_rate_and_shared_cost_numbers_get_no_code_and_voice_still_calls_freephone() {
     let app = spawn_app().await;
     for (phone, channel, number_type) in [
@@ -196,7 +196,7 @@ async fn premium_rate_and_shared_cost_numbers_get_no_code_and_voice_still_calls_
     assert_eq!(stored, 1);
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn an_amqp_request_refused_by_a_defence_gets_the_rejected_event_with_the_http_reason() {
     let app = spawn_app().await;
     let (reply_to, mut replies) = app.reply_queue().await;
@@ -231,7 +231,7 @@ async fn send(app: &TestApp, base: &str, i: usize, phone: &str) -> Reply {
     app.post_json_at(base, "/v1/verifications", &body).await
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn a_pumping_attack_on_one_prefix_blocks_it_once_across_processes() {
     let mut app = spawn_app_with(guard(8)).await;
     let mut events = app.capture_events(&format!("{}.abuse.#", app.tenant)).await;
@@ -303,7 +303,7 @@ async fn a_pumping_attack_on_one_prefix_blocks_it_once_across_processes() {
     assert!(!logs.contains("447400123007"), "no full number of the prefix in the logs");
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn normal_traffic_at_the_same_volume_is_not_blocked() {
     let app = spawn_app_with(guard(8)).await;
     let mut events = app.capture_events(&format!("{}.abuse.#", app.tenant)).await;
@@ -329,7 +329,7 @@ async fn normal_traffic_at_the_same_volume_is_not_blocked() {
     assert_eq!(stats, (12, 10), "every send and approval counted");
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn an_operator_lifts_a_block_and_only_new_sends_count_towards_the_next() {
     let app = spawn_app_with(guard(4)).await;
     for i in 0..4 {

@@ -9,7 +9,7 @@ use crate::helpers::spawn_app;
 
 const PHONE: &str = "+14155552673";
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn a_published_request_is_delivered_and_its_outcomes_reach_reply_to() {
     let app = spawn_app().await;
     let (reply_to, mut replies) = app.reply_queue().await;
@@ -46,7 +46,7 @@ async fn a_published_request_is_delivered_and_its_outcomes_reach_reply_to() {
     assert_eq!(app.twilio.sent_sms().await.len(), 1);
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn malformed_requests_go_to_dead_letters_with_the_reason() {
     let app = spawn_app().await;
     let operator = app.operator_key().await;
@@ -89,7 +89,7 @@ async fn malformed_requests_go_to_dead_letters_with_the_reason() {
     assert!(app.twilio.sent_sms().await.is_empty());
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn a_reply_to_naming_someone_elses_queue_is_refused() {
     let app = spawn_app().await;
     let body = json!({ "account_id": "u", "phone": PHONE, "channel": "sms" }).to_string();

@@ -50,7 +50,7 @@ fn assert_forbidden_scope(reply: &Reply, scope: &str, key: &str) {
     assert!(!reply.body.to_string().contains(key_id(key)), "the problem names the key");
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn each_scope_opens_its_own_routes_and_no_others() {
     let app = spawn_app().await;
     let verify = new_key(&app, &["verify"], &[]).await;
@@ -97,7 +97,7 @@ async fn each_scope_opens_its_own_routes_and_no_others() {
 
 /// Every documented operation demands the one scope it documents: a key
 /// holding all the others is refused, naming it.
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn every_documented_operation_needs_the_scope_it_documents() {
     let app = spawn_app().await;
     let mut all_but = std::collections::HashMap::new();
@@ -127,7 +127,7 @@ async fn every_documented_operation_needs_the_scope_it_documents() {
     assert!(checked.values().sum::<i32>() >= 28, "{checked:?}");
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn a_key_cannot_grant_or_rotate_more_than_it_holds() {
     let app = spawn_app().await;
     let admin = new_key(&app, &["admin"], &[]).await;
@@ -173,7 +173,7 @@ async fn a_key_cannot_grant_or_rotate_more_than_it_holds() {
     }
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn a_key_is_refused_outside_its_networks() {
     let app = spawn_app().await;
     let tens = new_key(&app, &["verify"], &["10.0.0.0/8"]).await;
@@ -191,7 +191,7 @@ async fn a_key_is_refused_outside_its_networks() {
     assert_eq!(sent, 2, "the refused requests started nothing");
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn forwarded_for_is_believed_only_from_a_trusted_proxy() {
     let app = spawn_app_with(|c| c.http.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()]).await;
     let tens = new_key(&app, &["verify"], &["10.0.0.0/8"]).await;
@@ -210,7 +210,7 @@ async fn forwarded_for_is_believed_only_from_a_trusted_proxy() {
     assert_eq!(from_outside.status, 403, "{}", from_outside.body);
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn rotation_keeps_both_keys_through_the_grace_then_only_the_new_one() {
     let app = spawn_app().await;
     let old = new_key(&app, &["verify", "enrol"], &["127.0.0.0/8"]).await;
@@ -247,7 +247,7 @@ async fn rotation_keeps_both_keys_through_the_grace_then_only_the_new_one() {
     assert_eq!(too_long.status, 422);
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn revocation_over_http_takes_effect_at_once() {
     // A key cache of an hour: only the eviction can make the revocation immediate.
     let app = spawn_app_with(|c| c.http.key_cache_secs = 3600).await;
@@ -270,7 +270,7 @@ async fn revocation_over_http_takes_effect_at_once() {
     assert_eq!(call(&app, "DELETE", "/v1/api-keys/not-a-key", &app.api_key, None).await.status, 404);
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn revocation_by_the_cli_takes_effect_within_the_cache_period() {
     let app = spawn_app_with(|c| c.http.key_cache_secs = 1).await;
     let key = new_key(&app, &["verify"], &[]).await;
@@ -292,7 +292,7 @@ async fn revocation_by_the_cli_takes_effect_within_the_cache_period() {
     assert_eq!(refused.status, 401, "{}", refused.body);
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn another_tenants_keys_cannot_be_seen_rotated_or_revoked() {
     let app = spawn_app().await;
     let other = app.other_tenant(&format!("{}-other", app.tenant)).await;
@@ -312,7 +312,7 @@ async fn another_tenants_keys_cannot_be_seen_rotated_or_revoked() {
     assert_eq!(ids, [other_id.as_str()]);
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn listing_shows_keys_but_never_a_secret() {
     let app = spawn_app().await;
     let made = app
@@ -345,7 +345,7 @@ async fn listing_shows_keys_but_never_a_secret() {
     }
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn keys_stay_out_of_the_logs_on_every_refusal() {
     let app = spawn_app_with(|c| c.http.key_cache_secs = 3600).await;
     let revoked = new_key(&app, &["verify"], &[]).await;
@@ -380,7 +380,7 @@ async fn keys_stay_out_of_the_logs_on_every_refusal() {
 
 /// Keys made before scopes existed keep all four after the migration, so an
 /// upgrade breaks no caller.
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn keys_from_before_the_migration_keep_every_scope() {
     let name = format!("verifyd_test_{}", Uuid::new_v4().simple());
     let admin = sqlx::PgPool::connect(PG_ADMIN_URL).await.unwrap();
@@ -421,7 +421,7 @@ async fn keys_from_before_the_migration_keep_every_scope() {
 /// Every change to a tenant's keys is in its audit trail (`GET /v1/audit`):
 /// which key or console operator made it, which key it touched, what that key
 /// may do, and never a secret. A repeated revocation adds nothing.
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn key_changes_are_audited_with_who_made_them_and_no_secret() {
     let app = spawn_app().await;
     // A key grants and rotates only what it holds: this one can do both for `verify`.

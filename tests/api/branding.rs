@@ -17,7 +17,7 @@ async fn put(app: &TestApp, path: &str, body: Value) -> crate::helpers::Reply {
     app.put_json(path, &body).await
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn the_sms_twilio_receives_is_the_tenants_template_with_the_code_and_the_right_plural() {
     // A 60-second code: "1 minute", the singular.
     let app = spawn_app_with(|c| c.verification.ttl_secs = 60).await;
@@ -75,7 +75,7 @@ async fn the_sms_twilio_receives_is_the_tenants_template_with_the_code_and_the_r
     assert_eq!(actions, ["template.saved", "template.saved", "branding.changed"], "{}", audit.body);
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn a_call_reads_the_voice_template_then_the_digits() {
     let app = spawn_app().await;
     put(&app, "/v1/settings/branding", json!({ "display_name": "Acme Cloud" })).await;
@@ -93,7 +93,7 @@ async fn a_call_reads_the_voice_template_then_the_digits() {
     assert_eq!(twiml.matches(&digits).count(), 2, "read twice: {twiml}");
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn an_authenticator_shows_the_display_name_as_issuer() {
     let app = spawn_app().await;
     let before = app.post_json("/v1/accounts/ada/factors/totp", &json!({ "label": "ada@example.com" })).await;
@@ -110,7 +110,7 @@ async fn an_authenticator_shows_the_display_name_as_issuer() {
     assert_eq!(totp.issuer(), Some("Acme Cloud ☁"));
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn a_template_or_name_that_cannot_be_sent_is_refused_naming_the_field() {
     let app = spawn_app().await;
     let refused = |reply: &crate::helpers::Reply, field: &str| {
@@ -134,7 +134,7 @@ async fn a_template_or_name_that_cannot_be_sent_is_refused_naming_the_field() {
     assert_eq!(app.get("/v1/templates").await.body, json!({ "templates": [] }), "nothing was saved");
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn the_answer_says_what_an_sms_costs() {
     let app = spawn_app().await;
     // The longest text is the 10-digit code, a space and 80 characters.
@@ -152,7 +152,7 @@ async fn the_answer_says_what_an_sms_costs() {
     assert_eq!(listed.body["templates"].as_array().map(Vec::len), Some(1));
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn another_tenant_is_unaffected_and_a_deleted_template_gives_back_the_built_in_text() {
     let app = spawn_app().await;
     put(&app, "/v1/settings/branding", json!({ "display_name": "Acme Cloud" })).await;
@@ -192,7 +192,7 @@ async fn another_tenant_is_unaffected_and_a_deleted_template_gives_back_the_buil
     assert_eq!(text, format!("Your Acme verification code is {code}. It expires in 10 minutes."));
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn branding_needs_the_admin_scope() {
     let app = spawn_app().await;
     let verify_only =

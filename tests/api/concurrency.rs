@@ -7,7 +7,7 @@ use crate::helpers::spawn_app;
 
 const PHONE: &str = "+14155552690";
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn of_ten_parallel_checks_with_the_right_code_exactly_one_approves() {
     let app = spawn_app().await;
     let created = app.create_verification("race", PHONE, "sms").await;
@@ -22,7 +22,7 @@ async fn of_ten_parallel_checks_with_the_right_code_exactly_one_approves() {
     assert_eq!(factors.body["factors"].as_array().unwrap().len(), 1);
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn twenty_parallel_wrong_codes_use_exactly_five_attempts() {
     let app = spawn_app().await;
     let created = app.create_verification("brute", PHONE, "sms").await;
@@ -43,7 +43,7 @@ async fn twenty_parallel_wrong_codes_use_exactly_five_attempts() {
     assert_eq!(app.check(&id, &code).await.status, 409, "the right code is too late");
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn two_serve_processes_share_one_per_phone_limit() {
     let mut app = spawn_app().await;
     let second = app.start_another_serve().await;
@@ -70,7 +70,7 @@ async fn two_serve_processes_share_one_per_phone_limit() {
     assert_eq!(sent, 5);
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn a_hundred_parallel_creates_with_one_key_over_two_processes_all_get_the_one_verification() {
     let mut app = spawn_app().await;
     let second = app.start_another_serve().await;

@@ -140,7 +140,7 @@ async fn letter_of(app: &TestApp, key: &str, verification_id: &str) -> Value {
     app.wait_for_dead_letter(key, |l| l["verification_id"] == verification_id).await
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn an_operator_signs_in_watches_a_dead_letter_arrive_replays_it_and_the_sms_goes_out() {
     let app = spawn_app_with(|c| c.verification.ttl_secs = 900).await;
     let operator = app.operator_key().await;

@@ -6,7 +6,7 @@ use verifyd_providers::testkit::Failure;
 
 use crate::helpers::spawn_app;
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn an_invalid_number_at_twilio_fails_once_without_retry_and_is_announced() {
     let app = spawn_app().await;
     let mut events = app.capture_events(&format!("{}.verification.delivery_failed", app.tenant)).await;
@@ -26,7 +26,7 @@ async fn an_invalid_number_at_twilio_fails_once_without_retry_and_is_announced()
     assert!(app.twilio.sent_sms().await.is_empty(), "no retry of a permanent failure");
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn twilio_outages_are_retried_through_the_delay_queues() {
     let app = spawn_app().await;
     app.twilio.fail_next(2, Failure::code(503, "20500")).await;
@@ -49,7 +49,7 @@ async fn twilio_outages_are_retried_through_the_delay_queues() {
     assert_eq!(outcomes, ["retryable_error", "retryable_error", "sent"]);
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn when_retries_run_out_the_job_is_dead_lettered_with_its_reason() {
     let app = spawn_app().await;
     let mut events = app.capture_events(&format!("{}.verification.delivery_failed", app.tenant)).await;
@@ -68,7 +68,7 @@ async fn when_retries_run_out_the_job_is_dead_lettered_with_its_reason() {
     assert!(app.twilio.sent_sms().await.is_empty());
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn a_job_left_in_the_outbox_by_a_dead_process_is_still_delivered() {
     let app = spawn_app().await;
     let created = app.create_verification("u", "+14155552680", "sms").await;
@@ -107,7 +107,7 @@ async fn a_job_left_in_the_outbox_by_a_dead_process_is_still_delivered() {
     assert_eq!(left, 0, "published rows are deleted");
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn a_malformed_dispatch_job_is_dead_lettered_with_its_parse_error() {
     let app = spawn_app().await;
     let operator = app.operator_key().await;
@@ -135,7 +135,7 @@ async fn a_malformed_dispatch_job_is_dead_lettered_with_its_parse_error() {
     assert!(app.twilio.sent_sms().await.is_empty());
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn two_copies_of_one_job_send_one_sms() {
     let app = spawn_app().await;
     let created = app.create_verification("u", "+14155552686", "sms").await;
@@ -182,7 +182,7 @@ async fn two_copies_of_one_job_send_one_sms() {
 
 /// Vonage as the SMS provider, through the real path: HTTP in, RabbitMQ, the
 /// dispatch consumer, Vonage's SMS API (wiremock, its real form and answer).
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn an_sms_goes_out_through_vonage_when_it_is_the_configured_provider() {
     use wiremock::matchers::{method, path};
     use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -256,7 +256,7 @@ async fn sms_bodies(app: &crate::helpers::TestApp, count: usize) -> Vec<String> 
 
 /// The time left is "1 minute", "2 minutes", and in seconds below a minute,
 /// in every language: read from what the provider received.
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn the_sms_says_1_minute_2_minutes_or_seconds_in_its_language() {
     let one_minute = crate::helpers::spawn_app_with(|c| c.verification.ttl_secs = 60).await;
     let en = one_minute.create_verification("u-en", "+14155552681", "sms").await;

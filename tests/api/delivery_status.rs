@@ -30,7 +30,7 @@ fn state(v: &Value) -> &str {
     v["delivery"]["state"].as_str().unwrap_or("-")
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn a_backend_follows_its_code_from_queued_to_delivered_and_reads_every_attempt() {
     let app = spawn_app_with(|c| {
         c.amqp.dispatch_consumers = 0;
@@ -73,7 +73,7 @@ async fn a_backend_follows_its_code_from_queued_to_delivered_and_reads_every_att
     assert_eq!(app.get_as(&other, &format!("/v1/verifications/{id}/attempts")).await.status, 404);
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn an_invalid_number_ends_the_verification_failed_and_its_code_is_refused() {
     let app = spawn_app().await;
     let mut events = app.capture_events(&format!("{}.verification.delivery_failed", app.tenant)).await;
@@ -105,7 +105,7 @@ async fn an_invalid_number_ends_the_verification_failed_and_its_code_is_refused(
     assert!(app.twilio.sent_sms().await.is_empty());
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn an_undelivered_sms_ends_the_verification_unless_a_call_follows() {
     for fallback in [false, true] {
         let app = spawn_app_with(|c| with_receipts(c, fallback)).await;
@@ -134,7 +134,7 @@ async fn an_undelivered_sms_ends_the_verification_unless_a_call_follows() {
     }
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn a_dead_lettered_send_fails_the_verification_until_an_operator_replays_it() {
     let app = spawn_app().await;
     let operator = app.operator_key().await;

@@ -38,7 +38,7 @@ async fn latest_message(app: &TestApp, to: &str) -> Value {
     panic!("no message to {to} listed within 10 s");
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn in_development_a_backend_reads_the_code_it_was_sent_and_the_check_approves() {
     let (app, path) = inbox_app().await;
     let created = app.create_verification("ada", PHONE, "sms").await;
@@ -71,7 +71,7 @@ async fn in_development_a_backend_reads_the_code_it_was_sent_and_the_check_appro
     let _ = std::fs::remove_file(path);
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn with_production_configuration_the_route_does_not_exist() {
     let app = spawn_app_with(|c| c.mode = Mode::Production).await;
     let created = app.create_verification("ada", PHONE, "sms").await;
@@ -92,7 +92,7 @@ async fn with_production_configuration_the_route_does_not_exist() {
     assert!(verifyd::routes::build(&config).is_err(), "production mode refuses the inbox provider");
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn in_development_without_the_inbox_provider_the_route_does_not_exist_either() {
     let app = spawn_app_with(|_| {}).await;
     let r = app.get("/v1/dev/messages").await;

@@ -17,7 +17,7 @@ async fn db_dump(app: &TestApp) -> String {
     dump
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn an_authenticator_app_enrols_from_the_otpauth_uri_and_its_first_code_activates_it() {
     let app = spawn_app().await;
     let mut events = app.capture_events(&format!("{}.factor.added", app.tenant)).await;
@@ -59,7 +59,7 @@ async fn an_authenticator_app_enrols_from_the_otpauth_uri_and_its_first_code_act
     assert!(!dump.contains(&hex::encode(secret.as_bytes())), "raw secret in the database");
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn five_wrong_confirmation_codes_abandon_the_enrolment() {
     let app = spawn_app().await;
     let enrolled = app.post_json("/v1/accounts/bob/factors/totp", &json!({})).await;
@@ -80,7 +80,7 @@ async fn five_wrong_confirmation_codes_abandon_the_enrolment() {
     assert_eq!(app.post_json(&path, &json!({ "code": right })).await.status, 404, "the enrolment is gone");
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn backup_codes_need_a_fresh_password_check_and_are_shown_once() {
     let app = spawn_app().await;
     let mut events = app.capture_events(&format!("{}.backup_codes.*", app.tenant)).await;
@@ -135,7 +135,7 @@ async fn backup_codes_need_a_fresh_password_check_and_are_shown_once() {
     assert_eq!(generated_event["account_id"], "cy");
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn a_recovery_code_is_shown_once_in_groups_and_never_stored() {
     let app = spawn_app().await;
     let mut events = app.capture_events(&format!("{}.recovery_code.*", app.tenant)).await;
@@ -163,7 +163,7 @@ fn field_names(event: &serde_json::Value) -> Vec<String> {
 /// A phone enrolled by verification is announced like an authenticator: an
 /// account event without the verification's id, number or channel, audited
 /// with the API key that asked for the code.
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn a_phone_factor_added_by_verification_is_an_account_event_audited_with_its_key() {
     let app = spawn_app().await;
     let mut events = app.capture_events(&format!("{}.factor.added", app.tenant)).await;
@@ -198,7 +198,7 @@ async fn a_phone_factor_added_by_verification_is_an_account_event_audited_with_i
 
 /// An authenticator never confirmed was never announced: deleting it
 /// announces nothing either; deleting an active one does.
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn deleting_an_authenticator_never_confirmed_publishes_no_factor_removed() {
     let app = spawn_app().await;
     let mut events = app.capture_events(&format!("{}.factor.*", app.tenant)).await;

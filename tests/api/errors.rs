@@ -4,7 +4,7 @@ use serde_json::json;
 
 use crate::helpers::spawn_app;
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn malformed_phone_numbers_are_422_naming_the_field() {
     let app = spawn_app().await;
     for phone in ["4155552671", "+1 415 555 2671", "+1555", "+999123456789", "", "tel:+14155552671"] {
@@ -30,7 +30,7 @@ async fn malformed_phone_numbers_are_422_naming_the_field() {
     assert!(app.twilio.sent_sms().await.is_empty());
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn malformed_json_is_400_and_unknown_fields_are_refused() {
     let app = spawn_app().await;
     let r = app.post_raw("/v1/verifications", "application/json", "{\"account_id\": ").await;
@@ -51,7 +51,7 @@ async fn malformed_json_is_400_and_unknown_fields_are_refused() {
     assert_eq!(r.status, 413, "{:?}", r.body);
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn checks_refuse_codes_that_are_not_digits() {
     let app = spawn_app().await;
     let created = app.create_verification("u", "+14155552671", "sms").await;
@@ -65,7 +65,7 @@ async fn checks_refuse_codes_that_are_not_digits() {
     assert_eq!(app.get(&format!("/v1/verifications/{id}")).await.body["attempts_left"], 5);
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn requests_without_a_valid_key_are_401_and_unknown_ids_404() {
     let app = spawn_app().await;
     let body = json!({ "account_id": "u", "phone": "+14155552671", "channel": "sms" });
@@ -83,7 +83,7 @@ async fn requests_without_a_valid_key_are_401_and_unknown_ids_404() {
     assert_eq!(health.status(), 200);
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn a_code_sent_as_a_number_is_refused_without_being_echoed() {
     let app = spawn_app().await;
     let created = app.create_verification("u", "+14155552682", "sms").await;
@@ -94,7 +94,7 @@ async fn a_code_sent_as_a_number_is_refused_without_being_echoed() {
     assert!(!r.body.to_string().contains("7654321"), "the typed code came back: {}", r.body);
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn a_resend_with_a_bad_body_is_refused_not_guessed() {
     let app = spawn_app().await;
     let created = app.create_verification("u", "+14155552683", "sms").await;
@@ -110,7 +110,7 @@ async fn a_resend_with_a_bad_body_is_refused_not_guessed() {
     assert_eq!(r.status(), 202);
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn an_idempotency_key_reused_for_another_phone_is_409() {
     let app = spawn_app().await;
     let first = json!({ "account_id": "u", "phone": "+14155552684", "channel": "sms", "idempotency_key": "k1" });
@@ -124,7 +124,7 @@ async fn an_idempotency_key_reused_for_another_phone_is_409() {
 /// A body is a JSON object: serde would fill a struct from an array by
 /// position, so `["acct", "+1…", "sms"]` created a verification and
 /// `[null, null]` emptied the geo permissions.
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn a_json_array_is_no_body_and_changes_nothing() {
     let app = spawn_app().await;
     let r = app.post_raw("/v1/verifications", "application/json", r#"["acct","+14156901375","sms"]"#).await;
@@ -149,7 +149,7 @@ async fn a_json_array_is_no_body_and_changes_nothing() {
 
 /// PostgreSQL refuses NUL in text: a NUL anywhere in a body is refused at
 /// the edge, naming where, instead of a 500 from the store.
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn a_nul_in_any_text_is_400_naming_the_field_never_500() {
     let app = spawn_app().await;
     let reset =
@@ -167,7 +167,7 @@ async fn a_nul_in_any_text_is_400_naming_the_field_never_500() {
 
 /// A value of the wrong JSON type is a malformed body, whichever field it is:
 /// a phone or a code sent as a number alike, and the number is not quoted.
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn a_number_where_text_belongs_is_400_for_phone_and_code_alike() {
     let app = spawn_app().await;
     let phone = app

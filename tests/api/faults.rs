@@ -83,7 +83,7 @@ fn unexplained_duplicates(
         .collect()
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn killing_workers_mid_batch_ten_times_loses_no_verification() {
     const ROUNDS: usize = 10;
     const PER_ROUND: usize = 20;
@@ -131,7 +131,7 @@ async fn killing_workers_mid_batch_ten_times_loses_no_verification() {
     assert_eq!(app.check(&ids[0], &code).await.body["status"], "approved");
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn when_the_broker_drops_every_connection_verifyd_reconnects_and_loses_nothing() {
     let app = spawn_app_with(|_| {}).await;
     let mut ids = Vec::new();
@@ -164,7 +164,7 @@ async fn when_the_broker_drops_every_connection_verifyd_reconnects_and_loses_not
     assert_eq!(app.check(&ids[15], &code).await.body["status"], "approved");
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn sigterm_lets_a_worker_finish_the_jobs_in_hand_so_none_is_sent_twice() {
     let mut app = spawn_app_with(|c| c.amqp.dispatch_consumers = 0).await;
     app.twilio.set_latency(Duration::from_millis(400));

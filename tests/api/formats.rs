@@ -43,7 +43,7 @@ async fn read(app: &TestApp, key: &str, path: &str) -> Value {
     r.body
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn every_timestamp_in_answers_and_events_is_utc_with_six_fraction_digits() {
     let app = spawn_app().await;
     let operator = app.operator_key().await;

@@ -51,7 +51,7 @@ async fn db_dump(app: &TestApp) -> String {
 /// (a) An SMS phone as second factor, as SendGrid does it: enrol with a 7-digit
 /// code, log in with a code by SMS and by voice call, delete the factor with a
 /// code sent to it.
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn seed_a_sms_factor_enrols_logs_in_by_sms_and_voice_and_is_deleted_with_its_code() {
     let app = spawn_app().await;
     let phone = "+14155550101";
@@ -133,7 +133,7 @@ async fn seed_a_sms_factor_enrols_logs_in_by_sms_and_voice_and_is_deleted_with_i
 
 /// (b) An authenticator app with backup codes as the fallback, an organisation
 /// that turns on `required`, and an admin reset.
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn seed_b_totp_with_backup_codes_required_policy_and_admin_reset() {
     let app = spawn_app().await;
     let mut events = app.capture_events(&format!("{}.#", app.tenant)).await;
@@ -238,7 +238,7 @@ async fn seed_b_totp_with_backup_codes_required_policy_and_admin_reset() {
 
 /// (c) A `mandatory` organisation and a recovery code that logs in once and dies
 /// when a new one is made.
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn seed_c_mandatory_policy_and_a_recovery_code_that_works_once() {
     let app = spawn_app().await;
     let mut events = app.capture_events(&format!("{}.#", app.tenant)).await;
@@ -309,7 +309,7 @@ async fn answer_all(app: &TestApp, account: &str, challenges: &[String], code: &
     (passed, refused)
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn fifty_parallel_uses_of_one_totp_step_backup_code_or_recovery_code_pass_once_each() {
     // 147 wrong answers on purpose: the account's lockout is another test's.
     let app = crate::helpers::spawn_app_with(|c| c.gate.max_failures = 1_000).await;
@@ -331,7 +331,7 @@ async fn fifty_parallel_uses_of_one_totp_step_backup_code_or_recovery_code_pass_
     assert_eq!(answer_all(&app, "wes", &challenges, &recovery).await, (1, 49), "the recovery code, used once");
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn five_wrong_answers_fail_a_challenge_and_tell_the_user() {
     let app = spawn_app().await;
     let mut events = app.capture_events(&format!("{}.challenge.failed", app.tenant)).await;
@@ -369,7 +369,7 @@ async fn five_wrong_answers_fail_a_challenge_and_tell_the_user() {
     assert_eq!((none.status, none.body["error"].as_str()), (409, Some("no_active_factor")));
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn the_default_factor_changes_only_with_a_step_up() {
     let app = spawn_app().await;
     let mut events = app.capture_events(&format!("{}.factor.default_changed", app.tenant)).await;
@@ -405,7 +405,7 @@ async fn the_default_factor_changes_only_with_a_step_up() {
 
 /// Whoever can verify a phone or scan a QR code must not get past the factor
 /// the account already has: a second factor needs a step-up from the first.
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn a_second_factor_is_added_only_with_a_step_up_from_the_first() {
     let app = spawn_app().await;
     let Authenticator { uri, factor_id: totp_id, proof } = app.enrolled_authenticator("ivy", None).await;
@@ -457,7 +457,7 @@ async fn a_second_factor_is_added_only_with_a_step_up_from_the_first() {
 
 /// A throttled SMS does not lock the user out: the challenge opens without a
 /// code and says why, and another factor can answer it.
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn a_throttled_code_still_opens_the_challenge() {
     let app = crate::helpers::spawn_app_with(|c| c.throttle.per_phone.count = 2).await;
     let phone = "+14155550142";
@@ -476,7 +476,7 @@ async fn a_throttled_code_still_opens_the_challenge() {
 /// The tenant's own limit refuses the login code only after the code's rows
 /// were written (shared buckets are taken last): the challenge still opens,
 /// and nothing of the refused send is left behind or sent.
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn a_tenant_limit_refusal_leaves_no_verification_behind() {
     let app = crate::helpers::spawn_app_with(|c| c.throttle.per_tenant.count = 1).await;
     let phone = "+14155550144";
@@ -503,7 +503,7 @@ async fn a_tenant_limit_refusal_leaves_no_verification_behind() {
 /// A phone the tenant may no longer text (geo permissions changed after it was
 /// enrolled) does not fail the login: the challenge opens, says why no SMS
 /// went, and a voice call to the same phone, which is still allowed, answers it.
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn a_refused_destination_still_opens_the_challenge() {
     let app = spawn_app().await;
     let phone = "+14155550143";
@@ -536,7 +536,7 @@ async fn a_refused_destination_still_opens_the_challenge() {
     assert_eq!((passed.status, passed.body["answered_by"].as_str()), (200, Some("phone")), "{:?}", passed.body);
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn two_serve_processes_give_the_same_gate_answers() {
     let mut app = spawn_app().await;
     let other = app.start_another_serve().await;
@@ -568,7 +568,7 @@ async fn two_serve_processes_give_the_same_gate_answers() {
 /// A code right for another factor than the one that must answer is refused
 /// exactly as a wrong code: the same 422, an attempt counted, nothing said of
 /// where it was valid, and nothing spent (that factor's step still answers).
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn a_right_code_of_another_factor_is_refused_as_a_wrong_one_and_spends_nothing() {
     let app = spawn_app().await;
     let Authenticator { uri: uri_a, factor_id: id_a, proof } = app.enrolled_authenticator("otto", None).await;
@@ -616,7 +616,7 @@ async fn a_right_code_of_another_factor_is_refused_as_a_wrong_one_and_spends_not
 /// A login code asked for by voice for an SMS factor proves that factor: even
 /// checked through the verification API it adds no voice factor, and no
 /// factor.added (the channel asked for applies to that send only).
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn a_challenge_code_sent_by_voice_never_becomes_a_voice_factor() {
     let app = spawn_app().await;
     let mut events = app.capture_events(&format!("{}.factor.*", app.tenant)).await;
@@ -654,7 +654,7 @@ async fn a_challenge_code_sent_by_voice_never_becomes_a_voice_factor() {
 
 /// An admin reset tells the user how many of their factors went: the active
 /// ones, not an authenticator enrolment never confirmed (never announced).
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn a_reset_counts_the_factors_the_user_had_not_pending_enrolments() {
     let app = spawn_app().await;
     let mut events = app.capture_events(&format!("{}.account.reset", app.tenant)).await;

@@ -4,7 +4,7 @@ use serde_json::json;
 
 use crate::helpers::spawn_app;
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn another_tenant_cannot_see_check_or_resend_a_verification() {
     let app = spawn_app().await;
     let created = app.create_verification("shared-user", "+14155552674", "sms").await;

@@ -76,7 +76,7 @@ async fn raw_http(app: &TestApp, request: &[u8]) -> (u16, String) {
     (status, body)
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn each_kind_of_body_over_the_limit_is_a_413_problem_and_under_it_is_read() {
     let vonage = VonageMock::start().await;
     let mut vonage_config = vonage.config("key-1", "secret-1", "Acme");
@@ -131,7 +131,7 @@ async fn each_kind_of_body_over_the_limit_is_a_413_problem_and_under_it_is_read(
     assert_eq!(app.get(&format!("/v1/verifications/{id}")).await.body["sends"], 2, "only the bounded resend counted");
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn an_amqp_request_over_the_limit_is_dead_lettered_unread_with_the_reason() {
     let app = spawn_app_with(|c| c.amqp.max_request_bytes = 2048).await;
     let mut rejected = app.capture_events(&format!("{}.verification.rejected", app.tenant)).await;
@@ -159,7 +159,7 @@ async fn an_amqp_request_over_the_limit_is_dead_lettered_unread_with_the_reason(
     assert_eq!(count, 1);
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn long_urls_and_large_headers_are_refused_with_a_problem_and_the_server_stays_up() {
     let app = spawn_app().await;
     let body = json!({ "account_id": "u", "phone": PHONE, "channel": "sms" });
@@ -200,7 +200,7 @@ async fn long_urls_and_large_headers_are_refused_with_a_problem_and_the_server_s
     assert_eq!(none, 1, "only the last request created anything");
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn every_string_field_and_page_size_has_a_bound() {
     let app = spawn_app().await;
     let long = |n: usize| "z".repeat(n);
@@ -247,7 +247,7 @@ async fn every_string_field_and_page_size_has_a_bound() {
     assert_eq!(count, 0);
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn malformed_bodies_get_details_without_internals() {
     let app = spawn_app_with(|c| {
         c.providers.twilio.as_mut().unwrap().status_callback = Some(RECEIPT_URL.to_owned());
@@ -302,7 +302,7 @@ async fn malformed_bodies_get_details_without_internals() {
     assert_eq!(app.get(&format!("/v1/verifications/{id}")).await.body["attempts"], 0, "nothing was checked");
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn an_account_holds_at_most_twenty_factors_so_its_list_stays_bounded() {
     let app = spawn_app().await;
     for n in 0..20 {
@@ -319,7 +319,7 @@ async fn an_account_holds_at_most_twenty_factors_so_its_list_stays_bounded() {
 
 /// Found by the vonage_callback fuzz target: an unsigned receipt whose
 /// `timestamp` overflows a system time panicked the worker answering it.
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn a_vonage_receipt_with_an_overflowing_timestamp_is_refused_not_a_crash() {
     let vonage = VonageMock::start().await;
     let mut vonage_config = vonage.config("key-1", "secret-1", "Acme");

@@ -178,7 +178,7 @@ fn check_expression(where_: &str, expr: &str, exposed: &Exposition) {
     }
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn every_metric_is_described_and_present_from_the_start_in_serve_and_worker() {
     // Only the binaries deliver (they have a metrics recorder; the in-process serve has none).
     let app = spawn_app_with(|c| c.amqp.dispatch_consumers = 0).await;
@@ -278,7 +278,7 @@ async fn worker_value(app: &TestApp, port: u16, labels: &[(&str, &str)]) -> f64 
     scrape(app, port).await.value("verifyd_dispatch_total", labels).unwrap_or(0.0)
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn the_shipped_alerts_and_dashboard_name_only_metrics_and_labels_that_exist() {
     let app = spawn_app().await;
     // With metrics.token set, a scrape needs it.

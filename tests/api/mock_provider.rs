@@ -65,7 +65,7 @@ async fn wait_for_messages(app: &TestApp, mock: &MockProvider, phone: &str, coun
     panic!("{phone} did not get {count} message(s) at the mock provider within 10 s");
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn verifyd_sends_to_a_mock_provider_process_and_its_http_api_gives_the_code() {
     let mock = start_mock_provider("twilio");
     let url = mock.url.clone();
@@ -120,7 +120,7 @@ async fn verifyd_sends_to_a_mock_provider_process_and_its_http_api_gives_the_cod
 }
 
 /// Each provider offered answers its own API and lists what it accepted.
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn vonage_telnyx_and_sinch_mock_providers_speak_their_apis() {
     let client = reqwest::Client::new();
     for provider in ["vonage", "telnyx", "sinch"] {

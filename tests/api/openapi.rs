@@ -6,7 +6,7 @@ use crate::helpers::{concrete_path, spawn_app};
 
 const REGENERATE: &str = "regenerate it: cargo run -p verifyd -- openapi > docs/openapi.json";
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn the_served_document_is_the_committed_one() {
     let app = spawn_app().await;
     let served = app.client.get(app.url("/openapi.json")).send().await.unwrap().text().await.unwrap();
@@ -17,7 +17,7 @@ async fn the_served_document_is_the_committed_one() {
 
 /// Every documented operation exists: without an API key it answers 401, not
 /// 404 or 405.
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn every_documented_operation_is_routed() {
     let app = spawn_app().await;
     let doc: Value = app.client.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
@@ -41,7 +41,7 @@ async fn every_documented_operation_is_routed() {
 /// unknown one or a revoked one, every documented operation answers 401, even
 /// to a body that is not what it expects (which must not teach a stranger the
 /// API's schemas).
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn a_bad_key_is_401_whatever_else_is_wrong_with_the_request() {
     let app = spawn_app().await;
     let revoked = app.other_tenant("revoked-co").await;
@@ -81,7 +81,7 @@ async fn a_bad_key_is_401_whatever_else_is_wrong_with_the_request() {
 
 /// A path verifyd serves, asked with a method it does not take, is 405 with
 /// `Allow` and a problem document; an unknown path is a 404 problem document.
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn wrong_methods_are_405_and_unknown_paths_404_as_problems() {
     let app = spawn_app().await;
     let doc: Value = app.client.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();

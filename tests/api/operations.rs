@@ -36,7 +36,7 @@ fn key_id(key: &str) -> &str {
     key.split('.').next().unwrap()
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn an_exhausted_job_is_listed_opened_replayed_once_after_the_provider_recovers_and_audited() {
     let app = spawn_app().await;
     let operator = app.operator_key().await;
@@ -138,7 +138,7 @@ async fn an_exhausted_job_is_listed_opened_replayed_once_after_the_provider_reco
     );
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn discard_puts_a_letter_aside_and_a_discard_racing_a_replay_has_one_winner() {
     let app = spawn_app_with(breaker_out_of_the_way).await;
     let operator = app.operator_key().await;
@@ -199,7 +199,7 @@ async fn discard_puts_a_letter_aside_and_a_discard_racing_a_replay_has_one_winne
     );
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn a_letter_whose_verification_expired_is_not_replayed_and_says_why() {
     let app = spawn_app_with(|c| c.verification.ttl_secs = 3).await;
     let operator = app.operator_key().await;
@@ -226,7 +226,7 @@ async fn a_letter_whose_verification_expired_is_not_replayed_and_says_why() {
     assert!(app.twilio.sent_sms().await.is_empty());
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn a_tenant_ops_key_sees_and_acts_on_its_own_letters_only() {
     let app = spawn_app().await;
     let operator = app.operator_key().await;
@@ -276,7 +276,7 @@ async fn a_tenant_ops_key_sees_and_acts_on_its_own_letters_only() {
     assert_eq!((create.status, create.body["error"].as_str()), (403, Some("forbidden_scope")));
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn the_overview_shows_a_providers_circuit_opening_in_two_processes() {
     let mut app = spawn_app_with(|c| {
         c.providers.breaker =
@@ -341,7 +341,7 @@ async fn the_overview_shows_a_providers_circuit_opening_in_two_processes() {
     assert_eq!(sms["consumers"], 4, "two consumers in each process");
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn the_cli_lists_shows_replays_and_discards_dead_letters_as_the_operator() {
     let app = spawn_app_with(breaker_out_of_the_way).await;
     let operator = app.operator_key().await;
@@ -410,7 +410,7 @@ async fn the_cli_lists_shows_replays_and_discards_dead_letters_as_the_operator()
     assert!(queues["queues"].as_array().unwrap().iter().all(|q| q["oldest_age_secs"].is_number()), "{queues}");
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn a_letter_dead_lettered_by_an_earlier_version_is_recorded_once_and_replayable() {
     use lapin::types::{AMQPValue, FieldTable};
 

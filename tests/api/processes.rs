@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use crate::helpers::spawn_app_with;
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn a_separate_worker_process_delivers_what_serve_accepted() {
     // This serve delivers nothing itself: only the worker process consumes.
     let mut app = spawn_app_with(|c| c.amqp.dispatch_consumers = 0).await;
@@ -31,4 +31,35 @@ async fn a_separate_worker_process_delivers_what_serve_accepted() {
     assert!(!log.contains(&code), "the worker process logged the code");
     assert!(!log.contains("test-auth-token"), "the worker process logged the Twilio token");
     let _ = std::fs::remove_file(worker_log);
+}
+
+/// A process stopped by SIGTERM while its outbox relay and expiry sweep hold a
+/// transaction (both run every millisecond here) exits 0 without a panic on
+/// its terminal: the tasks dropped with the actix system hand their pool
+/// connections back inside the runtime (`verifyd::system`).
+#[actix_rt::test(system = "verifyd::system::System")]
+async fn sigterm_while_the_relay_and_the_sweep_hold_a_transaction_prints_no_panic() {
+    let app = spawn_app_with(|c| c.amqp.dispatch_consumers = 0).await;
+    for run in 0..5 {
+        let log = std::env::temp_dir().join(format!("{}serve-sigterm-{run}.log", app.topology.prefix));
+        let out = std::fs::File::create(&log).expect("serve log file");
+        let err = out.try_clone().expect("serve log file");
+        let mut child = app
+            .verifyd_command(&["serve"])
+            .env("RUST_LOG", "warn")
+            .env("VERIFYD_RUNTIME__EXPIRY_INTERVAL_MS", "1")
+            .env("VERIFYD_RUNTIME__RELAY_POLL_MS", "1")
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("verifyd serve starts");
+        actix_rt::time::sleep(Duration::from_millis(1500)).await;
+        let sent = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        assert!(sent.expect("kill(1) runs").success(), "SIGTERM delivered");
+        let status = tokio::task::spawn_blocking(move || child.wait()).await.expect("joins").expect("serve exits");
+        let output = std::fs::read_to_string(&log).unwrap_or_default();
+        let _ = std::fs::remove_file(&log);
+        assert!(status.success(), "run {run}: serve exits 0 on SIGTERM ({status}):\n{output}");
+        assert!(!output.contains("panicked"), "run {run}: a panic on shutdown:\n{output}");
+    }
 }

@@ -17,7 +17,7 @@ async fn verify_with(app: &TestApp, channel: &str, code_of: impl AsyncFnOnce() -
 
 /// Plivo reads a call's script from `answer_url`: verifyd gives it a signed link
 /// to its own API, which serves Plivo XML while the code is valid.
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn plivo_calls_fetch_their_script_from_a_signed_verifyd_link() {
     let plivo = verifyd_providers::testkit::PlivoMock::start().await;
     let config = plivo.config("MAXXXXXXXXXXXXXXXXXX", "plivo-token", "+14155550100");
@@ -45,7 +45,7 @@ async fn plivo_calls_fetch_their_script_from_a_signed_verifyd_link() {
     assert_eq!(app.client.post(&forged).send().await.unwrap().status(), 404);
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn telnyx_sends_the_sms() {
     let telnyx = verifyd_providers::testkit::TelnyxMock::start().await;
     let config = telnyx.config("KEY0123456789", "+14155550100");
@@ -58,7 +58,7 @@ async fn telnyx_sends_the_sms() {
     assert_eq!(telnyx.sent_sms().await.len(), 1);
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn a_signed_webhook_gateway_receives_the_sms() {
     let gateway =
         verifyd_providers::testkit::WebhookReceiverMock::start("a-webhook-secret-of-at-least-32-bytes!").await;
@@ -72,7 +72,7 @@ async fn a_signed_webhook_gateway_receives_the_sms() {
     verify_with(&app, "sms", async || gateway.wait_for_code(UK, Duration::from_secs(10)).await).await;
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn the_dev_inbox_keeps_the_message_readable_in_a_file() {
     let path = std::env::temp_dir().join(format!("verifyd-inbox-{}.jsonl", uuid::Uuid::new_v4().simple()));
     let inbox = verifyd_providers::inbox::InboxReader::new(&path);
@@ -86,7 +86,7 @@ async fn the_dev_inbox_keeps_the_message_readable_in_a_file() {
     let _ = std::fs::remove_file(&path);
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn sinch_sends_the_sms_and_reads_the_call() {
     use verifyd_providers::testkit::{SINCH_MOCK_APPLICATION_KEY, SINCH_MOCK_APPLICATION_SECRET, SinchMock};
     let sinch = SinchMock::start().await;
@@ -109,7 +109,7 @@ async fn sinch_sends_the_sms_and_reads_the_call() {
 
 /// Vonage calls carry an RS256 JWT and an NCCO talk action; Vonage's signed
 /// delivery receipts reach `/v1/callbacks/vonage` and an unsigned one is refused.
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn vonage_calls_read_the_code_and_its_signed_receipts_update_the_attempt() {
     use verifyd_providers::testkit::VonageMock;
     use verifyd_providers::vonage::SignatureMethod;

@@ -74,7 +74,7 @@ fn id(reply: &crate::helpers::Reply) -> String {
     reply.body["id"].as_str().unwrap().to_owned()
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn uk_numbers_go_through_vonage_by_their_route_and_the_others_through_twilio() {
     let vonage = vonage().await;
     let config = vonage_config(&vonage);
@@ -104,7 +104,7 @@ async fn uk_numbers_go_through_vonage_by_their_route_and_the_others_through_twil
     assert_eq!(app.check(&us, &us_code).await.body["status"], "approved");
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn when_twilio_fails_the_sms_fails_over_to_vonage_and_each_attempt_is_recorded() {
     let vonage = vonage().await;
     let app = twilio_then_vonage(&vonage, |_| {}).await;
@@ -126,7 +126,7 @@ async fn when_twilio_fails_the_sms_fails_over_to_vonage_and_each_attempt_is_reco
     assert_eq!(vonage_texts(&vonage).await.len(), 1, "one SMS reached the person");
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn repeated_failures_open_twilio_s_circuit_and_later_messages_skip_it() {
     let vonage = vonage().await;
     let app = twilio_then_vonage(&vonage, |c| {
@@ -155,7 +155,7 @@ async fn repeated_failures_open_twilio_s_circuit_and_later_messages_skip_it() {
     assert_eq!(failovers, 2, "skipped providers leave no attempt row");
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn a_provider_without_permission_for_the_region_hands_the_message_to_the_next_one() {
     let vonage = vonage().await;
     let app = twilio_then_vonage(&vonage, |_| {}).await;
@@ -170,7 +170,7 @@ async fn a_provider_without_permission_for_the_region_hands_the_message_to_the_n
     );
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn an_invalid_number_is_not_tried_on_another_provider() {
     let vonage = vonage().await;
     let app = twilio_then_vonage(&vonage, |_| {}).await;
@@ -218,7 +218,7 @@ async fn receipt_of(app: &TestApp, verification_id: &str) -> (Option<String>, Op
     .unwrap()
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn a_signed_twilio_receipt_marks_the_sms_delivered_and_a_forged_one_changes_nothing() {
     let app = spawn_app_with(|c| with_receipts(c, false)).await;
     let v = id(&app.create_verification("uma", US, "sms").await);
@@ -244,7 +244,7 @@ async fn a_signed_twilio_receipt_marks_the_sms_delivered_and_a_forged_one_change
     assert_eq!(post_receipt(&app, &unknown, None).await, 204);
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn an_undelivered_sms_is_followed_by_one_voice_call_with_the_same_code() {
     let app = spawn_app_with(|c| with_receipts(c, true)).await;
     let mut events = app.capture_events("#").await;
@@ -278,7 +278,7 @@ async fn an_undelivered_sms_is_followed_by_one_voice_call_with_the_same_code() {
     assert_eq!(app.check(&v, &code).await.body["status"], "approved");
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn a_landline_gets_the_code_by_voice_when_fallback_is_on_and_a_failure_when_it_is_off() {
     for fallback in [true, false] {
         let app = spawn_app_with(|c| with_receipts(c, fallback)).await;
@@ -300,7 +300,7 @@ async fn a_landline_gets_the_code_by_voice_when_fallback_is_on_and_a_failure_whe
     }
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn jobs_wait_for_an_open_circuit_without_spending_retries_and_go_out_when_it_closes() {
     let app = spawn_app_with(|c| {
         c.providers.breaker.failures_to_open = 2;

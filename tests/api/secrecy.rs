@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::helpers::{captured_logs, mentions, spawn_app};
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn codes_never_appear_in_the_database_queues_or_logs() {
     let app = spawn_app().await;
     let mut events = app.capture_events("#").await;
@@ -68,7 +68,7 @@ async fn codes_never_appear_in_the_database_queues_or_logs() {
     assert!(!logs.contains("+14155552675"), "full phone number in the logs (must be masked)");
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn a_key_or_code_in_a_query_string_never_reaches_the_access_log() {
     let app = spawn_app().await;
     let created = app.create_verification("query-leak", "+14155552677", "sms").await;
@@ -89,7 +89,7 @@ async fn a_key_or_code_in_a_query_string_never_reaches_the_access_log() {
     assert!(!logs.contains(&format!("code={code}")), "code found in the logs");
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn the_bearer_scheme_is_case_insensitive() {
     let app = spawn_app().await;
     for scheme in ["bearer", "BEARER", "Bearer"] {

@@ -24,7 +24,7 @@ async fn answer(app: &TestApp, account: &str, challenge: &str, code: &str) -> Re
 
 /// (d) Twilio's console: the phone verified once by SMS is the proof that
 /// shows the recovery code; no second SMS.
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn seed_d_verify_a_phone_once_then_download_the_recovery_code_and_log_in_with_it_once() {
     let app = spawn_app().await;
     let phone = "+14155550177";
@@ -59,7 +59,7 @@ async fn seed_d_verify_a_phone_once_then_download_the_recovery_code_and_log_in_w
 
 /// The codes a page shows are the codes it offers for download: the answer
 /// that makes them holds the file, so nothing is asked twice.
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn the_backup_codes_on_screen_are_the_ones_in_the_file_and_a_json_preference_wins() {
     let app = spawn_app().await;
     let proof = app.verified_phone("ben", "+14155550179").await.approval.body["proof"].as_str().unwrap().to_owned();
@@ -87,7 +87,7 @@ async fn the_backup_codes_on_screen_are_the_ones_in_the_file_and_a_json_preferen
 
 /// A backend's user-facing role changes a user's own factors with that
 /// user's step-up; the admin role resets, and says who stands behind it.
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn a_users_own_factor_changes_take_enrol_and_a_reset_takes_a_proof_or_an_attestation() {
     let app = spawn_app().await;
     let enrol = app.key_with_scopes(&["enrol"]).await;

@@ -68,7 +68,7 @@ async fn load(app: Rc<TestApp>, per_second: u64, stop: Rc<AtomicBool>, out: Rc<M
     }
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 #[ignore = "restarts RabbitMQ and PostgreSQL, so it runs alone after the suite: scripts/faults.sh (in the README's test command)"]
 async fn soak_provider_broker_and_database_faults_under_load() {
     let mut app = spawn_app_with(|c| {

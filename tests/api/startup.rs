@@ -28,7 +28,7 @@ fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn a_closed_rabbitmq_port_fails_within_the_attempts_and_says_why() {
     let app = spawn_app().await;
     let port = closed_port();
@@ -53,7 +53,7 @@ async fn a_closed_rabbitmq_port_fails_within_the_attempts_and_says_why() {
     }
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn wrong_rabbitmq_credentials_are_reported_as_such_at_once() {
     let app = spawn_app().await;
     let (output, took) = run(
@@ -73,7 +73,7 @@ async fn wrong_rabbitmq_credentials_are_reported_as_such_at_once() {
     assert!(!log.contains("not-the-password"), "the password stays out of the log");
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn a_closed_postgresql_port_fails_within_the_attempts_and_says_why() {
     let app = spawn_app().await;
     let port = closed_port();
@@ -95,7 +95,7 @@ async fn a_closed_postgresql_port_fails_within_the_attempts_and_says_why() {
     assert!(!log.contains("pg-secret"));
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn start_up_names_the_mode_providers_routes_and_consumers_and_warns_about_dev_secrets() {
     let mut app = spawn_app().await;
     let log = app.start_worker_process().await;

@@ -39,7 +39,7 @@ fn refused(output: &Output) -> String {
     log
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn a_misspelt_key_in_the_file_stops_the_start_naming_it_and_the_right_one_never_the_value() {
     let app = spawn_app().await;
     let file = std::env::temp_dir().join(format!("{}strict.toml", app.topology.prefix));
@@ -84,7 +84,7 @@ async fn a_misspelt_key_in_the_file_stops_the_start_naming_it_and_the_right_one_
     let _ = std::fs::remove_file(&file);
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn a_misspelt_variable_stops_the_start_naming_it_and_the_right_one_never_the_value() {
     let app = spawn_app().await;
     let output = run(
@@ -145,7 +145,7 @@ async fn a_misspelt_variable_stops_the_start_naming_it_and_the_right_one_never_t
     assert!(stderr(&misspelt).contains("did you mean VERIFYD_CONFIG?"), "{}", stderr(&misspelt));
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn a_changed_retry_delay_names_the_queue_the_argument_both_values_the_setting_and_the_fix() {
     // The test deployment declared its retry queues with delays [200, 400].
     let app = spawn_app().await;

@@ -32,7 +32,7 @@ fn assert_throttled(reply: &Reply, scope: &str) -> u64 {
     secs
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn two_processes_give_the_same_answer_and_retry_after_as_one() {
     // 3 per 60 s: three at once, then one every 20 s.
     let mut app = spawn_app_with(|c| c.throttle.per_phone = Limit::new(3, 60)).await;
@@ -59,7 +59,7 @@ async fn two_processes_give_the_same_answer_and_retry_after_as_one() {
     assert_eq!(app.twilio.deliveries_to(&phone).await, 3);
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn the_end_user_ip_limit_holds_across_processes_and_counts_only_that_address() {
     let mut app = spawn_app_with(|c| c.throttle.per_ip = Limit::new(3, 600)).await;
     let other = app.start_another_serve().await;
@@ -85,7 +85,7 @@ async fn the_end_user_ip_limit_holds_across_processes_and_counts_only_that_addre
     assert_eq!(bad.body["field"], "end_user_ip");
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn country_and_tenant_limits_refuse_their_own_scope_only() {
     let app = spawn_app_with(|c| {
         c.throttle.per_country = Limit::new(2, 600);
@@ -108,7 +108,7 @@ async fn country_and_tenant_limits_refuse_their_own_scope_only() {
 /// The tenant's and country's cells are taken before a send's transaction; a
 /// send refused inside it hands them back, so the tenant's budget is spent
 /// only by codes that went out.
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn a_send_refused_in_its_transaction_hands_back_the_tenants_cells() {
     let mut app = spawn_app_with(|c| {
         c.throttle.per_phone = Limit::new(1, 600);
@@ -129,7 +129,7 @@ async fn a_send_refused_in_its_transaction_hands_back_the_tenants_cells() {
 
 /// A country named in `per_country_overrides` gets its own limit, in process
 /// and in PostgreSQL; every other country keeps `per_country`.
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn a_country_override_replaces_the_country_limit_there_only() {
     let mut app = spawn_app_with(|c| {
         c.throttle.per_country = Limit::new(2, 600);
@@ -153,7 +153,7 @@ async fn a_country_override_replaces_the_country_limit_there_only() {
     assert!((149..=150).contains(&secs), "one US cell back every 150 s: {secs}");
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn checks_per_account_span_its_verifications_and_a_refused_check_costs_no_attempt() {
     let app = spawn_app_with(|c| c.throttle.checks_per_account = Limit::new(3, 3_600)).await;
     let first = app.create_verification("checker", &uk(300), "sms").await.body["id"].as_str().unwrap().to_owned();
@@ -179,7 +179,7 @@ async fn checks_per_account_span_its_verifications_and_a_refused_check_costs_no_
     assert_eq!(app.check(&other, &theirs).await.body["status"], "approved");
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn a_throttled_amqp_request_gets_a_rejected_event_with_scope_and_retry_after() {
     let app = spawn_app_with(|c| c.throttle.per_phone = Limit::new(1, 600)).await;
     let mut rejected = app.capture_events(&format!("{}.verification.rejected", app.tenant)).await;
@@ -196,7 +196,7 @@ async fn a_throttled_amqp_request_gets_a_rejected_event_with_scope_and_retry_aft
     assert_eq!(app.twilio.sent_sms().await.len(), 1);
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn a_paced_provider_never_gets_more_than_its_rate_and_every_code_still_goes_out() {
     // 5 per second with a burst of 5: in any one-second span at most 10 arrive.
     let app = spawn_app_with(|c| {
@@ -225,7 +225,7 @@ async fn a_paced_provider_never_gets_more_than_its_rate_and_every_code_still_goe
     assert!(spread >= Duration::from_millis(3_800), "all {N} within {spread:?}");
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn wrong_codes_in_a_row_lock_the_account_with_doubling_backoff_and_a_right_code_clears_it() {
     let app = spawn_app_with(|c| {
         c.throttle.lockout = verifyd_core::limits::lockout::Lockout { after_wrong: 3, base_secs: 2, max_secs: 60 };

@@ -13,7 +13,7 @@ fn wrong(code: &str) -> String {
     code.chars().map(|c| if c == '9' { '0' } else { char::from(c as u8 + 1) }).collect()
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn sms_code_reaches_twilio_and_approves_and_the_phone_becomes_a_factor() {
     let app = spawn_app().await;
     let mut events = app.capture_events(&format!("{}.#", app.tenant)).await;
@@ -71,7 +71,7 @@ async fn sms_code_reaches_twilio_and_approves_and_the_phone_becomes_a_factor() {
     assert_eq!(attempts[0].2.as_deref(), Some(sms[0].sid.as_str()));
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn voice_call_speaks_the_digits_twice_and_the_code_approves() {
     let app = spawn_app().await;
     let created = app.create_verification("user-v", PHONE, "voice").await;
@@ -94,7 +94,7 @@ async fn voice_call_speaks_the_digits_twice_and_the_code_approves() {
     assert_eq!(factors.body["factors"][0]["kind"], "voice");
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn wrong_codes_count_down_and_the_fifth_ends_the_verification() {
     let app = spawn_app().await;
     let created = app.create_verification("user-2", PHONE, "sms").await;
@@ -120,7 +120,7 @@ async fn wrong_codes_count_down_and_the_fifth_ends_the_verification() {
     assert_eq!(factors.body["factors"], json!([]));
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn resend_sends_the_same_code_and_keeps_the_deadline() {
     let app = spawn_app().await;
     let created = app.create_verification("user-3", PHONE, "sms").await;
@@ -162,7 +162,7 @@ async fn resend_sends_the_same_code_and_keeps_the_deadline() {
 /// A resend by voice calls this once; the verification stays an SMS
 /// verification (reads, events, the stored row), and the factor its approval
 /// makes is an SMS factor.
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn a_resend_by_voice_changes_that_send_only_not_the_verification_or_its_factor() {
     let app = spawn_app().await;
     let mut jobs = app.tap_dispatch().await;
@@ -219,7 +219,7 @@ async fn a_resend_by_voice_changes_that_send_only_not_the_verification_or_its_fa
     assert_eq!(events.wait_for_event("factor.added", Duration::from_secs(10)).await["factor_kind"], "sms");
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn resends_are_throttled_with_retry_after() {
     let app = spawn_app_with(|c| {
         c.verification.resend_interval_secs = 30;
@@ -235,7 +235,7 @@ async fn resends_are_throttled_with_retry_after() {
     assert!((29..=30).contains(&retry_after), "Retry-After {retry_after}");
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn more_than_five_codes_to_one_phone_in_ten_minutes_are_refused() {
     let app = spawn_app().await;
     for n in 0..5 {
@@ -250,7 +250,7 @@ async fn more_than_five_codes_to_one_phone_in_ten_minutes_are_refused() {
     assert_eq!(app.create_verification("acct-6", "+14155552672", "sms").await.status, 201);
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn an_unchecked_verification_expires_on_its_own() {
     let app = spawn_app().await;
     let mut events = app.capture_events(&format!("{}.verification.expired", app.tenant)).await;
@@ -313,7 +313,7 @@ async fn late_check(app: &crate::helpers::TestApp, account: &str, swept: bool) -
 /// Past its deadline a right code is refused with `409 verification_not_pending`
 /// (`expired`), whether the check is the first to see the deadline or the
 /// expiry sweep wrote it already: a terminal answer does not depend on timing.
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn a_check_after_the_deadline_is_409_expired_whether_or_not_the_sweep_ran() {
     // No sweep during this test: the check itself meets the deadline.
     let unswept = spawn_app_with(|c| {
@@ -340,7 +340,7 @@ async fn a_check_after_the_deadline_is_409_expired_whether_or_not_the_sweep_ran(
     assert_eq!(before_sweep["detail"], after_sweep["detail"]);
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn the_same_idempotency_key_gives_the_same_verification_and_one_sms() {
     let app = spawn_app().await;
     let mut jobs = app.tap_dispatch().await;
@@ -355,7 +355,7 @@ async fn the_same_idempotency_key_gives_the_same_verification_and_one_sms() {
     assert_eq!(app.twilio.sent_sms().await.len(), 1);
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn a_canceled_verification_sends_nothing_still_queued_and_refuses_its_code() {
     // No dispatch in this process: the job waits in RabbitMQ until a worker starts.
     let mut app = spawn_app_with(|c| c.amqp.dispatch_consumers = 0).await;

@@ -139,7 +139,7 @@ fn events_of(hooks: &[Hook], verification: &str) -> Vec<String> {
         .collect()
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn a_backend_receives_its_events_signed_in_order_and_as_amqp_publishes_them() {
     let app = spawn_app_with(with_webhooks).await;
     let server = receiver(&[], 200).await;
@@ -214,7 +214,7 @@ async fn a_backend_receives_its_events_signed_in_order_and_as_amqp_publishes_the
     assert!(text.contains("webhook.created") && !text.contains("s3cr3t-path-token") && !text.contains(key), "{text}");
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn a_receiver_that_fails_then_recovers_gets_every_event_once_delivered_in_order() {
     let app = spawn_app_with(with_webhooks).await;
     let fail = Duration::ZERO;
@@ -254,7 +254,7 @@ async fn a_receiver_that_fails_then_recovers_gets_every_event_once_delivered_in_
     assert_eq!((&head["attempts"], &head["last_status"]), (&json!(same.len()), &json!(200)), "{head}");
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn a_slow_receiver_is_timed_out_and_retried_while_another_endpoint_gets_its_events() {
     let app = spawn_app_with(with_webhooks).await;
     let slow = Duration::from_millis(1_500);
@@ -281,7 +281,7 @@ async fn a_slow_receiver_is_timed_out_and_retried_while_another_endpoint_gets_it
     assert!(captured_logs().contains("no answer within 500 ms"), "the timeout is logged in words");
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn filters_disabling_and_secret_rotation_do_what_the_backend_asked() {
     let app = spawn_app_with(with_webhooks).await;
     let approvals = receiver(&[], 200).await;
@@ -372,7 +372,7 @@ async fn filters_disabling_and_secret_rotation_do_what_the_backend_asked() {
     assert_eq!(app.get(&format!("/v1/webhooks/{factors_id}")).await.status, 404);
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn a_refused_delivery_is_a_dead_letter_the_operator_replays_under_the_same_webhook_id() {
     let app = spawn_app_with(|c| {
         with_webhooks(c);
@@ -440,7 +440,7 @@ async fn a_refused_delivery_is_a_dead_letter_the_operator_replays_under_the_same
     assert!(!captured_logs().contains("never-logged"));
 }
 
-#[actix_rt::test]
+#[actix_rt::test(system = "verifyd::system::System")]
 async fn a_delivery_cut_off_by_a_killed_worker_is_made_by_another_process_under_the_same_id() {
     let mut app = spawn_app_with(|c| {
         with_webhooks(c);
