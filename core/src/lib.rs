@@ -7,9 +7,10 @@
 //! health, metrics), `store` (the SQL), and `infra` (RabbitMQ, consumers,
 //! shards and the order they keep), which the flows stand on. `runtime` is the
 //! composition root: it starts a process's actors and consumers and wires the
-//! flows together, so it knows every flow and no flow knows it. `ids`,
-//! `timestamp` and `dead_letter` (why a message was set aside) are the
-//! vocabulary they share.
+//! flows together, so it knows every flow and no flow knows it. `domain` (the
+//! words rows hold: statuses, kinds, purposes, policies), `ids`, `timestamp`
+//! and `dead_letter` (why a message was set aside) are the vocabulary they
+//! share.
 //!
 //! Every actor holds only what it can recompute from PostgreSQL: any number of
 //! `serve` and `worker` processes may run side by side.
@@ -19,6 +20,7 @@ pub mod account;
 pub mod codes;
 pub mod dead_letter;
 pub mod delivery;
+pub mod domain;
 pub mod ids;
 pub mod infra;
 pub mod limits;

@@ -13,18 +13,21 @@ use verifyd_providers::domain::Code;
 
 use super::{AccountError, account_event, announce};
 use crate::account::proof::{self, Claims};
-use crate::account::rules::{AnsweredBy, GateSettings, Purpose, Shape};
+use crate::account::rules::{GateSettings, Shape};
 use crate::codes::backup::BACKUP_CODE_DIGITS;
 use crate::codes::keys::CodeKeys;
 use crate::codes::recovery::RecoveryCode;
 use crate::codes::totp;
+use crate::domain::challenge::ChallengeStatus;
+use crate::domain::challenge::{AnsweredBy, Purpose};
+use crate::domain::factor::FactorKind;
 use crate::ids::{AccountId, Tenant, Who};
 use crate::limits::{Refusal, Throttled};
 use crate::outbox::contract::{Event, EventKind};
 use crate::store::audit::{self, Entry};
 use crate::store::backup_codes::{self, Kind};
-use crate::store::challenges::{self, Challenge, ChallengeStatus};
-use crate::store::factors::{self, Factor, FactorKind};
+use crate::store::challenges::{self, Challenge};
+use crate::store::factors::{self, Factor};
 use crate::store::verifications;
 use crate::verification::Issuer;
 use crate::verification::lifecycle::CheckOutcome;
@@ -189,8 +192,8 @@ pub(super) async fn wrong_answer(
             .with("challenge_id", c.id.to_string())
             .with("purpose", c.purpose.as_str())
             .with("attempts", attempts)
-            .with("organisation_id", c.organisation_id.clone());
-        announce(tx, tenant.id, &event, Some(&c.organisation_id), who).await?;
+            .with("organisation_id", c.organisation_id.as_ref().map(|o| o.as_str().to_owned()));
+        announce(tx, tenant.id, &event, c.organisation_id.as_ref(), who).await?;
         metrics::counter!("verifyd_challenges_failed_total", "purpose" => c.purpose.as_str()).increment(1);
     }
     Ok((c.max_attempts - attempts).max(0))
@@ -216,7 +219,7 @@ pub(super) async fn pass(
     let entry = Entry {
         tenant_id: tenant.id,
         account_id: Some(account_id.as_str()),
-        organisation_id: Some(&c.organisation_id),
+        organisation_id: c.organisation_id.as_ref(),
         action: "challenge.passed",
         who,
         detail,
@@ -272,8 +275,8 @@ pub(super) async fn passed_without_challenge(
     let challenge = Challenge {
         id: Uuid::new_v4(),
         tenant_id: tenant.id,
-        account_id: account_id.as_str().to_owned(),
-        organisation_id: String::new(),
+        account_id: account_id.clone(),
+        organisation_id: None,
         purpose: Purpose::StepUp,
         status: ChallengeStatus::Pending,
         verification_id: None,

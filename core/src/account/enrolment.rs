@@ -3,27 +3,24 @@
 
 use actix::prelude::*;
 
-use super::Owner;
 use super::answer::{At, Proofs};
-use crate::infra::lanes::Ordered;
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
 use verifyd_providers::domain::{Code, CodeLength};
 
-use super::{
-    AccountError, AccountStateActor, account_event, announce, answer, factor_event, has_active_factor, require_step_up,
-};
-use crate::account::rules::AnsweredBy;
+use super::{AccountError, Deps, account_event, announce, answer, factor_event, has_active_factor, require_step_up};
 use crate::codes::backup::{BACKUP_CODE_DIGITS, BACKUP_CODES};
 use crate::codes::keys::CodeKeys;
 use crate::codes::recovery::RecoveryCode;
 use crate::codes::totp::{self, Enrolment};
+use crate::domain::challenge::AnsweredBy;
+use crate::domain::factor::FactorStatus;
 use crate::ids::{AccountId, Label, Tenant, Who};
 use crate::outbox::contract::EventKind;
 use crate::outbox::relay::{self};
 use crate::store::backup_codes::{self, Kind};
-use crate::store::factors::{self, AccountTx, Factor, FactorStatus};
+use crate::store::factors::{self, AccountTx, Factor};
 
 /// Wrong confirmation codes allowed before a pending enrolment is dropped.
 const MAX_CONFIRM_ATTEMPTS: i32 = 5;
@@ -84,138 +81,109 @@ pub struct GenerateRecoveryCode {
     pub now: DateTime<Utc>,
 }
 
-impl Handler<EnrolTotp> for AccountStateActor {
-    type Result = ResponseActFuture<Self, Result<(Factor, Enrolment), AccountError>>;
+pub(super) async fn enrol_totp(deps: Deps, msg: EnrolTotp) -> Result<(Factor, Enrolment), AccountError> {
+    let issuer = deps.issuer;
+    let id = Uuid::new_v4();
+    let secret = totp::new_secret();
+    let label = msg.label.as_ref().map_or(msg.account_id.as_str(), Label::as_str);
+    // The app shows the tenant's display name, else its slug.
+    let shown = crate::delivery::branding::display_name(&issuer.pool, msg.tenant.id).await?;
+    let enrolment = totp::enrolment(&secret, shown.as_deref().unwrap_or(&msg.tenant.name), label)?;
+    let sealed = issuer.keys.seal_bytes(id, &secret);
+    let mut tx = AccountTx::begin(&issuer.pool, msg.tenant.id, &msg.account_id).await?;
+    if factors::count(&mut tx, msg.tenant.id, &msg.account_id).await? >= factors::MAX_PER_ACCOUNT {
+        return Err(AccountError::TooManyFactors(factors::MAX_PER_ACCOUNT));
+    }
+    let factor = factors::insert_totp(&mut tx, id, msg.tenant.id, &msg.account_id, msg.label.as_ref(), &sealed).await?;
+    tx.commit().await?;
+    tracing::info!(tenant = %msg.tenant.name, factor_id = %id, "authenticator enrolment started");
+    Ok((factor, enrolment))
+}
 
-    fn handle(&mut self, msg: EnrolTotp, _: &mut Self::Context) -> Self::Result {
-        let issuer = self.issuer.clone();
-        let lane = Owner::account(&msg.tenant, &msg.account_id);
-        self.in_order(lane, async move {
-            let id = Uuid::new_v4();
-            let secret = totp::new_secret();
-            let label = msg.label.as_ref().map_or(msg.account_id.as_str(), Label::as_str);
-            // The app shows the tenant's display name, else its slug.
-            let shown = crate::delivery::branding::display_name(&issuer.pool, msg.tenant.id).await?;
-            let enrolment = totp::enrolment(&secret, shown.as_deref().unwrap_or(&msg.tenant.name), label)?;
-            let sealed = issuer.keys.seal_bytes(id, &secret);
-            let mut tx = AccountTx::begin(&issuer.pool, msg.tenant.id, &msg.account_id).await?;
-            if factors::count(&mut tx, msg.tenant.id, &msg.account_id).await? >= factors::MAX_PER_ACCOUNT {
-                return Err(AccountError::TooManyFactors(factors::MAX_PER_ACCOUNT));
-            }
-            let factor =
-                factors::insert_totp(&mut tx, id, msg.tenant.id, &msg.account_id, msg.label.as_ref(), &sealed).await?;
+pub(super) async fn confirm_totp(deps: Deps, msg: ConfirmTotp) -> Result<Confirmed, AccountError> {
+    let Deps { issuer, gate: settings } = deps;
+    let mut tx = AccountTx::begin(&issuer.pool, msg.tenant.id, &msg.account_id).await?;
+    let state = factors::lock_totp(&mut tx, msg.tenant.id, &msg.account_id, msg.factor_id)
+        .await?
+        .ok_or(AccountError::NotFound)?;
+    if state.status == FactorStatus::Active {
+        return Err(AccountError::AlreadyActive);
+    }
+    // A second factor is added only by someone who can pass the first.
+    let first = !has_active_factor(&mut tx, &msg.tenant, &msg.account_id).await?;
+    if !first {
+        let proof = msg.proof.as_deref();
+        require_step_up(&mut tx, &issuer.keys, &msg.tenant, &msg.account_id, proof, msg.now).await?;
+    }
+    let secret = issuer.keys.open_bytes(msg.factor_id, &state.totp_sealed).map_err(|_| AccountError::Sealed)?;
+    let unix = u64::try_from(msg.now.timestamp()).unwrap_or_default();
+    let Some(step) = totp::accept(&secret, &msg.code, unix, state.totp_last_step) else {
+        let attempts = factors::count_wrong_confirmation(&mut tx, msg.factor_id).await?;
+        if attempts >= MAX_CONFIRM_ATTEMPTS {
+            factors::delete(&mut tx, msg.factor_id).await?;
             tx.commit().await?;
-            tracing::info!(tenant = %msg.tenant.name, factor_id = %id, "authenticator enrolment started");
-            Ok((factor, enrolment))
-        })
-    }
+            return Err(AccountError::EnrolmentAbandoned);
+        }
+        tx.commit().await?;
+        return Err(AccountError::WrongCode { attempts_left: MAX_CONFIRM_ATTEMPTS - attempts });
+    };
+    let mut factor = factors::accept_totp(&mut tx, msg.factor_id, step, msg.now).await?;
+    factor.is_default |= factors::ensure_default(&mut tx).await? == Some(factor.id);
+    let event = factor_event(EventKind::FactorAdded, &msg.tenant, &msg.account_id, &factor, msg.now);
+    announce(&mut tx, msg.tenant.id, &event, None, &msg.who).await?;
+    let proof = if first {
+        let proofs = Proofs { keys: &issuer.keys, settings: &settings };
+        let at = At { tenant: &msg.tenant, account_id: &msg.account_id, now: msg.now };
+        let (proof, claims) =
+            answer::passed_without_challenge(&mut tx, proofs, at, AnsweredBy::Totp, Some(factor.id)).await?;
+        Some((proof, claims.expires()))
+    } else {
+        None
+    };
+    relay::commit(tx, &issuer.relay).await?;
+    tracing::info!(tenant = %msg.tenant.name, factor_id = %factor.id, "authenticator factor active");
+    Ok(Confirmed { factor, proof })
 }
 
-impl Handler<ConfirmTotp> for AccountStateActor {
-    type Result = ResponseActFuture<Self, Result<Confirmed, AccountError>>;
-
-    fn handle(&mut self, msg: ConfirmTotp, _: &mut Self::Context) -> Self::Result {
-        let (issuer, settings) = (self.issuer.clone(), self.gate);
-        let lane = Owner::account(&msg.tenant, &msg.account_id);
-        self.in_order(lane, async move {
-            let mut tx = AccountTx::begin(&issuer.pool, msg.tenant.id, &msg.account_id).await?;
-            let state = factors::lock_totp(&mut tx, msg.tenant.id, &msg.account_id, msg.factor_id)
-                .await?
-                .ok_or(AccountError::NotFound)?;
-            if state.status == FactorStatus::Active {
-                return Err(AccountError::AlreadyActive);
-            }
-            // A second factor is added only by someone who can pass the first.
-            let first = !has_active_factor(&mut tx, &msg.tenant, &msg.account_id).await?;
-            if !first {
-                let proof = msg.proof.as_deref();
-                require_step_up(&mut tx, &issuer.keys, &msg.tenant, &msg.account_id, proof, msg.now).await?;
-            }
-            let secret = issuer.keys.open_bytes(msg.factor_id, &state.totp_sealed).map_err(|_| AccountError::Sealed)?;
-            let unix = u64::try_from(msg.now.timestamp()).unwrap_or_default();
-            let Some(step) = totp::accept(&secret, &msg.code, unix, state.totp_last_step) else {
-                let attempts = factors::count_wrong_confirmation(&mut tx, msg.factor_id).await?;
-                if attempts >= MAX_CONFIRM_ATTEMPTS {
-                    factors::delete(&mut tx, msg.factor_id).await?;
-                    tx.commit().await?;
-                    return Err(AccountError::EnrolmentAbandoned);
-                }
-                tx.commit().await?;
-                return Err(AccountError::WrongCode { attempts_left: MAX_CONFIRM_ATTEMPTS - attempts });
-            };
-            let mut factor = factors::accept_totp(&mut tx, msg.factor_id, step, msg.now).await?;
-            factor.is_default |= factors::ensure_default(&mut tx).await? == Some(factor.id);
-            let event = factor_event(EventKind::FactorAdded, &msg.tenant, &msg.account_id, &factor, msg.now);
-            announce(&mut tx, msg.tenant.id, &event, None, &msg.who).await?;
-            let proof = if first {
-                let proofs = Proofs { keys: &issuer.keys, settings: &settings };
-                let at = At { tenant: &msg.tenant, account_id: &msg.account_id, now: msg.now };
-                let (proof, claims) =
-                    answer::passed_without_challenge(&mut tx, proofs, at, AnsweredBy::Totp, Some(factor.id)).await?;
-                Some((proof, claims.expires()))
-            } else {
-                None
-            };
-            relay::commit(tx, &issuer.relay).await?;
-            tracing::info!(tenant = %msg.tenant.name, factor_id = %factor.id, "authenticator factor active");
-            Ok(Confirmed { factor, proof })
-        })
+pub(super) async fn generate_backup_codes(deps: Deps, msg: GenerateBackupCodes) -> Result<Vec<Code>, AccountError> {
+    let issuer = deps.issuer;
+    let length = CodeLength::new(BACKUP_CODE_DIGITS as u8).unwrap_or_default();
+    let mut codes: Vec<Code> = Vec::with_capacity(BACKUP_CODES);
+    while codes.len() < BACKUP_CODES {
+        let code = Code::generate(length);
+        if !codes.iter().any(|c| c.ct_eq(&code)) {
+            codes.push(code);
+        }
     }
+    let secrets: Vec<&str> = codes.iter().map(Code::expose).collect();
+    let event = account_event(EventKind::BackupCodesGenerated, &msg.tenant, &msg.account_id, msg.now)
+        .with("remaining", BACKUP_CODES);
+    // Serialised with resets and other regenerations of this account.
+    let mut tx = AccountTx::begin(&issuer.pool, msg.tenant.id, &msg.account_id).await?;
+    authorise_new_codes(&mut tx, &issuer.keys, &msg.tenant, &msg.account_id, msg.proof.as_deref(), msg.now).await?;
+    replace_codes(&mut tx, &issuer.keys, Kind::Backup, &msg.tenant, &msg.account_id, &secrets, msg.now).await?;
+    announce(&mut tx, msg.tenant.id, &event, None, &msg.who).await?;
+    relay::commit(tx, &issuer.relay).await?;
+    tracing::info!(tenant = %msg.tenant.name, "backup codes generated");
+    Ok(codes)
 }
 
-impl Handler<GenerateBackupCodes> for AccountStateActor {
-    type Result = ResponseActFuture<Self, Result<Vec<Code>, AccountError>>;
-
-    fn handle(&mut self, msg: GenerateBackupCodes, _: &mut Self::Context) -> Self::Result {
-        let issuer = self.issuer.clone();
-        let lane = Owner::account(&msg.tenant, &msg.account_id);
-        self.in_order(lane, async move {
-            let length = CodeLength::new(BACKUP_CODE_DIGITS as u8).unwrap_or_default();
-            let mut codes: Vec<Code> = Vec::with_capacity(BACKUP_CODES);
-            while codes.len() < BACKUP_CODES {
-                let code = Code::generate(length);
-                if !codes.iter().any(|c| c.ct_eq(&code)) {
-                    codes.push(code);
-                }
-            }
-            let secrets: Vec<&str> = codes.iter().map(Code::expose).collect();
-            let event = account_event(EventKind::BackupCodesGenerated, &msg.tenant, &msg.account_id, msg.now)
-                .with("remaining", BACKUP_CODES);
-            // Serialised with resets and other regenerations of this account.
-            let mut tx = AccountTx::begin(&issuer.pool, msg.tenant.id, &msg.account_id).await?;
-            authorise_new_codes(&mut tx, &issuer.keys, &msg.tenant, &msg.account_id, msg.proof.as_deref(), msg.now)
-                .await?;
-            replace_codes(&mut tx, &issuer.keys, Kind::Backup, &msg.tenant, &msg.account_id, &secrets, msg.now).await?;
-            announce(&mut tx, msg.tenant.id, &event, None, &msg.who).await?;
-            relay::commit(tx, &issuer.relay).await?;
-            tracing::info!(tenant = %msg.tenant.name, "backup codes generated");
-            Ok(codes)
-        })
-    }
-}
-
-impl Handler<GenerateRecoveryCode> for AccountStateActor {
-    type Result = ResponseActFuture<Self, Result<RecoveryCode, AccountError>>;
-
-    fn handle(&mut self, msg: GenerateRecoveryCode, _: &mut Self::Context) -> Self::Result {
-        let issuer = self.issuer.clone();
-        let lane = Owner::account(&msg.tenant, &msg.account_id);
-        self.in_order(lane, async move {
-            let code = RecoveryCode::generate();
-            let event = account_event(EventKind::RecoveryCodeGenerated, &msg.tenant, &msg.account_id, msg.now);
-            // Serialised with resets and other regenerations of this account.
-            let mut tx = AccountTx::begin(&issuer.pool, msg.tenant.id, &msg.account_id).await?;
-            authorise_new_codes(&mut tx, &issuer.keys, &msg.tenant, &msg.account_id, msg.proof.as_deref(), msg.now)
-                .await?;
-            let secrets = [code.expose()];
-            replace_codes(&mut tx, &issuer.keys, Kind::Recovery, &msg.tenant, &msg.account_id, &secrets, msg.now)
-                .await?;
-            announce(&mut tx, msg.tenant.id, &event, None, &msg.who).await?;
-            relay::commit(tx, &issuer.relay).await?;
-            tracing::info!(tenant = %msg.tenant.name, "recovery code generated");
-            Ok(code)
-        })
-    }
+pub(super) async fn generate_recovery_code(
+    deps: Deps,
+    msg: GenerateRecoveryCode,
+) -> Result<RecoveryCode, AccountError> {
+    let issuer = deps.issuer;
+    let code = RecoveryCode::generate();
+    let event = account_event(EventKind::RecoveryCodeGenerated, &msg.tenant, &msg.account_id, msg.now);
+    // Serialised with resets and other regenerations of this account.
+    let mut tx = AccountTx::begin(&issuer.pool, msg.tenant.id, &msg.account_id).await?;
+    authorise_new_codes(&mut tx, &issuer.keys, &msg.tenant, &msg.account_id, msg.proof.as_deref(), msg.now).await?;
+    let secrets = [code.expose()];
+    replace_codes(&mut tx, &issuer.keys, Kind::Recovery, &msg.tenant, &msg.account_id, &secrets, msg.now).await?;
+    announce(&mut tx, msg.tenant.id, &event, None, &msg.who).await?;
+    relay::commit(tx, &issuer.relay).await?;
+    tracing::info!(tenant = %msg.tenant.name, "recovery code generated");
+    Ok(code)
 }
 
 /// Backup and recovery codes get past the second factor, so an account that has

@@ -4,23 +4,23 @@
 
 use actix::prelude::*;
 
-use super::Owner;
-use crate::infra::lanes::Ordered;
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
 use verifyd_providers::domain::{Channel, Locale, PhoneNumber};
 
 use super::answer::{At, Passed, Proofs, check_answer, guard_failures, open_challenge, pass, wrong_answer};
-use super::{AccountError, AccountStateActor};
+use super::{AccountError, Deps};
 use crate::abuse::Refused;
-use crate::account::policy::TwoFactorPolicy;
-use crate::account::rules::{self as rules, Decision, Purpose};
+use crate::account::rules::{self as rules, Decision};
+use crate::domain::challenge::ChallengeStatus;
+use crate::domain::challenge::Purpose;
+use crate::domain::policy::TwoFactorPolicy;
 use crate::ids::{AccountId, OrganisationId, Tenant, Who};
 use crate::limits::Throttled;
 use crate::outbox::relay;
 use crate::store::backup_codes::{self, Kind};
-use crate::store::challenges::{self, Challenge, ChallengeStatus};
+use crate::store::challenges::{self, Challenge};
 use crate::store::factors::{self, AccountTx, Factor};
 use crate::store::organisations;
 use crate::store::{CorruptRow, StoreError, verifications};
@@ -110,205 +110,182 @@ pub struct AnswerChallenge {
     pub now: DateTime<Utc>,
 }
 
-impl Handler<OpenChallenge> for AccountStateActor {
-    type Result = ResponseActFuture<Self, Result<LoginOutcome, AccountError>>;
-
-    fn handle(&mut self, msg: OpenChallenge, _: &mut Self::Context) -> Self::Result {
-        let (issuer, settings) = (self.issuer.clone(), self.gate);
-        let lane = Owner::account(&msg.tenant, &msg.account_id);
-        self.in_order(lane, async move {
-            let now = msg.now;
-            let (tenant, account_id) = (&msg.tenant, &msg.account_id);
-            let at = At { tenant, account_id, now };
-            let mut policy = None;
-            // The account lock first, as everywhere: a reset or a factor change
-            // cannot interleave with the factors read here.
-            let mut tx = AccountTx::begin(&issuer.pool, tenant.id, account_id).await?;
-            guard_failures(&mut tx, &settings, tenant, account_id, now).await?;
-            let active: Vec<Factor> =
-                factors::list(&mut tx, tenant.id, account_id).await?.into_iter().filter(Factor::is_active).collect();
-            let decision = match msg.purpose {
-                Purpose::Login => {
-                    let org = organisations::settings(&mut tx, tenant.id, &msg.organisation_id, false).await?;
-                    organisations::record_membership(&mut tx, tenant.id, &msg.organisation_id, account_id, now).await?;
-                    policy = Some(org.policy);
-                    match rules::decide(org.policy, active.len()) {
-                        Decision::Open => Err(LoginOutcome::Open { policy: org.policy }),
-                        Decision::EnrolmentRequired => {
-                            Err(LoginOutcome::EnrolmentRequired { policy: org.policy, sso_enabled: org.sso_enabled })
-                        }
-                        Decision::Challenge => Ok(()),
-                    }
+pub(super) async fn open(deps: Deps, msg: OpenChallenge) -> Result<LoginOutcome, AccountError> {
+    let Deps { issuer, gate: settings } = deps;
+    let now = msg.now;
+    let (tenant, account_id) = (&msg.tenant, &msg.account_id);
+    let at = At { tenant, account_id, now };
+    let mut policy = None;
+    // The account lock first, as everywhere: a reset or a factor change
+    // cannot interleave with the factors read here.
+    let mut tx = AccountTx::begin(&issuer.pool, tenant.id, account_id).await?;
+    guard_failures(&mut tx, &settings, tenant, account_id, now).await?;
+    let active: Vec<Factor> =
+        factors::list(&mut tx, tenant.id, account_id).await?.into_iter().filter(Factor::is_active).collect();
+    let decision = match msg.purpose {
+        Purpose::Login => {
+            let org = organisations::settings(&mut tx, tenant.id, &msg.organisation_id, false).await?;
+            organisations::record_membership(&mut tx, tenant.id, &msg.organisation_id, account_id, now).await?;
+            policy = Some(org.policy);
+            match rules::decide(org.policy, active.len()) {
+                Decision::Open => Err(LoginOutcome::Open { policy: org.policy }),
+                Decision::EnrolmentRequired => {
+                    Err(LoginOutcome::EnrolmentRequired { policy: org.policy, sso_enabled: org.sso_enabled })
                 }
-                Purpose::StepUp if active.is_empty() => return Err(AccountError::NoFactor),
-                Purpose::StepUp => Ok(()),
-            };
-            if let Err(outcome) = decision {
-                tx.commit().await?;
-                return Ok(outcome);
+                Decision::Challenge => Ok(()),
             }
-            let target = match msg.send_to {
-                Some(id) => active.iter().find(|f| f.id == id).ok_or(AccountError::NotFound)?,
-                None => active.iter().find(|f| f.is_default).unwrap_or(&active[0]),
-            };
-            let mut challenge = Challenge {
-                id: Uuid::new_v4(),
-                tenant_id: tenant.id,
-                account_id: account_id.as_str().to_owned(),
-                organisation_id: msg.organisation_id.as_str().to_owned(),
-                purpose: msg.purpose,
-                status: ChallengeStatus::Pending,
-                verification_id: None,
-                sent_factor_id: None,
-                attempts: 0,
-                max_attempts: settings.max_attempts,
-                created_at: now,
-                expires_at: now + settings.challenge_ttl(),
-            };
-            let mut send_throttled = None;
-            let mut send_refused = None;
-            let sent = if target.is_phone() {
-                let key = msg.api_key_id.clone();
-                match send_code(&mut tx, &issuer, at, target, msg.channel, &msg.locale, key).await {
-                    Ok(sent) => {
-                        challenge.verification_id = Some(sent.verification_id);
-                        challenge.sent_factor_id = Some(target.id);
-                        Some(sent)
-                    }
-                    // No code now (too many sent to this phone or account): the
-                    // challenge still opens, for another factor, a backup or
-                    // recovery code, or a send once the limit allows.
-                    Err(AccountError::Verification(VerificationError::Throttled(t))) => {
-                        send_throttled = Some(t);
-                        None
-                    }
-                    // No code to this phone at all (geo permissions, number
-                    // type, a pumping block): the login is not bricked either;
-                    // another factor, a backup or recovery code can answer.
-                    Err(AccountError::Verification(VerificationError::Refused(r))) => {
-                        send_refused = Some(r);
-                        None
-                    }
-                    Err(other) => return Err(other),
-                }
-            } else {
+        }
+        Purpose::StepUp if active.is_empty() => return Err(AccountError::NoFactor),
+        Purpose::StepUp => Ok(()),
+    };
+    if let Err(outcome) = decision {
+        tx.commit().await?;
+        return Ok(outcome);
+    }
+    let target = match msg.send_to {
+        Some(id) => active.iter().find(|f| f.id == id).ok_or(AccountError::NotFound)?,
+        None => active.iter().find(|f| f.is_default).unwrap_or(&active[0]),
+    };
+    let mut challenge = Challenge {
+        id: Uuid::new_v4(),
+        tenant_id: tenant.id,
+        account_id: account_id.clone(),
+        organisation_id: Some(msg.organisation_id.clone()),
+        purpose: msg.purpose,
+        status: ChallengeStatus::Pending,
+        verification_id: None,
+        sent_factor_id: None,
+        attempts: 0,
+        max_attempts: settings.max_attempts,
+        created_at: now,
+        expires_at: now + settings.challenge_ttl(),
+    };
+    let mut send_throttled = None;
+    let mut send_refused = None;
+    let sent = if target.is_phone() {
+        let key = msg.api_key_id.clone();
+        match send_code(&mut tx, &issuer, at, target, msg.channel, &msg.locale, key).await {
+            Ok(sent) => {
+                challenge.verification_id = Some(sent.verification_id);
+                challenge.sent_factor_id = Some(target.id);
+                Some(sent)
+            }
+            // No code now (too many sent to this phone or account): the
+            // challenge still opens, for another factor, a backup or
+            // recovery code, or a send once the limit allows.
+            Err(AccountError::Verification(VerificationError::Throttled(t))) => {
+                send_throttled = Some(t);
                 None
-            };
-            challenges::insert(&mut tx, &challenge).await?;
-            let (backup_codes_left, _) = backup_codes::status(&mut tx, Kind::Backup, tenant.id, account_id).await?;
-            let (recovery_left, _) = backup_codes::status(&mut tx, Kind::Recovery, tenant.id, account_id).await?;
-            relay::commit_if(tx, &issuer.relay, sent.is_some()).await?;
-            metrics::counter!("verifyd_challenges_opened_total", "purpose" => msg.purpose.as_str()).increment(1);
-            tracing::info!(tenant = %tenant.name, challenge_id = %challenge.id, purpose = msg.purpose.as_str(),
-                sent = sent.is_some(), "challenge opened");
-            Ok(LoginOutcome::Challenge(Box::new(ChallengeView {
-                challenge,
-                policy,
-                factors: active,
-                backup_codes_left,
-                recovery_code: recovery_left > 0,
-                sent,
-                send_throttled,
-                send_refused,
-            })))
-        })
-    }
-}
-
-impl Handler<SendAgain> for AccountStateActor {
-    type Result = ResponseActFuture<Self, Result<Sent, AccountError>>;
-
-    fn handle(&mut self, msg: SendAgain, _: &mut Self::Context) -> Self::Result {
-        let issuer = self.issuer.clone();
-        let lane = Owner::account(&msg.tenant, &msg.account_id);
-        self.in_order(lane, async move {
-            let now = msg.now;
-            let (tenant, account_id) = (&msg.tenant, &msg.account_id);
-            let at = At { tenant, account_id, now };
-            let mut tx = AccountTx::begin(&issuer.pool, tenant.id, account_id).await?;
-            let c = open_challenge(&mut tx, tenant, account_id, msg.challenge_id, now).await?;
-            let target_id = msg.factor_id.or(c.sent_factor_id);
-            let active: Vec<Factor> =
-                factors::list(&mut tx, tenant.id, account_id).await?.into_iter().filter(Factor::is_active).collect();
-            let target = match target_id {
-                Some(id) => active.iter().find(|f| f.id == id),
-                None => active.iter().find(|f| f.is_default && f.is_phone()).or(active.iter().find(|f| f.is_phone())),
             }
-            .filter(|f| f.is_phone())
-            .ok_or(AccountError::NotFound)?;
-            let same_code = c.verification_id.filter(|_| c.sent_factor_id == Some(target.id));
-            let sent = match same_code {
-                Some(vid) => {
-                    match issuer.resend_in_tx(&mut tx, tenant.id, vid, msg.channel, now, SharedBuckets::InTx).await {
-                        Ok(resent) => Some(Sent {
-                            factor_id: target.id,
-                            verification_id: resent.verification.id,
-                            channel: resent.channel,
-                            to: resent.verification.phone.masked(),
-                            sends: resent.verification.state.sends,
-                        }),
-                        // Its code is spent (expired, too many tries): a new one follows.
-                        Err(VerificationError::NotPending(_)) => None,
-                        Err(other) => return Err(other.into()),
-                    }
-                }
-                None => None,
-            };
-            let sent = match sent {
-                Some(sent) => sent,
-                None => {
-                    let key = msg.api_key_id.clone();
-                    let sent = send_code(&mut tx, &issuer, at, target, msg.channel, &msg.locale, key).await?;
-                    challenges::set_sent(&mut tx, c.id, sent.verification_id, target.id).await?;
-                    sent
-                }
-            };
-            relay::commit(tx, &issuer.relay).await?;
-            tracing::info!(tenant = %tenant.name, challenge_id = %c.id, channel = %sent.channel, "challenge code sent");
-            Ok(sent)
-        })
-    }
+            // No code to this phone at all (geo permissions, number
+            // type, a pumping block): the login is not bricked either;
+            // another factor, a backup or recovery code can answer.
+            Err(AccountError::Verification(VerificationError::Refused(r))) => {
+                send_refused = Some(r);
+                None
+            }
+            Err(other) => return Err(other),
+        }
+    } else {
+        None
+    };
+    challenges::insert(&mut tx, &challenge).await?;
+    let (backup_codes_left, _) = backup_codes::status(&mut tx, Kind::Backup, tenant.id, account_id).await?;
+    let (recovery_left, _) = backup_codes::status(&mut tx, Kind::Recovery, tenant.id, account_id).await?;
+    relay::commit_if(tx, &issuer.relay, sent.is_some()).await?;
+    metrics::counter!("verifyd_challenges_opened_total", "purpose" => msg.purpose.as_str()).increment(1);
+    tracing::info!(tenant = %tenant.name, challenge_id = %challenge.id, purpose = msg.purpose.as_str(),
+        sent = sent.is_some(), "challenge opened");
+    Ok(LoginOutcome::Challenge(Box::new(ChallengeView {
+        challenge,
+        policy,
+        factors: active,
+        backup_codes_left,
+        recovery_code: recovery_left > 0,
+        sent,
+        send_throttled,
+        send_refused,
+    })))
 }
 
-impl Handler<AnswerChallenge> for AccountStateActor {
-    type Result = ResponseActFuture<Self, Result<Passed, AccountError>>;
-
-    fn handle(&mut self, msg: AnswerChallenge, _: &mut Self::Context) -> Self::Result {
-        let (issuer, settings) = (self.issuer.clone(), self.gate);
-        let lane = Owner::account(&msg.tenant, &msg.account_id);
-        self.in_order(lane, async move {
-            let now = msg.now;
-            let (tenant, account_id) = (&msg.tenant, &msg.account_id);
-            let at = At { tenant, account_id, now };
-            // Locks in one order everywhere: the account, then the challenge,
-            // then the factor or code rows.
-            let mut tx = AccountTx::begin(&issuer.pool, tenant.id, account_id).await?;
-            let c = match open_challenge(&mut tx, tenant, account_id, msg.challenge_id, now).await {
-                Err(AccountError::ChallengeClosed(ChallengeStatus::Expired)) => {
-                    // Keep the expiry that open_challenge wrote.
-                    tx.commit().await?;
-                    return Err(AccountError::ChallengeClosed(ChallengeStatus::Expired));
-                }
-                other => other?,
-            };
-            guard_failures(&mut tx, &settings, tenant, account_id, now).await?;
-            let answer = check_answer(&mut tx, &issuer, at, &c, &msg.typed, msg.factor_id, &msg.who).await?;
-            drop(msg.typed);
-            let Some(answer) = answer else {
-                let attempts_left = wrong_answer(&mut tx, at, &c, &msg.who).await?;
-                relay::commit(tx, &issuer.relay).await?;
-                return Err(AccountError::WrongCode { attempts_left });
-            };
-            let passed =
-                pass(&mut tx, Proofs { keys: &issuer.keys, settings: &settings }, at, &c, answer, &msg.who).await?;
-            relay::commit(tx, &issuer.relay).await?;
-            metrics::counter!("verifyd_challenges_passed_total", "answered_by" => passed.answered_by.as_str())
-                .increment(1);
-            tracing::info!(tenant = %tenant.name, challenge_id = %c.id, answered_by = %passed.answered_by,
-                "challenge passed");
-            Ok(passed)
-        })
+pub(super) async fn send_again(deps: Deps, msg: SendAgain) -> Result<Sent, AccountError> {
+    let issuer = deps.issuer;
+    let now = msg.now;
+    let (tenant, account_id) = (&msg.tenant, &msg.account_id);
+    let at = At { tenant, account_id, now };
+    let mut tx = AccountTx::begin(&issuer.pool, tenant.id, account_id).await?;
+    let c = open_challenge(&mut tx, tenant, account_id, msg.challenge_id, now).await?;
+    let target_id = msg.factor_id.or(c.sent_factor_id);
+    let active: Vec<Factor> =
+        factors::list(&mut tx, tenant.id, account_id).await?.into_iter().filter(Factor::is_active).collect();
+    let target = match target_id {
+        Some(id) => active.iter().find(|f| f.id == id),
+        None => active.iter().find(|f| f.is_default && f.is_phone()).or(active.iter().find(|f| f.is_phone())),
     }
+    .filter(|f| f.is_phone())
+    .ok_or(AccountError::NotFound)?;
+    let same_code = c.verification_id.filter(|_| c.sent_factor_id == Some(target.id));
+    let sent = match same_code {
+        Some(vid) => {
+            match issuer.resend_in_tx(&mut tx, tenant.id, vid, msg.channel, now, SharedBuckets::InTx).await {
+                Ok(resent) => Some(Sent {
+                    factor_id: target.id,
+                    verification_id: resent.verification.id,
+                    channel: resent.channel,
+                    to: resent.verification.phone.masked(),
+                    sends: resent.verification.state.sends,
+                }),
+                // Its code is spent (expired, too many tries): a new one follows.
+                Err(VerificationError::NotPending(_)) => None,
+                Err(other) => return Err(other.into()),
+            }
+        }
+        None => None,
+    };
+    let sent = match sent {
+        Some(sent) => sent,
+        None => {
+            let key = msg.api_key_id.clone();
+            let sent = send_code(&mut tx, &issuer, at, target, msg.channel, &msg.locale, key).await?;
+            challenges::set_sent(&mut tx, c.id, sent.verification_id, target.id).await?;
+            sent
+        }
+    };
+    relay::commit(tx, &issuer.relay).await?;
+    tracing::info!(tenant = %tenant.name, challenge_id = %c.id, channel = %sent.channel, "challenge code sent");
+    Ok(sent)
+}
+
+pub(super) async fn answer_challenge(deps: Deps, msg: AnswerChallenge) -> Result<Passed, AccountError> {
+    let Deps { issuer, gate: settings } = deps;
+    let now = msg.now;
+    let (tenant, account_id) = (&msg.tenant, &msg.account_id);
+    let at = At { tenant, account_id, now };
+    // Locks in one order everywhere: the account, then the challenge,
+    // then the factor or code rows.
+    let mut tx = AccountTx::begin(&issuer.pool, tenant.id, account_id).await?;
+    let c = match open_challenge(&mut tx, tenant, account_id, msg.challenge_id, now).await {
+        Err(AccountError::ChallengeClosed(ChallengeStatus::Expired)) => {
+            // Keep the expiry that open_challenge wrote.
+            tx.commit().await?;
+            return Err(AccountError::ChallengeClosed(ChallengeStatus::Expired));
+        }
+        other => other?,
+    };
+    guard_failures(&mut tx, &settings, tenant, account_id, now).await?;
+    let answer = check_answer(&mut tx, &issuer, at, &c, &msg.typed, msg.factor_id, &msg.who).await?;
+    drop(msg.typed);
+    let Some(answer) = answer else {
+        let attempts_left = wrong_answer(&mut tx, at, &c, &msg.who).await?;
+        relay::commit(tx, &issuer.relay).await?;
+        return Err(AccountError::WrongCode { attempts_left });
+    };
+    let passed = pass(&mut tx, Proofs { keys: &issuer.keys, settings: &settings }, at, &c, answer, &msg.who).await?;
+    relay::commit(tx, &issuer.relay).await?;
+    metrics::counter!("verifyd_challenges_passed_total", "answered_by" => passed.answered_by.as_str()).increment(1);
+    tracing::info!(tenant = %tenant.name, challenge_id = %c.id, answered_by = %passed.answered_by,
+        "challenge passed");
+    Ok(passed)
 }
 
 /// Issues a verification to a phone factor inside the caller's transaction.

@@ -37,20 +37,24 @@ use chrono::{DateTime, TimeDelta, Utc};
 use futures_util::future::BoxFuture;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
+use verifyd_providers::domain::Code;
 
 use crate::account::policy::PolicyRefusal;
 use crate::account::proof::{Claims, ProofError};
-use crate::account::rules::{AnsweredBy, GateSettings};
+use crate::account::rules::GateSettings;
 use crate::codes::keys::CodeKeys;
+use crate::codes::recovery::RecoveryCode;
 use crate::codes::totp;
-use crate::ids::{AccountId, Tenant, Who};
+use crate::domain::challenge::AnsweredBy;
+use crate::domain::challenge::ChallengeStatus;
+use crate::ids::{AccountId, OrganisationId, Tenant, Who};
 use crate::infra::lanes::{Lanes, Ordered};
 use crate::outbox;
 use crate::outbox::contract::{Event, EventKind};
 use crate::outbox::relay::{self, OutboxRelay};
 use crate::store::StoreError;
 use crate::store::audit::{self, Entry};
-use crate::store::challenges::{self, ChallengeStatus};
+use crate::store::challenges;
 use crate::store::factors::{self, AccountTx, Factor};
 use crate::store::verifications::{self, Verification};
 use crate::verification::{ApprovedPhones, Issuer, StepUpProof, VerificationError};
@@ -87,9 +91,50 @@ impl AccountStateActor {
         AccountStateActor { issuer, gate, lanes: Lanes::default(), reconcile, reconciling: false }
     }
 
-    fn pool(&self) -> PgPool {
-        self.issuer.pool.clone()
+    fn deps(&self) -> Deps {
+        Deps { issuer: self.issuer.clone(), gate: self.gate }
     }
+}
+
+/// What each request's plain function works with: the shard hands a copy to
+/// every request, so none of them needs the actor or a mailbox.
+#[derive(Clone)]
+struct Deps {
+    issuer: Arc<Issuer>,
+    gate: GateSettings,
+}
+
+/// Each message waits its turn on its lane (the account, or the organisation
+/// whose policy it changes), then runs as a plain function of `Deps` and the
+/// message, in `enrolment.rs`, `gate.rs`, `admin.rs` or below.
+macro_rules! ordered {
+    ($($msg:ident => $run:path, $out:ty, |$m:ident| $lane:expr;)*) => {$(
+        impl Handler<$msg> for AccountStateActor {
+            type Result = ResponseActFuture<Self, Result<$out, AccountError>>;
+
+            fn handle(&mut self, $m: $msg, _: &mut Self::Context) -> Self::Result {
+                let lane = $lane;
+                let deps = self.deps();
+                self.in_order(lane, $run(deps, $m))
+            }
+        }
+    )*};
+}
+
+ordered! {
+    EnrolTotp => enrolment::enrol_totp, (Factor, totp::Enrolment), |m| Owner::account(&m.tenant, &m.account_id);
+    ConfirmTotp => enrolment::confirm_totp, Confirmed, |m| Owner::account(&m.tenant, &m.account_id);
+    GenerateBackupCodes => enrolment::generate_backup_codes, Vec<Code>, |m| Owner::account(&m.tenant, &m.account_id);
+    GenerateRecoveryCode => enrolment::generate_recovery_code, RecoveryCode, |m| Owner::account(&m.tenant, &m.account_id);
+    OpenChallenge => gate::open, LoginOutcome, |m| Owner::account(&m.tenant, &m.account_id);
+    SendAgain => gate::send_again, Sent, |m| Owner::account(&m.tenant, &m.account_id);
+    AnswerChallenge => gate::answer_challenge, Passed, |m| Owner::account(&m.tenant, &m.account_id);
+    RemoveFactor => admin::remove_factor, Factor, |m| Owner::account(&m.tenant, &m.account_id);
+    SetDefaultFactor => admin::set_default_factor, Factor, |m| Owner::account(&m.tenant, &m.account_id);
+    ActivateFactor => admin::activate_factor, Factor, |m| Owner::account(&m.tenant, &m.account_id);
+    SetPolicy => admin::set_policy, policy::Change, |m| Owner::Organisation(m.tenant.id, m.organisation_id.as_str().to_owned());
+    ResetAccount => admin::reset_account, Reset, |m| Owner::account(&m.tenant, &m.account_id);
+    ListFactors => list_factors, Vec<Factor>, |m| Owner::Account(m.tenant_id, m.account_id.as_str().to_owned());
 }
 
 impl Ordered for AccountStateActor {
@@ -218,17 +263,9 @@ impl ApprovedPhones for PhoneRecorder {
     }
 }
 
-impl Handler<ListFactors> for AccountStateActor {
-    type Result = ResponseActFuture<Self, Result<Vec<Factor>, AccountError>>;
-
-    fn handle(&mut self, msg: ListFactors, _: &mut Self::Context) -> Self::Result {
-        let pool = self.pool();
-        let lane = Owner::Account(msg.tenant_id, msg.account_id.as_str().to_owned());
-        self.in_order(lane, async move {
-            let mut conn = pool.acquire().await?;
-            Ok(factors::list(&mut conn, msg.tenant_id, &msg.account_id).await?)
-        })
-    }
+async fn list_factors(deps: Deps, msg: ListFactors) -> Result<Vec<Factor>, AccountError> {
+    let mut conn = deps.issuer.pool.acquire().await?;
+    Ok(factors::list(&mut conn, msg.tenant_id, &msg.account_id).await?)
 }
 
 /// Records an approved phone as a factor. With `proofs` (the check that
@@ -338,7 +375,7 @@ async fn announce(
     tx: &mut PgConnection,
     tenant_id: Uuid,
     event: &Event,
-    organisation_id: Option<&str>,
+    organisation_id: Option<&OrganisationId>,
     who: &Who,
 ) -> Result<(), sqlx::Error> {
     debug_assert!(

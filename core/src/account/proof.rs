@@ -11,8 +11,8 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::account::rules::{AnsweredBy, Purpose};
 use crate::codes::keys::CodeKeys;
+use crate::domain::challenge::{AnsweredBy, Purpose};
 
 const PREFIX: &str = "vp1.";
 /// Separates proof MACs from every other MAC made with the same key.

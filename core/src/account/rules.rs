@@ -2,13 +2,11 @@
 //! a challenge is for and what answered it. The account-state actor applies
 //! them (`gate.rs` beside this file).
 
-use std::fmt;
-use std::str::FromStr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::account::policy::TwoFactorPolicy;
+use crate::domain::policy::TwoFactorPolicy;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -50,70 +48,6 @@ impl GateSettings {
 
     pub fn failure_window(&self) -> Duration {
         Duration::from_secs(self.failure_window_secs.max(1))
-    }
-}
-
-/// Why a challenge was made.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Purpose {
-    /// After the password, before the session.
-    Login,
-    /// Before a restricted action (changing or deleting a factor, new backup or
-    /// recovery codes, turning policy off).
-    StepUp,
-}
-
-impl Purpose {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Purpose::Login => "login",
-            Purpose::StepUp => "step_up",
-        }
-    }
-}
-
-impl FromStr for Purpose {
-    type Err = UnknownName;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "login" => Ok(Purpose::Login),
-            "step_up" => Ok(Purpose::StepUp),
-            _ => Err(UnknownName),
-        }
-    }
-}
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("unknown name")]
-pub struct UnknownName;
-
-/// What answered a challenge.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum AnsweredBy {
-    /// The code sent by SMS or voice call to a phone factor.
-    Phone,
-    /// An authenticator app's code.
-    Totp,
-    BackupCode,
-    RecoveryCode,
-}
-
-impl AnsweredBy {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AnsweredBy::Phone => "phone",
-            AnsweredBy::Totp => "totp",
-            AnsweredBy::BackupCode => "backup_code",
-            AnsweredBy::RecoveryCode => "recovery_code",
-        }
-    }
-}
-
-impl fmt::Display for AnsweredBy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

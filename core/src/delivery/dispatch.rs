@@ -29,6 +29,7 @@ use crate::delivery::receipts;
 use crate::delivery::render::{self, Rendering};
 use crate::delivery::routing::Routes;
 use crate::delivery::voice_script;
+use crate::domain::verification::Status;
 use crate::infra::amqp::{Topology, jittered, json_properties, publish_confirmed};
 use crate::infra::consumer::{DeliveryHandler, Disposition, Letter, dead_letter};
 use crate::outbox;
@@ -40,7 +41,6 @@ use crate::store::verifications::{self, Verification};
 use crate::telemetry::ReportNow;
 use crate::telemetry::catalog;
 use crate::telemetry::stats::Stats;
-use crate::verification::lifecycle::Status;
 
 pub struct Dispatcher {
     pub pool: PgPool,

@@ -24,7 +24,7 @@ pub enum Slot {
 
 /// The same digest as a throttle bucket's key (scope, then parts).
 fn key(provider: &str) -> Vec<u8> {
-    crate::limits::digest(&["provider", provider]).to_vec()
+    crate::store::keys::digest(&["provider", provider]).to_vec()
 }
 
 /// Reserves one send to `provider`, paced at `tps` per second with a burst of `tps`.

@@ -15,12 +15,12 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 use verifyd_providers::domain::Channel;
 
+use crate::domain::verification::Status;
 use crate::outbox;
 use crate::outbox::contract::{DispatchJob, EventKind};
 use crate::outbox::relay::{self, OutboxRelay};
 use crate::store::StoreError;
 use crate::store::verifications::{self, Verification};
-use crate::verification::lifecycle::Status;
 
 pub use verifyd_providers::receipt::{Receipt, ReceiptStatus};
 

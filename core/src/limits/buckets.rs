@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use sha2::{Digest, Sha256};
+use crate::store::keys::digest;
 use uuid::Uuid;
 use verifyd_providers::domain::PhoneNumber;
 
@@ -35,15 +35,6 @@ impl Bucket {
         all.extend_from_slice(parts);
         Bucket { scope, limit, key: digest(&all), lane }
     }
-}
-
-pub(crate) fn digest(parts: &[&str]) -> [u8; 32] {
-    let mut digest = Sha256::new();
-    for part in parts {
-        digest.update(part.as_bytes());
-        digest.update([0u8]);
-    }
-    digest.finalize().into()
 }
 
 /// Who a send is for: everything a send limit is keyed by.
@@ -96,15 +87,6 @@ impl Limits {
             None => self.bucket(Scope::Country, parts),
         }
     }
-}
-
-/// The advisory-lock key of a throttle key: the first 8 bytes of SHA-256, so every
-/// process, whatever toolchain built it, takes the same lock.
-pub(crate) fn lock_key(parts: &[&str]) -> i64 {
-    let bytes = digest(parts);
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&bytes[..8]);
-    i64::from_be_bytes(first)
 }
 
 /// Splits buckets into the ones a send has to itself (phone, account, IP) and

@@ -14,7 +14,6 @@ mod postgres;
 mod refusal;
 
 pub use buckets::{Bucket, Send, split_shared};
-pub(crate) use buckets::{digest, lock_key};
 pub use config::{Limit, Limits};
 pub use memory::{Housekeeping, Limiters};
 pub use postgres::{enforce_in_tx, give_back, prune, take_alone};

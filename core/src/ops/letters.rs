@@ -15,6 +15,7 @@ use serde::Serialize;
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::domain::verification::Status as VerificationStatus;
 use crate::ids::View;
 use crate::ids::Who;
 use crate::outbox;
@@ -23,7 +24,6 @@ use crate::store::attempts::{self, Recorded};
 use crate::store::dead_letters::{self, Filter, Letter, Status};
 use crate::store::verifications::{self, Verification};
 use crate::store::{StoreError, audit};
-use crate::verification::lifecycle::Status as VerificationStatus;
 
 /// The most letters one filtered replay or discard acts on.
 pub const MAX_BATCH: i64 = 500;

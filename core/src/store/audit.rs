@@ -6,13 +6,13 @@ use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::ids::Who;
+use crate::ids::{AccountId, OrganisationId, Who};
 
 /// One security-relevant change.
 pub struct Entry<'a> {
     pub tenant_id: Uuid,
     pub account_id: Option<&'a str>,
-    pub organisation_id: Option<&'a str>,
+    pub organisation_id: Option<&'a OrganisationId>,
     pub action: &'a str,
     pub who: &'a Who,
     pub detail: serde_json::Value,
@@ -39,7 +39,7 @@ pub async fn record(conn: &mut PgConnection, e: Entry<'_>) -> Result<(), sqlx::E
     )
     .bind(e.tenant_id)
     .bind(e.account_id)
-    .bind(e.organisation_id)
+    .bind(e.organisation_id.map(OrganisationId::as_str))
     .bind(e.action)
     .bind(e.who.actor.as_str())
     .bind(e.who.api_key_id.as_deref())
@@ -70,8 +70,8 @@ pub struct Record {
 
 /// Which entries to read: one account's, or one organisation's.
 pub enum Subject<'a> {
-    Account(&'a str),
-    Organisation(&'a str),
+    Account(&'a AccountId),
+    Organisation(&'a OrganisationId),
     /// Changes to the tenant as a whole: API keys, geo permissions, lifted
     /// prefix blocks (entries with neither an account nor an organisation).
     Tenant,
@@ -86,8 +86,8 @@ pub async fn list(
     limit: i64,
 ) -> Result<Vec<Record>, sqlx::Error> {
     let (filter, value) = match subject {
-        Subject::Account(a) => ("account_id = $2", Some(a)),
-        Subject::Organisation(o) => ("organisation_id = $2", Some(o)),
+        Subject::Account(a) => ("account_id = $2", Some(a.as_str())),
+        Subject::Organisation(o) => ("organisation_id = $2", Some(o.as_str())),
         Subject::Tenant => ("account_id IS NULL AND organisation_id IS NULL AND $2::text IS NULL", None),
     };
     let sql = format!(

@@ -2,48 +2,21 @@
 //! account-state actor (and expired by the expiry actor).
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::account::rules::{AnsweredBy, Purpose};
-use crate::ids::AccountId;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ChallengeStatus {
-    Pending,
-    Passed,
-    Failed,
-    Expired,
-}
-
-impl ChallengeStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ChallengeStatus::Pending => "pending",
-            ChallengeStatus::Passed => "passed",
-            ChallengeStatus::Failed => "failed",
-            ChallengeStatus::Expired => "expired",
-        }
-    }
-
-    fn parse(s: &str) -> Self {
-        match s {
-            "passed" => ChallengeStatus::Passed,
-            "failed" => ChallengeStatus::Failed,
-            "expired" => ChallengeStatus::Expired,
-            _ => ChallengeStatus::Pending,
-        }
-    }
-}
+use super::{CorruptRow, StoreError};
+use crate::domain::challenge::{AnsweredBy, ChallengeStatus, Purpose};
+use crate::ids::{AccountId, OrganisationId};
 
 #[derive(Debug, Clone)]
 pub struct Challenge {
     pub id: Uuid,
     pub tenant_id: Uuid,
-    pub account_id: String,
-    pub organisation_id: String,
+    pub account_id: AccountId,
+    /// The organisation a login was into; `None` for a code typed outside
+    /// any challenge (confirming an authenticator), kept as `''`.
+    pub organisation_id: Option<OrganisationId>,
     pub purpose: Purpose,
     pub status: ChallengeStatus,
     pub verification_id: Option<Uuid>,
@@ -66,8 +39,8 @@ struct Row {
     tenant_id: Uuid,
     account_id: String,
     organisation_id: String,
-    purpose: String,
-    status: String,
+    purpose: Purpose,
+    status: ChallengeStatus,
     verification_id: Option<Uuid>,
     sent_factor_id: Option<Uuid>,
     attempts: i32,
@@ -76,22 +49,28 @@ struct Row {
     expires_at: DateTime<Utc>,
 }
 
-impl From<Row> for Challenge {
-    fn from(r: Row) -> Self {
-        Challenge {
+impl TryFrom<Row> for Challenge {
+    type Error = CorruptRow;
+
+    fn try_from(r: Row) -> Result<Self, CorruptRow> {
+        let corrupt = |reason: String| CorruptRow { table: "challenges", id: r.id.to_string(), reason };
+        Ok(Challenge {
             id: r.id,
             tenant_id: r.tenant_id,
-            account_id: r.account_id,
-            organisation_id: r.organisation_id,
-            purpose: r.purpose.parse().unwrap_or(Purpose::StepUp),
-            status: ChallengeStatus::parse(&r.status),
+            account_id: AccountId::parse(&r.account_id).map_err(|e| corrupt(e.to_string()))?,
+            organisation_id: match r.organisation_id.as_str() {
+                "" => None,
+                id => Some(OrganisationId::parse(id).map_err(|e| corrupt(format!("organisation_id {e}")))?),
+            },
+            purpose: r.purpose,
+            status: r.status,
             verification_id: r.verification_id,
             sent_factor_id: r.sent_factor_id,
             attempts: r.attempts,
             max_attempts: r.max_attempts,
             created_at: r.created_at,
             expires_at: r.expires_at,
-        }
+        })
     }
 }
 
@@ -106,8 +85,8 @@ pub async fn insert(conn: &mut PgConnection, c: &Challenge) -> Result<(), sqlx::
     )
     .bind(c.id)
     .bind(c.tenant_id)
-    .bind(&c.account_id)
-    .bind(&c.organisation_id)
+    .bind(c.account_id.as_str())
+    .bind(c.organisation_id.as_ref().map_or("", OrganisationId::as_str))
     .bind(c.purpose.as_str())
     .bind(c.status.as_str())
     .bind(c.verification_id)
@@ -128,7 +107,7 @@ pub async fn lock(
     tenant_id: Uuid,
     account_id: &AccountId,
     id: Uuid,
-) -> Result<Option<Challenge>, sqlx::Error> {
+) -> Result<Option<Challenge>, StoreError> {
     let sql =
         format!("SELECT {COLUMNS} FROM challenges WHERE id = $1 AND tenant_id = $2 AND account_id = $3 FOR UPDATE");
     let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
@@ -137,7 +116,7 @@ pub async fn lock(
         .bind(account_id.as_str())
         .fetch_optional(conn)
         .await?;
-    Ok(row.map(Challenge::from))
+    Ok(row.map(Challenge::try_from).transpose()?)
 }
 
 pub async fn get(
@@ -145,7 +124,7 @@ pub async fn get(
     tenant_id: Uuid,
     account_id: &AccountId,
     id: Uuid,
-) -> Result<Option<Challenge>, sqlx::Error> {
+) -> Result<Option<Challenge>, StoreError> {
     let sql = format!("SELECT {COLUMNS} FROM challenges WHERE id = $1 AND tenant_id = $2 AND account_id = $3");
     let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(id)
@@ -153,7 +132,7 @@ pub async fn get(
         .bind(account_id.as_str())
         .fetch_optional(pool)
         .await?;
-    Ok(row.map(Challenge::from))
+    Ok(row.map(Challenge::try_from).transpose()?)
 }
 
 /// Points the challenge at a new verification (a code sent again, or to another factor).

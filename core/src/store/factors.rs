@@ -1,99 +1,17 @@
 //! The `factors` table, written only by the account flow.
 
-use std::fmt;
-use std::str::FromStr;
+use std::ops::{Deref, DerefMut};
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
-use std::ops::{Deref, DerefMut};
 
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use uuid::Uuid;
 use verifyd_providers::domain::{Channel, PhoneNumber};
 
-use super::UnknownValue;
+use crate::domain::factor::{FactorKind, FactorStatus};
 use crate::ids::{AccountId, Label};
 
-/// What a factor is: a phone reached by SMS or by voice call, or an authenticator app.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum FactorKind {
-    Sms,
-    Voice,
-    Totp,
-}
-
-impl FactorKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FactorKind::Sms => "sms",
-            FactorKind::Voice => "voice",
-            FactorKind::Totp => "totp",
-        }
-    }
-
-    /// The channel a phone factor's codes go by; `None` for an authenticator.
-    pub fn channel(self) -> Option<Channel> {
-        match self {
-            FactorKind::Sms => Some(Channel::Sms),
-            FactorKind::Voice => Some(Channel::Voice),
-            FactorKind::Totp => None,
-        }
-    }
-}
-
-impl FromStr for FactorKind {
-    type Err = UnknownValue;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "sms" => Ok(FactorKind::Sms),
-            "voice" => Ok(FactorKind::Voice),
-            "totp" => Ok(FactorKind::Totp),
-            other => Err(UnknownValue { what: "factor kind", value: other.to_owned() }),
-        }
-    }
-}
-
-impl fmt::Display for FactorKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 text_enum!(FactorKind);
-
-/// Whether a factor can answer yet: an authenticator is `pending` until its
-/// first code confirms it (a phone factor recorded by a step-up's approval,
-/// until a step-up activates it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum FactorStatus {
-    Pending,
-    Active,
-}
-
-impl FactorStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FactorStatus::Pending => "pending",
-            FactorStatus::Active => "active",
-        }
-    }
-}
-
-impl FromStr for FactorStatus {
-    type Err = UnknownValue;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "pending" => Ok(FactorStatus::Pending),
-            "active" => Ok(FactorStatus::Active),
-            other => Err(UnknownValue { what: "factor status", value: other.to_owned() }),
-        }
-    }
-}
-
 text_enum!(FactorStatus);
 
 /// One of an account's factors. Never holds a secret; the HTTP edge shows it
@@ -139,7 +57,7 @@ impl AccountTx {
     /// other transaction that holds it.
     pub async fn begin(pool: &PgPool, tenant_id: Uuid, account_id: &AccountId) -> Result<Self, sqlx::Error> {
         let mut tx = pool.begin().await?;
-        let key = crate::limits::lock_key(&["account", &tenant_id.to_string(), account_id.as_str()]);
+        let key = super::keys::lock_key(&["account", &tenant_id.to_string(), account_id.as_str()]);
         sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(key).execute(&mut *tx).await?;
         Ok(AccountTx { tx, tenant_id, account_id: account_id.clone() })
     }

@@ -25,6 +25,11 @@ macro_rules! text_enum {
     };
 }
 
+text_enum!(crate::domain::challenge::ChallengeStatus);
+text_enum!(crate::domain::challenge::Purpose);
+text_enum!(crate::domain::policy::TwoFactorPolicy);
+text_enum!(crate::domain::webhook::DeliveryStatus);
+
 pub mod api_keys;
 pub mod attempts;
 pub mod audit;
@@ -33,6 +38,7 @@ pub mod branding;
 pub mod challenges;
 pub mod dead_letters;
 pub mod factors;
+pub mod keys;
 pub mod operator_keys;
 pub mod organisations;
 pub mod processes;
@@ -47,14 +53,6 @@ pub struct CorruptRow {
     pub table: &'static str,
     pub id: String,
     pub reason: String,
-}
-
-/// A `text` column held a value its enum does not have.
-#[derive(Debug, thiserror::Error)]
-#[error("unknown {what} {value:?}")]
-pub struct UnknownValue {
-    pub what: &'static str,
-    pub value: String,
 }
 
 #[derive(Debug, thiserror::Error)]

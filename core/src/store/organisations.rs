@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::account::policy::{Settings, TwoFactorPolicy};
+use crate::domain::policy::{Settings, TwoFactorPolicy};
 use crate::ids::{AccountId, OrganisationId};
 use crate::store::CorruptRow;
 
@@ -27,7 +27,7 @@ pub async fn settings(
     let Some((policy, sso_enabled)) = row else {
         return Ok(Settings::default());
     };
-    let policy: TwoFactorPolicy = policy.parse().map_err(|e: crate::account::policy::PolicyParseError| CorruptRow {
+    let policy: TwoFactorPolicy = policy.parse().map_err(|e: crate::domain::policy::PolicyParseError| CorruptRow {
         table: "organisations",
         id: organisation_id.as_str().to_owned(),
         reason: e.to_string(),
@@ -41,7 +41,7 @@ pub async fn lock(
     tenant_id: Uuid,
     organisation_id: &OrganisationId,
 ) -> Result<(), sqlx::Error> {
-    let key = crate::limits::lock_key(&["organisation", &tenant_id.to_string(), organisation_id.as_str()]);
+    let key = super::keys::lock_key(&["organisation", &tenant_id.to_string(), organisation_id.as_str()]);
     sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(key).execute(conn).await?;
     Ok(())
 }
@@ -99,7 +99,7 @@ pub async fn strictest_for_account(
     tenant_id: Uuid,
     account_id: &AccountId,
 ) -> Result<TwoFactorPolicy, sqlx::Error> {
-    let policies: Vec<String> = sqlx::query_scalar(
+    let policies: Vec<TwoFactorPolicy> = sqlx::query_scalar(
         "SELECT o.policy FROM memberships m
          JOIN organisations o ON o.tenant_id = m.tenant_id AND o.organisation_id = m.organisation_id
          WHERE m.tenant_id = $1 AND m.account_id = $2",
@@ -108,5 +108,5 @@ pub async fn strictest_for_account(
     .bind(account_id.as_str())
     .fetch_all(conn)
     .await?;
-    Ok(policies.iter().filter_map(|p| p.parse::<TwoFactorPolicy>().ok()).max_by_key(|p| *p as u8).unwrap_or_default())
+    Ok(policies.into_iter().max_by_key(|p| *p as u8).unwrap_or_default())
 }

@@ -7,9 +7,9 @@ use verifyd_providers::domain::{Channel, Locale, PhoneNumber};
 
 use super::branding::{self, ForSend, TEMPLATE_COLUMNS};
 use super::{CorruptRow, StoreError};
+use crate::domain::verification::{State, Status};
 use crate::ids::{AccountId, ReplyTo};
 use crate::outbox::contract::{Event, EventKind};
-use crate::verification::lifecycle::{State, Status};
 
 #[derive(Debug, sqlx::FromRow)]
 struct Row {
@@ -214,7 +214,7 @@ pub async fn by_idempotency_key(
 /// Serialises the requests that carry one idempotency key for one tenant,
 /// across processes, until the caller's transaction ends.
 pub async fn lock_idempotency_key(conn: &mut PgConnection, tenant_id: Uuid, key: &str) -> Result<(), StoreError> {
-    let lock = crate::limits::lock_key(&["idempotency", &tenant_id.to_string(), key]);
+    let lock = super::keys::lock_key(&["idempotency", &tenant_id.to_string(), key]);
     sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(lock).execute(conn).await?;
     Ok(())
 }

@@ -14,6 +14,7 @@ use verifyd_providers::domain::{Channel, Code, CodeLength};
 
 use crate::abuse::{Abuse, Outgoing, Sending};
 use crate::codes::keys::CodeKeys;
+use crate::domain::verification::{State, Status};
 use crate::ids::{ReplyTo, Tenant};
 use crate::limits::lockout;
 use crate::limits::{self, Limiters, Limits, Refusal, Throttled};
@@ -23,7 +24,7 @@ use crate::outbox::relay::OutboxRelay;
 use crate::store::verifications::{self as store, NewVerification, Verification};
 use crate::telemetry::catalog;
 use crate::telemetry::stats::Stats;
-use crate::verification::lifecycle::{CheckOutcome, ResendPolicy, ResendRefusal, State, Status};
+use crate::verification::lifecycle::{CheckOutcome, ResendPolicy, ResendRefusal};
 
 use super::lifecycle;
 use super::{Checked, Request, Resent, VerificationError};

@@ -24,12 +24,13 @@ use uuid::Uuid;
 use verifyd_providers::domain::{Channel, Code, CodeLength, Locale, PhoneNumber};
 
 use crate::abuse::Refused;
+use crate::domain::verification::Status;
 use crate::ids::{AccountId, ReplyTo, Tenant};
 use crate::infra::lanes::{Lanes, Ordered};
 use crate::limits::Throttled;
 use crate::store::StoreError;
 use crate::store::verifications::Verification;
-use crate::verification::lifecycle::{CheckOutcome, Status};
+use crate::verification::lifecycle::CheckOutcome;
 
 pub struct Deps {
     pub issuer: Arc<Issuer>,

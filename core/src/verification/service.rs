@@ -9,8 +9,9 @@ use crate::outbox::relay;
 use crate::store::verifications::{self as store, Verification};
 
 use super::issuer::{SharedBuckets, refused};
-use super::lifecycle::{self, CheckOutcome, Status};
+use super::lifecycle::{self, CheckOutcome};
 use super::{Cancel, Check, Checked, Create, Created, Deps, Resend, Resent, VerificationError};
+use crate::domain::verification::Status;
 
 /// The answer to a repeated idempotency key: the earlier verification, if the
 /// request is the same one (same phone, same account).

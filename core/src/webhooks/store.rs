@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use super::{EndpointUrl, EventFilter, SigningSecret};
 use crate::codes::keys::CodeKeys;
+use crate::domain::webhook::DeliveryStatus;
 use crate::ids::Who;
 use crate::outbox::relay::{self, OutboxRelay};
 use crate::store::{StoreError, audit, dead_letters};
@@ -299,7 +300,7 @@ pub async fn claim(pool: &PgPool, id: Uuid, lease: Duration) -> Result<Result<Cl
     if let Some(claimed) = claimed {
         return Ok(Ok(claimed));
     }
-    let state: Option<(String, Option<i32>)> = sqlx::query_as(
+    let state: Option<(DeliveryStatus, Option<i32>)> = sqlx::query_as(
         "SELECT d.status,
                 (SELECT p.attempts FROM webhook_deliveries p WHERE p.endpoint_id = d.endpoint_id AND p.lane = d.lane
                     AND p.status = 'pending' AND p.seq < d.seq ORDER BY p.seq LIMIT 1)
@@ -310,7 +311,7 @@ pub async fn claim(pool: &PgPool, id: Uuid, lease: Duration) -> Result<Result<Cl
     .await?;
     Ok(Err(match state {
         None => NotClaimed::Finished,
-        Some((status, _)) if status != "pending" => NotClaimed::Finished,
+        Some((status, _)) if status != DeliveryStatus::Pending => NotClaimed::Finished,
         Some((_, Some(head_attempts))) => NotClaimed::Waiting { head_attempts },
         // Held, or claimable a moment from now (a lease that just ran out).
         Some((_, None)) => NotClaimed::HeldElsewhere,
@@ -326,11 +327,11 @@ pub enum Final {
 }
 
 impl Final {
-    pub fn as_str(self) -> &'static str {
+    pub fn status(self) -> DeliveryStatus {
         match self {
-            Final::Delivered => "delivered",
-            Final::Dead => "dead",
-            Final::Skipped => "skipped",
+            Final::Delivered => DeliveryStatus::Delivered,
+            Final::Dead => DeliveryStatus::Dead,
+            Final::Skipped => DeliveryStatus::Skipped,
         }
     }
 }
@@ -359,7 +360,7 @@ pub async fn record(
     r: &Record<'_>,
 ) -> Result<bool, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let status = r.end.map_or("pending", Final::as_str);
+    let status = r.end.map_or(DeliveryStatus::Pending, Final::status);
     let done = sqlx::query(
         "UPDATE webhook_deliveries SET status = $2, attempts = attempts + $3, last_status = coalesce($4, last_status),
              last_error = CASE WHEN $3 = 1 THEN $5 ELSE last_error END, claimed_until = NULL,
@@ -367,7 +368,7 @@ pub async fn record(
          WHERE id = $1 AND status = 'pending'",
     )
     .bind(claimed.id)
-    .bind(status)
+    .bind(status.as_str())
     .bind(i32::from(r.attempted))
     .bind(r.http_status.map(i32::from))
     .bind(r.error)
@@ -426,11 +427,12 @@ pub async fn replay_refusal(
         "SELECT d.status, e.enabled FROM webhook_deliveries d
          LEFT JOIN webhook_endpoints e ON e.id = d.endpoint_id WHERE d.id = $1"
     };
-    let row: Option<(String, Option<bool>)> = sqlx::query_as(sql).bind(delivery_id).fetch_optional(&mut *conn).await?;
+    let row: Option<(DeliveryStatus, Option<bool>)> =
+        sqlx::query_as(sql).bind(delivery_id).fetch_optional(&mut *conn).await?;
     Ok(match row {
         None | Some((_, None)) => Some("its webhook endpoint was deleted"),
         Some((_, Some(false))) => Some("its webhook endpoint is disabled: enable it first"),
-        Some((status, _)) if status != "dead" => Some("its delivery is not dead"),
+        Some((status, _)) if status != DeliveryStatus::Dead => Some("its delivery is not dead"),
         Some(_) => None,
     })
 }
@@ -477,7 +479,7 @@ pub struct DeliveryRow {
     pub id: Uuid,
     pub event_id: Uuid,
     pub event_type: String,
-    pub status: String,
+    pub status: DeliveryStatus,
     pub attempts: i32,
     pub last_status: Option<i32>,
     pub last_error: Option<String>,
@@ -490,7 +492,7 @@ pub async fn deliveries(
     pool: &PgPool,
     tenant_id: Uuid,
     endpoint_id: Uuid,
-    status: Option<&str>,
+    status: Option<DeliveryStatus>,
     limit: i64,
 ) -> Result<Vec<DeliveryRow>, sqlx::Error> {
     sqlx::query_as(
@@ -500,7 +502,7 @@ pub async fn deliveries(
     )
     .bind(tenant_id)
     .bind(endpoint_id)
-    .bind(status)
+    .bind(status.map(DeliveryStatus::as_str))
     .bind(limit)
     .fetch_all(pool)
     .await

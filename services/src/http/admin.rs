@@ -11,11 +11,11 @@ use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
-use verifyd_core::account::policy::TwoFactorPolicy;
 use verifyd_core::account::{
     AccountError, ActivateFactor, RemovalAuthority, RemoveFactor, ResetAccount, ResetAuthority, SetDefaultFactor,
     SetPolicy,
 };
+use verifyd_core::domain::policy::TwoFactorPolicy;
 use verifyd_core::store::audit::{self, Record};
 use verifyd_core::store::organisations;
 
@@ -423,7 +423,7 @@ async fn account_audit(
     page: web::Query<Page>,
 ) -> Result<HttpResponse, ApiError> {
     let account_id = account_id(&path)?;
-    audit_page(&state, tenant.id, audit::Subject::Account(account_id.as_str()), page.into_inner()).await
+    audit_page(&state, tenant.id, audit::Subject::Account(&account_id), page.into_inner()).await
 }
 
 /// Changes to the tenant as a whole: API keys created, rotated and revoked
@@ -454,5 +454,5 @@ async fn organisation_audit(
     page: web::Query<Page>,
 ) -> Result<HttpResponse, ApiError> {
     let org = organisation_id(&path)?;
-    audit_page(&state, tenant.id, audit::Subject::Organisation(org.as_str()), page.into_inner()).await
+    audit_page(&state, tenant.id, audit::Subject::Organisation(&org), page.into_inner()).await
 }

@@ -4,7 +4,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
-use verifyd_core::store::factors::{Factor, FactorKind, FactorStatus};
+use verifyd_core::domain::factor::{FactorKind, FactorStatus};
+use verifyd_core::store::factors::Factor;
 
 /// A factor as callers see it. Never holds a secret.
 #[derive(Debug, Serialize, ToSchema)]

@@ -11,15 +11,17 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 use verifyd_core::abuse::Refused;
-use verifyd_core::account::policy::TwoFactorPolicy;
 use verifyd_core::account::proof;
-use verifyd_core::account::rules::{AnsweredBy, Decision, Purpose};
+use verifyd_core::account::rules::Decision;
 use verifyd_core::account::{AccountError, AnswerChallenge, LoginOutcome, OpenChallenge, SendAgain, Sent};
+use verifyd_core::domain::challenge::ChallengeStatus;
+use verifyd_core::domain::challenge::{AnsweredBy, Purpose};
+use verifyd_core::domain::factor::FactorKind;
+use verifyd_core::domain::policy::TwoFactorPolicy;
 use verifyd_core::ids::{AccountId, OrganisationId};
 use verifyd_core::limits::Refusal;
 use verifyd_core::store::challenges;
-use verifyd_core::store::challenges::ChallengeStatus;
-use verifyd_core::store::factors::{Factor, FactorKind};
+use verifyd_core::store::factors::Factor;
 use verifyd_providers::domain::{Channel, Locale, PhoneNumber};
 
 use super::auth::{Caller, Verify};
@@ -358,7 +360,7 @@ async fn get(
         id: c.id,
         purpose: c.purpose,
         status,
-        organisation_id: c.organisation_id.clone(),
+        organisation_id: c.organisation_id.as_ref().map(|o| o.as_str().to_owned()).unwrap_or_default(),
         attempts_left: c.attempts_left(),
         created_at: c.created_at,
         expires_at: c.expires_at,

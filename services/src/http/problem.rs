@@ -12,10 +12,10 @@ use verifyd_core::abuse::Refused;
 use verifyd_core::abuse::number_type::NumberType;
 use verifyd_core::account::AccountError;
 use verifyd_core::account::policy::PolicyRefusal;
+use verifyd_core::domain::verification::Status;
 use verifyd_core::limits::{Refusal, Throttled, retry_after_secs};
 use verifyd_core::ops::letters::LetterError;
 use verifyd_core::verification::VerificationError;
-use verifyd_core::verification::lifecycle::Status;
 
 use crate::api_keys::{KeyError, Scope as KeyScope};
 

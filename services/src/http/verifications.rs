@@ -6,11 +6,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 use verifyd_core::delivery::status::{self, Delivery};
+use verifyd_core::domain::verification::Status;
 use verifyd_core::ids::AccountId;
 use verifyd_core::outbox::contract::VerificationRequest;
 use verifyd_core::store::attempts;
 use verifyd_core::store::verifications::{self as store, Verification};
-use verifyd_core::verification::lifecycle::Status;
 use verifyd_core::verification::{Cancel, Check, Create, Request, Resend};
 use verifyd_providers::domain::{Channel, Code, CodeLength, Locale, PhoneNumber};
 

@@ -7,9 +7,9 @@ use actix_web::{HttpResponse, web};
 use verifyd_core::delivery::branding;
 use verifyd_core::delivery::render::{self, Rendering};
 use verifyd_core::delivery::voice_script;
+use verifyd_core::domain::verification::Status;
 use verifyd_core::store::branding as store;
 use verifyd_core::store::verifications;
-use verifyd_core::verification::lifecycle::Status;
 use verifyd_providers::domain::Channel;
 
 use super::AppState;

@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
+use verifyd_core::domain::webhook::DeliveryStatus;
 use verifyd_core::webhooks::store::{self, Change, DeliveryRow, Endpoint, WebhookStoreError};
 use verifyd_core::webhooks::{EndpointUrl, EventFilter, SigningSecret, message_id};
 
@@ -326,27 +327,6 @@ pub struct DeliveryParams {
     limit: Option<i64>,
 }
 
-/// Where a delivery stands.
-#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum DeliveryStatus {
-    Pending,
-    Delivered,
-    Dead,
-    Skipped,
-}
-
-impl DeliveryStatus {
-    fn as_str(self) -> &'static str {
-        match self {
-            DeliveryStatus::Pending => "pending",
-            DeliveryStatus::Delivered => "delivered",
-            DeliveryStatus::Dead => "dead",
-            DeliveryStatus::Skipped => "skipped",
-        }
-    }
-}
-
 /// One event to this endpoint.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct WebhookDelivery {
@@ -356,11 +336,7 @@ pub struct WebhookDelivery {
     event_id: Uuid,
     #[schema(example = "verification.approved")]
     event: String,
-    /// `pending` (on its way or waiting to be retried), `delivered`, `dead`
-    /// (given up on: a dead letter an operator can replay) or `skipped` (the
-    /// endpoint was off).
-    #[schema(example = "delivered")]
-    status: String,
+    status: DeliveryStatus,
     attempts: i32,
     /// The HTTP status of the last answer, if one came.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -421,6 +397,6 @@ async fn deliveries(
         return Err(ApiError::field("limit", "must be 1 to 200"));
     }
     store::get(&state.pool, tenant.id, id).await?.ok_or(ApiError::NotFound)?;
-    let rows = store::deliveries(&state.pool, tenant.id, id, status.map(DeliveryStatus::as_str), limit).await?;
+    let rows = store::deliveries(&state.pool, tenant.id, id, status, limit).await?;
     Ok(HttpResponse::Ok().json(WebhookDeliveryList { deliveries: rows.into_iter().map(Into::into).collect() }))
 }
