@@ -144,7 +144,14 @@ impl ApiError {
                 AccountError::Policy(PolicyRefusal::MandatoryIsFinal) => "policy_mandatory",
                 AccountError::Policy(PolicyRefusal::SsoWithRequired) => "sso_with_required_policy",
                 AccountError::TooManyFactors(_) => "too_many_factors",
-                _ => "internal",
+                // Never wrapped: `From<AccountError>` answers these as other variants.
+                AccountError::NotFound
+                | AccountError::WrongCode { .. }
+                | AccountError::Throttled(_)
+                | AccountError::Verification(_)
+                | AccountError::Store(_)
+                | AccountError::Totp(_)
+                | AccountError::Sealed => "internal",
             },
             ApiError::Letter(LetterError::Resolved { .. }) => "dead_letter_resolved",
             ApiError::Letter(_) => "dead_letter_not_replayable",
@@ -336,7 +343,26 @@ impl ResponseError for ApiError {
             ApiError::FreshPasswordRequired(_)
             | ApiError::ResetAuthorityRequired
             | ApiError::Account(AccountError::StepUpRequired | AccountError::InvalidProof(_)) => StatusCode::FORBIDDEN,
-            ApiError::Account(_) | ApiError::TooManyWebhooks(_) => StatusCode::CONFLICT,
+            ApiError::Account(
+                AccountError::EnrolmentAbandoned
+                | AccountError::AlreadyActive
+                | AccountError::ChallengeClosed(_)
+                | AccountError::NoFactor
+                | AccountError::LastFactorMandatory
+                | AccountError::Policy(_)
+                | AccountError::TooManyFactors(_),
+            )
+            | ApiError::TooManyWebhooks(_) => StatusCode::CONFLICT,
+            // Never wrapped (see `kind`).
+            ApiError::Account(
+                AccountError::NotFound
+                | AccountError::WrongCode { .. }
+                | AccountError::Throttled(_)
+                | AccountError::Verification(_)
+                | AccountError::Store(_)
+                | AccountError::Totp(_)
+                | AccountError::Sealed,
+            ) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::BadSignature(_)
             | ApiError::ForbiddenScope { .. }
             | ApiError::ForbiddenSource(_)
