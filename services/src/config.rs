@@ -420,6 +420,17 @@ pub struct Providers {
     pub inbox: Option<InboxConfig>,
 }
 
+/// The providers that show codes to whoever reads the terminal or the file
+/// (`console`, `inbox`): production refuses them, when loading and when
+/// building (`routes::build`).
+pub fn development_only(name: &str) -> Option<&'static str> {
+    match name {
+        "console" => Some("console"),
+        "inbox" => Some("inbox"),
+        _ => None,
+    }
+}
+
 impl Providers {
     /// Every provider name the lists and routes use, with the channel it serves.
     pub fn named(&self) -> impl Iterator<Item = (Channel, &str)> {
@@ -603,9 +614,9 @@ impl Config {
         // The development providers show codes to whoever reads the terminal
         // or the file: production refuses them when loading, before anything runs.
         if self.mode == Mode::Production
-            && let Some((_, name)) = self.providers.named().find(|(_, name)| matches!(*name, "console" | "inbox"))
+            && let Some(name) = self.providers.named().find_map(|(_, name)| development_only(name))
         {
-            return Err(ConfigError::DevelopmentOnly(if name == "console" { "console" } else { "inbox" }));
+            return Err(ConfigError::DevelopmentOnly(name));
         }
         let plivo_calls = self.providers.named().any(|(channel, name)| channel == Channel::Voice && name == "plivo");
         match self.http.public_url.as_deref() {

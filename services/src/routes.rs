@@ -15,7 +15,7 @@ use verifyd_providers::twilio::Twilio;
 use verifyd_providers::vonage::Vonage;
 use verifyd_providers::webhook::Webhook;
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, Mode, development_only};
 
 /// Provider clients by name, each built on first use.
 struct Registry<'a> {
@@ -27,6 +27,11 @@ impl Registry<'_> {
     fn get(&mut self, name: &str) -> Result<Arc<dyn Provider>, ConfigError> {
         if let Some(provider) = self.built.get(name) {
             return Ok(provider.clone());
+        }
+        if self.config.mode == Mode::Production
+            && let Some(name) = development_only(name)
+        {
+            return Err(ConfigError::DevelopmentOnly(name));
         }
         let providers = &self.config.providers;
         let provider: Arc<dyn Provider> = match name {
@@ -84,7 +89,7 @@ mod tests {
     use verifyd_providers::vonage::VonageConfig;
 
     use super::*;
-    use crate::config::{Mode, RouteConfig};
+    use crate::config::RouteConfig;
 
     fn config() -> Config {
         let mut config = Config::local("postgres://x@127.0.0.1/x", "amqp://127.0.0.1", "t.");
@@ -123,6 +128,7 @@ mod tests {
         console.mode = Mode::Production;
         console.providers.voice = vec!["console".into()];
         assert!(matches!(console.validate(), Err(ConfigError::DevelopmentOnly("console"))));
+        assert!(matches!(build(&console), Err(ConfigError::DevelopmentOnly("console"))), "whoever skips loading");
 
         let mut plivo_without_url = config();
         plivo_without_url.providers.plivo =
