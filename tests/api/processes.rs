@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::helpers::spawn_app_with;
+use crate::helpers::{spawn_app, spawn_app_with};
 
 #[actix_rt::test(system = "verifyd::system::System")]
 async fn a_separate_worker_process_delivers_what_serve_accepted() {
@@ -62,4 +62,27 @@ async fn sigterm_while_the_relay_and_the_sweep_hold_a_transaction_prints_no_pani
         assert!(status.success(), "run {run}: serve exits 0 on SIGTERM ({status}):\n{output}");
         assert!(!output.contains("panicked"), "run {run}: a panic on shutdown:\n{output}");
     }
+}
+
+/// A consumer cancelled by a graceful stop is stopped, not lost: no
+/// `consumer lost for good` error for the on-call to chase, nothing counted
+/// in `verifyd_consumers_lost_total`.
+#[actix_rt::test(system = "verifyd::system::System")]
+async fn a_graceful_stop_loses_no_consumer_and_logs_no_error() {
+    let app = spawn_app().await;
+    app.stop_consuming().await;
+    let mine = |line: &&str| line.contains(&format!("queue={}", app.topology.prefix));
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let ended = |l: &&str| l.contains("consumer stopped") || l.contains("lost for good");
+    while !crate::helpers::captured_logs().lines().filter(mine).any(|l| ended(&l)) {
+        assert!(std::time::Instant::now() < deadline, "no consumer's stream ended");
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The other consumers' streams end alongside.
+    actix_rt::time::sleep(Duration::from_millis(300)).await;
+    let logs = crate::helpers::captured_logs();
+    let lost: Vec<&str> = logs.lines().filter(mine).filter(|l| l.contains("lost for good")).collect();
+    assert!(lost.is_empty(), "a stop logged lost consumers: {lost:#?}");
+    assert!(logs.lines().filter(mine).any(|l| l.contains("consumer stopped")));
+    assert_eq!(app.consumers_lost(), 0);
 }

@@ -4,7 +4,7 @@
 //! `prefetch` are in flight per consumer). Consumers run on their own arbiters.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -113,6 +113,8 @@ pub struct QueueConsumer<H: DeliveryHandler> {
     health: Arc<ConsumerHealth>,
     live: bool,
     gone: bool,
+    /// Set by `Consumers::cancel`: the stream's end is then a stop, not a loss.
+    stopping: Arc<AtomicBool>,
 }
 
 impl<H: DeliveryHandler> QueueConsumer<H> {
@@ -131,6 +133,15 @@ impl<H: DeliveryHandler> QueueConsumer<H> {
             self.health.live.fetch_add(1, Ordering::Relaxed);
             metrics::counter!("verifyd_consumers_recovered_total").increment(1);
             tracing::info!(queue = %self.queue, "consumer recovered");
+        }
+    }
+
+    /// The stream ended because this process cancelled it (a graceful stop):
+    /// no longer live, but nothing was lost and nobody needs to be paged.
+    fn stopped(&mut self) {
+        if std::mem::take(&mut self.live) {
+            self.health.live.fetch_sub(1, Ordering::Relaxed);
+            tracing::info!(queue = %self.queue, "consumer stopped");
         }
     }
 
@@ -189,7 +200,11 @@ impl<H: DeliveryHandler> StreamHandler<Result<Delivery, lapin::Error>> for Queue
     }
 
     fn finished(&mut self, _: &mut Self::Context) {
-        self.lost("stream ended");
+        if self.stopping.load(Ordering::Relaxed) {
+            self.stopped();
+        } else {
+            self.lost("stream ended");
+        }
     }
 }
 
@@ -198,8 +213,8 @@ impl<H: DeliveryHandler> StreamHandler<Result<Delivery, lapin::Error>> for Queue
 #[derive(Default)]
 pub struct Consumers {
     arbiters: Vec<Arbiter>,
-    /// (channel, consumer tag) of each consumer.
-    tags: Vec<(lapin::Channel, String)>,
+    /// (channel, consumer tag, its stopping flag) of each consumer.
+    tags: Vec<(lapin::Channel, String, Arc<AtomicBool>)>,
 }
 
 impl Consumers {
@@ -212,7 +227,8 @@ impl Consumers {
     /// these consumers. Deliveries already received are still handled; wait for
     /// them with [`ConsumerHealth::wait_idle`].
     pub async fn cancel(&self) {
-        for (channel, tag) in &self.tags {
+        for (channel, tag, stopping) in &self.tags {
+            stopping.store(true, Ordering::Relaxed);
             if let Err(error) = channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default()).await {
                 tracing::warn!(%error, tag, "could not cancel a consumer");
             }
@@ -256,10 +272,11 @@ pub async fn start<H: DeliveryHandler>(
         let (queue, handler, health) = (queue.to_owned(), handler.clone(), health.clone());
         health.expected.fetch_add(1, Ordering::Relaxed);
         health.live.fetch_add(1, Ordering::Relaxed);
-        started.tags.push((channel.clone(), tag));
+        let stopping = Arc::new(AtomicBool::new(false));
+        started.tags.push((channel.clone(), tag, stopping.clone()));
         QueueConsumer::start_in_arbiter(&arbiter.handle(), move |ctx| {
             ctx.add_stream(consumer);
-            QueueConsumer { queue, channel, handler, health, live: true, gone: false }
+            QueueConsumer { queue, channel, handler, health, live: true, gone: false, stopping }
         });
         started.arbiters.push(arbiter);
     }

@@ -115,6 +115,19 @@ impl TestApp {
         (clean, started.elapsed())
     }
 
+    /// The first step of this app's graceful stop, as SIGTERM takes it: its
+    /// consumers are cancelled and what they hold is finished. Returns how
+    /// many deliveries were still in flight after the grace.
+    pub async fn stop_consuming(&self) -> usize {
+        self.running.as_ref().expect("the app runs").stop_consuming(Duration::from_secs(5)).await
+    }
+
+    /// Consumers of this app whose recovery gave up (what the health check and
+    /// `verifyd_consumers_lost_total` count).
+    pub fn consumers_lost(&self) -> usize {
+        self.running.as_ref().expect("the app runs").core.health.lost()
+    }
+
     /// A second `serve` on the same database and queues (its own actors, its own
     /// in-process limiters); returns its base URL.
     pub async fn start_another_serve(&mut self) -> String {
