@@ -39,6 +39,7 @@ pub mod challenges;
 pub mod dead_letters;
 pub mod factors;
 pub mod keys;
+pub mod lockouts;
 pub mod operator_keys;
 pub mod organisations;
 pub mod processes;
