@@ -338,10 +338,10 @@ async fn targets(
 
 /// `verifyd overview`: what every process knows, from PostgreSQL and the broker.
 pub async fn overview(config: &Config, json: bool) -> anyhow::Result<()> {
+    let routes = crate::routes::build(config)?;
     let pool = app::database(config, false).await?;
     let amqp = app::rabbitmq(config).await?;
     let settings = app::settings(config)?;
-    let routes = crate::routes::build(config)?;
     let interval = Duration::from_millis(config.runtime.report_interval_ms);
     let overview =
         crate::ops::overview(&pool, Some(&amqp), &settings.topology, &routes, interval, &View::Deployment).await?;

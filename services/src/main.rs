@@ -270,6 +270,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         return verifyd::mock_provider::run(args).await;
     }
     let config = Config::load(cli.config.as_deref())?;
+    // `serve` and `worker` build the provider registry before connecting
+    // (`app::start`), `overview` because it shows the providers; every other
+    // command checks it here, so a configuration `serve` would refuse stops
+    // `migrate` too, before it touches the database.
+    if !matches!(cli.command, Command::Serve | Command::Worker | Command::Overview { .. }) {
+        verifyd::routes::build(&config)?;
+    }
     match cli.command {
         Command::Serve => {
             let mut running = app::start(&config, Role::Serve, telemetry::init_metrics()).await?;

@@ -95,6 +95,30 @@ async fn a_closed_postgresql_port_fails_within_the_attempts_and_says_why() {
     assert!(!log.contains("pg-secret"));
 }
 
+/// A configuration `serve` would refuse stops `migrate` before it touches
+/// PostgreSQL: a deploy that migrates first is not left with a migrated
+/// database behind a release that cannot start.
+#[actix_rt::test(system = "verifyd::system::System")]
+async fn migrate_refuses_a_provider_configuration_serve_would_refuse_before_touching_the_database() {
+    let app = spawn_app().await;
+    let fresh = format!("{}_never_created", app.topology.prefix.trim_end_matches('.'));
+    let (base, _) = app.config.database.url.rsplit_once('/').expect("a database URL");
+    let (output, _) = run(
+        &app,
+        &["migrate"],
+        &[("VERIFYD_DATABASE__URL", format!("{base}/{fresh}")), ("VERIFYD_PROVIDERS__SMS", "[\"nosuch\"]".into())],
+    );
+    let log = stderr(&output);
+    assert!(!output.status.success(), "{log}");
+    assert!(log.contains("nosuch"), "the refusal names the provider: {log}");
+    let created: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_database WHERE datname = $1")
+        .bind(&fresh)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(created, 0, "migrate created no database");
+}
+
 #[actix_rt::test(system = "verifyd::system::System")]
 async fn start_up_names_the_mode_providers_routes_and_consumers_and_warns_about_dev_secrets() {
     let mut app = spawn_app().await;
