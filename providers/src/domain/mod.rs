@@ -3,10 +3,12 @@
 
 mod channel;
 mod code;
+mod email;
 mod locale;
 mod phone;
 
 pub use channel::{Channel, ChannelParseError};
 pub use code::{Code, CodeLength, CodeParseError};
+pub use email::{EmailAddress, EmailParseError};
 pub use locale::{Locale, LocaleParseError};
 pub use phone::{PhoneNumber, PhoneParseError};
