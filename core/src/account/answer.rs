@@ -192,7 +192,7 @@ pub(super) async fn wrong_answer(
             .with("challenge_id", c.id.to_string())
             .with("purpose", c.purpose.as_str())
             .with("attempts", attempts)
-            .with("organisation_id", c.organisation_id.as_ref().map(|o| o.as_str().to_owned()));
+            .with("organisation_id", c.organisation_id.as_ref().map(|o| o.as_str()).unwrap_or_default());
         announce(tx, tenant.id, &event, c.organisation_id.as_ref(), who).await?;
         metrics::counter!("verifyd_challenges_failed_total", "purpose" => c.purpose.as_str()).increment(1);
     }
