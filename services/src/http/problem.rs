@@ -133,26 +133,7 @@ impl ApiError {
             ApiError::FreshPasswordRequired(_) => "fresh_password_check_required",
             ApiError::ResetAuthorityRequired => "step_up_required",
             ApiError::Verification(_) => "idempotency_conflict",
-            ApiError::Account(e) => match e {
-                AccountError::EnrolmentAbandoned => "enrolment_abandoned",
-                AccountError::AlreadyActive => "factor_already_active",
-                AccountError::ChallengeClosed(_) => "challenge_closed",
-                AccountError::NoFactor => "no_active_factor",
-                AccountError::StepUpRequired => "step_up_required",
-                AccountError::InvalidProof(_) => "invalid_proof",
-                AccountError::LastFactorMandatory => "last_factor_mandatory",
-                AccountError::Policy(PolicyRefusal::MandatoryIsFinal) => "policy_mandatory",
-                AccountError::Policy(PolicyRefusal::SsoWithRequired) => "sso_with_required_policy",
-                AccountError::TooManyFactors(_) => "too_many_factors",
-                // Never wrapped: `From<AccountError>` answers these as other variants.
-                AccountError::NotFound
-                | AccountError::WrongCode { .. }
-                | AccountError::Throttled(_)
-                | AccountError::Verification(_)
-                | AccountError::Store(_)
-                | AccountError::Totp(_)
-                | AccountError::Sealed => "internal",
-            },
+            ApiError::Account(e) => account_problem(e).0,
             ApiError::Letter(LetterError::Resolved { .. }) => "dead_letter_resolved",
             ApiError::Letter(_) => "dead_letter_not_replayable",
             ApiError::TooManyWebhooks(_) => "too_many_webhooks",
@@ -161,6 +142,32 @@ impl ApiError {
             ApiError::Internal(_) => "internal",
             ApiError::Unavailable => "unavailable",
         }
+    }
+}
+
+/// A wrapped account refusal's name and status, in one exhaustive match: a
+/// new `AccountError` variant does not compile until both are chosen.
+fn account_problem(e: &AccountError) -> (&'static str, StatusCode) {
+    use StatusCode as S;
+    match e {
+        AccountError::EnrolmentAbandoned => ("enrolment_abandoned", S::CONFLICT),
+        AccountError::AlreadyActive => ("factor_already_active", S::CONFLICT),
+        AccountError::ChallengeClosed(_) => ("challenge_closed", S::CONFLICT),
+        AccountError::NoFactor => ("no_active_factor", S::CONFLICT),
+        AccountError::StepUpRequired => ("step_up_required", S::FORBIDDEN),
+        AccountError::InvalidProof(_) => ("invalid_proof", S::FORBIDDEN),
+        AccountError::LastFactorMandatory => ("last_factor_mandatory", S::CONFLICT),
+        AccountError::Policy(PolicyRefusal::MandatoryIsFinal) => ("policy_mandatory", S::CONFLICT),
+        AccountError::Policy(PolicyRefusal::SsoWithRequired) => ("sso_with_required_policy", S::CONFLICT),
+        AccountError::TooManyFactors(_) => ("too_many_factors", S::CONFLICT),
+        // Never wrapped: `From<AccountError>` answers these as other variants.
+        AccountError::NotFound
+        | AccountError::WrongCode { .. }
+        | AccountError::Throttled(_)
+        | AccountError::Verification(_)
+        | AccountError::Store(_)
+        | AccountError::Totp(_)
+        | AccountError::Sealed => ("internal", S::INTERNAL_SERVER_ERROR),
     }
 }
 
@@ -340,29 +347,9 @@ impl ResponseError for ApiError {
             // The tenant's settings or a fraud block forbid it; retrying the same will not help.
             ApiError::Refused(_) => StatusCode::FORBIDDEN,
             ApiError::InvalidCode { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::FreshPasswordRequired(_)
-            | ApiError::ResetAuthorityRequired
-            | ApiError::Account(AccountError::StepUpRequired | AccountError::InvalidProof(_)) => StatusCode::FORBIDDEN,
-            ApiError::Account(
-                AccountError::EnrolmentAbandoned
-                | AccountError::AlreadyActive
-                | AccountError::ChallengeClosed(_)
-                | AccountError::NoFactor
-                | AccountError::LastFactorMandatory
-                | AccountError::Policy(_)
-                | AccountError::TooManyFactors(_),
-            )
-            | ApiError::TooManyWebhooks(_) => StatusCode::CONFLICT,
-            // Never wrapped (see `kind`).
-            ApiError::Account(
-                AccountError::NotFound
-                | AccountError::WrongCode { .. }
-                | AccountError::Throttled(_)
-                | AccountError::Verification(_)
-                | AccountError::Store(_)
-                | AccountError::Totp(_)
-                | AccountError::Sealed,
-            ) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::FreshPasswordRequired(_) | ApiError::ResetAuthorityRequired => StatusCode::FORBIDDEN,
+            ApiError::Account(e) => account_problem(e).1,
+            ApiError::TooManyWebhooks(_) => StatusCode::CONFLICT,
             ApiError::BadSignature(_)
             | ApiError::ForbiddenScope { .. }
             | ApiError::ForbiddenSource(_)
