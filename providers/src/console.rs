@@ -1,10 +1,11 @@
-//! A development provider that prints messages to stdout instead of sending them.
+//! A development provider that prints messages (SMS, calls, emails) to
+//! stdout instead of sending them.
 
 use async_trait::async_trait;
 use rand::RngExt;
 
 use crate::domain::Channel;
-use crate::provider::{Provider, ProviderError, Sent, Sms, VoiceCall};
+use crate::provider::{Email, Provider, ProviderError, Sent, Sms, VoiceCall};
 
 const NAME: &str = "console";
 
@@ -26,7 +27,7 @@ impl Provider for ConsoleProvider {
     }
 
     fn supports(&self, channel: Channel) -> bool {
-        matches!(channel, Channel::Sms | Channel::Voice)
+        matches!(channel, Channel::Sms | Channel::Voice | Channel::Email)
     }
 
     async fn send_sms(&self, sms: &Sms) -> Result<Sent, ProviderError> {
@@ -38,6 +39,17 @@ impl Provider for ConsoleProvider {
     async fn place_call(&self, call: &VoiceCall) -> Result<Sent, ProviderError> {
         let sent = sent();
         println!("[console call {}] to {} ({}): {}", sent.message_id, call.to, call.locale, script(call));
+        Ok(sent)
+    }
+
+    /// The subject and the plain-text part (the HTML part says the same).
+    async fn send_email(&self, email: &Email) -> Result<Sent, ProviderError> {
+        let sent = sent();
+        let text = email.text.replace('\n', " / ");
+        println!(
+            "[console email {}] to {} ({}): {} / {}",
+            sent.message_id, email.to, email.locale, email.subject, text
+        );
         Ok(sent)
     }
 }

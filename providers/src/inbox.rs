@@ -1,4 +1,4 @@
-//! The "dev inbox": a provider that appends each SMS and call, **code
+//! The "dev inbox": a provider that appends each SMS, call and email, **code
 //! included, in clear**, as one JSON line to a local file, and a reader that
 //! gets the codes back. For development and tests without any network.
 //!
@@ -31,7 +31,7 @@ use rand::RngExt;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::Channel;
-use crate::provider::{PermanentKind, Provider, ProviderError, Sent, Sms, VoiceCall};
+use crate::provider::{Email, PermanentKind, Provider, ProviderError, Sent, Sms, VoiceCall};
 
 const NAME: &str = "inbox";
 pub const DEFAULT_PATH: &str = "verifyd-inbox.jsonl";
@@ -147,7 +147,7 @@ impl Provider for InboxProvider {
     }
 
     fn supports(&self, channel: Channel) -> bool {
-        matches!(channel, Channel::Sms | Channel::Voice)
+        matches!(channel, Channel::Sms | Channel::Voice | Channel::Email)
     }
 
     async fn send_sms(&self, sms: &Sms) -> Result<Sent, ProviderError> {
@@ -177,6 +177,22 @@ impl Provider for InboxProvider {
             sent_at: now_rfc3339(),
         };
         tracing::debug!(to = %call.to.masked(), reference = %call.reference, "inbox: writing call");
+        self.append(&message)
+    }
+
+    /// The plain-text part is the line's `text`.
+    async fn send_email(&self, email: &Email) -> Result<Sent, ProviderError> {
+        let message = InboxMessage {
+            id: message_id(),
+            reference: email.reference.clone(),
+            channel: Channel::Email,
+            to: email.to.as_str().to_owned(),
+            text: Some(email.text.clone()),
+            script: None,
+            code: code_in_text(&email.text),
+            sent_at: now_rfc3339(),
+        };
+        tracing::debug!(to = %email.to.masked(), reference = %email.reference, "inbox: writing email");
         self.append(&message)
     }
 }
@@ -246,11 +262,14 @@ impl InboxReader {
             .collect())
     }
 
-    /// The messages to `phone`, compared by digits (so "+1 415 555 2671" finds
-    /// "+14155552671"), oldest first.
-    pub fn messages_to(&self, phone: &str) -> io::Result<Vec<InboxMessage>> {
-        let wanted = digits_of(phone);
-        Ok(self.messages()?.into_iter().filter(|m| digits_of(&m.to) == wanted).collect())
+    /// The messages to `to`, oldest first: a phone compared by digits (so "+1
+    /// 415 555 2671" finds "+14155552671"), an email address whole.
+    pub fn messages_to(&self, to: &str) -> io::Result<Vec<InboxMessage>> {
+        let is_to = |m: &InboxMessage| match to.contains('@') {
+            true => m.to.eq_ignore_ascii_case(to),
+            false => !m.to.contains('@') && digits_of(&m.to) == digits_of(to),
+        };
+        Ok(self.messages()?.into_iter().filter(is_to).collect())
     }
 
     /// The code of the latest message to `phone`.

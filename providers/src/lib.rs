@@ -1,5 +1,5 @@
 //! Domain types shared by all of verifyd, the [`Provider`] trait, the
-//! provider clients that speak each SMS/voice API, and the one shape their
+//! provider clients that speak each SMS, voice and email API, and the one shape their
 //! delivery receipts are read into ([`receipt`]).
 
 pub mod console;
@@ -10,7 +10,9 @@ pub mod inbox;
 pub mod plivo;
 pub mod provider;
 pub mod receipt;
+pub mod sendgrid;
 pub mod sinch;
+pub mod smtp;
 mod ssml;
 pub mod telnyx;
 #[cfg(feature = "testkit")]
@@ -21,4 +23,4 @@ pub mod webhook;
 mod xml;
 
 pub use http::chain as http_error_chain;
-pub use provider::{ErrorKind, PermanentKind, Provider, ProviderError, Sent, Sms, VoiceCall};
+pub use provider::{Email, ErrorKind, PermanentKind, Provider, ProviderError, Sent, Sms, VoiceCall};

@@ -1,11 +1,12 @@
-//! The contract every SMS/voice provider implements, and the messages it carries.
+//! The contract every provider implements (SMS, voice, email), and the
+//! messages it carries.
 
 use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::domain::{Channel, Code, Locale, PhoneNumber};
+use crate::domain::{Channel, Code, EmailAddress, Locale, PhoneNumber};
 
 /// An SMS ready to send. `body` holds the code, so `Debug` leaves it out.
 #[derive(Clone)]
@@ -27,6 +28,48 @@ impl fmt::Debug for Sms {
             .field("validity", &self.validity)
             .field("reference", &self.reference)
             .finish()
+    }
+}
+
+/// An email ready to send: a plain-text and an HTML body of one message.
+/// Both hold the code, so `Debug` leaves them out.
+#[derive(Clone)]
+pub struct Email {
+    pub to: EmailAddress,
+    /// The name shown beside the sender's address: the tenant's brand.
+    pub from_name: String,
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+    pub locale: Locale,
+    /// How long the code stays valid.
+    pub validity: Duration,
+    /// verifyd's id of this delivery attempt: the left part of the
+    /// `Message-ID`, and echoed by providers that take a reference.
+    pub reference: String,
+}
+
+impl fmt::Debug for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Email")
+            .field("to", &self.to)
+            .field("from_name", &self.from_name)
+            .field("subject", &format_args!("<{} chars>", self.subject.chars().count()))
+            .field("text", &format_args!("<{} chars>", self.text.chars().count()))
+            .field("html", &format_args!("<{} chars>", self.html.chars().count()))
+            .field("locale", &self.locale)
+            .field("validity", &self.validity)
+            .field("reference", &self.reference)
+            .finish()
+    }
+}
+
+impl Email {
+    /// `<reference@domain>`: unique per delivery attempt (a retry of one job
+    /// keeps it, so a receiving server can drop a duplicate), on the sender's
+    /// own domain as RFC 5322 asks.
+    pub fn message_id(&self, from: &EmailAddress) -> String {
+        format!("<{}@{}>", self.reference, from.domain())
     }
 }
 
@@ -264,6 +307,14 @@ pub trait Provider: Send + Sync + 'static {
     async fn send_sms(&self, sms: &Sms) -> Result<Sent, ProviderError>;
 
     async fn place_call(&self, call: &VoiceCall) -> Result<Sent, ProviderError>;
+
+    /// Sends an email. Only providers that support [`Channel::Email`] are
+    /// ever routed one; the others keep this refusal.
+    async fn send_email(&self, email: &Email) -> Result<Sent, ProviderError> {
+        let reason = format!("{} does not send email", self.name());
+        tracing::error!(to = %email.to.masked(), "{reason}");
+        Err(ProviderError::permanent(self.name(), PermanentKind::Configuration, reason, None))
+    }
 }
 
 #[cfg(test)]

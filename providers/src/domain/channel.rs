@@ -9,15 +9,32 @@ use serde::{Deserialize, Serialize};
 pub enum Channel {
     Sms,
     Voice,
+    Email,
+}
+
+/// What a channel delivers to: a phone number (SMS, voice) or an email address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DestinationKind {
+    Phone,
+    Email,
 }
 
 impl Channel {
-    pub const ALL: [Channel; 2] = [Channel::Sms, Channel::Voice];
+    pub const ALL: [Channel; 3] = [Channel::Sms, Channel::Voice, Channel::Email];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Channel::Sms => "sms",
             Channel::Voice => "voice",
+            Channel::Email => "email",
+        }
+    }
+
+    /// What this channel's destination is.
+    pub fn destination(self) -> DestinationKind {
+        match self {
+            Channel::Sms | Channel::Voice => DestinationKind::Phone,
+            Channel::Email => DestinationKind::Email,
         }
     }
 }
@@ -29,7 +46,7 @@ impl fmt::Display for Channel {
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("channel must be \"sms\" or \"voice\"")]
+#[error("channel must be \"sms\", \"voice\" or \"email\"")]
 pub struct ChannelParseError;
 
 impl FromStr for Channel {
@@ -39,6 +56,7 @@ impl FromStr for Channel {
         match s {
             "sms" => Ok(Channel::Sms),
             "voice" => Ok(Channel::Voice),
+            "email" => Ok(Channel::Email),
             _ => Err(ChannelParseError),
         }
     }
@@ -54,6 +72,8 @@ mod tests {
             assert_eq!(c.as_str().parse::<Channel>(), Ok(c));
         }
         assert_eq!("SMS".parse::<Channel>(), Err(ChannelParseError));
-        assert_eq!("email".parse::<Channel>(), Err(ChannelParseError));
+        assert_eq!("whatsapp".parse::<Channel>(), Err(ChannelParseError));
+        assert_eq!(Channel::Email.destination(), DestinationKind::Email);
+        assert_eq!(Channel::Voice.destination(), DestinationKind::Phone);
     }
 }

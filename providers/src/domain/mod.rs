@@ -3,12 +3,14 @@
 
 mod channel;
 mod code;
+mod destination;
 mod email;
 mod locale;
 mod phone;
 
-pub use channel::{Channel, ChannelParseError};
+pub use channel::{Channel, ChannelParseError, DestinationKind};
 pub use code::{Code, CodeLength, CodeParseError};
+pub use destination::{Destination, DestinationParseError};
 pub use email::{EmailAddress, EmailParseError};
 pub use locale::{Locale, LocaleParseError};
 pub use phone::{PhoneNumber, PhoneParseError};

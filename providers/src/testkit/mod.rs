@@ -28,6 +28,10 @@
 //! - [`VonageMock`]: `/sms/json` and `/v1/calls` (JWT checked against a
 //!   test-only key pair); it also signs delivery receipts like Vonage.
 //! - [`WebhookReceiverMock`]: a backend's gateway behind verifyd's signed webhook.
+//! - [`SendGridMock`]: SendGrid's v3 Mail Send (`202` with `X-Message-Id`).
+//! - [`SmtpSink`]: not HTTP but a real SMTP server on localhost that keeps
+//!   each message (envelope, headers, decoded parts); the same reading and
+//!   failure methods, failures answered at `RCPT TO`.
 //!
 //! ```no_run
 //! # async fn demo() {
@@ -140,17 +144,21 @@ macro_rules! reads_codes_from_its_inbox {
 }
 
 mod plivo;
+mod sendgrid;
 mod sinch;
+mod smtp;
 mod telnyx;
 mod twilio;
 mod vonage;
 mod webhook;
 
 pub use plivo::{PlivoCall, PlivoMock, PlivoSms, plivo_error_body};
+pub use sendgrid::{SendGridEmail, SendGridMock, sendgrid_error_body};
 pub use sinch::{
     SINCH_MOCK_APPLICATION_KEY, SINCH_MOCK_APPLICATION_SECRET, SinchCall, SinchMock, SinchSms, sinch_sms_error_body,
     sinch_voice_error_body,
 };
+pub use smtp::{SmtpEmail, SmtpSink};
 pub use telnyx::{TelnyxCall, TelnyxMock, TelnyxSms, telnyx_error_body};
 pub use twilio::{TwilioCall, TwilioMock, TwilioSms, twilio_error_body};
 pub use vonage::{
@@ -174,7 +182,7 @@ pub(crate) async fn server_on(listener: Option<std::net::TcpListener>) -> MockSe
 /// what it said, and the code in it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SentMessage {
-    /// `twilio`, `vonage`, `plivo`, `sinch`, `telnyx` or `webhook`.
+    /// `twilio`, `vonage`, `plivo`, `sinch`, `telnyx`, `webhook`, `sendgrid` or `smtp`.
     pub provider: &'static str,
     /// The message id the mock answered with (Twilio's `SM…`/`CA…` sid, …).
     pub id: String,
@@ -206,6 +214,19 @@ impl SentMessage {
         SentMessage { provider, id: id.to_owned(), channel: Channel::Voice, to, text: script.to_owned(), code }
     }
 
+    /// An email: the code is read from its plain-text body.
+    pub(crate) fn email(provider: &'static str, id: &str, to: &str, text: &str) -> Self {
+        let code = code_in_text(text);
+        SentMessage {
+            provider,
+            id: id.to_owned(),
+            channel: Channel::Email,
+            to: to.to_owned(),
+            text: text.to_owned(),
+            code,
+        }
+    }
+
     pub(crate) fn with_code(mut self, code: Option<String>) -> Self {
         self.code = code;
         self
@@ -217,10 +238,17 @@ impl SentMessage {
         self.code.clone()
     }
 
-    /// Whether it went to `phone`, compared by digits ("+1 415 555 2671" is
-    /// "14155552671").
-    pub fn is_to(&self, phone: &str) -> bool {
-        digits_of(&self.to) == digits_of(phone)
+    /// Whether it went to `destination`: a phone compared by digits ("+1 415
+    /// 555 2671" is "14155552671"), an email address whole, its domain in any
+    /// case.
+    pub fn is_to(&self, destination: &str) -> bool {
+        match (self.to.rsplit_once('@'), destination.rsplit_once('@')) {
+            (Some((local, domain)), Some((their_local, their_domain))) => {
+                local == their_local && domain.eq_ignore_ascii_case(their_domain)
+            }
+            (None, None) => digits_of(&self.to) == digits_of(destination),
+            _ => false,
+        }
     }
 
     /// The JSON the control API answers with (`GET /_mock/messages`).
