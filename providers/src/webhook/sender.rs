@@ -56,8 +56,9 @@ impl WebhookConfig {
     }
 }
 
+/// SMS and voice: the gateway contract (`mod.rs`) has no email message.
 fn default_channels() -> Vec<Channel> {
-    Channel::ALL.to_vec()
+    vec![Channel::Sms, Channel::Voice]
 }
 
 impl fmt::Debug for WebhookConfig {
@@ -96,7 +97,7 @@ pub enum WebhookConfigError {
     Url,
     #[error("webhook secret has {0} bytes; at least {MIN_SECRET_BYTES} random bytes are needed")]
     SecretTooShort(usize),
-    #[error("webhook channels must list \"sms\", \"voice\" or both")]
+    #[error("webhook channels must list \"sms\", \"voice\" or both (a gateway takes no email)")]
     NoChannel,
     #[error("webhook header {0:?} is not a valid HTTP header, or is one verifyd sets itself")]
     Header(String),
@@ -128,7 +129,7 @@ impl Webhook {
         if secret_len < MIN_SECRET_BYTES {
             return Err(WebhookConfigError::SecretTooShort(secret_len));
         }
-        if config.channels.is_empty() {
+        if config.channels.is_empty() || config.channels.contains(&Channel::Email) {
             return Err(WebhookConfigError::NoChannel);
         }
         let headers = extra_headers(&config.headers)?;
