@@ -87,6 +87,8 @@ impl GeoPermissions {
         match channel {
             Channel::Sms => self.sms.as_ref(),
             Channel::Voice => self.voice.as_ref(),
+            // An address has no country.
+            Channel::Email => None,
         }
     }
 }

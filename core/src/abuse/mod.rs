@@ -1,5 +1,6 @@
-//! Abuse defences on every code sent: geo permissions (`geo.rs`), number types
-//! (`number_type.rs`) and the SMS-pumping guard (`pumping.rs`).
+//! Abuse defences on every code sent: to a phone, geo permissions (`geo.rs`),
+//! number types (`number_type.rs`) and the SMS-pumping guard (`pumping.rs`);
+//! to an email address, the disposable-domain list (`email.rs`).
 //!
 //! The verification path calls in three places: `precheck` before its
 //! transaction (cached lists and the number itself, no lock), `enforce_in_tx`
@@ -9,6 +10,7 @@
 //! A refusal is a `Refused`, which HTTP and the AMQP intake both report with
 //! its `error` name.
 
+pub mod email;
 pub mod geo;
 pub mod number_type;
 pub mod pumping;
@@ -20,12 +22,13 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
-use verifyd_providers::domain::{Channel, PhoneNumber};
+use verifyd_providers::domain::{Channel, Destination, PhoneNumber};
 
 use crate::ids::{AccountId, Who};
 use crate::outbox;
 use crate::outbox::contract::{Event, EventKind};
 use crate::store::audit::{self, Entry};
+use email::DisposableDomains;
 use geo::{GeoCache, GeoPermissions};
 use number_type::NumberType;
 use pumping::{Block, Conversion, Prefix, PumpingSettings};
@@ -39,6 +42,9 @@ pub struct AbuseSettings {
     pub default_countries: GeoPermissions,
     pub refused_number_types: RefusedTypes,
     pub pumping: PumpingSettings,
+    /// Email domains that get no code (throwaway mailboxes); a built-in
+    /// list of well-known ones by default, `[]` to send to every domain.
+    pub disposable_email_domains: DisposableDomains,
     /// How long a process trusts its copy of a tenant's geo permissions for the
     /// pre-check (the check in the transaction always reads PostgreSQL).
     pub cache_secs: u64,
@@ -50,6 +56,7 @@ impl Default for AbuseSettings {
             default_countries: GeoPermissions::default(),
             refused_number_types: RefusedTypes::default(),
             pumping: PumpingSettings::default(),
+            disposable_email_domains: DisposableDomains::default(),
             cache_secs: 5,
         }
     }
@@ -80,6 +87,7 @@ impl RefusedTypes {
         match channel {
             Channel::Sms => self.sms.contains(&t),
             Channel::Voice => self.voice.contains(&t),
+            Channel::Email => false,
         }
     }
 }
@@ -103,6 +111,8 @@ pub enum Refused {
         #[serde(with = "crate::timestamp")]
         blocked_until: DateTime<Utc>,
     },
+    #[error("codes are not sent to disposable email addresses: ask for the person's own address")]
+    DisposableEmail,
 }
 
 impl Refused {
@@ -112,6 +122,7 @@ impl Refused {
             Refused::DestinationNotAllowed { .. } => "destination_not_allowed",
             Refused::NumberTypeNotAllowed { .. } => "number_type_not_allowed",
             Refused::DestinationPrefixBlocked { .. } => "destination_prefix_blocked",
+            Refused::DisposableEmail => "disposable_email",
         }
     }
 
@@ -132,7 +143,7 @@ pub enum Sending {
 /// A send the defences judge: where to, by which channel, new or again.
 #[derive(Debug, Clone, Copy)]
 pub struct Outgoing<'a> {
-    pub phone: &'a PhoneNumber,
+    pub to: &'a Destination,
     pub channel: Channel,
     pub sending: Sending,
 }
@@ -170,16 +181,27 @@ impl Abuse {
         Ok(())
     }
 
-    /// Before the transaction, without locks: the tenant's cached geo lists and
-    /// the number's type.
+    /// Before the transaction, without locks: for a phone, the tenant's
+    /// cached geo lists and the number's type; for an email address, its domain.
     pub async fn precheck(
         &self,
         tenant_id: Uuid,
-        phone: &PhoneNumber,
+        to: &Destination,
         channel: Channel,
     ) -> Result<Result<(), Refused>, sqlx::Error> {
+        let phone = match to {
+            Destination::Phone(phone) => phone,
+            Destination::Email(email) => return Ok(self.judge_email(email)),
+        };
         let own = self.geo.get(&self.pool, tenant_id).await?;
         Ok(self.judge(&own, phone, channel).map_err(Refused::counted))
+    }
+
+    fn judge_email(&self, email: &verifyd_providers::domain::EmailAddress) -> Result<(), Refused> {
+        match self.settings.disposable_email_domains.refuses(email) {
+            true => Err(Refused::DisposableEmail.counted()),
+            false => Ok(()),
+        }
     }
 
     /// Inside the transaction that records a send: geo (read from PostgreSQL),
@@ -195,7 +217,11 @@ impl Abuse {
         out: Outgoing<'_>,
         now: DateTime<Utc>,
     ) -> Result<Result<(), Refused>, sqlx::Error> {
-        let Outgoing { phone, channel, sending } = out;
+        let Outgoing { to, channel, sending } = out;
+        let phone = match to {
+            Destination::Phone(phone) => phone,
+            Destination::Email(email) => return Ok(self.judge_email(email)),
+        };
         let own = geo::load(&mut *tx, tenant_id).await?;
         self.geo.put(tenant_id, own.clone());
         if let Err(refused) = self.judge(&own, phone, channel) {
@@ -224,18 +250,18 @@ impl Abuse {
     }
 
     /// Inside the transaction that approves a verification: count the approval
-    /// with the verification's send.
+    /// with the verification's send (phones only: the guard counts no email).
     pub async fn record_approval_in_tx(
         &self,
         tx: &mut PgConnection,
         tenant_id: Uuid,
-        phone: &PhoneNumber,
+        to: &Destination,
         sent_at: DateTime<Utc>,
     ) -> Result<(), sqlx::Error> {
         let settings = &self.settings.pumping;
-        if !settings.enabled {
+        let Some(phone) = to.phone().filter(|_| settings.enabled) else {
             return Ok(());
-        }
+        };
         pumping::record_approval(tx, tenant_id, &Prefix::of(phone, settings.prefix_digits), sent_at).await
     }
 

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use crate::store::keys::digest;
 use uuid::Uuid;
-use verifyd_providers::domain::PhoneNumber;
+use verifyd_providers::domain::{Destination, EmailAddress};
 
 use super::{Limit, Limits, Scope};
 use crate::ids::AccountId;
@@ -40,7 +40,7 @@ impl Bucket {
 /// Who a send is for: everything a send limit is keyed by.
 pub struct Send<'a> {
     pub tenant_id: Uuid,
-    pub phone: &'a PhoneNumber,
+    pub to: &'a Destination,
     pub account: &'a AccountId,
     /// The end user's address, when the backend passed it.
     pub ip: Option<IpAddr>,
@@ -51,18 +51,23 @@ impl Limits {
     pub fn send_buckets(&self, send: &Send<'_>) -> Vec<Bucket> {
         let tenant = send.tenant_id.to_string();
         let ip = send.ip.map(|ip| ip.to_string());
-        let country = send.phone.country().unwrap_or("unknown");
-        let keyed: [(Scope, Option<Vec<&str>>); 5] = [
-            (Scope::Phone, Some(vec![&tenant, send.phone.e164()])),
+        let phone = send.to.phone();
+        let email = send.to.email();
+        let country = phone.map(|p| p.country().unwrap_or("unknown"));
+        let mailbox = email.map(mailbox);
+        let keyed: [(Scope, Option<Vec<&str>>); 7] = [
+            (Scope::Phone, phone.map(|p| vec![&tenant, p.e164()])),
+            (Scope::Email, mailbox.as_deref().map(|m| vec![&tenant, m])),
+            (Scope::EmailDomain, email.map(|e| vec![&tenant, e.domain()])),
             (Scope::Account, Some(vec![&tenant, send.account.as_str()])),
             (Scope::Ip, ip.as_deref().map(|ip| vec![&tenant, ip])),
-            (Scope::Country, Some(vec![&tenant, country])),
+            (Scope::Country, country.map(|c| vec![&tenant, c])),
             (Scope::Tenant, Some(vec![&tenant])),
         ];
         keyed
             .into_iter()
             .filter_map(|(scope, parts)| match scope {
-                Scope::Country => self.country_bucket(country, &parts?),
+                Scope::Country => self.country_bucket(country?, &parts?),
                 _ => self.bucket(scope, &parts?),
             })
             .collect()
@@ -89,10 +94,18 @@ impl Limits {
     }
 }
 
-/// Splits buckets into the ones a send has to itself (phone, account, IP) and
-/// the ones every send of a tenant shares (country, tenant): one row each,
+/// One mailbox as the per-address limit counts it: lowercase, without a
+/// `+tag` (`Ada+news@x` is `ada@x`), so varying either does not buy codes.
+fn mailbox(email: &EmailAddress) -> String {
+    let local = email.local_part().split('+').next().unwrap_or_default();
+    format!("{}@{}", local.to_ascii_lowercase(), email.domain())
+}
+
+/// Splits buckets into the ones a send has to itself (phone or address,
+/// account, IP) and the ones many sends of a tenant share (country, email
+/// domain, tenant): one row each,
 /// which a lock held until a create's commit would serialise every send of
 /// the tenant on. They are taken apart ([`take_alone`]) or last.
 pub fn split_shared(buckets: Vec<Bucket>) -> (Vec<Bucket>, Vec<Bucket>) {
-    buckets.into_iter().partition(|b| !matches!(b.scope, Scope::Country | Scope::Tenant))
+    buckets.into_iter().partition(|b| !matches!(b.scope, Scope::Country | Scope::EmailDomain | Scope::Tenant))
 }

@@ -51,6 +51,12 @@ impl Limit {
 pub struct Limits {
     /// Codes sent to one phone number (create and resend).
     pub per_phone: Limit,
+    /// Codes sent to one email address (create and resend). The address is
+    /// counted in lowercase without its `+tag`, so `Ada+1@x` and `ada@x` share it.
+    pub per_email: Limit,
+    /// Codes sent to one email domain, per tenant: a cap on a flood aimed
+    /// at one provider's users (every mailbox at a victim's domain).
+    pub per_email_domain: Limit,
     /// Codes sent for one account.
     pub per_account: Limit,
     /// New verifications asked for one end-user IP address (`end_user_ip`).
@@ -73,6 +79,8 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             per_phone: Limit::new(5, 600),
+            per_email: Limit::new(5, 600),
+            per_email_domain: Limit::new(1_000, 600),
             per_account: Limit::new(10, 600),
             per_ip: Limit::new(20, 600),
             per_country: Limit::new(1_000, 600),
@@ -90,6 +98,8 @@ impl Limits {
         let off = Limit::new(0, 1);
         Limits {
             per_phone: off,
+            per_email: off,
+            per_email_domain: off,
             per_account: off,
             per_ip: off,
             per_country: off,
@@ -103,6 +113,8 @@ impl Limits {
     pub(super) fn of(&self, scope: Scope) -> Option<Limit> {
         let limit = match scope {
             Scope::Phone => self.per_phone,
+            Scope::Email => self.per_email,
+            Scope::EmailDomain => self.per_email_domain,
             Scope::Account => self.per_account,
             Scope::Ip => self.per_ip,
             Scope::Country => self.per_country,

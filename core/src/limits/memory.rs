@@ -24,9 +24,8 @@ pub struct Limiters {
 
 impl Limiters {
     pub fn new(limits: &Limits) -> Self {
-        let scopes = [Scope::Phone, Scope::Account, Scope::Ip, Scope::Country, Scope::Tenant, Scope::Checks];
         let by_scope =
-            scopes.into_iter().filter_map(|s| Some((s, RateLimiter::keyed(limits.of(s)?.quota())))).collect();
+            Scope::ALL.into_iter().filter_map(|s| Some((s, RateLimiter::keyed(limits.of(s)?.quota())))).collect();
         let overrides = limits.per_country_overrides.values().map(|l| RateLimiter::keyed(l.quota())).collect();
         Limiters { by_scope, overrides }
     }

@@ -24,13 +24,43 @@ mod tests {
     use std::time::Duration;
 
     use uuid::Uuid;
-    use verifyd_providers::domain::PhoneNumber;
+    use verifyd_providers::domain::{Destination, EmailAddress, PhoneNumber};
 
     use super::*;
     use crate::ids::AccountId;
 
-    fn send<'a>(tenant: Uuid, phone: &'a PhoneNumber, account: &'a AccountId) -> Send<'a> {
-        Send { tenant_id: tenant, phone, account, ip: None }
+    fn send<'a>(tenant: Uuid, to: &'a Destination, account: &'a AccountId) -> Send<'a> {
+        Send { tenant_id: tenant, to, account, ip: None }
+    }
+
+    fn phone(number: &str) -> Destination {
+        Destination::from(PhoneNumber::parse(number).unwrap())
+    }
+
+    fn email(address: &str) -> Destination {
+        Destination::from(EmailAddress::parse(address).unwrap())
+    }
+
+    #[test]
+    fn an_email_takes_its_mailbox_and_its_domain_and_no_country() {
+        let limits =
+            Limits { per_email: Limit::new(2, 600), per_email_domain: Limit::new(3, 600), ..Limits::default() };
+        let account = AccountId::parse("a").unwrap();
+        let to = email("Ada+news@Example.COM");
+        let scopes: Vec<Scope> =
+            limits.send_buckets(&send(Uuid::nil(), &to, &account)).iter().map(|b| b.scope).collect();
+        assert_eq!(scopes, [Scope::Email, Scope::EmailDomain, Scope::Account, Scope::Tenant]);
+        let l =
+            Limiters::new(&Limits { per_account: Limit::new(0, 1), per_tenant: Limit::new(0, 1), ..limits.clone() });
+        let take = |address: &str| l.admit(&limits.send_buckets(&send(Uuid::nil(), &email(address), &account)));
+        assert!(take("ada@example.com").is_ok());
+        // The same mailbox, another case and another +tag: its second and last code.
+        assert!(take("ADA+other@example.com").is_ok());
+        assert_eq!(take("ada@example.com").unwrap_err().by, Refusal::Email);
+        // Another mailbox at the same domain takes the domain's third and last cell.
+        assert!(take("grace@example.com").is_ok());
+        assert_eq!(take("alan@example.com").unwrap_err().by, Refusal::EmailDomain);
+        assert!(take("alan@example.org").is_ok());
     }
 
     #[test]
@@ -38,7 +68,7 @@ mod tests {
         let limits = Limits { per_phone: Limit::new(3, 600), ..Limits::off() };
         let l = Limiters::new(&limits);
         let tenant = Uuid::new_v4();
-        let phone = PhoneNumber::parse("+14155552671").unwrap();
+        let phone = phone("+14155552671");
         let account = AccountId::parse("a").unwrap();
         let buckets = limits.send_buckets(&send(tenant, &phone, &account));
         for _ in 0..3 {
@@ -54,7 +84,7 @@ mod tests {
     #[test]
     fn a_limit_turned_off_takes_no_bucket_and_no_ip_takes_no_ip_bucket() {
         let limits = Limits::default();
-        let phone = PhoneNumber::parse("+447911123456").unwrap();
+        let phone = phone("+447911123456");
         let account = AccountId::parse("a").unwrap();
         let without_ip = limits.send_buckets(&send(Uuid::new_v4(), &phone, &account));
         assert_eq!(
@@ -74,8 +104,8 @@ mod tests {
         assert_eq!(limits.validate(), Ok(()));
         let l = Limiters::new(&limits);
         let account = AccountId::parse("a").unwrap();
-        let taken = |phone: &str| {
-            let phone = PhoneNumber::parse(phone).unwrap();
+        let taken = |number: &str| {
+            let phone = phone(number);
             let buckets = limits.send_buckets(&send(Uuid::nil(), &phone, &account));
             (0..6).take_while(|_| l.admit(&buckets).is_ok()).count()
         };
@@ -96,7 +126,7 @@ mod tests {
         let l = Limiters::new(&limits);
         let account = AccountId::parse("a").unwrap();
         for n in 0..100 {
-            let phone = PhoneNumber::parse(&format!("+4479111{n:05}")).unwrap();
+            let phone = phone(&format!("+4479111{n:05}"));
             assert!(l.admit(&limits.send_buckets(&send(Uuid::nil(), &phone, &account))).is_ok());
         }
         assert_eq!(l.len(), 100);

@@ -10,6 +10,8 @@ use serde::Serialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Scope {
     Phone,
+    Email,
+    EmailDomain,
     Account,
     Ip,
     Country,
@@ -18,7 +20,16 @@ pub enum Scope {
 }
 
 impl Scope {
-    pub const ALL: [Scope; 6] = [Scope::Phone, Scope::Account, Scope::Ip, Scope::Country, Scope::Tenant, Scope::Checks];
+    pub const ALL: [Scope; 8] = [
+        Scope::Phone,
+        Scope::Email,
+        Scope::EmailDomain,
+        Scope::Account,
+        Scope::Ip,
+        Scope::Country,
+        Scope::Tenant,
+        Scope::Checks,
+    ];
 
     /// The name keyed into a bucket's digest (so it never changes) and shown
     /// as the refusal's `scope`.
@@ -36,6 +47,10 @@ impl Scope {
 pub enum Refusal {
     /// Codes sent to one phone number.
     Phone,
+    /// Codes sent to one email address.
+    Email,
+    /// Codes sent to one email domain, per tenant.
+    EmailDomain,
     /// Codes sent for one account.
     Account,
     /// Verifications asked for one end-user IP address.
@@ -58,6 +73,8 @@ impl From<Scope> for Refusal {
     fn from(scope: Scope) -> Self {
         match scope {
             Scope::Phone => Refusal::Phone,
+            Scope::Email => Refusal::Email,
+            Scope::EmailDomain => Refusal::EmailDomain,
             Scope::Account => Refusal::Account,
             Scope::Ip => Refusal::Ip,
             Scope::Country => Refusal::Country,
@@ -68,8 +85,10 @@ impl From<Scope> for Refusal {
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 9] = [
+    pub const ALL: [Refusal; 11] = [
         Refusal::Phone,
+        Refusal::Email,
+        Refusal::EmailDomain,
         Refusal::Account,
         Refusal::Ip,
         Refusal::Country,
@@ -83,6 +102,8 @@ impl Refusal {
     pub fn describe(self) -> &'static str {
         match self {
             Refusal::Phone => "too many codes sent to this phone number",
+            Refusal::Email => "too many codes sent to this email address",
+            Refusal::EmailDomain => "too many codes sent to this email domain",
             Refusal::Account => "too many codes sent for this account",
             Refusal::Ip => "too many verifications asked from this end-user IP address",
             Refusal::Country => "too many codes sent to this destination country",
@@ -98,6 +119,8 @@ impl Refusal {
     pub fn as_str(self) -> &'static str {
         match self {
             Refusal::Phone => "phone",
+            Refusal::Email => "email",
+            Refusal::EmailDomain => "email_domain",
             Refusal::Account => "account",
             Refusal::Ip => "ip",
             Refusal::Country => "country",
