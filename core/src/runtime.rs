@@ -156,6 +156,7 @@ impl Core {
             relay: relay.clone(),
             abuse: abuse.clone(),
             stats: stats.clone(),
+            served: Channel::ALL.into_iter().filter(|c| routes.serves(*c)).collect(),
         });
         let reconcile = (role == Role::Serve).then_some(settings.reconcile_interval);
         let account_state = Shards::start(settings.shards, |i| {

@@ -4,6 +4,8 @@
 //! ```sh
 //! cargo run -p verifyd --example publish_request -- \
 //!     --tenant acme --account user-42 --phone +14155552671 --channel sms
+//! cargo run -p verifyd --example publish_request -- \
+//!     --tenant acme --account user-42 --email ada@example.com
 //! ```
 //! Then check the code over HTTP (see README); the `verification.approved` event
 //! arrives on the same reply queue. Ctrl-C or `--wait-secs` ends it.
@@ -28,10 +30,14 @@ struct Args {
     tenant: String,
     #[arg(long)]
     account: String,
+    /// The phone a code goes to by `--channel sms` (the default) or `voice`.
+    #[arg(long, required_unless_present = "email", conflicts_with = "email")]
+    phone: Option<String>,
+    /// The address a code goes to by email (`--channel` is then `email`).
     #[arg(long)]
-    phone: String,
-    #[arg(long, default_value = "sms")]
-    channel: String,
+    email: Option<String>,
+    #[arg(long)]
+    channel: Option<String>,
     #[arg(long, default_value_t = 120)]
     wait_secs: u64,
 }
@@ -57,11 +63,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .await?;
 
-    let request = serde_json::json!({
-        "account_id": args.account,
-        "phone": args.phone,
-        "channel": args.channel,
-    });
+    let request = match (&args.phone, &args.email) {
+        (_, Some(email)) => serde_json::json!({
+            "account_id": args.account,
+            "email": email,
+            "channel": args.channel.as_deref().unwrap_or("email"),
+        }),
+        (phone, None) => serde_json::json!({
+            "account_id": args.account,
+            "phone": phone,
+            "channel": args.channel.as_deref().unwrap_or("sms"),
+        }),
+    };
     let message_id = uuid::Uuid::new_v4().to_string();
     let props = BasicProperties::default()
         .with_content_type("application/json".into())

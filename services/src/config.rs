@@ -23,7 +23,9 @@ use verifyd_core::limits::Limits;
 use verifyd_providers::domain::Channel;
 use verifyd_providers::inbox::InboxConfig;
 use verifyd_providers::plivo::PlivoConfig;
+use verifyd_providers::sendgrid::SendGridConfig;
 use verifyd_providers::sinch::SinchConfig;
+use verifyd_providers::smtp::SmtpConfig;
 use verifyd_providers::telnyx::TelnyxConfig;
 use verifyd_providers::twilio::TwilioConfig;
 use verifyd_providers::vonage::VonageConfig;
@@ -396,6 +398,9 @@ pub struct Providers {
     pub sms: Vec<String>,
     /// Provider names tried in order for voice calls to destinations no route matches.
     pub voice: Vec<String>,
+    /// Provider names tried in order for email (`smtp`, `sendgrid`); none by
+    /// default, and then `channel: "email"` is refused (`422`, field `channel`).
+    pub email: Vec<String>,
     /// Ordered provider lists for destinations by E.164 prefix (the longest
     /// matching prefix of the channel wins).
     pub routes: Vec<RouteConfig>,
@@ -414,6 +419,10 @@ pub struct Providers {
     pub plivo: Option<PlivoConfig>,
     pub sinch: Option<SinchConfig>,
     pub telnyx: Option<TelnyxConfig>,
+    /// Email through an SMTP relay (`host`, `port`, `tls`, `username`, `password`, `from`).
+    pub smtp: Option<SmtpConfig>,
+    /// Email through SendGrid's v3 Mail Send API (`api_key`, `from`).
+    pub sendgrid: Option<SendGridConfig>,
     /// A gateway of your own: signed JSON POSTs (see `providers/src/webhook/mod.rs`).
     pub webhook: Option<WebhookConfig>,
     /// Development only: messages appended to a JSON-lines file, codes included.
@@ -434,7 +443,10 @@ pub fn development_only(name: &str) -> Option<&'static str> {
 impl Providers {
     /// Every provider name the lists and routes use, with the channel it serves.
     pub fn named(&self) -> impl Iterator<Item = (Channel, &str)> {
-        let defaults = self.sms.iter().map(|n| (Channel::Sms, n)).chain(self.voice.iter().map(|n| (Channel::Voice, n)));
+        let defaults = self.sms.iter().map(|n| (Channel::Sms, n));
+        let defaults = defaults
+            .chain(self.voice.iter().map(|n| (Channel::Voice, n)))
+            .chain(self.email.iter().map(|n| (Channel::Email, n)));
         let routed = self.routes.iter().flat_map(|r| r.providers.iter().map(move |n| (r.channel, n)));
         defaults.chain(routed).map(|(channel, name)| (channel, name.as_str()))
     }
@@ -454,6 +466,7 @@ impl Default for Providers {
         Providers {
             sms: vec!["console".into()],
             voice: vec!["console".into()],
+            email: Vec::new(),
             routes: Vec::new(),
             tps: std::collections::HashMap::new(),
             fallback_to_voice: false,
@@ -463,6 +476,8 @@ impl Default for Providers {
             plivo: None,
             sinch: None,
             telnyx: None,
+            smtp: None,
+            sendgrid: None,
             webhook: None,
             inbox: None,
         }

@@ -19,7 +19,7 @@ use verifyd_core::codes::recovery::RecoveryCode;
 use verifyd_core::codes::totp;
 use verifyd_core::delivery::voice_script;
 use verifyd_core::ids::AccountId;
-use verifyd_providers::domain::{Channel, Code, Locale, PhoneNumber};
+use verifyd_providers::domain::{Channel, Code, Destination, EmailAddress, Locale, PhoneNumber};
 use verifyd_providers::twilio::{request_signature, verify_request};
 use verifyd_providers::vonage::{SignatureMethod, parse_dlr, signature, verify_signed_callback};
 
@@ -70,7 +70,11 @@ pub fn amqp_request(data: &[u8]) {
         Ok(request) => {
             let id = request.account_id.as_str();
             assert!(!id.is_empty() && id.len() <= 128 && !id.chars().any(char::is_control));
-            assert_eq!(PhoneNumber::parse(request.phone.e164()).as_ref(), Ok(&request.phone));
+            assert_eq!(request.channel.destination(), request.to.kind());
+            match &request.to {
+                Destination::Phone(phone) => assert_eq!(PhoneNumber::parse(phone.e164()).as_ref(), Ok(phone)),
+                Destination::Email(email) => assert_eq!(EmailAddress::parse(email.as_str()).as_ref(), Ok(email)),
+            }
             if let Some(key) = &request.idempotency_key {
                 assert!(!key.is_empty() && key.len() <= 255);
             }

@@ -180,6 +180,20 @@ impl Intake {
                 )
                 .await?)
             }
+            // A channel that cannot reach the destination, or that no provider
+            // serves: the request is at fault, as a field that does not parse.
+            Err(e @ (VerificationError::ChannelMismatch(_) | VerificationError::ChannelNotServed(_))) => {
+                let reason = format!("invalid request: channel: {e}");
+                self.reject(channel, &tenant, reply.as_ref(), json!({ "reason": reason, "error": "invalid_request" }))
+                    .await?;
+                Ok(dead_letter(
+                    channel,
+                    &self.topology.dead_letters(),
+                    delivery,
+                    &Letter::of(delivery, Reason::InvalidRequest, &reason),
+                )
+                .await?)
+            }
             Err(other) => Err(IntakeError::Verification(other)),
         }
     }

@@ -9,7 +9,9 @@ use verifyd_providers::console::ConsoleProvider;
 use verifyd_providers::domain::Channel;
 use verifyd_providers::inbox::InboxProvider;
 use verifyd_providers::plivo::Plivo;
+use verifyd_providers::sendgrid::SendGrid;
 use verifyd_providers::sinch::Sinch;
+use verifyd_providers::smtp::Smtp;
 use verifyd_providers::telnyx::Telnyx;
 use verifyd_providers::twilio::Twilio;
 use verifyd_providers::vonage::Vonage;
@@ -38,7 +40,9 @@ impl Registry<'_> {
             "console" => Arc::new(ConsoleProvider::new()),
             "inbox" => client("inbox", &providers.inbox, InboxProvider::new)?,
             "plivo" => client("plivo", &providers.plivo, Plivo::new)?,
+            "sendgrid" => client("sendgrid", &providers.sendgrid, SendGrid::new)?,
             "sinch" => client("sinch", &providers.sinch, Sinch::new)?,
+            "smtp" => client("smtp", &providers.smtp, Smtp::new)?,
             "telnyx" => client("telnyx", &providers.telnyx, Telnyx::new)?,
             "twilio" => client("twilio", &providers.twilio, Twilio::new)?,
             "vonage" => client("vonage", &providers.vonage, Vonage::new)?,
@@ -64,7 +68,9 @@ pub fn build(config: &Config) -> Result<Routes, ConfigError> {
     let providers = &config.providers;
     let mut registry = Registry { config, built: HashMap::new() };
     let mut routes = Routes::new(providers.breaker);
-    for (channel, names) in [(Channel::Sms, &providers.sms), (Channel::Voice, &providers.voice)] {
+    let defaults =
+        [(Channel::Sms, &providers.sms), (Channel::Voice, &providers.voice), (Channel::Email, &providers.email)];
+    for (channel, names) in defaults {
         for name in names {
             routes.add(channel, registry.get(name)?)?;
         }
@@ -107,7 +113,7 @@ mod tests {
             vec![RouteConfig { channel: Channel::Sms, prefix: "+44".into(), providers: vec!["vonage".into()] }];
         let routes = build(&config).unwrap();
         let names = |phone: &str| -> Vec<String> {
-            let to = PhoneNumber::parse(phone).unwrap();
+            let to = PhoneNumber::parse(phone).unwrap().into();
             routes.for_destination(Channel::Sms, &to).iter().map(|p| p.name().to_owned()).collect()
         };
         assert_eq!(names("+447911123456"), ["vonage"]);

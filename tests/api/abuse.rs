@@ -41,7 +41,7 @@ fn assert_refused(reply: &Reply, status: u16, error: &str) {
 }
 
 async fn verifications_to(app: &TestApp, phone: &str) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM verifications WHERE phone = $1")
+    sqlx::query_scalar("SELECT count(*) FROM verifications WHERE destination = $1")
         .bind(phone)
         .fetch_one(&app.pool)
         .await
@@ -98,7 +98,7 @@ async fn a_tenant_list_allows_its_countries_per_channel_and_nothing_reaches_the_
     assert_eq!(sms_to(&app, US).await, 0, "no SMS reached the refused country");
     assert_eq!(app.twilio.placed_calls().await.len(), 1);
     assert_eq!(verifications_to(&app, US).await, 1, "only the call was stored");
-    let stored: String = sqlx::query_scalar("SELECT channel FROM verifications WHERE phone = $1")
+    let stored: String = sqlx::query_scalar("SELECT channel FROM verifications WHERE destination = $1")
         .bind(US)
         .fetch_one(&app.pool)
         .await

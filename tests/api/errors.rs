@@ -14,8 +14,11 @@ async fn malformed_phone_numbers_are_422_naming_the_field() {
         assert_eq!(r.body["field"], "phone");
         assert_eq!(r.headers["content-type"], "application/problem+json");
     }
-    let r = app.create_verification("u", "+14155552671", "email").await;
+    let r = app.create_verification("u", "+14155552671", "whatsapp").await;
     assert_eq!((r.status, r.body["field"].as_str()), (422, Some("channel")));
+    // A phone is not where an email code goes: the field that does not belong is named.
+    let r = app.create_verification("u", "+14155552671", "email").await;
+    assert_eq!((r.status, r.body["field"].as_str()), (422, Some("phone")));
     let r = app.create_verification("", "+14155552671", "sms").await;
     assert_eq!((r.status, r.body["field"].as_str()), (422, Some("account_id")));
     let r = app

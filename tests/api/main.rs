@@ -13,6 +13,7 @@ mod console;
 mod delivery;
 mod delivery_status;
 mod dev_messages;
+mod email;
 mod enrolment;
 mod errors;
 mod faults;

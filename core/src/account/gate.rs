@@ -7,7 +7,7 @@ use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
-use verifyd_providers::domain::{Channel, Locale, PhoneNumber};
+use verifyd_providers::domain::{Channel, Destination, Locale, PhoneNumber};
 
 use super::answer::{At, Passed, Proofs, check_answer, guard_failures, open_challenge, pass, wrong_answer};
 use super::{AccountError, Deps};
@@ -232,7 +232,7 @@ pub(super) async fn send_again(deps: Deps, msg: SendAgain) -> Result<Sent, Accou
                     factor_id: target.id,
                     verification_id: resent.verification.id,
                     channel: resent.channel,
-                    to: resent.verification.phone.masked(),
+                    to: resent.verification.to.masked(),
                     sends: resent.verification.state.sends,
                 }),
                 // Its code is spent (expired, too many tries): a new one follows.
@@ -308,10 +308,11 @@ async fn send_code(
         Some(c) => c,
         None => factor.kind.channel().ok_or_else(|| corrupt(format!("a {} factor has no channel", factor.kind)))?,
     };
-    issuer.admit(&crate::limits::Send { tenant_id: tenant.id, phone: &phone, account: account_id, ip: None }).await?;
+    let to = Destination::Phone(phone);
+    issuer.admit(&crate::limits::Send { tenant_id: tenant.id, to: &to, account: account_id, ip: None }).await?;
     let request = Request {
         account_id: account_id.clone(),
-        phone,
+        to,
         channel,
         locale: locale.clone(),
         code_length: None,
@@ -338,5 +339,5 @@ async fn send_code(
             return Err(e.into());
         }
     };
-    Ok(Sent { factor_id: factor.id, verification_id: v.id, channel, to: v.phone.masked(), sends: v.state.sends })
+    Ok(Sent { factor_id: factor.id, verification_id: v.id, channel, to: v.to.masked(), sends: v.state.sends })
 }

@@ -289,12 +289,17 @@ async fn record_phone(
         tx.commit().await?;
         return Ok(PhoneRecorded::default());
     }
+    // An approved email address proves the address, and makes no phone factor.
+    let Some(phone) = v.to.phone() else {
+        tx.commit().await?;
+        return Ok(PhoneRecorded::default());
+    };
     // The first factor is active at once. Next to an active factor, a new
     // phone waits for a step-up (`ActivateFactor`): whoever can verify a phone
     // must not thereby get past the factor the account already has.
     let first = !factors::has_active(&mut tx, v.tenant_id, &v.account_id).await?;
     let (mut factor, mut added) =
-        factors::upsert_phone(&mut tx, v.tenant_id, &v.account_id, v.channel, &v.phone, first, verified_at).await?;
+        factors::upsert_phone(&mut tx, v.tenant_id, &v.account_id, v.channel, phone, first, verified_at).await?;
     if first && !factor.is_active() {
         // Pending beside a factor that has gone since: verified again, it is the first now.
         if let Some(active) = factors::activate(&mut tx, v.tenant_id, &v.account_id, factor.id).await? {

@@ -17,7 +17,7 @@ use futures_util::future::BoxFuture;
 use lapin::message::Delivery;
 use sqlx::PgPool;
 use uuid::Uuid;
-use verifyd_providers::domain::Channel;
+use verifyd_providers::domain::{Channel, Destination};
 use verifyd_providers::{ErrorKind, PermanentKind, Provider, ProviderError, Sent};
 
 use crate::codes::keys::CodeKeys;
@@ -191,7 +191,6 @@ impl Dispatcher {
         let rendering = || Rendering {
             app_name: &brand.app,
             template: brand.template.as_ref(),
-            to: &v.phone,
             locale: &v.locale,
             code: &code,
             valid_for: (v.state.expires_at - now).to_std().unwrap_or_default(),
@@ -201,22 +200,37 @@ impl Dispatcher {
                 _ => None,
             },
         };
-        let result = match job.channel {
-            Channel::Sms => {
-                let sms = render::sms(rendering());
+        let result = match (job.channel, &v.to) {
+            (Channel::Sms, Destination::Phone(to)) => {
+                let sms = render::sms(rendering(), to);
                 self.try_providers(&job, &v, requested_at, |p| {
                     let sms = sms.clone();
                     async move { p.send_sms(&sms).await }
                 })
                 .await?
             }
-            Channel::Voice => {
-                let call = render::voice(rendering());
+            (Channel::Voice, Destination::Phone(to)) => {
+                let call = render::voice(rendering(), to);
                 self.try_providers(&job, &v, requested_at, |p| {
                     let call = call.clone();
                     async move { p.place_call(&call).await }
                 })
                 .await?
+            }
+            (Channel::Email, Destination::Email(to)) => {
+                let email = render::email(rendering(), to);
+                self.try_providers(&job, &v, requested_at, |p| {
+                    let email = email.clone();
+                    async move { p.send_email(&email).await }
+                })
+                .await?
+            }
+            (channel, to) => {
+                // The edge and the database both refuse such a pair: a job
+                // carrying one was not written by verifyd.
+                let reason = format!("{channel} cannot reach {}", to.masked());
+                let give_up = GiveUp { kind: Reason::Malformed, reason: &reason, error_kind: None };
+                return self.give_up(amqp, delivery, &job, &v, give_up, requested_at).await;
             }
         };
         drop(code);
@@ -281,7 +295,7 @@ impl Dispatcher {
                         self.defer(amqp, &next, level, delivery).await?;
                         metrics::counter!("verifyd_dispatch_retries_total", "channel" => job.channel.as_str())
                             .increment(1);
-                        tracing::warn!(job_id = %job.job_id, verification_id = %v.id, to = %v.phone.masked(),
+                        tracing::warn!(job_id = %job.job_id, verification_id = %v.id, to = %v.to.masked(),
                             retry = next.retry, kind = error.kind().as_str(), %error, "delivery will be retried");
                         Ok(())
                     }
@@ -346,7 +360,7 @@ impl Dispatcher {
         F: Fn(Arc<dyn Provider>) -> Fut,
         Fut: std::future::Future<Output = Result<Sent, ProviderError>>,
     {
-        let providers = self.routes.for_destination(job.channel, &v.phone);
+        let providers = self.routes.for_destination(job.channel, &v.to);
         // Deferred copies keep `retry` (open circuits, a job held elsewhere), so
         // always ask: a provider that refused this job is never asked again.
         let refused_before = attempts::refused_by(&self.pool, job.job_id).await?;
@@ -411,7 +425,7 @@ impl Dispatcher {
                 Err(error) => error,
             };
             self.called(v, name, job.channel, Err(&error), elapsed);
-            tracing::warn!(provider = name, kind = error.kind().as_str(), to = %v.phone.masked(), job_id = %job.job_id,
+            tracing::warn!(provider = name, kind = error.kind().as_str(), to = %v.to.masked(), job_id = %job.job_id,
                 channel = %job.channel, latency_ms = latency, %error, "provider call failed");
             let outcome = match &error {
                 ProviderError::Retryable { .. } => {
@@ -463,7 +477,7 @@ impl Dispatcher {
                     provider: "verifyd".into(),
                     kind: PermanentKind::Configuration,
                     reason: if refused_before.is_empty() {
-                        format!("no provider is configured for {} to {}", job.channel, v.phone.masked())
+                        format!("no provider is configured for {} to {}", job.channel, v.to.masked())
                     } else {
                         "every provider of the route refused this message".to_owned()
                     },
@@ -649,10 +663,10 @@ impl Dispatcher {
             "outcome" => outcome.as_str())
         .increment(1);
         if outcome == Outcome::Sent {
-            tracing::info!(job_id = %job.job_id, verification_id = %v.id, to = %v.phone.masked(), channel = %job.channel,
+            tracing::info!(job_id = %job.job_id, verification_id = %v.id, to = %v.to.masked(), channel = %job.channel,
                 outcome = outcome.as_str(), provider = provider.unwrap_or("-"), "dispatch finished");
         } else {
-            tracing::warn!(job_id = %job.job_id, verification_id = %v.id, to = %v.phone.masked(), channel = %job.channel,
+            tracing::warn!(job_id = %job.job_id, verification_id = %v.id, to = %v.to.masked(), channel = %job.channel,
                 outcome = outcome.as_str(), provider = provider.unwrap_or("-"), kind = error_kind.map_or("-", ErrorKind::as_str),
                 reason = error.unwrap_or("-"), "dispatch finished without delivering");
         }

@@ -162,7 +162,7 @@ pub async fn fall_back_to_voice(
         let job = DispatchJob { job_id: Uuid::new_v4(), verification_id: v.id, channel: Channel::Voice, retry: 0 };
         verifications::arm_delivery(&mut *conn, v.id, &job, false).await?;
         outbox::put(conn, &[outbox::dispatch_row(&job)]).await?;
-        tracing::info!(verification_id = %v.id, to = %v.phone.masked(), "SMS undeliverable: the code goes out by voice");
+        tracing::info!(verification_id = %v.id, to = %v.to.masked(), "SMS undeliverable: the code goes out by voice");
     }
     Ok(first)
 }

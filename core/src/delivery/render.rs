@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use verifyd_providers::domain::{Channel, Code, CodeLength, Locale, PhoneNumber};
-use verifyd_providers::{Sms, VoiceCall};
+use verifyd_providers::domain::{Channel, Code, CodeLength, EmailAddress, Locale, PhoneNumber};
+use verifyd_providers::{Email, Sms, VoiceCall};
 
 use crate::delivery::gsm7::{self, Cost};
 use crate::delivery::template::{Template, Values};
@@ -17,6 +17,10 @@ struct Language {
     sms: &'static str,
     /// What a call reads: the text, then the digits.
     voice: &'static str,
+    /// An email's subject (`{app}` only: the code stays out of inbox
+    /// previews and lock screens) and the line that closes its body.
+    email_subject: &'static str,
+    email_ignore: &'static str,
     /// One minute, several minutes (`{n}` is the number).
     minutes: (&'static str, &'static str),
     /// One second, several seconds.
@@ -28,6 +32,8 @@ const LANGUAGES: &[Language] = &[
         tag: "en",
         sms: "Your {app} verification code is {code}. It expires in {expires_in}.",
         voice: "Your {app} verification code is {code}",
+        email_subject: "Your {app} verification code",
+        email_ignore: "If you did not ask for this code, you can ignore this email: nobody can use it without access to your mailbox.",
         minutes: ("{n} minute", "{n} minutes"),
         seconds: ("{n} second", "{n} seconds"),
     },
@@ -35,6 +41,8 @@ const LANGUAGES: &[Language] = &[
         tag: "es",
         sms: "Tu código de verificación de {app} es {code}. Caduca en {expires_in}.",
         voice: "Tu código de verificación de {app} es {code}",
+        email_subject: "Tu código de verificación de {app}",
+        email_ignore: "Si no has pedido este código, puedes ignorar este correo: nadie puede usarlo sin acceder a tu buzón.",
         minutes: ("{n} minuto", "{n} minutos"),
         seconds: ("{n} segundo", "{n} segundos"),
     },
@@ -42,6 +50,8 @@ const LANGUAGES: &[Language] = &[
         tag: "fr",
         sms: "Votre code de vérification {app} est {code}. Il expire dans {expires_in}.",
         voice: "Votre code de vérification {app} est {code}",
+        email_subject: "Votre code de vérification {app}",
+        email_ignore: "Si vous n'avez pas demandé ce code, ignorez cet e-mail : personne ne peut l'utiliser sans accès à votre boîte.",
         minutes: ("{n} minute", "{n} minutes"),
         seconds: ("{n} seconde", "{n} secondes"),
     },
@@ -49,6 +59,8 @@ const LANGUAGES: &[Language] = &[
         tag: "de",
         sms: "Ihr {app} Bestätigungscode lautet {code}. Er läuft in {expires_in} ab.",
         voice: "Ihr {app} Bestätigungscode lautet {code}",
+        email_subject: "Ihr {app} Bestätigungscode",
+        email_ignore: "Wenn Sie diesen Code nicht angefordert haben, ignorieren Sie diese E-Mail: Ohne Zugriff auf Ihr Postfach kann ihn niemand nutzen.",
         minutes: ("{n} Minute", "{n} Minuten"),
         seconds: ("{n} Sekunde", "{n} Sekunden"),
     },
@@ -56,6 +68,8 @@ const LANGUAGES: &[Language] = &[
         tag: "pt",
         sms: "Seu código de verificação {app} é {code}. Ele expira em {expires_in}.",
         voice: "Seu código de verificação {app} é {code}",
+        email_subject: "Seu código de verificação {app}",
+        email_ignore: "Se você não pediu este código, ignore este e-mail: ninguém pode usá-lo sem acesso à sua caixa de entrada.",
         minutes: ("{n} minuto", "{n} minutos"),
         seconds: ("{n} segundo", "{n} segundos"),
     },
@@ -64,6 +78,8 @@ const LANGUAGES: &[Language] = &[
         tag: "ja",
         sms: "{app}の認証コードは{code}です。有効期限は{expires_in}です。",
         voice: "{app}の認証コードは{code}",
+        email_subject: "{app}の認証コード",
+        email_ignore: "このコードに心当たりがない場合は、このメールを無視してください。",
         minutes: ("{n}分", "{n}分"),
         seconds: ("{n}秒", "{n}秒"),
     },
@@ -89,6 +105,9 @@ pub fn built_in(channel: Channel, locale: &Locale) -> Template {
     Template::built_in(match channel {
         Channel::Sms => language.sms,
         Channel::Voice => language.voice,
+        // An email says what the SMS says; the closing line is added apart,
+        // so a tenant's own text gets it too.
+        Channel::Email => language.sms,
     })
 }
 
@@ -130,7 +149,7 @@ pub fn example(template: &Template, channel: Channel, app: &str, ttl: Duration, 
     let expires_in = validity(language(locale), ttl);
     let values = Values { code: "1234567", app, expires_in: &expires_in };
     match channel {
-        Channel::Sms => template.render(&values),
+        Channel::Sms | Channel::Email => template.render(&values),
         Channel::Voice => format!("{} 1, 2, 3, 4, 5, 6, 7", template.intro(&values)),
     }
 }
@@ -140,7 +159,6 @@ pub struct Rendering<'a> {
     pub app_name: &'a str,
     /// The tenant's text for this channel and locale; `None`: the built-in one.
     pub template: Option<&'a Template>,
-    pub to: &'a PhoneNumber,
     pub locale: &'a Locale,
     pub code: &'a Code,
     /// What remains of the code's lifetime.
@@ -157,19 +175,76 @@ impl Rendering<'_> {
     }
 }
 
-pub fn sms(r: Rendering<'_>) -> Sms {
+pub fn sms(r: Rendering<'_>, to: &PhoneNumber) -> Sms {
     let (template, expires_in) = r.text(Channel::Sms);
     let body = template.render(&Values { code: r.code.expose(), app: r.app_name, expires_in: &expires_in });
-    Sms { to: r.to.clone(), body, validity: r.valid_for, reference: r.reference }
+    Sms { to: to.clone(), body, validity: r.valid_for, reference: r.reference }
+}
+
+/// Stands for the code while the HTML part is escaped: no template, display
+/// name or duration holds a control character.
+const CODE_MARK: &str = "\u{1}";
+
+/// A plain-text part (the text, then the language's closing line) and an
+/// HTML part that says the same, escaped, with the code set large. The
+/// subject names the app, never the code.
+pub fn email(r: Rendering<'_>, to: &EmailAddress) -> Email {
+    let (template, expires_in) = r.text(Channel::Email);
+    let language = language(r.locale);
+    let values = |code| Values { code, app: r.app_name, expires_in: &expires_in };
+    let text = format!("{}\n\n{}\n", template.render(&values(r.code.expose())).trim_end(), language.email_ignore);
+    let marked = template.render(&values(CODE_MARK));
+    let code = format!(
+        "<strong style=\"font-size:28px;letter-spacing:6px;font-family:monospace\">{}</strong>",
+        r.code.expose()
+    );
+    let paragraphs: String = marked
+        .split('\n')
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| format!("<p>{}</p>\n", escape_html(line).replace(CODE_MARK, &code)))
+        .collect();
+    let subject = Template::built_in(language.email_subject).render(&values(""));
+    let html = format!(
+        "<!DOCTYPE html>\n<html lang=\"{lang}\"><head><meta charset=\"utf-8\"><title>{title}</title></head>\n\
+         <body style=\"font-family:sans-serif;line-height:1.5\">\n{paragraphs}<p style=\"color:#666\">{ignore}</p>\n</body></html>\n",
+        lang = escape_html(r.locale.as_str()),
+        title = escape_html(&subject),
+        ignore = escape_html(language.email_ignore),
+    );
+    Email {
+        to: to.clone(),
+        from_name: r.app_name.to_owned(),
+        subject,
+        text,
+        html,
+        locale: r.locale.clone(),
+        validity: r.valid_for,
+        reference: r.reference,
+    }
+}
+
+fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// The call reads the text before the code, then the digits one by one, twice.
-pub fn voice(r: Rendering<'_>) -> VoiceCall {
+pub fn voice(r: Rendering<'_>, to: &PhoneNumber) -> VoiceCall {
     let (template, expires_in) = r.text(Channel::Voice);
     // The intro never holds the code: it is read digit by digit after it.
     let intro = template.intro(&Values { code: "", app: r.app_name, expires_in: &expires_in });
     VoiceCall {
-        to: r.to.clone(),
+        to: to.clone(),
         intro,
         code: r.code.clone(),
         repeat: 2,
@@ -183,11 +258,10 @@ pub fn voice(r: Rendering<'_>) -> VoiceCall {
 mod tests {
     use super::*;
 
-    fn rendering<'a>(to: &'a PhoneNumber, locale: &'a Locale, code: &'a Code) -> Rendering<'a> {
+    fn rendering<'a>(_to: &'a PhoneNumber, locale: &'a Locale, code: &'a Code) -> Rendering<'a> {
         Rendering {
             app_name: "Acme",
             template: None,
-            to,
             locale,
             code,
             valid_for: Duration::from_secs(541),
@@ -200,13 +274,13 @@ mod tests {
     fn sms_says_app_code_and_minutes_in_the_locale() {
         let to = PhoneNumber::parse("+14155552671").unwrap();
         let code = Code::parse("0123456").unwrap();
-        let en = sms(rendering(&to, &Locale::default(), &code));
+        let en = sms(rendering(&to, &Locale::default(), &code), &to);
         assert_eq!(en.body, "Your Acme verification code is 0123456. It expires in 10 minutes.");
         assert_eq!(en.validity, Duration::from_secs(541));
         let fr = Locale::parse("fr-CA").unwrap();
-        assert!(sms(rendering(&to, &fr, &code)).body.starts_with("Votre code de vérification Acme est 0123456"));
+        assert!(sms(rendering(&to, &fr, &code), &to).body.starts_with("Votre code de vérification Acme est 0123456"));
         let unknown = Locale::parse("xx").unwrap();
-        assert!(sms(rendering(&to, &unknown, &code)).body.starts_with("Your Acme"));
+        assert!(sms(rendering(&to, &unknown, &code), &to).body.starts_with("Your Acme"));
     }
 
     #[test]
@@ -217,7 +291,7 @@ mod tests {
             let locale = Locale::parse(lang).unwrap();
             let mut r = rendering(&to, &locale, &code);
             r.valid_for = Duration::from_secs_f64(secs);
-            sms(r).body
+            sms(r, &to).body
         };
         assert!(text("en", 60.0).ends_with("It expires in 1 minute."), "{}", text("en", 60.0));
         assert!(text("en", 57.2).ends_with("It expires in 1 minute."));
@@ -242,10 +316,41 @@ mod tests {
     }
 
     #[test]
+    fn an_email_has_a_subject_without_the_code_a_text_part_and_an_escaped_html_part() {
+        let to = PhoneNumber::parse("+14155552671").unwrap();
+        let address = EmailAddress::parse("ada@example.com").unwrap();
+        let code = Code::parse("0123456").unwrap();
+        let fr = Locale::parse("fr").unwrap();
+        let mut r = rendering(&to, &fr, &code);
+        r.app_name = "Acme <Café & Co>";
+        let email = email(r, &address);
+        assert_eq!(email.subject, "Votre code de vérification Acme <Café & Co>");
+        assert!(!email.subject.contains("0123456"));
+        assert!(
+            email
+                .text
+                .starts_with("Votre code de vérification Acme <Café & Co> est 0123456. Il expire dans 10 minutes.")
+        );
+        assert!(email.text.contains("Si vous n'avez pas demandé ce code"), "{}", email.text);
+        assert!(email.html.contains("Acme &lt;Café &amp; Co&gt;"), "{}", email.html);
+        assert!(!email.html.contains("<Café"), "the display name is escaped");
+        assert!(email.html.contains(">0123456</strong>"));
+        assert!(email.html.contains("<html lang=\"fr\">"));
+        assert_eq!(email.from_name, "Acme <Café & Co>");
+        assert_eq!(email.to, address);
+        // A tenant's text keeps its lines, each a paragraph.
+        let t = Template::parse("Hallo!\nCode: {code}\n{app}", Channel::Email, &fr, true).unwrap();
+        let mut r = rendering(&to, &fr, &code);
+        r.template = Some(&t);
+        let html = super::email(r, &address).html;
+        assert!(html.contains("<p>Hallo!</p>") && html.contains("<p>Acme</p>"), "{html}");
+    }
+
+    #[test]
     fn voice_reads_digits_twice() {
         let to = PhoneNumber::parse("+14155552671").unwrap();
         let code = Code::parse("0123456").unwrap();
-        let call = voice(rendering(&to, &Locale::default(), &code));
+        let call = voice(rendering(&to, &Locale::default(), &code), &to);
         assert_eq!(call.intro, "Your Acme verification code is");
         assert_eq!(call.spoken_digits(), "0, 1, 2, 3, 4, 5, 6");
         assert_eq!(call.repeat, 2);
@@ -272,11 +377,11 @@ mod tests {
         let mut r = rendering(&to, &de, &code);
         r.template = Some(&t);
         r.valid_for = Duration::from_secs(60);
-        assert_eq!(sms(r).body, "Acme: 0123456 gilt 1 Minute.");
+        assert_eq!(sms(r, &to).body, "Acme: 0123456 gilt 1 Minute.");
         let v = Template::parse("Hier ist {app}. Ihr Code: {code}.", Channel::Voice, &de, true).unwrap();
         let mut r = rendering(&to, &de, &code);
         r.template = Some(&v);
-        let call = voice(r);
+        let call = voice(r, &to);
         assert_eq!(call.intro, "Hier ist Acme. Ihr Code:");
         assert_eq!(call.spoken_digits(), "0, 1, 2, 3, 4, 5, 6");
     }

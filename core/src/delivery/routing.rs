@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use verifyd_providers::Provider;
-use verifyd_providers::domain::{Channel, PhoneNumber};
+use verifyd_providers::domain::{Channel, Destination, DestinationKind};
 
 use crate::delivery::breaker::{Breaker, BreakerSettings};
 
@@ -17,6 +17,8 @@ pub enum RouteError {
     Prefix(String),
     #[error("provider {provider:?} cannot deliver {channel}")]
     Unsupported { provider: String, channel: Channel },
+    #[error("routes by prefix are for phone channels (sms, voice); {0} uses its default list only")]
+    NotByPrefix(Channel),
     #[error("the route for {channel} {prefix} lists no provider")]
     Empty { channel: Channel, prefix: String },
     #[error("providers.tps names {0:?}, which no channel or route uses")]
@@ -84,6 +86,9 @@ impl Routes {
         prefix: &str,
         providers: Vec<Arc<dyn Provider>>,
     ) -> Result<(), RouteError> {
+        if channel.destination() != DestinationKind::Phone {
+            return Err(RouteError::NotByPrefix(channel));
+        }
         let digits = prefix.strip_prefix('+').unwrap_or_default();
         if !(1..=6).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
             return Err(RouteError::Prefix(prefix.to_owned()));
@@ -99,12 +104,13 @@ impl Routes {
         Ok(())
     }
 
-    /// The providers to try for a message to `to`, in order.
-    pub fn for_destination(&self, channel: Channel, to: &PhoneNumber) -> &[Arc<dyn Provider>] {
-        let number = to.e164().trim_start_matches('+');
+    /// The providers to try for a message to `to`, in order. Prefix routes
+    /// are for phones; an email address takes its channel's default list.
+    pub fn for_destination(&self, channel: Channel, to: &Destination) -> &[Arc<dyn Provider>] {
+        let number = to.phone().map(|p| p.e164().trim_start_matches('+'));
         self.by_prefix
             .iter()
-            .find(|route| route.channel == channel && number.starts_with(&route.digits))
+            .find(|route| route.channel == channel && number.is_some_and(|n| n.starts_with(&route.digits)))
             .map(|route| route.providers.as_slice())
             .or_else(|| self.defaults.get(&channel).map(Vec::as_slice))
             .unwrap_or_default()
@@ -171,6 +177,7 @@ impl Routes {
 #[cfg(test)]
 mod tests {
     use async_trait::async_trait;
+    use verifyd_providers::domain::{EmailAddress, PhoneNumber};
     use verifyd_providers::{ProviderError, Sent, Sms, VoiceCall};
 
     use super::*;
@@ -210,16 +217,19 @@ mod tests {
         routes.add_route(Channel::Sms, "+447911", vec![p("sinch")]).unwrap();
         routes.add_route(Channel::Voice, "+33", vec![p("plivo")]).unwrap();
 
-        let uk = PhoneNumber::parse("+447911123456").unwrap();
-        let uk_other = PhoneNumber::parse("+447400123456").unwrap();
-        let us = PhoneNumber::parse("+14155552671").unwrap();
-        let fr = PhoneNumber::parse("+33612345678").unwrap();
+        routes.add(Channel::Email, p("smtp")).unwrap();
+        let phone = |n: &str| Destination::from(PhoneNumber::parse(n).unwrap());
+        let (uk, uk_other, us, fr) =
+            (phone("+447911123456"), phone("+447400123456"), phone("+14155552671"), phone("+33612345678"));
         assert_eq!(names(routes.for_destination(Channel::Sms, &uk)), ["sinch"]);
         assert_eq!(names(routes.for_destination(Channel::Sms, &uk_other)), ["vonage", "twilio"]);
         assert_eq!(names(routes.for_destination(Channel::Sms, &us)), ["twilio", "vonage"]);
         assert_eq!(names(routes.for_destination(Channel::Sms, &fr)), ["twilio", "vonage"]);
         assert_eq!(names(routes.for_destination(Channel::Voice, &fr)), ["plivo"]);
         assert!(routes.for_destination(Channel::Voice, &us).is_empty());
+        // An address matches no phone prefix: its channel's default list.
+        let ada = Destination::from(EmailAddress::parse("ada@example.com").unwrap());
+        assert_eq!(names(routes.for_destination(Channel::Email, &ada)), ["smtp"]);
         assert!(routes.serves(Channel::Voice));
         // One breaker per provider, shared by every route listing it.
         assert!(Arc::ptr_eq(routes.breaker("vonage").unwrap(), routes.breaker("vonage").unwrap()));
@@ -232,6 +242,7 @@ mod tests {
         assert_eq!(routes.add_route(Channel::Sms, "44", vec![p("x")]), Err(RouteError::Prefix("44".into())));
         assert_eq!(routes.add_route(Channel::Sms, "+4a", vec![p("x")]), Err(RouteError::Prefix("+4a".into())));
         assert!(matches!(routes.add_route(Channel::Sms, "+44", vec![]), Err(RouteError::Empty { .. })));
+        assert_eq!(routes.add_route(Channel::Email, "+44", vec![p("x")]), Err(RouteError::NotByPrefix(Channel::Email)));
         let sms_only: Arc<dyn Provider> = Arc::new(Named("sms-only", false));
         assert!(matches!(routes.add(Channel::Voice, sms_only), Err(RouteError::Unsupported { .. })));
     }

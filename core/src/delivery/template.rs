@@ -49,6 +49,8 @@ impl DisplayName {
 pub const SMS_MAX_CHARS: usize = 1000;
 /// Longest voice template (it is read twice, inside a 4000-character TwiML).
 pub const VOICE_MAX_CHARS: usize = 500;
+/// Longest email template: the plain-text body (the HTML part is made from it).
+pub const EMAIL_MAX_CHARS: usize = 2000;
 /// The most SMS segments a template's longest text may take.
 pub const MAX_SEGMENTS: usize = 10;
 
@@ -85,7 +87,7 @@ pub enum TemplateError {
     Empty,
     #[error("must be at most {0} characters")]
     TooLong(usize),
-    #[error("must not contain control characters (an SMS may hold new lines)")]
+    #[error("must not contain control characters (an SMS or an email may hold new lines)")]
     Control,
     #[error(
         "holds an unknown placeholder `{{{0}}}`; the placeholders are {{code}}, {{app}} and {{expires_in}} (write `{{{{` or `}}}}` for a brace)"
@@ -176,11 +178,12 @@ impl Template {
         let max = match channel {
             Channel::Sms => SMS_MAX_CHARS,
             Channel::Voice => VOICE_MAX_CHARS,
+            Channel::Email => EMAIL_MAX_CHARS,
         };
         if text.chars().count() > max {
             return Err(TemplateError::TooLong(max));
         }
-        let newline_ok = channel == Channel::Sms;
+        let newline_ok = matches!(channel, Channel::Sms | Channel::Email);
         if text.chars().any(|c| c.is_control() && !(newline_ok && c == '\n')) {
             return Err(TemplateError::Control);
         }

@@ -272,7 +272,7 @@ pub async fn open(pool: &PgPool, view: &View, id: Uuid, now: DateTime<Utc>) -> R
     let verification = v.map(|v| VerificationState {
         status: v.state.effective_status(now).as_str().to_owned(),
         expires_at: v.state.expires_at,
-        to: v.phone.masked(),
+        to: v.to.masked(),
         channel: v.channel.as_str().to_owned(),
         account_id: v.account_id.as_str().to_owned(),
     });

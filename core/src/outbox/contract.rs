@@ -27,9 +27,16 @@ pub struct VerificationRequest {
     /// The backend's own id for its user (1–128 printable characters).
     #[schema(example = "user-42", min_length = 1, max_length = 128, pattern = r"^[^\u0000-\u001f\u007f-\u009f]+$")]
     pub account_id: String,
-    /// E.164, or a number with its country code.
+    /// For `sms` and `voice`: E.164, or a number with its country code.
+    #[serde(default)]
     #[schema(example = "+14155552671")]
-    pub phone: String,
+    pub phone: Option<String>,
+    /// For `email`: one address, `local@domain` (an internationalised domain
+    /// is sent in its ASCII form); at most 254 characters.
+    #[serde(default)]
+    #[schema(example = "ada@example.com", max_length = 254)]
+    pub email: Option<String>,
+    /// `sms` or `voice` (to `phone`), `email` (to `email`).
     #[schema(value_type = verifyd_providers::domain::Channel, example = "sms")]
     pub channel: String,
     /// `en`, `es`, `fr`, `de`, `pt` or `ja` (and regional forms); `en` by default.

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 use verifyd_providers::ErrorKind;
-use verifyd_providers::domain::{Channel, PhoneNumber};
+use verifyd_providers::domain::{Channel, Destination};
 
 use crate::ids::View;
 use crate::outbox;
@@ -158,23 +158,25 @@ pub struct Recorded {
     pub receipt_status: Option<String>,
     #[serde(with = "crate::timestamp")]
     pub at: DateTime<Utc>,
-    /// The destination, masked (`+4479******56`).
+    /// The destination, masked (`+4479******56`, `a***@example.com`).
     #[sqlx(skip)]
     pub to: Option<String>,
     #[serde(skip)]
-    phone: Option<String>,
+    destination: Option<String>,
 }
 
 impl Recorded {
     fn masked(mut self) -> Self {
-        self.to = self.phone.take().and_then(|p| PhoneNumber::from_stored(&p).ok()).map(|p| p.masked());
+        let kind = self.channel.parse::<Channel>().ok().map(Channel::destination);
+        let destination = self.destination.take().zip(kind);
+        self.to = destination.and_then(|(d, kind)| Destination::from_stored(kind, &d).ok()).map(|d| d.masked());
         self
     }
 }
 
 const RECORDED: &str = "a.job_id, a.verification_id, t.name AS tenant, a.channel, a.provider, a.outcome,
     a.error_kind, a.error, a.latency_ms, a.provider_message_id, a.receipt_status, a.created_at AS at,
-    v.phone AS phone
+    v.destination AS destination
     FROM delivery_attempts a JOIN tenants t ON t.id = a.tenant_id
     JOIN verifications v ON v.id = a.verification_id";
 

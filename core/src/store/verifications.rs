@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
-use verifyd_providers::domain::{Channel, Locale, PhoneNumber};
+use verifyd_providers::domain::{Channel, Destination, Locale};
 
 use super::branding::{self, ForSend, TEMPLATE_COLUMNS};
 use super::{CorruptRow, StoreError};
@@ -17,7 +17,7 @@ struct Row {
     tenant_id: Uuid,
     tenant_name: String,
     account_id: String,
-    phone: String,
+    destination: String,
     channel: String,
     locale: String,
     status: String,
@@ -44,7 +44,8 @@ pub struct Verification {
     pub tenant_id: Uuid,
     pub tenant_name: String,
     pub account_id: AccountId,
-    pub phone: PhoneNumber,
+    /// A phone for SMS and voice, an email address for email.
+    pub to: Destination,
     pub channel: Channel,
     pub locale: Locale,
     pub state: State,
@@ -66,7 +67,7 @@ impl std::fmt::Debug for Verification {
         f.debug_struct("Verification")
             .field("id", &self.id)
             .field("tenant", &self.tenant_name)
-            .field("phone", &self.phone)
+            .field("to", &self.to)
             .field("channel", &self.channel)
             .field("state", &self.state)
             .finish_non_exhaustive()
@@ -84,7 +85,7 @@ impl Verification {
             occurred_at: now,
             verification_id: Some(self.id),
             account_id: self.account_id.as_str().to_owned(),
-            to: Some(self.phone.e164().to_owned()),
+            to: Some(self.to.as_str().to_owned()),
             channel: Some(self.channel),
             status: None,
             detail: serde_json::Map::new(),
@@ -97,10 +98,11 @@ impl TryFrom<Row> for Verification {
 
     fn try_from(r: Row) -> Result<Self, CorruptRow> {
         let corrupt = |reason: String| CorruptRow { table: "verifications", id: r.id.to_string(), reason };
+        let channel: Channel = r.channel.parse().map_err(|_| corrupt(format!("channel {:?}", r.channel)))?;
         Ok(Verification {
             account_id: AccountId::parse(&r.account_id).map_err(|e| corrupt(e.to_string()))?,
-            phone: PhoneNumber::from_stored(&r.phone).map_err(|e| corrupt(e.to_string()))?,
-            channel: r.channel.parse().map_err(|_| corrupt(format!("channel {:?}", r.channel)))?,
+            channel,
+            to: Destination::from_stored(channel.destination(), &r.destination).map_err(|e| corrupt(e.to_string()))?,
             locale: Locale::parse(&r.locale).map_err(|e| corrupt(e.to_string()))?,
             state: State {
                 status: r.status.parse::<Status>().map_err(|e| corrupt(e.to_string()))?,
@@ -124,7 +126,7 @@ impl TryFrom<Row> for Verification {
     }
 }
 
-const COLUMNS: &str = "v.id, v.tenant_id, t.name AS tenant_name, v.account_id, v.phone, v.channel,
+const COLUMNS: &str = "v.id, v.tenant_id, t.name AS tenant_name, v.account_id, v.destination, v.channel,
         v.locale, v.status, v.code_mac, v.code_sealed, v.attempts, v.max_attempts, v.sends,
         v.reply_to, v.correlation_id, v.created_at, v.expires_at, v.last_sent_at, v.completed_at, v.api_key_id,
         v.delivery_job_id";
@@ -150,7 +152,7 @@ pub struct NewVerification<'a> {
     pub id: Uuid,
     pub tenant_id: Uuid,
     pub account_id: &'a AccountId,
-    pub phone: &'a PhoneNumber,
+    pub to: &'a Destination,
     pub channel: Channel,
     pub locale: &'a Locale,
     pub code_mac: &'a [u8],
@@ -171,7 +173,7 @@ pub struct NewVerification<'a> {
 pub async fn insert(conn: &mut PgConnection, v: &NewVerification<'_>) -> Result<bool, sqlx::Error> {
     let inserted: i64 = sqlx::query_scalar(
         "WITH v AS (
-            INSERT INTO verifications (id, tenant_id, account_id, phone, channel, locale, status, code_mac,
+            INSERT INTO verifications (id, tenant_id, account_id, destination, channel, locale, status, code_mac,
                 code_sealed, code_length, max_attempts, idempotency_key, reply_to, correlation_id,
                 created_at, expires_at, last_sent_at, api_key_id, delivery_job_id, delivery_channel)
             VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9, $10, $11, $12, $13, $14, $15, $14, $16, $17, $5)
@@ -183,7 +185,7 @@ pub async fn insert(conn: &mut PgConnection, v: &NewVerification<'_>) -> Result<
     .bind(v.id)
     .bind(v.tenant_id)
     .bind(v.account_id.as_str())
-    .bind(v.phone.e164())
+    .bind(v.to.as_str())
     .bind(v.channel.as_str())
     .bind(v.locale.as_str())
     .bind(v.code_mac)

@@ -52,6 +52,9 @@ pub struct Issuer {
     pub abuse: Arc<Abuse>,
     /// Conversion counts for the operations overview.
     pub stats: Arc<Stats>,
+    /// The channels some provider is configured for: a code by any other is
+    /// refused before anything is stored.
+    pub served: Vec<Channel>,
 }
 
 /// Where a send's shared buckets (its country's, its tenant's) are taken.
@@ -105,6 +108,12 @@ impl Issuer {
         now: DateTime<Utc>,
         shared_buckets: SharedBuckets,
     ) -> Result<Option<Verification>, VerificationError> {
+        if request.channel.destination() != request.to.kind() {
+            return Err(VerificationError::ChannelMismatch(request.channel));
+        }
+        if !self.served.contains(&request.channel) {
+            return Err(VerificationError::ChannelNotServed(request.channel));
+        }
         let policy = &self.policy;
         let id = Uuid::new_v4();
         let job_id = Uuid::new_v4();
@@ -116,11 +125,11 @@ impl Issuer {
         let expires_at = now + policy.ttl;
         let send = limits::Send {
             tenant_id: tenant.id,
-            phone: &request.phone,
+            to: &request.to,
             account: &request.account_id,
             ip: request.end_user_ip,
         };
-        // The phone's, account's and IP's buckets first; the ones every send of
+        // The destination's, account's and IP's buckets first; the ones every send of
         // the tenant shares (its country's, its own) and the pumping counts
         // last: their rows stay locked until the commit, so they are taken as
         // late as possible. An error after a write leaves the transaction to
@@ -133,7 +142,7 @@ impl Issuer {
                 id,
                 tenant_id: tenant.id,
                 account_id: &request.account_id,
-                phone: &request.phone,
+                to: &request.to,
                 channel: request.channel,
                 locale: &request.locale,
                 code_mac: &code_mac,
@@ -157,7 +166,7 @@ impl Issuer {
             tenant_id: tenant.id,
             tenant_name: tenant.name.clone(),
             account_id: request.account_id,
-            phone: request.phone,
+            to: request.to,
             channel: request.channel,
             locale: request.locale,
             state: State {
@@ -184,8 +193,8 @@ impl Issuer {
         let mut rows = vec![outbox::dispatch_row(&job)];
         rows.extend(outbox::event_rows(&event, verification.reply.as_ref()));
         outbox::put(&mut *tx, &rows).await?;
-        let (phone, channel) = (&verification.phone, verification.channel);
-        let out = Outgoing { phone, channel, sending: Sending::New };
+        let (to, channel) = (&verification.to, verification.channel);
+        let out = Outgoing { to, channel, sending: Sending::New };
         self.abuse.enforce_in_tx(&mut *tx, tenant.id, &tenant.name, out, now).await??;
         if shared_buckets == SharedBuckets::InTx {
             limits::enforce_in_tx(&mut *tx, &shared, now).await??;
@@ -193,7 +202,7 @@ impl Issuer {
         let (tenant, channel) = (catalog::tenant_label(&tenant.name), verification.channel);
         metrics::counter!("verifyd_verifications_created_total", "tenant" => tenant, "channel" => channel.as_str())
             .increment(1);
-        self.stats.record_started(now, verification.tenant_id, channel, verification.phone.country());
+        self.stats.record_started(now, verification.tenant_id, channel, verification.to.country());
         Ok(Some(verification))
     }
 
@@ -211,8 +220,14 @@ impl Issuer {
         shared_buckets: SharedBuckets,
     ) -> Result<Resent, VerificationError> {
         let mut v = store::lock(&mut *tx, tenant_id, id).await?.ok_or(VerificationError::NotFound)?;
+        if let Some(asked) = channel.filter(|c| c.destination() != v.to.kind()) {
+            return Err(VerificationError::ChannelMismatch(asked));
+        }
+        if let Some(asked) = channel.filter(|c| !self.served.contains(c)) {
+            return Err(VerificationError::ChannelNotServed(asked));
+        }
         lifecycle::resend(&v.state, &self.policy.resend, now).map_err(|r| refused(r, &v, now))?;
-        let send = limits::Send { tenant_id: v.tenant_id, phone: &v.phone, account: &v.account_id, ip: None };
+        let send = limits::Send { tenant_id: v.tenant_id, to: &v.to, account: &v.account_id, ip: None };
         let (own, shared) = limits::split_shared(self.limits.send_buckets(&send));
         limits::enforce_in_tx(&mut *tx, &own, now).await??;
         let channel = channel.unwrap_or(v.channel);
@@ -221,7 +236,7 @@ impl Issuer {
                 &mut *tx,
                 v.tenant_id,
                 &v.tenant_name,
-                Outgoing { phone: &v.phone, channel, sending: Sending::Again },
+                Outgoing { to: &v.to, channel, sending: Sending::Again },
                 now,
             )
             .await??;
@@ -276,11 +291,11 @@ impl Issuer {
         }
         store::save_check(&mut *tx, v.id, status, attempts, now).await?;
         if outcome == CheckOutcome::Approved {
-            self.abuse.record_approval_in_tx(&mut *tx, v.tenant_id, &v.phone, v.created_at).await?;
+            self.abuse.record_approval_in_tx(&mut *tx, v.tenant_id, &v.to, v.created_at).await?;
             let tenant = catalog::tenant_label(&v.tenant_name);
             metrics::counter!("verifyd_verifications_approved_total", "tenant" => tenant, "channel" => v.channel.as_str())
                 .increment(1);
-            self.stats.record_approved(now, v.tenant_id, v.channel, v.phone.country());
+            self.stats.record_approved(now, v.tenant_id, v.channel, v.to.country());
         }
         v.state.status = status;
         v.state.attempts = attempts;

@@ -21,7 +21,7 @@ use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
 use uuid::Uuid;
-use verifyd_providers::domain::{Channel, Code, CodeLength, Locale, PhoneNumber};
+use verifyd_providers::domain::{Channel, Code, CodeLength, Destination, Locale};
 
 use crate::abuse::Refused;
 use crate::domain::verification::Status;
@@ -99,7 +99,11 @@ pub enum VerificationError {
     Refused(#[from] Refused),
     #[error("verification is {0}")]
     NotPending(Status),
-    #[error("the idempotency key was already used for another phone number or account")]
+    #[error("{0} cannot reach this verification's destination (a phone for sms and voice, an address for email)")]
+    ChannelMismatch(Channel),
+    #[error("no provider is configured for {0} (providers.{0})")]
+    ChannelNotServed(Channel),
+    #[error("the idempotency key was already used for another destination or account")]
     IdempotencyConflict,
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -128,7 +132,9 @@ pub struct Create {
 #[derive(Debug, Clone)]
 pub struct Request {
     pub account_id: AccountId,
-    pub phone: PhoneNumber,
+    /// Where the code goes: a phone for SMS and voice, an address for email
+    /// (the edge checks the two fit).
+    pub to: Destination,
     pub channel: Channel,
     pub locale: Locale,
     pub code_length: Option<CodeLength>,

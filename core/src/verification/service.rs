@@ -14,9 +14,9 @@ use super::{Cancel, Check, Checked, Create, Created, Deps, Resend, Resent, Verif
 use crate::domain::verification::Status;
 
 /// The answer to a repeated idempotency key: the earlier verification, if the
-/// request is the same one (same phone, same account).
+/// request is the same one (same destination, same account).
 fn replay(existing: Verification, msg: &Create) -> Result<Created, VerificationError> {
-    if existing.phone.e164() != msg.request.phone.e164() || existing.account_id != msg.request.account_id {
+    if existing.to != msg.request.to || existing.account_id != msg.request.account_id {
         return Err(VerificationError::IdempotencyConflict);
     }
     Ok(Created { verification: existing, replayed: true })
@@ -33,7 +33,7 @@ pub(super) async fn create(deps: &Deps, msg: Create) -> Result<Created, Verifica
 /// the transaction, so their rows stay locked only briefly.
 async fn create_new(deps: &Deps, msg: Create) -> Result<Created, VerificationError> {
     let issuer = &deps.issuer;
-    issuer.abuse.precheck(msg.tenant.id, &msg.request.phone, msg.request.channel).await??;
+    issuer.abuse.precheck(msg.tenant.id, &msg.request.to, msg.request.channel).await??;
     let send = send_of(&msg);
     issuer.admit(&send).await?;
     let shared = issuer.take_shared(&send, msg.now).await?;
@@ -76,7 +76,7 @@ async fn create_once(deps: &Deps, msg: Create, key: &str) -> Result<Created, Ver
             return replay(existing, &msg);
         }
     }
-    issuer.abuse.precheck(msg.tenant.id, &msg.request.phone, msg.request.channel).await??;
+    issuer.abuse.precheck(msg.tenant.id, &msg.request.to, msg.request.channel).await??;
     let mut tx = issuer.pool.begin().await?;
     store::lock_idempotency_key(&mut tx, msg.tenant.id, key).await?;
     if let Some(existing) = store::by_idempotency_key(&mut tx, msg.tenant.id, key).await? {
@@ -96,7 +96,7 @@ async fn create_once(deps: &Deps, msg: Create, key: &str) -> Result<Created, Ver
 fn send_of(msg: &Create) -> limits::Send<'_> {
     limits::Send {
         tenant_id: msg.tenant.id,
-        phone: &msg.request.phone,
+        to: &msg.request.to,
         account: &msg.request.account_id,
         ip: msg.request.end_user_ip,
     }
@@ -105,7 +105,7 @@ fn send_of(msg: &Create) -> limits::Send<'_> {
 /// After the commit: log the new verification.
 fn announce(verification: Verification) -> Created {
     tracing::info!(verification_id = %verification.id, tenant = %verification.tenant_name,
-        to = %verification.phone.masked(), channel = %verification.channel, "verification created");
+        to = %verification.to.masked(), channel = %verification.channel, "verification created");
     Created { verification, replayed: false }
 }
 
@@ -162,13 +162,10 @@ pub(super) async fn resend(deps: &Deps, msg: Resend) -> Result<Resent, Verificat
     // Refuse cheaply without a lock, then ask the throttle, then decide under the lock.
     let v = store::get(&issuer.pool, msg.tenant.id, msg.id).await?.ok_or(VerificationError::NotFound)?;
     lifecycle::resend(&v.state, &issuer.policy.resend, msg.now).map_err(|r| refused(r, &v, msg.now))?;
-    issuer.abuse.precheck(msg.tenant.id, &v.phone, msg.channel.unwrap_or(v.channel)).await??;
-    issuer.admit(&limits::Send { tenant_id: msg.tenant.id, phone: &v.phone, account: &v.account_id, ip: None }).await?;
+    issuer.abuse.precheck(msg.tenant.id, &v.to, msg.channel.unwrap_or(v.channel)).await??;
+    issuer.admit(&limits::Send { tenant_id: msg.tenant.id, to: &v.to, account: &v.account_id, ip: None }).await?;
     let shared = issuer
-        .take_shared(
-            &limits::Send { tenant_id: v.tenant_id, phone: &v.phone, account: &v.account_id, ip: None },
-            msg.now,
-        )
+        .take_shared(&limits::Send { tenant_id: v.tenant_id, to: &v.to, account: &v.account_id, ip: None }, msg.now)
         .await?;
     let resent = async {
         let mut tx = issuer.pool.begin().await?;

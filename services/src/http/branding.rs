@@ -238,7 +238,7 @@ impl Ctx<'_> {
 }
 
 fn pair(path: &(String, String)) -> Result<(Channel, Locale), ApiError> {
-    let channel = path.0.parse().map_err(|_| ApiError::field("channel", "must be `sms` or `voice`"))?;
+    let channel = path.0.parse().map_err(|_| ApiError::field("channel", "must be `sms`, `voice` or `email`"))?;
     let locale = Locale::parse(&path.1).map_err(|e| ApiError::field("locale", e))?;
     Ok((channel, locale))
 }
@@ -270,7 +270,7 @@ async fn list_templates(
 /// built-in text.
 #[utoipa::path(get, path = "/v1/templates/{channel}/{locale}", tag = "branding",
     operation_id = "get_template",
-    params(("channel" = String, Path, description = "`sms` or `voice`"),
+    params(("channel" = String, Path, description = "`sms`, `voice` or `email`"),
         ("locale" = String, Path, description = "`en`, `pt-BR`, …")),
     responses((status = 200, body = TemplateView)),
     security(("api_key" = ["admin"])))]
@@ -299,7 +299,7 @@ async fn get_template(
 /// The answer says what the SMS costs. Audited as `template.saved`.
 #[utoipa::path(put, path = "/v1/templates/{channel}/{locale}", tag = "branding",
     operation_id = "put_template",
-    params(("channel" = String, Path, description = "`sms` or `voice`"),
+    params(("channel" = String, Path, description = "`sms`, `voice` or `email`"),
         ("locale" = String, Path, description = "`en`, `pt-BR`, …")),
     request_body = TemplateBody,
     responses((status = 200, body = TemplateView),
@@ -347,7 +347,7 @@ async fn put_template(
 /// `template.deleted`.
 #[utoipa::path(delete, path = "/v1/templates/{channel}/{locale}", tag = "branding",
     operation_id = "delete_template",
-    params(("channel" = String, Path, description = "`sms` or `voice`"),
+    params(("channel" = String, Path, description = "`sms`, `voice` or `email`"),
         ("locale" = String, Path, description = "`en`, `pt-BR`, …")),
     responses((status = 200, body = Deleted),
         (status = 404, description = "The tenant has no text of its own there (`not_found`)", body = Problem)),

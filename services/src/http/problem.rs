@@ -208,6 +208,9 @@ impl From<VerificationError> for ApiError {
             VerificationError::Refused(r) => ApiError::Refused(r),
             VerificationError::NotPending(s) => ApiError::NotPending(s),
             e @ VerificationError::IdempotencyConflict => ApiError::Verification(e),
+            e @ (VerificationError::ChannelMismatch(_) | VerificationError::ChannelNotServed(_)) => {
+                ApiError::field("channel", e)
+            }
             VerificationError::Store(e) => ApiError::internal(e),
             VerificationError::Mailbox(e) => e.into(),
         }
@@ -343,7 +346,9 @@ impl ResponseError for ApiError {
             ApiError::NotPending(_) | ApiError::Verification(_) => StatusCode::CONFLICT,
             ApiError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
             // A number the channel cannot serve: the request, not a permission, is at fault.
-            ApiError::Refused(Refused::NumberTypeNotAllowed { .. }) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Refused(Refused::NumberTypeNotAllowed { .. } | Refused::DisposableEmail) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             // The tenant's settings or a fraud block forbid it; retrying the same will not help.
             ApiError::Refused(_) => StatusCode::FORBIDDEN,
             ApiError::InvalidCode { .. } => StatusCode::UNPROCESSABLE_ENTITY,
@@ -490,6 +495,7 @@ impl From<&Refused> for RefusalFields {
                 blocked_until: Some(*blocked_until),
                 ..Default::default()
             },
+            Refused::DisposableEmail => RefusalFields::default(),
         }
     }
 }

@@ -1,4 +1,5 @@
-//! `/v1/verifications`: start, read, check and resend phone verifications.
+//! `/v1/verifications`: start, read, check and resend verifications of a
+//! phone (SMS, voice) or an email address.
 
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
@@ -12,7 +13,9 @@ use verifyd_core::outbox::contract::VerificationRequest;
 use verifyd_core::store::attempts;
 use verifyd_core::store::verifications::{self as store, Verification};
 use verifyd_core::verification::{Cancel, Check, Create, Request, Resend};
-use verifyd_providers::domain::{Channel, Code, CodeLength, Locale, PhoneNumber};
+use verifyd_providers::domain::{
+    Channel, Code, CodeLength, Destination, DestinationKind, EmailAddress, Locale, PhoneNumber,
+};
 
 use super::auth::{Caller, Verify};
 use super::body::RawBody;
@@ -36,7 +39,7 @@ pub struct View {
     pub id: Uuid,
     pub status: Status,
     pub account_id: String,
-    /// E.164.
+    /// E.164 for `sms` and `voice`, the address for `email`.
     pub to: String,
     pub channel: Channel,
     pub locale: String,
@@ -73,7 +76,7 @@ impl View {
             id: v.id,
             status: v.state.effective_status(now),
             account_id: v.account_id.as_str().to_owned(),
-            to: v.phone.e164().to_owned(),
+            to: v.to.as_str().to_owned(),
             channel: v.channel,
             locale: v.locale.as_str().to_owned(),
             attempts: v.state.attempts,
@@ -90,17 +93,20 @@ impl View {
 /// Parses a request (the same body over HTTP and AMQP); `fallback_key` is the
 /// `Idempotency-Key` header or the AMQP `message_id`, used when the body has none.
 pub fn parse_request(request: VerificationRequest, fallback_key: Option<String>) -> Result<Request, ApiError> {
-    let VerificationRequest { account_id, phone, channel, locale, code_length, idempotency_key, end_user_ip } = request;
+    let VerificationRequest { account_id, phone, email, channel, locale, code_length, idempotency_key, end_user_ip } =
+        request;
     let idempotency_key = idempotency_key.or(fallback_key);
     if let Some(key) = &idempotency_key
         && (key.is_empty() || key.chars().count() > 255)
     {
         return Err(ApiError::field("idempotency_key", "must be 1 to 255 characters"));
     }
+    let account_id = AccountId::parse(&account_id).map_err(|e| ApiError::field("account_id", e))?;
+    let channel: Channel = channel.parse().map_err(|e| ApiError::field("channel", e))?;
     Ok(Request {
-        account_id: AccountId::parse(&account_id).map_err(|e| ApiError::field("account_id", e))?,
-        phone: PhoneNumber::parse(&phone).map_err(|e| ApiError::field("phone", e))?,
-        channel: channel.parse().map_err(|e| ApiError::field("channel", e))?,
+        account_id,
+        to: destination(channel, phone, email)?,
+        channel,
         locale: locale
             .as_deref()
             .map(Locale::parse)
@@ -118,14 +124,38 @@ pub fn parse_request(request: VerificationRequest, fallback_key: Option<String>)
     })
 }
 
-/// Start a verification: a code goes to the phone by SMS or voice call.
+/// The destination the channel needs, and no other: `phone` for SMS and
+/// voice, `email` for email.
+fn destination(channel: Channel, phone: Option<String>, email: Option<String>) -> Result<Destination, ApiError> {
+    match (channel.destination(), phone, email) {
+        (DestinationKind::Phone, Some(phone), None) => {
+            Ok(PhoneNumber::parse(&phone).map_err(|e| ApiError::field("phone", e))?.into())
+        }
+        (DestinationKind::Email, None, Some(email)) => {
+            Ok(EmailAddress::parse(&email).map_err(|e| ApiError::field("email", e))?.into())
+        }
+        (DestinationKind::Phone, _, Some(_)) => {
+            Err(ApiError::field("email", format!("must be absent for channel {channel}: its code goes to `phone`")))
+        }
+        (DestinationKind::Email, Some(_), _) => {
+            Err(ApiError::field("phone", "must be absent for channel email: its code goes to `email`"))
+        }
+        (DestinationKind::Phone, None, None) => {
+            Err(ApiError::field("phone", format!("is required for channel {channel}")))
+        }
+        (DestinationKind::Email, None, None) => Err(ApiError::field("email", "is required for channel email")),
+    }
+}
+
+/// Start a verification: a code goes to the phone by SMS or voice call, or
+/// to the email address by email.
 #[utoipa::path(post, operation_id = "create_verification", path = "/v1/verifications", tag = "verifications",
     request_body = VerificationRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "Same key, same verification (one message sent)")),
     responses(
         (status = 201, description = "Created; the code is on its way", body = View),
         (status = 200, description = "The idempotency key was seen before: the earlier verification", body = View),
-        (status = 409, description = "Idempotency key used for another phone or account", body = Problem),
+        (status = 409, description = "Idempotency key used for another destination or account", body = Problem),
         (status = 422, description = "A field does not parse (`invalid_field`)", body = Problem),
         (status = 429, description = "Throttled (`Retry-After`)", body = Problem)),
     security(("api_key" = ["verify"])))]

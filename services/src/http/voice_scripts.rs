@@ -35,16 +35,20 @@ async fn plivo(state: web::Data<AppState>, token: web::Path<String>) -> Result<H
     // The call's text as dispatch chose it: the tenant's, in the verification's locale.
     let brand = store::for_send(&state.pool, v.tenant_id, Channel::Voice, &v.locale).await?;
     let brand = branding::resolve(brand, Channel::Voice, &state.app_name);
-    let call = render::voice(Rendering {
-        app_name: &brand.app,
-        template: brand.template.as_ref(),
-        to: &v.phone,
-        locale: &v.locale,
-        code: &code,
-        valid_for: (v.state.expires_at - now).to_std().unwrap_or_default(),
-        reference: v.id.to_string(),
-        script_url: None,
-    });
+    // Only a phone is called; an email verification has no call to script.
+    let phone = v.to.phone().ok_or(ApiError::NotFound)?;
+    let call = render::voice(
+        Rendering {
+            app_name: &brand.app,
+            template: brand.template.as_ref(),
+            locale: &v.locale,
+            code: &code,
+            valid_for: (v.state.expires_at - now).to_std().unwrap_or_default(),
+            reference: v.id.to_string(),
+            script_url: None,
+        },
+        phone,
+    );
     metrics::counter!("verifyd_voice_scripts_served_total", "provider" => "plivo").increment(1);
     Ok(HttpResponse::Ok().content_type("application/xml").body(verifyd_providers::plivo::answer_xml(&call)))
 }

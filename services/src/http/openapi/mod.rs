@@ -45,7 +45,7 @@ use super::{
     components(schemas(problem::Problem)),
     modifiers(&BearerKey),
     tags(
-        (name = "verifications", description = "Prove that a person owns a phone number"),
+        (name = "verifications", description = "Prove that a person owns a phone number or an email address"),
         (name = "factors", description = "Enrol and manage second factors, backup and recovery codes"),
         (name = "login gate", description = "May this user in? Challenges, answers and proofs"),
         (name = "organisations", description = "Two-factor policy and admin reset"),

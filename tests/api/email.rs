@@ -1,0 +1,265 @@
+//! Codes by email: a request over HTTP or AMQP, through RabbitMQ, to a real
+//! SMTP server on localhost (`SmtpSink`) or to SendGrid's API (`SendGridMock`),
+//! and the code read from the message approves the verification.
+
+use std::time::Duration;
+
+use lapin::BasicProperties;
+use serde_json::{Value, json};
+use verifyd_providers::testkit::{Failure, SendGridMock, SmtpSink};
+
+use crate::helpers::{TestApp, captured_logs, mentions, spawn_app, spawn_app_with};
+
+const FROM: &str = "codes@acme.example";
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+async fn app_with_smtp() -> (TestApp, SmtpSink) {
+    let sink = SmtpSink::start().await;
+    let smtp = sink.config(FROM);
+    let app = spawn_app_with(move |config| {
+        config.providers.smtp = Some(smtp);
+        config.providers.email = vec!["smtp".into()];
+    })
+    .await;
+    (app, sink)
+}
+
+async fn create_email(app: &TestApp, account: &str, email: &str) -> crate::helpers::Reply {
+    app.post_json("/v1/verifications", &json!({ "account_id": account, "email": email, "channel": "email" })).await
+}
+
+async fn attempts(app: &TestApp, id: &str) -> Vec<(String, String)> {
+    let reply = app.get(&format!("/v1/verifications/{id}/attempts")).await;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    let list = reply.body["attempts"].as_array().cloned().unwrap_or_default();
+    list.iter()
+        .map(|a| (a["provider"].as_str().unwrap_or("-").to_owned(), a["outcome"].as_str().unwrap_or("").to_owned()))
+        .collect()
+}
+
+#[actix_rt::test(system = "verifyd::system::System")]
+async fn an_email_code_goes_through_the_smtp_relay_and_approves_the_verification() {
+    let (app, sink) = app_with_smtp().await;
+    let mut events = app.capture_events("#").await;
+
+    let created = create_email(&app, "ada", "Ada.Lovelace@Bücher.example").await;
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    assert_eq!(created.body["channel"], "email");
+    assert_eq!(created.body["to"], "Ada.Lovelace@xn--bcher-kva.example", "the domain in its ASCII form");
+    let id = created.body["id"].as_str().unwrap().to_owned();
+
+    let code = sink.wait_for_code("Ada.Lovelace@xn--bcher-kva.example", TIMEOUT).await.expect("an email arrives");
+    assert_eq!(code.len(), 7);
+    let message = sink.received().await.remove(0);
+    assert_eq!(message.envelope_from, FROM);
+    assert_eq!(message.header("Auto-Submitted"), Some("auto-generated"));
+    let message_id = message.header("Message-ID").unwrap();
+    assert!(message_id.starts_with('<') && message_id.ends_with("@acme.example>"), "{message_id}");
+    assert_eq!(message.subject, "Your Acme verification code", "the subject names the app, never the code");
+    assert!(message.text.contains(&format!("Your Acme verification code is {code}")), "{}", message.text);
+    assert!(message.html.contains(&format!(">{code}</strong>")), "{}", message.html);
+
+    let delivered = events.wait_for_event("verification.delivered", TIMEOUT).await;
+    assert_eq!(delivered["provider"], "smtp");
+    assert_eq!(delivered["channel"], "email");
+    let checked = app.check(&id, &code).await;
+    assert_eq!(checked.body["status"], "approved", "{:?}", checked.body);
+    let read = app.get(&format!("/v1/verifications/{id}")).await;
+    assert_eq!(read.body["delivery"]["channel"], "email");
+    // An approved address is not a phone factor.
+    let factors = app.get("/v1/accounts/ada/factors").await;
+    assert_eq!(factors.body["factors"], json!([]), "{:?}", factors.body);
+}
+
+#[actix_rt::test(system = "verifyd::system::System")]
+async fn a_request_published_on_rabbitmq_is_sent_by_sendgrid_and_a_resend_sends_the_same_code() {
+    let sendgrid = SendGridMock::start().await;
+    let config = sendgrid.config("SG.test-key", FROM);
+    let app = spawn_app_with(move |c| {
+        c.providers.sendgrid = Some(config);
+        c.providers.email = vec!["sendgrid".into()];
+    })
+    .await;
+    let (reply_to, mut replies) = app.reply_queue().await;
+    let body = json!({ "account_id": "grace", "email": "grace@example.com", "channel": "email", "locale": "es" });
+    let props = BasicProperties::default()
+        .with_reply_to(reply_to.as_str().into())
+        .with_message_id("email-1".into())
+        .with_content_type("application/json".into());
+    app.publish_request(&app.tenant, body.to_string().as_bytes(), props).await;
+
+    let created = replies.wait_for_event("verification.created", TIMEOUT).await;
+    assert_eq!(created["to"], "grace@example.com");
+    let id = created["verification_id"].as_str().unwrap().to_owned();
+    let code = sendgrid.wait_for_code("grace@example.com", TIMEOUT).await.expect("SendGrid got the email");
+    let sent = sendgrid.sent_emails().await.remove(0);
+    assert_eq!(sent.subject, "Tu código de verificación de Acme");
+    assert_eq!(sent.from, FROM);
+    assert_eq!(sent.from_name.as_deref(), Some("Acme"));
+    assert_eq!(sent.tracking_settings["click_tracking"]["enable"], false);
+    let delivered = replies.wait_for_event("verification.delivered", TIMEOUT).await;
+    assert_eq!(delivered["provider"], "sendgrid");
+
+    let resent = app.post_json(&format!("/v1/verifications/{id}/resend"), &json!({})).await;
+    assert_eq!(resent.status, 202, "{:?}", resent.body);
+    let again = sendgrid.wait_for_next_code("grace@example.com", 1, TIMEOUT).await.expect("a second email");
+    assert_eq!(again, code, "a resend sends the same code");
+    // A phone channel cannot reach an address.
+    let by_sms = app.post_json(&format!("/v1/verifications/{id}/resend"), &json!({ "channel": "sms" })).await;
+    assert_eq!((by_sms.status, by_sms.body["field"].as_str()), (422, Some("channel")), "{:?}", by_sms.body);
+
+    assert_eq!(app.check(&id, &code).await.body["status"], "approved");
+    replies.wait_for_event("verification.approved", TIMEOUT).await;
+}
+
+#[actix_rt::test(system = "verifyd::system::System")]
+async fn when_sendgrid_is_down_the_smtp_relay_delivers_the_code() {
+    let sendgrid = SendGridMock::start().await;
+    let sink = SmtpSink::start().await;
+    let (sg, smtp) = (sendgrid.config("SG.test-key", FROM), sink.config(FROM));
+    let app = spawn_app_with(move |c| {
+        c.providers.sendgrid = Some(sg);
+        c.providers.smtp = Some(smtp);
+        c.providers.email = vec!["sendgrid".into(), "smtp".into()];
+    })
+    .await;
+    sendgrid.fail_next(1, Failure::Unavailable).await;
+
+    let created = create_email(&app, "alan", "alan@example.org").await;
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let code = sink.wait_for_code("alan@example.org", TIMEOUT).await.expect("the relay delivered it");
+    assert!(sendgrid.sent().await.is_empty());
+    assert_eq!(
+        attempts(&app, &id).await,
+        [("sendgrid".to_owned(), "retryable_error".to_owned()), ("smtp".to_owned(), "sent".to_owned())]
+    );
+    assert_eq!(app.check(&id, &code).await.body["status"], "approved");
+
+    // An address the relay refuses (550 5.1.1) is no one's: the job ends
+    // there, without asking SendGrid (failed over on 5xx, never on the address).
+    sink.fail_next(1, Failure::InvalidNumber).await;
+    sendgrid.fail_next(1, Failure::Unavailable).await;
+    let created = create_email(&app, "nobody", "nobody@example.org").await;
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let failed = wait_for_status(&app, &id, "failed").await;
+    assert_eq!(failed["delivery"]["reason"], "invalid_number", "{failed:?}");
+    assert_eq!(
+        attempts(&app, &id).await,
+        [("sendgrid".to_owned(), "retryable_error".to_owned()), ("smtp".to_owned(), "permanent_error".to_owned())]
+    );
+}
+
+/// The problem type's name (`…/problems/invalid_field` is `invalid_field`).
+fn problem(body: &Value) -> &str {
+    body["type"].as_str().and_then(|t| t.rsplit('/').next()).unwrap_or_default()
+}
+
+async fn wait_for_status(app: &TestApp, id: &str, status: &str) -> Value {
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    loop {
+        let read = app.get(&format!("/v1/verifications/{id}")).await;
+        if read.body["status"] == status || std::time::Instant::now() > deadline {
+            assert_eq!(read.body["status"], status, "{:?}", read.body);
+            return read.body;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[actix_rt::test(system = "verifyd::system::System")]
+async fn bad_addresses_and_channels_that_do_not_fit_are_refused_with_the_field() {
+    let (app, _sink) = app_with_smtp().await;
+    for (body, field) in [
+        (json!({ "account_id": "a", "email": "not-an-address", "channel": "email" }), "email"),
+        (json!({ "account_id": "a", "email": "ada@localhost", "channel": "email" }), "email"),
+        (json!({ "account_id": "a", "email": "a..b@example.com", "channel": "email" }), "email"),
+        (json!({ "account_id": "a", "email": format!("{}@example.com", "a".repeat(65)), "channel": "email" }), "email"),
+        (json!({ "account_id": "a", "email": format!("a@{}.com", "b".repeat(250)), "channel": "email" }), "email"),
+        (json!({ "account_id": "a", "channel": "email" }), "email"),
+        (
+            json!({ "account_id": "a", "email": "ada@example.com", "phone": "+14155552671", "channel": "email" }),
+            "phone",
+        ),
+        (json!({ "account_id": "a", "email": "ada@example.com", "channel": "sms" }), "email"),
+        (json!({ "account_id": "a", "phone": "+14155552671", "channel": "whatsapp" }), "channel"),
+    ] {
+        let refused = app.post_json("/v1/verifications", &body).await;
+        assert_eq!(refused.status, 422, "{body}: {:?}", refused.body);
+        assert_eq!(problem(&refused.body), "invalid_field", "{body}");
+        assert_eq!(refused.body["field"], field, "{body}: {:?}", refused.body);
+    }
+    let disposable = create_email(&app, "a", "someone@mailinator.com").await;
+    assert_eq!((disposable.status, problem(&disposable.body)), (422, "disposable_email"), "{:?}", disposable.body);
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM verifications").fetch_one(&app.pool).await.unwrap();
+    assert_eq!(count, 0, "nothing refused was stored");
+
+    // A deployment without an email provider says so instead of failing later.
+    let without = spawn_app().await;
+    let refused = create_email(&without, "a", "ada@example.com").await;
+    assert_eq!((refused.status, refused.body["field"].as_str()), (422, Some("channel")), "{:?}", refused.body);
+    assert!(refused.body["detail"].as_str().unwrap_or_default().contains("providers.email"), "{:?}", refused.body);
+}
+
+#[actix_rt::test(system = "verifyd::system::System")]
+async fn one_mailbox_gets_five_codes_in_ten_minutes_whatever_its_case_or_tag() {
+    let (app, sink) = app_with_smtp().await;
+    let mut sent = 0;
+    for (n, address) in
+        ["ada@example.net", "Ada@example.net", "ada+1@example.net", "ADA+2@Example.NET", "ada@EXAMPLE.net"]
+            .iter()
+            .enumerate()
+    {
+        let created = create_email(&app, &format!("acct-{n}"), address).await;
+        assert_eq!(created.status, 201, "{address}: {:?}", created.body);
+        sent += 1;
+    }
+    let sixth = create_email(&app, "acct-6", "ada+6@example.net").await;
+    assert_eq!(sixth.status, 429, "{:?}", sixth.body);
+    assert_eq!(sixth.body["scope"], "email");
+    assert!(
+        create_email(&app, "acct-7", "grace@example.net").await.status == 201,
+        "another mailbox has its own budget"
+    );
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while sink.received().await.len() < sent + 1 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(sink.received().await.len(), sent + 1);
+}
+
+#[actix_rt::test(system = "verifyd::system::System")]
+async fn an_email_code_is_in_no_table_queue_message_or_log_line_and_the_address_is_masked() {
+    let (app, sink) = app_with_smtp().await;
+    let mut events = app.capture_events("#").await;
+    let mut jobs = app.tap_dispatch().await;
+    sink.fail_next(1, Failure::Unavailable).await;
+    let created = create_email(&app, "secret-email", "private.person@example.com").await;
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let code = sink.wait_for_code("private.person@example.com", TIMEOUT).await.expect("delivered after a retry");
+    assert_eq!(app.check(&id, &code).await.body["status"], "approved");
+    events.wait_for_event("verification.approved", TIMEOUT).await;
+    let mut messages = events.drain(Duration::from_millis(500)).await;
+    messages.extend(jobs.drain(Duration::from_millis(300)).await);
+
+    let tables: Vec<String> =
+        sqlx::query_scalar("SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public'")
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    let mut dump = String::new();
+    for table in &tables {
+        let sql = format!("SELECT coalesce(string_agg(t::text, E'\\n'), '') FROM \"{table}\" t");
+        dump.push_str(&sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql)).fetch_one(&app.pool).await.unwrap());
+    }
+    assert!(dump.contains("private.person@example.com"), "the dump is real: it holds the address");
+    assert!(!dump.contains(&code), "code found in the database");
+    for m in &messages {
+        assert!(!m.text().contains(&code), "code found in a queue message on {}", m.routing_key);
+    }
+    let logs = captured_logs();
+    assert!(logs.contains("verification created"), "logs were captured");
+    assert!(!mentions(&logs, &code), "code found in the logs");
+    assert!(!logs.contains("private.person@example.com"), "full address in the logs (must be masked)");
+    assert!(logs.contains("p***@example.com"), "the masked address is logged");
+}
