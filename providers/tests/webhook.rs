@@ -364,7 +364,8 @@ async fn channels_limit_what_the_webhook_serves() {
     assert_permanent(&error, PermanentKind::Configuration);
     assert!(server.received_requests().await.unwrap().is_empty(), "nothing is sent");
     let both = webhook(config(&server));
-    assert!(Channel::ALL.iter().all(|c| both.supports(*c)));
+    assert!(both.supports(Channel::Sms) && both.supports(Channel::Voice));
+    assert!(!both.supports(Channel::Email), "the gateway contract has no email message");
     assert_eq!(both.name(), "webhook");
 }
 
@@ -378,6 +379,11 @@ fn a_short_secret_a_bad_url_or_no_channel_is_refused() {
     }
     let none = Webhook::new(WebhookConfig { channels: vec![], ..WebhookConfig::new("http://127.0.0.1:1/h", SECRET) });
     assert!(matches!(none, Err(WebhookConfigError::NoChannel)));
+    let email = Webhook::new(WebhookConfig {
+        channels: vec![Channel::Email],
+        ..WebhookConfig::new("http://127.0.0.1:1/h", SECRET)
+    });
+    assert!(matches!(email, Err(WebhookConfigError::NoChannel)));
 }
 
 #[test]
@@ -395,6 +401,6 @@ fn config_reads_like_the_other_providers() {
     assert!(!format!("{config:?}").contains(SECRET));
     let defaults: WebhookConfig =
         serde_json::from_value(json!({"url": "https://gw.example.com/verifyd", "secret": SECRET})).unwrap();
-    assert_eq!(defaults.channels, Channel::ALL);
+    assert_eq!(defaults.channels, [Channel::Sms, Channel::Voice]);
     assert_eq!(defaults.timeout, Duration::from_secs(10));
 }

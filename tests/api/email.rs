@@ -28,13 +28,23 @@ async fn create_email(app: &TestApp, account: &str, email: &str) -> crate::helpe
     app.post_json("/v1/verifications", &json!({ "account_id": account, "email": email, "channel": "email" })).await
 }
 
-async fn attempts(app: &TestApp, id: &str) -> Vec<(String, String)> {
-    let reply = app.get(&format!("/v1/verifications/{id}/attempts")).await;
-    assert_eq!(reply.status, 200, "{:?}", reply.body);
-    let list = reply.body["attempts"].as_array().cloned().unwrap_or_default();
-    list.iter()
-        .map(|a| (a["provider"].as_str().unwrap_or("-").to_owned(), a["outcome"].as_str().unwrap_or("").to_owned()))
-        .collect()
+/// The verification's attempts (provider, outcome), once `n` are recorded:
+/// the message can reach the sink before its attempt's row is committed.
+async fn attempts(app: &TestApp, id: &str, n: usize) -> Vec<(String, String)> {
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    loop {
+        let reply = app.get(&format!("/v1/verifications/{id}/attempts")).await;
+        assert_eq!(reply.status, 200, "{:?}", reply.body);
+        let list = reply.body["attempts"].as_array().cloned().unwrap_or_default();
+        let seen: Vec<(String, String)> = list
+            .iter()
+            .map(|a| (a["provider"].as_str().unwrap_or("-").to_owned(), a["outcome"].as_str().unwrap_or("").to_owned()))
+            .collect();
+        if seen.len() >= n || std::time::Instant::now() > deadline {
+            return seen;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[actix_rt::test(system = "verifyd::system::System")]
@@ -66,9 +76,66 @@ async fn an_email_code_goes_through_the_smtp_relay_and_approves_the_verification
     assert_eq!(checked.body["status"], "approved", "{:?}", checked.body);
     let read = app.get(&format!("/v1/verifications/{id}")).await;
     assert_eq!(read.body["delivery"]["channel"], "email");
-    // An approved address is not a phone factor.
-    let factors = app.get("/v1/accounts/ada/factors").await;
-    assert_eq!(factors.body["factors"], json!([]), "{:?}", factors.body);
+    // The approved address is the account's first factor, and the answer a step-up proof.
+    assert!(checked.body["proof"].is_string(), "{:?}", checked.body);
+    let factors = app.get("/v1/accounts/ada/factors").await.body["factors"].clone();
+    assert_eq!(factors[0]["kind"], "email", "{factors:?}");
+    assert_eq!(factors[0]["email"], "Ada.Lovelace@xn--bcher-kva.example");
+    assert!(factors[0].get("phone").is_none());
+    let added = events.wait_for_event("factor.added", TIMEOUT).await;
+    assert_eq!(added["factor_kind"], "email");
+}
+
+/// The two-factor experience that begins with an email: a code sent to the
+/// user's address before the 2FA settings open (a step-up), and the login
+/// gate under a `required` policy answered by an email code.
+#[actix_rt::test(system = "verifyd::system::System")]
+async fn an_email_factor_answers_step_up_and_login_challenges() {
+    let (app, sink) = app_with_smtp().await;
+    let to = "eve@example.com";
+    let created = create_email(&app, "eve", to).await;
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let code = sink.wait_for_code(to, TIMEOUT).await.unwrap();
+    assert_eq!(app.check(&id, &code).await.body["status"], "approved");
+    let factor_id = app.get("/v1/accounts/eve/factors").await.body["factors"][0]["id"].as_str().unwrap().to_owned();
+
+    // Before the 2FA settings open: a code to the address.
+    let step_up = app.post_json("/v1/accounts/eve/step-up", &json!({})).await;
+    assert_eq!(step_up.status, 200, "{:?}", step_up.body);
+    let challenge = &step_up.body["challenge"];
+    assert_eq!(challenge["sent"]["channel"], "email", "{challenge:?}");
+    assert_eq!(challenge["sent"]["to"], "e***@example.com");
+    assert_eq!(challenge["factors"][0]["to"], "e***@example.com", "a challenge shows the address masked");
+    let challenge_id = challenge["id"].as_str().unwrap().to_owned();
+    let code = sink.wait_for_next_code(to, 1, TIMEOUT).await.expect("the step-up code by email");
+    let answer = |challenge: String, code: String| {
+        let path = format!("/v1/accounts/eve/challenges/{challenge}/answer");
+        let app = &app;
+        async move { app.post_json(&path, &json!({ "code": code })).await }
+    };
+    let passed = answer(challenge_id, code).await;
+    assert_eq!((passed.body["decision"].as_str(), passed.body["answered_by"].as_str()), (Some("open"), Some("email")));
+    assert_eq!(passed.body["factor_id"], factor_id.as_str());
+    let proof = passed.body["proof"].as_str().unwrap().to_owned();
+    let verified = app.post_json("/v1/proofs/verify", &json!({ "proof": proof })).await;
+    assert_eq!((verified.status, verified.body["account_id"].as_str()), (200, Some("eve")), "{:?}", verified.body);
+
+    // Login under a required policy: challenged, answered by the emailed code.
+    let policy = json!({ "policy": "required", "actor": "admin-1" });
+    assert_eq!(app.put_json("/v1/organisations/acme/policy", &policy).await.status, 200);
+    let login = app.post_json("/v1/accounts/eve/login", &json!({ "organisation_id": "acme" })).await;
+    assert_eq!(login.body["decision"], "challenge", "{:?}", login.body);
+    // An email factor is not called or texted.
+    let by_sms = app
+        .post_json(
+            &format!("/v1/accounts/eve/challenges/{}/send", login.body["challenge"]["id"].as_str().unwrap()),
+            &json!({ "channel": "sms" }),
+        )
+        .await;
+    assert_eq!((by_sms.status, by_sms.body["field"].as_str()), (422, Some("channel")), "{:?}", by_sms.body);
+    let code = sink.wait_for_next_code(to, 2, TIMEOUT).await.expect("the login code by email");
+    let passed = answer(login.body["challenge"]["id"].as_str().unwrap().to_owned(), code).await;
+    assert_eq!(passed.body["answered_by"], "email", "{:?}", passed.body);
 }
 
 #[actix_rt::test(system = "verifyd::system::System")]
@@ -131,7 +198,7 @@ async fn when_sendgrid_is_down_the_smtp_relay_delivers_the_code() {
     let code = sink.wait_for_code("alan@example.org", TIMEOUT).await.expect("the relay delivered it");
     assert!(sendgrid.sent().await.is_empty());
     assert_eq!(
-        attempts(&app, &id).await,
+        attempts(&app, &id, 2).await,
         [("sendgrid".to_owned(), "retryable_error".to_owned()), ("smtp".to_owned(), "sent".to_owned())]
     );
     assert_eq!(app.check(&id, &code).await.body["status"], "approved");
@@ -145,7 +212,7 @@ async fn when_sendgrid_is_down_the_smtp_relay_delivers_the_code() {
     let failed = wait_for_status(&app, &id, "failed").await;
     assert_eq!(failed["delivery"]["reason"], "invalid_number", "{failed:?}");
     assert_eq!(
-        attempts(&app, &id).await,
+        attempts(&app, &id, 2).await,
         [("sendgrid".to_owned(), "retryable_error".to_owned()), ("smtp".to_owned(), "permanent_error".to_owned())]
     );
 }

@@ -133,17 +133,18 @@ pub(super) async fn check_answer(
     let active: Vec<Factor> =
         factors::list(&mut *tx, tenant.id, account_id).await?.into_iter().filter(Factor::is_active).collect();
 
-    // The code sent to a phone counts only while that phone is still a factor.
+    // The code sent to a phone or an address counts only while it is still a factor.
     if let (Some(vid), Some(fid), Some(digits)) = (c.verification_id, c.sent_factor_id, shape.digits)
         && allowed(fid)
-        && active.iter().any(|f| f.id == fid)
+        && let Some(sent_to) = active.iter().find(|f| f.id == fid)
         && digits == usize::from(issuer.policy.code_length.get())
         && let Ok(code) = Code::parse(&compact)
     {
         let checked = issuer.check_in_tx(&mut *tx, tenant.id, vid, &code, now).await?;
         if checked.outcome == CheckOutcome::Approved {
             verifications::mark_factor_recorded(&mut *tx, vid).await?;
-            return Ok(Some(Answer { by: AnsweredBy::Phone, factor_id: Some(fid), backup_codes_left: None }));
+            let by = if sent_to.kind == FactorKind::Email { AnsweredBy::Email } else { AnsweredBy::Phone };
+            return Ok(Some(Answer { by, factor_id: Some(fid), backup_codes_left: None }));
         }
     }
 

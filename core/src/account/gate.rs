@@ -7,7 +7,7 @@ use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
-use verifyd_providers::domain::{Channel, Destination, Locale, PhoneNumber};
+use verifyd_providers::domain::{Channel, Locale};
 
 use super::answer::{At, Passed, Proofs, check_answer, guard_failures, open_challenge, pass, wrong_answer};
 use super::{AccountError, Deps};
@@ -162,7 +162,7 @@ pub(super) async fn open(deps: Deps, msg: OpenChallenge) -> Result<LoginOutcome,
     };
     let mut send_throttled = None;
     let mut send_refused = None;
-    let sent = if target.is_phone() {
+    let sent = if target.receives_codes() {
         let key = msg.api_key_id.clone();
         match send_code(&mut tx, &issuer, at, target, msg.channel, &msg.locale, key).await {
             Ok(sent) => {
@@ -220,9 +220,11 @@ pub(super) async fn send_again(deps: Deps, msg: SendAgain) -> Result<Sent, Accou
         factors::list(&mut tx, tenant.id, account_id).await?.into_iter().filter(Factor::is_active).collect();
     let target = match target_id {
         Some(id) => active.iter().find(|f| f.id == id),
-        None => active.iter().find(|f| f.is_default && f.is_phone()).or(active.iter().find(|f| f.is_phone())),
+        None => {
+            active.iter().find(|f| f.is_default && f.receives_codes()).or(active.iter().find(|f| f.receives_codes()))
+        }
     }
-    .filter(|f| f.is_phone())
+    .filter(|f| f.receives_codes())
     .ok_or(AccountError::NotFound)?;
     let same_code = c.verification_id.filter(|_| c.sent_factor_id == Some(target.id));
     let sent = match same_code {
@@ -302,13 +304,14 @@ async fn send_code(
     let corrupt = |reason: String| {
         AccountError::Store(StoreError::Corrupt(CorruptRow { table: "factors", id: factor.id.to_string(), reason }))
     };
-    let phone =
-        PhoneNumber::from_stored(factor.phone.as_deref().unwrap_or_default()).map_err(|e| corrupt(e.to_string()))?;
+    let to = factor
+        .destination()
+        .ok_or_else(|| corrupt(format!("a {} factor receives no code", factor.kind)))?
+        .map_err(|e| corrupt(e.to_string()))?;
     let channel = match channel {
         Some(c) => c,
         None => factor.kind.channel().ok_or_else(|| corrupt(format!("a {} factor has no channel", factor.kind)))?,
     };
-    let to = Destination::Phone(phone);
     issuer.admit(&crate::limits::Send { tenant_id: tenant.id, to: &to, account: account_id, ip: None }).await?;
     let request = Request {
         account_id: account_id.clone(),

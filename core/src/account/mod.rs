@@ -37,7 +37,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use futures_util::future::BoxFuture;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
-use verifyd_providers::domain::Code;
+use verifyd_providers::domain::{Channel, Code};
 
 use crate::account::policy::PolicyRefusal;
 use crate::account::proof::{Claims, ProofError};
@@ -289,17 +289,13 @@ async fn record_phone(
         tx.commit().await?;
         return Ok(PhoneRecorded::default());
     }
-    // An approved email address proves the address, and makes no phone factor.
-    let Some(phone) = v.to.phone() else {
-        tx.commit().await?;
-        return Ok(PhoneRecorded::default());
-    };
+
     // The first factor is active at once. Next to an active factor, a new
     // phone waits for a step-up (`ActivateFactor`): whoever can verify a phone
     // must not thereby get past the factor the account already has.
     let first = !factors::has_active(&mut tx, v.tenant_id, &v.account_id).await?;
     let (mut factor, mut added) =
-        factors::upsert_phone(&mut tx, v.tenant_id, &v.account_id, v.channel, phone, first, verified_at).await?;
+        factors::upsert_destination(&mut tx, v.tenant_id, &v.account_id, v.channel, &v.to, first, verified_at).await?;
     if first && !factor.is_active() {
         // Pending beside a factor that has gone since: verified again, it is the first now.
         if let Some(active) = factors::activate(&mut tx, v.tenant_id, &v.account_id, factor.id).await? {
@@ -317,7 +313,7 @@ async fn record_phone(
         let who = Who { actor: v.account_id.clone(), api_key_id: v.api_key_id.clone() };
         announce(&mut tx, v.tenant_id, &event, None, &who).await?;
         if let (true, Some((keys, settings))) = (first, proofs) {
-            let by = AnsweredBy::Phone;
+            let by = if v.channel == Channel::Email { AnsweredBy::Email } else { AnsweredBy::Phone };
             let at = answer::At { tenant: &tenant, account_id: &v.account_id, now };
             let (token, claims) =
                 answer::passed_without_challenge(&mut tx, answer::Proofs { keys, settings }, at, by, Some(factor.id))

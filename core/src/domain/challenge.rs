@@ -44,6 +44,8 @@ impl FromStr for Purpose {
 pub enum AnsweredBy {
     /// The code sent by SMS or voice call to a phone factor.
     Phone,
+    /// The code sent to an email factor.
+    Email,
     /// An authenticator app's code.
     Totp,
     BackupCode,
@@ -54,6 +56,7 @@ impl AnsweredBy {
     pub fn as_str(self) -> &'static str {
         match self {
             AnsweredBy::Phone => "phone",
+            AnsweredBy::Email => "email",
             AnsweredBy::Totp => "totp",
             AnsweredBy::BackupCode => "backup_code",
             AnsweredBy::RecoveryCode => "recovery_code",

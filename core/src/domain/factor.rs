@@ -8,13 +8,15 @@ use verifyd_providers::domain::Channel;
 
 use super::UnknownValue;
 
-/// What a factor is: a phone reached by SMS or by voice call, or an authenticator app.
+/// What a factor is: a phone reached by SMS or by voice call, an email
+/// address, or an authenticator app.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FactorKind {
     Sms,
     Voice,
     Totp,
+    Email,
 }
 
 impl FactorKind {
@@ -23,15 +25,27 @@ impl FactorKind {
             FactorKind::Sms => "sms",
             FactorKind::Voice => "voice",
             FactorKind::Totp => "totp",
+            FactorKind::Email => "email",
         }
     }
 
-    /// The channel a phone factor's codes go by; `None` for an authenticator.
+    /// The channel a factor's codes go by (a phone's, an address's); `None`
+    /// for an authenticator, which makes its own.
     pub fn channel(self) -> Option<Channel> {
         match self {
             FactorKind::Sms => Some(Channel::Sms),
             FactorKind::Voice => Some(Channel::Voice),
+            FactorKind::Email => Some(Channel::Email),
             FactorKind::Totp => None,
+        }
+    }
+
+    /// The factor a verification by `channel` makes when it is approved.
+    pub fn of_channel(channel: Channel) -> FactorKind {
+        match channel {
+            Channel::Sms => FactorKind::Sms,
+            Channel::Voice => FactorKind::Voice,
+            Channel::Email => FactorKind::Email,
         }
     }
 }
@@ -44,6 +58,7 @@ impl FromStr for FactorKind {
             "sms" => Ok(FactorKind::Sms),
             "voice" => Ok(FactorKind::Voice),
             "totp" => Ok(FactorKind::Totp),
+            "email" => Ok(FactorKind::Email),
             other => Err(UnknownValue { what: "factor kind", value: other.to_owned() }),
         }
     }

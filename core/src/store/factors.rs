@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use uuid::Uuid;
-use verifyd_providers::domain::{Channel, PhoneNumber};
+use verifyd_providers::domain::{Channel, Destination, DestinationParseError};
 
 use crate::domain::factor::{FactorKind, FactorStatus};
 use crate::ids::{AccountId, Label};
@@ -20,7 +20,9 @@ text_enum!(FactorStatus);
 pub struct Factor {
     pub id: Uuid,
     pub kind: FactorKind,
-    pub phone: Option<String>,
+    /// Where a factor's codes go: a phone in E.164 (sms, voice), an email
+    /// address (email); `None` for an authenticator.
+    pub destination: Option<String>,
     pub label: Option<String>,
     pub status: FactorStatus,
     pub verified_at: Option<DateTime<Utc>>,
@@ -33,12 +35,20 @@ impl Factor {
         self.status == FactorStatus::Active
     }
 
-    pub fn is_phone(&self) -> bool {
+    /// A factor verifyd sends codes to (a phone or an address), as opposed
+    /// to an authenticator, which makes its own.
+    pub fn receives_codes(&self) -> bool {
         self.kind.channel().is_some()
+    }
+
+    /// Where its codes go, read by its kind; `None` for an authenticator.
+    pub fn destination(&self) -> Option<Result<Destination, DestinationParseError>> {
+        let kind = self.kind.channel()?.destination();
+        Some(Destination::from_stored(kind, self.destination.as_deref().unwrap_or_default()))
     }
 }
 
-const COLUMNS: &str = "id, kind, phone, label, status, verified_at, is_default";
+const COLUMNS: &str = "id, kind, destination, label, status, verified_at, is_default";
 
 /// A transaction that holds one account's lock from its first statement to
 /// its end. Every change to an account's factors, codes and challenges runs in
@@ -174,29 +184,29 @@ pub async fn delete_all(conn: &mut PgConnection, tenant_id: Uuid, account_id: &A
     Ok(u64::try_from(active).unwrap_or_default())
 }
 
-/// Adds a phone factor (`active`, or `pending` until a step-up activates it);
-/// returns it and whether it is new.
-pub async fn upsert_phone(
+/// Adds a factor that receives codes by `kind` at `to` (`active`, or
+/// `pending` until a step-up activates it); returns it and whether it is new.
+pub async fn upsert_destination(
     conn: &mut PgConnection,
     tenant_id: Uuid,
     account_id: &AccountId,
     kind: Channel,
-    phone: &PhoneNumber,
+    to: &Destination,
     active: bool,
     verified_at: DateTime<Utc>,
 ) -> Result<(Factor, bool), sqlx::Error> {
     let sql = format!(
-        "INSERT INTO factors (id, tenant_id, account_id, kind, phone, status, verified_at)
+        "INSERT INTO factors (id, tenant_id, account_id, kind, destination, status, verified_at)
          VALUES ($1, $2, $3, $4, $5, CASE WHEN $7 THEN 'active' ELSE 'pending' END, $6)
-         ON CONFLICT (tenant_id, account_id, kind, phone) DO NOTHING
+         ON CONFLICT (tenant_id, account_id, kind, destination) DO NOTHING
          RETURNING {COLUMNS}"
     );
     let inserted: Option<Factor> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(Uuid::new_v4())
         .bind(tenant_id)
         .bind(account_id.as_str())
-        .bind(kind.as_str())
-        .bind(phone.e164())
+        .bind(FactorKind::of_channel(kind).as_str())
+        .bind(to.as_str())
         .bind(verified_at)
         .bind(active)
         .fetch_optional(&mut *conn)
@@ -204,13 +214,14 @@ pub async fn upsert_phone(
     if let Some(f) = inserted {
         return Ok((f, true));
     }
-    let sql =
-        format!("SELECT {COLUMNS} FROM factors WHERE tenant_id = $1 AND account_id = $2 AND kind = $3 AND phone = $4");
+    let sql = format!(
+        "SELECT {COLUMNS} FROM factors WHERE tenant_id = $1 AND account_id = $2 AND kind = $3 AND destination = $4"
+    );
     let existing: Factor = sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(tenant_id)
         .bind(account_id.as_str())
-        .bind(kind.as_str())
-        .bind(phone.e164())
+        .bind(FactorKind::of_channel(kind).as_str())
+        .bind(to.as_str())
         .fetch_one(conn)
         .await?;
     Ok((existing, false))

@@ -181,7 +181,7 @@ pub const METRICS: &[Metric] = &[
     counter(
         "verifyd_challenges_passed_total",
         "Challenges passed, by what answered them.",
-        &[("answered_by", Values::Fixed(&["phone", "totp", "backup_code", "recovery_code"]))],
+        &[("answered_by", Values::Fixed(&["phone", "email", "totp", "backup_code", "recovery_code"]))],
     ),
     counter(
         "verifyd_challenges_failed_total",

@@ -13,8 +13,12 @@ use verifyd_core::store::factors::Factor;
 pub struct FactorView {
     id: Uuid,
     kind: FactorKind,
+    /// A phone factor's number (E.164).
     #[serde(skip_serializing_if = "Option::is_none")]
     phone: Option<String>,
+    /// An email factor's address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     label: Option<String>,
     status: FactorStatus,
@@ -27,10 +31,15 @@ pub struct FactorView {
 
 impl From<Factor> for FactorView {
     fn from(f: Factor) -> Self {
+        let (phone, email) = match f.kind {
+            FactorKind::Email => (None, f.destination),
+            _ => (f.destination, None),
+        };
         FactorView {
             id: f.id,
             kind: f.kind,
-            phone: f.phone,
+            phone,
+            email,
             label: f.label,
             status: f.status,
             verified_at: f.verified_at,

@@ -22,7 +22,7 @@ use verifyd_core::ids::{AccountId, OrganisationId};
 use verifyd_core::limits::Refusal;
 use verifyd_core::store::challenges;
 use verifyd_core::store::factors::Factor;
-use verifyd_providers::domain::{Channel, Locale, PhoneNumber};
+use verifyd_providers::domain::{Channel, Locale};
 
 use super::auth::{Caller, Verify};
 use super::body::RawBody;
@@ -53,7 +53,7 @@ pub struct OpenBody {
     /// Send the code to this factor rather than the default one.
     #[serde(default)]
     factor_id: Option<Uuid>,
-    /// For a phone factor: `sms` or `voice`, whatever the factor's own kind.
+    /// For a phone factor: `sms` or `voice`, whatever the factor's own kind; an email factor takes `email` only.
     #[serde(default)]
     #[schema(value_type = Option<verifyd_providers::domain::Channel>)]
     channel: Option<String>,
@@ -70,7 +70,7 @@ pub struct StepUpOpenBody {
     /// Send the code to this factor rather than the default one.
     #[serde(default)]
     factor_id: Option<Uuid>,
-    /// For a phone factor: `sms` or `voice`, whatever the factor's own kind.
+    /// For a phone factor: `sms` or `voice`, whatever the factor's own kind; an email factor takes `email` only.
     #[serde(default)]
     #[schema(value_type = Option<verifyd_providers::domain::Channel>)]
     channel: Option<String>,
@@ -97,7 +97,8 @@ fn locale(raw: Option<&str>) -> Result<Locale, ApiError> {
     Ok(raw.map(Locale::parse).transpose().map_err(|e| ApiError::field("locale", e))?.unwrap_or_default())
 }
 
-/// A factor as a challenge lists it: a phone shows only its last two digits.
+/// A factor as a challenge lists it: a phone shows only its last two digits,
+/// an address its first letter and its domain.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct FactorChoice {
     id: Uuid,
@@ -112,7 +113,7 @@ pub struct FactorChoice {
 
 impl From<&Factor> for FactorChoice {
     fn from(f: &Factor) -> Self {
-        let to = f.phone.as_deref().map(|p| PhoneNumber::from_stored(p).map(|n| n.masked()).unwrap_or_default());
+        let to = f.destination().map(|d| d.map(|d| d.masked()).unwrap_or_default());
         FactorChoice { id: f.id, kind: f.kind, to, label: f.label.clone(), default: f.is_default }
     }
 }
@@ -121,7 +122,7 @@ impl From<&Factor> for FactorChoice {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SentView {
     factor_id: Uuid,
-    /// `sms` or `voice`.
+    /// `sms`, `voice` or `email`.
     #[schema(value_type = String)]
     channel: Channel,
     /// The phone, masked.
@@ -452,7 +453,7 @@ pub struct SendBody {
     /// Another phone factor to send to.
     #[serde(default)]
     factor_id: Option<Uuid>,
-    /// `sms` or `voice`.
+    /// `sms`, `voice` or `email`.
     #[serde(default)]
     #[schema(value_type = Option<verifyd_providers::domain::Channel>)]
     channel: Option<String>,
