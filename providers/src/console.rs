@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use rand::RngExt;
 
 use crate::domain::Channel;
-use crate::provider::{Email, Provider, ProviderError, Sent, Sms, VoiceCall};
+use crate::provider::{Email, Provider, ProviderError, Sent, Sms, VoiceCall, WhatsApp};
 
 const NAME: &str = "console";
 
@@ -27,7 +27,7 @@ impl Provider for ConsoleProvider {
     }
 
     fn supports(&self, channel: Channel) -> bool {
-        matches!(channel, Channel::Sms | Channel::Voice | Channel::Email)
+        matches!(channel, Channel::Sms | Channel::Voice | Channel::Email | Channel::Whatsapp)
     }
 
     async fn send_sms(&self, sms: &Sms) -> Result<Sent, ProviderError> {
@@ -39,6 +39,17 @@ impl Provider for ConsoleProvider {
     async fn place_call(&self, call: &VoiceCall) -> Result<Sent, ProviderError> {
         let sent = sent();
         println!("[console call {}] to {} ({}): {}", sent.message_id, call.to, call.locale, script(call));
+        Ok(sent)
+    }
+
+    /// What WhatsApp's authentication template would show.
+    async fn send_whatsapp(&self, message: &WhatsApp) -> Result<Sent, ProviderError> {
+        let sent = sent();
+        let code = message.code.expose();
+        println!(
+            "[console whatsapp {}] to {} ({}): *{code}* is your verification code.",
+            sent.message_id, message.to, message.locale
+        );
         Ok(sent)
     }
 

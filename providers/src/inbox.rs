@@ -31,7 +31,7 @@ use rand::RngExt;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::Channel;
-use crate::provider::{Email, PermanentKind, Provider, ProviderError, Sent, Sms, VoiceCall};
+use crate::provider::{Email, PermanentKind, Provider, ProviderError, Sent, Sms, VoiceCall, WhatsApp};
 
 const NAME: &str = "inbox";
 pub const DEFAULT_PATH: &str = "verifyd-inbox.jsonl";
@@ -147,7 +147,7 @@ impl Provider for InboxProvider {
     }
 
     fn supports(&self, channel: Channel) -> bool {
-        matches!(channel, Channel::Sms | Channel::Voice | Channel::Email)
+        matches!(channel, Channel::Sms | Channel::Voice | Channel::Email | Channel::Whatsapp)
     }
 
     async fn send_sms(&self, sms: &Sms) -> Result<Sent, ProviderError> {
@@ -178,6 +178,23 @@ impl Provider for InboxProvider {
         };
         tracing::debug!(to = %call.to.masked(), reference = %call.reference, "inbox: writing call");
         self.append(&message)
+    }
+
+    /// The template's text as WhatsApp presets it.
+    async fn send_whatsapp(&self, message: &WhatsApp) -> Result<Sent, ProviderError> {
+        let code = message.code.expose().to_owned();
+        let line = InboxMessage {
+            id: message_id(),
+            reference: message.reference.clone(),
+            channel: Channel::Whatsapp,
+            to: message.to.e164().to_owned(),
+            text: Some(format!("*{code}* is your verification code.")),
+            script: None,
+            code: Some(code),
+            sent_at: now_rfc3339(),
+        };
+        tracing::debug!(to = %message.to.masked(), reference = %message.reference, "inbox: writing WhatsApp message");
+        self.append(&line)
     }
 
     /// The plain-text part is the line's `text`.

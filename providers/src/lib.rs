@@ -7,6 +7,7 @@ pub mod domain;
 mod gsm;
 mod http;
 pub mod inbox;
+pub mod meta;
 pub mod plivo;
 pub mod provider;
 pub mod receipt;
@@ -23,4 +24,4 @@ pub mod webhook;
 mod xml;
 
 pub use http::chain as http_error_chain;
-pub use provider::{Email, ErrorKind, PermanentKind, Provider, ProviderError, Sent, Sms, VoiceCall};
+pub use provider::{Email, ErrorKind, PermanentKind, Provider, ProviderError, Sent, Sms, VoiceCall, WhatsApp};

@@ -73,6 +73,31 @@ impl Email {
     }
 }
 
+/// A code by WhatsApp: an authentication template whose text WhatsApp
+/// presets ("*{code}* is your verification code."), so verifyd sends the code
+/// alone, and the template's language follows the locale.
+#[derive(Clone)]
+pub struct WhatsApp {
+    pub to: PhoneNumber,
+    pub code: Code,
+    pub locale: Locale,
+    /// How long the code stays valid.
+    pub validity: Duration,
+    pub reference: String,
+}
+
+impl fmt::Debug for WhatsApp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WhatsApp")
+            .field("to", &self.to)
+            .field("code", &self.code)
+            .field("locale", &self.locale)
+            .field("validity", &self.validity)
+            .field("reference", &self.reference)
+            .finish()
+    }
+}
+
 /// A call that speaks the code: `intro`, then the digits one by one, `repeat` times
 /// with a pause between readings.
 #[derive(Clone)]
@@ -307,6 +332,14 @@ pub trait Provider: Send + Sync + 'static {
     async fn send_sms(&self, sms: &Sms) -> Result<Sent, ProviderError>;
 
     async fn place_call(&self, call: &VoiceCall) -> Result<Sent, ProviderError>;
+
+    /// Sends a WhatsApp authentication template. Only providers that support
+    /// [`Channel::Whatsapp`] are ever routed one; the others keep this refusal.
+    async fn send_whatsapp(&self, message: &WhatsApp) -> Result<Sent, ProviderError> {
+        let reason = format!("{} does not send WhatsApp messages", self.name());
+        tracing::error!(to = %message.to.masked(), "{reason}");
+        Err(ProviderError::permanent(self.name(), PermanentKind::Configuration, reason, None))
+    }
 
     /// Sends an email. Only providers that support [`Channel::Email`] are
     /// ever routed one; the others keep this refusal.

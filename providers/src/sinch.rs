@@ -142,7 +142,7 @@ impl Provider for Sinch {
         match channel {
             Channel::Sms => true,
             Channel::Voice => self.voice_credentials().is_some(),
-            Channel::Email => false,
+            Channel::Email | Channel::Whatsapp => false,
         }
     }
 

@@ -166,7 +166,7 @@ impl Provider for Telnyx {
         match channel {
             Channel::Sms => true,
             Channel::Voice => self.config.texml_connection_id.is_some(),
-            Channel::Email => false,
+            Channel::Email | Channel::Whatsapp => false,
         }
     }
 

@@ -2,6 +2,11 @@
 //!
 //! SMS go to `Messages.json`, calls to `Calls.json` with inline TwiML; both are
 //! form-encoded POSTs authenticated with HTTP Basic `AccountSid:AuthToken`.
+//! WhatsApp goes to `Messages.json` too, with `To`/`From` as
+//! `whatsapp:+<E.164>` and an approved authentication template as
+//! `ContentSid` with the code as `ContentVariables` `{"1":"<code>"}`
+//! (<https://www.twilio.com/docs/whatsapp/api>,
+//! <https://www.twilio.com/docs/content/authentication-templates>).
 
 use std::time::Duration;
 
@@ -12,7 +17,7 @@ use serde::Deserialize;
 
 use crate::domain::{Channel, Locale};
 use crate::http::Answer;
-use crate::provider::{PermanentKind, Provider, ProviderError, Sent, Sms, VoiceCall};
+use crate::provider::{PermanentKind, Provider, ProviderError, Sent, Sms, VoiceCall, WhatsApp};
 use crate::receipt::{Receipt, ReceiptStatus};
 use crate::{http, xml};
 
@@ -45,6 +50,9 @@ pub struct TwilioConfig {
     /// Where Twilio posts delivery status updates.
     #[serde(default)]
     pub status_callback: Option<String>,
+    /// WhatsApp through Twilio: offered only when set.
+    #[serde(default)]
+    pub whatsapp: Option<TwilioWhatsApp>,
     #[serde(rename = "timeout_ms", default = "http::default_timeout", deserialize_with = "http::millis")]
     pub timeout: Duration,
 }
@@ -58,9 +66,22 @@ impl TwilioConfig {
             from: from.into(),
             base_url: default_base_url(),
             status_callback: None,
+            whatsapp: None,
             timeout: DEFAULT_TIMEOUT,
         }
     }
+}
+
+/// `[providers.twilio.whatsapp]`: the WhatsApp sender and its approved
+/// authentication template.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TwilioWhatsApp {
+    /// The WhatsApp sender registered on the account, `+E.164`.
+    pub from: String,
+    /// The Content API template (`HX…`) of an approved authentication
+    /// template whose variable `1` is the code.
+    pub content_sid: String,
 }
 
 fn default_base_url() -> String {
@@ -111,7 +132,35 @@ impl Provider for Twilio {
     }
 
     fn supports(&self, channel: Channel) -> bool {
-        matches!(channel, Channel::Sms | Channel::Voice)
+        match channel {
+            Channel::Sms | Channel::Voice => true,
+            Channel::Whatsapp => self.config.whatsapp.is_some(),
+            Channel::Email => false,
+        }
+    }
+
+    async fn send_whatsapp(&self, message: &WhatsApp) -> Result<Sent, ProviderError> {
+        let Some(whatsapp) = &self.config.whatsapp else {
+            let reason = "Twilio WhatsApp needs [providers.twilio.whatsapp] (from, content_sid)";
+            return Err(ProviderError::permanent(NAME, PermanentKind::Configuration, reason, None));
+        };
+        let code = message.code.expose();
+        let to = format!("whatsapp:{}", message.to.e164());
+        let from = format!("whatsapp:{}", whatsapp.from);
+        let variables = serde_json::json!({ "1": code }).to_string();
+        let validity = validity_period(message.validity).to_string();
+        let mut form = vec![
+            ("To", to.as_str()),
+            ("From", from.as_str()),
+            ("ContentSid", whatsapp.content_sid.as_str()),
+            ("ContentVariables", variables.as_str()),
+            ("ValidityPeriod", validity.as_str()),
+        ];
+        if let Some(callback) = &self.config.status_callback {
+            form.push(("StatusCallback", callback));
+        }
+        tracing::debug!(to = %message.to.masked(), reference = %message.reference, "twilio: sending WhatsApp");
+        self.create("Messages", &form, code).await
     }
 
     async fn send_sms(&self, sms: &Sms) -> Result<Sent, ProviderError> {
@@ -244,6 +293,12 @@ fn permanent_kind(status: StatusCode, code: Option<i64>) -> PermanentKind {
         Some(21610) => PermanentKind::OptedOut,
         // 21614: not a mobile number; 21635: landline. Voice may still reach it.
         Some(21614 | 21635) => PermanentKind::ChannelNotSupported,
+        // 63003: the To address is not on WhatsApp; SMS or a call may reach it.
+        Some(63003) => PermanentKind::ChannelNotSupported,
+        // 63007: no WhatsApp sender for From; 63016: outside the 24-hour
+        // window (the content is not an approved template); 63027: template
+        // rejected or paused.
+        Some(63007 | 63016 | 63027) => PermanentKind::Configuration,
         // 20003: bad credentials; 20404: unknown AccountSid; 32018: TwiML too long.
         // 21608: a trial account may only send to verified numbers: the operator
         // has to upgrade the account, nothing the recipient can change.

@@ -185,7 +185,7 @@ impl Provider for Vonage {
         match channel {
             Channel::Sms => true,
             Channel::Voice => self.config.application_id.is_some() && self.config.private_key.is_some(),
-            Channel::Email => false,
+            Channel::Email | Channel::Whatsapp => false,
         }
     }
 

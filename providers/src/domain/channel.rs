@@ -10,6 +10,8 @@ pub enum Channel {
     Sms,
     Voice,
     Email,
+    /// A WhatsApp authentication template to the phone's WhatsApp account.
+    Whatsapp,
 }
 
 /// What a channel delivers to: a phone number (SMS, voice) or an email address.
@@ -20,20 +22,21 @@ pub enum DestinationKind {
 }
 
 impl Channel {
-    pub const ALL: [Channel; 3] = [Channel::Sms, Channel::Voice, Channel::Email];
+    pub const ALL: [Channel; 4] = [Channel::Sms, Channel::Voice, Channel::Email, Channel::Whatsapp];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Channel::Sms => "sms",
             Channel::Voice => "voice",
             Channel::Email => "email",
+            Channel::Whatsapp => "whatsapp",
         }
     }
 
     /// What this channel's destination is.
     pub fn destination(self) -> DestinationKind {
         match self {
-            Channel::Sms | Channel::Voice => DestinationKind::Phone,
+            Channel::Sms | Channel::Voice | Channel::Whatsapp => DestinationKind::Phone,
             Channel::Email => DestinationKind::Email,
         }
     }
@@ -46,7 +49,7 @@ impl fmt::Display for Channel {
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("channel must be \"sms\", \"voice\" or \"email\"")]
+#[error("channel must be \"sms\", \"voice\", \"email\" or \"whatsapp\"")]
 pub struct ChannelParseError;
 
 impl FromStr for Channel {
@@ -57,6 +60,7 @@ impl FromStr for Channel {
             "sms" => Ok(Channel::Sms),
             "voice" => Ok(Channel::Voice),
             "email" => Ok(Channel::Email),
+            "whatsapp" => Ok(Channel::Whatsapp),
             _ => Err(ChannelParseError),
         }
     }
@@ -72,7 +76,8 @@ mod tests {
             assert_eq!(c.as_str().parse::<Channel>(), Ok(c));
         }
         assert_eq!("SMS".parse::<Channel>(), Err(ChannelParseError));
-        assert_eq!("whatsapp".parse::<Channel>(), Err(ChannelParseError));
+        assert_eq!("WhatsApp".parse::<Channel>(), Err(ChannelParseError));
+        assert_eq!(Channel::Whatsapp.destination(), DestinationKind::Phone);
         assert_eq!(Channel::Email.destination(), DestinationKind::Email);
         assert_eq!(Channel::Voice.destination(), DestinationKind::Phone);
     }

@@ -29,6 +29,7 @@
 //!   test-only key pair); it also signs delivery receipts like Vonage.
 //! - [`WebhookReceiverMock`]: a backend's gateway behind verifyd's signed webhook.
 //! - [`SendGridMock`]: SendGrid's v3 Mail Send (`202` with `X-Message-Id`).
+//! - [`MetaMock`]: Meta's WhatsApp Cloud API (authentication templates).
 //! - [`SmtpSink`]: not HTTP but a real SMTP server on localhost that keeps
 //!   each message (envelope, headers, decoded parts); the same reading and
 //!   failure methods, failures answered at `RCPT TO`.
@@ -143,6 +144,7 @@ macro_rules! reads_codes_from_its_inbox {
     };
 }
 
+mod meta;
 mod plivo;
 mod sendgrid;
 mod sinch;
@@ -152,6 +154,7 @@ mod twilio;
 mod vonage;
 mod webhook;
 
+pub use meta::{MetaMessage, MetaMock, meta_error_body};
 pub use plivo::{PlivoCall, PlivoMock, PlivoSms, plivo_error_body};
 pub use sendgrid::{SendGridEmail, SendGridMock, sendgrid_error_body};
 pub use sinch::{
@@ -212,6 +215,19 @@ impl SentMessage {
         let code = code_in_speech(script);
         let to = to.to_owned();
         SentMessage { provider, id: id.to_owned(), channel: Channel::Voice, to, text: script.to_owned(), code }
+    }
+
+    /// A WhatsApp template: its text is what the provider received (the
+    /// template's variables), its code the one the template carries.
+    pub(crate) fn whatsapp(provider: &'static str, id: &str, to: &str, text: &str, code: Option<String>) -> Self {
+        SentMessage {
+            provider,
+            id: id.to_owned(),
+            channel: Channel::Whatsapp,
+            to: to.to_owned(),
+            text: text.to_owned(),
+            code,
+        }
     }
 
     /// An email: the code is read from its plain-text body.

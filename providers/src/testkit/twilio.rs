@@ -29,10 +29,16 @@ pub struct TwilioSms {
     pub account_sid: String,
     /// The HTTP Basic user name (the AccountSid, or an API key `SK…`).
     pub auth_user: String,
+    /// `+E.164`, without the `whatsapp:` of a WhatsApp message.
     pub to: String,
     /// Empty when the request used `MessagingServiceSid` instead.
     pub from: String,
     pub body: String,
+    /// A WhatsApp message (`To` was `whatsapp:+…`).
+    pub whatsapp: bool,
+    /// The Content API template and its variables (`{"1":"<code>"}`).
+    pub content_sid: Option<String>,
+    pub content_variables: Option<String>,
     pub validity_period: Option<u32>,
     pub status_callback: Option<String>,
     /// When the request reached the mock (before any configured latency).
@@ -62,6 +68,12 @@ enum Delivery {
 impl Received for Delivery {
     fn message(&self) -> SentMessage {
         match self {
+            Delivery::Sms(sms) if sms.whatsapp => {
+                let variables = sms.content_variables.as_deref().unwrap_or_default();
+                let code =
+                    serde_json::from_str::<Value>(variables).ok().and_then(|v| v["1"].as_str().map(str::to_owned));
+                SentMessage::whatsapp(PROVIDER, &sms.sid, &sms.to, variables, code)
+            }
             Delivery::Sms(sms) => SentMessage::sms(PROVIDER, &sms.sid, &sms.to, &sms.body),
             Delivery::Call(call) => SentMessage::call(PROVIDER, &call.sid, &call.to, &call.twiml),
         }
@@ -249,10 +261,17 @@ impl Form {
 
 fn accept_sms(account_sid: String, auth_user: String, form: &Form) -> Result<(Delivery, Value), Refusal> {
     let to = form.get("To").ok_or_else(|| refuse(400, 21604, "A 'To' phone number is required."))?;
+    let (to, whatsapp) = match to.strip_prefix("whatsapp:") {
+        Some(number) => (number, true),
+        None => (to, false),
+    };
     if !is_e164(to) {
         return Err(refuse(400, 21211, &format!("The 'To' number {to} is not a valid phone number.")));
     }
     let from = form.get("From");
+    if whatsapp && !from.is_some_and(|f| f.starts_with("whatsapp:+")) {
+        return Err(refuse(400, 63007, "Twilio could not find a Channel with the specified From address"));
+    }
     let service = form.get("MessagingServiceSid");
     if from.is_none() && service.is_none() {
         return Err(refuse(400, 21603, "A 'From' phone number is required."));
@@ -278,6 +297,9 @@ fn accept_sms(account_sid: String, auth_user: String, form: &Form) -> Result<(De
         to: to.to_owned(),
         from: from.unwrap_or_default().to_owned(),
         body: body.to_owned(),
+        whatsapp,
+        content_sid: form.get("ContentSid").map(str::to_owned),
+        content_variables: form.get("ContentVariables").map(str::to_owned),
         validity_period,
         status_callback: form.get("StatusCallback").map(str::to_owned),
         received_at: Instant::now(),
