@@ -22,6 +22,7 @@ use verifyd_core::delivery::routing::RouteError;
 use verifyd_core::limits::Limits;
 use verifyd_providers::domain::Channel;
 use verifyd_providers::inbox::InboxConfig;
+use verifyd_providers::meta::MetaConfig;
 use verifyd_providers::plivo::PlivoConfig;
 use verifyd_providers::sendgrid::SendGridConfig;
 use verifyd_providers::sinch::SinchConfig;
@@ -401,6 +402,10 @@ pub struct Providers {
     /// Provider names tried in order for email (`smtp`, `sendgrid`); none by
     /// default, and then `channel: "email"` is refused (`422`, field `channel`).
     pub email: Vec<String>,
+    /// Provider names tried in order for WhatsApp to destinations no route
+    /// matches (`meta`, `twilio` with `[providers.twilio.whatsapp]`); none by
+    /// default, and then `channel: "whatsapp"` is refused.
+    pub whatsapp: Vec<String>,
     /// Ordered provider lists for destinations by E.164 prefix (the longest
     /// matching prefix of the channel wins).
     pub routes: Vec<RouteConfig>,
@@ -423,6 +428,8 @@ pub struct Providers {
     pub smtp: Option<SmtpConfig>,
     /// Email through SendGrid's v3 Mail Send API (`api_key`, `from`).
     pub sendgrid: Option<SendGridConfig>,
+    /// WhatsApp through Meta's Cloud API (`access_token`, `phone_number_id`, `template`).
+    pub meta: Option<MetaConfig>,
     /// A gateway of your own: signed JSON POSTs (see `providers/src/webhook/mod.rs`).
     pub webhook: Option<WebhookConfig>,
     /// Development only: messages appended to a JSON-lines file, codes included.
@@ -446,7 +453,8 @@ impl Providers {
         let defaults = self.sms.iter().map(|n| (Channel::Sms, n));
         let defaults = defaults
             .chain(self.voice.iter().map(|n| (Channel::Voice, n)))
-            .chain(self.email.iter().map(|n| (Channel::Email, n)));
+            .chain(self.email.iter().map(|n| (Channel::Email, n)))
+            .chain(self.whatsapp.iter().map(|n| (Channel::Whatsapp, n)));
         let routed = self.routes.iter().flat_map(|r| r.providers.iter().map(move |n| (r.channel, n)));
         defaults.chain(routed).map(|(channel, name)| (channel, name.as_str()))
     }
@@ -467,6 +475,7 @@ impl Default for Providers {
             sms: vec!["console".into()],
             voice: vec!["console".into()],
             email: Vec::new(),
+            whatsapp: Vec::new(),
             routes: Vec::new(),
             tps: std::collections::HashMap::new(),
             fallback_to_voice: false,
@@ -478,6 +487,7 @@ impl Default for Providers {
             telnyx: None,
             smtp: None,
             sendgrid: None,
+            meta: None,
             webhook: None,
             inbox: None,
         }

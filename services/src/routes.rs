@@ -8,6 +8,7 @@ use verifyd_providers::Provider;
 use verifyd_providers::console::ConsoleProvider;
 use verifyd_providers::domain::Channel;
 use verifyd_providers::inbox::InboxProvider;
+use verifyd_providers::meta::Meta;
 use verifyd_providers::plivo::Plivo;
 use verifyd_providers::sendgrid::SendGrid;
 use verifyd_providers::sinch::Sinch;
@@ -39,6 +40,7 @@ impl Registry<'_> {
         let provider: Arc<dyn Provider> = match name {
             "console" => Arc::new(ConsoleProvider::new()),
             "inbox" => client("inbox", &providers.inbox, InboxProvider::new)?,
+            "meta" => client("meta", &providers.meta, Meta::new)?,
             "plivo" => client("plivo", &providers.plivo, Plivo::new)?,
             "sendgrid" => client("sendgrid", &providers.sendgrid, SendGrid::new)?,
             "sinch" => client("sinch", &providers.sinch, Sinch::new)?,
@@ -68,8 +70,12 @@ pub fn build(config: &Config) -> Result<Routes, ConfigError> {
     let providers = &config.providers;
     let mut registry = Registry { config, built: HashMap::new() };
     let mut routes = Routes::new(providers.breaker);
-    let defaults =
-        [(Channel::Sms, &providers.sms), (Channel::Voice, &providers.voice), (Channel::Email, &providers.email)];
+    let defaults = [
+        (Channel::Sms, &providers.sms),
+        (Channel::Voice, &providers.voice),
+        (Channel::Email, &providers.email),
+        (Channel::Whatsapp, &providers.whatsapp),
+    ];
     for (channel, names) in defaults {
         for name in names {
             routes.add(channel, registry.get(name)?)?;

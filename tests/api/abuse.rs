@@ -57,7 +57,10 @@ async fn a_tenant_list_allows_its_countries_per_channel_and_nothing_reaches_the_
     let app = spawn_app().await;
     let initial = app.get("/v1/settings/geo-permissions").await;
     assert_eq!(initial.status, 200);
-    assert_eq!(initial.body, json!({ "sms": null, "voice": null, "default": { "sms": null, "voice": null } }));
+    assert_eq!(
+        initial.body,
+        json!({ "sms": null, "voice": null, "whatsapp": null, "default": { "sms": null, "voice": null, "whatsapp": null } })
+    );
 
     let set = app.put_json("/v1/settings/geo-permissions", &json!({ "sms": ["GB"], "voice": ["GB", "US"] })).await;
     assert_eq!(set.status, 200, "{:?}", set.body);
@@ -107,7 +110,10 @@ async fn a_tenant_list_allows_its_countries_per_channel_and_nothing_reaches_the_
 
     // Back to the default (every country): SMS to the US goes out.
     let reset = app.put_json("/v1/settings/geo-permissions", &json!({ "sms": null })).await;
-    assert_eq!(reset.body, json!({ "sms": null, "voice": null, "default": { "sms": null, "voice": null } }));
+    assert_eq!(
+        reset.body,
+        json!({ "sms": null, "voice": null, "whatsapp": null, "default": { "sms": null, "voice": null, "whatsapp": null } })
+    );
     let now_allowed = app.create_verification("geo-4", US, "sms").await;
     assert_eq!(now_allowed.status, 201, "{:?}", now_allowed.body);
 
@@ -124,8 +130,8 @@ async fn a_tenant_list_allows_its_countries_per_channel_and_nothing_reaches_the_
     assert_eq!(
         changes,
         vec![
-            (json!({ "sms": null, "voice": null }), by.clone()),
-            (json!({ "sms": ["GB"], "voice": ["GB", "US"] }), by),
+            (json!({ "sms": null, "voice": null, "whatsapp": null }), by.clone()),
+            (json!({ "sms": ["GB"], "voice": ["GB", "US"], "whatsapp": null }), by),
         ]
     );
 }
@@ -137,7 +143,7 @@ async fn the_configured_default_applies_until_a_tenant_sets_its_own_list() {
     })
     .await;
     let geo = app.get("/v1/settings/geo-permissions").await;
-    assert_eq!(geo.body["default"], json!({ "sms": ["GB"], "voice": null }));
+    assert_eq!(geo.body["default"], json!({ "sms": ["GB"], "voice": null, "whatsapp": null }));
 
     assert_eq!(app.create_verification("d-1", GB, "sms").await.status, 201);
     let refused = app.create_verification("d-2", US, "sms").await;

@@ -39,3 +39,4 @@ mod throttling;
 mod try_it;
 mod verification_flow;
 mod webhooks;
+mod whatsapp;

@@ -80,6 +80,8 @@ pub struct GeoPermissions {
     pub sms: Option<Countries>,
     #[schema(value_type = Option<Vec<String>>, example = json!(["GB"]))]
     pub voice: Option<Countries>,
+    #[schema(value_type = Option<Vec<String>>, example = json!(["BR", "IN"]))]
+    pub whatsapp: Option<Countries>,
 }
 
 impl GeoPermissions {
@@ -87,6 +89,7 @@ impl GeoPermissions {
         match channel {
             Channel::Sms => self.sms.as_ref(),
             Channel::Voice => self.voice.as_ref(),
+            Channel::Whatsapp => self.whatsapp.as_ref(),
             // An address has no country.
             Channel::Email => None,
         }
@@ -106,22 +109,29 @@ pub fn allowed(own: &GeoPermissions, default: &GeoPermissions, channel: Channel,
 pub async fn load(conn: &mut PgConnection, tenant_id: Uuid) -> Result<GeoPermissions, sqlx::Error> {
     /// A channel's stored list: NULL for "the default applies".
     type List = Option<Vec<String>>;
-    let row: Option<(List, List)> = sqlx::query_as("SELECT sms, voice FROM geo_permissions WHERE tenant_id = $1")
-        .bind(tenant_id)
-        .fetch_optional(conn)
-        .await?;
-    let (sms, voice) = row.unwrap_or_default();
-    Ok(GeoPermissions { sms: sms.map(Countries::from_stored), voice: voice.map(Countries::from_stored) })
+    let row: Option<(List, List, List)> =
+        sqlx::query_as("SELECT sms, voice, whatsapp FROM geo_permissions WHERE tenant_id = $1")
+            .bind(tenant_id)
+            .fetch_optional(conn)
+            .await?;
+    let (sms, voice, whatsapp) = row.unwrap_or_default();
+    Ok(GeoPermissions {
+        sms: sms.map(Countries::from_stored),
+        voice: voice.map(Countries::from_stored),
+        whatsapp: whatsapp.map(Countries::from_stored),
+    })
 }
 
 pub async fn save(conn: &mut PgConnection, tenant_id: Uuid, geo: &GeoPermissions) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO geo_permissions (tenant_id, sms, voice, updated_at) VALUES ($1, $2, $3, now())
-         ON CONFLICT (tenant_id) DO UPDATE SET sms = EXCLUDED.sms, voice = EXCLUDED.voice, updated_at = now()",
+        "INSERT INTO geo_permissions (tenant_id, sms, voice, whatsapp, updated_at) VALUES ($1, $2, $3, $4, now())
+         ON CONFLICT (tenant_id) DO UPDATE SET sms = EXCLUDED.sms, voice = EXCLUDED.voice,
+             whatsapp = EXCLUDED.whatsapp, updated_at = now()",
     )
     .bind(tenant_id)
     .bind(geo.sms.as_ref().map(Countries::to_vec))
     .bind(geo.voice.as_ref().map(Countries::to_vec))
+    .bind(geo.whatsapp.as_ref().map(Countries::to_vec))
     .execute(conn)
     .await?;
     Ok(())
@@ -195,15 +205,17 @@ mod tests {
         assert!(allowed(&none, &none, Channel::Sms, Some("NG")));
         assert!(allowed(&none, &none, Channel::Sms, None), "no list at all: every number");
 
-        let default = GeoPermissions { sms: list(&["GB", "US"]), voice: None };
+        let default = GeoPermissions { sms: list(&["GB", "US"]), voice: None, whatsapp: list(&["BR"]) };
         assert!(allowed(&none, &default, Channel::Sms, Some("GB")));
         assert!(!allowed(&none, &default, Channel::Sms, Some("NG")));
         assert!(!allowed(&none, &default, Channel::Sms, None), "a list names no international network");
         assert!(allowed(&none, &default, Channel::Voice, Some("NG")), "voice has no default list");
 
-        let own = GeoPermissions { sms: list(&["NG"]), voice: list(&[]) };
+        let own = GeoPermissions { sms: list(&["NG"]), voice: list(&[]), whatsapp: None };
         assert!(allowed(&own, &default, Channel::Sms, Some("NG")));
         assert!(!allowed(&own, &default, Channel::Sms, Some("GB")));
         assert!(!allowed(&own, &default, Channel::Voice, Some("GB")), "an empty list closes the channel");
+        assert!(allowed(&own, &default, Channel::Whatsapp, Some("BR")), "WhatsApp keeps its own list");
+        assert!(!allowed(&own, &default, Channel::Whatsapp, Some("NG")));
     }
 }

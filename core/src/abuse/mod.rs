@@ -74,11 +74,16 @@ impl AbuseSettings {
 pub struct RefusedTypes {
     pub sms: Vec<NumberType>,
     pub voice: Vec<NumberType>,
+    pub whatsapp: Vec<NumberType>,
 }
 
 impl Default for RefusedTypes {
     fn default() -> Self {
-        RefusedTypes { sms: NumberType::sms_refused_by_default(), voice: NumberType::voice_refused_by_default() }
+        RefusedTypes {
+            sms: NumberType::sms_refused_by_default(),
+            voice: NumberType::voice_refused_by_default(),
+            whatsapp: NumberType::whatsapp_refused_by_default(),
+        }
     }
 }
 
@@ -87,6 +92,7 @@ impl RefusedTypes {
         match channel {
             Channel::Sms => self.sms.contains(&t),
             Channel::Voice => self.voice.contains(&t),
+            Channel::Whatsapp => self.whatsapp.contains(&t),
             Channel::Email => false,
         }
     }
@@ -228,7 +234,9 @@ impl Abuse {
             return Ok(Err(refused.counted()));
         }
         let settings = &self.settings.pumping;
-        if !settings.enabled {
+        // WhatsApp bills the business per template, not the carrier per
+        // message: nobody can pump it, so it is neither counted nor blocked.
+        if !settings.enabled || channel == Channel::Whatsapp {
             return Ok(Ok(()));
         }
         let prefix = Prefix::of(phone, settings.prefix_digits);
@@ -256,10 +264,11 @@ impl Abuse {
         tx: &mut PgConnection,
         tenant_id: Uuid,
         to: &Destination,
+        channel: Channel,
         sent_at: DateTime<Utc>,
     ) -> Result<(), sqlx::Error> {
         let settings = &self.settings.pumping;
-        let Some(phone) = to.phone().filter(|_| settings.enabled) else {
+        let Some(phone) = to.phone().filter(|_| settings.enabled && channel != Channel::Whatsapp) else {
             return Ok(());
         };
         pumping::record_approval(tx, tenant_id, &Prefix::of(phone, settings.prefix_digits), sent_at).await
@@ -345,6 +354,7 @@ impl Abuse {
         let detail = serde_json::json!({
             "sms": lists.sms.as_ref().map(geo::Countries::to_vec),
             "voice": lists.voice.as_ref().map(geo::Countries::to_vec),
+            "whatsapp": lists.whatsapp.as_ref().map(geo::Countries::to_vec),
         });
         audit::record(
             &mut tx,

@@ -82,6 +82,15 @@ impl NumberType {
         use NumberType::*;
         vec![PremiumRate, SharedCost, Uan, Pager]
     }
+
+    /// Refused for WhatsApp unless configured otherwise: numbers no WhatsApp
+    /// account lives on. WhatsApp itself bills by template, not by the
+    /// destination's tariff, so premium and shared-cost ranges cost nothing
+    /// extra, but no person reads WhatsApp on them.
+    pub fn whatsapp_refused_by_default() -> Vec<NumberType> {
+        use NumberType::*;
+        vec![PremiumRate, SharedCost, Uan, Voicemail, Pager]
+    }
 }
 
 impl fmt::Display for NumberType {

@@ -217,6 +217,14 @@ impl Dispatcher {
                 })
                 .await?
             }
+            (Channel::Whatsapp, Destination::Phone(to)) => {
+                let message = render::whatsapp(rendering(), to);
+                self.try_providers(&job, &v, requested_at, |p| {
+                    let message = message.clone();
+                    async move { p.send_whatsapp(&message).await }
+                })
+                .await?
+            }
             (Channel::Email, Destination::Email(to)) => {
                 let email = render::email(rendering(), to);
                 self.try_providers(&job, &v, requested_at, |p| {

@@ -103,6 +103,10 @@ pub enum TemplateError {
     VoiceCodeNotLast,
     #[error("cannot say {{expires_in}} in `{0}`: verifyd says durations in en, es, fr, de, pt and ja")]
     NoDurationWords(String),
+    #[error(
+        "WhatsApp sends an approved authentication template whose text WhatsApp presets: choose it in the provider's configuration"
+    )]
+    WhatsappPreset,
     #[error("its longest text takes {0} SMS segments; at most {MAX_SEGMENTS} are allowed")]
     TooManySegments(usize),
 }
@@ -179,6 +183,7 @@ impl Template {
             Channel::Sms => SMS_MAX_CHARS,
             Channel::Voice => VOICE_MAX_CHARS,
             Channel::Email => EMAIL_MAX_CHARS,
+            Channel::Whatsapp => return Err(TemplateError::WhatsappPreset),
         };
         if text.chars().count() > max {
             return Err(TemplateError::TooLong(max));

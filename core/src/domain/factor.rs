@@ -17,6 +17,8 @@ pub enum FactorKind {
     Voice,
     Totp,
     Email,
+    /// A phone reached by WhatsApp.
+    Whatsapp,
 }
 
 impl FactorKind {
@@ -26,6 +28,7 @@ impl FactorKind {
             FactorKind::Voice => "voice",
             FactorKind::Totp => "totp",
             FactorKind::Email => "email",
+            FactorKind::Whatsapp => "whatsapp",
         }
     }
 
@@ -36,6 +39,7 @@ impl FactorKind {
             FactorKind::Sms => Some(Channel::Sms),
             FactorKind::Voice => Some(Channel::Voice),
             FactorKind::Email => Some(Channel::Email),
+            FactorKind::Whatsapp => Some(Channel::Whatsapp),
             FactorKind::Totp => None,
         }
     }
@@ -46,6 +50,7 @@ impl FactorKind {
             Channel::Sms => FactorKind::Sms,
             Channel::Voice => FactorKind::Voice,
             Channel::Email => FactorKind::Email,
+            Channel::Whatsapp => FactorKind::Whatsapp,
         }
     }
 }
@@ -59,6 +64,7 @@ impl FromStr for FactorKind {
             "voice" => Ok(FactorKind::Voice),
             "totp" => Ok(FactorKind::Totp),
             "email" => Ok(FactorKind::Email),
+            "whatsapp" => Ok(FactorKind::Whatsapp),
             other => Err(UnknownValue { what: "factor kind", value: other.to_owned() }),
         }
     }

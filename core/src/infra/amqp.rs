@@ -376,11 +376,11 @@ mod tests {
         assert_eq!(t.retry_level(0), Some(0));
         assert_eq!(t.retry_level(2), None);
         assert!(t.queues().iter().all(|q| q.starts_with("x.")));
-        // requests, dead letters; per channel (sms, voice, email) its queue and two
+        // requests, dead letters; per channel (sms, voice, email, whatsapp) its queue and two
         // retry queues; webhooks and their retries.
-        assert_eq!(t.queues().len(), 2 + 3 * 3 + 1);
+        assert_eq!(t.queues().len(), 2 + 4 * 3 + 1);
         let t = t.with_webhook_retries(vec![Duration::from_secs(1)]);
-        assert_eq!(t.queues().len(), 2 + 3 * 3 + 2);
+        assert_eq!(t.queues().len(), 2 + 4 * 3 + 2);
         assert_eq!(t.webhook_retry_queue(0), "x.webhooks.retry.1");
         assert_eq!(t.webhook_retry_level_of("x.webhooks.retry.1"), Some(0));
         assert_eq!(t.retry_level_of("x.dispatch.voice.retry.2"), Some(1));

@@ -448,7 +448,7 @@ mod tests {
         let k = Known { providers: vec!["twilio".into(), "vonage".into()], queues: vec!["q".into()], role: "serve" };
         let dispatch = METRICS.iter().find(|m| m.name == "verifyd_dispatch_total").unwrap();
         let one_tenant = series(dispatch, &k, Some("acme"));
-        assert_eq!(one_tenant.len(), 3 * 3, "channel × outcome for one tenant");
+        assert_eq!(one_tenant.len(), 4 * 3, "channel × outcome for one tenant");
         let errors = METRICS.iter().find(|m| m.name == "verifyd_provider_errors_total").unwrap();
         assert_eq!(series(errors, &k, None).len(), 2 * ErrorKind::ALL.len());
     }

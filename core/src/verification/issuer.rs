@@ -291,7 +291,7 @@ impl Issuer {
         }
         store::save_check(&mut *tx, v.id, status, attempts, now).await?;
         if outcome == CheckOutcome::Approved {
-            self.abuse.record_approval_in_tx(&mut *tx, v.tenant_id, &v.to, v.created_at).await?;
+            self.abuse.record_approval_in_tx(&mut *tx, v.tenant_id, &v.to, v.channel, v.created_at).await?;
             let tenant = catalog::tenant_label(&v.tenant_name);
             metrics::counter!("verifyd_verifications_approved_total", "tenant" => tenant, "channel" => v.channel.as_str())
                 .increment(1);

@@ -97,7 +97,7 @@ pub enum WebhookConfigError {
     Url,
     #[error("webhook secret has {0} bytes; at least {MIN_SECRET_BYTES} random bytes are needed")]
     SecretTooShort(usize),
-    #[error("webhook channels must list \"sms\", \"voice\" or both (a gateway takes no email)")]
+    #[error("webhook channels must list \"sms\", \"voice\" or both (a gateway takes no email or WhatsApp)")]
     NoChannel,
     #[error("webhook header {0:?} is not a valid HTTP header, or is one verifyd sets itself")]
     Header(String),
@@ -129,7 +129,7 @@ impl Webhook {
         if secret_len < MIN_SECRET_BYTES {
             return Err(WebhookConfigError::SecretTooShort(secret_len));
         }
-        if config.channels.is_empty() || config.channels.contains(&Channel::Email) {
+        if config.channels.is_empty() || config.channels.iter().any(|c| !matches!(c, Channel::Sms | Channel::Voice)) {
             return Err(WebhookConfigError::NoChannel);
         }
         let headers = extra_headers(&config.headers)?;

@@ -33,6 +33,9 @@ pub struct GeoView {
     /// The tenant's voice list; null: `default.voice` applies.
     #[schema(value_type = Option<Vec<String>>, example = json!(["GB"]))]
     voice: Option<Countries>,
+    /// The tenant's WhatsApp list; null: `default.whatsapp` applies.
+    #[schema(value_type = Option<Vec<String>>, example = json!(["BR", "IN"]))]
+    whatsapp: Option<Countries>,
     /// The deployment's defaults (`abuse.default_countries`); null: every country.
     default: GeoPermissions,
 }
@@ -48,10 +51,18 @@ pub struct GeoBody {
     #[serde(default)]
     #[schema(example = json!(["GB"]))]
     voice: Option<Vec<String>>,
+    #[serde(default)]
+    #[schema(example = json!(["BR", "IN"]))]
+    whatsapp: Option<Vec<String>>,
 }
 
 fn geo_view(state: &AppState, own: GeoPermissions) -> GeoView {
-    GeoView { sms: own.sms, voice: own.voice, default: state.core.abuse.settings().default_countries.clone() }
+    GeoView {
+        sms: own.sms,
+        voice: own.voice,
+        whatsapp: own.whatsapp,
+        default: state.core.abuse.settings().default_countries.clone(),
+    }
 }
 
 // scope: admin
@@ -82,15 +93,20 @@ async fn put_geo_permissions(
     caller: Caller<Admin>,
     body: Json<GeoBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let GeoBody { sms, voice } = body.into_inner();
+    let GeoBody { sms, voice, whatsapp } = body.into_inner();
     let parse = |field: &'static str, list: Option<Vec<String>>| {
         list.map(|l| Countries::parse(&l)).transpose().map_err(|e| ApiError::field(field, e))
     };
-    let lists = GeoPermissions { sms: parse("sms", sms)?, voice: parse("voice", voice)? };
+    let lists = GeoPermissions {
+        sms: parse("sms", sms)?,
+        voice: parse("voice", voice)?,
+        whatsapp: parse("whatsapp", whatsapp)?,
+    };
     let (tenant, key_id) = (&caller.tenant, &caller.key_id);
     state.core.abuse.set_geo_permissions(tenant.id, lists.clone(), &caller.as_actor()?).await?;
     tracing::info!(tenant = %tenant.name, api_key_id = %key_id, sms = ?lists.sms.as_ref().map(Countries::to_vec),
-        voice = ?lists.voice.as_ref().map(Countries::to_vec), "geo permissions changed");
+        voice = ?lists.voice.as_ref().map(Countries::to_vec), whatsapp = ?lists.whatsapp.as_ref().map(Countries::to_vec),
+        "geo permissions changed");
     Ok(HttpResponse::Ok().json(geo_view(&state, lists)))
 }
 

@@ -68,7 +68,7 @@ fn parameter_rule(parameter: &mut Value) {
         // A destination prefix: `+` and 1 to 15 digits.
         Some("prefix") => json!({ "type": "string", "pattern": "^\\+[0-9]{1,15}$" }),
         // A template's channel and locale (`Channel`, `Locale::parse`).
-        Some("channel") => json!({ "type": "string", "enum": ["sms", "voice", "email"] }),
+        Some("channel") => json!({ "type": "string", "enum": ["sms", "voice", "email", "whatsapp"] }),
         Some("locale") => json!({ "type": "string", "pattern": "^[A-Za-z]{2}(-[A-Za-z]{2})?$" }),
         _ => return,
     };

@@ -1,0 +1,168 @@
+//! Codes by WhatsApp: a request over HTTP or AMQP, through RabbitMQ, to
+//! Twilio's WhatsApp sender or Meta's Cloud API (their mocks), and the code
+//! the template carried approves the verification.
+
+use std::time::Duration;
+
+use lapin::BasicProperties;
+use serde_json::json;
+use verifyd_providers::testkit::{Failure, MetaMock};
+use verifyd_providers::twilio::TwilioWhatsApp;
+
+use crate::helpers::{TestApp, spawn_app_with};
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+const PHONE_NUMBER_ID: &str = "106540352242922";
+
+fn twilio_whatsapp() -> TwilioWhatsApp {
+    TwilioWhatsApp { from: "+15005550007".into(), content_sid: "HXb5b62575e6e4ff6129ad7c8efe1f983e".into() }
+}
+
+async fn attempts(app: &TestApp, id: &str, n: usize) -> Vec<(String, String)> {
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    loop {
+        let reply = app.get(&format!("/v1/verifications/{id}/attempts")).await;
+        let list = reply.body["attempts"].as_array().cloned().unwrap_or_default();
+        let seen: Vec<(String, String)> = list
+            .iter()
+            .map(|a| (a["provider"].as_str().unwrap_or("-").to_owned(), a["outcome"].as_str().unwrap_or("").to_owned()))
+            .collect();
+        if seen.len() >= n || std::time::Instant::now() > deadline {
+            return seen;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[actix_rt::test(system = "verifyd::system::System")]
+async fn a_whatsapp_code_goes_through_twilio_and_makes_a_whatsapp_factor() {
+    let app = spawn_app_with(|c| {
+        if let Some(twilio) = c.providers.twilio.as_mut() {
+            twilio.whatsapp = Some(twilio_whatsapp());
+        }
+        c.providers.whatsapp = vec!["twilio".into()];
+    })
+    .await;
+    let phone = "+14155552690";
+    let created = app
+        .post_json("/v1/verifications", &json!({ "account_id": "wanda", "phone": phone, "channel": "whatsapp" }))
+        .await;
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    assert_eq!(created.body["channel"], "whatsapp");
+    let id = created.body["id"].as_str().unwrap().to_owned();
+
+    let code = app.twilio.wait_for_code(phone, TIMEOUT).await.expect("a WhatsApp message");
+    let message = app.twilio.sent_sms().await.remove(0);
+    assert!(message.whatsapp, "sent as WhatsApp, not as an SMS");
+    assert_eq!(message.from, "whatsapp:+15005550007");
+    assert_eq!(message.content_sid.as_deref(), Some("HXb5b62575e6e4ff6129ad7c8efe1f983e"));
+    assert_eq!(message.content_variables, Some(format!(r#"{{"1":"{code}"}}"#)));
+
+    let checked = app.check(&id, &code).await;
+    assert_eq!(checked.body["status"], "approved", "{:?}", checked.body);
+    let factors = app.get("/v1/accounts/wanda/factors").await.body["factors"].clone();
+    assert_eq!((factors[0]["kind"].as_str(), factors[0]["phone"].as_str()), (Some("whatsapp"), Some(phone)));
+    // A WhatsApp factor's login code goes by WhatsApp again, and answers the challenge.
+    let login = app.post_json("/v1/accounts/wanda/login", &json!({ "organisation_id": "acme" })).await;
+    assert_eq!(login.body["decision"], "challenge", "{:?}", login.body);
+    assert_eq!(login.body["challenge"]["sent"]["channel"], "whatsapp", "{:?}", login.body);
+    let code = app.twilio.wait_for_next_code(phone, 1, TIMEOUT).await.expect("the login code");
+    let challenge = login.body["challenge"]["id"].as_str().unwrap();
+    let passed =
+        app.post_json(&format!("/v1/accounts/wanda/challenges/{challenge}/answer"), &json!({ "code": code })).await;
+    assert_eq!((passed.body["decision"].as_str(), passed.body["answered_by"].as_str()), (Some("open"), Some("phone")));
+}
+
+#[actix_rt::test(system = "verifyd::system::System")]
+async fn a_published_request_fails_over_from_meta_to_twilio_and_a_number_not_on_whatsapp_fails_for_good() {
+    let meta = MetaMock::start().await;
+    let meta_config = meta.config("EAAG-test-token", PHONE_NUMBER_ID, "verifyd_code");
+    let app = spawn_app_with(move |c| {
+        c.providers.meta = Some(meta_config);
+        if let Some(twilio) = c.providers.twilio.as_mut() {
+            twilio.whatsapp = Some(twilio_whatsapp());
+        }
+        c.providers.whatsapp = vec!["meta".into(), "twilio".into()];
+    })
+    .await;
+
+    // Meta's first answer is a service error: Twilio delivers the code.
+    meta.fail_next(1, Failure::Unavailable).await;
+    let (reply_to, mut replies) = app.reply_queue().await;
+    let phone = "+14155552691";
+    let body = json!({ "account_id": "wes", "phone": phone, "channel": "whatsapp" }).to_string();
+    let props = BasicProperties::default()
+        .with_reply_to(reply_to.as_str().into())
+        .with_message_id("wa-1".into())
+        .with_content_type("application/json".into());
+    app.publish_request(&app.tenant, body.as_bytes(), props).await;
+    let created = replies.wait_for_event("verification.created", TIMEOUT).await;
+    let id = created["verification_id"].as_str().unwrap().to_owned();
+    let code = app.twilio.wait_for_code(phone, TIMEOUT).await.expect("Twilio delivered it");
+    assert_eq!(
+        attempts(&app, &id, 2).await,
+        [("meta".to_owned(), "retryable_error".to_owned()), ("twilio".to_owned(), "sent".to_owned())]
+    );
+    assert_eq!(app.check(&id, &code).await.body["status"], "approved");
+
+    // Meta delivers the next one itself, in the template language of the locale.
+    let next = "+14155552692";
+    let created = app
+        .post_json(
+            "/v1/verifications",
+            &json!({ "account_id": "wes2", "phone": next, "channel": "whatsapp", "locale": "fr" }),
+        )
+        .await;
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let code = meta.wait_for_code(next, TIMEOUT).await.expect("Meta delivered it");
+    let sent = meta.sent_messages().await.remove(0);
+    assert_eq!((sent.template.as_str(), sent.to.as_str()), ("verifyd_code", "14155552692"));
+    assert_eq!(sent.button_code.as_deref(), Some(code.as_str()), "the copy-code button carries the code too");
+    assert_eq!(app.check(&id, &code).await.body["status"], "approved");
+
+    // "Message undeliverable" (131026): the number is not on WhatsApp. No
+    // other WhatsApp provider is asked, and no SMS is sent in its place.
+    meta.fail_next(1, Failure::InvalidNumber).await;
+    let absent = "+14155552693";
+    let created = app
+        .post_json("/v1/verifications", &json!({ "account_id": "wes3", "phone": absent, "channel": "whatsapp" }))
+        .await;
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    assert_eq!(attempts(&app, &id, 1).await, [("meta".to_owned(), "permanent_error".to_owned())]);
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    let read = loop {
+        let read = app.get(&format!("/v1/verifications/{id}")).await;
+        if read.body["status"] == "failed" || std::time::Instant::now() > deadline {
+            break read;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(read.body["status"], "failed", "{:?}", read.body);
+    assert_eq!(read.body["delivery"]["reason"], "channel_not_supported");
+    assert_eq!(app.twilio.deliveries_to(absent).await, 0);
+}
+
+#[actix_rt::test(system = "verifyd::system::System")]
+async fn whatsapp_keeps_geo_permissions_of_its_own_and_takes_no_tenant_template() {
+    let app = spawn_app_with(|c| {
+        if let Some(twilio) = c.providers.twilio.as_mut() {
+            twilio.whatsapp = Some(twilio_whatsapp());
+        }
+        c.providers.whatsapp = vec!["twilio".into()];
+    })
+    .await;
+    let set = app.put_json("/v1/settings/geo-permissions", &json!({ "whatsapp": ["GB"] })).await;
+    assert_eq!((set.status, set.body["whatsapp"].clone()), (200, json!(["GB"])), "{:?}", set.body);
+    let us = "+14155552694";
+    let refused =
+        app.post_json("/v1/verifications", &json!({ "account_id": "geo", "phone": us, "channel": "whatsapp" })).await;
+    assert_eq!((refused.status, refused.body["error"].as_str()), (403, Some("destination_not_allowed")));
+    assert_eq!(refused.body["channel"], "whatsapp");
+    let by_sms =
+        app.post_json("/v1/verifications", &json!({ "account_id": "geo", "phone": us, "channel": "sms" })).await;
+    assert_eq!(by_sms.status, 201, "SMS keeps its own (default) list: {:?}", by_sms.body);
+
+    let template = app.put_json("/v1/templates/whatsapp/en", &json!({ "text": "Code {code}" })).await;
+    assert_eq!((template.status, template.body["field"].as_str()), (422, Some("text")), "{:?}", template.body);
+    assert!(template.body["detail"].as_str().unwrap_or_default().contains("WhatsApp presets"), "{:?}", template.body);
+}
