@@ -18,7 +18,14 @@
 //!   on WhatsApp).
 //!   <https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes>.
 //!
-//! Delivery receipts (the `statuses` of Meta's webhooks) are not read yet.
+//! - Delivery receipts are Meta's webhooks: a `POST` of `{"object":
+//!   "whatsapp_business_account","entry":[{"changes":[{"field":"messages",
+//!   "value":{"statuses":[{"id":"wamid.…","status":"sent"|"delivered"|"read"|
+//!   "failed","errors":[{"code"}]}]}}]}]}`, signed `X-Hub-Signature-256:
+//!   sha256=<hex HMAC-SHA256 of the raw body under the app secret>`
+//!   ([`verify_signature`], [`receipts`]); the subscription is confirmed by a
+//!   `GET` echoing `hub.challenge` when `hub.verify_token` matches.
+//!   <https://developers.facebook.com/docs/graph-api/webhooks/getting-started>.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -32,6 +39,7 @@ use serde_json::{Value, json};
 use crate::domain::{Channel, Locale};
 use crate::http::{self, Answer};
 use crate::provider::{PermanentKind, Provider, ProviderError, Sent, Sms, VoiceCall, WhatsApp};
+use crate::receipt::{Receipt, ReceiptStatus};
 
 const NAME: &str = "meta";
 pub const DEFAULT_BASE_URL: &str = "https://graph.facebook.com";
@@ -61,6 +69,13 @@ pub struct MetaConfig {
     pub api_version: String,
     #[serde(rename = "timeout_ms", default = "http::default_timeout", deserialize_with = "http::millis")]
     pub timeout: Duration,
+    /// The Meta app's secret: delivery receipts (`/v1/callbacks/meta`) are
+    /// accepted only when it is set, signed with it.
+    #[serde(default)]
+    pub app_secret: Option<SecretString>,
+    /// The token Meta echoes when the webhook subscription is set up.
+    #[serde(default)]
+    pub verify_token: Option<SecretString>,
 }
 
 fn default_language() -> String {
@@ -90,6 +105,8 @@ impl MetaConfig {
             base_url: default_base_url(),
             api_version: default_api_version(),
             timeout: DEFAULT_TIMEOUT,
+            app_secret: None,
+            verify_token: None,
         }
     }
 
@@ -271,6 +288,52 @@ fn describe(status: StatusCode, error: Option<&ApiError>, code: Option<i64>, cod
     reason
 }
 
+/// `sha256=<hex>`: the `X-Hub-Signature-256` Meta puts on a webhook body.
+pub fn signature(app_secret: &str, body: &[u8]) -> String {
+    use hmac::{Hmac, KeyInit, Mac};
+    let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(app_secret.as_bytes())
+        .unwrap_or_else(|_| unreachable!("HMAC accepts every key length"));
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// Whether `header` is Meta's signature of `body`, compared in constant time.
+pub fn verify_signature(app_secret: &SecretString, body: &[u8], header: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    let expected = signature(app_secret.expose_secret(), body);
+    expected.as_bytes().ct_eq(header.trim().as_bytes()).into()
+}
+
+/// The receipts a (signed) webhook body carries: one per message status.
+/// Other changes (incoming messages, template updates) carry none; `None`
+/// when the body is not a WhatsApp webhook at all.
+pub fn receipts(body: &[u8]) -> Option<Vec<Receipt>> {
+    let hook: Value = serde_json::from_slice(body).ok()?;
+    if hook["object"] != "whatsapp_business_account" {
+        return None;
+    }
+    let entries = hook["entry"].as_array().cloned().unwrap_or_default();
+    let statuses = entries
+        .iter()
+        .flat_map(|e| e["changes"].as_array().cloned().unwrap_or_default())
+        .filter(|c| c["field"] == "messages")
+        .flat_map(|c| c["value"]["statuses"].as_array().cloned().unwrap_or_default());
+    Some(
+        statuses
+            .filter_map(|s| {
+                let status = match s["status"].as_str()? {
+                    "sent" => ReceiptStatus::Sent,
+                    "delivered" | "read" => ReceiptStatus::Delivered,
+                    "failed" => ReceiptStatus::Failed,
+                    _ => return None,
+                };
+                let error_code = s["errors"][0]["code"].as_i64().map(|c| c.to_string());
+                Some(Receipt { provider: NAME, message_id: s["id"].as_str()?.to_owned(), status, error_code })
+            })
+            .collect(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -296,6 +359,27 @@ mod tests {
         assert_eq!(error(400, 100, "Invalid parameter").kind(), ErrorKind::Rejected);
         let echoed = error(400, 100, "Parameter 8302947 is invalid").to_string();
         assert!(!echoed.contains("8302947"), "{echoed}");
+    }
+
+    #[test]
+    fn receipts_are_read_from_signed_statuses() {
+        let body = json!({ "object": "whatsapp_business_account", "entry": [{ "id": "1", "changes": [
+            { "field": "messages", "value": { "messaging_product": "whatsapp", "statuses": [
+                { "id": "wamid.A", "status": "delivered", "timestamp": "1767225600", "recipient_id": "14155552671" },
+                { "id": "wamid.B", "status": "failed", "errors": [{ "code": 131026, "title": "Message undeliverable" }] },
+                { "id": "wamid.C", "status": "deleted" },
+            ] } },
+        ] }] })
+        .to_string();
+        let read = receipts(body.as_bytes()).unwrap();
+        assert_eq!(read.len(), 2);
+        assert_eq!((read[0].message_id.as_str(), read[0].status), ("wamid.A", ReceiptStatus::Delivered));
+        assert_eq!((read[1].status, read[1].error_code.as_deref()), (ReceiptStatus::Failed, Some("131026")));
+        assert_eq!(receipts(br#"{"object":"page"}"#), None);
+        let secret = SecretString::from("app-secret");
+        let signed = signature("app-secret", body.as_bytes());
+        assert!(verify_signature(&secret, body.as_bytes(), &signed));
+        assert!(!verify_signature(&secret, b"{}", &signed));
     }
 
     #[test]

@@ -212,6 +212,12 @@ pub async fn start(config: &Config, role: Role, metrics: Option<PrometheusHandle
                 method: v.signature_method,
             })
         }),
+        meta: config.providers.meta.as_ref().and_then(|m| {
+            Some(http::callbacks::MetaReceipts {
+                app_secret: m.app_secret.clone()?,
+                verify_token: m.verify_token.clone(),
+            })
+        }),
         fallback_to_voice: config.providers.fallback_to_voice,
     };
     let state = web::Data::new(AppState {

@@ -166,3 +166,72 @@ async fn whatsapp_keeps_geo_permissions_of_its_own_and_takes_no_tenant_template(
     assert_eq!((template.status, template.body["field"].as_str()), (422, Some("text")), "{:?}", template.body);
     assert!(template.body["detail"].as_str().unwrap_or_default().contains("WhatsApp presets"), "{:?}", template.body);
 }
+
+#[actix_rt::test(system = "verifyd::system::System")]
+async fn meta_delivery_statuses_are_signed_webhooks_that_move_the_delivery_forward() {
+    let meta = MetaMock::start().await;
+    let mut meta_config = meta.config("EAAG-test-token", PHONE_NUMBER_ID, "verifyd_code");
+    meta_config.app_secret = Some("meta-app-secret".to_owned().into());
+    meta_config.verify_token = Some("subscribe-me".to_owned().into());
+    let app = spawn_app_with(move |c| {
+        c.providers.meta = Some(meta_config);
+        c.providers.whatsapp = vec!["meta".into()];
+    })
+    .await;
+    let mut events = app.capture_events("#").await;
+
+    // The subscription handshake echoes the challenge only for the right token.
+    let url = |token: &str| {
+        app.url(&format!("/v1/callbacks/meta?hub.mode=subscribe&hub.verify_token={token}&hub.challenge=1158201444"))
+    };
+    let ok = app.client.get(url("subscribe-me")).send().await.unwrap();
+    assert_eq!(ok.status(), 200);
+    assert_eq!(ok.text().await.unwrap(), "1158201444");
+    assert_eq!(app.client.get(url("guess")).send().await.unwrap().status(), 403);
+
+    let phones = ["+14155552695", "+14155552696"];
+    let mut ids = Vec::new();
+    for (n, phone) in phones.iter().enumerate() {
+        let body = json!({ "account_id": format!("rx-{n}"), "phone": phone, "channel": "whatsapp" });
+        let created = app.post_json("/v1/verifications", &body).await;
+        ids.push(created.body["id"].as_str().unwrap().to_owned());
+        meta.wait_for_code(phone, TIMEOUT).await.expect("sent");
+    }
+    let sent = meta.sent_messages().await;
+    let wamid = |phone: &str| sent.iter().find(|m| format!("+{}", m.to) == phone).unwrap().id.clone();
+    attempts(&app, &ids[1], 1).await;
+
+    let hook = |id: String, status: &str, error: Option<i64>| {
+        let mut status = json!({ "id": id, "status": status, "timestamp": "1767225600", "recipient_id": "1" });
+        if let Some(code) = error {
+            status["errors"] = json!([{ "code": code, "title": "Message undeliverable" }]);
+        }
+        json!({ "object": "whatsapp_business_account", "entry": [{ "id": "102290129340398", "changes": [
+            { "field": "messages", "value": { "messaging_product": "whatsapp", "statuses": [status] } }
+        ] }] })
+        .to_string()
+    };
+    let post = |body: String, signature: String| {
+        let request = app
+            .client
+            .post(app.url("/v1/callbacks/meta"))
+            .header("content-type", "application/json")
+            .header("X-Hub-Signature-256", signature)
+            .body(body);
+        async move { request.send().await.unwrap().status() }
+    };
+    let delivered = hook(wamid(phones[0]), "delivered", None);
+    assert_eq!(post(delivered.clone(), "sha256=00".into()).await, 403, "an unsigned status is refused");
+    let signature = verifyd_providers::meta::signature("meta-app-secret", delivered.as_bytes());
+    assert_eq!(post(delivered, signature).await, 200);
+    let read = app.get(&format!("/v1/verifications/{}", ids[0])).await;
+    assert_eq!(read.body["delivery"]["state"], "delivered", "{:?}", read.body);
+
+    let failed = hook(wamid(phones[1]), "failed", Some(131026));
+    let signature = verifyd_providers::meta::signature("meta-app-secret", failed.as_bytes());
+    assert_eq!(post(failed, signature).await, 200);
+    let event = events.wait_for_event("verification.delivery_failed", TIMEOUT).await;
+    assert_eq!(event["verification_id"], ids[1].as_str(), "{event:?}");
+    let read = app.get(&format!("/v1/verifications/{}", ids[1])).await;
+    assert_eq!(read.body["delivery"]["error_code"], "131026", "{:?}", read.body);
+}

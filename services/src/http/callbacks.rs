@@ -1,7 +1,8 @@
 //! Delivery receipts from providers (status callbacks). They carry no API key:
 //! each is authenticated the provider's way (Twilio: `X-Twilio-Signature`;
-//! Vonage: the signed-webhook `sig`), read by the provider's own module
-//! (`twilio::receipt`, `vonage::receipt`), then applied by
+//! Vonage: the signed-webhook `sig`; Meta: `X-Hub-Signature-256`), read by the
+//! provider's own module (`twilio::receipt`, `vonage::receipt`,
+//! `meta::receipts`), then applied by
 //! `verifyd_core::delivery::receipts`. Unknown message ids and statuses are
 //! acknowledged and ignored, so providers do not retry them forever.
 
@@ -21,7 +22,15 @@ use super::problem::ApiError;
 pub struct Receipts {
     pub twilio: Option<TwilioReceipts>,
     pub vonage: Option<VonageReceipts>,
+    pub meta: Option<MetaReceipts>,
     pub fallback_to_voice: bool,
+}
+
+/// Meta signs its webhooks with the app secret, and confirms the
+/// subscription with the verify token.
+pub struct MetaReceipts {
+    pub app_secret: SecretString,
+    pub verify_token: Option<SecretString>,
 }
 
 /// Vonage signs receipts with the account's signature secret and method.
@@ -42,7 +51,52 @@ pub struct TwilioReceipts {
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/v1/callbacks/twilio", web::post().to(twilio))
         .route("/v1/callbacks/vonage", web::get().to(vonage))
-        .route("/v1/callbacks/vonage", web::post().to(vonage));
+        .route("/v1/callbacks/vonage", web::post().to(vonage))
+        .route("/v1/callbacks/meta", web::get().to(meta_subscribe))
+        .route("/v1/callbacks/meta", web::post().to(meta));
+}
+
+/// Meta's webhook subscription check: `hub.mode=subscribe`, the verify token
+/// configured, and `hub.challenge` echoed as the body.
+async fn meta_subscribe(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
+    use subtle::ConstantTimeEq;
+    let Some(config) = &state.receipts.meta else {
+        return Err(ApiError::NotFound);
+    };
+    let params = form_params(request.query_string().as_bytes(), "not a Meta webhook subscription")?;
+    let get = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let token_matches = match (&config.verify_token, get("hub.verify_token")) {
+        (Some(expected), Some(given)) => bool::from(expected.expose_secret().as_bytes().ct_eq(given.as_bytes())),
+        _ => false,
+    };
+    match (get("hub.mode"), get("hub.challenge")) {
+        (Some("subscribe"), Some(challenge)) if token_matches && challenge.len() <= 256 => {
+            Ok(HttpResponse::Ok().content_type("text/plain").body(challenge.to_owned()))
+        }
+        _ => {
+            metrics::counter!("verifyd_receipts_refused_total", "provider" => "meta").increment(1);
+            Err(ApiError::BadSignature("hub.verify_token"))
+        }
+    }
+}
+
+/// Meta's WhatsApp webhooks: message statuses, signed over the raw body.
+async fn meta(state: web::Data<AppState>, request: HttpRequest, body: RawBody) -> Result<HttpResponse, ApiError> {
+    let Some(config) = &state.receipts.meta else {
+        return Err(ApiError::NotFound);
+    };
+    let signature = request.headers().get("X-Hub-Signature-256").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    if !verifyd_providers::meta::verify_signature(&config.app_secret, &body, signature) {
+        metrics::counter!("verifyd_receipts_refused_total", "provider" => "meta").increment(1);
+        return Err(ApiError::BadSignature("X-Hub-Signature-256"));
+    }
+    let Some(receipts) = verifyd_providers::meta::receipts(&body) else {
+        return Err(ApiError::MalformedBody("not a WhatsApp Business webhook".to_owned()));
+    };
+    for receipt in &receipts {
+        apply(&state, receipt).await?;
+    }
+    Ok(HttpResponse::Ok().finish())
 }
 
 /// Twilio's message and call status callbacks (form-encoded, signed).
