@@ -25,3 +25,5 @@ mod xml;
 
 pub use http::chain as http_error_chain;
 pub use provider::{Email, ErrorKind, PermanentKind, Provider, ProviderError, Sent, Sms, VoiceCall, WhatsApp};
+/// Escapes text for XML and HTML content and attribute values (the email's HTML part uses it too).
+pub use xml::escape as escape_markup;

@@ -38,7 +38,7 @@ use serde_json::{Value, json};
 
 use crate::domain::{Channel, Locale};
 use crate::http::{self, Answer};
-use crate::provider::{PermanentKind, Provider, ProviderError, Sent, Sms, VoiceCall, WhatsApp};
+use crate::provider::{PermanentKind, Provider, ProviderError, Sent, WhatsApp};
 use crate::receipt::{Receipt, ReceiptStatus};
 
 const NAME: &str = "meta";
@@ -169,14 +169,6 @@ impl Provider for Meta {
         channel == Channel::Whatsapp
     }
 
-    async fn send_sms(&self, _: &Sms) -> Result<Sent, ProviderError> {
-        Err(whatsapp_only())
-    }
-
-    async fn place_call(&self, _: &VoiceCall) -> Result<Sent, ProviderError> {
-        Err(whatsapp_only())
-    }
-
     async fn send_whatsapp(&self, message: &WhatsApp) -> Result<Sent, ProviderError> {
         let body = request_body(message, &self.config);
         tracing::debug!(to = %message.to.masked(), reference = %message.reference, "meta: sending WhatsApp template");
@@ -188,10 +180,6 @@ impl Provider for Meta {
             }
         }
     }
-}
-
-fn whatsapp_only() -> ProviderError {
-    ProviderError::permanent(NAME, PermanentKind::Configuration, "Meta's Cloud API sends WhatsApp only", None)
 }
 
 fn accepted(status: StatusCode, body: Option<&[u8]>) -> Sent {

@@ -329,25 +329,33 @@ pub trait Provider: Send + Sync + 'static {
 
     fn supports(&self, channel: Channel) -> bool;
 
-    async fn send_sms(&self, sms: &Sms) -> Result<Sent, ProviderError>;
+    // Each send has a default that refuses: routing hands a provider only
+    // the channels it `supports`, so a provider implements those alone.
 
-    async fn place_call(&self, call: &VoiceCall) -> Result<Sent, ProviderError>;
+    async fn send_sms(&self, sms: &Sms) -> Result<Sent, ProviderError> {
+        Err(not_offered(self.name(), Channel::Sms, &sms.to.masked()))
+    }
 
-    /// Sends a WhatsApp authentication template. Only providers that support
-    /// [`Channel::Whatsapp`] are ever routed one; the others keep this refusal.
+    async fn place_call(&self, call: &VoiceCall) -> Result<Sent, ProviderError> {
+        Err(not_offered(self.name(), Channel::Voice, &call.to.masked()))
+    }
+
+    /// Sends a WhatsApp authentication template.
     async fn send_whatsapp(&self, message: &WhatsApp) -> Result<Sent, ProviderError> {
-        let reason = format!("{} does not send WhatsApp messages", self.name());
-        tracing::error!(to = %message.to.masked(), "{reason}");
-        Err(ProviderError::permanent(self.name(), PermanentKind::Configuration, reason, None))
+        Err(not_offered(self.name(), Channel::Whatsapp, &message.to.masked()))
     }
 
-    /// Sends an email. Only providers that support [`Channel::Email`] are
-    /// ever routed one; the others keep this refusal.
     async fn send_email(&self, email: &Email) -> Result<Sent, ProviderError> {
-        let reason = format!("{} does not send email", self.name());
-        tracing::error!(to = %email.to.masked(), "{reason}");
-        Err(ProviderError::permanent(self.name(), PermanentKind::Configuration, reason, None))
+        Err(not_offered(self.name(), Channel::Email, &email.to.masked()))
     }
+}
+
+/// A send by a channel the provider does not offer: a configuration error
+/// (routing never asks for one; a caller that does is wrong).
+fn not_offered(provider: &str, channel: Channel, to: &str) -> ProviderError {
+    let reason = format!("{provider} does not send {channel}");
+    tracing::error!(to, "{reason}");
+    ProviderError::permanent(provider, PermanentKind::Configuration, reason, None)
 }
 
 #[cfg(test)]

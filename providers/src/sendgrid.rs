@@ -27,7 +27,7 @@ use serde_json::json;
 
 use crate::domain::{Channel, EmailAddress};
 use crate::http;
-use crate::provider::{Email, PermanentKind, Provider, ProviderError, Sent, Sms, VoiceCall};
+use crate::provider::{Email, PermanentKind, Provider, ProviderError, Sent};
 
 const NAME: &str = "sendgrid";
 pub const DEFAULT_BASE_URL: &str = "https://api.sendgrid.com";
@@ -118,14 +118,6 @@ impl Provider for SendGrid {
         channel == Channel::Email
     }
 
-    async fn send_sms(&self, _: &Sms) -> Result<Sent, ProviderError> {
-        Err(not_a_phone_provider())
-    }
-
-    async fn place_call(&self, _: &VoiceCall) -> Result<Sent, ProviderError> {
-        Err(not_a_phone_provider())
-    }
-
     async fn send_email(&self, email: &Email) -> Result<Sent, ProviderError> {
         let body = request_body(email, &self.config.from);
         tracing::debug!(to = %email.to.masked(), reference = %email.reference, "sendgrid: sending email");
@@ -139,10 +131,6 @@ impl Provider for SendGrid {
         let body = response.bytes().await.map_err(|e| http::transport_error(NAME, e))?;
         Err(classify(status, &headers, &body, now_unix()))
     }
-}
-
-fn not_a_phone_provider() -> ProviderError {
-    ProviderError::permanent(NAME, PermanentKind::Configuration, "SendGrid sends email only", None)
 }
 
 fn now_unix() -> u64 {

@@ -30,7 +30,7 @@ use serde::Deserialize;
 
 use crate::domain::{Channel, EmailAddress};
 use crate::http;
-use crate::provider::{Email, PermanentKind, Provider, ProviderError, Sent, Sms, VoiceCall};
+use crate::provider::{Email, PermanentKind, Provider, ProviderError, Sent};
 
 const NAME: &str = "smtp";
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -239,14 +239,6 @@ impl Provider for Smtp {
         channel == Channel::Email
     }
 
-    async fn send_sms(&self, _: &Sms) -> Result<Sent, ProviderError> {
-        Err(not_a_phone_provider())
-    }
-
-    async fn place_call(&self, _: &VoiceCall) -> Result<Sent, ProviderError> {
-        Err(not_a_phone_provider())
-    }
-
     async fn send_email(&self, email: &Email) -> Result<Sent, ProviderError> {
         let message = message(email, &self.from)?;
         tracing::debug!(to = %email.to.masked(), reference = %email.reference, "smtp: sending email");
@@ -258,10 +250,6 @@ impl Provider for Smtp {
             Err(error) => Err(classify(&error)),
         }
     }
-}
-
-fn not_a_phone_provider() -> ProviderError {
-    ProviderError::permanent(NAME, PermanentKind::Configuration, "SMTP sends email only", None)
 }
 
 /// The reply code's three digits, when the relay answered.

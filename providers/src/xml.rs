@@ -5,7 +5,7 @@ use crate::provider::VoiceCall;
 
 /// Escapes text for XML content and attribute values, dropping the control
 /// characters XML 1.0 does not allow.
-pub(crate) fn escape(text: &str) -> String {
+pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

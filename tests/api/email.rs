@@ -28,25 +28,6 @@ async fn create_email(app: &TestApp, account: &str, email: &str) -> crate::helpe
     app.post_json("/v1/verifications", &json!({ "account_id": account, "email": email, "channel": "email" })).await
 }
 
-/// The verification's attempts (provider, outcome), once `n` are recorded:
-/// the message can reach the sink before its attempt's row is committed.
-async fn attempts(app: &TestApp, id: &str, n: usize) -> Vec<(String, String)> {
-    let deadline = std::time::Instant::now() + TIMEOUT;
-    loop {
-        let reply = app.get(&format!("/v1/verifications/{id}/attempts")).await;
-        assert_eq!(reply.status, 200, "{:?}", reply.body);
-        let list = reply.body["attempts"].as_array().cloned().unwrap_or_default();
-        let seen: Vec<(String, String)> = list
-            .iter()
-            .map(|a| (a["provider"].as_str().unwrap_or("-").to_owned(), a["outcome"].as_str().unwrap_or("").to_owned()))
-            .collect();
-        if seen.len() >= n || std::time::Instant::now() > deadline {
-            return seen;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[actix_rt::test(system = "verifyd::system::System")]
 async fn an_email_code_goes_through_the_smtp_relay_and_approves_the_verification() {
     let (app, sink) = app_with_smtp().await;
@@ -198,7 +179,7 @@ async fn when_sendgrid_is_down_the_smtp_relay_delivers_the_code() {
     let code = sink.wait_for_code("alan@example.org", TIMEOUT).await.expect("the relay delivered it");
     assert!(sendgrid.sent().await.is_empty());
     assert_eq!(
-        attempts(&app, &id, 2).await,
+        app.attempts_of(&id, 2).await,
         [("sendgrid".to_owned(), "retryable_error".to_owned()), ("smtp".to_owned(), "sent".to_owned())]
     );
     assert_eq!(app.check(&id, &code).await.body["status"], "approved");
@@ -212,7 +193,7 @@ async fn when_sendgrid_is_down_the_smtp_relay_delivers_the_code() {
     let failed = wait_for_status(&app, &id, "failed").await;
     assert_eq!(failed["delivery"]["reason"], "invalid_number", "{failed:?}");
     assert_eq!(
-        attempts(&app, &id, 2).await,
+        app.attempts_of(&id, 2).await,
         [("sendgrid".to_owned(), "retryable_error".to_owned()), ("smtp".to_owned(), "permanent_error".to_owned())]
     );
 }
@@ -309,16 +290,7 @@ async fn an_email_code_is_in_no_table_queue_message_or_log_line_and_the_address_
     let mut messages = events.drain(Duration::from_millis(500)).await;
     messages.extend(jobs.drain(Duration::from_millis(300)).await);
 
-    let tables: Vec<String> =
-        sqlx::query_scalar("SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public'")
-            .fetch_all(&app.pool)
-            .await
-            .unwrap();
-    let mut dump = String::new();
-    for table in &tables {
-        let sql = format!("SELECT coalesce(string_agg(t::text, E'\\n'), '') FROM \"{table}\" t");
-        dump.push_str(&sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql)).fetch_one(&app.pool).await.unwrap());
-    }
+    let dump = app.database_dump().await;
     assert!(dump.contains("private.person@example.com"), "the dump is real: it holds the address");
     assert!(!dump.contains(&code), "code found in the database");
     for m in &messages {

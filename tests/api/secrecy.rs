@@ -41,17 +41,7 @@ async fn codes_never_appear_in_the_database_queues_or_logs() {
         .unwrap();
     assert_eq!(retried, 1, "the failure path was taken");
 
-    let tables: Vec<String> =
-        sqlx::query_scalar("SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public'")
-            .fetch_all(&app.pool)
-            .await
-            .unwrap();
-    let mut dump = String::new();
-    for table in &tables {
-        let sql = format!("SELECT coalesce(string_agg(t::text, E'\\n'), '') FROM \"{table}\" t");
-        let rows: String = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_one(&app.pool).await.unwrap();
-        dump.push_str(&rows);
-    }
+    let dump = app.database_dump().await;
     assert!(dump.contains("+14155552675"), "the dump is real: it holds the phone");
     let logs = captured_logs();
     assert!(logs.contains("verification created"), "logs were captured");

@@ -9,29 +9,13 @@ use serde_json::json;
 use verifyd_providers::testkit::{Failure, MetaMock};
 use verifyd_providers::twilio::TwilioWhatsApp;
 
-use crate::helpers::{TestApp, spawn_app_with};
+use crate::helpers::spawn_app_with;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 const PHONE_NUMBER_ID: &str = "106540352242922";
 
 fn twilio_whatsapp() -> TwilioWhatsApp {
     TwilioWhatsApp { from: "+15005550007".into(), content_sid: "HXb5b62575e6e4ff6129ad7c8efe1f983e".into() }
-}
-
-async fn attempts(app: &TestApp, id: &str, n: usize) -> Vec<(String, String)> {
-    let deadline = std::time::Instant::now() + TIMEOUT;
-    loop {
-        let reply = app.get(&format!("/v1/verifications/{id}/attempts")).await;
-        let list = reply.body["attempts"].as_array().cloned().unwrap_or_default();
-        let seen: Vec<(String, String)> = list
-            .iter()
-            .map(|a| (a["provider"].as_str().unwrap_or("-").to_owned(), a["outcome"].as_str().unwrap_or("").to_owned()))
-            .collect();
-        if seen.len() >= n || std::time::Instant::now() > deadline {
-            return seen;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[actix_rt::test(system = "verifyd::system::System")]
@@ -100,7 +84,7 @@ async fn a_published_request_fails_over_from_meta_to_twilio_and_a_number_not_on_
     let id = created["verification_id"].as_str().unwrap().to_owned();
     let code = app.twilio.wait_for_code(phone, TIMEOUT).await.expect("Twilio delivered it");
     assert_eq!(
-        attempts(&app, &id, 2).await,
+        app.attempts_of(&id, 2).await,
         [("meta".to_owned(), "retryable_error".to_owned()), ("twilio".to_owned(), "sent".to_owned())]
     );
     assert_eq!(app.check(&id, &code).await.body["status"], "approved");
@@ -128,7 +112,7 @@ async fn a_published_request_fails_over_from_meta_to_twilio_and_a_number_not_on_
         .post_json("/v1/verifications", &json!({ "account_id": "wes3", "phone": absent, "channel": "whatsapp" }))
         .await;
     let id = created.body["id"].as_str().unwrap().to_owned();
-    assert_eq!(attempts(&app, &id, 1).await, [("meta".to_owned(), "permanent_error".to_owned())]);
+    assert_eq!(app.attempts_of(&id, 1).await, [("meta".to_owned(), "permanent_error".to_owned())]);
     let deadline = std::time::Instant::now() + TIMEOUT;
     let read = loop {
         let read = app.get(&format!("/v1/verifications/{id}")).await;
@@ -199,7 +183,7 @@ async fn meta_delivery_statuses_are_signed_webhooks_that_move_the_delivery_forwa
     }
     let sent = meta.sent_messages().await;
     let wamid = |phone: &str| sent.iter().find(|m| format!("+{}", m.to) == phone).unwrap().id.clone();
-    attempts(&app, &ids[1], 1).await;
+    app.attempts_of(&ids[1], 1).await;
 
     let hook = |id: String, status: &str, error: Option<i64>| {
         let mut status = json!({ "id": id, "status": status, "timestamp": "1767225600", "recipient_id": "1" });

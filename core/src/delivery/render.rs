@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use verifyd_providers::domain::{Channel, Code, CodeLength, EmailAddress, Locale, PhoneNumber};
-use verifyd_providers::{Email, Sms, VoiceCall, WhatsApp};
+use verifyd_providers::{Email, Sms, VoiceCall, WhatsApp, escape_markup};
 
 use crate::delivery::gsm7::{self, Cost};
 use crate::delivery::template::{Template, Values};
@@ -200,9 +200,9 @@ pub fn whatsapp(r: Rendering<'_>, to: &PhoneNumber) -> WhatsApp {
     }
 }
 
-/// Stands for the code while the HTML part is escaped: no template, display
-/// name or duration holds a control character.
-const CODE_MARK: &str = "\u{1}";
+/// Stands for the code while the HTML part is escaped: private-use
+/// characters, which escaping keeps and no built-in text holds.
+const CODE_MARK: &str = "\u{E000}code\u{E001}";
 
 /// A plain-text part (the text, then the language's closing line) and an
 /// HTML part that says the same, escaped, with the code set large. The
@@ -220,15 +220,15 @@ pub fn email(r: Rendering<'_>, to: &EmailAddress) -> Email {
     let paragraphs: String = marked
         .split('\n')
         .filter(|line| !line.trim().is_empty())
-        .map(|line| format!("<p>{}</p>\n", escape_html(line).replace(CODE_MARK, &code)))
+        .map(|line| format!("<p>{}</p>\n", escape_markup(line).replace(CODE_MARK, &code)))
         .collect();
     let subject = Template::built_in(language.email_subject).render(&values(""));
     let html = format!(
         "<!DOCTYPE html>\n<html lang=\"{lang}\"><head><meta charset=\"utf-8\"><title>{title}</title></head>\n\
          <body style=\"font-family:sans-serif;line-height:1.5\">\n{paragraphs}<p style=\"color:#666\">{ignore}</p>\n</body></html>\n",
-        lang = escape_html(r.locale.as_str()),
-        title = escape_html(&subject),
-        ignore = escape_html(language.email_ignore),
+        lang = escape_markup(r.locale.as_str()),
+        title = escape_markup(&subject),
+        ignore = escape_markup(language.email_ignore),
     );
     Email {
         to: to.clone(),
@@ -240,21 +240,6 @@ pub fn email(r: Rendering<'_>, to: &EmailAddress) -> Email {
         validity: r.valid_for,
         reference: r.reference,
     }
-}
-
-fn escape_html(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// The call reads the text before the code, then the digits one by one, twice.

@@ -222,7 +222,8 @@ impl From<&Letter> for LetterView {
 }
 
 /// The message a letter holds, as far as it can be shown: its first 4 KiB as
-/// text (bytes that are not UTF-8 replaced, numbers in E.164 masked).
+/// text (bytes that are not UTF-8 replaced, numbers in E.164 and email
+/// addresses masked).
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Body {
     pub bytes: usize,
@@ -258,13 +259,38 @@ fn mask_numbers(text: &str) -> String {
     out
 }
 
+/// Every `local@domain.tld`: the local part hidden but its first character,
+/// as `EmailAddress::masked` writes addresses in logs (`a***@example.com`).
+fn mask_addresses(text: &str) -> String {
+    let local_char = |c: char| c.is_alphanumeric() || ".!#$%&'*+/=?^_`{|}~-".contains(c);
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut start = 0;
+    for at in (0..chars.len()).filter(|i| chars[*i] == '@') {
+        let mut local = at;
+        while local > start && local_char(chars[local - 1]) {
+            local -= 1;
+        }
+        let domain: String =
+            chars[at + 1..].iter().take_while(|c| c.is_alphanumeric() || **c == '-' || **c == '.').collect();
+        if local == at || !domain.contains('.') {
+            continue;
+        }
+        out.extend(&chars[start..=local]);
+        out.push_str("***");
+        start = at;
+    }
+    out.extend(&chars[start..]);
+    out
+}
+
 impl Body {
     pub fn of(letter: &Letter) -> Body {
         let shown = &letter.body[..letter.body.len().min(SHOWN)];
         Body {
             bytes: letter.body.len(),
             content_type: letter.content_type.clone(),
-            text: mask_numbers(&String::from_utf8_lossy(shown)),
+            text: mask_addresses(&mask_numbers(&String::from_utf8_lossy(shown))),
             truncated: letter.body.len() > SHOWN,
         }
     }
@@ -356,5 +382,8 @@ mod tests {
         let body = r#"{"account_id":"a","phone":"+14155552671","channel":"sms"}"#;
         assert_eq!(mask_numbers(body), r#"{"account_id":"a","phone":"+*********71","channel":"sms"}"#);
         assert_eq!(mask_numbers("+44 7911"), "+44 7911", "short runs stay");
+        let body = r#"{"account_id":"a","email":"Ada.Lovelace+x@example.com","channel":"email"}"#;
+        assert_eq!(mask_addresses(body), r#"{"account_id":"a","email":"A***@example.com","channel":"email"}"#);
+        assert_eq!(mask_addresses("a@b c@d.e @x.y user@localhost"), "a@b c***@d.e @x.y user@localhost");
     }
 }

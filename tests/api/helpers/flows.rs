@@ -22,6 +22,46 @@ impl TestApp {
         self.post_json("/v1/verifications", &body).await
     }
 
+    /// A verification's delivery attempts as (provider, outcome), oldest
+    /// first, once `n` are recorded (or after 10 s): a message can reach a
+    /// mock before its attempt's row is committed.
+    pub async fn attempts_of(&self, id: &str, n: usize) -> Vec<(String, String)> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let reply = self.get(&format!("/v1/verifications/{id}/attempts")).await;
+            assert_eq!(reply.status, 200, "{:?}", reply.body);
+            let seen: Vec<(String, String)> = reply.body["attempts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|a| {
+                    (a["provider"].as_str().unwrap_or("-").to_owned(), a["outcome"].as_str().unwrap_or("").to_owned())
+                })
+                .collect();
+            if seen.len() >= n || std::time::Instant::now() > deadline {
+                return seen;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Every row of every table of the test's database, as text: what a
+    /// scan for a leaked code reads.
+    pub async fn database_dump(&self) -> String {
+        let tables: Vec<String> =
+            sqlx::query_scalar("SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public'")
+                .fetch_all(&self.pool)
+                .await
+                .expect("table names");
+        let mut dump = String::new();
+        for table in &tables {
+            let sql = format!("SELECT coalesce(string_agg(t::text, E'\\n'), '') FROM \"{table}\" t");
+            let rows: String = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_one(&self.pool).await.expect("rows");
+            dump.push_str(&rows);
+        }
+        dump
+    }
+
     pub async fn check(&self, id: &str, code: &str) -> Reply {
         self.post_json(&format!("/v1/verifications/{id}/check"), &serde_json::json!({ "code": code })).await
     }
