@@ -25,7 +25,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::domain::{Channel, EmailAddress};
+use crate::domain::{Channel, EmailAddress, mask_addresses};
 use crate::http;
 use crate::provider::{Email, PermanentKind, Provider, ProviderError, Sent};
 
@@ -203,7 +203,7 @@ fn describe(status: StatusCode, json: bool, error: Option<&ApiError>) -> String 
     let mut reason = format!("HTTP {status}");
     if let Some(message) = error.and_then(|e| e.message.as_deref()).filter(|m| !m.trim().is_empty()) {
         reason.push_str(": ");
-        reason.push_str(&http::truncate(&http::mask_digits(message), MAX_ERROR_CHARS));
+        reason.push_str(&http::truncate(&http::mask_digits(&mask_addresses(message)), MAX_ERROR_CHARS));
     }
     if let Some(field) = error.and_then(|e| e.field.as_deref()).filter(|f| !f.is_empty()) {
         reason.push_str(&format!(" (field {})", http::truncate(&http::mask_digits(field), 80)));

@@ -10,10 +10,14 @@
 //!   text/html, both quoted-printable, with `Auto-Submitted: auto-generated`
 //!   (RFC 3834: no vacation replies), `X-Auto-Response-Suppress: All` and a
 //!   `Message-ID` of the attempt's reference on the sender's domain.
-//! - A `4xx` reply is retryable, a `5xx` is not; a refusal of the recipient
-//!   (`550`, `551`, `553` at `RCPT TO`) is about the address, so no other
-//!   provider is asked; a refusal of the login (`530`, `534`, `535`) or of the
-//!   sender is the configuration's.
+//! - A `4xx` reply is retryable, a `5xx` is not. Which `5xx` it is, the
+//!   enhanced status code says (RFC 3463; lettre does not tell which command
+//!   was answered): `5.1.x` and `5.2.x` are about the recipient's address or
+//!   mailbox, so no other provider is asked, except `5.1.7`/`5.1.8`, the
+//!   sender's; a refused login (`530`, `534`, `535`, `5.7.8`) is the
+//!   configuration's; any other refusal (`5.7.1` relaying denied, a policy)
+//!   lets the next provider try. The relay's text is kept with digits and
+//!   addresses masked: it quotes the recipient.
 
 use std::fmt;
 use std::time::Duration;
@@ -28,7 +32,7 @@ use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executo
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use crate::domain::{Channel, EmailAddress};
+use crate::domain::{Channel, EmailAddress, mask_addresses};
 use crate::http;
 use crate::provider::{Email, PermanentKind, Provider, ProviderError, Sent};
 
@@ -257,10 +261,27 @@ fn reply_code(error: &lettre::transport::smtp::Error) -> Option<i64> {
     error.status().and_then(|code| code.to_string().parse().ok())
 }
 
+/// The enhanced status code (`5.1.1`) a reply's text carries: class,
+/// subject and detail.
+fn enhanced_status(text: &str) -> Option<(u16, u16, u16)> {
+    text.split(|c: char| c.is_whitespace() || c == ':').find_map(|token| {
+        let mut parts = token.split('.');
+        let class = parts.next()?.parse().ok().filter(|c| matches!(c, 2 | 4 | 5))?;
+        let subject = parts.next()?.parse().ok().filter(|s| *s < 1000)?;
+        let detail = parts.next()?.parse().ok().filter(|d| *d < 1000)?;
+        parts.next().is_none().then_some((class, subject, detail))
+    })
+}
+
 fn classify(error: &lettre::transport::smtp::Error) -> ProviderError {
-    // The relay's text may quote the address: digits are masked.
-    let text = http::truncate(&http::mask_digits(&error.to_string()), MAX_ERROR_CHARS);
+    let raw = error.to_string();
+    // The relay's text quotes the recipient: addresses and digits are masked.
+    let text = http::truncate(&http::mask_digits(&mask_addresses(&raw)), MAX_ERROR_CHARS);
     let code = reply_code(error);
+    if error.is_client() {
+        let reason = format!("the relay and verifyd do not agree (check tls, username, password): {text}");
+        return ProviderError::permanent(NAME, PermanentKind::Configuration, reason, None);
+    }
     if error.is_timeout() {
         return ProviderError::retryable(NAME, format!("request timed out: {text}"), None, None);
     }
@@ -268,11 +289,13 @@ fn classify(error: &lettre::transport::smtp::Error) -> ProviderError {
         return ProviderError::retryable(NAME, format!("SMTP {}: {text}", code.unwrap_or_default()), code, None);
     }
     if error.is_permanent() {
-        let kind = match code {
-            // Mailbox unavailable, user not local, mailbox name not allowed.
-            Some(550 | 551 | 553) => PermanentKind::InvalidNumber,
-            // Authentication required, too weak, or refused.
-            Some(530 | 534 | 535 | 538) => PermanentKind::Configuration,
+        let kind = match (enhanced_status(&raw), code) {
+            // Bad sender address or sender's system: verifyd's `from`.
+            (Some((5, 1, 7 | 8)), _) => PermanentKind::Configuration,
+            // Bad destination mailbox, system or syntax; mailbox disabled or full.
+            (Some((5, 1 | 2, _)), _) => PermanentKind::InvalidNumber,
+            // The login: required, too weak, or refused.
+            (Some((5, 7, 8 | 9)), _) | (_, Some(530 | 534 | 535 | 538)) => PermanentKind::Configuration,
             _ => PermanentKind::Rejected,
         };
         return ProviderError::permanent(NAME, kind, format!("SMTP {}: {text}", code.unwrap_or_default()), code);

@@ -74,8 +74,18 @@ async fn smtp_refusals_are_sorted_by_reply_code() {
     let unknown = smtp.send_email(&email()).await.unwrap_err();
     assert!(matches!(unknown, ProviderError::Permanent { kind: PermanentKind::InvalidNumber, .. }), "{unknown}");
     assert!(!unknown.to_string().contains(CODE));
+    let shown = unknown.to_string();
+    assert!(shown.contains("A***@xn--bcher-kva.example") && !shown.contains("Ada.Lovelace"), "{shown}");
     let login = smtp.send_email(&email()).await.unwrap_err();
     assert_eq!(login.kind(), ErrorKind::Configuration, "{login}");
+    // 5.7.1 (relaying denied, a policy) lets another provider try; a
+    // refused sender (5.1.8) is the configuration's, not the recipient's.
+    sink.fail_next(1, Failure::code(550, "5.7.1 Relaying denied")).await;
+    sink.fail_next(1, Failure::code(553, "5.1.8 <codes@acme.example>: Sender address rejected")).await;
+    let relaying = smtp.send_email(&email()).await.unwrap_err();
+    assert_eq!(relaying.kind(), ErrorKind::Rejected, "{relaying}");
+    let sender = smtp.send_email(&email()).await.unwrap_err();
+    assert_eq!(sender.kind(), ErrorKind::Configuration, "{sender}");
     // The connection survives refusals: the next message goes through.
     smtp.send_email(&email()).await.unwrap();
     assert_eq!(sink.received().await.len(), 1);

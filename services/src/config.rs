@@ -436,6 +436,12 @@ pub struct Providers {
     pub inbox: Option<InboxConfig>,
 }
 
+/// `localhost` or a loopback address: a relay on this host.
+fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
 /// The providers that show codes to whoever reads the terminal or the file
 /// (`console`, `inbox`): production refuses them, when loading and when
 /// building (`routes::build`).
@@ -655,8 +661,32 @@ impl Config {
             }
             _ => {}
         }
+        self.validate_channel_providers()?;
         self.abuse.validate().map_err(ConfigError::Invalid)?;
         self.throttle.validate().map_err(ConfigError::Throttle)?;
+        Ok(())
+    }
+
+    /// The email and WhatsApp providers' settings that would expose codes or
+    /// let anyone forge a receipt.
+    fn validate_channel_providers(&self) -> Result<(), ConfigError> {
+        if let Some(smtp) = &self.providers.smtp
+            && smtp.tls == verifyd_providers::smtp::SmtpTls::None
+            && self.mode == Mode::Production
+            && !is_loopback(&smtp.host)
+        {
+            return Err(ConfigError::Invalid(
+                "providers.smtp.tls = \"none\" is for a relay on this host only in production: codes would cross the network in clear",
+            ));
+        }
+        if let Some(meta) = &self.providers.meta {
+            let short = |s: &Option<SecretString>| s.as_ref().is_some_and(|s| s.expose_secret().trim().len() < 8);
+            if short(&meta.app_secret) || short(&meta.verify_token) {
+                return Err(ConfigError::Invalid(
+                    "providers.meta.app_secret and verify_token must be at least 8 characters: anyone can sign with an empty one",
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -675,6 +705,29 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn production_refuses_plain_smtp_to_another_host_and_short_meta_secrets() {
+        let from = verifyd_providers::domain::EmailAddress::parse("codes@acme.example").unwrap();
+        let mut config = Config::local("postgres://x@127.0.0.1/x", "amqp://127.0.0.1", "p.");
+        config.providers.sms = vec![];
+        config.providers.voice = vec![];
+        config.secrets.code_hmac_key = SecretString::from("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".to_owned());
+        config.secrets.encryption_key = SecretString::from("HyAhIiMkJSYnKCkqKywtLi8wMTIzNDU2Nzg5Ojs8PT4=".to_owned());
+        let mut smtp = verifyd_providers::smtp::SmtpConfig::new("smtp.example.net", from);
+        smtp.tls = verifyd_providers::smtp::SmtpTls::None;
+        config.providers.smtp = Some(smtp.clone());
+        assert!(config.validate().is_ok(), "development mode may use a test sink anywhere");
+        config.mode = Mode::Production;
+        let refused = config.validate().unwrap_err().to_string();
+        assert!(refused.contains("providers.smtp.tls"), "{refused}");
+        config.providers.smtp = Some(verifyd_providers::smtp::SmtpConfig { host: "127.0.0.1".into(), ..smtp });
+        assert!(config.validate().is_ok(), "a relay on this host");
+        let mut meta = verifyd_providers::meta::MetaConfig::new("token", "1065", "verifyd_code");
+        meta.app_secret = Some(SecretString::from(String::new()));
+        config.providers.meta = Some(meta);
+        assert!(config.validate().unwrap_err().to_string().contains("providers.meta.app_secret"));
+    }
 
     #[test]
     fn debug_never_prints_passwords_or_keys() {

@@ -119,6 +119,24 @@ async fn an_email_factor_answers_step_up_and_login_challenges() {
     assert_eq!(passed.body["answered_by"], "email", "{:?}", passed.body);
 }
 
+/// A process without an email provider still opens the challenge of an
+/// account whose factor is an address, and says why no code went out: the
+/// login is not bricked by an operator's configuration.
+#[actix_rt::test(system = "verifyd::system::System")]
+async fn without_an_email_provider_the_challenge_still_opens_and_says_why_no_code_went() {
+    let (mut app, sink) = app_with_smtp().await;
+    let created = create_email(&app, "ivy", "ivy@example.com").await;
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let code = sink.wait_for_code("ivy@example.com", TIMEOUT).await.unwrap();
+    assert_eq!(app.check(&id, &code).await.body["status"], "approved");
+    let other = app.start_another_serve_with(|c| c.providers.email = vec![]).await;
+
+    let login = app.post_json_at(&other, "/v1/accounts/ivy/step-up", &json!({})).await;
+    assert_eq!(login.status, 200, "{:?}", login.body);
+    assert_eq!(login.body["challenge"]["send_unavailable"], "email", "{:?}", login.body);
+    assert!(login.body["challenge"]["sent"].is_null());
+}
+
 #[actix_rt::test(system = "verifyd::system::System")]
 async fn a_request_published_on_rabbitmq_is_sent_by_sendgrid_and_a_resend_sends_the_same_code() {
     let sendgrid = SendGridMock::start().await;

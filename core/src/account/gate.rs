@@ -67,6 +67,9 @@ pub struct ChallengeView {
     pub send_throttled: Option<Throttled>,
     /// Set when the phone may not be sent a code at all (see [`Refused`]).
     pub send_refused: Option<Refused>,
+    /// Set when no provider is configured for the factor's own channel (an
+    /// email factor on a deployment without `providers.email`, say).
+    pub send_unavailable: Option<Channel>,
 }
 
 /// Where a code went.
@@ -162,6 +165,7 @@ pub(super) async fn open(deps: Deps, msg: OpenChallenge) -> Result<LoginOutcome,
     };
     let mut send_throttled = None;
     let mut send_refused = None;
+    let mut send_unavailable = None;
     let sent = if target.receives_codes() {
         let key = msg.api_key_id.clone();
         match send_code(&mut tx, &issuer, at, target, msg.channel, &msg.locale, key).await {
@@ -182,6 +186,13 @@ pub(super) async fn open(deps: Deps, msg: OpenChallenge) -> Result<LoginOutcome,
             // another factor, a backup or recovery code can answer.
             Err(AccountError::Verification(VerificationError::Refused(r))) => {
                 send_refused = Some(r);
+                None
+            }
+            // No provider for the factor's own channel: an operator's matter,
+            // and the login is not bricked by it either. A channel the
+            // backend asked for that cannot be served is its request's fault.
+            Err(AccountError::Verification(VerificationError::ChannelNotServed(channel))) if msg.channel.is_none() => {
+                send_unavailable = Some(channel);
                 None
             }
             Err(other) => return Err(other),
@@ -205,6 +216,7 @@ pub(super) async fn open(deps: Deps, msg: OpenChallenge) -> Result<LoginOutcome,
         sent,
         send_throttled,
         send_refused,
+        send_unavailable,
     })))
 }
 

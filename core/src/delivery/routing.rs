@@ -17,7 +17,7 @@ pub enum RouteError {
     Prefix(String),
     #[error("provider {provider:?} cannot deliver {channel}")]
     Unsupported { provider: String, channel: Channel },
-    #[error("routes by prefix are for phone channels (sms, voice); {0} uses its default list only")]
+    #[error("routes by prefix are for phone channels (sms, voice, whatsapp); {0} uses its default list only")]
     NotByPrefix(Channel),
     #[error("the route for {channel} {prefix} lists no provider")]
     Empty { channel: Channel, prefix: String },

@@ -84,6 +84,31 @@ impl EmailAddress {
     }
 }
 
+/// Every `local@domain.tld`: the local part hidden but its first character,
+/// as `EmailAddress::masked` writes addresses in logs (`a***@example.com`).
+pub fn mask_addresses(text: &str) -> String {
+    let local_char = |c: char| c.is_alphanumeric() || ".!#$%&'*+/=?^_`{|}~-".contains(c);
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut start = 0;
+    for at in (0..chars.len()).filter(|i| chars[*i] == '@') {
+        let mut local = at;
+        while local > start && local_char(chars[local - 1]) {
+            local -= 1;
+        }
+        let domain: String =
+            chars[at + 1..].iter().take_while(|c| c.is_alphanumeric() || **c == '-' || **c == '.').collect();
+        if local == at || !domain.contains('.') {
+            continue;
+        }
+        out.extend(&chars[start..=local]);
+        out.push_str("***");
+        start = at;
+    }
+    out.extend(&chars[start..]);
+    out
+}
+
 /// The domain's ASCII form, refused when it is not a domain name one can
 /// send mail to: no IP literal, no single label, no all-numeric top label.
 fn ascii_domain(domain: &str) -> Result<String, EmailParseError> {

@@ -11,6 +11,6 @@ mod phone;
 pub use channel::{Channel, ChannelParseError, DestinationKind};
 pub use code::{Code, CodeLength, CodeParseError};
 pub use destination::{Destination, DestinationParseError};
-pub use email::{EmailAddress, EmailParseError};
+pub use email::{EmailAddress, EmailParseError, mask_addresses};
 pub use locale::{Locale, LocaleParseError};
 pub use phone::{PhoneNumber, PhoneParseError};

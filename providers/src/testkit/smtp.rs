@@ -150,11 +150,12 @@ struct Session {
     faults: Faults,
 }
 
-fn reply_for(failure: &Failure) -> String {
+/// A relay's refusal of `recipient` (Postfix quotes it, as most relays do).
+fn reply_for(failure: &Failure, recipient: &str) -> String {
     match failure {
         Failure::Unavailable => "451 4.3.0 Temporary local problem, try again later".to_owned(),
         Failure::Throttled { .. } => "450 4.7.1 Rate limit exceeded, try again later".to_owned(),
-        Failure::InvalidNumber => "550 5.1.1 Recipient address rejected: User unknown".to_owned(),
+        Failure::InvalidNumber => format!("550 5.1.1 <{recipient}>: Recipient address rejected: User unknown"),
         Failure::Unauthorized => "530 5.7.0 Authentication required".to_owned(),
         Failure::Code { status, code } => format!("{status} {code}"),
     }
@@ -189,7 +190,7 @@ impl Session {
                     "250 2.1.0 Ok".to_owned()
                 }
                 "RCPT" => match self.faults.take() {
-                    Some(failure) => reply_for(&failure),
+                    Some(failure) => reply_for(&failure, &path_of(&command[4..])),
                     None => {
                         recipients.push(path_of(&command[4..]));
                         "250 2.1.5 Ok".to_owned()

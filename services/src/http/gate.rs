@@ -195,6 +195,12 @@ pub struct ChallengeView {
     /// block); another factor, a backup or the recovery code can still answer.
     #[serde(skip_serializing_if = "Option::is_none")]
     send_refused: Option<SendRefused>,
+    /// Set when no provider is configured for the factor's channel (`email`,
+    /// `whatsapp`, …): an operator must add one; another factor, a backup or
+    /// the recovery code can still answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<verifyd_providers::domain::Channel>)]
+    send_unavailable: Option<Channel>,
 }
 
 impl From<&verifyd_core::account::ChallengeView> for ChallengeView {
@@ -215,6 +221,7 @@ impl From<&verifyd_core::account::ChallengeView> for ChallengeView {
                 retry_after: verifyd_core::limits::retry_after_secs(t.retry_after),
             }),
             send_refused: view.send_refused.as_ref().map(SendRefused::from),
+            send_unavailable: view.send_unavailable,
         }
     }
 }

@@ -20,7 +20,7 @@ use verifyd_core::ops::overview::{self, Inputs, Overview, OverviewError};
 use verifyd_core::store::attempts::Recorded;
 use verifyd_core::store::dead_letters::{Filter, Letter, Status};
 use verifyd_core::store::tenants;
-use verifyd_providers::domain::Channel;
+use verifyd_providers::domain::{Channel, mask_addresses};
 
 /// A filter as an operator writes it (query string, JSON body, CLI flags).
 #[derive(Debug, Clone, Default, Deserialize, ToSchema, utoipa::IntoParams)]
@@ -256,31 +256,6 @@ fn mask_numbers(text: &str) -> String {
         out.push(chars[i]);
         i += 1;
     }
-    out
-}
-
-/// Every `local@domain.tld`: the local part hidden but its first character,
-/// as `EmailAddress::masked` writes addresses in logs (`a***@example.com`).
-fn mask_addresses(text: &str) -> String {
-    let local_char = |c: char| c.is_alphanumeric() || ".!#$%&'*+/=?^_`{|}~-".contains(c);
-    let chars: Vec<char> = text.chars().collect();
-    let mut out = String::with_capacity(text.len());
-    let mut start = 0;
-    for at in (0..chars.len()).filter(|i| chars[*i] == '@') {
-        let mut local = at;
-        while local > start && local_char(chars[local - 1]) {
-            local -= 1;
-        }
-        let domain: String =
-            chars[at + 1..].iter().take_while(|c| c.is_alphanumeric() || **c == '-' || **c == '.').collect();
-        if local == at || !domain.contains('.') {
-            continue;
-        }
-        out.extend(&chars[start..=local]);
-        out.push_str("***");
-        start = at;
-    }
-    out.extend(&chars[start..]);
     out
 }
 

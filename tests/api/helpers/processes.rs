@@ -131,7 +131,14 @@ impl TestApp {
     /// A second `serve` on the same database and queues (its own actors, its own
     /// in-process limiters); returns its base URL.
     pub async fn start_another_serve(&mut self) -> String {
+        self.start_another_serve_with(|_| {}).await
+    }
+
+    /// A second `serve` on the same database and queues, its configuration
+    /// changed by `tweak` (another provider list, say).
+    pub async fn start_another_serve_with(&mut self, tweak: impl FnOnce(&mut verifyd::config::Config)) -> String {
         let mut config = self.config.clone();
+        tweak(&mut config);
         config.database.migrate_on_start = false;
         let mut running = app::start(&config, Role::Serve, None).await.expect("second serve starts");
         let port = running.port.expect("serve listens");
