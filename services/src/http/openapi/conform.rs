@@ -90,6 +90,11 @@ fn rule(schema: &str, property: &str) -> Option<Value> {
         (_, "locale") => json!({ "type": "string", "pattern": "^[A-Za-z]{2}(-[A-Za-z]{2})?$" }),
         // `PhoneNumber::parse`: E.164, then the numbering plan decides.
         ("VerificationRequest", "phone") => json!({ "type": "string", "pattern": "^\\+[1-9][0-9]{0,14}$" }),
+        // `EmailAddress::parse`, as far as a pattern can say it: an ASCII
+        // dot-atom, `@`, a domain of two labels or more (IDNA and the 64-octet
+        // local part are checked by the parser: `422`, see schemathesis.toml).
+        ("VerificationRequest", "email") => json!({ "type": "string", "minLength": 6, "maxLength": 254,
+            "pattern": "^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*@[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*\\.[a-z]{2,24}$" }),
         // `Code::parse`: 4 to 10 digits, spaces and dashes ignored.
         ("CodeBody", "code") => json!({ "type": "string", "pattern": "^[ -]*([0-9][ -]*){4,10}$" }),
         // `AllowedSources::parse`: an IPv4 or IPv6 network or address.
@@ -131,7 +136,9 @@ fn rule(schema: &str, property: &str) -> Option<Value> {
             json!({ "type": "array", "minItems": 1, "maxItems": 50, "items": { "type": "string", "enum": event_filter_entries() } })
         }
         // `Countries::parse`: the ISO 3166-1 alpha-2 codes the numbering plan knows.
-        ("GeoBody", "sms" | "voice") => json!({ "type": "array", "maxItems": 300, "items": country_code() }),
+        ("GeoBody", "sms" | "voice" | "whatsapp") => {
+            json!({ "type": "array", "maxItems": 300, "items": country_code() })
+        }
         _ => return None,
     })
 }
