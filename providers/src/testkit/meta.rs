@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use wiremock::matchers::{method, path_regex};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
-use super::{Failure, Faults, Inbox, Received, SentMessage, bearer_token, random_id, server_on};
+use super::{Failure, Faults, Inbox, Received, SentMessage, bearer_token, random_id};
 use crate::meta::MetaConfig;
 
 const PROVIDER: &str = "meta";
@@ -51,13 +51,7 @@ pub struct MetaMock {
 }
 
 impl MetaMock {
-    pub async fn start() -> Self {
-        Self::on(server_on(None).await).await
-    }
-
-    pub async fn start_on(listener: std::net::TcpListener) -> Self {
-        Self::on(server_on(Some(listener)).await).await
-    }
+    starts_on_a_wiremock_server!();
 
     async fn on(server: MockServer) -> Self {
         let inbox = Inbox::default();

@@ -63,6 +63,22 @@ pub use crate::domain::Channel;
 
 /// What every mock has whatever its provider: see the module documentation.
 /// Needs the fields `server: MockServer`, `inbox: Inbox<_>` and `faults: Faults`.
+/// `start()` and `start_on(listener)` of a mock whose `async fn on(server)`
+/// mounts its routes on a wiremock server.
+macro_rules! starts_on_a_wiremock_server {
+    () => {
+        /// Starts on a free port of 127.0.0.1.
+        pub async fn start() -> Self {
+            Self::on($crate::testkit::server_on(None).await).await
+        }
+
+        /// Starts on `listener` (a standalone mock on a known port).
+        pub async fn start_on(listener: std::net::TcpListener) -> Self {
+            Self::on($crate::testkit::server_on(Some(listener)).await).await
+        }
+    };
+}
+
 macro_rules! common_mock_api {
     () => {
         /// Where the mock listens (`http://127.0.0.1:PORT`): the provider's

@@ -16,8 +16,7 @@ use wiremock::matchers::{method, path_regex};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 use super::{
-    Failure, Faults, Inbox, Received, SentMessage, basic_credentials, lock, random_id, random_uuid, server_on,
-    with_retry_after,
+    Failure, Faults, Inbox, Received, SentMessage, basic_credentials, lock, random_id, random_uuid, with_retry_after,
 };
 use crate::plivo::{PlivoConfig, answer_xml};
 use crate::{VoiceCall, gsm};
@@ -104,15 +103,7 @@ pub struct PlivoMock {
 }
 
 impl PlivoMock {
-    /// Starts on a free port of 127.0.0.1.
-    pub async fn start() -> Self {
-        Self::on(server_on(None).await).await
-    }
-
-    /// Starts on `listener` (a standalone mock on a known port).
-    pub async fn start_on(listener: std::net::TcpListener) -> Self {
-        Self::on(server_on(Some(listener)).await).await
-    }
+    starts_on_a_wiremock_server!();
 
     async fn on(server: MockServer) -> Self {
         let inbox = Inbox::default();

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
-use super::{Failure, Faults, Inbox, Received, SentMessage, bearer_token, random_id, server_on};
+use super::{Failure, Faults, Inbox, Received, SentMessage, bearer_token, random_id};
 use crate::domain::EmailAddress;
 use crate::sendgrid::SendGridConfig;
 
@@ -50,13 +50,7 @@ pub struct SendGridMock {
 }
 
 impl SendGridMock {
-    pub async fn start() -> Self {
-        Self::on(server_on(None).await).await
-    }
-
-    pub async fn start_on(listener: std::net::TcpListener) -> Self {
-        Self::on(server_on(Some(listener)).await).await
-    }
+    starts_on_a_wiremock_server!();
 
     async fn on(server: MockServer) -> Self {
         let inbox = Inbox::default();

@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 use wiremock::matchers::{method, path_regex};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
-use super::{Failure, Faults, Inbox, Received, SentMessage, bearer_token, random_uuid, server_on, with_retry_after};
+use super::{Failure, Faults, Inbox, Received, SentMessage, bearer_token, random_uuid, with_retry_after};
 use crate::gsm;
 use crate::telnyx::TelnyxConfig;
 
@@ -71,15 +71,7 @@ pub struct TelnyxMock {
 }
 
 impl TelnyxMock {
-    /// Starts on a free port of 127.0.0.1.
-    pub async fn start() -> Self {
-        Self::on(server_on(None).await).await
-    }
-
-    /// Starts on `listener` (a standalone mock on a known port).
-    pub async fn start_on(listener: std::net::TcpListener) -> Self {
-        Self::on(server_on(Some(listener)).await).await
-    }
+    starts_on_a_wiremock_server!();
 
     async fn on(server: MockServer) -> Self {
         let inbox = Inbox::default();

@@ -10,8 +10,7 @@ use wiremock::matchers::{method, path_regex};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 use super::{
-    Failure, Faults, Inbox, Received, SentMessage, basic_credentials, decode_form, random_id, server_on,
-    with_retry_after,
+    Failure, Faults, Inbox, Received, SentMessage, basic_credentials, decode_form, random_id, with_retry_after,
 };
 use crate::twilio::TwilioConfig;
 
@@ -89,15 +88,7 @@ pub struct TwilioMock {
 }
 
 impl TwilioMock {
-    /// Starts on a free port of 127.0.0.1.
-    pub async fn start() -> Self {
-        Self::on(server_on(None).await).await
-    }
-
-    /// Starts on `listener` (a standalone mock on a known port).
-    pub async fn start_on(listener: std::net::TcpListener) -> Self {
-        Self::on(server_on(Some(listener)).await).await
-    }
+    starts_on_a_wiremock_server!();
 
     async fn on(server: MockServer) -> Self {
         let inbox = Inbox::default();

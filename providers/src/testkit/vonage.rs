@@ -14,8 +14,7 @@ use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 use super::{
-    Failure, Faults, Inbox, Received, SentMessage, bearer_token, decode_form, random_id, random_uuid, server_on,
-    with_retry_after,
+    Failure, Faults, Inbox, Received, SentMessage, bearer_token, decode_form, random_id, random_uuid, with_retry_after,
 };
 use crate::vonage::{SignatureMethod, VonageConfig, signature};
 
@@ -90,15 +89,7 @@ pub struct VonageMock {
 }
 
 impl VonageMock {
-    /// Starts on a free port of 127.0.0.1.
-    pub async fn start() -> Self {
-        Self::on(server_on(None).await).await
-    }
-
-    /// Starts on `listener` (a standalone mock on a known port).
-    pub async fn start_on(listener: std::net::TcpListener) -> Self {
-        Self::on(server_on(Some(listener)).await).await
-    }
+    starts_on_a_wiremock_server!();
 
     async fn on(server: MockServer) -> Self {
         let inbox = Inbox::default();
