@@ -142,7 +142,7 @@ impl Dispatcher {
             self.claim_lease,
         )
         .await?;
-        let Some((v, branding)) = v else {
+        let Some(verifications::ForDispatch { verification: v, branding, refused_by }) = v else {
             let reason = format!("verification {} does not exist", job.verification_id);
             return Ok(dead_letter(
                 amqp,
@@ -203,7 +203,7 @@ impl Dispatcher {
         let result = match (job.channel, &v.to) {
             (Channel::Sms, Destination::Phone(to)) => {
                 let sms = render::sms(rendering(), to);
-                self.try_providers(&job, &v, requested_at, |p| {
+                self.try_providers(&job, &v, &refused_by, requested_at, |p| {
                     let sms = sms.clone();
                     async move { p.send_sms(&sms).await }
                 })
@@ -211,7 +211,7 @@ impl Dispatcher {
             }
             (Channel::Voice, Destination::Phone(to)) => {
                 let call = render::voice(rendering(), to);
-                self.try_providers(&job, &v, requested_at, |p| {
+                self.try_providers(&job, &v, &refused_by, requested_at, |p| {
                     let call = call.clone();
                     async move { p.place_call(&call).await }
                 })
@@ -219,7 +219,7 @@ impl Dispatcher {
             }
             (Channel::Whatsapp, Destination::Phone(to)) => {
                 let message = render::whatsapp(rendering(), to);
-                self.try_providers(&job, &v, requested_at, |p| {
+                self.try_providers(&job, &v, &refused_by, requested_at, |p| {
                     let message = message.clone();
                     async move { p.send_whatsapp(&message).await }
                 })
@@ -227,7 +227,7 @@ impl Dispatcher {
             }
             (Channel::Email, Destination::Email(to)) => {
                 let email = render::email(rendering(), to);
-                self.try_providers(&job, &v, requested_at, |p| {
+                self.try_providers(&job, &v, &refused_by, requested_at, |p| {
                     let email = email.clone();
                     async move { p.send_email(&email).await }
                 })
@@ -361,6 +361,7 @@ impl Dispatcher {
         &self,
         job: &DispatchJob,
         v: &Verification,
+        refused_before: &[String],
         requested_at: Option<DateTime<Utc>>,
         send: F,
     ) -> Result<Delivered, DispatchError>
@@ -369,9 +370,8 @@ impl Dispatcher {
         Fut: std::future::Future<Output = Result<Sent, ProviderError>>,
     {
         let providers = self.routes.for_destination(job.channel, &v.to);
-        // Deferred copies keep `retry` (open circuits, a job held elsewhere), so
-        // always ask: a provider that refused this job is never asked again.
-        let refused_before = attempts::refused_by(&self.pool, job.job_id).await?;
+        // Read with the claim, whatever `retry` says (deferred copies keep it):
+        // a provider that refused this job is never asked again.
         let mut retryable = None;
         let mut retry_after: Option<Duration> = None;
         let mut refusal = None;

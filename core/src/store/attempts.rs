@@ -94,17 +94,6 @@ pub async fn record(conn: &mut PgConnection, a: &Attempt<'_>, announce: &[outbox
     Ok(recorded == 1)
 }
 
-/// The providers that refused this job earlier (they are not asked again).
-pub async fn refused_by(pool: &PgPool, job_id: Uuid) -> Result<Vec<String>, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT DISTINCT provider FROM delivery_attempts
-         WHERE job_id = $1 AND outcome = 'refused' AND provider IS NOT NULL",
-    )
-    .bind(job_id)
-    .fetch_all(pool)
-    .await
-}
-
 /// Why a consumer could not claim a job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Claim {

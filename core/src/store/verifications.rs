@@ -246,6 +246,16 @@ struct ClaimedRow {
     #[sqlx(flatten)]
     branding: ForSend,
     acquired: bool,
+    refused_by: Vec<String>,
+}
+
+/// What dispatch reads with its claim: the verification, the tenant's texts
+/// for the channel, and the providers that refused this job before (they are
+/// not asked again).
+pub struct ForDispatch {
+    pub verification: Verification,
+    pub branding: ForSend,
+    pub refused_by: Vec<String>,
 }
 
 /// For delivery workers: claims the job for `lease` (see `attempts::claim`) and
@@ -259,7 +269,7 @@ pub async fn claim_for_dispatch(
     job_id: Uuid,
     channel: Channel,
     lease: std::time::Duration,
-) -> Result<(bool, Option<(Verification, ForSend)>), StoreError> {
+) -> Result<(bool, Option<ForDispatch>), StoreError> {
     let sql = format!(
         "WITH claim AS (
             INSERT INTO dispatch_claims (job_id, claimed_until) VALUES ($2, now() + make_interval(secs => $3))
@@ -269,7 +279,10 @@ pub async fn claim_for_dispatch(
                                   AND a.outcome IN ('sent', 'permanent_error', 'skipped'))
             RETURNING true
          )
-         SELECT {COLUMNS}, {TEMPLATE_COLUMNS}, EXISTS (SELECT 1 FROM claim) AS acquired {FROM} {}
+         SELECT {COLUMNS}, {TEMPLATE_COLUMNS}, EXISTS (SELECT 1 FROM claim) AS acquired,
+                ARRAY(SELECT DISTINCT a.provider FROM delivery_attempts a
+                      WHERE a.job_id = $2 AND a.outcome = 'refused' AND a.provider IS NOT NULL) AS refused_by
+         {FROM} {}
          WHERE v.id = $1",
         branding::lateral("$4", "v.locale")
     );
@@ -282,7 +295,9 @@ pub async fn claim_for_dispatch(
         .await?;
     match row {
         None => Ok((false, None)),
-        Some(ClaimedRow { row, branding, acquired }) => Ok((acquired, Some((Verification::try_from(row)?, branding)))),
+        Some(ClaimedRow { row, branding, acquired, refused_by }) => {
+            Ok((acquired, Some(ForDispatch { verification: Verification::try_from(row)?, branding, refused_by })))
+        }
     }
 }
 
