@@ -107,6 +107,7 @@ impl Running {
         self.intake.cancel().await;
         self.core.consumers.cancel().await;
         let left = self.core.health.wait_idle(grace).await;
+        self.core.abuse.flush().await;
         // A last report (and the last delivery counts); the overview then
         // shows this process stopped rather than stale.
         let _ = self.core.reporter.send(Stopping).await;

@@ -379,3 +379,69 @@ async fn an_operator_lifts_a_block_and_only_new_sends_count_towards_the_next() {
     let blocked: Value = app.get("/v1/abuse/blocked-prefixes").await.body;
     assert_eq!(blocked["blocked"][0]["sent"], 4, "{blocked}");
 }
+
+/// The prefix's counts per minute, as stored: (sent, approved) summed.
+async fn prefix_counts(app: &TestApp, prefix: &str) -> (i64, i64) {
+    sqlx::query_as(
+        "SELECT coalesce(sum(sent), 0)::bigint, coalesce(sum(approved), 0)::bigint FROM prefix_stats WHERE prefix = $1",
+    )
+    .bind(prefix)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap()
+}
+
+/// Waits until the prefix's stored counts are `want` (the tally writes them
+/// every quarter second).
+async fn counts_become(app: &TestApp, prefix: &str, want: (i64, i64)) {
+    for _ in 0..50 {
+        if prefix_counts(app, prefix).await == want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(prefix_counts(app, prefix).await, want, "the tally wrote the counts");
+}
+
+#[actix_rt::test(system = "verifyd::system::System")]
+async fn with_a_grace_period_sends_and_approvals_are_counted_in_batches_and_old_evidence_still_blocks() {
+    // The default kind of guard: only minutes past the grace period are judged,
+    // so counts go through the batched tally instead of each send's transaction.
+    let app = spawn_app_with(|config| {
+        config.abuse.pumping.min_volume = 8;
+        config.abuse.pumping.min_conversion = 0.2;
+        config.abuse.pumping.grace_secs = 30;
+    })
+    .await;
+    let mut events = app.capture_events(&format!("{}.abuse.#", app.tenant)).await;
+
+    // Three sends and one approval reach prefix_stats without any commit of theirs.
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let created = send(&app, &app.address, i, &in_prefix(i)).await;
+        assert_eq!(created.status, 201, "{:?}", created.body);
+        ids.push(created.body["id"].as_str().unwrap().to_owned());
+    }
+    let code = app.code_sent_to(&in_prefix(0)).await;
+    assert_eq!(app.check(&ids[0], &code).await.body["status"], "approved");
+    counts_become(&app, "+447400", (3, 1)).await;
+
+    // Evidence older than the grace period: 20 sends an hour's quarter ago, none
+    // approved. The next send reads it, goes out, and blocks the prefix.
+    sqlx::query(
+        "INSERT INTO prefix_stats (tenant_id, prefix, minute, sent, approved)
+         SELECT id, '+447400', date_trunc('minute', now() - interval '15 minutes'), 20, 0 FROM tenants WHERE name = $1",
+    )
+    .bind(&app.tenant)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(send(&app, &app.address, 3, &in_prefix(3)).await.status, 201, "the send that trips still goes out");
+    assert_refused(&send(&app, &app.address, 4, &in_prefix(4)).await, 403, "destination_prefix_blocked");
+    let event = events.wait_for_event("abuse.prefix_blocked", Duration::from_secs(10)).await;
+    assert_eq!((event["prefix"].as_str(), event["sent"].as_i64()), (Some("+447400"), Some(20)), "{event}");
+    assert_eq!(event["approved"], 0, "{event}");
+    // What led to the block is cleared, the tripping send's own count included.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(prefix_counts(&app, "+447400").await, (0, 0));
+}

@@ -85,6 +85,15 @@ pub struct GeoPermissions {
 }
 
 impl GeoPermissions {
+    /// A tenant's stored lists (NULL: the default applies to that channel).
+    pub fn from_stored(sms: Option<Vec<String>>, voice: Option<Vec<String>>, whatsapp: Option<Vec<String>>) -> Self {
+        GeoPermissions {
+            sms: sms.map(Countries::from_stored),
+            voice: voice.map(Countries::from_stored),
+            whatsapp: whatsapp.map(Countries::from_stored),
+        }
+    }
+
     pub fn for_channel(&self, channel: Channel) -> Option<&Countries> {
         match channel {
             Channel::Sms => self.sms.as_ref(),
@@ -115,11 +124,7 @@ pub async fn load(conn: &mut PgConnection, tenant_id: Uuid) -> Result<GeoPermiss
             .fetch_optional(conn)
             .await?;
     let (sms, voice, whatsapp) = row.unwrap_or_default();
-    Ok(GeoPermissions {
-        sms: sms.map(Countries::from_stored),
-        voice: voice.map(Countries::from_stored),
-        whatsapp: whatsapp.map(Countries::from_stored),
-    })
+    Ok(GeoPermissions::from_stored(sms, voice, whatsapp))
 }
 
 pub async fn save(conn: &mut PgConnection, tenant_id: Uuid, geo: &GeoPermissions) -> Result<(), sqlx::Error> {

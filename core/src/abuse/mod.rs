@@ -6,7 +6,9 @@
 //! transaction (cached lists and the number itself, no lock), `enforce_in_tx`
 //! inside the transaction that records a send (authoritative: it reads
 //! PostgreSQL, counts the send and may block a prefix), and
-//! `record_approval_in_tx` inside the transaction that approves a code.
+//! `record_approval_in_tx` inside the transaction that approves a code. The
+//! pumping guard's counts are written in batches by `tally.rs` (in the
+//! transaction itself only when the guard has no grace period).
 //! A refusal is a `Refused`, which HTTP and the AMQP intake both report with
 //! its `error` name.
 
@@ -14,9 +16,12 @@ pub mod email;
 pub mod geo;
 pub mod number_type;
 pub mod pumping;
+pub mod tally;
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use actix::prelude::*;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -32,6 +37,7 @@ use email::DisposableDomains;
 use geo::{GeoCache, GeoPermissions};
 use number_type::NumberType;
 use pumping::{Block, Conversion, Prefix, PumpingSettings};
+use tally::PrefixTally;
 
 /// The `abuse` configuration section.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -159,6 +165,8 @@ pub struct Abuse {
     pool: PgPool,
     settings: AbuseSettings,
     geo: GeoCache,
+    /// The pumping guard's counts not yet written (see `tally.rs`).
+    tally: Addr<PrefixTally>,
     last_prune: Mutex<Option<Instant>>,
 }
 
@@ -166,9 +174,23 @@ pub struct Abuse {
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
 impl Abuse {
+    /// Starts the pumping guard's tally: call inside a running actix system.
     pub fn new(pool: PgPool, settings: AbuseSettings) -> Self {
         let geo = GeoCache::new(Duration::from_secs(settings.cache_secs));
-        Abuse { pool, settings, geo, last_prune: Mutex::new(None) }
+        let tally = PrefixTally::new(pool.clone()).start();
+        Abuse { pool, settings, geo, tally, last_prune: Mutex::new(None) }
+    }
+
+    /// Writes the pumping guard's pending counts (a graceful stop).
+    pub async fn flush(&self) {
+        let _ = self.tally.send(tally::Flush).await;
+    }
+
+    /// Whether this send's and approval's counts go through the batched tally
+    /// rather than into their own transaction: whenever the guard judges only
+    /// minutes past a grace period, which a count reaches long before.
+    fn batched(&self) -> bool {
+        self.settings.pumping.grace_secs > 0
     }
 
     pub fn settings(&self) -> &AbuseSettings {
@@ -228,30 +250,56 @@ impl Abuse {
             Destination::Phone(phone) => phone,
             Destination::Email(email) => return Ok(self.judge_email(email)),
         };
-        let own = geo::load(&mut *tx, tenant_id).await?;
+        let settings = &self.settings.pumping;
+        // WhatsApp bills the business per template, not the carrier per
+        // message: nobody can pump it, so it is neither counted nor blocked.
+        let guarded = settings.enabled && channel != Channel::Whatsapp;
+        let prefix = Prefix::of(phone, settings.prefix_digits);
+        // With the batched tally, the geo lists, the prefix's block and its
+        // conversion are one read; otherwise the geo lists alone, first.
+        let (own, looked) = if guarded && self.batched() {
+            let looked = pumping::look(&mut *tx, settings, tenant_id, &prefix, now).await?;
+            (looked.geo, Some((looked.block, looked.conversion)))
+        } else {
+            (geo::load(&mut *tx, tenant_id).await?, None)
+        };
         self.geo.put(tenant_id, own.clone());
         if let Err(refused) = self.judge(&own, phone, channel) {
             return Ok(Err(refused.counted()));
         }
-        let settings = &self.settings.pumping;
-        // WhatsApp bills the business per template, not the carrier per
-        // message: nobody can pump it, so it is neither counted nor blocked.
-        if !settings.enabled || channel == Channel::Whatsapp {
+        if !guarded {
             return Ok(Ok(()));
         }
-        let prefix = Prefix::of(phone, settings.prefix_digits);
-        if let Some(block) = pumping::active_block(&mut *tx, tenant_id, &prefix, now).await? {
-            return Ok(Err(Refused::DestinationPrefixBlocked { prefix, blocked_until: block.blocked_until }.counted()));
-        }
-        if sending == Sending::Again {
-            return Ok(Ok(()));
-        }
-        let conversion = pumping::record_send(&mut *tx, settings, tenant_id, &prefix, now).await?;
+        let conversion = if let Some((block, conversion)) = looked {
+            if let Some(block) = block {
+                return Ok(Err(
+                    Refused::DestinationPrefixBlocked { prefix, blocked_until: block.blocked_until }.counted()
+                ));
+            }
+            if sending == Sending::Again {
+                return Ok(Ok(()));
+            }
+            // Counted by the tally, not in this transaction.
+            let minute = pumping::minute(now);
+            self.tally.do_send(tally::Count { tenant_id, prefix: prefix.clone(), minute, sent: 1, approved: 0 });
+            conversion
+        } else {
+            if let Some(block) = pumping::active_block(&mut *tx, tenant_id, &prefix, now).await? {
+                return Ok(Err(
+                    Refused::DestinationPrefixBlocked { prefix, blocked_until: block.blocked_until }.counted()
+                ));
+            }
+            if sending == Sending::Again {
+                return Ok(Ok(()));
+            }
+            pumping::record_send(&mut *tx, settings, tenant_id, &prefix, now).await?
+        };
         self.prune_now_and_then();
         if conversion.trips(settings)
             && let Some(block) =
                 pumping::block(&mut *tx, settings, tenant_id, &prefix, phone.country(), conversion, now).await?
         {
+            self.tally.do_send(tally::Clear { tenant_id, prefix: prefix.clone() });
             self.announce(tx, tenant_id, tenant_name, &block, conversion, now).await?;
         }
         Ok(Ok(()))
@@ -271,7 +319,13 @@ impl Abuse {
         let Some(phone) = to.phone().filter(|_| settings.enabled && channel != Channel::Whatsapp) else {
             return Ok(());
         };
-        pumping::record_approval(tx, tenant_id, &Prefix::of(phone, settings.prefix_digits), sent_at).await
+        let prefix = Prefix::of(phone, settings.prefix_digits);
+        if self.batched() {
+            let minute = pumping::minute(sent_at);
+            self.tally.do_send(tally::Count { tenant_id, prefix, minute, sent: 0, approved: 1 });
+            return Ok(());
+        }
+        pumping::record_approval(tx, tenant_id, &prefix, sent_at).await
     }
 
     async fn announce(
@@ -383,6 +437,7 @@ impl Abuse {
         let mut tx = self.pool.begin().await?;
         let lifted = pumping::lift(&mut tx, tenant_id, prefix, now).await?;
         if let Some(b) = &lifted {
+            self.tally.do_send(tally::Clear { tenant_id, prefix: prefix.clone() });
             let detail = serde_json::json!({
                 "prefix": b.prefix, "country": b.country, "blocked_at": crate::timestamp::format(b.blocked_at),
                 "blocked_until": crate::timestamp::format(b.blocked_until), "sent": b.sent, "approved": b.approved,

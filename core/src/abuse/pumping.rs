@@ -1,8 +1,9 @@
 //! The SMS-pumping guard. Fraudsters make a service send codes to number ranges
 //! whose operator pays them per message, and never type a code in. So: per
 //! tenant and destination prefix, count verifications sent and approved over a
-//! sliding window (`prefix_stats`, one row per minute, written in the same
-//! transaction as the send and the approval). When the sends reach a volume
+//! sliding window (`prefix_stats`, one row per minute, added to in batches by
+//! `tally.rs`, or in the transaction of the send and of the approval when the
+//! grace period is 0). When the sends reach a volume
 //! floor and the share approved is below a threshold, the prefix is blocked for
 //! the tenant (`prefix_blocks`) until the block runs out or an operator lifts it.
 //!
@@ -11,8 +12,9 @@
 //! out, because nobody has typed their code yet. Blocking and lifting clear the
 //! prefix's counts: what led to a block is not held against the prefix again.
 //!
-//! Sends to one prefix in one minute update one row, so their transactions
-//! take turns on it and each counts the ones before it.
+//! Sends to one prefix in one minute update one row. Counted in their own
+//! transactions (grace 0), they take turns on it and each counts the ones
+//! before it; counted by the tally, a flush adds a batch of them at once.
 
 use std::fmt;
 use std::time::Duration;
@@ -216,6 +218,77 @@ pub async fn active_block(
     .bind(now)
     .fetch_optional(conn)
     .await
+}
+
+/// What a send to the prefix is judged by, in one read.
+pub struct Looked {
+    /// The tenant's geo lists (read here to save the send a round trip).
+    pub geo: super::geo::GeoPermissions,
+    /// The block in force on the prefix, if any.
+    pub block: Option<Block>,
+    /// The conversion of the judged part of the window (minutes whose sends
+    /// are all older than the grace period).
+    pub conversion: Conversion,
+}
+
+/// Reads [`Looked`] in one statement. It counts nothing: with a grace period
+/// the send's own count goes through the batched tally.
+pub async fn look(
+    conn: &mut PgConnection,
+    settings: &PumpingSettings,
+    tenant_id: Uuid,
+    prefix: &Prefix,
+    now: DateTime<Utc>,
+) -> Result<Looked, sqlx::Error> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        sent: i64,
+        approved: i64,
+        b_prefix: Option<String>,
+        b_country: Option<String>,
+        b_blocked_at: Option<DateTime<Utc>>,
+        b_blocked_until: Option<DateTime<Utc>>,
+        b_sent: Option<i32>,
+        b_approved: Option<i32>,
+        g_sms: Option<Vec<String>>,
+        g_voice: Option<Vec<String>>,
+        g_whatsapp: Option<Vec<String>>,
+    }
+    let row: Row = sqlx::query_as(
+        "SELECT c.sent, c.approved, b.prefix AS b_prefix, b.country AS b_country, b.blocked_at AS b_blocked_at,
+                b.blocked_until AS b_blocked_until, b.sent AS b_sent, b.approved AS b_approved,
+                g.sms AS g_sms, g.voice AS g_voice, g.whatsapp AS g_whatsapp
+         FROM (SELECT coalesce(sum(s.sent), 0)::bigint AS sent, coalesce(sum(s.approved), 0)::bigint AS approved
+               FROM prefix_stats s
+               WHERE s.tenant_id = $1 AND s.prefix = $2 AND s.minute >= $4 AND s.minute <= $5) c
+         LEFT JOIN prefix_blocks b
+             ON b.tenant_id = $1 AND b.prefix = $2 AND b.lifted_at IS NULL AND b.blocked_until > $3
+         LEFT JOIN geo_permissions g ON g.tenant_id = $1",
+    )
+    .bind(tenant_id)
+    .bind(prefix.as_str())
+    .bind(now)
+    .bind(minute(now - settings.window()))
+    .bind(settings.judged_until(now))
+    .fetch_one(conn)
+    .await?;
+    let block = match (row.b_prefix, row.b_blocked_at, row.b_blocked_until) {
+        (Some(prefix), Some(blocked_at), Some(blocked_until)) => Some(Block {
+            prefix,
+            country: row.b_country,
+            blocked_at,
+            blocked_until,
+            lifted_at: None,
+            sent: row.b_sent.unwrap_or_default(),
+            approved: row.b_approved.unwrap_or_default(),
+        }),
+        _ => None,
+    };
+    Ok(Looked {
+        geo: super::geo::GeoPermissions::from_stored(row.g_sms, row.g_voice, row.g_whatsapp),
+        block,
+        conversion: Conversion { sent: row.sent, approved: row.approved },
+    })
 }
 
 /// Counts one verification sent now, and answers the conversion of the judged

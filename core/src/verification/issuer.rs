@@ -130,10 +130,9 @@ impl Issuer {
             ip: request.end_user_ip,
         };
         // The destination's, account's and IP's buckets first; the ones every send of
-        // the tenant shares (its country's, its own) and the pumping counts
-        // last: their rows stay locked until the commit, so they are taken as
-        // late as possible. An error after a write leaves the transaction to
-        // be rolled back.
+        // the tenant shares (its country's, its own) last: their rows stay
+        // locked until the commit, so they are taken as late as possible. An
+        // error after a write leaves the transaction to be rolled back.
         let (own, shared) = limits::split_shared(self.limits.send_buckets(&send));
         limits::enforce_in_tx(&mut *tx, &own, now).await??;
         let inserted = store::insert(
@@ -193,12 +192,14 @@ impl Issuer {
         let mut rows = vec![outbox::dispatch_row(&job)];
         rows.extend(outbox::event_rows(&event, verification.reply.as_ref()));
         outbox::put(&mut *tx, &rows).await?;
-        let (to, channel) = (&verification.to, verification.channel);
-        let out = Outgoing { to, channel, sending: Sending::New };
-        self.abuse.enforce_in_tx(&mut *tx, tenant.id, &tenant.name, out, now).await??;
         if shared_buckets == SharedBuckets::InTx {
             limits::enforce_in_tx(&mut *tx, &shared, now).await??;
         }
+        // Last: a send the guard counts (in its batched tally) is one that
+        // nothing after refuses.
+        let (to, channel) = (&verification.to, verification.channel);
+        let out = Outgoing { to, channel, sending: Sending::New };
+        self.abuse.enforce_in_tx(&mut *tx, tenant.id, &tenant.name, out, now).await??;
         let (tenant, channel) = (catalog::tenant_label(&tenant.name), verification.channel);
         metrics::counter!("verifyd_verifications_created_total", "tenant" => tenant, "channel" => channel.as_str())
             .increment(1);
