@@ -4,6 +4,13 @@
 //! only what any queue-backed sender must: publish → consume → one HTTP POST to the
 //! same mock → one row written. Both use the same consumer machinery, prefetch and
 //! consumer counts. Each run uses its own database and queue prefix, removed after.
+//!
+//! By default all N start at once (a burst, `--concurrency` in flight); with
+//! `--rate` both paths start them at a fixed rate (open loop: latency counts
+//! from each request's scheduled start, so a slow server cannot slow the
+//! load). `--check-rate` then checks every code the mock received, at that
+//! rate. Each stage (create answered, create → provider, check answered)
+//! is reported with p50 and p99, with the process's resident memory.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -53,21 +60,38 @@ pub struct Args {
     /// and minute that every send to the prefix updates).
     #[arg(long)]
     pub without_pumping: bool,
+    /// Open loop: start this many verifications a second, whatever the
+    /// answers (N in all), and measure latency from each one's scheduled
+    /// start. Without it, all N start at once, `concurrency` at a time.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// After the N codes reached the provider, check each one (the code the
+    /// mock received), at this many checks a second (open loop).
+    #[arg(long)]
+    pub check_rate: Option<f64>,
     #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
     pub database_url: String,
     #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
     pub amqp_url: String,
 }
 
-/// When the mock provider received a message for each destination.
+/// When the mock provider received a message for each destination, and the
+/// code it carried.
 #[derive(Default)]
 struct Received {
     at: Mutex<HashMap<String, Instant>>,
+    codes: Mutex<HashMap<String, String>>,
 }
 
 impl Received {
-    fn record(&self, to: String) {
+    fn record(&self, to: String, body: &str) {
+        if let Some(code) = code_in(body) {
+            self.codes.lock().unwrap_or_else(|e| e.into_inner()).insert(to.clone(), code);
+        }
         self.at.lock().unwrap_or_else(|e| e.into_inner()).entry(to).or_insert_with(Instant::now);
+    }
+    fn codes(&self) -> HashMap<String, String> {
+        std::mem::take(&mut *self.codes.lock().unwrap_or_else(|e| e.into_inner()))
     }
     fn count(&self) -> usize {
         self.at.lock().unwrap_or_else(|e| e.into_inner()).len()
@@ -82,11 +106,16 @@ struct MockState {
     latency: Duration,
 }
 
+/// The code in a message's text: its first run of six or more digits.
+fn code_in(body: &str) -> Option<String> {
+    body.split(|c: char| !c.is_ascii_digit()).find(|run| run.len() >= 6).map(str::to_owned)
+}
+
 /// Twilio's Messages endpoint as the mock sees it: record `To`, wait, answer 201.
 async fn mock_messages(state: web::Data<MockState>, form: web::Form<HashMap<String, String>>) -> HttpResponse {
     let to = form.get("To").cloned().unwrap_or_default();
     tokio::time::sleep(state.latency).await;
-    state.received.record(to);
+    state.received.record(to, form.get("Body").map(String::as_str).unwrap_or_default());
     let sid = format!("SM{}", Uuid::new_v4().simple());
     HttpResponse::Created().json(serde_json::json!({ "sid": sid, "status": "queued", "error_code": null }))
 }
@@ -123,13 +152,100 @@ fn figures(started: &HashMap<String, Instant>, received: &HashMap<String, Instan
         .filter_map(|(to, t0)| received.get(to).map(|t1| t1.duration_since(*t0).as_secs_f64() * 1000.0))
         .collect();
     latencies.sort_by(f64::total_cmp);
-    let pct = |p: f64| latencies[((latencies.len() as f64 - 1.0) * p).round() as usize];
+    let pct = |p: f64| quantile(&latencies, p);
     Ok(Figures {
         per_second: received.len() as f64 / last.duration_since(*first).as_secs_f64(),
         p50_ms: pct(0.50),
         p95_ms: pct(0.95),
         p99_ms: pct(0.99),
     })
+}
+
+/// The `p` quantile of sorted values (nearest rank).
+fn quantile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// Latencies of one stage, in milliseconds.
+struct Stage {
+    name: &'static str,
+    ms: Vec<f64>,
+}
+
+impl Stage {
+    fn new(name: &'static str, mut ms: Vec<f64>) -> Stage {
+        ms.sort_by(f64::total_cmp);
+        Stage { name, ms }
+    }
+}
+
+/// What the full path measured beyond the throughput.
+struct Report {
+    figures: Figures,
+    stages: Vec<Stage>,
+    /// Resident memory of this process (server, consumers, bench client and
+    /// mock together), sampled every second: first, peak, last, in MiB.
+    rss_mib: (f64, f64, f64),
+    checks_per_second: Option<f64>,
+}
+
+/// This process's resident set size, in MiB (Linux; 0 elsewhere).
+fn rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+/// Runs `n` requests made by `make`: open loop at `rate` a second when given
+/// (each measured from its scheduled start), otherwise `concurrency` at a time.
+/// Returns each request's output with its latency in ms.
+async fn drive<T, F, Fut>(n: usize, rate: Option<f64>, concurrency: usize, make: F) -> anyhow::Result<Vec<(T, f64)>>
+where
+    T: Send + 'static,
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>> + Send + 'static,
+{
+    match rate {
+        Some(rate) => {
+            anyhow::ensure!(rate > 0.0, "--rate must be above 0");
+            let t0 = tokio::time::Instant::now();
+            let mut tasks = Vec::with_capacity(n);
+            for i in 0..n {
+                let due = t0 + Duration::from_secs_f64(i as f64 / rate);
+                tokio::time::sleep_until(due).await;
+                let request = make(i);
+                tasks.push(tokio::spawn(async move {
+                    let out = request.await?;
+                    Ok::<_, anyhow::Error>((out, due.elapsed().as_secs_f64() * 1000.0))
+                }));
+            }
+            let mut outs = Vec::with_capacity(n);
+            for task in tasks {
+                outs.push(task.await??);
+            }
+            Ok(outs)
+        }
+        None => futures_util::stream::iter(0..n)
+            .map(|i| {
+                let request = make(i);
+                async move {
+                    let t0 = Instant::now();
+                    let out = request.await?;
+                    Ok::<_, anyhow::Error>((out, t0.elapsed().as_secs_f64() * 1000.0))
+                }
+            })
+            .buffer_unordered(concurrency)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect(),
+    }
 }
 
 /// Distinct valid numbers: +1 415/650/212/312/617 555 0000–9999.
@@ -211,7 +327,12 @@ async fn run_baseline(args: &Args, consumers: usize, mock_url: &str, received: &
 
         let mut started = HashMap::with_capacity(args.n);
         let mut pending = futures_util::stream::FuturesUnordered::new();
+        let t0 = tokio::time::Instant::now();
         for i in 0..args.n {
+            // Open loop: published at the same rate as the full path's requests.
+            if let Some(rate) = args.rate {
+                tokio::time::sleep_until(t0 + Duration::from_secs_f64(i as f64 / rate)).await;
+            }
             let to = phone(i);
             started.insert(to.clone(), Instant::now());
             let confirm = ch
@@ -238,7 +359,7 @@ async fn run_baseline(args: &Args, consumers: usize, mock_url: &str, received: &
 
 // ---- full path --------------------------------------------------------------
 
-async fn run_verifyd(args: &Args, consumers: usize, mock_url: &str, received: &Received) -> anyhow::Result<Figures> {
+async fn run_verifyd(args: &Args, consumers: usize, mock_url: &str, received: &Received) -> anyhow::Result<Report> {
     let id = Uuid::new_v4().simple().to_string();
     let db = format!("verifyd_bench_{id}");
     let url = scratch_database(&args.database_url, &db)?;
@@ -288,28 +409,86 @@ async fn run_verifyd(args: &Args, consumers: usize, mock_url: &str, received: &R
         let client = reqwest::Client::new();
         let endpoint = format!("http://127.0.0.1:{port}/v1/verifications");
 
-        let started: HashMap<String, Instant> = futures_util::stream::iter(0..args.n)
-            .map(|i| {
-                let (client, endpoint, key) = (client.clone(), endpoint.clone(), key.clone());
-                async move {
-                    let to = phone(i);
-                    let t0 = Instant::now();
-                    let body = serde_json::json!({ "account_id": format!("bench-{i}"), "phone": to, "channel": "sms" });
-                    let response = client.post(&endpoint).bearer_auth(&key).json(&body).send().await?;
-                    anyhow::ensure!(response.status().as_u16() == 201, "create answered {}", response.status());
-                    Ok::<_, anyhow::Error>((to, t0))
+        // Resident memory, sampled every second while the run lasts.
+        let rss = Arc::new(Mutex::new(Vec::<f64>::new()));
+        let sampler = {
+            let rss = rss.clone();
+            actix_rt::spawn(async move {
+                loop {
+                    rss.lock().unwrap_or_else(|e| e.into_inner()).push(rss_mib());
+                    tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             })
-            .buffer_unordered(args.concurrency)
-            .collect::<Vec<_>>()
-            .await
-            .into_iter()
-            .collect::<Result<_, _>>()?;
+        };
+        let created = drive(args.n, args.rate, args.concurrency, |i| {
+            let (client, endpoint, key) = (client.clone(), endpoint.clone(), key.clone());
+            async move {
+                let to = phone(i);
+                let t0 = Instant::now();
+                let body = serde_json::json!({ "account_id": format!("bench-{i}"), "phone": to, "channel": "sms" });
+                let response = client.post(&endpoint).bearer_auth(&key).json(&body).send().await?;
+                anyhow::ensure!(response.status().as_u16() == 201, "create answered {}", response.status());
+                let created: serde_json::Value = response.json().await?;
+                let id = created["id"].as_str().context("create answered no id")?.to_owned();
+                Ok::<_, anyhow::Error>((to, id, t0))
+            }
+        })
+        .await?;
+        // A create's answer is timed from its scheduled start (open loop), the
+        // provider's receipt from the moment its request was sent.
+        let mut started = HashMap::with_capacity(args.n);
+        let mut ids = HashMap::with_capacity(args.n);
+        let mut create_ms = Vec::with_capacity(args.n);
+        for ((to, id, t0), ms) in created {
+            started.insert(to.clone(), t0);
+            ids.insert(to, id);
+            create_ms.push(ms);
+        }
         wait_for(received, args.n, Duration::from_secs(300)).await?;
-        let figures = figures(&started, &received.take());
+        let arrived = received.take();
+        let figures = figures(&started, &arrived)?;
+        let to_provider: Vec<f64> = started
+            .iter()
+            .filter_map(|(to, t0)| arrived.get(to).map(|t1| t1.duration_since(*t0).as_secs_f64() * 1000.0))
+            .collect();
+        let mut stages =
+            vec![Stage::new("create (HTTP answer)", create_ms), Stage::new("create → provider", to_provider)];
+        let mut checks_per_second = None;
+        if let Some(rate) = args.check_rate {
+            let codes = received.codes();
+            let checks: Vec<(String, String)> =
+                ids.into_iter().filter_map(|(to, id)| codes.get(&to).map(|code| (id, code.clone()))).collect();
+            anyhow::ensure!(
+                checks.len() == args.n,
+                "only {} of {} codes were read from the messages",
+                checks.len(),
+                args.n
+            );
+            let checks = Arc::new(checks);
+            let t0 = Instant::now();
+            let answered = drive(checks.len(), Some(rate), args.concurrency, |i| {
+                let (client, key, checks) = (client.clone(), key.clone(), checks.clone());
+                let url = format!("http://127.0.0.1:{port}/v1/verifications/{}/check", checks[i].0);
+                async move {
+                    let body = serde_json::json!({ "code": checks[i].1 });
+                    let response = client.post(&url).bearer_auth(&key).json(&body).send().await?;
+                    anyhow::ensure!(response.status().as_u16() == 200, "check answered {}", response.status());
+                    let checked: serde_json::Value = response.json().await?;
+                    anyhow::ensure!(checked["status"] == "approved", "check answered {}", checked["status"]);
+                    Ok::<_, anyhow::Error>(())
+                }
+            })
+            .await?;
+            checks_per_second = Some(answered.len() as f64 / t0.elapsed().as_secs_f64());
+            stages.push(Stage::new("check (HTTP answer)", answered.into_iter().map(|(_, ms)| ms).collect()));
+        }
+        sampler.abort();
+        let rss = rss.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let peak = rss.iter().copied().fold(0.0, f64::max);
+        let rss_mib = (rss.first().copied().unwrap_or_default(), peak, rss.last().copied().unwrap_or_default());
         running.stop_consuming(Duration::from_secs(5)).await;
         running.core.pool.close().await;
-        figures
+        Ok::<_, anyhow::Error>(Report { figures, stages, rss_mib, checks_per_second })
     }
     .await;
     let topology = verifyd_core::infra::amqp::Topology::new(prefix, config.retry_delays())
@@ -327,19 +506,22 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let received = Arc::new(Received::default());
     let mock = start_mock(received.clone(), Duration::from_millis(args.provider_latency_ms)).await?;
     println!(
-        "verifyd bench: n={} concurrency={} prefetch={} provider latency={} ms, cores={}",
+        "verifyd bench: n={} concurrency={} prefetch={} provider latency={} ms, rate={}, check rate={}, cores={}",
         args.n,
         args.concurrency,
         args.prefetch,
         args.provider_latency_ms,
+        args.rate.map_or("burst".to_owned(), |r| format!("{r}/s")),
+        args.check_rate.map_or("no checks".to_owned(), |r| format!("{r}/s")),
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
     );
+    let mut reports = Vec::new();
     println!("| consumers | path | verifications/s | p50 ms | p95 ms | p99 ms | vs baseline |");
     println!("|---:|---|---:|---:|---:|---:|---:|");
     for &consumers in &args.consumers {
         let base = run_baseline(&args, consumers, &mock, &received).await?;
         let full = run_verifyd(&args, consumers, &mock, &received).await?;
-        for (name, f) in [("baseline", base), ("verifyd", full)] {
+        for (name, f) in [("baseline", base), ("verifyd", full.figures)] {
             println!(
                 "| {consumers} | {name} | {:.0} | {:.1} | {:.1} | {:.1} | {:.0} % |",
                 f.per_second,
@@ -349,6 +531,31 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 100.0 * f.per_second / base.per_second
             );
         }
+        reports.push((consumers, full));
+    }
+    println!();
+    println!("| consumers | verifyd stage | n | p50 ms | p99 ms | max ms |");
+    println!("|---:|---|---:|---:|---:|---:|");
+    for (consumers, report) in &reports {
+        for stage in &report.stages {
+            println!(
+                "| {consumers} | {} | {} | {:.1} | {:.1} | {:.1} |",
+                stage.name,
+                stage.ms.len(),
+                quantile(&stage.ms, 0.50),
+                quantile(&stage.ms, 0.99),
+                stage.ms.last().copied().unwrap_or(f64::NAN)
+            );
+        }
+    }
+    println!();
+    for (consumers, report) in &reports {
+        let (first, peak, last) = report.rss_mib;
+        let checks = report.checks_per_second.map_or(String::new(), |c| format!(", checks answered {c:.0}/s"));
+        println!(
+            "{consumers} consumers: resident memory of the bench process (server, consumers, client and mock) \
+             {first:.1} MiB at start, {peak:.1} peak, {last:.1} at end{checks}"
+        );
     }
     Ok(())
 }
