@@ -263,6 +263,12 @@ pub struct ForDispatch {
 /// a send by `channel` in the verification's locale, in one statement.
 /// Returns whether the claim was acquired, and the verification (`None`: it
 /// does not exist).
+///
+/// The claim commits without waiting for the WAL flush (decision 185): it
+/// keeps two live copies of a job from both sending, which row locks do
+/// whether or not it is on disk. After a PostgreSQL crash a lost claim lets a
+/// copy send at once, a kept one after its lease: the same second send,
+/// sooner. The attempt that follows commits durably, and flushes the claim.
 pub async fn claim_for_dispatch(
     pool: &PgPool,
     id: Uuid,
@@ -283,6 +289,7 @@ pub async fn claim_for_dispatch(
                 ARRAY(SELECT DISTINCT a.provider FROM delivery_attempts a
                       WHERE a.job_id = $2 AND a.outcome = 'refused' AND a.provider IS NOT NULL) AS refused_by
          {FROM} {}
+         CROSS JOIN set_config('synchronous_commit', 'off', true) AS async_commit
          WHERE v.id = $1",
         branding::lateral("$4", "v.locale")
     );
