@@ -88,6 +88,9 @@ pub struct Core {
     pub relay: Addr<OutboxRelay>,
     /// Geo permissions and prefix blocks, for the HTTP settings endpoints.
     pub abuse: Arc<Abuse>,
+    /// Cells of the shared throttle buckets this process holds ahead; handed
+    /// back on a graceful stop.
+    pub leases: Arc<limits::SharedLeases>,
     /// Consumers of this process (dispatch here; the intake adds its own).
     pub health: Arc<ConsumerHealth>,
     _expiry: Option<Addr<ExpiryActor>>,
@@ -147,12 +150,14 @@ impl Core {
         let limiters = Arc::new(Limiters::new(&settings.limits));
         let housekeeping = limits::Housekeeping::new(limiters.clone()).start();
         let abuse = Arc::new(Abuse::new(pool.clone(), settings.abuse.clone()));
+        let leases = Arc::new(limits::SharedLeases::default());
         let issuer = Arc::new(Issuer {
             pool: pool.clone(),
             keys: keys.clone(),
             policy: settings.policy.clone(),
             limits: settings.limits.clone(),
             limiters,
+            leases: leases.clone(),
             relay: relay.clone(),
             abuse: abuse.clone(),
             stats: stats.clone(),
@@ -236,6 +241,7 @@ impl Core {
             account_state,
             relay,
             abuse,
+            leases,
             health,
             _expiry: expiry,
             _housekeeping: housekeeping,

@@ -108,6 +108,7 @@ impl Running {
         self.core.consumers.cancel().await;
         let left = self.core.health.wait_idle(grace).await;
         self.core.abuse.flush().await;
+        self.core.leases.release_all(&self.core.pool, verifyd_core::timestamp::now()).await;
         // A last report (and the last delivery counts); the overview then
         // shows this process stopped rather than stale.
         let _ = self.core.reporter.send(Stopping).await;

@@ -3,11 +3,13 @@
 //! a send or a check takes from, `memory` the in-process layer (governor, no
 //! database round trip for a flood), `postgres` the same buckets taken in the
 //! transaction that records the send (so the answer holds across processes),
+//! `lease` the cells of the buckets a tenant's sends share, taken a few at a time,
 //! `lockout` the per-account lockout after wrong codes in a row, and
 //! `refusal` what a refused request is told.
 
 mod buckets;
 mod config;
+mod lease;
 pub mod lockout;
 mod memory;
 mod postgres;
@@ -15,6 +17,7 @@ mod refusal;
 
 pub use buckets::{Bucket, Send, split_shared};
 pub use config::{Limit, Limits};
+pub use lease::SharedLeases;
 pub use memory::{Housekeeping, Limiters};
 pub use postgres::{enforce_in_tx, give_back, prune, take_alone};
 pub use refusal::{Refusal, Scope, Throttled, retry_after_secs};

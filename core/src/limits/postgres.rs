@@ -18,7 +18,7 @@ pub async fn enforce_in_tx(
     buckets: &[Bucket],
     now: DateTime<Utc>,
 ) -> Result<Result<(), Throttled>, sqlx::Error> {
-    take(conn, "SELECT refused_by, wait_secs FROM verifyd_throttle_take($1, $2, $3, $4)", buckets, now).await
+    take(conn, "SELECT refused_by, wait_secs FROM verifyd_throttle_take($1, $2, $3, $4)", buckets, 1, now).await
 }
 
 /// Takes from `buckets` in one statement, its own transaction, committed
@@ -33,23 +33,36 @@ pub async fn take_alone(
     buckets: &[Bucket],
     now: DateTime<Utc>,
 ) -> Result<Result<(), Throttled>, sqlx::Error> {
+    take_cells(pool, buckets, 1, now).await
+}
+
+/// [`take_alone`] of `cells` cells from every bucket at once (all of them
+/// from all, or nothing): what a lease (`lease.rs`) takes ahead.
+pub async fn take_cells(
+    pool: &sqlx::PgPool,
+    buckets: &[Bucket],
+    cells: u32,
+    now: DateTime<Utc>,
+) -> Result<Result<(), Throttled>, sqlx::Error> {
     let mut conn = pool.acquire().await?;
     let sql = "SELECT t.refused_by, t.wait_secs
                FROM set_config('synchronous_commit', 'off', true), verifyd_throttle_take($1, $2, $3, $4) AS t";
-    take(&mut conn, sql, buckets, now).await
+    take(&mut conn, sql, buckets, cells, now).await
 }
 
 async fn take(
     conn: &mut PgConnection,
     sql: &'static str,
     buckets: &[Bucket],
+    cells: u32,
     now: DateTime<Utc>,
 ) -> Result<Result<(), Throttled>, sqlx::Error> {
     if buckets.is_empty() {
         return Ok(Ok(()));
     }
     let keys: Vec<Vec<u8>> = buckets.iter().map(|b| b.key.to_vec()).collect();
-    let emission: Vec<f64> = buckets.iter().map(|b| b.limit.emission().as_secs_f64()).collect();
+    // Taking n cells is one take whose emission is n cells' worth.
+    let emission: Vec<f64> = buckets.iter().map(|b| b.limit.emission().as_secs_f64() * f64::from(cells)).collect();
     let window: Vec<f64> = buckets.iter().map(|b| b.limit.window().as_secs_f64()).collect();
     let (refused_by, wait): (i32, f64) =
         sqlx::query_as(sql).bind(&keys).bind(&emission).bind(&window).bind(now).fetch_one(&mut *conn).await?;
@@ -64,11 +77,21 @@ async fn take(
 /// fills past full), rows locked in key order as the take locks them; one
 /// statement, committed as [`take_alone`] commits.
 pub async fn give_back(pool: &sqlx::PgPool, buckets: &[Bucket], now: DateTime<Utc>) -> Result<(), sqlx::Error> {
-    if buckets.is_empty() {
+    give_back_cells(pool, buckets, 1, now).await
+}
+
+/// [`give_back`] of `cells` cells to every bucket (a lease's unused ones).
+pub async fn give_back_cells(
+    pool: &sqlx::PgPool,
+    buckets: &[Bucket],
+    cells: u32,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    if buckets.is_empty() || cells == 0 {
         return Ok(());
     }
     let keys: Vec<Vec<u8>> = buckets.iter().map(|b| b.key.to_vec()).collect();
-    let emission: Vec<f64> = buckets.iter().map(|b| b.limit.emission().as_secs_f64()).collect();
+    let emission: Vec<f64> = buckets.iter().map(|b| b.limit.emission().as_secs_f64() * f64::from(cells)).collect();
     sqlx::query(
         "WITH async AS (SELECT set_config('synchronous_commit', 'off', true)),
               locked AS (SELECT key FROM throttle_buckets, async WHERE key = ANY($1) ORDER BY key FOR UPDATE OF throttle_buckets)

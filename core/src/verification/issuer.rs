@@ -17,7 +17,7 @@ use crate::codes::keys::CodeKeys;
 use crate::domain::verification::{State, Status};
 use crate::ids::{ReplyTo, Tenant};
 use crate::limits::lockout;
-use crate::limits::{self, Limiters, Limits, Refusal, Throttled};
+use crate::limits::{self, Limiters, Limits, Refusal, SharedLeases, Throttled};
 use crate::outbox;
 use crate::outbox::contract::{DispatchJob, EventKind};
 use crate::outbox::relay::OutboxRelay;
@@ -48,6 +48,8 @@ pub struct Issuer {
     pub limits: Limits,
     /// The in-process layer of the limits, shared by every shard.
     pub limiters: Arc<Limiters>,
+    /// Cells of the shared buckets taken ahead (`limits/lease.rs`).
+    pub leases: Arc<SharedLeases>,
     pub relay: Addr<OutboxRelay>,
     pub abuse: Arc<Abuse>,
     /// Conversion counts for the operations overview.
@@ -77,14 +79,14 @@ impl Issuer {
         now: DateTime<Utc>,
     ) -> Result<Vec<limits::Bucket>, VerificationError> {
         let (_, shared) = limits::split_shared(self.limits.send_buckets(send));
-        limits::take_alone(&self.pool, &shared, now).await??;
+        self.leases.take(&self.pool, &shared, now).await??;
         Ok(shared)
     }
 
     /// Hands back what [`Issuer::take_shared`] took for a send that did not
     /// happen. Best effort: a failure only leaves the limit a cell stricter.
     pub async fn give_back(&self, shared: &[limits::Bucket], now: DateTime<Utc>) {
-        if let Err(e) = limits::give_back(&self.pool, shared, now).await {
+        if let Err(e) = self.leases.give_back(&self.pool, shared, now).await {
             tracing::warn!(error = %e, "could not hand back a refused send's shared throttle cells");
         }
     }
