@@ -264,7 +264,7 @@ pub struct ForDispatch {
 /// Returns whether the claim was acquired, and the verification (`None`: it
 /// does not exist).
 ///
-/// The claim commits without waiting for the WAL flush (decision 185): it
+/// The claim commits without waiting for the WAL flush (decision 186): it
 /// keeps two live copies of a job from both sending, which row locks do
 /// whether or not it is on disk. After a PostgreSQL crash a lost claim lets a
 /// copy send at once, a kept one after its lease: the same second send,
