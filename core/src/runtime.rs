@@ -14,6 +14,7 @@ use crate::account::rules::GateSettings;
 use crate::account::{AccountStateActor, PhoneRecorder};
 use crate::codes::keys::CodeKeys;
 use crate::delivery::dispatch::Dispatcher;
+use crate::delivery::parked::ParkedReceipts;
 use crate::delivery::routing::Routes;
 use crate::infra::amqp::Topology;
 use crate::infra::consumer::{self, ConsumerHealth, Consumers};
@@ -25,6 +26,9 @@ use crate::outbox::relay::OutboxRelay;
 use crate::store::processes::Identity;
 use crate::telemetry::stats::Stats;
 use crate::verification::expiry::ExpiryActor;
+
+/// How often a serve process applies receipts that arrived before their send's record.
+const PARKED_RECEIPTS_EVERY: Duration = Duration::from_millis(500);
 use crate::verification::{self, Issuer, Policy, VerificationActor};
 use crate::webhooks::deliverer::WebhookDeliverer;
 
@@ -94,6 +98,7 @@ pub struct Core {
     /// Consumers of this process (dispatch here; the intake adds its own).
     pub health: Arc<ConsumerHealth>,
     _expiry: Option<Addr<ExpiryActor>>,
+    _parked: Option<Addr<ParkedReceipts>>,
     _housekeeping: Addr<limits::Housekeeping>,
     /// This process's delivery consumers.
     pub consumers: Consumers,
@@ -222,14 +227,18 @@ impl Core {
             );
         }
 
-        let (verification, expiry) = match role {
-            Role::Worker => (None, None),
+        let (verification, expiry, parked) = match role {
+            Role::Worker => (None, None, None),
             Role::Serve => {
                 let approved_phones = Arc::new(PhoneRecorder { issuer: issuer.clone(), gate: settings.gate });
                 let deps = Arc::new(verification::Deps { issuer, approved_phones });
                 let verification = Shards::start(settings.shards, |_| VerificationActor::new(deps.clone()));
                 let expiry = ExpiryActor::new(pool.clone(), relay.clone(), settings.expiry_interval).start();
-                (Some(verification), Some(expiry))
+                // Receipts reach the HTTP API, so the processes serving it apply parked ones.
+                let parked =
+                    ParkedReceipts::new(pool.clone(), relay.clone(), settings.fallback_to_voice, PARKED_RECEIPTS_EVERY)
+                        .start();
+                (Some(verification), Some(expiry), Some(parked))
             }
         };
 
@@ -244,6 +253,7 @@ impl Core {
             leases,
             health,
             _expiry: expiry,
+            _parked: parked,
             _housekeeping: housekeeping,
             consumers,
             routes,

@@ -183,7 +183,9 @@ async fn meta_delivery_statuses_are_signed_webhooks_that_move_the_delivery_forwa
     }
     let sent = meta.sent_messages().await;
     let wamid = |phone: &str| sent.iter().find(|m| format!("+{}", m.to) == phone).unwrap().id.clone();
-    app.attempts_of(&ids[1], 1).await;
+    for id in &ids {
+        app.attempts_of(id, 1).await;
+    }
 
     let hook = |id: String, status: &str, error: Option<i64>| {
         let mut status = json!({ "id": id, "status": status, "timestamp": "1767225600", "recipient_id": "1" });
@@ -218,4 +220,23 @@ async fn meta_delivery_statuses_are_signed_webhooks_that_move_the_delivery_forwa
     assert_eq!(event["verification_id"], ids[1].as_str(), "{event:?}");
     let read = app.get(&format!("/v1/verifications/{}", ids[1])).await;
     assert_eq!(read.body["delivery"]["error_code"], "131026", "{:?}", read.body);
+
+    // A status that overtakes the record of its send (Meta has the message,
+    // its answer to verifyd is still on the way) is kept, and applied once the
+    // send is recorded.
+    meta.set_latency(Duration::from_millis(1500));
+    let phone = "+14155552697";
+    let created = app
+        .post_json("/v1/verifications", &json!({ "account_id": "rx-2", "phone": phone, "channel": "whatsapp" }))
+        .await;
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    meta.wait_for_code(phone, TIMEOUT).await.expect("sent");
+    let early = meta.sent_messages().await.into_iter().find(|m| m.to == phone[1..]).unwrap().id;
+    let delivered = hook(early, "delivered", None);
+    let signature = verifyd_providers::meta::signature("meta-app-secret", delivered.as_bytes());
+    assert_eq!(post(delivered, signature).await, 200);
+    assert!(app.attempts_of(&id, 0).await.is_empty(), "the receipt came before the attempt was recorded");
+    let read = app.wait_for_verification(&id, |v| v["delivery"]["state"] == "delivered").await;
+    assert_eq!(read["delivery"]["provider"], "meta", "{read:?}");
+    assert_eq!(app.attempts_of(&id, 1).await, vec![("meta".to_owned(), "sent".to_owned())]);
 }

@@ -35,7 +35,11 @@ fn rank(status: ReceiptStatus) -> u8 {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Applied {
-    /// No message sent by verifyd has this id (another system's, or pruned).
+    /// No message sent by verifyd has this id yet: the receipt is parked, and
+    /// applied if the attempt appears within [`PARKED_FOR`] (`parked.rs`).
+    Parked,
+    /// No message sent by verifyd has this id (a parked receipt's attempt
+    /// went away meanwhile).
     Unknown,
     /// The attempt already had this status or a later one.
     Stale,
@@ -43,6 +47,30 @@ pub enum Applied {
         /// The code went out again by voice.
         fell_back: bool,
     },
+}
+
+/// How long a receipt whose message verifyd has not recorded (yet) is kept.
+pub const PARKED_FOR: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// A receipt's content, from a callback or read back from `parked_receipts`.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Said {
+    pub provider: String,
+    #[sqlx(rename = "provider_message_id")]
+    pub message_id: String,
+    pub status: String,
+    pub error_code: Option<String>,
+}
+
+impl From<&Receipt> for Said {
+    fn from(r: &Receipt) -> Self {
+        Said {
+            provider: r.provider.to_owned(),
+            message_id: r.message_id.clone(),
+            status: r.status.as_str().to_owned(),
+            error_code: r.error_code.clone(),
+        }
+    }
 }
 
 #[derive(sqlx::FromRow)]
@@ -56,8 +84,17 @@ struct AttemptRow {
     requested_at: Option<DateTime<Utc>>,
 }
 
+/// What a receipt moved, for the metrics written once it is committed.
+struct Moved {
+    channel: String,
+    requested_at: Option<DateTime<Utc>>,
+    fell_back: bool,
+}
+
 /// Applies a receipt. `fallback_to_voice`: whether an undelivered SMS is
-/// followed by a call.
+/// followed by a call. A receipt for a message verifyd has not recorded is
+/// parked in the same transaction, so a receipt that overtakes the record of
+/// its send is not lost.
 pub async fn apply(
     pool: &PgPool,
     relay: &Addr<OutboxRelay>,
@@ -65,78 +102,156 @@ pub async fn apply(
     fallback_to_voice: bool,
     now: DateTime<Utc>,
 ) -> Result<Applied, StoreError> {
+    let said = Said::from(receipt);
     let mut tx = pool.begin().await?;
+    match apply_in(&mut tx, &said, receipt.status, fallback_to_voice, now).await? {
+        None => {
+            sqlx::query(
+                "INSERT INTO parked_receipts (provider, provider_message_id, status, error_code, received_at)
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            )
+            .bind(&said.provider)
+            .bind(&said.message_id)
+            .bind(&said.status)
+            .bind(&said.error_code)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            metrics::counter!("verifyd_receipts_parked_total", "provider" => receipt.provider).increment(1);
+            Ok(Applied::Parked)
+        }
+        Some(None) => Ok(Applied::Stale),
+        Some(Some(moved)) => {
+            relay::commit(tx, relay).await?;
+            Ok(counted(&said, receipt.status, moved, now))
+        }
+    }
+}
+
+/// Applies a parked receipt, in the transaction that deletes it: `None` when
+/// another process took it first.
+pub async fn apply_parked(
+    pool: &PgPool,
+    relay: &Addr<OutboxRelay>,
+    said: &Said,
+    fallback_to_voice: bool,
+    now: DateTime<Utc>,
+) -> Result<Option<Applied>, StoreError> {
+    let mut tx = pool.begin().await?;
+    let taken: Option<bool> = sqlx::query_scalar(
+        "DELETE FROM parked_receipts WHERE provider = $1 AND provider_message_id = $2 AND status = $3 RETURNING true",
+    )
+    .bind(&said.provider)
+    .bind(&said.message_id)
+    .bind(&said.status)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if taken.is_none() {
+        return Ok(None);
+    }
+    let applied = match ReceiptStatus::parse(&said.status) {
+        None => None,
+        Some(status) => apply_in(&mut tx, said, status, fallback_to_voice, now).await?.map(|m| (status, m)),
+    };
+    Ok(Some(match applied {
+        None => {
+            tx.commit().await?;
+            Applied::Unknown
+        }
+        Some((_, None)) => {
+            tx.commit().await?;
+            Applied::Stale
+        }
+        Some((status, Some(moved))) => {
+            relay::commit(tx, relay).await?;
+            counted(said, status, moved, now)
+        }
+    }))
+}
+
+/// The metrics of a committed receipt.
+fn counted(said: &Said, status: ReceiptStatus, moved: Moved, now: DateTime<Utc>) -> Applied {
+    if let (ReceiptStatus::Delivered, Some(asked)) = (status, moved.requested_at) {
+        let took = (now - asked).to_std().unwrap_or_default();
+        metrics::histogram!("verifyd_request_to_delivered_seconds", "channel" => moved.channel,
+            "provider" => said.provider.clone())
+        .record(took.as_secs_f64());
+    }
+    metrics::counter!("verifyd_receipts_total", "provider" => said.provider.clone(), "status" => status.as_str())
+        .increment(1);
+    if moved.fell_back {
+        metrics::counter!("verifyd_fallbacks_total", "to" => "voice").increment(1);
+    }
+    Applied::Updated { fell_back: moved.fell_back }
+}
+
+/// Moves the attempt that sent the message forward, in `tx`: `None` when no
+/// attempt sent it, `Some(None)` when the receipt is stale.
+async fn apply_in(
+    tx: &mut PgConnection,
+    said: &Said,
+    status: ReceiptStatus,
+    fallback_to_voice: bool,
+    now: DateTime<Utc>,
+) -> Result<Option<Option<Moved>>, StoreError> {
     let attempt: Option<AttemptRow> = sqlx::query_as(
         "SELECT id, job_id, verification_id, tenant_id, channel, receipt_status, requested_at FROM delivery_attempts
          WHERE provider = $1 AND provider_message_id = $2 AND outcome = 'sent'
          FOR UPDATE",
     )
-    .bind(receipt.provider)
-    .bind(&receipt.message_id)
+    .bind(&said.provider)
+    .bind(&said.message_id)
     .fetch_optional(&mut *tx)
     .await?;
     let Some(attempt) = attempt else {
-        return Ok(Applied::Unknown);
+        return Ok(None);
     };
     let current = attempt.receipt_status.as_deref().and_then(ReceiptStatus::parse);
-    if current.is_some_and(|c| rank(c) >= rank(receipt.status)) {
-        return Ok(Applied::Stale);
+    if current.is_some_and(|c| rank(c) >= rank(status)) {
+        return Ok(Some(None));
     }
     sqlx::query(
         "UPDATE delivery_attempts SET receipt_status = $2, receipt_error_code = $3, receipt_at = $4 WHERE id = $1",
     )
     .bind(attempt.id)
-    .bind(receipt.status.as_str())
-    .bind(&receipt.error_code)
+    .bind(status.as_str())
+    .bind(&said.error_code)
     .bind(now)
     .execute(&mut *tx)
     .await?;
     let mut fell_back = false;
-    if receipt.status.is_failure() {
+    if status.is_failure() {
         // Lock the verification: a check, a resend or another receipt waits.
         // A failure reported after the person already used (or let expire) the
         // code tells the backend nothing worth acting on: record it, announce nothing.
-        let locked = verifications::lock(&mut tx, attempt.tenant_id, attempt.verification_id).await?;
+        let locked = verifications::lock(&mut *tx, attempt.tenant_id, attempt.verification_id).await?;
         if let Some(v) = locked.filter(|v| v.state.effective_status(now) == Status::Pending) {
             let channel: Channel = attempt.channel.parse().unwrap_or(v.channel);
-            let reason = match &receipt.error_code {
-                Some(code) => {
-                    format!("{} reports the message {} (error {code})", receipt.provider, receipt.status.as_str())
-                }
-                None => format!("{} reports the message {}", receipt.provider, receipt.status.as_str()),
+            let reason = match &said.error_code {
+                Some(code) => format!("{} reports the message {} (error {code})", said.provider, status.as_str()),
+                None => format!("{} reports the message {}", said.provider, status.as_str()),
             };
             let mut event = v
                 .event(EventKind::DeliveryFailed, now)
-                .with("provider", receipt.provider)
-                .with("provider_message_id", receipt.message_id.as_str())
+                .with("provider", said.provider.as_str())
+                .with("provider_message_id", said.message_id.as_str())
                 .with("reason", reason);
             event.channel = Some(channel);
             if fallback_to_voice && channel == Channel::Sms {
-                fell_back = fall_back_to_voice(&mut tx, &v, now).await?;
+                fell_back = fall_back_to_voice(&mut *tx, &v, now).await?;
                 if fell_back {
                     event = event.with("fallback", Channel::Voice.as_str());
                 }
             }
             // The latest send failing for good ends the verification; an
             // earlier one's receipt does not (a resend is on its way).
-            let ended = !fell_back && verifications::fail_delivery(&mut tx, v.id, attempt.job_id, now).await?;
+            let ended = !fell_back && verifications::fail_delivery(&mut *tx, v.id, attempt.job_id, now).await?;
             event = event.status(if ended { Status::Failed.as_str() } else { Status::Pending.as_str() });
-            outbox::put(&mut tx, &outbox::event_rows(&event, v.reply.as_ref())).await?;
+            outbox::put(&mut *tx, &outbox::event_rows(&event, v.reply.as_ref())).await?;
         }
     }
-    relay::commit(tx, relay).await?;
-    if let (ReceiptStatus::Delivered, Some(asked)) = (receipt.status, attempt.requested_at) {
-        let took = (now - asked).to_std().unwrap_or_default();
-        metrics::histogram!("verifyd_request_to_delivered_seconds", "channel" => attempt.channel.clone(),
-            "provider" => receipt.provider)
-        .record(took.as_secs_f64());
-    }
-    metrics::counter!("verifyd_receipts_total", "provider" => receipt.provider, "status" => receipt.status.as_str())
-        .increment(1);
-    if fell_back {
-        metrics::counter!("verifyd_fallbacks_total", "to" => "voice").increment(1);
-    }
-    Ok(Applied::Updated { fell_back })
+    Ok(Some(Some(Moved { channel: attempt.channel, requested_at: attempt.requested_at, fell_back })))
 }
 
 /// Queues the same code by voice, once per verification and only while it can

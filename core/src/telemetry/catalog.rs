@@ -70,7 +70,7 @@ const CHANNEL: (&str, Values) = ("channel", Values::Channel);
 const PROVIDER: (&str, Values) = ("provider", Values::Provider);
 const TENANT: (&str, Values) = ("tenant", Values::Tenant);
 const QUEUE: (&str, Values) = ("queue", Values::Queue);
-const RECEIPT_PROVIDER: (&str, Values) = ("provider", Values::Fixed(&["twilio", "vonage"]));
+const RECEIPT_PROVIDER: (&str, Values) = ("provider", Values::Fixed(&["twilio", "vonage", "meta"]));
 
 /// Attempt outcomes of a provider call.
 pub const CALL_OUTCOMES: &[&str] = &["accepted", "retryable_error", "refused", "permanent_error"];
@@ -134,6 +134,16 @@ pub const METRICS: &[Metric] = &[
         "verifyd_receipts_refused_total",
         "Delivery receipts refused for a bad or missing signature.",
         &[RECEIPT_PROVIDER],
+    ),
+    counter(
+        "verifyd_receipts_parked_total",
+        "Delivery receipts that came before verifyd recorded their message's send, kept to be applied when it is.",
+        &[RECEIPT_PROVIDER],
+    ),
+    counter(
+        "verifyd_receipts_unmatched_total",
+        "Parked delivery receipts dropped after ten minutes with no send of theirs recorded.",
+        &[],
     ),
     counter(
         "verifyd_fallbacks_total",

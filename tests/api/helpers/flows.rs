@@ -45,6 +45,25 @@ impl TestApp {
         }
     }
 
+    /// A verification as `GET /v1/verifications/{id}` reads it, once
+    /// `until` holds (panics after 10 s with the last read).
+    pub async fn wait_for_verification(
+        &self,
+        id: &str,
+        until: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let reply = self.get(&format!("/v1/verifications/{id}")).await;
+            assert_eq!(reply.status, 200, "{:?}", reply.body);
+            if until(&reply.body) {
+                return reply.body;
+            }
+            assert!(std::time::Instant::now() < deadline, "verification {id} never got there: {:?}", reply.body);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Every row of every table of the test's database, as text: what a
     /// scan for a leaked code reads.
     pub async fn database_dump(&self) -> String {
