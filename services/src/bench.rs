@@ -248,9 +248,14 @@ where
     }
 }
 
-/// Distinct valid numbers: +1 415/650/212/312/617 555 0000–9999.
+/// US area codes the bench's numbers are in.
+const AREAS: [u32; 20] =
+    [415, 650, 212, 312, 617, 202, 305, 404, 503, 206, 213, 303, 512, 602, 702, 713, 718, 801, 808, 919];
+/// Distinct numbers the bench can make: a run needs one per verification.
+const PHONES: usize = AREAS.len() * 10_000;
+
+/// Distinct valid numbers: +1 <area> 555 0000–9999.
 fn phone(i: usize) -> String {
-    const AREAS: [u32; 5] = [415, 650, 212, 312, 617];
     format!("+1{}555{:04}", AREAS[(i / 10_000) % AREAS.len()], i % 10_000)
 }
 
@@ -503,6 +508,7 @@ async fn run_verifyd(args: &Args, consumers: usize, mock_url: &str, received: &R
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
+    anyhow::ensure!(args.n <= PHONES, "--n is at most {PHONES}: each verification needs a number of its own");
     let received = Arc::new(Received::default());
     let mock = start_mock(received.clone(), Duration::from_millis(args.provider_latency_ms)).await?;
     println!(
@@ -558,4 +564,19 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_number_the_bench_makes_is_a_distinct_valid_phone() {
+        let numbers: std::collections::HashSet<String> = (0..PHONES).step_by(997).map(phone).collect();
+        assert_eq!(numbers.len(), PHONES.div_ceil(997));
+        for area in 0..AREAS.len() {
+            let number = phone(area * 10_000 + 4242);
+            assert!(verifyd_providers::domain::PhoneNumber::parse(&number).is_ok(), "{number}");
+        }
+    }
 }
