@@ -127,6 +127,34 @@ async fn a_send_refused_in_its_transaction_hands_back_the_tenants_cells() {
     assert_eq!(stored, 2);
 }
 
+/// A tenant limit of 300 is taken three cells at a time (a lease, decision
+/// 185). Two processes sending in turn still send no more than the limit
+/// lets through, and each is refused at most its lease early.
+#[actix_rt::test(system = "verifyd::system::System")]
+async fn a_tenant_limit_taken_a_lease_at_a_time_holds_across_processes() {
+    let mut app = spawn_app_with(|c| c.throttle.per_tenant = Limit::new(300, 600)).await;
+    let other = app.start_another_serve().await;
+    let sms = |n: usize| json!({ "account_id": format!("l-{n}"), "phone": uk(1000 + n), "channel": "sms" });
+    let started = std::time::Instant::now();
+    let mut sent = 0;
+    for n in 0..330 {
+        let base = if n % 2 == 0 { app.address.clone() } else { other.clone() };
+        let reply = create_at(&app, &base, sms(n)).await;
+        match reply.status {
+            201 => sent += 1,
+            _ => {
+                assert_throttled(&reply, "tenant");
+            }
+        }
+    }
+    // The bucket refills a cell every 2 s while the test runs.
+    let refilled = started.elapsed().as_secs() as usize / 2 + 1;
+    assert!(sent <= 300 + refilled, "{sent} sent: more than the limit let through");
+    assert!(sent >= 300 - 2 * 3, "{sent} sent: refused more than two leases early");
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM verifications").fetch_one(&app.pool).await.unwrap();
+    assert_eq!(stored, sent as i64);
+}
+
 /// A country named in `per_country_overrides` gets its own limit, in process
 /// and in PostgreSQL; every other country keeps `per_country`.
 #[actix_rt::test(system = "verifyd::system::System")]
