@@ -26,11 +26,11 @@ use crate::outbox::relay::OutboxRelay;
 use crate::store::processes::Identity;
 use crate::telemetry::stats::Stats;
 use crate::verification::expiry::ExpiryActor;
+use crate::verification::{self, Issuer, Policy, VerificationActor};
+use crate::webhooks::deliverer::WebhookDeliverer;
 
 /// How often a serve process applies receipts that arrived before their send's record.
 const PARKED_RECEIPTS_EVERY: Duration = Duration::from_millis(500);
-use crate::verification::{self, Issuer, Policy, VerificationActor};
-use crate::webhooks::deliverer::WebhookDeliverer;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {

@@ -67,7 +67,7 @@ impl SharedLeases {
     ) -> Result<Result<(), Throttled>, sqlx::Error> {
         let size = lease_size(buckets);
         if buckets.is_empty() || size <= 1 {
-            return postgres::take_alone(pool, buckets, now).await;
+            return postgres::take_alone(pool, buckets, 1, now).await;
         }
         let set = set_of(buckets);
         let ran_out = {
@@ -84,7 +84,7 @@ impl SharedLeases {
         if let Some(old) = ran_out {
             self.hand_back(pool, &old, now).await;
         }
-        match postgres::take_cells(pool, buckets, size, now).await? {
+        match postgres::take_alone(pool, buckets, size, now).await? {
             Ok(()) => {
                 let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
                 let lease = held.entry(set).or_insert_with(|| Held {
@@ -96,7 +96,7 @@ impl SharedLeases {
                 lease.left += size - 1;
                 Ok(Ok(()))
             }
-            Err(_) => postgres::take_alone(pool, buckets, now).await,
+            Err(_) => postgres::take_alone(pool, buckets, 1, now).await,
         }
     }
 
@@ -112,7 +112,7 @@ impl SharedLeases {
                 return Ok(());
             }
         }
-        postgres::give_back(pool, buckets, now).await
+        postgres::give_back(pool, buckets, 1, now).await
     }
 
     /// Hands every lease's unused cells back to PostgreSQL (a graceful stop).
@@ -124,7 +124,7 @@ impl SharedLeases {
     }
 
     async fn hand_back(&self, pool: &PgPool, lease: &Held, now: DateTime<Utc>) {
-        if let Err(error) = postgres::give_back_cells(pool, &lease.buckets, lease.left, now).await {
+        if let Err(error) = postgres::give_back(pool, &lease.buckets, lease.left, now).await {
             tracing::warn!(%error, cells = lease.left, "could not hand back a lease's unused throttle cells");
         }
     }

@@ -19,7 +19,7 @@ pub use buckets::{Bucket, Send, split_shared};
 pub use config::{Limit, Limits};
 pub use lease::SharedLeases;
 pub use memory::{Housekeeping, Limiters};
-pub use postgres::{enforce_in_tx, give_back, prune, take_alone};
+pub use postgres::{enforce_in_tx, prune};
 pub use refusal::{Refusal, Scope, Throttled, retry_after_secs};
 
 #[cfg(test)]

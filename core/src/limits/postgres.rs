@@ -21,24 +21,15 @@ pub async fn enforce_in_tx(
     take(conn, "SELECT refused_by, wait_secs FROM verifyd_throttle_take($1, $2, $3, $4)", buckets, 1, now).await
 }
 
-/// Takes from `buckets` in one statement, its own transaction, committed
-/// without waiting for the WAL flush (`synchronous_commit = off`, set for that
+/// Takes `cells` cells from every bucket of `buckets` (all of them from all,
+/// or nothing) in one statement, its own transaction, committed without
+/// waiting for the WAL flush (`synchronous_commit = off`, set for that
 /// transaction only): rows every send of a tenant shares are locked for one
 /// statement rather than for a create's whole transaction and its flush. A
 /// crash of PostgreSQL may forget the last fraction of a second of takes: the
-/// limit is then briefly looser, never stricter. Hand the cells back with
-/// [`give_back`] if the send does not happen.
+/// limit is then briefly looser, never stricter. A lease (`lease.rs`) takes
+/// several cells ahead; hand unused ones back with [`give_back`].
 pub async fn take_alone(
-    pool: &sqlx::PgPool,
-    buckets: &[Bucket],
-    now: DateTime<Utc>,
-) -> Result<Result<(), Throttled>, sqlx::Error> {
-    take_cells(pool, buckets, 1, now).await
-}
-
-/// [`take_alone`] of `cells` cells from every bucket at once (all of them
-/// from all, or nothing): what a lease (`lease.rs`) takes ahead.
-pub async fn take_cells(
     pool: &sqlx::PgPool,
     buckets: &[Bucket],
     cells: u32,
@@ -73,15 +64,10 @@ async fn take(
     Ok(Err(Throttled::counted(bucket.scope, Duration::from_secs_f64(wait.max(0.0)))))
 }
 
-/// Returns one cell to each bucket (the inverse of a take; a bucket never
-/// fills past full), rows locked in key order as the take locks them; one
-/// statement, committed as [`take_alone`] commits.
-pub async fn give_back(pool: &sqlx::PgPool, buckets: &[Bucket], now: DateTime<Utc>) -> Result<(), sqlx::Error> {
-    give_back_cells(pool, buckets, 1, now).await
-}
-
-/// [`give_back`] of `cells` cells to every bucket (a lease's unused ones).
-pub async fn give_back_cells(
+/// Returns `cells` cells to each bucket (the inverse of a take; a bucket
+/// never fills past full), rows locked in key order as the take locks them;
+/// one statement, committed as [`take_alone`] commits.
+pub async fn give_back(
     pool: &sqlx::PgPool,
     buckets: &[Bucket],
     cells: u32,
