@@ -84,6 +84,15 @@ struct AttemptRow {
     requested_at: Option<DateTime<Utc>>,
 }
 
+/// What `apply_in` found for a receipt.
+enum Found {
+    /// No attempt sent this message (yet).
+    NoAttempt,
+    /// The attempt already had this status or a later one.
+    Stale,
+    Moved(Moved),
+}
+
 /// What a receipt moved, for the metrics written once it is committed.
 struct Moved {
     channel: String,
@@ -105,7 +114,7 @@ pub async fn apply(
     let said = Said::from(receipt);
     let mut tx = pool.begin().await?;
     match apply_in(&mut tx, &said, receipt.status, fallback_to_voice, now).await? {
-        None => {
+        Found::NoAttempt => {
             sqlx::query(
                 "INSERT INTO parked_receipts (provider, provider_message_id, status, error_code, received_at)
                  VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
@@ -121,8 +130,8 @@ pub async fn apply(
             metrics::counter!("verifyd_receipts_parked_total", "provider" => receipt.provider).increment(1);
             Ok(Applied::Parked)
         }
-        Some(None) => Ok(Applied::Stale),
-        Some(Some(moved)) => {
+        Found::Stale => Ok(Applied::Stale),
+        Found::Moved(moved) => {
             relay::commit(tx, relay).await?;
             Ok(counted(&said, receipt.status, moved, now))
         }
@@ -150,20 +159,21 @@ pub async fn apply_parked(
     if taken.is_none() {
         return Ok(None);
     }
-    let applied = match ReceiptStatus::parse(&said.status) {
-        None => None,
-        Some(status) => apply_in(&mut tx, said, status, fallback_to_voice, now).await?.map(|m| (status, m)),
+    // A status this version cannot read is dropped with the row, as unknown.
+    let Some(status) = ReceiptStatus::parse(&said.status) else {
+        tx.commit().await?;
+        return Ok(Some(Applied::Unknown));
     };
-    Ok(Some(match applied {
-        None => {
+    Ok(Some(match apply_in(&mut tx, said, status, fallback_to_voice, now).await? {
+        Found::NoAttempt => {
             tx.commit().await?;
             Applied::Unknown
         }
-        Some((_, None)) => {
+        Found::Stale => {
             tx.commit().await?;
             Applied::Stale
         }
-        Some((status, Some(moved))) => {
+        Found::Moved(moved) => {
             relay::commit(tx, relay).await?;
             counted(said, status, moved, now)
         }
@@ -187,14 +197,14 @@ fn counted(said: &Said, status: ReceiptStatus, moved: Moved, now: DateTime<Utc>)
 }
 
 /// Moves the attempt that sent the message forward, in `tx`: `None` when no
-/// attempt sent it, `Some(None)` when the receipt is stale.
+/// attempt sent it, or that the receipt is stale.
 async fn apply_in(
     tx: &mut PgConnection,
     said: &Said,
     status: ReceiptStatus,
     fallback_to_voice: bool,
     now: DateTime<Utc>,
-) -> Result<Option<Option<Moved>>, StoreError> {
+) -> Result<Found, StoreError> {
     let attempt: Option<AttemptRow> = sqlx::query_as(
         "SELECT id, job_id, verification_id, tenant_id, channel, receipt_status, requested_at FROM delivery_attempts
          WHERE provider = $1 AND provider_message_id = $2 AND outcome = 'sent'
@@ -205,11 +215,11 @@ async fn apply_in(
     .fetch_optional(&mut *tx)
     .await?;
     let Some(attempt) = attempt else {
-        return Ok(None);
+        return Ok(Found::NoAttempt);
     };
     let current = attempt.receipt_status.as_deref().and_then(ReceiptStatus::parse);
     if current.is_some_and(|c| rank(c) >= rank(status)) {
-        return Ok(Some(None));
+        return Ok(Found::Stale);
     }
     sqlx::query(
         "UPDATE delivery_attempts SET receipt_status = $2, receipt_error_code = $3, receipt_at = $4 WHERE id = $1",
@@ -251,7 +261,7 @@ async fn apply_in(
             outbox::put(&mut *tx, &outbox::event_rows(&event, v.reply.as_ref())).await?;
         }
     }
-    Ok(Some(Some(Moved { channel: attempt.channel, requested_at: attempt.requested_at, fell_back })))
+    Ok(Found::Moved(Moved { channel: attempt.channel, requested_at: attempt.requested_at, fell_back }))
 }
 
 /// Queues the same code by voice, once per verification and only while it can
