@@ -21,12 +21,11 @@ pub struct ParkedReceipts {
     relay: Addr<OutboxRelay>,
     fallback_to_voice: bool,
     interval: Duration,
-    sweeping: bool,
 }
 
 impl ParkedReceipts {
     pub fn new(pool: PgPool, relay: Addr<OutboxRelay>, fallback_to_voice: bool, interval: Duration) -> Self {
-        ParkedReceipts { pool, relay, fallback_to_voice, interval, sweeping: false }
+        ParkedReceipts { pool, relay, fallback_to_voice, interval }
     }
 }
 
@@ -34,19 +33,9 @@ impl Actor for ParkedReceipts {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.run_interval(self.interval, |act, ctx| {
-            if act.sweeping {
-                return;
-            }
-            act.sweeping = true;
+        crate::infra::sweep::every(ctx, self.interval, "applying parked receipts", |act: &mut Self| {
             let (pool, relay, fallback) = (act.pool.clone(), act.relay.clone(), act.fallback_to_voice);
-            let work = async move { sweep(&pool, &relay, fallback, crate::timestamp::now()).await };
-            ctx.spawn(work.into_actor(act).map(|result, act, _| {
-                act.sweeping = false;
-                if let Err(error) = result {
-                    tracing::warn!(%error, "applying parked receipts failed; next tick retries");
-                }
-            }));
+            async move { sweep(&pool, &relay, fallback, crate::timestamp::now()).await }
         });
     }
 }

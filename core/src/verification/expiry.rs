@@ -22,13 +22,12 @@ pub struct ExpiryActor {
     pool: PgPool,
     relay: Addr<OutboxRelay>,
     interval: Duration,
-    sweeping: bool,
     last_prune: Option<std::time::Instant>,
 }
 
 impl ExpiryActor {
     pub fn new(pool: PgPool, relay: Addr<OutboxRelay>, interval: Duration) -> Self {
-        ExpiryActor { pool, relay, interval, sweeping: false, last_prune: None }
+        ExpiryActor { pool, relay, interval, last_prune: None }
     }
 }
 
@@ -36,29 +35,19 @@ impl Actor for ExpiryActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.run_interval(self.interval, |act, ctx| {
-            if act.sweeping {
-                return;
-            }
-            act.sweeping = true;
+        crate::infra::sweep::every(ctx, self.interval, "expiry sweep", |act: &mut Self| {
             let due = act.last_prune.is_none_or(|at| at.elapsed() >= PRUNE_EVERY);
             if due {
                 act.last_prune = Some(std::time::Instant::now());
             }
             let (pool, relay) = (act.pool.clone(), act.relay.clone());
-            let work = async move {
+            async move {
                 let expired = sweep(&pool, &relay).await?;
                 if due {
                     prune(&pool).await?;
                 }
                 Ok::<_, StoreError>(expired)
-            };
-            ctx.spawn(work.into_actor(act).map(|result, act, _| {
-                act.sweeping = false;
-                if let Err(error) = result {
-                    tracing::warn!(%error, "expiry sweep failed; next tick retries");
-                }
-            }));
+            }
         });
     }
 }
