@@ -249,6 +249,7 @@ pub async fn start(config: &Config, role: Role, metrics: Option<PrometheusHandle
         tracing::warn!("development mode: GET /v1/dev/messages lists every code the inbox provider wrote");
     }
     let max_body = config.http.max_body_bytes;
+    let in_flight = http::overload::InFlight::new(config.http.max_in_flight);
     let limits =
         RequestLimits { max_url_bytes: config.http.max_url_bytes, max_header_bytes: config.http.max_header_bytes };
     let mut server = HttpServer::new(move || {
@@ -258,9 +259,13 @@ pub async fn start(config: &Config, role: Role, metrics: Option<PrometheusHandle
             .app_data(web::PayloadConfig::default().limit(max_body))
             .app_data(BodyLimit(max_body))
             .app_data(limits)
+            .app_data(in_flight.clone())
             .wrap(middleware::from_fn(http::credentials::authenticate_first))
             .wrap(middleware::from_fn(http::fallback::problems_for_bare_refusals))
             .wrap(middleware::from_fn(http::limits::enforce))
+            // Outside the rest, so a shed request costs no key check nor
+            // database work; inside the log, so it is logged.
+            .wrap(middleware::from_fn(http::overload::shed))
             // Script links grant a code until they expire: keep them out of the
             // log. Only the path is logged, never a query string (where a
             // caller might put a key by mistake).

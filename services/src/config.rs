@@ -174,6 +174,10 @@ pub struct Http {
     pub max_header_bytes: usize,
     /// actix-web worker threads; 0 = one per core.
     pub workers: usize,
+    /// Requests handled at once by this process, over all workers; past it a
+    /// request is answered `503 overloaded` at once (probes and `/metrics`
+    /// always answer). 0: no bound.
+    pub max_in_flight: usize,
     /// How long a checked API key is remembered; a revocation takes effect within it.
     pub key_cache_secs: u64,
     /// Reverse proxies (CIDR) whose `X-Forwarded-For` is believed when they are
@@ -192,6 +196,7 @@ impl Default for Http {
             max_url_bytes: 4 * 1024,
             max_header_bytes: 8 * 1024,
             workers: 0,
+            max_in_flight: 256,
             key_cache_secs: 5,
             trusted_proxies: Vec::new(),
             public_url: None,

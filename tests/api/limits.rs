@@ -332,3 +332,61 @@ async fn a_vonage_receipt_with_an_overflowing_timestamp_is_refused_not_a_crash()
     }
     assert_eq!(vonage_receipt(&app, 10).await.status, 204, "still serving signed receipts");
 }
+
+/// A request that holds its place in flight: its headers are sent, its body
+/// never finishes, so its handler waits for the rest.
+async fn held_request(app: &TestApp) -> tokio::net::TcpStream {
+    let host = app.address.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(host).await.expect("connect");
+    let head = format!(
+        "POST /v1/verifications HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\n\
+         Content-Length: 200\r\n\r\n{{\"account_id\": \"held\"",
+        app.api_key
+    );
+    stream.write_all(head.as_bytes()).await.expect("write");
+    stream
+}
+
+#[actix_rt::test(system = "verifyd::system::System")]
+async fn past_max_in_flight_a_request_is_answered_503_at_once_and_nothing_is_done() {
+    let app = spawn_app_with(|c| c.http.max_in_flight = 2).await;
+    let missing = format!("/v1/verifications/{}", uuid::Uuid::new_v4());
+    let held = vec![held_request(&app).await, held_request(&app).await];
+
+    // Both are in flight once their key is checked: the next request is shed.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let shed = loop {
+        let r = app.get(&missing).await;
+        if r.status == 503 {
+            break r;
+        }
+        assert_eq!(r.status, 404, "{:?}", r.body);
+        assert!(std::time::Instant::now() < deadline, "two held requests never filled max_in_flight = 2");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_problem(&shed, 503, "overloaded");
+    assert_eq!(shed.headers["retry-after"], "1");
+    assert_eq!(
+        shed.body["detail"],
+        "this process is handling 2 requests at once, the most it takes: retry in a second"
+    );
+
+    // A create shed meanwhile sends nothing and stores nothing.
+    let create =
+        app.post_json("/v1/verifications", &json!({ "account_id": "u", "phone": PHONE, "channel": "sms" })).await;
+    assert_problem(&create, 503, "overloaded");
+    // The probes answer however busy the process is.
+    assert_eq!(app.client.get(app.url("/healthz")).send().await.unwrap().status(), 200);
+    assert_eq!(app.client.get(app.url("/readyz")).send().await.unwrap().status(), 200);
+
+    // Once the held requests go, requests are served again.
+    drop(held);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while app.get(&missing).await.status == 503 {
+        assert!(std::time::Instant::now() < deadline, "permits were not given back when the held requests went");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM verifications").fetch_one(&app.pool).await.unwrap();
+    assert_eq!(stored, 0, "a shed create must not be stored");
+    assert!(app.twilio.sent_sms().await.is_empty(), "a shed create must not be sent");
+}

@@ -93,6 +93,11 @@ pub const METRICS: &[Metric] = &[
     ),
     counter("verifyd_resends_total", "Codes sent again for a verification.", &[CHANNEL]),
     counter(
+        "verifyd_http_shed_total",
+        "HTTP requests answered 503 overloaded at once: more were in flight than http.max_in_flight.",
+        &[],
+    ),
+    counter(
         "verifyd_dispatch_total",
         "Delivery jobs finished, by final outcome.",
         &[TENANT, CHANNEL, ("outcome", Values::Fixed(&["sent", "permanent_error", "skipped"]))],

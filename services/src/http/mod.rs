@@ -23,6 +23,7 @@ pub mod limits;
 pub mod openapi;
 pub mod operator;
 pub mod ops;
+pub mod overload;
 pub mod probes;
 pub mod problem;
 pub mod verifications;

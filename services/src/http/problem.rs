@@ -80,6 +80,9 @@ pub enum ApiError {
     Internal(String),
     #[error("service unavailable")]
     Unavailable,
+    /// More requests at once than `http.max_in_flight`: shed before any work.
+    #[error("this process is handling {0} requests at once, the most it takes: retry in a second")]
+    Overloaded(usize),
 }
 
 impl ApiError {
@@ -141,6 +144,7 @@ impl ApiError {
             ApiError::Csrf(_) => "csrf_failed",
             ApiError::Internal(_) => "internal",
             ApiError::Unavailable => "unavailable",
+            ApiError::Overloaded(_) => "overloaded",
         }
     }
 }
@@ -361,7 +365,7 @@ impl ResponseError for ApiError {
             | ApiError::Csrf(_) => StatusCode::FORBIDDEN,
             ApiError::Letter(_) => StatusCode::CONFLICT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable | ApiError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -409,7 +413,7 @@ impl ResponseError for ApiError {
             ApiError::Unauthenticated => {
                 response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
             }
-            ApiError::Unavailable => {
+            ApiError::Unavailable | ApiError::Overloaded(_) => {
                 response.insert_header((header::RETRY_AFTER, "1"));
             }
             _ => {}
