@@ -11,6 +11,13 @@
 //! load). `--check-rate` then checks every code the mock received, at that
 //! rate. Each stage (create answered, create → provider, check answered)
 //! is reported with p50 and p99, with the process's resident memory.
+//!
+//! With `--workers`, the full path runs as a deployment runs it, in child
+//! processes (`processes.rs`); without, in this one. An interrupted run
+//! removes what it made (`leftovers.rs`).
+
+mod leftovers;
+mod processes;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -30,6 +37,9 @@ use verifyd_core::limits::{Limit, Limits};
 use verifyd_core::runtime::Role;
 use verifyd_providers::twilio::TwilioConfig;
 
+use verifyd_core::infra::amqp::Topology;
+
+use self::leftovers::Leftovers;
 use crate::app;
 use crate::config::{Config, Providers};
 
@@ -73,6 +83,13 @@ pub struct Args {
     /// mock received), at this many checks a second (open loop).
     #[arg(long)]
     pub check_rate: Option<f64>,
+    /// Run the full path as separate processes: one `verifyd serve` (HTTP,
+    /// no dispatch) and this many `verifyd worker`s, each with the
+    /// dispatch consumers being measured; comma separated to measure
+    /// several counts. Each process's own memory is reported. Without it,
+    /// everything runs in this process.
+    #[arg(long, value_delimiter = ',')]
+    pub workers: Vec<usize>,
     #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
     pub database_url: String,
     #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
@@ -188,17 +205,20 @@ impl Stage {
 
 /// What the full path measured beyond the throughput.
 struct Report {
+    /// `in one process`, or `serve + K workers`.
+    shape: String,
     figures: Figures,
     stages: Vec<Stage>,
-    /// Resident memory of this process (server, consumers, bench client and
-    /// mock together), sampled every second: first, peak, last, in MiB.
-    rss_mib: (f64, f64, f64),
+    /// Resident memory of each process measured, sampled every second:
+    /// first, peak, last, in MiB. In one process that is the bench's own
+    /// (server, consumers, bench client and mock together).
+    rss_mib: Vec<(String, (f64, f64, f64))>,
     checks_per_second: Option<f64>,
 }
 
-/// This process's resident set size, in MiB (Linux; 0 elsewhere).
-fn rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+/// The resident set size in a `/proc/<pid>/status` file, in MiB (Linux; 0 elsewhere).
+fn rss_mib_of(status_file: &str) -> f64 {
+    let status = std::fs::read_to_string(status_file).unwrap_or_default();
     status
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
@@ -283,13 +303,6 @@ fn scratch_database(admin_url: &str, name: &str) -> anyhow::Result<String> {
     Ok(format!("{base}/{name}"))
 }
 
-async fn drop_database(admin_url: &str, name: &str) {
-    if let Ok(pool) = PgPool::connect(admin_url).await {
-        let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
-        let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await;
-    }
-}
-
 // ---- baseline ---------------------------------------------------------------
 
 struct Baseline {
@@ -313,10 +326,19 @@ impl DeliveryHandler for Baseline {
     }
 }
 
-async fn run_baseline(args: &Args, consumers: usize, mock_url: &str, received: &Received) -> anyhow::Result<Figures> {
+async fn run_baseline(
+    args: &Args,
+    consumers: usize,
+    mock_url: &str,
+    received: &Received,
+    leftovers: &Leftovers,
+) -> anyhow::Result<Figures> {
     let id = Uuid::new_v4().simple().to_string();
     let db = format!("verifyd_bench_{id}");
     let url = scratch_database(&args.database_url, &db)?;
+    let queue = format!("bench.{id}.baseline");
+    leftovers.database(&db);
+    leftovers.queue(&queue);
     let result = async {
         let mut config = Config::local(&url, &args.amqp_url, "");
         config.database.max_connections = 20;
@@ -325,7 +347,6 @@ async fn run_baseline(args: &Args, consumers: usize, mock_url: &str, received: &
             .execute(&pool)
             .await?;
         let conn = app::rabbitmq(&config).await?;
-        let queue = format!("bench.{id}.baseline");
         let ch = conn.create_channel().await?;
         let mut args_table = FieldTable::default();
         args_table.insert("x-queue-type".into(), verifyd_core::infra::amqp::long_string("quorum"));
@@ -368,18 +389,16 @@ async fn run_baseline(args: &Args, consumers: usize, mock_url: &str, received: &
         figures(&started, &received.take())
     }
     .await;
-    drop_database(&args.database_url, &db).await;
+    leftovers.remove(&args.database_url, &args.amqp_url).await;
     result
 }
 
 // ---- full path --------------------------------------------------------------
 
-async fn run_verifyd(args: &Args, consumers: usize, mock_url: &str, received: &Received) -> anyhow::Result<Report> {
-    let id = Uuid::new_v4().simple().to_string();
-    let db = format!("verifyd_bench_{id}");
-    let url = scratch_database(&args.database_url, &db)?;
-    let prefix = format!("bench.{id}.");
-    let mut config = Config::local(&url, &args.amqp_url, &prefix);
+/// The configuration of the full path: everything on, no throttle in the way
+/// of N sends to one tenant, Twilio at the mock.
+fn bench_config(args: &Args, consumers: usize, database_url: &str, prefix: &str, mock_url: &str) -> Config {
+    let mut config = Config::local(database_url, &args.amqp_url, prefix);
     config.amqp.dispatch_consumers = consumers;
     config.amqp.prefetch = args.prefetch;
     config.database.max_connections = 20;
@@ -409,28 +428,93 @@ async fn run_verifyd(args: &Args, consumers: usize, mock_url: &str, received: &R
         twilio: Some(twilio),
         ..Providers::default()
     };
+    config
+}
+
+/// Where the full path runs.
+enum Target {
+    /// In this process, beside the bench's client and mock.
+    Here(app::Running),
+    /// As `verifyd serve` and workers, children of this process.
+    Children(processes::Children),
+}
+
+impl Target {
+    fn shape(&self) -> String {
+        match self {
+            Target::Here(_) => "in one process".to_owned(),
+            Target::Children(c) => match c.pids.len() - 1 {
+                1 => "serve + 1 worker".to_owned(),
+                k => format!("serve + {k} workers"),
+            },
+        }
+    }
+
+    /// `(label, /proc status file)` of each process whose memory is sampled.
+    fn memory_sources(&self) -> Vec<(String, String)> {
+        match self {
+            Target::Here(_) => vec![("bench process".to_owned(), "/proc/self/status".to_owned())],
+            Target::Children(c) => {
+                c.pids.iter().map(|(label, pid)| (label.clone(), format!("/proc/{pid}/status"))).collect()
+            }
+        }
+    }
+}
+
+async fn run_verifyd(
+    args: &Args,
+    consumers: usize,
+    workers: Option<usize>,
+    mock_url: &str,
+    received: &Received,
+    leftovers: &Leftovers,
+) -> anyhow::Result<Report> {
+    let id = Uuid::new_v4().simple().to_string();
+    let db = format!("verifyd_bench_{id}");
+    let url = scratch_database(&args.database_url, &db)?;
+    let prefix = format!("bench.{id}.");
+    let config = bench_config(args, consumers, &url, &prefix, mock_url);
+    leftovers.database(&db);
+    leftovers.topology(
+        &Topology::new(prefix.clone(), config.retry_delays()).with_webhook_retries(config.webhooks.retry_delays()),
+    );
     let result = async {
-        let mut running = app::start(&config, Role::Serve, None).await?;
-        let port = running.port.context("serve listens")?;
-        actix_rt::spawn(running.server.take().context("serve has a server")?);
+        let (target, port, pool) = match workers {
+            None => {
+                let mut running = app::start(&config, Role::Serve, None).await?;
+                let port = running.port.context("serve listens")?;
+                actix_rt::spawn(running.server.take().context("serve has a server")?);
+                let pool = running.core.pool.clone();
+                (Target::Here(running), port, pool)
+            }
+            Some(workers) => {
+                let setup = processes::Setup { args, database_url: &url, prefix: &prefix, mock_url, consumers };
+                let children = processes::start(&setup, workers, leftovers).await?;
+                let port = children.port;
+                (Target::Children(children), port, app::database(&config, false).await?)
+            }
+        };
         let spec = crate::api_keys::KeySpec {
             label: Some("bench".into()),
             scopes: crate::api_keys::Scopes::of(&[crate::api_keys::Scope::Verify]),
             sources: Default::default(),
         };
-        let (_, issued) =
-            crate::api_keys::create(&running.core.pool, "bench", &spec, &crate::api_keys::console_operator()).await?;
+        let (_, issued) = crate::api_keys::create(&pool, "bench", &spec, &crate::api_keys::console_operator()).await?;
         let key = issued.secret().to_owned();
         let client = reqwest::Client::new();
         let endpoint = format!("http://127.0.0.1:{port}/v1/verifications");
 
-        // Resident memory, sampled every second while the run lasts.
-        let rss = Arc::new(Mutex::new(Vec::<f64>::new()));
+        // Resident memory of each process, sampled every second while the run lasts.
+        let sources = target.memory_sources();
+        let rss = Arc::new(Mutex::new(vec![Vec::<f64>::new(); sources.len()]));
         let sampler = {
-            let rss = rss.clone();
+            let (rss, files): (_, Vec<String>) = (rss.clone(), sources.iter().map(|(_, f)| f.clone()).collect());
             actix_rt::spawn(async move {
                 loop {
-                    rss.lock().unwrap_or_else(|e| e.into_inner()).push(rss_mib());
+                    let now: Vec<f64> = files.iter().map(|f| rss_mib_of(f)).collect();
+                    for (series, mib) in rss.lock().unwrap_or_else(|e| e.into_inner()).iter_mut().zip(now) {
+                        series.push(mib);
+                    }
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             })
@@ -499,26 +583,62 @@ async fn run_verifyd(args: &Args, consumers: usize, mock_url: &str, received: &R
         }
         sampler.abort();
         let rss = rss.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let peak = rss.iter().copied().fold(0.0, f64::max);
-        let rss_mib = (rss.first().copied().unwrap_or_default(), peak, rss.last().copied().unwrap_or_default());
-        running.stop_consuming(Duration::from_secs(5)).await;
-        running.core.pool.close().await;
-        Ok::<_, anyhow::Error>(Report { figures, stages, rss_mib, checks_per_second })
+        let rss_mib = sources
+            .into_iter()
+            .zip(rss)
+            .map(|((label, _), series)| {
+                let peak = series.iter().copied().fold(0.0, f64::max);
+                (label, (series.first().copied().unwrap_or_default(), peak, series.last().copied().unwrap_or_default()))
+            })
+            .collect();
+        let shape = target.shape();
+        match target {
+            Target::Here(running) => {
+                running.stop_consuming(Duration::from_secs(5)).await;
+                running.core.pool.close().await;
+            }
+            Target::Children(_) => {
+                leftovers.stop_children();
+                pool.close().await;
+            }
+        }
+        Ok::<_, anyhow::Error>(Report { shape, figures, stages, rss_mib, checks_per_second })
     }
     .await;
-    let topology = verifyd_core::infra::amqp::Topology::new(prefix, config.retry_delays())
-        .with_webhook_retries(config.webhooks.retry_delays());
-    if let Ok(conn) = app::rabbitmq(&config).await
-        && let Ok(ch) = conn.create_channel().await
-    {
-        topology.delete(&ch).await;
-    }
-    drop_database(&args.database_url, &db).await;
+    leftovers.remove(&args.database_url, &args.amqp_url).await;
     result
+}
+
+/// Resolves when the bench is asked to stop: Ctrl-C or SIGTERM.
+async fn interrupted() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => tokio::select! {
+            _ = tokio::signal::ctrl_c() => "Ctrl-C",
+            _ = term.recv() => "SIGTERM",
+        },
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            "Ctrl-C"
+        }
+    }
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     anyhow::ensure!(args.n <= PHONES, "--n is at most {PHONES}: each verification needs a number of its own");
+    anyhow::ensure!(!args.workers.contains(&0), "--workers counts processes: 1 or more");
+    let leftovers = Leftovers::default();
+    // Whatever ends the run, what it made goes: an interrupted run drops its
+    // scratch database, queues and child processes too.
+    let outcome = tokio::select! {
+        outcome = measure(&args, &leftovers) => outcome,
+        signal = interrupted() => Err(anyhow::anyhow!("interrupted by {signal}: the run's databases, queues and processes are removed")),
+    };
+    leftovers.remove(&args.database_url, &args.amqp_url).await;
+    outcome
+}
+
+async fn measure(args: &Args, leftovers: &Leftovers) -> anyhow::Result<()> {
     let received = Arc::new(Received::default());
     let mock = start_mock(received.clone(), Duration::from_millis(args.provider_latency_ms)).await?;
     println!(
@@ -531,31 +651,51 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         args.check_rate.map_or("no checks".to_owned(), |r| format!("{r}/s")),
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
     );
+    let shapes: Vec<Option<usize>> =
+        if args.workers.is_empty() { vec![None] } else { args.workers.iter().copied().map(Some).collect() };
     let mut reports = Vec::new();
-    println!("| consumers | path | verifications/s | p50 ms | p95 ms | p99 ms | vs baseline |");
-    println!("|---:|---|---:|---:|---:|---:|---:|");
+    println!("| consumers | path | processes | verifications/s | p50 ms | p95 ms | p99 ms | vs baseline |");
+    println!("|---:|---|---|---:|---:|---:|---:|---:|");
     for &consumers in &args.consumers {
         let base = match args.without_baseline {
             true => None,
-            false => Some(run_baseline(&args, consumers, &mock, &received).await?),
+            false => Some(run_baseline(args, consumers, &mock, &received, leftovers).await?),
         };
-        let full = run_verifyd(&args, consumers, &mock, &received).await?;
-        for (name, f) in base.map(|b| ("baseline", b)).into_iter().chain([("verifyd", full.figures)]) {
-            let share = base.map_or("–".to_owned(), |b| format!("{:.0} %", 100.0 * f.per_second / b.per_second));
+        let share =
+            |f: &Figures| base.map_or("–".to_owned(), |b| format!("{:.0} %", 100.0 * f.per_second / b.per_second));
+        if let Some(b) = &base {
             println!(
-                "| {consumers} | {name} | {:.0} | {:.1} | {:.1} | {:.1} | {share} |",
-                f.per_second, f.p50_ms, f.p95_ms, f.p99_ms
+                "| {consumers} | baseline | one | {:.0} | {:.1} | {:.1} | {:.1} | {} |",
+                b.per_second,
+                b.p50_ms,
+                b.p95_ms,
+                b.p99_ms,
+                share(b)
             );
         }
-        reports.push((consumers, full));
+        for &workers in &shapes {
+            let full = run_verifyd(args, consumers, workers, &mock, &received, leftovers).await?;
+            let f = &full.figures;
+            println!(
+                "| {consumers} | verifyd | {} | {:.0} | {:.1} | {:.1} | {:.1} | {} |",
+                full.shape,
+                f.per_second,
+                f.p50_ms,
+                f.p95_ms,
+                f.p99_ms,
+                share(f)
+            );
+            reports.push((consumers, full));
+        }
     }
     println!();
-    println!("| consumers | verifyd stage | n | p50 ms | p99 ms | max ms |");
-    println!("|---:|---|---:|---:|---:|---:|");
+    println!("| consumers | processes | verifyd stage | n | p50 ms | p99 ms | max ms |");
+    println!("|---:|---|---|---:|---:|---:|---:|");
     for (consumers, report) in &reports {
         for stage in &report.stages {
             println!(
-                "| {consumers} | {} | {} | {:.1} | {:.1} | {:.1} |",
+                "| {consumers} | {} | {} | {} | {:.1} | {:.1} | {:.1} |",
+                report.shape,
                 stage.name,
                 stage.ms.len(),
                 quantile(&stage.ms, 0.50),
@@ -565,13 +705,17 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     println!();
+    println!("| consumers | processes | resident memory of | start MiB | peak MiB | end MiB |");
+    println!("|---:|---|---|---:|---:|---:|");
     for (consumers, report) in &reports {
-        let (first, peak, last) = report.rss_mib;
-        let checks = report.checks_per_second.map_or(String::new(), |c| format!(", checks answered {c:.0}/s"));
-        println!(
-            "{consumers} consumers: resident memory of the bench process (server, consumers, client and mock) \
-             {first:.1} MiB at start, {peak:.1} peak, {last:.1} at end{checks}"
-        );
+        for (label, (first, peak, last)) in &report.rss_mib {
+            println!("| {consumers} | {} | {label} | {first:.1} | {peak:.1} | {last:.1} |", report.shape);
+        }
+    }
+    for (consumers, report) in &reports {
+        if let Some(c) = report.checks_per_second {
+            println!("{consumers} consumers, {}: checks answered {c:.0}/s", report.shape);
+        }
     }
     Ok(())
 }
