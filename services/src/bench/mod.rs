@@ -20,6 +20,7 @@ mod leftovers;
 mod processes;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -214,6 +215,8 @@ struct Report {
     /// (server, consumers, bench client and mock together).
     rss_mib: Vec<(String, (f64, f64, f64))>,
     checks_per_second: Option<f64>,
+    /// Requests answered `503 overloaded` (each retried after its `Retry-After`).
+    shed: usize,
 }
 
 /// The resident set size in a `/proc/<pid>/status` file, in MiB (Linux; 0 elsewhere).
@@ -224,6 +227,26 @@ fn rss_mib_of(status_file: &str) -> f64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .map_or(0.0, |kib| kib / 1024.0)
+}
+
+/// POSTs `body` as a backend that honours `Retry-After` does: a request the
+/// server shed (`503`) is counted and sent again after the wait it names.
+async fn post_json(
+    client: &reqwest::Client,
+    url: &str,
+    key: &str,
+    body: &serde_json::Value,
+    shed: &AtomicUsize,
+) -> anyhow::Result<reqwest::Response> {
+    loop {
+        let response = client.post(url).bearer_auth(key).json(body).send().await?;
+        if response.status() != reqwest::StatusCode::SERVICE_UNAVAILABLE {
+            return Ok(response);
+        }
+        shed.fetch_add(1, Ordering::Relaxed);
+        let wait = response.headers().get("retry-after").and_then(|v| v.to_str().ok()?.parse().ok()).unwrap_or(1);
+        tokio::time::sleep(Duration::from_secs(wait)).await;
+    }
 }
 
 /// Runs `n` requests made by `make`: open loop at `rate` a second when given
@@ -519,13 +542,14 @@ async fn run_verifyd(
                 }
             })
         };
+        let shed = Arc::new(AtomicUsize::new(0));
         let created = drive(args.n, args.rate, args.concurrency, |i| {
-            let (client, endpoint, key) = (client.clone(), endpoint.clone(), key.clone());
+            let (client, endpoint, key, shed) = (client.clone(), endpoint.clone(), key.clone(), shed.clone());
             async move {
                 let to = phone(i);
                 let t0 = Instant::now();
                 let body = serde_json::json!({ "account_id": format!("bench-{i}"), "phone": to, "channel": "sms" });
-                let response = client.post(&endpoint).bearer_auth(&key).json(&body).send().await?;
+                let response = post_json(&client, &endpoint, &key, &body, &shed).await?;
                 anyhow::ensure!(response.status().as_u16() == 201, "create answered {}", response.status());
                 let created: serde_json::Value = response.json().await?;
                 let id = created["id"].as_str().context("create answered no id")?.to_owned();
@@ -566,11 +590,11 @@ async fn run_verifyd(
             let checks = Arc::new(checks);
             let t0 = Instant::now();
             let answered = drive(checks.len(), Some(rate), args.concurrency, |i| {
-                let (client, key, checks) = (client.clone(), key.clone(), checks.clone());
+                let (client, key, checks, shed) = (client.clone(), key.clone(), checks.clone(), shed.clone());
                 let url = format!("http://127.0.0.1:{port}/v1/verifications/{}/check", checks[i].0);
                 async move {
                     let body = serde_json::json!({ "code": checks[i].1 });
-                    let response = client.post(&url).bearer_auth(&key).json(&body).send().await?;
+                    let response = post_json(&client, &url, &key, &body, &shed).await?;
                     anyhow::ensure!(response.status().as_u16() == 200, "check answered {}", response.status());
                     let checked: serde_json::Value = response.json().await?;
                     anyhow::ensure!(checked["status"] == "approved", "check answered {}", checked["status"]);
@@ -602,7 +626,8 @@ async fn run_verifyd(
                 pool.close().await;
             }
         }
-        Ok::<_, anyhow::Error>(Report { shape, figures, stages, rss_mib, checks_per_second })
+        let shed = shed.load(Ordering::Relaxed);
+        Ok::<_, anyhow::Error>(Report { shape, figures, stages, rss_mib, checks_per_second, shed })
     }
     .await;
     leftovers.remove(&args.database_url, &args.amqp_url).await;
@@ -715,6 +740,12 @@ async fn measure(args: &Args, leftovers: &Leftovers) -> anyhow::Result<()> {
     for (consumers, report) in &reports {
         if let Some(c) = report.checks_per_second {
             println!("{consumers} consumers, {}: checks answered {c:.0}/s", report.shape);
+        }
+        if report.shed > 0 {
+            println!(
+                "{consumers} consumers, {}: {} requests answered 503 overloaded, each sent again after Retry-After",
+                report.shape, report.shed
+            );
         }
     }
     Ok(())
