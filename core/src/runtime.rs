@@ -15,6 +15,7 @@ use crate::account::{AccountStateActor, PhoneRecorder};
 use crate::codes::keys::CodeKeys;
 use crate::delivery::dispatch::Dispatcher;
 use crate::delivery::parked::ParkedReceipts;
+use crate::delivery::recorder::AttemptRecorder;
 use crate::delivery::routing::Routes;
 use crate::infra::amqp::Topology;
 use crate::infra::consumer::{self, ConsumerHealth, Consumers};
@@ -185,6 +186,7 @@ impl Core {
             public_url: settings.public_url.clone(),
             stats: stats.clone(),
             reporter: Some(reporter.clone().recipient()),
+            recorder: AttemptRecorder::new(pool.clone()).start(),
         });
         let mut consumers = Consumers::default();
         let keeper = Arc::new(DeadLetterKeeper { pool: pool.clone(), topology: settings.topology.clone() });

@@ -2,6 +2,9 @@
 //! on what cannot, records every attempt and tells the backend.
 
 use std::time::Duration;
+use verifyd_core::outbox::{Row, Target};
+use verifyd_core::store::attempts::{self, Outcome, Recording};
+use verifyd_providers::domain::Channel;
 use verifyd_providers::testkit::Failure;
 
 use crate::helpers::spawn_app;
@@ -282,4 +285,79 @@ async fn the_sms_says_1_minute_2_minutes_or_seconds_in_its_language() {
     let bodies = sms_bodies(&seconds, 2).await;
     assert!(bodies.iter().any(|b| b.ends_with("It expires in 30 seconds.")), "{bodies:?}");
     assert!(bodies.iter().any(|b| b.ends_with("Il expire dans 30 secondes.")), "{bodies:?}");
+}
+
+/// A final attempt as dispatch records it, announced by one event that
+/// carries `marker`.
+fn recording(
+    tenant: &str,
+    tenant_id: uuid::Uuid,
+    verification_id: uuid::Uuid,
+    job_id: uuid::Uuid,
+    marker: &str,
+) -> Recording {
+    Recording {
+        job_id,
+        verification_id,
+        tenant_id,
+        channel: Channel::Sms,
+        provider: Some("twilio".into()),
+        provider_message_id: Some(format!("SM{marker}")),
+        outcome: Outcome::Sent,
+        error: None,
+        error_kind: None,
+        latency_ms: Some(5),
+        requested_at: None,
+        announce: vec![Row {
+            target: Target::Event,
+            routing_key: format!("{tenant}.verification.delivered"),
+            payload: serde_json::json!({ "event": "verification.delivered", "marker": marker }),
+            correlation_id: None,
+        }],
+    }
+}
+
+#[actix_rt::test(system = "verifyd::system::System")]
+async fn final_attempts_written_in_one_batch_record_a_job_once_and_announce_only_what_was_recorded() {
+    let app = spawn_app().await;
+    let mut events = app.capture_events(&format!("{}.verification.delivered", app.tenant)).await;
+    let created = app.create_verification("batch-user", "+14155552671", "sms").await;
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    events.wait_for_event("verification.delivered", Duration::from_secs(10)).await;
+    let id: uuid::Uuid = created.body["id"].as_str().unwrap().parse().unwrap();
+    let tenant_id: uuid::Uuid = sqlx::query_scalar("SELECT tenant_id FROM verifications WHERE id = $1")
+        .bind(id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+
+    // Two copies of one job in one batch, beside another job: the first copy
+    // and the other job are recorded, the second copy is not.
+    let (job, other) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    let mut conn = app.pool.acquire().await.unwrap();
+    let batch = [
+        recording(&app.tenant, tenant_id, id, job, "first"),
+        recording(&app.tenant, tenant_id, id, job, "second"),
+        recording(&app.tenant, tenant_id, id, other, "other"),
+    ];
+    assert_eq!(attempts::record_many(&mut conn, &batch).await.unwrap(), vec![true, false, true]);
+    // A later copy of a job that has its final attempt is not recorded either.
+    let late = [recording(&app.tenant, tenant_id, id, job, "late")];
+    assert_eq!(attempts::record_many(&mut conn, &late).await.unwrap(), vec![false]);
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM delivery_attempts WHERE job_id = $1")
+        .bind(job)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, 1);
+
+    // Only what was recorded is announced, each once.
+    app.delivery_settled().await;
+    let markers: Vec<String> = events
+        .drain(Duration::from_millis(500))
+        .await
+        .iter()
+        .filter_map(|m| m.json()["marker"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(markers, vec!["first".to_owned(), "other".to_owned()]);
 }

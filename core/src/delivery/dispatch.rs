@@ -26,6 +26,7 @@ use crate::delivery::branding;
 use crate::delivery::breaker::Admission;
 use crate::delivery::pacing::{self, Slot};
 use crate::delivery::receipts;
+use crate::delivery::recorder::{AttemptRecorder, Record, RecordError};
 use crate::delivery::render::{self, Rendering};
 use crate::delivery::routing::Routes;
 use crate::delivery::voice_script;
@@ -35,7 +36,7 @@ use crate::infra::consumer::{DeliveryHandler, Disposition, Letter, dead_letter};
 use crate::outbox;
 use crate::outbox::contract::{DispatchJob, Event, EventKind};
 use crate::outbox::relay::{Kick, OutboxRelay};
-use crate::store::attempts::{self, Attempt, Claim, Outcome};
+use crate::store::attempts::{self, Attempt, Claim, Outcome, Recording};
 use crate::store::dead_letters::{self, NewLetter};
 use crate::store::verifications::{self, Verification};
 use crate::telemetry::ReportNow;
@@ -61,6 +62,8 @@ pub struct Dispatcher {
     pub stats: Arc<Stats>,
     /// Told when a circuit opens or closes, so every overview sees it at once.
     pub reporter: Option<Recipient<ReportNow>>,
+    /// Writes final attempts in batches (group commit).
+    pub recorder: Addr<AttemptRecorder>,
 }
 
 /// A job given up on: recorded as a dead letter in the transaction of its
@@ -95,6 +98,8 @@ pub enum DispatchError {
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
     Publish(#[from] crate::infra::amqp::PublishError),
+    #[error(transparent)]
+    Record(#[from] RecordError),
 }
 
 enum Delivered {
@@ -620,10 +625,9 @@ impl Dispatcher {
         };
         let announce =
             |event: Option<&Event>| event.map(|e| outbox::event_rows(e, v.reply.as_ref())).unwrap_or_default();
-        let mut conn = self.pool.acquire().await?;
         let failed = outcome == Outcome::PermanentError;
         let recorded = if fallback || letter.is_some() || failed {
-            let mut tx = sqlx::Acquire::begin(&mut *conn).await?;
+            let mut tx = self.pool.begin().await?;
             let locked = verifications::lock(&mut tx, v.tenant_id, v.id).await?;
             let fell_back = match (fallback, &locked) {
                 (true, Some(locked)) => receipts::fall_back_to_voice(&mut tx, locked, now).await?,
@@ -654,7 +658,10 @@ impl Dispatcher {
             }
             recorded
         } else {
-            attempts::record(&mut conn, &attempt, &announce(event.as_ref())).await?
+            // The common end, a message sent: written with the other
+            // consumers' in one commit, answered once that commit is done.
+            let recording = Recording::of(&attempt, announce(event.as_ref()));
+            self.recorder.send(Record(recording)).await.map_err(|_| RecordError::Stopped)??
         };
         if !recorded {
             // A redelivered copy of this job finished first.

@@ -13,6 +13,7 @@ pub mod gsm7;
 pub mod pacing;
 pub mod parked;
 pub mod receipts;
+pub mod recorder;
 pub mod render;
 pub mod routing;
 pub mod status;

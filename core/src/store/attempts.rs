@@ -94,6 +94,103 @@ pub async fn record(conn: &mut PgConnection, a: &Attempt<'_>, announce: &[outbox
     Ok(recorded == 1)
 }
 
+/// An attempt and the rows announcing it, owned, to be recorded with others
+/// by [`record_many`].
+pub struct Recording {
+    pub job_id: Uuid,
+    pub verification_id: Uuid,
+    pub tenant_id: Uuid,
+    pub channel: Channel,
+    pub provider: Option<String>,
+    pub provider_message_id: Option<String>,
+    pub outcome: Outcome,
+    pub error: Option<String>,
+    pub error_kind: Option<ErrorKind>,
+    pub latency_ms: Option<i32>,
+    pub requested_at: Option<DateTime<Utc>>,
+    pub announce: Vec<outbox::Row>,
+}
+
+impl Recording {
+    pub fn of(a: &Attempt<'_>, announce: Vec<outbox::Row>) -> Recording {
+        Recording {
+            job_id: a.job_id,
+            verification_id: a.verification_id,
+            tenant_id: a.tenant_id,
+            channel: a.channel,
+            provider: a.provider.map(str::to_owned),
+            provider_message_id: a.provider_message_id.map(str::to_owned),
+            outcome: a.outcome,
+            error: a.error.map(str::to_owned),
+            error_kind: a.error_kind,
+            latency_ms: a.latency_ms,
+            requested_at: a.requested_at,
+            announce,
+        }
+    }
+}
+
+/// Records many attempts, each with the rows announcing it, in one statement:
+/// what [`record`] does for one, for each, answered in order. An attempt is
+/// not recorded (`false`, and its rows not written) when it is the second
+/// final attempt of its job, whether the first was recorded before or earlier
+/// in the same batch (two copies of a redelivered job).
+pub async fn record_many(conn: &mut PgConnection, items: &[Recording]) -> Result<Vec<bool>, sqlx::Error> {
+    let ids: Vec<Uuid> = items.iter().map(|_| Uuid::new_v4()).collect();
+    let column = |f: fn(&Recording) -> Option<&str>| items.iter().map(f).collect::<Vec<_>>();
+    let (providers, messages, errors) = (
+        column(|r| r.provider.as_deref()),
+        column(|r| r.provider_message_id.as_deref()),
+        column(|r| r.error.as_deref()),
+    );
+    let kinds = column(|r| r.error_kind.map(ErrorKind::as_str));
+    let rows: Vec<(Uuid, &outbox::Row)> =
+        ids.iter().zip(items).flat_map(|(id, r)| r.announce.iter().map(move |row| (*id, row))).collect();
+    let recorded: Vec<Uuid> = sqlx::query_scalar(
+        "WITH attempt AS (
+            INSERT INTO delivery_attempts (id, job_id, verification_id, tenant_id, channel, provider,
+                provider_message_id, outcome, error, latency_ms, error_kind, requested_at)
+            SELECT u.id, u.job_id, u.verification_id, u.tenant_id, u.channel, u.provider,
+                u.provider_message_id, u.outcome, u.error, u.latency_ms, u.error_kind, u.requested_at
+            FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::text[],
+                $7::text[], $8::text[], $9::text[], $10::int[], $11::text[], $12::timestamptz[])
+                 WITH ORDINALITY AS u(id, job_id, verification_id, tenant_id, channel, provider,
+                     provider_message_id, outcome, error, latency_ms, error_kind, requested_at, n)
+            ORDER BY u.n
+            ON CONFLICT (job_id) WHERE outcome IN ('sent', 'permanent_error', 'skipped') DO NOTHING
+            RETURNING id
+         ), announced AS (
+            INSERT INTO outbox (target, routing_key, payload, correlation_id)
+            SELECT r.target, r.routing_key, r.payload, r.correlation_id
+            FROM unnest($13::uuid[], $14::text[], $15::text[], $16::jsonb[], $17::text[])
+                 WITH ORDINALITY AS r(attempt_id, target, routing_key, payload, correlation_id, n)
+            WHERE r.attempt_id IN (SELECT id FROM attempt)
+            ORDER BY r.n
+         )
+         SELECT id FROM attempt",
+    )
+    .bind(&ids)
+    .bind(items.iter().map(|r| r.job_id).collect::<Vec<_>>())
+    .bind(items.iter().map(|r| r.verification_id).collect::<Vec<_>>())
+    .bind(items.iter().map(|r| r.tenant_id).collect::<Vec<_>>())
+    .bind(items.iter().map(|r| r.channel.as_str()).collect::<Vec<_>>())
+    .bind(&providers)
+    .bind(&messages)
+    .bind(items.iter().map(|r| r.outcome.as_str()).collect::<Vec<_>>())
+    .bind(&errors)
+    .bind(items.iter().map(|r| r.latency_ms).collect::<Vec<_>>())
+    .bind(&kinds)
+    .bind(items.iter().map(|r| r.requested_at).collect::<Vec<_>>())
+    .bind(rows.iter().map(|(id, _)| *id).collect::<Vec<_>>())
+    .bind(rows.iter().map(|(_, r)| r.target.as_str()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|(_, r)| r.routing_key.as_str()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|(_, r)| &r.payload).collect::<Vec<_>>())
+    .bind(rows.iter().map(|(_, r)| r.correlation_id.as_deref()).collect::<Vec<_>>())
+    .fetch_all(conn)
+    .await?;
+    Ok(ids.iter().map(|id| recorded.contains(id)).collect())
+}
+
 /// Why a consumer could not claim a job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Claim {
