@@ -260,12 +260,12 @@ pub async fn start(config: &Config, role: Role, metrics: Option<PrometheusHandle
             .app_data(BodyLimit(max_body))
             .app_data(limits)
             .app_data(in_flight.clone())
+            // Inside the credentials' check: only a request with live
+            // credentials is counted, and shed (http/overload.rs).
+            .wrap(middleware::from_fn(http::overload::shed))
             .wrap(middleware::from_fn(http::credentials::authenticate_first))
             .wrap(middleware::from_fn(http::fallback::problems_for_bare_refusals))
             .wrap(middleware::from_fn(http::limits::enforce))
-            // Outside the rest, so a shed request costs no key check nor
-            // database work; inside the log, so it is logged.
-            .wrap(middleware::from_fn(http::overload::shed))
             // Script links grant a code until they expire: keep them out of the
             // log. Only the path is logged, never a query string (where a
             // caller might put a key by mistake).

@@ -174,9 +174,9 @@ pub struct Http {
     pub max_header_bytes: usize,
     /// actix-web worker threads; 0 = one per core.
     pub workers: usize,
-    /// Requests handled at once by this process, over all workers; past it a
-    /// request is answered `503 overloaded` at once (probes and `/metrics`
-    /// always answer). 0: no bound.
+    /// Requests with live credentials handled at once by this process, over
+    /// all workers; past it such a request is answered `503 overloaded` at
+    /// once (http/overload.rs). 0: no bound.
     pub max_in_flight: usize,
     /// How long a checked API key is remembered; a revocation takes effect within it.
     pub key_cache_secs: u64,

@@ -334,14 +334,15 @@ async fn a_vonage_receipt_with_an_overflowing_timestamp_is_refused_not_a_crash()
 }
 
 /// A request that holds its place in flight: its headers are sent, its body
-/// never finishes, so its handler waits for the rest.
-async fn held_request(app: &TestApp) -> tokio::net::TcpStream {
+/// never finishes, so its handler waits for the rest. `key`: the API key it
+/// presents (an empty one presents none).
+async fn held_request(app: &TestApp, key: &str) -> tokio::net::TcpStream {
     let host = app.address.trim_start_matches("http://");
     let mut stream = tokio::net::TcpStream::connect(host).await.expect("connect");
+    let auth = if key.is_empty() { String::new() } else { format!("Authorization: Bearer {key}\r\n") };
     let head = format!(
-        "POST /v1/verifications HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\n\
-         Content-Length: 200\r\n\r\n{{\"account_id\": \"held\"",
-        app.api_key
+        "POST /v1/verifications HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\n\
+         Content-Length: 200\r\n\r\n{{\"account_id\": \"held\""
     );
     stream.write_all(head.as_bytes()).await.expect("write");
     stream
@@ -351,18 +352,30 @@ async fn held_request(app: &TestApp) -> tokio::net::TcpStream {
 async fn past_max_in_flight_a_request_is_answered_503_at_once_and_nothing_is_done() {
     let app = spawn_app_with(|c| c.http.max_in_flight = 2).await;
     let missing = format!("/v1/verifications/{}", uuid::Uuid::new_v4());
-    let held = vec![held_request(&app).await, held_request(&app).await];
 
-    // Both are in flight once their key is checked: the next request is shed.
+    // Requests without a key are not counted: slow bodies from anyone cannot
+    // hold the permits (they are refused 401 when their body comes).
+    let anonymous: Vec<_> = futures_util::future::join_all((0..4).map(|_| held_request(&app, ""))).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(app.get(&missing).await.status, 404, "anonymous requests took the permits");
+
+    // Two with a key take both permits: the next keyed request is shed. A
+    // held request that arrived while a probe held a permit was shed itself
+    // (it has an answer): it is sent again.
+    let mut held: Vec<tokio::net::TcpStream> = Vec::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let shed = loop {
+        held.retain(|s| matches!(s.try_read(&mut [0u8; 1]), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock));
+        while held.len() < 2 {
+            held.push(held_request(&app, &app.api_key).await);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
         let r = app.get(&missing).await;
         if r.status == 503 {
             break r;
         }
         assert_eq!(r.status, 404, "{:?}", r.body);
         assert!(std::time::Instant::now() < deadline, "two held requests never filled max_in_flight = 2");
-        tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert_problem(&shed, 503, "overloaded");
     assert_eq!(shed.headers["retry-after"], "1");
@@ -375,12 +388,17 @@ async fn past_max_in_flight_a_request_is_answered_503_at_once_and_nothing_is_don
     let create =
         app.post_json("/v1/verifications", &json!({ "account_id": "u", "phone": PHONE, "channel": "sms" })).await;
     assert_problem(&create, 503, "overloaded");
-    // The probes answer however busy the process is.
+    // The probes answer however busy the process is; so do requests without
+    // a key (with their 401) and the providers' receipts.
     assert_eq!(app.client.get(app.url("/healthz")).send().await.unwrap().status(), 200);
     assert_eq!(app.client.get(app.url("/readyz")).send().await.unwrap().status(), 200);
+    assert_eq!(app.send(app.client.get(app.url(&missing))).await.status, 401);
+    let receipt = twilio_receipt(&app, 10).await;
+    assert_ne!(receipt.status, 503, "{:?}", receipt.body);
 
     // Once the held requests go, requests are served again.
     drop(held);
+    drop(anonymous);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while app.get(&missing).await.status == 503 {
         assert!(std::time::Instant::now() < deadline, "permits were not given back when the held requests went");

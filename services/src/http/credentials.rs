@@ -47,6 +47,12 @@ pub async fn authenticate_first(
     next.call(req).await
 }
 
+/// Whether the request presented a live key or session, as the middleware
+/// settled it (false before it ran, or for a route that takes none).
+pub fn presented_live(req: &ServiceRequest) -> bool {
+    matches!(req.extensions().get::<Settled>(), Some(Settled(Ok(Some(_)))))
+}
+
 /// Routes that never read credentials (the probes, the console's page and
 /// assets): no session lookup in PostgreSQL for each of them. Anything else
 /// settles first; a route left out here still settles in `of`.
