@@ -1,7 +1,8 @@
-//! Group commit of the attempts dispatch records. Each delivered message
-//! ends with one statement that records its attempt and queues the event
-//! announcing it (`attempts::record`); written alone, each paid its own
-//! statement and its own commit. This actor owns the attempts waiting to be
+//! Group commit of the final attempts dispatch records for jobs that end no
+//! verification (sent, or skipped). Each such message ended with one
+//! statement that records its attempt and queues the event announcing it
+//! (`attempts::record`); written alone, each paid its own statement and its
+//! own commit. This actor owns the attempts waiting to be
 //! written: while one batch is being written, the next gathers, and it is
 //! written, in one statement and one commit (`attempts::record_many`), as
 //! soon as the first is done. A lone attempt is written at once, so under
@@ -10,7 +11,14 @@
 //! Each caller is answered after the commit that holds its attempt, so a
 //! consumer acknowledges its message only once its outcome is durable, as
 //! before. A batch that fails is written again one attempt at a time, so one
-//! bad attempt fails alone.
+//! bad attempt fails alone; a connection the pool cannot give at once is
+//! asked for again before the batch gives up (its messages were sent: each
+//! one requeued would be sent again after its claim's lease).
+//!
+//! An attempt's insert takes a key-share lock on its verification's row, so
+//! a batch waits for a transaction holding one of its verifications `FOR
+//! UPDATE` (a check, a cancel: milliseconds) and the batches behind it wait
+//! with it.
 
 use std::sync::Arc;
 
@@ -22,6 +30,10 @@ use crate::store::attempts::{self, Recording};
 
 /// The most attempts one statement writes.
 pub const MOST_AT_ONCE: usize = 128;
+
+/// Tries for a connection before a batch fails, and the wait after the first.
+const CONNECTION_TRIES: u32 = 3;
+const CONNECTION_BACKOFF: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// Records `0` and answers whether it was recorded (false: another copy of
 /// its job recorded the job's final attempt first).
@@ -75,11 +87,19 @@ impl AttemptRecorder {
 /// One result per recording, in order: the batch in one statement, or, if
 /// that fails, each on its own.
 async fn write(pool: &PgPool, recordings: &[Recording]) -> Vec<Result<bool, RecordError>> {
-    let mut conn = match pool.acquire().await {
-        Ok(conn) => conn,
-        Err(e) => {
-            let e = Arc::new(e);
-            return recordings.iter().map(|_| Err(RecordError::NoConnection(e.clone()))).collect();
+    let mut tries = 0;
+    let mut conn = loop {
+        tries += 1;
+        match pool.acquire().await {
+            Ok(conn) => break conn,
+            Err(error) if tries < CONNECTION_TRIES => {
+                tracing::warn!(%error, attempts = recordings.len(), "attempt batch: no database connection; trying again");
+                tokio::time::sleep(CONNECTION_BACKOFF * tries).await;
+            }
+            Err(e) => {
+                let e = Arc::new(e);
+                return recordings.iter().map(|_| Err(RecordError::NoConnection(e.clone()))).collect();
+            }
         }
     };
     match attempts::record_many(&mut conn, recordings).await {
