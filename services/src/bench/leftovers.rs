@@ -3,7 +3,7 @@
 //! made and removed when its run ends, or all at once when the bench is
 //! interrupted (Ctrl-C, SIGTERM), so a stopped run leaves nothing behind.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Child;
 use std::sync::Mutex;
 
@@ -15,7 +15,8 @@ pub struct Leftovers {
     databases: Mutex<Vec<String>>,
     topologies: Mutex<Vec<Topology>>,
     queues: Mutex<Vec<String>>,
-    children: Mutex<Vec<Child>>,
+    /// Each child with its log file.
+    children: Mutex<Vec<(Child, PathBuf)>>,
     directories: Mutex<Vec<PathBuf>>,
 }
 
@@ -36,24 +37,39 @@ impl Leftovers {
         lock(&self.queues).push(name.to_owned());
     }
 
-    /// Keeps a child to stop; returns its pid.
-    pub fn child(&self, child: Child) -> u32 {
+    /// Keeps a child to stop, and where it logs; returns its pid.
+    pub fn child(&self, child: Child, log: PathBuf) -> u32 {
         let pid = child.id();
-        lock(&self.children).push(child);
+        lock(&self.children).push((child, log));
         pid
+    }
+
+    /// The last lines the child `pid` logged, to quote in an error (the
+    /// log goes with the run's directory).
+    pub fn log_of(&self, pid: u32) -> String {
+        let children = lock(&self.children);
+        let Some((_, log)) = children.iter().find(|(c, _)| c.id() == pid) else {
+            return String::new();
+        };
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = lines[lines.len().saturating_sub(20)..].join("\n");
+        format!(
+            "\n--- last lines of {} ---\n{tail}",
+            log.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+        )
     }
 
     pub fn directory(&self, dir: PathBuf) {
         lock(&self.directories).push(dir);
     }
 
-    /// An error, with where its log is, when the child `pid` has exited.
-    pub fn ensure_running(&self, pid: u32, logs: &Path) -> anyhow::Result<()> {
-        let mut children = lock(&self.children);
-        if let Some(child) = children.iter_mut().find(|c| c.id() == pid)
-            && let Ok(Some(status)) = child.try_wait()
-        {
-            anyhow::bail!("a verifyd child process exited ({status}): see its log in {}", logs.display());
+    /// An error, with the end of its log, when the child `pid` has exited.
+    pub fn ensure_running(&self, pid: u32) -> anyhow::Result<()> {
+        let exited =
+            lock(&self.children).iter_mut().find(|(c, _)| c.id() == pid).and_then(|(c, _)| c.try_wait().ok().flatten());
+        if let Some(status) = exited {
+            anyhow::bail!("a verifyd child process exited ({status}){}", self.log_of(pid));
         }
         Ok(())
     }
@@ -61,7 +77,7 @@ impl Leftovers {
     /// Stops every child (SIGKILL: their state is thrown away with the run's
     /// database and queues) and waits for each.
     pub fn stop_children(&self) {
-        for mut child in std::mem::take(&mut *lock(&self.children)) {
+        for (mut child, _) in std::mem::take(&mut *lock(&self.children)) {
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -103,5 +119,13 @@ impl Leftovers {
         for dir in std::mem::take(&mut *lock(&self.directories)) {
             let _ = std::fs::remove_dir_all(dir);
         }
+    }
+}
+
+/// A run that ends by a panic still stops its children (SIGKILL of the
+/// bench itself cannot: they would then serve on until stopped by hand).
+impl Drop for Leftovers {
+    fn drop(&mut self) {
+        self.stop_children();
     }
 }

@@ -230,7 +230,8 @@ fn rss_mib_of(status_file: &str) -> f64 {
 }
 
 /// POSTs `body` as a backend that honours `Retry-After` does: a request the
-/// server shed (`503`) is counted and sent again after the wait it names.
+/// server shed (`503 overloaded`) is counted and sent again after the wait
+/// it names, up to [`MOST_RETRIES`] times. Any other answer is returned.
 async fn post_json(
     client: &reqwest::Client,
     url: &str,
@@ -238,16 +239,22 @@ async fn post_json(
     body: &serde_json::Value,
     shed: &AtomicUsize,
 ) -> anyhow::Result<reqwest::Response> {
-    loop {
+    for _ in 0..MOST_RETRIES {
         let response = client.post(url).bearer_auth(key).json(body).send().await?;
         if response.status() != reqwest::StatusCode::SERVICE_UNAVAILABLE {
             return Ok(response);
         }
-        shed.fetch_add(1, Ordering::Relaxed);
         let wait = response.headers().get("retry-after").and_then(|v| v.to_str().ok()?.parse().ok()).unwrap_or(1);
+        let problem: serde_json::Value = response.json().await.unwrap_or_default();
+        anyhow::ensure!(problem["error"] == "overloaded", "answered 503 {}", problem["error"]);
+        shed.fetch_add(1, Ordering::Relaxed);
         tokio::time::sleep(Duration::from_secs(wait)).await;
     }
+    anyhow::bail!("shed {MOST_RETRIES} times in a row")
 }
+
+/// How often one request is sent again after `503 overloaded`.
+const MOST_RETRIES: usize = 60;
 
 /// Runs `n` requests made by `make`: open loop at `rate` a second when given
 /// (each measured from its scheduled start), otherwise `concurrency` at a time.

@@ -6,6 +6,8 @@
 //! throughput grows with workers, and each process's own resident memory
 //! apart from the bench's client and mock.
 
+use std::io::Write as _;
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -37,8 +39,14 @@ pub struct Children {
     pub pids: Vec<(String, u32)>,
 }
 
-/// The configuration every child reads: the in-process run's
-/// (`run_verifyd`), written as a file, with fresh secrets.
+/// A TOML basic string of `s`: JSON's string escapes are TOML's.
+fn quoted(s: &str) -> String {
+    serde_json::Value::from(s).to_string()
+}
+
+/// The configuration every child reads, with fresh secrets: the same
+/// settings `bench_config` (mod.rs) gives the in-process run, kept in step
+/// with it by hand.
 fn config_toml(setup: &Setup<'_>, port: u16) -> String {
     let secrets = Secrets::random();
     let unlimited = "count = 1000000\nwindow_secs = 600";
@@ -49,15 +57,15 @@ fn config_toml(setup: &Setup<'_>, port: u16) -> String {
         r#"mode = "development"
 
 [http]
-bind = "127.0.0.1:{port}"
+bind = {bind}
 
 [database]
-url = "{database}"
+url = {database}
 max_connections = 20
 
 [amqp]
-url = "{amqp}"
-prefix = "{prefix}"
+url = {amqp}
+prefix = {prefix}
 prefetch = {prefetch}
 dispatch_consumers = {consumers}
 
@@ -65,8 +73,8 @@ dispatch_consumers = {consumers}
 worker_bind = ""
 
 [secrets]
-code_hmac_key = "{hmac}"
-encryption_key = "{encryption}"
+code_hmac_key = {hmac}
+encryption_key = {encryption}
 
 [throttle.per_phone]
 {unlimited}
@@ -92,16 +100,17 @@ voice = ["twilio"]
 account_sid = "ACbench"
 auth_token = "bench-token"
 from = "+15005550006"
-base_url = "{mock}"
+base_url = {mock}
 "#,
-        database = setup.database_url,
-        amqp = setup.args.amqp_url,
-        prefix = setup.prefix,
+        bind = quoted(&format!("127.0.0.1:{port}")),
+        database = quoted(setup.database_url),
+        amqp = quoted(&setup.args.amqp_url),
+        prefix = quoted(setup.prefix),
         prefetch = setup.args.prefetch,
         consumers = setup.consumers,
-        hmac = secrets.code_hmac_key.expose_secret(),
-        encryption = secrets.encryption_key.expose_secret(),
-        mock = setup.mock_url,
+        hmac = quoted(secrets.code_hmac_key.expose_secret()),
+        encryption = quoted(secrets.encryption_key.expose_secret()),
+        mock = quoted(setup.mock_url),
     )
 }
 
@@ -118,8 +127,17 @@ fn spawn(
     label: &str,
     env: &[(&str, String)],
 ) -> anyhow::Result<u32> {
-    let log = std::fs::File::create(dir.join(format!("{label}.log")))?;
-    let child: Child = Command::new(std::env::current_exe()?)
+    let log_path = dir.join(format!("{label}.log"));
+    let log = std::fs::File::create(&log_path)?;
+    let mut command = Command::new(std::env::current_exe()?);
+    // The file says everything: a VERIFYD_* variable of the bench's own
+    // environment would override it (a real database's URL, say).
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("VERIFYD_") {
+            command.env_remove(name);
+        }
+    }
+    let child: Child = command
         .arg("--config")
         .arg(config)
         .arg(role)
@@ -129,18 +147,22 @@ fn spawn(
         .stderr(log)
         .spawn()
         .with_context(|| format!("starting verifyd {role}"))?;
-    Ok(leftovers.child(child))
+    Ok(leftovers.child(child, log_path))
 }
 
 /// Starts `serve`, waits until it answers, then the workers, and waits until
 /// every worker's dispatch consumers are on the SMS queue.
 pub async fn start(setup: &Setup<'_>, workers: usize, leftovers: &Leftovers) -> anyhow::Result<Children> {
+    // The configuration holds the run's keys and the services' credentials:
+    // the directory is the bench user's alone, and goes with the run.
     let dir = std::env::temp_dir().join(format!("verifyd-bench-{}", setup.prefix.trim_end_matches('.')));
-    std::fs::create_dir_all(&dir)?;
+    std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
     leftovers.directory(dir.clone());
     let port = free_port()?;
     let config = dir.join("verifyd.toml");
-    std::fs::write(&config, config_toml(setup, port))?;
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&config)?;
+    file.write_all(config_toml(setup, port).as_bytes())?;
+    drop(file);
 
     let serve = spawn(leftovers, &dir, &config, "serve", "serve", &[("VERIFYD_AMQP__DISPATCH_CONSUMERS", "0".into())])?;
     let mut pids = vec![("serve".to_owned(), serve)];
@@ -151,8 +173,12 @@ pub async fn start(setup: &Setup<'_>, workers: usize, leftovers: &Leftovers) -> 
         if answered.is_ok_and(|r| r.status().is_success()) {
             break;
         }
-        leftovers.ensure_running(serve, &dir)?;
-        anyhow::ensure!(Instant::now() < deadline, "verifyd serve did not answer within 60 s: see {}", dir.display());
+        leftovers.ensure_running(serve)?;
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "verifyd serve did not answer within 60 s{}",
+            leftovers.log_of(serve)
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     for w in 1..=workers {
@@ -176,12 +202,12 @@ pub async fn start(setup: &Setup<'_>, workers: usize, leftovers: &Leftovers) -> 
             break;
         }
         for (_, pid) in &pids {
-            leftovers.ensure_running(*pid, &dir)?;
+            leftovers.ensure_running(*pid)?;
         }
         anyhow::ensure!(
             Instant::now() < deadline,
-            "{consumers} of {want} dispatch consumers started within 60 s: see {}",
-            dir.display()
+            "{consumers} of {want} dispatch consumers started within 60 s{}",
+            pids.iter().map(|(_, pid)| leftovers.log_of(*pid)).collect::<String>()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
