@@ -473,7 +473,7 @@ impl Dispatcher {
                 latency_ms: Some(latency),
                 requested_at,
             };
-            attempts::record(&mut conn, &attempt, &[]).await?;
+            attempts::record(&mut conn, &attempt, Vec::new()).await?;
             if outcome == Outcome::Refused {
                 refusal = Some((error, name.to_owned()));
             } else {
@@ -649,7 +649,7 @@ impl Dispatcher {
                 Some(status) if failed => e.status(status.as_str()),
                 _ => e,
             });
-            let recorded = attempts::record(&mut tx, &attempt, &announce(event.as_ref())).await?;
+            let recorded = attempts::record(&mut tx, &attempt, announce(event.as_ref())).await?;
             if recorded {
                 if let Some(letter) = letter {
                     dead_letters::insert(&mut tx, letter).await?;

@@ -51,47 +51,13 @@ pub struct Attempt<'a> {
 }
 
 /// Records an attempt and, only if it was recorded, the outbox rows announcing
-/// it, in one statement (so one round trip, and atomic without a transaction).
-/// A job has at most one final attempt (sent, permanent error or skipped); a
-/// second one, from a redelivery, is ignored and `false` returned.
-pub async fn record(conn: &mut PgConnection, a: &Attempt<'_>, announce: &[outbox::Row]) -> Result<bool, sqlx::Error> {
-    let targets: Vec<&str> = announce.iter().map(|r| r.target.as_str()).collect();
-    let keys: Vec<&str> = announce.iter().map(|r| r.routing_key.as_str()).collect();
-    let payloads: Vec<&serde_json::Value> = announce.iter().map(|r| &r.payload).collect();
-    let correlations: Vec<Option<&str>> = announce.iter().map(|r| r.correlation_id.as_deref()).collect();
-    let recorded: i64 = sqlx::query_scalar(
-        "WITH attempt AS (
-            INSERT INTO delivery_attempts (id, job_id, verification_id, tenant_id, channel, provider,
-                provider_message_id, outcome, error, latency_ms, error_kind, requested_at)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $15, $16)
-            ON CONFLICT (job_id) WHERE outcome IN ('sent', 'permanent_error', 'skipped') DO NOTHING
-            RETURNING 1
-         ), announced AS (
-            INSERT INTO outbox (target, routing_key, payload, correlation_id)
-            SELECT t.* FROM unnest($11::text[], $12::text[], $13::jsonb[], $14::text[]) AS t
-            WHERE EXISTS (SELECT 1 FROM attempt)
-         )
-         SELECT count(*) FROM attempt",
-    )
-    .bind(Uuid::new_v4())
-    .bind(a.job_id)
-    .bind(a.verification_id)
-    .bind(a.tenant_id)
-    .bind(a.channel.as_str())
-    .bind(a.provider)
-    .bind(a.provider_message_id)
-    .bind(a.outcome.as_str())
-    .bind(a.error)
-    .bind(a.latency_ms)
-    .bind(&targets)
-    .bind(&keys)
-    .bind(&payloads)
-    .bind(&correlations)
-    .bind(a.error_kind.map(ErrorKind::as_str))
-    .bind(a.requested_at)
-    .fetch_one(conn)
-    .await?;
-    Ok(recorded == 1)
+/// it, in one statement (so one round trip, and atomic without a transaction):
+/// [`record_many`] of one. A job has at most one final attempt (sent,
+/// permanent error or skipped); a second one, from a redelivery, is ignored
+/// and `false` returned.
+pub async fn record(conn: &mut PgConnection, a: &Attempt<'_>, announce: Vec<outbox::Row>) -> Result<bool, sqlx::Error> {
+    let recorded = record_many(conn, &[Recording::of(a, announce)]).await?;
+    Ok(recorded.first().copied().unwrap_or(false))
 }
 
 /// An attempt and the rows announcing it, owned, to be recorded with others

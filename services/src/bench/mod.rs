@@ -328,9 +328,14 @@ async fn wait_for(received: &Received, n: usize, timeout: Duration) -> anyhow::R
     Ok(())
 }
 
-fn scratch_database(admin_url: &str, name: &str) -> anyhow::Result<String> {
-    let base = admin_url.rsplit_once('/').map(|(b, _)| b).context("database url has no database part")?;
-    Ok(format!("{base}/{name}"))
+/// A new run id and the URL of its own database (registered to be dropped
+/// with the run; it is created on first connect).
+fn scratch_database(args: &Args, leftovers: &Leftovers) -> anyhow::Result<(String, String)> {
+    let id = Uuid::new_v4().simple().to_string();
+    let name = format!("verifyd_bench_{id}");
+    let base = args.database_url.rsplit_once('/').map(|(b, _)| b).context("database url has no database part")?;
+    leftovers.database(&name);
+    Ok((id, format!("{base}/{name}")))
 }
 
 // ---- baseline ---------------------------------------------------------------
@@ -363,11 +368,8 @@ async fn run_baseline(
     received: &Received,
     leftovers: &Leftovers,
 ) -> anyhow::Result<Figures> {
-    let id = Uuid::new_v4().simple().to_string();
-    let db = format!("verifyd_bench_{id}");
-    let url = scratch_database(&args.database_url, &db)?;
+    let (id, url) = scratch_database(args, leftovers)?;
     let queue = format!("bench.{id}.baseline");
-    leftovers.database(&db);
     leftovers.queue(&queue);
     let result = async {
         let mut config = Config::local(&url, &args.amqp_url, "");
@@ -499,12 +501,9 @@ async fn run_verifyd(
     received: &Received,
     leftovers: &Leftovers,
 ) -> anyhow::Result<Report> {
-    let id = Uuid::new_v4().simple().to_string();
-    let db = format!("verifyd_bench_{id}");
-    let url = scratch_database(&args.database_url, &db)?;
+    let (id, url) = scratch_database(args, leftovers)?;
     let prefix = format!("bench.{id}.");
     let config = bench_config(args, consumers, &url, &prefix, mock_url);
-    leftovers.database(&db);
     leftovers.topology(
         &Topology::new(prefix.clone(), config.retry_delays()).with_webhook_retries(config.webhooks.retry_delays()),
     );
